@@ -1,0 +1,309 @@
+//! The IMAP operations flytt performs, on top of `Session`.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::command::uid_set;
+use crate::connection::Session;
+use crate::error::{Error, Result};
+use crate::response::Untagged;
+use crate::types::{Flag, ListedMailbox, MailboxStatus, ResponseCode, Secret, Uid};
+
+/// How to log in.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// LOGIN. Dovecot's master users log in as `user*master` this way.
+    Login { user: String, password: Secret },
+    /// AUTHENTICATE PLAIN; with `authorize_as`, the admin form: log in as
+    /// `user` (an administrator) and open `authorize_as`'s mailbox.
+    Plain {
+        user: String,
+        password: Secret,
+        authorize_as: Option<String>,
+    },
+    /// AUTHENTICATE XOAUTH2 with a bearer token.
+    XOAuth2 { user: String, token: Secret },
+    /// AUTHENTICATE OAUTHBEARER (RFC 7628) with a bearer token.
+    OAuthBearer { user: String, token: Secret },
+}
+
+impl Auth {
+    /// The login name, for messages (never the secret).
+    pub fn user(&self) -> &str {
+        match self {
+            Auth::Login { user, .. }
+            | Auth::Plain { user, .. }
+            | Auth::XOAuth2 { user, .. }
+            | Auth::OAuthBearer { user, .. } => user,
+        }
+    }
+}
+
+/// Which mailbox a `select` opens, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+impl Session {
+    /// Logs in. Uses SASL-IR when offered (one round trip less).
+    pub async fn login(&mut self, auth: &Auth) -> Result<()> {
+        let (mechanism, initial) = match auth {
+            Auth::Login { user, password } => {
+                if self.has("LOGINDISABLED") {
+                    return Err(Error::Unsupported {
+                        server: self.server().to_string(),
+                        what: "LOGIN is disabled (LOGINDISABLED); TLS may be required".into(),
+                    });
+                }
+                let builder = self
+                    .builder("LOGIN")
+                    .raw("LOGIN ")
+                    .astring(user)
+                    .sp()
+                    .astring(password.expose());
+                let reply = self.run(builder).await?;
+                return self.after_login(reply.completion.code).await;
+            }
+            Auth::Plain {
+                user,
+                password,
+                authorize_as,
+            } => {
+                let authz = authorize_as.as_deref().unwrap_or("");
+                let raw = format!("{authz}\0{user}\0{}", password.expose());
+                ("PLAIN", STANDARD.encode(raw))
+            }
+            Auth::XOAuth2 { user, token } => {
+                let raw = format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose());
+                ("XOAUTH2", STANDARD.encode(raw))
+            }
+            Auth::OAuthBearer { user, token } => {
+                let raw = format!("n,a={user},\x01auth=Bearer {}\x01\x01", token.expose());
+                ("OAUTHBEARER", STANDARD.encode(raw))
+            }
+        };
+        if !self.has(&format!("AUTH={mechanism}")) {
+            return Err(Error::Unsupported {
+                server: self.server().to_string(),
+                what: format!("the server does not offer AUTH={mechanism}"),
+            });
+        }
+        let builder = if self.has("SASL-IR") {
+            self.builder("AUTHENTICATE")
+                .raw("AUTHENTICATE ")
+                .raw(mechanism)
+                .sp()
+                .raw(&initial)
+        } else {
+            self.builder("AUTHENTICATE")
+                .raw("AUTHENTICATE ")
+                .raw(mechanism)
+                .await_continuation()
+                .raw(&initial)
+        };
+        let reply = self.run(builder).await?;
+        self.after_login(reply.completion.code).await
+    }
+
+    async fn after_login(&mut self, code: Option<ResponseCode>) -> Result<()> {
+        match code {
+            Some(ResponseCode::Capability(caps)) => self.set_capabilities(caps),
+            _ => self.refresh_capabilities().await?,
+        }
+        Ok(())
+    }
+
+    /// Sends ID (RFC 2971) so server logs show who is copying.
+    pub async fn identify(&mut self) -> Result<()> {
+        if self.has("ID") {
+            let builder = self.builder("ID").raw(&format!(
+                "ID (\"name\" \"flytt\" \"version\" \"{}\")",
+                env!("CARGO_PKG_VERSION")
+            ));
+            self.run(builder).await?;
+        }
+        Ok(())
+    }
+
+    /// ENABLE the extensions given that the server offers (e.g. CONDSTORE).
+    pub async fn enable(&mut self, wanted: &[&str]) -> Result<()> {
+        if !self.has("ENABLE") {
+            return Ok(());
+        }
+        let offered: Vec<&str> = wanted.iter().copied().filter(|w| self.has(w)).collect();
+        if offered.is_empty() {
+            return Ok(());
+        }
+        let builder = self
+            .builder("ENABLE")
+            .raw("ENABLE ")
+            .raw(&offered.join(" "));
+        self.run(builder).await?;
+        Ok(())
+    }
+
+    /// The personal namespace's prefix and delimiter, if NAMESPACE is offered.
+    pub async fn list_all(&mut self) -> Result<Vec<ListedMailbox>> {
+        let mut builder = self.builder("LIST").raw("LIST \"\" \"*\"");
+        if self.has("SPECIAL-USE") && self.has("LIST-EXTENDED") {
+            builder = builder.raw(" RETURN (SPECIAL-USE)");
+        }
+        let reply = self.run(builder).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::List(m) => Some(m),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Names of subscribed mailboxes.
+    pub async fn subscribed(&mut self) -> Result<Vec<String>> {
+        let reply = self.run(self.builder("LSUB").raw("LSUB \"\" \"*\"")).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Lsub(m) if !m.has_attribute("\\noselect") => Some(m.name),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The hierarchy delimiter (from `LIST "" ""`).
+    pub async fn delimiter(&mut self) -> Result<Option<char>> {
+        let reply = self.run(self.builder("LIST").raw("LIST \"\" \"\"")).await?;
+        Ok(reply.untagged.into_iter().find_map(|u| match u {
+            Untagged::List(m) => m.delimiter,
+            _ => None,
+        }))
+    }
+
+    /// SELECT or EXAMINE; with CONDSTORE when the server offers it.
+    pub async fn select(&mut self, mailbox: &str, access: Access) -> Result<MailboxStatus> {
+        let verb = match access {
+            Access::ReadOnly => "EXAMINE ",
+            Access::ReadWrite => "SELECT ",
+        };
+        let name = match access {
+            Access::ReadOnly => "EXAMINE",
+            Access::ReadWrite => "SELECT",
+        };
+        let mut builder = self.builder(name).raw(verb).astring(mailbox);
+        if self.has("CONDSTORE") {
+            builder = builder.raw(" (CONDSTORE)");
+        }
+        let reply = self.run(builder).await?;
+        let mut status = MailboxStatus {
+            read_only: access == Access::ReadOnly,
+            ..MailboxStatus::default()
+        };
+        let codes = reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Exists(n) => {
+                    status.exists = n;
+                    None
+                }
+                Untagged::Status { code, .. } => code,
+                _ => None,
+            })
+            .chain(reply.completion.code);
+        for code in codes {
+            match code {
+                ResponseCode::UidValidity(v) => status.uid_validity = Some(v),
+                ResponseCode::UidNext(v) => status.uid_next = Some(v),
+                ResponseCode::HighestModSeq(v) => status.highest_modseq = Some(v),
+                ResponseCode::PermanentFlags {
+                    flags,
+                    keywords_allowed,
+                } => {
+                    status.permanent_flags = Some(flags);
+                    status.keywords_allowed = keywords_allowed;
+                }
+                ResponseCode::ReadOnly => status.read_only = true,
+                _ => {}
+            }
+        }
+        Ok(status)
+    }
+
+    /// CREATE; a mailbox that already exists is not an error.
+    pub async fn create(&mut self, mailbox: &str) -> Result<()> {
+        let builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
+        match self.run(builder).await {
+            Ok(_) => Ok(()),
+            Err(Error::Rejected { code: Some(code), .. }) if code.eq_ignore_ascii_case("ALREADYEXISTS") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn subscribe(&mut self, mailbox: &str) -> Result<()> {
+        let builder = self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(mailbox);
+        self.run(builder).await.map(|_| ())
+    }
+
+    /// Every UID in the selected mailbox.
+    pub async fn uid_search_all(&mut self) -> Result<Vec<Uid>> {
+        let reply = self
+            .run(self.builder("UID SEARCH").raw("UID SEARCH ALL"))
+            .await?;
+        let mut uids = Vec::new();
+        for u in reply.untagged {
+            if let Untagged::Search(found) = u {
+                uids.extend(found);
+            }
+        }
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// `UID FETCH set (items)`, collecting the answers.
+    pub async fn uid_fetch(
+        &mut self,
+        uids: &str,
+        items: &str,
+    ) -> Result<Vec<crate::types::FetchedMessage>> {
+        let builder = self
+            .builder("UID FETCH")
+            .raw("UID FETCH ")
+            .raw(uids)
+            .raw(" (")
+            .raw(items)
+            .raw(")");
+        let reply = self.run(builder).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Fetch(m) if m.uid.is_some() => Some(m),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Adds (`+`) or removes (`-`) flags on the given UIDs, silently.
+    pub async fn uid_store(&mut self, uids: &[Uid], add: bool, flags: &[Flag]) -> Result<()> {
+        if uids.is_empty() || flags.is_empty() {
+            return Ok(());
+        }
+        let builder = self
+            .builder("UID STORE")
+            .raw("UID STORE ")
+            .raw(&uid_set(uids))
+            .raw(if add { " +FLAGS.SILENT " } else { " -FLAGS.SILENT " })
+            .flags(flags);
+        self.run(builder).await.map(|_| ())
+    }
+
+    /// LOGOUT, ignoring a server that hangs up first.
+    pub async fn logout(mut self) {
+        let builder = self.builder("LOGOUT").raw("LOGOUT");
+        let _ = self.run(builder).await;
+    }
+}

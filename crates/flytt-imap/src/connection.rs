@@ -1,0 +1,614 @@
+//! The tokio driver: one connection, a reader task and a writer task, and a
+//! `Session` handle that sends tagged commands and receives responses.
+//!
+//! Many commands may be in flight at once (pipelining). The writer streams
+//! each command's parts in order and pauses only at synchronizing literals,
+//! where it waits for the server's continuation, or gives the command up if
+//! the server refuses it instead. The reader frames and parses responses and
+//! hands them to the session; continuations and refusals also go to the
+//! writer. Reading and writing never wait on each other, so a large APPEND
+//! cannot deadlock against the responses the server is sending meanwhile.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::command::{CommandBuilder, Outgoing, Part};
+use crate::error::{Error, Result};
+use crate::framing::{FrameError, FrameLimits, read_frame};
+use crate::response::{Completion, CompletionStatus, ServerResponse, Untagged, parse};
+use crate::types::{ResponseCode, SPOOL_CHUNK};
+
+/// How the connection is protected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// TLS from the first byte (`imaps://`, usually port 993).
+    Tls,
+    /// Plain connect, then STARTTLS (`imap://`, usually port 143).
+    StartTls,
+    /// No TLS at all. Only when the administrator asked for it.
+    Plain,
+}
+
+/// Where a server is and how to talk to it.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// With `StartTls`: go on in plaintext if the server offers no STARTTLS.
+    pub allow_plaintext: bool,
+    /// Extra PEM certificates to trust (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for any sign of progress on a command.
+    pub timeout: Duration,
+    pub limits: FrameLimits,
+}
+
+impl ServerConfig {
+    pub fn new(host: impl Into<String>, port: u16, security: Security) -> Self {
+        ServerConfig {
+            host: host.into(),
+            port,
+            security,
+            allow_plaintext: false,
+            ca_file: None,
+            timeout: Duration::from_secs(120),
+            limits: FrameLimits::default(),
+        }
+    }
+
+    /// `host:port`, the name errors use.
+    pub fn display_name(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+enum Control {
+    Continue,
+    Refused(String),
+}
+
+/// One authenticated-or-not IMAP connection.
+pub struct Session {
+    server: String,
+    commands: mpsc::Sender<Outgoing>,
+    events: mpsc::Receiver<Result<ServerResponse>>,
+    capabilities: Vec<String>,
+    next_tag: u64,
+    timeout: Duration,
+    in_flight: VecDeque<(String, &'static str)>,
+    bye: Option<String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A command's untagged data and its completion.
+#[derive(Debug)]
+pub struct Reply {
+    pub untagged: Vec<Untagged>,
+    pub completion: Completion,
+}
+
+impl Session {
+    /// Connects, reads the greeting, negotiates TLS as configured and learns
+    /// the capabilities. Does not log in.
+    pub async fn connect(config: &ServerConfig) -> Result<Session> {
+        let server = config.display_name();
+        let tcp = tokio::time::timeout(
+            config.timeout,
+            TcpStream::connect((config.host.as_str(), config.port)),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            server: server.clone(),
+            command: "connect",
+            secs: config.timeout.as_secs(),
+        })?
+        .map_err(|source| Error::Connect {
+            server: server.clone(),
+            source,
+        })?;
+        // Latency matters more than packet count for pipelined commands.
+        let _ = tcp.set_nodelay(true);
+
+        let (stream, capabilities): (Box<dyn Stream>, Vec<String>) = match config.security {
+            Security::Tls => {
+                let tls = tls_handshake(config, tcp).await?;
+                let (tls, caps) = greet(tls, config, &server).await?;
+                (Box::new(tls), caps)
+            }
+            Security::Plain => {
+                let (tcp, caps) = greet(tcp, config, &server).await?;
+                (Box::new(tcp), caps)
+            }
+            Security::StartTls => {
+                let (mut tcp, mut caps) = greet(tcp, config, &server).await?;
+                if caps.is_empty() {
+                    caps = simple_capability(&mut tcp, config, &server).await?;
+                }
+                if has_capability(&caps, "STARTTLS") {
+                    let tcp = starttls(tcp, config, &server).await?;
+                    // Capabilities before TLS are not to be trusted.
+                    (Box::new(tls_handshake(config, tcp).await?), Vec::new())
+                } else if config.allow_plaintext {
+                    (Box::new(tcp), caps)
+                } else {
+                    return Err(Error::Unsupported {
+                        server,
+                        what: "the server offers no STARTTLS; use imaps:// or allow plaintext explicitly"
+                            .into(),
+                    });
+                }
+            }
+        };
+
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (command_tx, command_rx) = mpsc::channel::<Outgoing>(64);
+        let (event_tx, event_rx) = mpsc::channel(4096);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let limits = config.limits;
+        let reader_server = server.clone();
+        let reader_task = tokio::spawn(async move {
+            reader_loop(
+                BufReader::with_capacity(256 * 1024, read_half),
+                limits,
+                event_tx,
+                control_tx,
+                reader_server,
+            )
+            .await;
+        });
+        let writer_task = tokio::spawn(async move {
+            let _ = writer_loop(
+                BufWriter::with_capacity(256 * 1024, write_half),
+                command_rx,
+                control_rx,
+            )
+            .await;
+        });
+
+        let mut session = Session {
+            server,
+            commands: command_tx,
+            events: event_rx,
+            capabilities,
+            next_tag: 1,
+            timeout: config.timeout,
+            in_flight: VecDeque::new(),
+            bye: None,
+            tasks: vec![reader_task, writer_task],
+        };
+        if session.capabilities.is_empty() {
+            session.refresh_capabilities().await?;
+        }
+        Ok(session)
+    }
+
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
+    }
+
+    /// Whether the server announced `name` (case-insensitive).
+    pub fn has(&self, name: &str) -> bool {
+        has_capability(&self.capabilities, name)
+    }
+
+    /// Literals need no round trip.
+    pub fn literal_plus(&self) -> bool {
+        self.has("LITERAL+")
+    }
+
+    pub(crate) fn set_capabilities(&mut self, caps: Vec<String>) {
+        self.capabilities = caps;
+    }
+
+    /// Starts a builder whose literals suit this server.
+    pub fn builder(&self, name: &'static str) -> CommandBuilder {
+        CommandBuilder::new(name, self.literal_plus())
+    }
+
+    /// How many commands await their completion.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Queues a command and returns its tag; does not wait for the answer.
+    pub async fn send(&mut self, builder: CommandBuilder) -> Result<String> {
+        let tag = format!("F{}", self.next_tag);
+        self.next_tag += 1;
+        let outgoing = builder.finish(&tag);
+        self.in_flight.push_back((tag.clone(), outgoing.name));
+        if self.commands.send(outgoing).await.is_err() {
+            return Err(self.closed());
+        }
+        Ok(tag)
+    }
+
+    fn closed(&self) -> Error {
+        Error::Closed {
+            server: self.server.clone(),
+            reason: self.bye.clone(),
+        }
+    }
+
+    /// The next response. Times out when the server shows no progress for
+    /// the configured time while a command is in flight.
+    pub async fn next(&mut self) -> Result<ServerResponse> {
+        loop {
+            let event = match tokio::time::timeout(self.timeout, self.events.recv()).await {
+                Ok(Some(event)) => event,
+                Ok(None) => return Err(self.closed()),
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        server: self.server.clone(),
+                        command: self.in_flight.front().map_or("(idle)", |(_, name)| name),
+                        secs: self.timeout.as_secs(),
+                    });
+                }
+            };
+            match event {
+                Ok(ServerResponse::Bye(text)) => {
+                    self.bye = Some(text);
+                }
+                Ok(ServerResponse::Tagged(completion)) => {
+                    self.in_flight.retain(|(tag, _)| *tag != completion.tag);
+                    return Ok(ServerResponse::Tagged(completion));
+                }
+                Ok(other) => return Ok(other),
+                Err(Error::Closed { server, reason }) => {
+                    return Err(Error::Closed {
+                        server,
+                        reason: reason.or_else(|| self.bye.clone()),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The name of the in-flight command with this tag.
+    pub fn command_name(&self, tag: &str) -> &'static str {
+        self.in_flight
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map_or("command", |(_, name)| name)
+    }
+
+    /// Turns a completion into `Ok` or a `Rejected` error.
+    pub fn check(&self, name: &'static str, completion: Completion) -> Result<Completion> {
+        match completion.status {
+            CompletionStatus::Ok => Ok(completion),
+            status => Err(Error::Rejected {
+                server: self.server.clone(),
+                command: name,
+                status: status.as_str(),
+                code: completion.code.map(|c| c.to_string()),
+                text: completion.text,
+            }),
+        }
+    }
+
+    /// Sends one command and waits for its completion, collecting untagged
+    /// data on the way. Other commands must not be in flight.
+    pub async fn run(&mut self, builder: CommandBuilder) -> Result<Reply> {
+        let name = builder.name();
+        let tag = self.send(builder).await?;
+        let mut untagged = Vec::new();
+        loop {
+            match self.next().await? {
+                ServerResponse::Untagged(data) => untagged.push(data),
+                ServerResponse::Tagged(completion) if completion.tag == tag => {
+                    let completion = self.check(name, completion)?;
+                    return Ok(Reply {
+                        untagged,
+                        completion,
+                    });
+                }
+                ServerResponse::Tagged(other) => {
+                    return Err(Error::Protocol {
+                        server: self.server.clone(),
+                        detail: format!("completion for unknown tag {}", other.tag),
+                    });
+                }
+                ServerResponse::Continuation | ServerResponse::Bye(_) => {}
+            }
+        }
+    }
+
+    pub async fn refresh_capabilities(&mut self) -> Result<()> {
+        let reply = self.run(self.builder("CAPABILITY").raw("CAPABILITY")).await?;
+        for data in reply.untagged {
+            if let Untagged::Capability(caps) = data {
+                self.capabilities = caps;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn has_capability(caps: &[String], name: &str) -> bool {
+    caps.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
+
+async fn read_one<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    config: &ServerConfig,
+    server: &str,
+) -> Result<ServerResponse> {
+    let frame = tokio::time::timeout(config.timeout, read_frame(reader, &config.limits))
+        .await
+        .map_err(|_| Error::Timeout {
+            server: server.to_string(),
+            command: "greeting",
+            secs: config.timeout.as_secs(),
+        })?
+        .map_err(|e| frame_error(e, server))?
+        .ok_or_else(|| Error::Closed {
+            server: server.to_string(),
+            reason: None,
+        })?;
+    parse(frame).map_err(|e| Error::Protocol {
+        server: server.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Reads the greeting; returns the capabilities it announced, if any.
+async fn greet<S: Stream>(stream: S, config: &ServerConfig, server: &str) -> Result<(S, Vec<String>)> {
+    let mut reader = BufReader::new(stream);
+    let caps = match read_one(&mut reader, config, server).await? {
+        ServerResponse::Untagged(Untagged::Status {
+            status: CompletionStatus::Ok,
+            code,
+            ..
+        }) => match code {
+            Some(ResponseCode::Capability(caps)) => caps,
+            _ => Vec::new(),
+        },
+        ServerResponse::Bye(text) => {
+            return Err(Error::Closed {
+                server: server.to_string(),
+                reason: Some(text),
+            });
+        }
+        other => {
+            return Err(Error::Protocol {
+                server: server.to_string(),
+                detail: format!("unexpected greeting {other:?}"),
+            });
+        }
+    };
+    Ok((unbuffer(reader, server)?, caps))
+}
+
+/// Takes the stream back from its reader; bytes the reader holds would be
+/// lost (or, before a TLS handshake, injected), so there must be none.
+fn unbuffer<S: AsyncRead>(reader: BufReader<S>, server: &str) -> Result<S> {
+    if !reader.buffer().is_empty() {
+        return Err(Error::Protocol {
+            server: server.to_string(),
+            detail: "unexpected data before the session started".into(),
+        });
+    }
+    Ok(reader.into_inner())
+}
+
+/// Runs a command before the session tasks exist; returns its untagged data.
+async fn early_command<S: Stream>(
+    stream: S,
+    line: &'static [u8],
+    name: &'static str,
+    config: &ServerConfig,
+    server: &str,
+) -> Result<(S, Vec<Untagged>)> {
+    let mut stream = stream;
+    stream.write_all(line).await.map_err(|source| Error::Io {
+        server: server.to_string(),
+        source,
+    })?;
+    let mut reader = BufReader::new(stream);
+    let mut untagged = Vec::new();
+    loop {
+        match read_one(&mut reader, config, server).await? {
+            ServerResponse::Untagged(data) => untagged.push(data),
+            ServerResponse::Tagged(c) if c.status == CompletionStatus::Ok => break,
+            ServerResponse::Tagged(c) => {
+                return Err(Error::Rejected {
+                    server: server.to_string(),
+                    command: name,
+                    status: c.status.as_str(),
+                    code: c.code.map(|c| c.to_string()),
+                    text: c.text,
+                });
+            }
+            ServerResponse::Continuation | ServerResponse::Bye(_) => {}
+        }
+    }
+    Ok((unbuffer(reader, server)?, untagged))
+}
+
+async fn simple_capability(
+    stream: &mut TcpStream,
+    config: &ServerConfig,
+    server: &str,
+) -> Result<Vec<String>> {
+    let (_, untagged) = early_command(&mut *stream, b"T0 CAPABILITY\r\n", "CAPABILITY", config, server).await?;
+    Ok(untagged
+        .into_iter()
+        .filter_map(|u| match u {
+            Untagged::Capability(caps) => Some(caps),
+            _ => None,
+        })
+        .next_back()
+        .unwrap_or_default())
+}
+
+async fn starttls(tcp: TcpStream, config: &ServerConfig, server: &str) -> Result<TcpStream> {
+    let (tcp, _) = early_command(tcp, b"T1 STARTTLS\r\n", "STARTTLS", config, server).await?;
+    Ok(tcp)
+}
+
+async fn tls_handshake(
+    config: &ServerConfig,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let server = config.display_name();
+    let tls_error = |detail: String| Error::Tls {
+        server: server.clone(),
+        detail,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| tls_error(format!("bad CA file: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| tls_error(format!("bad CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from(config.host.clone())
+        .map_err(|e| tls_error(format!("bad server name: {e}")))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    tokio::time::timeout(config.timeout, connector.connect(name, tcp))
+        .await
+        .map_err(|_| tls_error("handshake timed out".into()))?
+        .map_err(|e| tls_error(e.to_string()))
+}
+
+fn frame_error(error: FrameError, server: &str) -> Error {
+    match error {
+        FrameError::Io(source) => Error::Io {
+            server: server.to_string(),
+            source,
+        },
+        FrameError::Truncated => Error::Closed {
+            server: server.to_string(),
+            reason: Some("in the middle of a response".into()),
+        },
+        other => Error::Protocol {
+            server: server.to_string(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
+    mut reader: R,
+    limits: FrameLimits,
+    events: mpsc::Sender<Result<ServerResponse>>,
+    control: mpsc::UnboundedSender<Control>,
+    server: String,
+) {
+    loop {
+        let frame = match read_frame(&mut reader, &limits).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                let _ = events
+                    .send(Err(Error::Closed {
+                        server,
+                        reason: None,
+                    }))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let _ = events.send(Err(frame_error(e, &server))).await;
+                return;
+            }
+        };
+        let event = match parse(frame) {
+            Ok(ServerResponse::Continuation) => {
+                let _ = control.send(Control::Continue);
+                continue;
+            }
+            Ok(ServerResponse::Tagged(completion)) => {
+                if completion.status != CompletionStatus::Ok {
+                    let _ = control.send(Control::Refused(completion.tag.clone()));
+                }
+                Ok(ServerResponse::Tagged(completion))
+            }
+            Ok(other) => Ok(other),
+            // The framing is intact, so one unparsable response does not
+            // end the connection; the session reports it to its caller.
+            Err(e) => Err(Error::Protocol {
+                server: server.clone(),
+                detail: e.to_string(),
+            }),
+        };
+        if events.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn writer_loop<W: AsyncWrite + Unpin>(
+    mut writer: BufWriter<W>,
+    mut commands: mpsc::Receiver<Outgoing>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; SPOOL_CHUNK];
+    while let Some(command) = commands.recv().await {
+        // Continuations and refusals left over concern earlier commands.
+        while control.try_recv().is_ok() {}
+        'parts: for part in command.parts {
+            match part {
+                Part::Bytes(bytes) => writer.write_all(&bytes).await?,
+                Part::Spool(spool) => {
+                    let mut offset = 0;
+                    while offset < spool.len() {
+                        let n = spool.read_at(&mut chunk, offset)?;
+                        writer.write_all(&chunk[..n]).await?;
+                        offset += n as u64;
+                    }
+                }
+                Part::AwaitContinuation => {
+                    writer.flush().await?;
+                    loop {
+                        match control.recv().await {
+                            Some(Control::Continue) => break,
+                            Some(Control::Refused(tag)) if tag == command.tag => break 'parts,
+                            Some(Control::Refused(_)) => {}
+                            None => return Ok(()),
+                        }
+                    }
+                }
+            }
+        }
+        if commands.is_empty() {
+            writer.flush().await?;
+        }
+    }
+    writer.shutdown().await
+}

@@ -1,0 +1,379 @@
+//! Turns what the codec parsed into flytt's own response types. This module
+//! and `command.rs` are the only places that know the codec.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imap_codec::ResponseCodec;
+use imap_codec::decode::{Decoder, ResponseDecodeError};
+use imap_codec::imap_types::core::{IString, NString};
+use imap_codec::imap_types::fetch::{MessageDataItem, Section};
+use imap_codec::imap_types::flag::{Flag as CodecFlag, FlagFetch, FlagPerm};
+use imap_codec::imap_types::mailbox::Mailbox;
+use imap_codec::imap_types::response::{
+    Code, CommandContinuationRequest, Data, Response, Status, StatusKind,
+};
+
+use crate::framing::Frame;
+use crate::types::{Body, FetchedMessage, Flag, ListedMailbox, ResponseCode, Spool, Uid};
+
+/// A response from the server, in flytt's terms.
+#[derive(Debug)]
+pub enum ServerResponse {
+    /// `+ ...`: the server waits for the rest of a command.
+    Continuation,
+    Untagged(Untagged),
+    Tagged(Completion),
+    /// `* BYE`: the server is closing the connection.
+    Bye(String),
+}
+
+/// Untagged data flytt uses. Anything else is `Ignored`.
+#[derive(Debug)]
+pub enum Untagged {
+    Capability(Vec<String>),
+    List(ListedMailbox),
+    Lsub(ListedMailbox),
+    Exists(u32),
+    Fetch(FetchedMessage),
+    Search(Vec<Uid>),
+    /// An untagged OK/NO/BAD, with its code (UIDVALIDITY etc. arrive this way).
+    Status {
+        status: CompletionStatus,
+        code: Option<ResponseCode>,
+        text: String,
+    },
+    /// `* FLAGS (...)`.
+    Flags(Vec<Flag>),
+    Ignored,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionStatus {
+    Ok,
+    No,
+    Bad,
+}
+
+impl CompletionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionStatus::Ok => "OK",
+            CompletionStatus::No => "NO",
+            CompletionStatus::Bad => "BAD",
+        }
+    }
+}
+
+/// The tagged end of a command.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub tag: String,
+    pub status: CompletionStatus,
+    pub code: Option<ResponseCode>,
+    pub text: String,
+}
+
+/// Why a frame could not be understood.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot parse {excerpt:?}")]
+pub struct ParseError {
+    pub excerpt: String,
+}
+
+/// Parses one complete frame. The frame's spooled literals are attached to
+/// the FETCH body they were taken from.
+pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
+    let codec = ResponseCodec::default();
+    let response = match codec.decode(&frame.bytes) {
+        Ok((_, response)) => response,
+        Err(ResponseDecodeError::Incomplete)
+        | Err(ResponseDecodeError::LiteralFound { .. })
+        | Err(ResponseDecodeError::Failed) => {
+            return Err(ParseError {
+                excerpt: excerpt(&frame.bytes),
+            });
+        }
+    };
+    let mut spools = frame.spools.into_iter();
+    Ok(match response {
+        Response::CommandContinuationRequest(
+            CommandContinuationRequest::Basic(_) | CommandContinuationRequest::Base64(_),
+        ) => ServerResponse::Continuation,
+        Response::Status(Status::Tagged(tagged)) => ServerResponse::Tagged(Completion {
+            tag: tagged.tag.inner().to_string(),
+            status: status_kind(tagged.body.kind),
+            code: tagged.body.code.map(convert_code),
+            text: tagged.body.text.inner().to_string(),
+        }),
+        Response::Status(Status::Untagged(body)) => ServerResponse::Untagged(Untagged::Status {
+            status: status_kind(body.kind),
+            code: body.code.map(convert_code),
+            text: body.text.inner().to_string(),
+        }),
+        Response::Status(Status::Bye(bye)) => ServerResponse::Bye(bye.text.inner().to_string()),
+        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut spools)),
+    })
+}
+
+fn excerpt(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(200)];
+    String::from_utf8_lossy(cut).trim_end().to_string()
+}
+
+fn status_kind(kind: StatusKind) -> CompletionStatus {
+    match kind {
+        StatusKind::Ok => CompletionStatus::Ok,
+        StatusKind::No => CompletionStatus::No,
+        StatusKind::Bad => CompletionStatus::Bad,
+    }
+}
+
+fn convert_flag(flag: &CodecFlag<'_>) -> Option<Flag> {
+    Flag::parse(&flag.to_string())
+}
+
+fn convert_code(code: Code<'_>) -> ResponseCode {
+    match code {
+        Code::AppendUid { uid_validity, uid } => ResponseCode::AppendUid {
+            uid_validity: uid_validity.get(),
+            uids: vec![uid.get()],
+        },
+        Code::UidValidity(v) => ResponseCode::UidValidity(v.get()),
+        Code::UidNext(v) => ResponseCode::UidNext(v.get()),
+        Code::HighestModSeq(v) => ResponseCode::HighestModSeq(v.get()),
+        Code::NoModSeq => ResponseCode::NoModSeq,
+        Code::ReadOnly => ResponseCode::ReadOnly,
+        Code::ReadWrite => ResponseCode::ReadWrite,
+        Code::PermanentFlags(perms) => {
+            let mut flags = Vec::new();
+            let mut keywords_allowed = false;
+            for perm in &perms {
+                match perm {
+                    FlagPerm::Asterisk => keywords_allowed = true,
+                    FlagPerm::Flag(f) => flags.extend(convert_flag(f)),
+                }
+            }
+            ResponseCode::PermanentFlags {
+                flags,
+                keywords_allowed,
+            }
+        }
+        Code::Capability(caps) => {
+            ResponseCode::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
+        }
+        Code::Other(other) => {
+            let text = String::from_utf8_lossy(other.inner()).to_string();
+            // MULTIAPPEND answers "APPENDUID <validity> <uid-set>", which the
+            // codec's single-UID grammar leaves to us.
+            parse_appenduid_set(&text).unwrap_or(ResponseCode::Other(text))
+        }
+        other => ResponseCode::Other(format!("{other:?}")),
+    }
+}
+
+/// Parses `APPENDUID 38505 3955:3957,3960`.
+fn parse_appenduid_set(text: &str) -> Option<ResponseCode> {
+    let mut words = text.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let uid_validity = words.next()?.parse().ok()?;
+    let uids = parse_uid_set(words.next()?)?;
+    if words.next().is_some() {
+        return None;
+    }
+    Some(ResponseCode::AppendUid { uid_validity, uids })
+}
+
+/// Expands a UID set such as `4:6,9` (at most a million UIDs, so a hostile
+/// range cannot exhaust memory).
+pub fn parse_uid_set(text: &str) -> Option<Vec<Uid>> {
+    const MAX: usize = 1_000_000;
+    let mut uids = Vec::new();
+    for part in text.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                let (a, b): (Uid, Uid) = (a.parse().ok()?, b.parse().ok()?);
+                let (lo, hi) = (a.min(b), a.max(b));
+                if lo == 0 || (hi - lo) as usize >= MAX - uids.len() {
+                    return None;
+                }
+                uids.extend(lo..=hi);
+            }
+            None => {
+                let uid: Uid = part.parse().ok()?;
+                if uid == 0 || uids.len() >= MAX {
+                    return None;
+                }
+                uids.push(uid);
+            }
+        }
+    }
+    Some(uids)
+}
+
+fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".to_string(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+fn convert_data(data: Data<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -> Untagged {
+    match data {
+        Data::Capability(caps) => {
+            Untagged::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
+        }
+        Data::List {
+            items,
+            delimiter,
+            mailbox,
+        } => Untagged::List(ListedMailbox {
+            name: mailbox_name(&mailbox),
+            delimiter: delimiter.map(|d| d.inner()),
+            attributes: items.iter().map(|a| a.to_string().to_lowercase()).collect(),
+        }),
+        Data::Lsub {
+            items,
+            delimiter,
+            mailbox,
+        } => Untagged::Lsub(ListedMailbox {
+            name: mailbox_name(&mailbox),
+            delimiter: delimiter.map(|d| d.inner()),
+            attributes: items.iter().map(|a| a.to_string().to_lowercase()).collect(),
+        }),
+        Data::Exists(n) => Untagged::Exists(n),
+        Data::Search(uids, _) => Untagged::Search(uids.iter().map(|u| u.get()).collect()),
+        Data::Flags(flags) => Untagged::Flags(flags.iter().filter_map(convert_flag).collect()),
+        Data::Fetch { seq, items } => {
+            let mut message = FetchedMessage {
+                seq: seq.get(),
+                ..FetchedMessage::default()
+            };
+            for item in items.into_iter() {
+                match item {
+                    MessageDataItem::Uid(uid) => message.uid = Some(uid.get()),
+                    MessageDataItem::Flags(flags) => {
+                        message.flags = Some(
+                            flags
+                                .iter()
+                                .filter_map(|f| match f {
+                                    FlagFetch::Flag(flag) => convert_flag(flag),
+                                    FlagFetch::Recent => None,
+                                })
+                                .collect(),
+                        );
+                    }
+                    MessageDataItem::InternalDate(date) => {
+                        message.internal_date = Some(*date.as_ref());
+                    }
+                    MessageDataItem::Rfc822Size(size) => message.size = Some(size),
+                    MessageDataItem::ModSeq(modseq) => message.modseq = Some(modseq.get()),
+                    MessageDataItem::BodyExt {
+                        section: None,
+                        data,
+                        ..
+                    } => message.body = Some(body_of(data, spools)),
+                    MessageDataItem::BodyExt {
+                        section: Some(Section::HeaderFields(..)),
+                        data,
+                        ..
+                    } => {
+                        message.header_fields = Some(nstring_bytes(data));
+                    }
+                    _ => {}
+                }
+            }
+            Untagged::Fetch(message)
+        }
+        _ => Untagged::Ignored,
+    }
+}
+
+fn nstring_bytes(data: NString<'_>) -> Bytes {
+    match data.0 {
+        None => Bytes::new(),
+        Some(IString::Literal(lit)) => Bytes::copy_from_slice(lit.as_ref()),
+        Some(IString::Quoted(q)) => Bytes::copy_from_slice(q.inner().as_bytes()),
+    }
+}
+
+/// The body literal; when the framer spooled it, the codec saw `{0}` and the
+/// bytes are in the next spool.
+fn body_of(data: NString<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -> Body {
+    let inline = nstring_bytes(data);
+    if inline.is_empty()
+        && let Some(spool) = spools.next()
+    {
+        return Body::Spooled(spool);
+    }
+    Body::Memory(inline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_bytes(bytes: &[u8]) -> ServerResponse {
+        parse(Frame {
+            bytes: bytes.to_vec(),
+            spools: vec![],
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn multiappend_uid_set() {
+        match parse_bytes(b"A3 OK [APPENDUID 38505 3955:3957,3960] done\r\n") {
+            ServerResponse::Tagged(c) => assert_eq!(
+                c.code,
+                Some(ResponseCode::AppendUid {
+                    uid_validity: 38505,
+                    uids: vec![3955, 3956, 3957, 3960]
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fetch_with_everything() {
+        let r = parse_bytes(
+            b"* 12 FETCH (UID 99 FLAGS (\\Seen $Label1 \\Recent) INTERNALDATE \"17-Jul-1996 02:44:25 -0700\" RFC822.SIZE 5 MODSEQ (7) BODY[] {5}\r\nhello)\r\n",
+        );
+        let ServerResponse::Untagged(Untagged::Fetch(m)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(m.uid, Some(99));
+        assert_eq!(m.size, Some(5));
+        assert_eq!(m.modseq, Some(7));
+        assert_eq!(
+            m.flags.map(|f| f.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
+            Some(vec!["\\Seen".to_string(), "$Label1".to_string()])
+        );
+        assert_eq!(
+            m.internal_date.map(|d| d.to_rfc3339()),
+            Some("1996-07-17T02:44:25-07:00".to_string())
+        );
+        assert_eq!(m.body.and_then(|b| b.to_vec().ok()), Some(b"hello".to_vec()));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(
+            parse(Frame {
+                bytes: b"* 1 FETCH (UID\r\n".to_vec(),
+                spools: vec![]
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn hostile_uid_ranges_are_refused() {
+        assert_eq!(parse_uid_set("1:3,7"), Some(vec![1, 2, 3, 7]));
+        assert_eq!(parse_uid_set("1:4294967295"), None);
+        assert_eq!(parse_uid_set("0"), None);
+    }
+}

@@ -1,0 +1,326 @@
+//! flytt's own IMAP vocabulary. The rest of the workspace sees these types,
+//! never the codec's (ARCHITECTURE.md, invariant 1).
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// A message UID within one UIDVALIDITY epoch of one mailbox.
+pub type Uid = u32;
+/// The epoch of a mailbox's UIDs: when it changes, old UIDs mean nothing.
+pub type UidValidity = u32;
+/// A CONDSTORE modification sequence.
+pub type ModSeq = u64;
+
+/// A message flag or keyword, spelled as the server spells it; system flags
+/// are normalised to their canonical case so that comparisons are exact.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Flag(String);
+
+impl Flag {
+    pub const SEEN: &'static str = "\\Seen";
+    pub const ANSWERED: &'static str = "\\Answered";
+    pub const FLAGGED: &'static str = "\\Flagged";
+    pub const DELETED: &'static str = "\\Deleted";
+    pub const DRAFT: &'static str = "\\Draft";
+    pub const RECENT: &'static str = "\\Recent";
+
+    /// Builds a flag from its wire spelling. Returns `None` for text that is
+    /// not a flag (empty, or characters an atom cannot hold).
+    pub fn parse(text: &str) -> Option<Flag> {
+        let (prefix, atom) = match text.strip_prefix('\\') {
+            Some(rest) => ("\\", rest),
+            None => ("", text),
+        };
+        if atom.is_empty() || !atom.bytes().all(is_atom_char) {
+            return None;
+        }
+        if prefix.is_empty() {
+            return Some(Flag(atom.to_string()));
+        }
+        let canonical = [
+            Self::SEEN,
+            Self::ANSWERED,
+            Self::FLAGGED,
+            Self::DELETED,
+            Self::DRAFT,
+            Self::RECENT,
+        ]
+        .into_iter()
+        .find(|f| f[1..].eq_ignore_ascii_case(atom));
+        Some(Flag(
+            canonical.map_or_else(|| format!("\\{atom}"), str::to_string),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// System flags start with a backslash; keywords do not.
+    pub fn is_system(&self) -> bool {
+        self.0.starts_with('\\')
+    }
+}
+
+fn is_atom_char(b: u8) -> bool {
+    b > 0x20 && b < 0x7f && !b"(){ %*\"\\]".contains(&b)
+}
+
+impl fmt::Debug for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message body as received from a server: small ones in memory, big ones
+/// in a spool file (ARCHITECTURE.md, invariant 3).
+#[derive(Clone, Debug)]
+pub enum Body {
+    Memory(Bytes),
+    Spooled(Arc<Spool>),
+}
+
+/// A literal written to an anonymous temporary file while it was received.
+#[derive(Debug)]
+pub struct Spool {
+    pub(crate) file: std::fs::File,
+    pub(crate) len: u64,
+}
+
+/// How much of a spooled body is read at once.
+pub(crate) const SPOOL_CHUNK: usize = 256 * 1024;
+
+impl Spool {
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`; positional, so several
+    /// readers of one spool never disturb each other. Fails at a premature end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let left = self.len.saturating_sub(offset);
+        let want = buf.len().min(usize::try_from(left).unwrap_or(buf.len()));
+        let n = self.file.read_at(&mut buf[..want], offset)?;
+        if n == 0 && want > 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(n)
+    }
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Memory(b) => b.len() as u64,
+            Body::Spooled(s) => s.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Calls `sink` with the body's bytes in order, in chunks of bounded size.
+    pub fn for_each_chunk(
+        &self,
+        mut sink: impl FnMut(&[u8]) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        match self {
+            Body::Memory(b) => sink(b),
+            Body::Spooled(s) => {
+                let mut buf = vec![0u8; SPOOL_CHUNK];
+                let mut offset = 0u64;
+                while offset < s.len {
+                    let n = s.read_at(&mut buf, offset)?;
+                    sink(&buf[..n])?;
+                    offset += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole body in memory. Meant for tests and small bodies.
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));
+        self.for_each_chunk(|c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// One mailbox from a LIST answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedMailbox {
+    /// The raw name as the server sent it (modified UTF-7 unless UTF8=ACCEPT).
+    pub name: String,
+    pub delimiter: Option<char>,
+    /// Attributes, lower-cased, with their backslash: `\noselect`, `\sent`.
+    pub attributes: Vec<String>,
+}
+
+impl ListedMailbox {
+    pub fn has_attribute(&self, attr: &str) -> bool {
+        self.attributes.iter().any(|a| a.eq_ignore_ascii_case(attr))
+    }
+
+    /// The RFC 6154 special-use role, if any (`\Sent`, `\Drafts`, …), lower-cased.
+    pub fn special_use(&self) -> Option<&str> {
+        const ROLES: [&str; 7] = [
+            "\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash",
+        ];
+        self.attributes
+            .iter()
+            .map(String::as_str)
+            .find(|a| ROLES.contains(a))
+    }
+
+    pub fn is_selectable(&self) -> bool {
+        !self.has_attribute("\\noselect") && !self.has_attribute("\\nonexistent")
+    }
+}
+
+/// What SELECT or EXAMINE told about a mailbox.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailboxStatus {
+    pub exists: u32,
+    pub uid_validity: Option<UidValidity>,
+    pub uid_next: Option<Uid>,
+    pub highest_modseq: Option<ModSeq>,
+    /// `None` when the server did not say (then all flags may be kept).
+    pub permanent_flags: Option<Vec<Flag>>,
+    /// PERMANENTFLAGS contained `\*`: new keywords may be created.
+    pub keywords_allowed: bool,
+    pub read_only: bool,
+}
+
+impl MailboxStatus {
+    /// Whether the mailbox keeps `flag` across sessions.
+    pub fn keeps(&self, flag: &Flag) -> bool {
+        match &self.permanent_flags {
+            None => true,
+            Some(list) => list.contains(flag) || (!flag.is_system() && self.keywords_allowed),
+        }
+    }
+}
+
+/// The parts of a FETCH response flytt asks for.
+#[derive(Clone, Debug, Default)]
+pub struct FetchedMessage {
+    pub seq: u32,
+    pub uid: Option<Uid>,
+    pub flags: Option<Vec<Flag>>,
+    /// INTERNALDATE as the server wrote it, parsed.
+    pub internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub size: Option<u32>,
+    pub modseq: Option<ModSeq>,
+    /// `BODY[]`.
+    pub body: Option<Body>,
+    /// `BODY[HEADER.FIELDS (MESSAGE-ID)]`.
+    pub header_fields: Option<Bytes>,
+}
+
+/// A message to APPEND.
+#[derive(Clone, Debug)]
+pub struct AppendMessage {
+    pub flags: Vec<Flag>,
+    pub internal_date: Option<chrono::DateTime<chrono::FixedOffset>>,
+    pub body: Body,
+}
+
+/// Server status code responses worth acting on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseCode {
+    AppendUid {
+        uid_validity: UidValidity,
+        uids: Vec<Uid>,
+    },
+    UidValidity(UidValidity),
+    UidNext(Uid),
+    HighestModSeq(ModSeq),
+    NoModSeq,
+    PermanentFlags {
+        flags: Vec<Flag>,
+        keywords_allowed: bool,
+    },
+    ReadOnly,
+    ReadWrite,
+    Capability(Vec<String>),
+    /// Anything else, as text without brackets.
+    Other(String),
+}
+
+impl fmt::Display for ResponseCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseCode::AppendUid { uid_validity, uids } => {
+                write!(f, "APPENDUID {uid_validity} {} uids", uids.len())
+            }
+            ResponseCode::UidValidity(v) => write!(f, "UIDVALIDITY {v}"),
+            ResponseCode::UidNext(v) => write!(f, "UIDNEXT {v}"),
+            ResponseCode::HighestModSeq(v) => write!(f, "HIGHESTMODSEQ {v}"),
+            ResponseCode::NoModSeq => f.write_str("NOMODSEQ"),
+            ResponseCode::PermanentFlags { .. } => f.write_str("PERMANENTFLAGS"),
+            ResponseCode::ReadOnly => f.write_str("READ-ONLY"),
+            ResponseCode::ReadWrite => f.write_str("READ-WRITE"),
+            ResponseCode::Capability(_) => f.write_str("CAPABILITY"),
+            ResponseCode::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A password or token. It has no `Display`, and its `Debug` is redacted, so
+/// it cannot reach a log by accident.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_normalise_system_case() {
+        assert_eq!(Flag::parse("\\SEEN").map(|f| f.0), Some("\\Seen".into()));
+        assert_eq!(Flag::parse("$Label1").map(|f| f.0), Some("$Label1".into()));
+        assert_eq!(Flag::parse("\\X-Custom").map(|f| f.0), Some("\\X-Custom".into()));
+        assert!(Flag::parse("bad flag").is_none());
+        assert!(Flag::parse("").is_none());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        assert_eq!(format!("{:?}", Secret::new("hunter22")), "Secret(***)");
+    }
+}
