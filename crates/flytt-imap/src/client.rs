@@ -163,7 +163,9 @@ impl Session {
 
     /// Names of subscribed mailboxes.
     pub async fn subscribed(&mut self) -> Result<Vec<String>> {
-        let reply = self.run(self.builder("LSUB").raw("LSUB \"\" \"*\"")).await?;
+        let reply = self
+            .run(self.builder("LSUB").raw("LSUB \"\" \"*\""))
+            .await?;
         Ok(reply
             .untagged
             .into_iter()
@@ -238,7 +240,9 @@ impl Session {
         let builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
         match self.run(builder).await {
             Ok(_) => Ok(()),
-            Err(Error::Rejected { code: Some(code), .. }) if code.eq_ignore_ascii_case("ALREADYEXISTS") => Ok(()),
+            Err(Error::Rejected {
+                code: Some(code), ..
+            }) if code.eq_ignore_ascii_case("ALREADYEXISTS") => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -296,7 +300,11 @@ impl Session {
             .builder("UID STORE")
             .raw("UID STORE ")
             .raw(&uid_set(uids))
-            .raw(if add { " +FLAGS.SILENT " } else { " -FLAGS.SILENT " })
+            .raw(if add {
+                " +FLAGS.SILENT "
+            } else {
+                " -FLAGS.SILENT "
+            })
             .flags(flags);
         self.run(builder).await.map(|_| ())
     }

@@ -213,7 +213,9 @@ mod tests {
         for part in &out.parts {
             match part {
                 Part::Bytes(b) => bytes.extend_from_slice(b),
-                Part::Spool(s) => bytes.extend(Body::Spooled(s.clone()).to_vec().unwrap_or_default()),
+                Part::Spool(s) => {
+                    bytes.extend(Body::Spooled(s.clone()).to_vec().unwrap_or_default())
+                }
                 Part::AwaitContinuation => {}
             }
         }
@@ -238,7 +240,10 @@ mod tests {
             .sp()
             .astring("pa ss\"w")
             .finish("A1");
-        assert_eq!(wire(&out), b"A1 LOGIN \"user@example.org*admin\" \"pa ss\\\"w\"\r\n");
+        assert_eq!(
+            wire(&out),
+            b"A1 LOGIN \"user@example.org*admin\" \"pa ss\\\"w\"\r\n"
+        );
         assert_codec_accepts(&out);
 
         let out = CommandBuilder::new("LOGIN", true)

@@ -339,7 +339,9 @@ impl Session {
     }
 
     pub async fn refresh_capabilities(&mut self) -> Result<()> {
-        let reply = self.run(self.builder("CAPABILITY").raw("CAPABILITY")).await?;
+        let reply = self
+            .run(self.builder("CAPABILITY").raw("CAPABILITY"))
+            .await?;
         for data in reply.untagged {
             if let Untagged::Capability(caps) = data {
                 self.capabilities = caps;
@@ -377,7 +379,11 @@ async fn read_one<R: tokio::io::AsyncBufRead + Unpin>(
 }
 
 /// Reads the greeting; returns the capabilities it announced, if any.
-async fn greet<S: Stream>(stream: S, config: &ServerConfig, server: &str) -> Result<(S, Vec<String>)> {
+async fn greet<S: Stream>(
+    stream: S,
+    config: &ServerConfig,
+    server: &str,
+) -> Result<(S, Vec<String>)> {
     let mut reader = BufReader::new(stream);
     let caps = match read_one(&mut reader, config, server).await? {
         ServerResponse::Untagged(Untagged::Status {
@@ -455,7 +461,14 @@ async fn simple_capability(
     config: &ServerConfig,
     server: &str,
 ) -> Result<Vec<String>> {
-    let (_, untagged) = early_command(&mut *stream, b"T0 CAPABILITY\r\n", "CAPABILITY", config, server).await?;
+    let (_, untagged) = early_command(
+        &mut *stream,
+        b"T0 CAPABILITY\r\n",
+        "CAPABILITY",
+        config,
+        server,
+    )
+    .await?;
     Ok(untagged
         .into_iter()
         .filter_map(|u| match u {

@@ -116,7 +116,9 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(
 /// If `line` ends with a literal announcement `{N}\r\n` or `{N+}\r\n`,
 /// returns the offset of `{` and N.
 pub fn literal_announcement(line: &[u8]) -> Option<(usize, u64)> {
-    let body = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))?;
+    let body = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
     let body = body.strip_suffix(b"}")?;
     let body = body.strip_suffix(b"+").unwrap_or(body);
     let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
@@ -156,7 +158,10 @@ mod tests {
 
     #[test]
     fn announcements() {
-        assert_eq!(literal_announcement(b"* 1 FETCH (BODY[] {12}\r\n"), Some((18, 12)));
+        assert_eq!(
+            literal_announcement(b"* 1 FETCH (BODY[] {12}\r\n"),
+            Some((18, 12))
+        );
         assert_eq!(literal_announcement(b"A APPEND x {3+}\r\n"), Some((11, 3)));
         assert_eq!(literal_announcement(b"* OK done\r\n"), None);
         assert_eq!(literal_announcement(b"* OK {}\r\n"), None);
@@ -196,7 +201,10 @@ mod tests {
             max_literal: 100,
         };
         let mut r = tokio::io::BufReader::new(&b"* 1 FETCH (BODY[] {5}\r\nhe"[..]);
-        assert!(matches!(read_frame(&mut r, &limits).await, Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut r, &limits).await,
+            Err(FrameError::Truncated)
+        ));
         let mut r = tokio::io::BufReader::new(&b"* 1 FETCH (BODY[] {500}\r\n"[..]);
         assert!(matches!(
             read_frame(&mut r, &limits).await,

@@ -19,8 +19,8 @@ pub use connection::{Reply, Security, ServerConfig, Session};
 pub use error::{Error, Result};
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
-    AppendMessage, Body, FetchedMessage, Flag, ListedMailbox, MailboxStatus, ModSeq,
-    ResponseCode, Secret, Spool, Uid, UidValidity,
+    AppendMessage, Body, FetchedMessage, Flag, ListedMailbox, MailboxStatus, ModSeq, ResponseCode,
+    Secret, Spool, Uid, UidValidity,
 };
 
 /// Parses one response from raw bytes, for the fuzz target: it must never

@@ -59,10 +59,13 @@ pub fn decode(raw: &str) -> Result<String, DecodeError> {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'&' {
-            let end = raw[i + 1..].find('-').map(|p| p + i + 1).ok_or(DecodeError {
-                position: i,
-                reason: "unterminated '&' shift",
-            })?;
+            let end = raw[i + 1..]
+                .find('-')
+                .map(|p| p + i + 1)
+                .ok_or(DecodeError {
+                    position: i,
+                    reason: "unterminated '&' shift",
+                })?;
             let chunk = &raw[i + 1..end];
             if chunk.is_empty() {
                 out.push('&');

@@ -349,14 +349,18 @@ mod tests {
         assert_eq!(m.size, Some(5));
         assert_eq!(m.modseq, Some(7));
         assert_eq!(
-            m.flags.map(|f| f.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
+            m.flags
+                .map(|f| f.iter().map(|f| f.to_string()).collect::<Vec<_>>()),
             Some(vec!["\\Seen".to_string(), "$Label1".to_string()])
         );
         assert_eq!(
             m.internal_date.map(|d| d.to_rfc3339()),
             Some("1996-07-17T02:44:25-07:00".to_string())
         );
-        assert_eq!(m.body.and_then(|b| b.to_vec().ok()), Some(b"hello".to_vec()));
+        assert_eq!(
+            m.body.and_then(|b| b.to_vec().ok()),
+            Some(b"hello".to_vec())
+        );
     }
 
     #[test]

@@ -182,7 +182,13 @@ impl ListedMailbox {
     /// The RFC 6154 special-use role, if any (`\Sent`, `\Drafts`, …), lower-cased.
     pub fn special_use(&self) -> Option<&str> {
         const ROLES: [&str; 7] = [
-            "\\all", "\\archive", "\\drafts", "\\flagged", "\\junk", "\\sent", "\\trash",
+            "\\all",
+            "\\archive",
+            "\\drafts",
+            "\\flagged",
+            "\\junk",
+            "\\sent",
+            "\\trash",
         ];
         self.attributes
             .iter()
@@ -314,7 +320,10 @@ mod tests {
     fn flags_normalise_system_case() {
         assert_eq!(Flag::parse("\\SEEN").map(|f| f.0), Some("\\Seen".into()));
         assert_eq!(Flag::parse("$Label1").map(|f| f.0), Some("$Label1".into()));
-        assert_eq!(Flag::parse("\\X-Custom").map(|f| f.0), Some("\\X-Custom".into()));
+        assert_eq!(
+            Flag::parse("\\X-Custom").map(|f| f.0),
+            Some("\\X-Custom".into())
+        );
         assert!(Flag::parse("bad flag").is_none());
         assert!(Flag::parse("").is_none());
     }

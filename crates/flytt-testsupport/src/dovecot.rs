@@ -1,0 +1,431 @@
+//! One Dovecot instance. `Layout::Source` stores Maildir++ (hierarchy
+//! separator `.`, a "Sendte elementer" sent folder), `Layout::Target` uses
+//! the `fs` layout (separator `/`, an English "Sent"), so every test run
+//! exercises folder mapping.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flytt_imap::{Auth, Secret, Security, ServerConfig, Session};
+
+use crate::{Error, Result, free_port, io};
+
+/// The master (admin) user every instance has; log in as `user*admin`.
+pub const MASTER_USER: &str = "admin";
+pub const MASTER_PASSWORD: &str = "master-secret-1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Maildir++, separator `.`, Norwegian special-use folder names.
+    Source,
+    /// Maildir with `LAYOUT=fs`, separator `/`, English folder names.
+    Target,
+}
+
+/// A running Dovecot; stopped and deleted on drop.
+pub struct Dovecot {
+    dir: tempfile::TempDir,
+    child: Child,
+    pub port: u16,
+    pub tls_port: u16,
+    pub layout: Layout,
+    conf: PathBuf,
+}
+
+impl Dovecot {
+    /// Starts an instance with these users (`name`, `password`).
+    pub fn start(layout: Layout, users: &[(&str, &str)]) -> Result<Dovecot> {
+        let dir = tempfile::Builder::new()
+            .prefix("flytt-dovecot-")
+            .tempdir()
+            .map_err(io("create Dovecot directory"))?;
+        let root = dir.path();
+        // Login processes run as another user and must reach the sockets.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
+            .map_err(io("chmod Dovecot directory"))?;
+        let (uid, gid, run_as) = mail_owner()?;
+        for sub in ["mail", "run", "state"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(io("create Dovecot subdirectory"))?;
+        }
+        std::os::unix::fs::chown(root.join("mail"), Some(uid), Some(gid))
+            .map_err(io("chown mail directory"))?;
+        make_certificates(root)?;
+        write_passwd_files(root)?;
+
+        let port = free_port()?;
+        let tls_port = free_port()?;
+        let conf = root.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            config(root, layout, port, tls_port, uid, gid, &run_as),
+        )
+        .map_err(io("write dovecot.conf"))?;
+        let mut dovecot = Dovecot {
+            child: Command::new("dovecot")
+                .arg("-F")
+                .arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(io("start dovecot (is dovecot-imapd installed?)"))?,
+            dir,
+            port,
+            tls_port,
+            layout,
+            conf,
+        };
+        for (user, password) in users {
+            dovecot.add_user(user, password)?;
+        }
+        dovecot.wait_ready()?;
+        Ok(dovecot)
+    }
+
+    /// Adds a user (takes effect at once: passwd-file is re-read).
+    pub fn add_user(&mut self, user: &str, password: &str) -> Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.path().join("passwd"))
+            .map_err(io("open passwd"))?;
+        writeln!(file, "{user}:{{PLAIN}}{password}").map_err(io("write passwd"))?;
+        Ok(())
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok()
+            {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(Error::Server(format!(
+                    "dovecot exited with {status}: {}",
+                    self.log()
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Server(format!(
+                    "dovecot did not listen within 20 s: {}",
+                    self.log()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+
+    /// `imap://127.0.0.1:PORT` (plaintext unless STARTTLS is used).
+    pub fn url(&self) -> String {
+        format!("imap://127.0.0.1:{}", self.port)
+    }
+
+    /// `imaps://127.0.0.1:PORT`.
+    pub fn tls_url(&self) -> String {
+        format!("imaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The CA that signed the instance's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.conf
+    }
+
+    /// The hierarchy separator this layout uses.
+    pub fn separator(&self) -> char {
+        match self.layout {
+            Layout::Source => '.',
+            Layout::Target => '/',
+        }
+    }
+
+    /// The plaintext connection settings for this instance.
+    pub fn server_config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new("127.0.0.1", self.port, Security::Plain);
+        config.allow_plaintext = true;
+        config
+    }
+
+    /// A logged-in session as `user`, through the master user.
+    pub async fn admin_session(&self, user: &str) -> Result<Session> {
+        let mut session = Session::connect(&self.server_config()).await?;
+        session
+            .login(&Auth::Login {
+                user: format!("{user}*{MASTER_USER}"),
+                password: Secret::new(MASTER_PASSWORD),
+            })
+            .await?;
+        Ok(session)
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its children; then wait to reap.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Who owns the mail files: the current user, or Dovecot's own system user
+/// when running as root (Dovecot refuses to access mail as root).
+fn mail_owner() -> Result<(u32, u32, String)> {
+    let output = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(io("run id"))?;
+    let uid: u32 = String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| Error::Server("cannot read uid".into()))?;
+    if uid != 0 {
+        let gid = Command::new("id")
+            .arg("-g")
+            .output()
+            .map_err(io("run id"))?;
+        let gid = String::from_utf8_lossy(&gid.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(uid);
+        let name = Command::new("id")
+            .arg("-un")
+            .output()
+            .map_err(io("run id"))?;
+        return Ok((
+            uid,
+            gid,
+            String::from_utf8_lossy(&name.stdout).trim().to_string(),
+        ));
+    }
+    let uid = Command::new("id")
+        .args(["-u", "dovecot"])
+        .output()
+        .map_err(io("run id"))?;
+    let gid = Command::new("id")
+        .args(["-g", "dovecot"])
+        .output()
+        .map_err(io("run id"))?;
+    let parse = |b: &[u8]| String::from_utf8_lossy(b).trim().parse::<u32>().ok();
+    match (parse(&uid.stdout), parse(&gid.stdout)) {
+        (Some(uid), Some(gid)) => Ok((uid, gid, "root".into())),
+        _ => Err(Error::Server("the dovecot system user is missing".into())),
+    }
+}
+
+/// A CA and a certificate for 127.0.0.1/localhost signed by it.
+fn make_certificates(root: &Path) -> Result<()> {
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("run openssl"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Server(format!(
+                "openssl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=flytt test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ])?;
+    std::fs::write(
+        root.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .map_err(io("write san.ext"))?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ])?;
+    Ok(())
+}
+
+fn config(
+    root: &Path,
+    layout: Layout,
+    port: u16,
+    tls_port: u16,
+    uid: u32,
+    gid: u32,
+    run_as: &str,
+) -> String {
+    let root = root.display();
+    let (location, separator, folders) = match layout {
+        Layout::Source => (
+            format!("maildir:{root}/mail/%u"),
+            ".",
+            [
+                ("Sendte elementer", "\\Sent"),
+                ("Utkast", "\\Drafts"),
+                ("Papirkurv", "\\Trash"),
+                ("Søppelpost", "\\Junk"),
+                ("Arkiv", "\\Archive"),
+            ],
+        ),
+        Layout::Target => (
+            format!("maildir:{root}/mail/%u:LAYOUT=fs"),
+            "/",
+            [
+                ("Sent", "\\Sent"),
+                ("Drafts", "\\Drafts"),
+                ("Trash", "\\Trash"),
+                ("Junk", "\\Junk"),
+                ("Archive", "\\Archive"),
+            ],
+        ),
+    };
+    let mailboxes: String = folders
+        .iter()
+        .map(|(name, role)| {
+            format!(
+                "  mailbox \"{name}\" {{\n    special_use = {role}\n    auto = subscribe\n  }}\n"
+            )
+        })
+        .collect();
+    // Non-root runs need Dovecot's service users to be the current user.
+    let service_users = if run_as == "root" {
+        String::new()
+    } else {
+        format!("default_login_user = {run_as}\ndefault_internal_user = {run_as}\n")
+    };
+    format!(
+        r#"# Generated by flytt-testsupport for one test server on loopback.
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+{service_users}ssl = yes
+ssl_cert = <{root}/server.pem
+ssl_key = <{root}/server.key
+disable_plaintext_auth = no
+auth_mechanisms = plain login xoauth2 oauthbearer
+auth_master_user_separator = *
+first_valid_uid = 1
+mail_location = {location}
+mail_uid = {uid}
+mail_gid = {gid}
+mail_fsync = never
+imap_max_line_length = 1M
+namespace inbox {{
+  inbox = yes
+  separator = {separator}
+{mailboxes}}}
+passdb {{
+  driver = passwd-file
+  master = yes
+  args = scheme=PLAIN {root}/master-passwd
+  pass = yes
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/mail/%u allow_all_users=yes
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = yes
+  }}
+  process_min_avail = 1
+}}
+service imap {{
+  process_limit = 1024
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0666
+  }}
+  unix_listener stats-writer {{
+    mode = 0666
+  }}
+}}
+"#
+    )
+}
+
+/// Writes the master user's passwd-file and an empty users' one.
+fn write_passwd_files(root: &Path) -> Result<()> {
+    std::fs::write(
+        root.join("master-passwd"),
+        format!("{MASTER_USER}:{{PLAIN}}{MASTER_PASSWORD}\n"),
+    )
+    .map_err(io("write master-passwd"))?;
+    std::fs::write(root.join("passwd"), "").map_err(io("write passwd"))
+}

@@ -1,0 +1,72 @@
+//! The test servers themselves: both layouts start, accept the master user,
+//! keep what is appended, and speak TLS with the generated CA.
+
+use flytt_imap::{Auth, Secret, Security, ServerConfig, Session};
+use flytt_testsupport::corpus;
+use flytt_testsupport::{Dovecot, Layout};
+
+#[tokio::test]
+async fn source_and_target_layouts_round_trip_the_corpus() {
+    let folders = corpus::functional(false);
+    for layout in [Layout::Source, Layout::Target] {
+        let server =
+            Dovecot::start(layout, &[("kari@example.org", "passord123")]).expect("start dovecot");
+        let mut session = server
+            .admin_session("kari@example.org")
+            .await
+            .expect("admin login");
+        corpus::seed(&mut session, server.separator(), &folders)
+            .await
+            .expect("seed");
+        let snapshot = corpus::snapshot(&mut session).await.expect("snapshot");
+        let deep = "Prosjekter/2024/Kunde Æøå/Møtereferater";
+        assert_eq!(
+            snapshot.get(deep).map(Vec::len),
+            Some(10),
+            "{:?}",
+            snapshot.keys()
+        );
+        let inbox = &snapshot["INBOX"];
+        assert_eq!(inbox.len(), folders[0].messages.len());
+        assert!(
+            inbox
+                .iter()
+                .any(|m| m.flags == vec!["$Forwarded", "$Label1", "\\Seen"])
+        );
+    }
+}
+
+#[tokio::test]
+async fn tls_with_the_generated_ca_and_refused_without_it() {
+    let server = Dovecot::start(Layout::Target, &[("ola@example.org", "passord123")])
+        .expect("start dovecot");
+    let mut config = ServerConfig::new("127.0.0.1", server.tls_port, Security::Tls);
+    config.ca_file = Some(server.ca_file());
+    let mut session = Session::connect(&config).await.expect("TLS connect");
+    session
+        .login(&Auth::Plain {
+            user: "ola@example.org".into(),
+            password: Secret::new("passord123"),
+            authorize_as: None,
+        })
+        .await
+        .expect("AUTHENTICATE PLAIN");
+
+    let mut starttls = ServerConfig::new("127.0.0.1", server.port, Security::StartTls);
+    starttls.ca_file = Some(server.ca_file());
+    let mut session = Session::connect(&starttls).await.expect("STARTTLS connect");
+    session
+        .login(&Auth::Login {
+            user: "ola@example.org".into(),
+            password: Secret::new("passord123"),
+        })
+        .await
+        .expect("LOGIN after STARTTLS");
+
+    let untrusted = ServerConfig::new("127.0.0.1", server.tls_port, Security::Tls);
+    let err = Session::connect(&untrusted)
+        .await
+        .err()
+        .expect("must refuse an unknown CA");
+    assert!(matches!(err, flytt_imap::Error::Tls { .. }), "{err}");
+}
