@@ -1,1 +1,345 @@
+//! flytt's persistent state. The store knows nothing of IMAP: it keeps
+//! numbers and names that the sync engine gives it (ARCHITECTURE.md,
+//! invariant 2). SQLite is the embedded default; its file lives in the data
+//! directory.
+//!
+//! Writes use WAL and a busy timeout so that a CLI command and a running
+//! job can share the file. The public methods are the interface a
+//! PostgreSQL backend will implement too.
 
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open the database {path}: {source}")]
+    Open { path: String, source: sqlx::Error },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("corrupt value in column {column}: {value}")]
+    Corrupt { column: &'static str, value: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Identifies a (source mailbox, target mailbox) pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairId(i64);
+
+/// A folder's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderState {
+    pub source_folder: String,
+    pub target_folder: String,
+    pub source_uidvalidity: u32,
+    pub target_uidvalidity: u32,
+    pub highest_modseq: Option<u64>,
+    pub uid_next: Option<u32>,
+}
+
+/// One copied message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopiedMessage {
+    pub source_uid: u32,
+    pub target_uid: Option<u32>,
+    /// Space-separated, sorted.
+    pub flags: String,
+}
+
+/// The state store.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn to_u32(column: &'static str, value: i64) -> Result<u32> {
+    u32::try_from(value).map_err(|_| Error::Corrupt { column, value })
+}
+
+impl Store {
+    /// Opens (creating if needed) `flytt.db` in `data_dir` and migrates it.
+    pub async fn open(data_dir: &Path) -> Result<Store> {
+        let path = data_dir.join("flytt.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        Self::connect(options, path.display().to_string()).await
+    }
+
+    /// A private in-memory store (tests, dry runs).
+    pub async fn in_memory() -> Result<Store> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|source| Error::Open {
+                path: ":memory:".into(),
+                source,
+            })?
+            .foreign_keys(true);
+        Self::connect(options, ":memory:".into()).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, path: String) -> Result<Store> {
+        let pool = SqlitePoolOptions::new()
+            // One writer at a time is SQLite's model anyway; readers share.
+            .max_connections(if path == ":memory:" { 1 } else { 4 })
+            .connect_with(options)
+            .await
+            .map_err(|source| Error::Open { path, source })?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The pair's id, created on first use. Keys name the mailboxes
+    /// (`user@host:port`); they hold no secret.
+    pub async fn mailbox_pair(&self, source_key: &str, target_key: &str) -> Result<PairId> {
+        sqlx::query(
+            "INSERT INTO mailbox_pair (source_key, target_key) VALUES (?, ?) \
+             ON CONFLICT (source_key, target_key) DO NOTHING",
+        )
+        .bind(source_key)
+        .bind(target_key)
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
+                .bind(source_key)
+                .bind(target_key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(PairId(row.try_get("id")?))
+    }
+
+    pub async fn folder_state(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+    ) -> Result<Option<FolderState>> {
+        let row = sqlx::query(
+            "SELECT source_folder, target_folder, source_uidvalidity, target_uidvalidity, \
+             highest_modseq, uid_next FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<FolderState> {
+            Ok(FolderState {
+                source_folder: row.try_get("source_folder")?,
+                target_folder: row.try_get("target_folder")?,
+                source_uidvalidity: to_u32(
+                    "source_uidvalidity",
+                    row.try_get("source_uidvalidity")?,
+                )?,
+                target_uidvalidity: to_u32(
+                    "target_uidvalidity",
+                    row.try_get("target_uidvalidity")?,
+                )?,
+                highest_modseq: row
+                    .try_get::<Option<i64>, _>("highest_modseq")?
+                    .map(|v| v as u64),
+                uid_next: row
+                    .try_get::<Option<i64>, _>("uid_next")?
+                    .map(|v| to_u32("uid_next", v))
+                    .transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Starts or restarts a folder's checkpoint. When either UIDVALIDITY
+    /// differs from the stored one, the folder's UID map is dropped: its
+    /// UIDs no longer name the same messages.
+    pub async fn begin_folder(&self, pair: PairId, state: &FolderState) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query(
+            "SELECT source_uidvalidity, target_uidvalidity, target_folder FROM folder_state \
+             WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(&state.source_folder)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let same_epoch = match &existing {
+            Some(row) => {
+                row.try_get::<i64, _>("source_uidvalidity")? == i64::from(state.source_uidvalidity)
+                    && row.try_get::<i64, _>("target_uidvalidity")?
+                        == i64::from(state.target_uidvalidity)
+                    && row.try_get::<String, _>("target_folder")? == state.target_folder
+            }
+            None => false,
+        };
+        if !same_epoch {
+            sqlx::query("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?")
+                .bind(pair.0)
+                .bind(&state.source_folder)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO folder_state (pair_id, source_folder, target_folder, source_uidvalidity, \
+                 target_uidvalidity, highest_modseq, uid_next) VALUES (?, ?, ?, ?, ?, NULL, NULL) \
+                 ON CONFLICT (pair_id, source_folder) DO UPDATE SET target_folder = excluded.target_folder, \
+                 source_uidvalidity = excluded.source_uidvalidity, target_uidvalidity = excluded.target_uidvalidity, \
+                 highest_modseq = NULL, uid_next = NULL",
+            )
+            .bind(pair.0)
+            .bind(&state.source_folder)
+            .bind(&state.target_folder)
+            .bind(i64::from(state.source_uidvalidity))
+            .bind(i64::from(state.target_uidvalidity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a pass over the folder completed up to these marks.
+    pub async fn finish_folder(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        highest_modseq: Option<u64>,
+        uid_next: Option<u32>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE folder_state SET highest_modseq = ?, uid_next = ? WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(highest_modseq.map(|v| v as i64))
+        .bind(uid_next.map(i64::from))
+        .bind(pair.0)
+        .bind(source_folder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every copied message of a folder.
+    pub async fn copied(&self, pair: PairId, source_folder: &str) -> Result<Vec<CopiedMessage>> {
+        let rows = sqlx::query(
+            "SELECT source_uid, target_uid, flags FROM message_map \
+             WHERE pair_id = ? AND source_folder = ? ORDER BY source_uid",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(CopiedMessage {
+                    source_uid: to_u32("source_uid", row.try_get("source_uid")?)?,
+                    target_uid: row
+                        .try_get::<Option<i64>, _>("target_uid")?
+                        .map(|v| to_u32("target_uid", v))
+                        .transpose()?,
+                    flags: row.try_get("flags")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records copies the target confirmed, in one transaction; a row that
+    /// exists is replaced (its target UID became known, or flags changed).
+    pub async fn record_copied(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        messages: &[CopiedMessage],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for m in messages {
+            sqlx::query(
+                "INSERT INTO message_map (pair_id, source_folder, source_uid, target_uid, flags) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (pair_id, source_folder, source_uid) DO UPDATE \
+                 SET target_uid = excluded.target_uid, flags = excluded.flags",
+            )
+            .bind(pair.0)
+            .bind(source_folder)
+            .bind(i64::from(m.source_uid))
+            .bind(m.target_uid.map(i64::from))
+            .bind(&m.flags)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(validity: u32) -> FolderState {
+        FolderState {
+            source_folder: "INBOX".into(),
+            target_folder: "INBOX".into(),
+            source_uidvalidity: validity,
+            target_uidvalidity: 7,
+            highest_modseq: None,
+            uid_next: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Open {
+            path: "tmp".into(),
+            source: sqlx::Error::Io(e),
+        })?;
+        let store = Store::open(dir.path()).await?;
+        let pair = store.mailbox_pair("a@src:143", "a@dst:143").await?;
+        assert_eq!(pair, store.mailbox_pair("a@src:143", "a@dst:143").await?);
+        store.begin_folder(pair, &state(1)).await?;
+        let copied = vec![
+            CopiedMessage {
+                source_uid: 1,
+                target_uid: Some(10),
+                flags: "\\Seen".into(),
+            },
+            CopiedMessage {
+                source_uid: 2,
+                target_uid: None,
+                flags: String::new(),
+            },
+        ];
+        store.record_copied(pair, "INBOX", &copied).await?;
+        store
+            .finish_folder(pair, "INBOX", Some(u64::from(u32::MAX) + 5), Some(3))
+            .await?;
+        drop(store);
+
+        let store = Store::open(dir.path()).await?;
+        assert_eq!(store.copied(pair, "INBOX").await?, copied);
+        store.begin_folder(pair, &state(1)).await?;
+        assert_eq!(
+            store.copied(pair, "INBOX").await?.len(),
+            2,
+            "same epoch keeps the map"
+        );
+        assert_eq!(
+            store
+                .folder_state(pair, "INBOX")
+                .await?
+                .and_then(|s| s.highest_modseq),
+            Some(u64::from(u32::MAX) + 5)
+        );
+        store.begin_folder(pair, &state(2)).await?;
+        assert!(
+            store.copied(pair, "INBOX").await?.is_empty(),
+            "new UIDVALIDITY drops the map"
+        );
+        Ok(())
+    }
+}
