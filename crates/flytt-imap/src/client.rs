@@ -291,6 +291,32 @@ impl Session {
             .collect())
     }
 
+    /// `UID FETCH set (items) (CHANGEDSINCE modseq)` (CONDSTORE): only
+    /// messages whose metadata changed after `modseq`.
+    pub async fn uid_fetch_changed_since(
+        &mut self,
+        uids: &str,
+        items: &str,
+        modseq: crate::types::ModSeq,
+    ) -> Result<Vec<crate::types::FetchedMessage>> {
+        let builder = self
+            .builder("UID FETCH")
+            .raw("UID FETCH ")
+            .raw(uids)
+            .raw(" (")
+            .raw(items)
+            .raw(&format!(") (CHANGEDSINCE {modseq})"));
+        let reply = self.run(builder).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Fetch(m) if m.uid.is_some() => Some(m),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Adds (`+`) or removes (`-`) flags on the given UIDs, silently.
     pub async fn uid_store(&mut self, uids: &[Uid], add: bool, flags: &[Flag]) -> Result<()> {
         if uids.is_empty() || flags.is_empty() {

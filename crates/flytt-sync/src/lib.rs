@@ -1,1 +1,120 @@
+//! The mailbox copy engine: copies one user's mailbox from a source IMAP
+//! server to a target IMAP server, completely, exactly, incrementally and
+//! crash-safely.
+//!
+//! `sync_mailbox` takes a source account, a target account and the state
+//! store, and reports progress to an `Observer` as it goes. The batch
+//! runner calls it once per user and sync; the `flytt sync` command calls it
+//! once.
 
+mod engine;
+pub mod folders;
+mod report;
+
+use std::time::Duration;
+
+pub use engine::sync_mailbox;
+pub use report::{Issue, IssueKind, Report};
+
+use flytt_imap::{Auth, ServerConfig};
+
+/// One side of a sync: where the server is and how to log in.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub server: ServerConfig,
+    pub auth: Auth,
+}
+
+impl Account {
+    /// Names the mailbox for the state store: `user@host:port`, no secret.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.auth.user(), self.server.display_name())
+    }
+}
+
+/// How a sync behaves.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Folder patterns not to copy (decoded path, `/` separator).
+    pub exclude: Vec<String>,
+    /// Messages larger than this (RFC822.SIZE) are skipped and reported.
+    pub large_item_limit: Option<u64>,
+    /// Plan only: report what would be copied, change nothing anywhere.
+    pub dry_run: bool,
+    /// Messages per FETCH chunk and per MULTIAPPEND.
+    pub batch_messages: usize,
+    /// Bytes per FETCH chunk and per MULTIAPPEND.
+    pub batch_bytes: u64,
+    /// FETCH commands in flight on the source.
+    pub fetch_window: usize,
+    /// APPEND commands in flight on the target.
+    pub append_window: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            exclude: Vec::new(),
+            large_item_limit: None,
+            dry_run: false,
+            batch_messages: 50,
+            batch_bytes: 8 * 1024 * 1024,
+            fetch_window: 2,
+            append_window: 4,
+        }
+    }
+}
+
+/// Progress, as it happens. Every method has a no-op default.
+pub trait Observer: Send + Sync {
+    /// A folder's copy starts: how many messages and bytes it will copy.
+    fn folder_started(&self, _folder: &str, _messages: u64, _bytes: u64) {}
+    /// Messages the target confirmed.
+    fn copied(&self, _messages: u64, _bytes: u64) {}
+    /// Something was skipped or failed.
+    fn issue(&self, _issue: &Issue) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Why a sync stopped. Per-message problems are not errors: they are
+/// `Issue`s in the report, and the sync goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("source: {0}")]
+    Source(flytt_imap::Error),
+    #[error("target: {0}")]
+    Target(flytt_imap::Error),
+    #[error("state store: {0}")]
+    Store(#[from] flytt_store::Error),
+    #[error("{0}")]
+    Config(String),
+    #[error("reading a spooled message: {0}")]
+    Spool(std::io::Error),
+}
+
+impl SyncError {
+    /// A login was refused: retrying will not help until credentials change.
+    pub fn is_auth_failure(&self) -> bool {
+        match self {
+            SyncError::Source(e) | SyncError::Target(e) => e.is_auth_failure(),
+            _ => false,
+        }
+    }
+
+    /// The network or a server failed; a later retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Source(e) | SyncError::Target(e) => e.is_connection_lost(),
+            _ => false,
+        }
+    }
+}
+
+/// How long a sync took, for rates.
+pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}

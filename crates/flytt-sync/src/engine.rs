@@ -1,0 +1,684 @@
+//! The copy itself. See ARCHITECTURE.md, "A sync, step by step", for the
+//! order of operations and why each step is safe to repeat.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use flytt_imap::{
+    Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchedMessage, Flag,
+    MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
+};
+use flytt_store::{CopiedMessage, FolderState, PairId, Store};
+use sha2::{Digest, Sha256};
+
+use crate::folders::{Excludes, FolderPlan, plan};
+use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
+
+/// UIDs per command where a UID set is spelled out (keeps lines short for
+/// servers with a line length limit).
+const UIDS_PER_COMMAND: usize = 500;
+
+/// Copies `source`'s mailbox into `target`'s. Safe to run again at any time:
+/// a second run copies only what is new and applies flag changes.
+pub async fn sync_mailbox(
+    source: &Account,
+    target: &Account,
+    store: &Store,
+    options: &SyncOptions,
+    observer: &dyn Observer,
+) -> Result<Report, SyncError> {
+    let started = Instant::now();
+    let excludes = Excludes::new(&options.exclude)?;
+    let src = connect(source).await.map_err(SyncError::Source)?;
+    let tgt = connect(target).await.map_err(SyncError::Target)?;
+    let pair = store.mailbox_pair(&source.key(), &target.key()).await?;
+    let mut ctx = Ctx {
+        multiappend: tgt.has("MULTIAPPEND"),
+        src,
+        tgt,
+        store,
+        pair,
+        options,
+        observer,
+        report: Report {
+            dry_run: options.dry_run,
+            ..Report::default()
+        },
+    };
+    ctx.run(&excludes).await?;
+    let Ctx {
+        src, tgt, mut report, ..
+    } = ctx;
+    src.logout().await;
+    tgt.logout().await;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+async fn connect(account: &Account) -> flytt_imap::Result<Session> {
+    let mut session = Session::connect(&account.server).await?;
+    session.login(&account.auth).await?;
+    session.identify().await?;
+    Ok(session)
+}
+
+struct Ctx<'a> {
+    src: Session,
+    tgt: Session,
+    store: &'a Store,
+    pair: PairId,
+    options: &'a SyncOptions,
+    observer: &'a dyn Observer,
+    report: Report,
+    multiappend: bool,
+}
+
+/// What flytt knows of a source message before fetching its body.
+#[derive(Clone, Debug)]
+struct Meta {
+    uid: Uid,
+    size: u64,
+}
+
+/// A fetched message waiting for, or in, an APPEND.
+struct Pending {
+    uid: Uid,
+    flags: String,
+    message: AppendMessage,
+}
+
+fn flag_string(flags: &[Flag]) -> String {
+    let set: BTreeSet<&str> = flags.iter().map(Flag::as_str).collect();
+    set.into_iter().collect::<Vec<_>>().join(" ")
+}
+
+fn is_rejection(e: &ImapError) -> bool {
+    matches!(e, ImapError::Rejected { .. })
+}
+
+impl Ctx<'_> {
+    fn issue(&mut self, kind: IssueKind, folder: &str, uid: Option<Uid>, reason: String) {
+        let issue = Issue {
+            kind,
+            folder: folder.to_string(),
+            uid,
+            reason,
+        };
+        tracing::warn!(kind = ?issue.kind, folder = %issue.folder, uid = ?issue.uid, reason = %issue.reason, "sync issue");
+        self.observer.issue(&issue);
+        self.report.issues.push(issue);
+    }
+
+    async fn run(&mut self, excludes: &Excludes) -> Result<(), SyncError> {
+        let source_list = self.src.list_all().await.map_err(SyncError::Source)?;
+        let source_subscribed = self.src.subscribed().await.map_err(SyncError::Source)?;
+        let target_list = self.tgt.list_all().await.map_err(SyncError::Target)?;
+        let target_subscribed = self.tgt.subscribed().await.map_err(SyncError::Target)?;
+        let delimiter = match target_list.iter().find_map(|m| m.delimiter) {
+            Some(d) => d,
+            None => self.tgt.delimiter().await.map_err(SyncError::Target)?.unwrap_or('/'),
+        };
+        let (plans, excluded) = plan(&source_list, &source_subscribed, &target_list, delimiter, excludes);
+        self.report.folders_excluded = excluded;
+        for folder in &plans {
+            self.report.folders += 1;
+            if let Some(note) = &folder.note {
+                self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
+            }
+            let exists = target_list.iter().any(|m| {
+                m.name == folder.target
+                    || (m.name.eq_ignore_ascii_case("INBOX") && folder.target == "INBOX")
+            });
+            if !exists && !self.options.dry_run {
+                match self.tgt.create(&folder.target).await {
+                    Ok(()) => self.report.folders_created += 1,
+                    Err(e) if is_rejection(&e) => {
+                        self.issue(IssueKind::Folder, &folder.display, None, format!("cannot create {:?} on the target: {e}", folder.target));
+                        continue;
+                    }
+                    Err(e) => return Err(SyncError::Target(e)),
+                }
+            }
+            if folder.subscribed && !target_subscribed.contains(&folder.target) && !self.options.dry_run {
+                if let Err(e) = self.tgt.subscribe(&folder.target).await {
+                    if !is_rejection(&e) {
+                        return Err(SyncError::Target(e));
+                    }
+                    tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
+                }
+            }
+            if folder.selectable {
+                self.sync_folder(folder, exists).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_folder(&mut self, folder: &FolderPlan, target_exists: bool) -> Result<(), SyncError> {
+        let src_status = match self.src.select(&folder.source, Access::ReadOnly).await {
+            Ok(status) => status,
+            Err(e) if is_rejection(&e) => {
+                self.issue(IssueKind::Folder, &folder.display, None, format!("cannot open on the source: {e}"));
+                return Ok(());
+            }
+            Err(e) => return Err(SyncError::Source(e)),
+        };
+        let dry_run = self.options.dry_run;
+        let tgt_status = if target_exists || !dry_run {
+            let access = if dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            match self.tgt.select(&folder.target, access).await {
+                Ok(status) => status,
+                Err(e) if is_rejection(&e) => {
+                    self.issue(IssueKind::Folder, &folder.display, None, format!("cannot open {:?} on the target: {e}", folder.target));
+                    return Ok(());
+                }
+                Err(e) => return Err(SyncError::Target(e)),
+            }
+        } else {
+            MailboxStatus::default()
+        };
+        self.report.messages_found += u64::from(src_status.exists);
+        let Some(source_validity) = src_status.uid_validity else {
+            self.issue(IssueKind::Folder, &folder.display, None, "the source gave no UIDVALIDITY".into());
+            return Ok(());
+        };
+        let target_validity = tgt_status.uid_validity.unwrap_or(0);
+        let checkpoint = FolderState {
+            source_folder: folder.source.clone(),
+            target_folder: folder.target.clone(),
+            source_uidvalidity: source_validity,
+            target_uidvalidity: target_validity,
+            highest_modseq: None,
+            uid_next: None,
+        };
+        let previous = self.store.folder_state(self.pair, &folder.source).await?;
+        let same_epoch = previous.as_ref().is_some_and(|p| {
+            p.source_uidvalidity == source_validity
+                && p.target_uidvalidity == target_validity
+                && p.target_folder == folder.target
+        });
+        let marks = previous
+            .as_ref()
+            .filter(|_| same_epoch)
+            .and_then(|p| Some((p.highest_modseq?, p.uid_next?)));
+        // Nothing changed on the source since the last complete pass.
+        if let (Some((modseq, uid_next)), Some(now)) = (marks, src_status.highest_modseq)
+            && modseq == now
+            && Some(uid_next) == src_status.uid_next
+        {
+            return Ok(());
+        }
+        if !dry_run {
+            self.store.begin_folder(self.pair, &checkpoint).await?;
+        }
+        let copied: HashMap<Uid, CopiedMessage> = if same_epoch {
+            self.store
+                .copied(self.pair, &folder.source)
+                .await?
+                .into_iter()
+                .map(|c| (c.source_uid, c))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+
+        // Source metadata: with CONDSTORE marks, only what changed and what
+        // is new; otherwise everything.
+        let (flag_source, new_messages) = if src_status.exists == 0 {
+            (Vec::new(), Vec::new())
+        } else if let (Some((modseq, uid_next)), Some(_)) = (marks, src_status.highest_modseq) {
+            let changed = self
+                .src
+                .uid_fetch_changed_since("1:*", "UID FLAGS", modseq)
+                .await
+                .map_err(SyncError::Source)?;
+            let new: Vec<FetchedMessage> = self
+                .src
+                .uid_fetch(&format!("{uid_next}:*"), "UID FLAGS RFC822.SIZE")
+                .await
+                .map_err(SyncError::Source)?
+                .into_iter()
+                .filter(|m| m.uid.is_some_and(|u| u >= uid_next))
+                .collect();
+            (changed, new)
+        } else {
+            let all = self
+                .src
+                .uid_fetch("1:*", "UID FLAGS RFC822.SIZE")
+                .await
+                .map_err(SyncError::Source)?;
+            (all.clone(), all)
+        };
+
+        let issues_before = self.report.issues.iter().filter(|i| i.kind.is_skip()).count();
+        let mut to_copy = Vec::new();
+        for m in &new_messages {
+            let Some(uid) = m.uid else { continue };
+            if copied.contains_key(&uid) {
+                continue;
+            }
+            let size = u64::from(m.size.unwrap_or(0));
+            if let Some(limit) = self.options.large_item_limit
+                && size > limit
+            {
+                self.report.messages_skipped += 1;
+                self.issue(IssueKind::Large, &folder.display, Some(uid), format!("{size} bytes is over the limit of {limit}"));
+                continue;
+            }
+            to_copy.push(Meta { uid, size });
+        }
+
+        // Flag changes of messages already on the target.
+        let mut unkept: BTreeSet<String> = BTreeSet::new();
+        let mut flag_changes = Vec::new();
+        for m in &flag_source {
+            let (Some(uid), Some(flags)) = (m.uid, &m.flags) else { continue };
+            let Some(c) = copied.get(&uid) else { continue };
+            let Some(target_uid) = c.target_uid else { continue };
+            let wanted = self.keepable(flags, &tgt_status, &mut unkept);
+            let wanted_string = flag_string(&wanted);
+            if wanted_string != c.flags {
+                flag_changes.push((uid, target_uid, c.flags.clone(), wanted));
+            }
+        }
+
+        // Messages on the target that the map does not know may be copies
+        // whose confirmation was lost (a crash), or the whole folder after a
+        // UIDVALIDITY change: find them by content before appending.
+        let needs_target_uid: Vec<Uid> = copied.values().filter(|c| c.target_uid.is_none()).map(|c| c.source_uid).collect();
+        if (!to_copy.is_empty() || !needs_target_uid.is_empty()) && tgt_status.exists > 0 {
+            let matched = self.reconcile(&copied, &to_copy, &needs_target_uid).await?;
+            let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
+            let newly = to_copy.iter().filter(|m| matched_uids.contains(&m.uid)).count();
+            self.report.messages_matched += newly as u64;
+            to_copy.retain(|m| !matched_uids.contains(&m.uid));
+            if !dry_run {
+                self.store.record_copied(self.pair, &folder.source, &matched).await?;
+            }
+        }
+
+        if dry_run {
+            let bytes = to_copy.iter().map(|m| m.size).sum();
+            self.report.plan.push((folder.display.clone(), to_copy.len() as u64, bytes));
+            self.report.flags_updated += flag_changes.len() as u64;
+            return Ok(());
+        }
+        let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
+        self.observer.folder_started(&folder.display, to_copy.len() as u64, bytes);
+        self.copy(folder, &to_copy, &tgt_status, &mut unkept).await?;
+        self.apply_flags(folder, flag_changes).await?;
+        for flag in unkept {
+            self.issue(IssueKind::Flag, &folder.display, None, format!("the target folder cannot keep the flag {flag}"));
+        }
+        let clean = self.report.issues.iter().filter(|i| i.kind.is_skip()).count() == issues_before;
+        if clean {
+            self.store
+                .finish_folder(self.pair, &folder.source, src_status.highest_modseq, src_status.uid_next)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The flags the target folder can keep (never `\Recent`); the others
+    /// are collected for one report per folder.
+    fn keepable(&self, flags: &[Flag], target: &MailboxStatus, unkept: &mut BTreeSet<String>) -> Vec<Flag> {
+        flags
+            .iter()
+            .filter(|f| f.as_str() != Flag::RECENT)
+            .filter(|f| {
+                let keeps = target.keeps(f);
+                if !keeps {
+                    unkept.insert(f.to_string());
+                }
+                keeps
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Pairs unmapped source messages with unknown target messages of the
+    /// same content. Returns the new map rows (flags as the target has them).
+    async fn reconcile(
+        &mut self,
+        copied: &HashMap<Uid, CopiedMessage>,
+        to_copy: &[Meta],
+        needs_target_uid: &[Uid],
+    ) -> Result<Vec<CopiedMessage>, SyncError> {
+        const ID_ITEMS: &str = "UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+        let known: HashSet<Uid> = copied.values().filter_map(|c| c.target_uid).collect();
+        let all_target = self.tgt.uid_search_all().await.map_err(SyncError::Target)?;
+        let unknown: Vec<Uid> = all_target.into_iter().filter(|u| !known.contains(u)).collect();
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        let target_ids = fetch_in_chunks(&mut self.tgt, &unknown, ID_ITEMS).await.map_err(SyncError::Target)?;
+        let source_uids: Vec<Uid> = to_copy.iter().map(|m| m.uid).chain(needs_target_uid.iter().copied()).collect();
+        let source_ids = fetch_in_chunks(&mut self.src, &source_uids, ID_ITEMS).await.map_err(SyncError::Source)?;
+
+        let key = |m: &FetchedMessage| -> (u32, Vec<u8>) {
+            let id = m.header_fields.as_deref().unwrap_or_default();
+            let normalized: Vec<u8> = id.iter().filter(|b| !b.is_ascii_whitespace()).map(u8::to_ascii_lowercase).collect();
+            (m.size.unwrap_or(0), normalized)
+        };
+        let mut groups: HashMap<(u32, Vec<u8>), Vec<&FetchedMessage>> = HashMap::new();
+        for m in &target_ids {
+            groups.entry(key(m)).or_default().push(m);
+        }
+        let candidates: Vec<&FetchedMessage> = source_ids.iter().filter(|m| groups.contains_key(&key(m))).collect();
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Same size and Message-ID is a hint, not proof (duplicated or
+        // missing IDs): confirm with a hash of the whole message.
+        let candidate_targets: Vec<Uid> = candidates
+            .iter()
+            .flat_map(|m| groups.get(&key(m)).into_iter().flatten().filter_map(|t| t.uid))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let source_hashes = hash_bodies(&mut self.src, &candidates.iter().filter_map(|m| m.uid).collect::<Vec<_>>(), self.options.batch_messages)
+            .await
+            .map_err(|e| e.side(SyncError::Source))?;
+        let target_hashes = hash_bodies(&mut self.tgt, &candidate_targets, self.options.batch_messages)
+            .await
+            .map_err(|e| e.side(SyncError::Target))?;
+
+        let mut used: HashSet<Uid> = HashSet::new();
+        let mut matched = Vec::new();
+        let mut ordered = candidates;
+        ordered.sort_by_key(|m| m.uid);
+        for m in ordered {
+            let (Some(uid), Some(hash)) = (m.uid, m.uid.and_then(|u| source_hashes.get(&u))) else { continue };
+            let Some(group) = groups.get(&key(m)) else { continue };
+            let found = group.iter().find(|t| {
+                t.uid.is_some_and(|tu| !used.contains(&tu) && target_hashes.get(&tu) == Some(hash))
+            });
+            if let Some(t) = found
+                && let Some(target_uid) = t.uid
+            {
+                used.insert(target_uid);
+                matched.push(CopiedMessage {
+                    source_uid: uid,
+                    target_uid: Some(target_uid),
+                    flags: flag_string(t.flags.as_deref().unwrap_or_default()),
+                });
+            }
+        }
+        Ok(matched)
+    }
+
+    /// Fetches bodies from the source and appends them to the target, both
+    /// pipelined: several FETCH chunks and several (MULTI)APPENDs in flight.
+    async fn copy(
+        &mut self,
+        folder: &FolderPlan,
+        to_copy: &[Meta],
+        target: &MailboxStatus,
+        unkept: &mut BTreeSet<String>,
+    ) -> Result<(), SyncError> {
+        if to_copy.is_empty() {
+            return Ok(());
+        }
+        let chunks = chunk(to_copy, self.options.batch_messages, self.options.batch_bytes);
+        let fetch_window = self.options.fetch_window.max(1);
+        let append_window = self.options.append_window.max(1);
+        let mut next_chunk = 0;
+        let mut fetching: HashMap<String, usize> = HashMap::new();
+        let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
+        let mut ready: VecDeque<Vec<Pending>> = VecDeque::new();
+        let mut appending: HashMap<String, Vec<Pending>> = HashMap::new();
+        let mut singles: VecDeque<Pending> = VecDeque::new();
+
+        loop {
+            while fetching.len() < fetch_window
+                && next_chunk < chunks.len()
+                && ready.len() + fetching.len() < fetch_window + append_window
+            {
+                let builder = self
+                    .src
+                    .builder("UID FETCH")
+                    .raw("UID FETCH ")
+                    .raw(&uid_set(&chunks[next_chunk]))
+                    .raw(" (UID FLAGS INTERNALDATE BODY.PEEK[])");
+                let tag = self.src.send(builder).await.map_err(SyncError::Source)?;
+                fetching.insert(tag, next_chunk);
+                next_chunk += 1;
+            }
+            while appending.len() < append_window {
+                let batch = if let Some(single) = singles.pop_front() {
+                    vec![single]
+                } else if let Some(batch) = ready.pop_front() {
+                    batch
+                } else {
+                    break;
+                };
+                let messages: Vec<AppendMessage> = batch.iter().map(|p| p.message.clone()).collect();
+                let builder = flytt_imap::append(&folder.target, &messages, self.tgt.literal_plus());
+                let tag = self.tgt.send(builder).await.map_err(SyncError::Target)?;
+                appending.insert(tag, batch);
+            }
+            if fetching.is_empty() && appending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                response = self.src.next(), if !fetching.is_empty() => {
+                    match response.map_err(SyncError::Source)? {
+                        ServerResponse::Untagged(Untagged::Fetch(m)) => {
+                            if let Some(uid) = m.uid && m.body.is_some() {
+                                received.insert(uid, m);
+                            }
+                        }
+                        ServerResponse::Tagged(done) => {
+                            let Some(index) = fetching.remove(&done.tag) else { continue };
+                            let mut batch = Vec::new();
+                            for &uid in &chunks[index] {
+                                match received.remove(&uid) {
+                                    Some(m) => batch.push(self.pending(uid, m, target, unkept)),
+                                    None if done.status != CompletionStatus::Ok => {
+                                        self.report.messages_failed += 1;
+                                        self.issue(IssueKind::Bad, &folder.display, Some(uid), format!("the source could not read it: {} {}", done.status.as_str(), done.text));
+                                    }
+                                    // Expunged on the source meanwhile: nothing to copy.
+                                    None => {}
+                                }
+                            }
+                            if self.multiappend {
+                                if !batch.is_empty() {
+                                    ready.push_back(batch);
+                                }
+                            } else {
+                                ready.extend(batch.into_iter().map(|p| vec![p]));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                response = self.tgt.next(), if !appending.is_empty() => {
+                    if let ServerResponse::Tagged(done) = response.map_err(SyncError::Target)? {
+                        let Some(batch) = appending.remove(&done.tag) else { continue };
+                        if done.status == CompletionStatus::Ok {
+                            self.confirmed(folder, batch, done.code, target).await?;
+                        } else if batch.len() > 1 {
+                            // MULTIAPPEND is all or nothing: find the culprit.
+                            singles.extend(batch);
+                        } else {
+                            for p in batch {
+                                self.report.messages_failed += 1;
+                                self.issue(IssueKind::Bad, &folder.display, Some(p.uid), format!("the target refused it: {} {}", done.status.as_str(), done.text));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&self, uid: Uid, m: FetchedMessage, target: &MailboxStatus, unkept: &mut BTreeSet<String>) -> Pending {
+        let flags = self.keepable(m.flags.as_deref().unwrap_or_default(), target, unkept);
+        Pending {
+            uid,
+            flags: flag_string(&flags),
+            message: AppendMessage {
+                flags,
+                internal_date: m.internal_date,
+                body: m.body.unwrap_or(Body::Memory(Default::default())),
+            },
+        }
+    }
+
+    /// The target confirmed an APPEND: only now is the copy recorded.
+    async fn confirmed(
+        &mut self,
+        folder: &FolderPlan,
+        batch: Vec<Pending>,
+        code: Option<ResponseCode>,
+        target: &MailboxStatus,
+    ) -> Result<(), SyncError> {
+        let target_uids: Vec<Option<Uid>> = match code {
+            Some(ResponseCode::AppendUid { uid_validity, uids })
+                if Some(uid_validity) == target.uid_validity && uids.len() == batch.len() =>
+            {
+                uids.into_iter().map(Some).collect()
+            }
+            _ => vec![None; batch.len()],
+        };
+        let rows: Vec<CopiedMessage> = batch
+            .iter()
+            .zip(target_uids)
+            .map(|(p, target_uid)| CopiedMessage {
+                source_uid: p.uid,
+                target_uid,
+                flags: p.flags.clone(),
+            })
+            .collect();
+        self.store.record_copied(self.pair, &folder.source, &rows).await?;
+        let bytes: u64 = batch.iter().map(|p| p.message.body.len()).sum();
+        self.report.messages_copied += batch.len() as u64;
+        self.report.bytes_copied += bytes;
+        self.observer.copied(batch.len() as u64, bytes);
+        Ok(())
+    }
+
+    /// Applies flag changes as deltas (what the source added or removed
+    /// since the last sync), so flags a user set on the target are kept.
+    async fn apply_flags(
+        &mut self,
+        folder: &FolderPlan,
+        changes: Vec<(Uid, Uid, String, Vec<Flag>)>,
+    ) -> Result<(), SyncError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut adds: BTreeMap<Vec<Flag>, Vec<Uid>> = BTreeMap::new();
+        let mut removes: BTreeMap<Vec<Flag>, Vec<Uid>> = BTreeMap::new();
+        let mut rows = Vec::new();
+        for (source_uid, target_uid, old, new) in &changes {
+            let old: BTreeSet<Flag> = old.split_ascii_whitespace().filter_map(Flag::parse).collect();
+            let new_set: BTreeSet<Flag> = new.iter().cloned().collect();
+            let added: Vec<Flag> = new_set.difference(&old).cloned().collect();
+            let removed: Vec<Flag> = old.difference(&new_set).cloned().collect();
+            if !added.is_empty() {
+                adds.entry(added).or_default().push(*target_uid);
+            }
+            if !removed.is_empty() {
+                removes.entry(removed).or_default().push(*target_uid);
+            }
+            rows.push(CopiedMessage {
+                source_uid: *source_uid,
+                target_uid: Some(*target_uid),
+                flags: flag_string(new),
+            });
+        }
+        for (add, groups) in [(true, adds), (false, removes)] {
+            for (flags, uids) in groups {
+                for part in uids.chunks(UIDS_PER_COMMAND) {
+                    match self.tgt.uid_store(part, add, &flags).await {
+                        Ok(()) => {}
+                        Err(e) if is_rejection(&e) => {
+                            self.issue(IssueKind::Flag, &folder.display, None, format!("cannot set flags: {e}"));
+                            return Ok(());
+                        }
+                        Err(e) => return Err(SyncError::Target(e)),
+                    }
+                }
+            }
+        }
+        self.store.record_copied(self.pair, &folder.source, &rows).await?;
+        self.report.flags_updated += rows.len() as u64;
+        Ok(())
+    }
+}
+
+/// Splits messages into chunks of at most `count` messages and about
+/// `bytes` bytes (a chunk holds at least one message).
+fn chunk(messages: &[Meta], count: usize, bytes: u64) -> Vec<Vec<Uid>> {
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut current_bytes = 0;
+    for m in messages {
+        if !current.is_empty() && (current.len() >= count.max(1) || current_bytes + m.size > bytes) {
+            chunks.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+        current.push(m.uid);
+        current_bytes += m.size;
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+async fn fetch_in_chunks(session: &mut Session, uids: &[Uid], items: &str) -> flytt_imap::Result<Vec<FetchedMessage>> {
+    let mut out = Vec::new();
+    for part in uids.chunks(UIDS_PER_COMMAND) {
+        out.extend(session.uid_fetch(&uid_set(part), items).await?);
+    }
+    Ok(out)
+}
+
+enum HashError {
+    Imap(ImapError),
+    Spool(std::io::Error),
+}
+
+impl HashError {
+    fn side(self, wrap: fn(ImapError) -> SyncError) -> SyncError {
+        match self {
+            HashError::Imap(e) => wrap(e),
+            HashError::Spool(e) => SyncError::Spool(e),
+        }
+    }
+}
+
+/// SHA-256 of each message's full bytes, fetched `per_command` at a time.
+async fn hash_bodies(session: &mut Session, uids: &[Uid], per_command: usize) -> Result<HashMap<Uid, [u8; 32]>, HashError> {
+    let mut hashes = HashMap::new();
+    for part in uids.chunks(per_command.max(1)) {
+        let fetched = session.uid_fetch(&uid_set(part), "UID BODY.PEEK[]").await.map_err(HashError::Imap)?;
+        for m in fetched {
+            let (Some(uid), Some(body)) = (m.uid, m.body) else { continue };
+            let mut hasher = Sha256::new();
+            body.for_each_chunk(|c| {
+                hasher.update(c);
+                Ok(())
+            })
+            .map_err(HashError::Spool)?;
+            hashes.insert(uid, hasher.finalize().into());
+        }
+    }
+    Ok(hashes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_respect_count_and_bytes() {
+        let metas: Vec<Meta> = (1..=7).map(|uid| Meta { uid, size: if uid == 4 { 100 } else { 10 } }).collect();
+        assert_eq!(chunk(&metas, 3, 1_000), vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+        assert_eq!(chunk(&metas, 50, 50), vec![vec![1, 2, 3], vec![4], vec![5, 6, 7]]);
+    }
+}

@@ -1,0 +1,80 @@
+//! What a sync did, for the summary, `--json` and later the batch reports.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Something that was not copied as it is on the source, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub kind: IssueKind,
+    /// Decoded source folder path.
+    pub folder: String,
+    pub uid: Option<u32>,
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssueKind {
+    /// Over LargeItemLimit: skipped.
+    Large,
+    /// The target refused the message.
+    Bad,
+    /// A folder could not be created or synced.
+    Folder,
+    /// A folder was created under another name.
+    Renamed,
+    /// A flag the target cannot keep.
+    Flag,
+}
+
+impl IssueKind {
+    /// Whether the message or folder was left behind (counts against the
+    /// exit status), as opposed to a notice.
+    pub fn is_skip(self) -> bool {
+        matches!(self, IssueKind::Large | IssueKind::Bad | IssueKind::Folder)
+    }
+}
+
+/// The outcome of one sync.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub dry_run: bool,
+    pub folders: u64,
+    pub folders_created: u64,
+    pub folders_excluded: Vec<String>,
+    pub messages_found: u64,
+    pub messages_copied: u64,
+    pub bytes_copied: u64,
+    /// Found on the target by content (a resume after a crash, a lost
+    /// state, a changed UIDVALIDITY) and not copied again.
+    pub messages_matched: u64,
+    pub messages_skipped: u64,
+    pub messages_failed: u64,
+    pub flags_updated: u64,
+    /// What a dry run would copy, per folder: (folder, messages, bytes).
+    pub plan: Vec<(String, u64, u64)>,
+    pub issues: Vec<Issue>,
+    #[serde(serialize_with = "seconds")]
+    pub duration: Duration,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Report {
+    pub fn messages_per_second(&self) -> f64 {
+        crate::rate(self.messages_copied, self.duration)
+    }
+
+    pub fn megabytes_per_second(&self) -> f64 {
+        crate::rate(self.bytes_copied, self.duration) / 1_000_000.0
+    }
+
+    /// Whether anything was left behind.
+    pub fn has_skips(&self) -> bool {
+        self.issues.iter().any(|i| i.kind.is_skip())
+    }
+}
