@@ -46,8 +46,8 @@ pub struct ServerConfig {
     pub security: Security,
     /// With `StartTls`: go on in plaintext if the server offers no STARTTLS.
     pub allow_plaintext: bool,
-    /// Extra PEM certificates to trust (a private CA).
-    pub ca_file: Option<PathBuf>,
+    /// Extra PEM files of certificates to trust (private CAs).
+    pub ca_files: Vec<PathBuf>,
     /// How long to wait for any sign of progress on a command.
     pub timeout: Duration,
     pub limits: FrameLimits,
@@ -60,7 +60,7 @@ impl ServerConfig {
             port,
             security,
             allow_plaintext: false,
-            ca_file: None,
+            ca_files: Vec::new(),
             timeout: Duration::from_secs(120),
             limits: FrameLimits::default(),
         }
@@ -495,7 +495,7 @@ async fn tls_handshake(
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &config.ca_file {
+    for path in &config.ca_files {
         let pem = std::fs::read(path)
             .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
         for cert in CertificateDer::pem_slice_iter(&pem) {

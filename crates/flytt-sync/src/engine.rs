@@ -47,7 +47,10 @@ pub async fn sync_mailbox(
     };
     ctx.run(&excludes).await?;
     let Ctx {
-        src, tgt, mut report, ..
+        src,
+        tgt,
+        mut report,
+        ..
     } = ctx;
     src.logout().await;
     tgt.logout().await;
@@ -116,9 +119,20 @@ impl Ctx<'_> {
         let target_subscribed = self.tgt.subscribed().await.map_err(SyncError::Target)?;
         let delimiter = match target_list.iter().find_map(|m| m.delimiter) {
             Some(d) => d,
-            None => self.tgt.delimiter().await.map_err(SyncError::Target)?.unwrap_or('/'),
+            None => self
+                .tgt
+                .delimiter()
+                .await
+                .map_err(SyncError::Target)?
+                .unwrap_or('/'),
         };
-        let (plans, excluded) = plan(&source_list, &source_subscribed, &target_list, delimiter, excludes);
+        let (plans, excluded) = plan(
+            &source_list,
+            &source_subscribed,
+            &target_list,
+            delimiter,
+            excludes,
+        );
         self.report.folders_excluded = excluded;
         for folder in &plans {
             self.report.folders += 1;
@@ -133,13 +147,21 @@ impl Ctx<'_> {
                 match self.tgt.create(&folder.target).await {
                     Ok(()) => self.report.folders_created += 1,
                     Err(e) if is_rejection(&e) => {
-                        self.issue(IssueKind::Folder, &folder.display, None, format!("cannot create {:?} on the target: {e}", folder.target));
+                        self.issue(
+                            IssueKind::Folder,
+                            &folder.display,
+                            None,
+                            format!("cannot create {:?} on the target: {e}", folder.target),
+                        );
                         continue;
                     }
                     Err(e) => return Err(SyncError::Target(e)),
                 }
             }
-            if folder.subscribed && !target_subscribed.contains(&folder.target) && !self.options.dry_run {
+            if folder.subscribed
+                && !target_subscribed.contains(&folder.target)
+                && !self.options.dry_run
+            {
                 if let Err(e) = self.tgt.subscribe(&folder.target).await {
                     if !is_rejection(&e) {
                         return Err(SyncError::Target(e));
@@ -154,22 +176,40 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    async fn sync_folder(&mut self, folder: &FolderPlan, target_exists: bool) -> Result<(), SyncError> {
+    async fn sync_folder(
+        &mut self,
+        folder: &FolderPlan,
+        target_exists: bool,
+    ) -> Result<(), SyncError> {
         let src_status = match self.src.select(&folder.source, Access::ReadOnly).await {
             Ok(status) => status,
             Err(e) if is_rejection(&e) => {
-                self.issue(IssueKind::Folder, &folder.display, None, format!("cannot open on the source: {e}"));
+                self.issue(
+                    IssueKind::Folder,
+                    &folder.display,
+                    None,
+                    format!("cannot open on the source: {e}"),
+                );
                 return Ok(());
             }
             Err(e) => return Err(SyncError::Source(e)),
         };
         let dry_run = self.options.dry_run;
         let tgt_status = if target_exists || !dry_run {
-            let access = if dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            let access = if dry_run {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
             match self.tgt.select(&folder.target, access).await {
                 Ok(status) => status,
                 Err(e) if is_rejection(&e) => {
-                    self.issue(IssueKind::Folder, &folder.display, None, format!("cannot open {:?} on the target: {e}", folder.target));
+                    self.issue(
+                        IssueKind::Folder,
+                        &folder.display,
+                        None,
+                        format!("cannot open {:?} on the target: {e}", folder.target),
+                    );
                     return Ok(());
                 }
                 Err(e) => return Err(SyncError::Target(e)),
@@ -179,7 +219,12 @@ impl Ctx<'_> {
         };
         self.report.messages_found += u64::from(src_status.exists);
         let Some(source_validity) = src_status.uid_validity else {
-            self.issue(IssueKind::Folder, &folder.display, None, "the source gave no UIDVALIDITY".into());
+            self.issue(
+                IssueKind::Folder,
+                &folder.display,
+                None,
+                "the source gave no UIDVALIDITY".into(),
+            );
             return Ok(());
         };
         let target_validity = tgt_status.uid_validity.unwrap_or(0);
@@ -250,7 +295,12 @@ impl Ctx<'_> {
             (all.clone(), all)
         };
 
-        let issues_before = self.report.issues.iter().filter(|i| i.kind.is_skip()).count();
+        let issues_before = self
+            .report
+            .issues
+            .iter()
+            .filter(|i| i.kind.is_skip())
+            .count();
         let mut to_copy = Vec::new();
         for m in &new_messages {
             let Some(uid) = m.uid else { continue };
@@ -262,7 +312,12 @@ impl Ctx<'_> {
                 && size > limit
             {
                 self.report.messages_skipped += 1;
-                self.issue(IssueKind::Large, &folder.display, Some(uid), format!("{size} bytes is over the limit of {limit}"));
+                self.issue(
+                    IssueKind::Large,
+                    &folder.display,
+                    Some(uid),
+                    format!("{size} bytes is over the limit of {limit}"),
+                );
                 continue;
             }
             to_copy.push(Meta { uid, size });
@@ -272,9 +327,13 @@ impl Ctx<'_> {
         let mut unkept: BTreeSet<String> = BTreeSet::new();
         let mut flag_changes = Vec::new();
         for m in &flag_source {
-            let (Some(uid), Some(flags)) = (m.uid, &m.flags) else { continue };
+            let (Some(uid), Some(flags)) = (m.uid, &m.flags) else {
+                continue;
+            };
             let Some(c) = copied.get(&uid) else { continue };
-            let Some(target_uid) = c.target_uid else { continue };
+            let Some(target_uid) = c.target_uid else {
+                continue;
+            };
             let wanted = self.keepable(flags, &tgt_status, &mut unkept);
             let wanted_string = flag_string(&wanted);
             if wanted_string != c.flags {
@@ -285,35 +344,64 @@ impl Ctx<'_> {
         // Messages on the target that the map does not know may be copies
         // whose confirmation was lost (a crash), or the whole folder after a
         // UIDVALIDITY change: find them by content before appending.
-        let needs_target_uid: Vec<Uid> = copied.values().filter(|c| c.target_uid.is_none()).map(|c| c.source_uid).collect();
+        let needs_target_uid: Vec<Uid> = copied
+            .values()
+            .filter(|c| c.target_uid.is_none())
+            .map(|c| c.source_uid)
+            .collect();
         if (!to_copy.is_empty() || !needs_target_uid.is_empty()) && tgt_status.exists > 0 {
             let matched = self.reconcile(&copied, &to_copy, &needs_target_uid).await?;
             let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
-            let newly = to_copy.iter().filter(|m| matched_uids.contains(&m.uid)).count();
+            let newly = to_copy
+                .iter()
+                .filter(|m| matched_uids.contains(&m.uid))
+                .count();
             self.report.messages_matched += newly as u64;
             to_copy.retain(|m| !matched_uids.contains(&m.uid));
             if !dry_run {
-                self.store.record_copied(self.pair, &folder.source, &matched).await?;
+                self.store
+                    .record_copied(self.pair, &folder.source, &matched)
+                    .await?;
             }
         }
 
         if dry_run {
             let bytes = to_copy.iter().map(|m| m.size).sum();
-            self.report.plan.push((folder.display.clone(), to_copy.len() as u64, bytes));
+            self.report
+                .plan
+                .push((folder.display.clone(), to_copy.len() as u64, bytes));
             self.report.flags_updated += flag_changes.len() as u64;
             return Ok(());
         }
         let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
-        self.observer.folder_started(&folder.display, to_copy.len() as u64, bytes);
-        self.copy(folder, &to_copy, &tgt_status, &mut unkept).await?;
+        self.observer
+            .folder_started(&folder.display, to_copy.len() as u64, bytes);
+        self.copy(folder, &to_copy, &tgt_status, &mut unkept)
+            .await?;
         self.apply_flags(folder, flag_changes).await?;
         for flag in unkept {
-            self.issue(IssueKind::Flag, &folder.display, None, format!("the target folder cannot keep the flag {flag}"));
+            self.issue(
+                IssueKind::Flag,
+                &folder.display,
+                None,
+                format!("the target folder cannot keep the flag {flag}"),
+            );
         }
-        let clean = self.report.issues.iter().filter(|i| i.kind.is_skip()).count() == issues_before;
+        let clean = self
+            .report
+            .issues
+            .iter()
+            .filter(|i| i.kind.is_skip())
+            .count()
+            == issues_before;
         if clean {
             self.store
-                .finish_folder(self.pair, &folder.source, src_status.highest_modseq, src_status.uid_next)
+                .finish_folder(
+                    self.pair,
+                    &folder.source,
+                    src_status.highest_modseq,
+                    src_status.uid_next,
+                )
                 .await?;
         }
         Ok(())
@@ -321,7 +409,12 @@ impl Ctx<'_> {
 
     /// The flags the target folder can keep (never `\Recent`); the others
     /// are collected for one report per folder.
-    fn keepable(&self, flags: &[Flag], target: &MailboxStatus, unkept: &mut BTreeSet<String>) -> Vec<Flag> {
+    fn keepable(
+        &self,
+        flags: &[Flag],
+        target: &MailboxStatus,
+        unkept: &mut BTreeSet<String>,
+    ) -> Vec<Flag> {
         flags
             .iter()
             .filter(|f| f.as_str() != Flag::RECENT)
@@ -347,24 +440,42 @@ impl Ctx<'_> {
         const ID_ITEMS: &str = "UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
         let known: HashSet<Uid> = copied.values().filter_map(|c| c.target_uid).collect();
         let all_target = self.tgt.uid_search_all().await.map_err(SyncError::Target)?;
-        let unknown: Vec<Uid> = all_target.into_iter().filter(|u| !known.contains(u)).collect();
+        let unknown: Vec<Uid> = all_target
+            .into_iter()
+            .filter(|u| !known.contains(u))
+            .collect();
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
-        let target_ids = fetch_in_chunks(&mut self.tgt, &unknown, ID_ITEMS).await.map_err(SyncError::Target)?;
-        let source_uids: Vec<Uid> = to_copy.iter().map(|m| m.uid).chain(needs_target_uid.iter().copied()).collect();
-        let source_ids = fetch_in_chunks(&mut self.src, &source_uids, ID_ITEMS).await.map_err(SyncError::Source)?;
+        let target_ids = fetch_in_chunks(&mut self.tgt, &unknown, ID_ITEMS)
+            .await
+            .map_err(SyncError::Target)?;
+        let source_uids: Vec<Uid> = to_copy
+            .iter()
+            .map(|m| m.uid)
+            .chain(needs_target_uid.iter().copied())
+            .collect();
+        let source_ids = fetch_in_chunks(&mut self.src, &source_uids, ID_ITEMS)
+            .await
+            .map_err(SyncError::Source)?;
 
         let key = |m: &FetchedMessage| -> (u32, Vec<u8>) {
             let id = m.header_fields.as_deref().unwrap_or_default();
-            let normalized: Vec<u8> = id.iter().filter(|b| !b.is_ascii_whitespace()).map(u8::to_ascii_lowercase).collect();
+            let normalized: Vec<u8> = id
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(u8::to_ascii_lowercase)
+                .collect();
             (m.size.unwrap_or(0), normalized)
         };
         let mut groups: HashMap<(u32, Vec<u8>), Vec<&FetchedMessage>> = HashMap::new();
         for m in &target_ids {
             groups.entry(key(m)).or_default().push(m);
         }
-        let candidates: Vec<&FetchedMessage> = source_ids.iter().filter(|m| groups.contains_key(&key(m))).collect();
+        let candidates: Vec<&FetchedMessage> = source_ids
+            .iter()
+            .filter(|m| groups.contains_key(&key(m)))
+            .collect();
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
@@ -372,26 +483,45 @@ impl Ctx<'_> {
         // missing IDs): confirm with a hash of the whole message.
         let candidate_targets: Vec<Uid> = candidates
             .iter()
-            .flat_map(|m| groups.get(&key(m)).into_iter().flatten().filter_map(|t| t.uid))
+            .flat_map(|m| {
+                groups
+                    .get(&key(m))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.uid)
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let source_hashes = hash_bodies(&mut self.src, &candidates.iter().filter_map(|m| m.uid).collect::<Vec<_>>(), self.options.batch_messages)
-            .await
-            .map_err(|e| e.side(SyncError::Source))?;
-        let target_hashes = hash_bodies(&mut self.tgt, &candidate_targets, self.options.batch_messages)
-            .await
-            .map_err(|e| e.side(SyncError::Target))?;
+        let source_hashes = hash_bodies(
+            &mut self.src,
+            &candidates.iter().filter_map(|m| m.uid).collect::<Vec<_>>(),
+            self.options.batch_messages,
+        )
+        .await
+        .map_err(|e| e.side(SyncError::Source))?;
+        let target_hashes = hash_bodies(
+            &mut self.tgt,
+            &candidate_targets,
+            self.options.batch_messages,
+        )
+        .await
+        .map_err(|e| e.side(SyncError::Target))?;
 
         let mut used: HashSet<Uid> = HashSet::new();
         let mut matched = Vec::new();
         let mut ordered = candidates;
         ordered.sort_by_key(|m| m.uid);
         for m in ordered {
-            let (Some(uid), Some(hash)) = (m.uid, m.uid.and_then(|u| source_hashes.get(&u))) else { continue };
-            let Some(group) = groups.get(&key(m)) else { continue };
+            let (Some(uid), Some(hash)) = (m.uid, m.uid.and_then(|u| source_hashes.get(&u))) else {
+                continue;
+            };
+            let Some(group) = groups.get(&key(m)) else {
+                continue;
+            };
             let found = group.iter().find(|t| {
-                t.uid.is_some_and(|tu| !used.contains(&tu) && target_hashes.get(&tu) == Some(hash))
+                t.uid
+                    .is_some_and(|tu| !used.contains(&tu) && target_hashes.get(&tu) == Some(hash))
             });
             if let Some(t) = found
                 && let Some(target_uid) = t.uid
@@ -419,7 +549,11 @@ impl Ctx<'_> {
         if to_copy.is_empty() {
             return Ok(());
         }
-        let chunks = chunk(to_copy, self.options.batch_messages, self.options.batch_bytes);
+        let chunks = chunk(
+            to_copy,
+            self.options.batch_messages,
+            self.options.batch_bytes,
+        );
         let fetch_window = self.options.fetch_window.max(1);
         let append_window = self.options.append_window.max(1);
         let mut next_chunk = 0;
@@ -452,8 +586,10 @@ impl Ctx<'_> {
                 } else {
                     break;
                 };
-                let messages: Vec<AppendMessage> = batch.iter().map(|p| p.message.clone()).collect();
-                let builder = flytt_imap::append(&folder.target, &messages, self.tgt.literal_plus());
+                let messages: Vec<AppendMessage> =
+                    batch.iter().map(|p| p.message.clone()).collect();
+                let builder =
+                    flytt_imap::append(&folder.target, &messages, self.tgt.literal_plus());
                 let tag = self.tgt.send(builder).await.map_err(SyncError::Target)?;
                 appending.insert(tag, batch);
             }
@@ -514,7 +650,13 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn pending(&self, uid: Uid, m: FetchedMessage, target: &MailboxStatus, unkept: &mut BTreeSet<String>) -> Pending {
+    fn pending(
+        &self,
+        uid: Uid,
+        m: FetchedMessage,
+        target: &MailboxStatus,
+        unkept: &mut BTreeSet<String>,
+    ) -> Pending {
         let flags = self.keepable(m.flags.as_deref().unwrap_or_default(), target, unkept);
         Pending {
             uid,
@@ -552,7 +694,9 @@ impl Ctx<'_> {
                 flags: p.flags.clone(),
             })
             .collect();
-        self.store.record_copied(self.pair, &folder.source, &rows).await?;
+        self.store
+            .record_copied(self.pair, &folder.source, &rows)
+            .await?;
         let bytes: u64 = batch.iter().map(|p| p.message.body.len()).sum();
         self.report.messages_copied += batch.len() as u64;
         self.report.bytes_copied += bytes;
@@ -574,7 +718,10 @@ impl Ctx<'_> {
         let mut removes: BTreeMap<Vec<Flag>, Vec<Uid>> = BTreeMap::new();
         let mut rows = Vec::new();
         for (source_uid, target_uid, old, new) in &changes {
-            let old: BTreeSet<Flag> = old.split_ascii_whitespace().filter_map(Flag::parse).collect();
+            let old: BTreeSet<Flag> = old
+                .split_ascii_whitespace()
+                .filter_map(Flag::parse)
+                .collect();
             let new_set: BTreeSet<Flag> = new.iter().cloned().collect();
             let added: Vec<Flag> = new_set.difference(&old).cloned().collect();
             let removed: Vec<Flag> = old.difference(&new_set).cloned().collect();
@@ -596,7 +743,12 @@ impl Ctx<'_> {
                     match self.tgt.uid_store(part, add, &flags).await {
                         Ok(()) => {}
                         Err(e) if is_rejection(&e) => {
-                            self.issue(IssueKind::Flag, &folder.display, None, format!("cannot set flags: {e}"));
+                            self.issue(
+                                IssueKind::Flag,
+                                &folder.display,
+                                None,
+                                format!("cannot set flags: {e}"),
+                            );
                             return Ok(());
                         }
                         Err(e) => return Err(SyncError::Target(e)),
@@ -604,7 +756,9 @@ impl Ctx<'_> {
                 }
             }
         }
-        self.store.record_copied(self.pair, &folder.source, &rows).await?;
+        self.store
+            .record_copied(self.pair, &folder.source, &rows)
+            .await?;
         self.report.flags_updated += rows.len() as u64;
         Ok(())
     }
@@ -617,7 +771,8 @@ fn chunk(messages: &[Meta], count: usize, bytes: u64) -> Vec<Vec<Uid>> {
     let mut current = Vec::new();
     let mut current_bytes = 0;
     for m in messages {
-        if !current.is_empty() && (current.len() >= count.max(1) || current_bytes + m.size > bytes) {
+        if !current.is_empty() && (current.len() >= count.max(1) || current_bytes + m.size > bytes)
+        {
             chunks.push(std::mem::take(&mut current));
             current_bytes = 0;
         }
@@ -630,7 +785,11 @@ fn chunk(messages: &[Meta], count: usize, bytes: u64) -> Vec<Vec<Uid>> {
     chunks
 }
 
-async fn fetch_in_chunks(session: &mut Session, uids: &[Uid], items: &str) -> flytt_imap::Result<Vec<FetchedMessage>> {
+async fn fetch_in_chunks(
+    session: &mut Session,
+    uids: &[Uid],
+    items: &str,
+) -> flytt_imap::Result<Vec<FetchedMessage>> {
     let mut out = Vec::new();
     for part in uids.chunks(UIDS_PER_COMMAND) {
         out.extend(session.uid_fetch(&uid_set(part), items).await?);
@@ -653,12 +812,21 @@ impl HashError {
 }
 
 /// SHA-256 of each message's full bytes, fetched `per_command` at a time.
-async fn hash_bodies(session: &mut Session, uids: &[Uid], per_command: usize) -> Result<HashMap<Uid, [u8; 32]>, HashError> {
+async fn hash_bodies(
+    session: &mut Session,
+    uids: &[Uid],
+    per_command: usize,
+) -> Result<HashMap<Uid, [u8; 32]>, HashError> {
     let mut hashes = HashMap::new();
     for part in uids.chunks(per_command.max(1)) {
-        let fetched = session.uid_fetch(&uid_set(part), "UID BODY.PEEK[]").await.map_err(HashError::Imap)?;
+        let fetched = session
+            .uid_fetch(&uid_set(part), "UID BODY.PEEK[]")
+            .await
+            .map_err(HashError::Imap)?;
         for m in fetched {
-            let (Some(uid), Some(body)) = (m.uid, m.body) else { continue };
+            let (Some(uid), Some(body)) = (m.uid, m.body) else {
+                continue;
+            };
             let mut hasher = Sha256::new();
             body.for_each_chunk(|c| {
                 hasher.update(c);
@@ -677,8 +845,19 @@ mod tests {
 
     #[test]
     fn chunks_respect_count_and_bytes() {
-        let metas: Vec<Meta> = (1..=7).map(|uid| Meta { uid, size: if uid == 4 { 100 } else { 10 } }).collect();
-        assert_eq!(chunk(&metas, 3, 1_000), vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
-        assert_eq!(chunk(&metas, 50, 50), vec![vec![1, 2, 3], vec![4], vec![5, 6, 7]]);
+        let metas: Vec<Meta> = (1..=7)
+            .map(|uid| Meta {
+                uid,
+                size: if uid == 4 { 100 } else { 10 },
+            })
+            .collect();
+        assert_eq!(
+            chunk(&metas, 3, 1_000),
+            vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]
+        );
+        assert_eq!(
+            chunk(&metas, 50, 50),
+            vec![vec![1, 2, 3], vec![4], vec![5, 6, 7]]
+        );
     }
 }

@@ -41,7 +41,8 @@ impl Excludes {
     pub fn new(patterns: &[String]) -> Result<Excludes, SyncError> {
         let mut builder = GlobSetBuilder::new();
         for pattern in patterns {
-            let glob = Glob::new(pattern).map_err(|e| SyncError::Config(format!("exclude pattern {pattern:?}: {e}")))?;
+            let glob = Glob::new(pattern)
+                .map_err(|e| SyncError::Config(format!("exclude pattern {pattern:?}: {e}")))?;
             builder.add(glob);
         }
         let set = builder
@@ -91,7 +92,10 @@ pub fn plan(
     // most specific special folder.
     let mut role_prefixes: Vec<(&ListedMailbox, &str)> = source
         .iter()
-        .filter_map(|m| m.special_use().and_then(|r| target_roles.get(r).map(|t| (m, *t))))
+        .filter_map(|m| {
+            m.special_use()
+                .and_then(|r| target_roles.get(r).map(|t| (m, *t)))
+        })
         .collect();
     role_prefixes.sort_by_key(|(m, _)| std::cmp::Reverse(m.name.len()));
 
@@ -99,7 +103,11 @@ pub fn plan(
     let mut excluded = Vec::new();
     for mailbox in source {
         let parts = components(&mailbox.name, mailbox.delimiter);
-        let display = parts.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>().join("/");
+        let display = parts
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect::<Vec<_>>()
+            .join("/");
         if excludes.matches(&display) {
             excluded.push(display);
             continue;
@@ -118,7 +126,10 @@ pub fn plan(
             let (base, rest): (Option<String>, Vec<(String, bool)>) = match role_base {
                 Some((m, target_name)) => {
                     let skip = components(&m.name, m.delimiter).len();
-                    (Some(target_name.to_string()), parts.iter().skip(skip).cloned().collect())
+                    (
+                        Some(target_name.to_string()),
+                        parts.iter().skip(skip).cloned().collect(),
+                    )
                 }
                 None => (None, parts.clone()),
             };
@@ -183,17 +194,33 @@ mod tests {
             listed("Junk", '/', &["\\junk"]),
         ];
         let excludes = Excludes::new(&["Søppel".to_string()]).unwrap_or_else(|e| panic!("{e}"));
-        let (plans, excluded) = plan(&source, &["Sendte elementer".into()], &target, '/', &excludes);
-        let map: HashMap<&str, &str> = plans.iter().map(|p| (p.source.as_str(), p.target.as_str())).collect();
+        let (plans, excluded) = plan(
+            &source,
+            &["Sendte elementer".into()],
+            &target,
+            '/',
+            &excludes,
+        );
+        let map: HashMap<&str, &str> = plans
+            .iter()
+            .map(|p| (p.source.as_str(), p.target.as_str()))
+            .collect();
         assert_eq!(map["INBOX"], "INBOX");
         assert_eq!(map["Sendte elementer"], "Sent");
         assert_eq!(map["Sendte elementer.2019"], "Sent/2019");
-        assert_eq!(map["Prosjekter.Kunde &AMYA+ADl-"], "Prosjekter/Kunde &AMYA+ADl-");
+        assert_eq!(
+            map["Prosjekter.Kunde &AMYA+ADl-"],
+            "Prosjekter/Kunde &AMYA+ADl-"
+        );
         assert_eq!(map["a/b"], "a_b");
         assert_eq!(map["Junk-ish"], "Junk");
         assert!(plans.iter().any(|p| p.source == "a/b" && p.note.is_some()));
         assert_eq!(excluded, vec!["Søppel".to_string()]);
-        assert!(plans.iter().any(|p| p.source == "Sendte elementer" && p.subscribed));
+        assert!(
+            plans
+                .iter()
+                .any(|p| p.source == "Sendte elementer" && p.subscribed)
+        );
         assert_eq!(plans[0].source, "INBOX");
     }
 }

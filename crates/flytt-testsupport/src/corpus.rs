@@ -409,3 +409,26 @@ pub async fn snapshot(session: &mut Session) -> Result<BTreeMap<String, Vec<Snap
     }
     Ok(out)
 }
+
+/// Where a source folder's path is expected on the target: special-use
+/// folders go by role, from the source layout's names to the target's.
+pub fn expected_target_path(source_path: &str) -> String {
+    const ROLES: [(&str, &str); 5] = [
+        ("Sendte elementer", "Sent"),
+        ("Utkast", "Drafts"),
+        ("Papirkurv", "Trash"),
+        ("Søppelpost", "Junk"),
+        ("Arkiv", "Archive"),
+    ];
+    let mut parts = source_path.splitn(2, '/');
+    let first = parts.next().unwrap_or_default();
+    let rest = parts.next();
+    let mapped = ROLES
+        .iter()
+        .find(|(source, _)| *source == first)
+        .map_or(first, |(_, target)| target);
+    match rest {
+        Some(rest) => format!("{mapped}/{rest}"),
+        None => mapped.to_string(),
+    }
+}

@@ -38,6 +38,16 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts an instance with these users (`name`, `password`).
     pub fn start(layout: Layout, users: &[(&str, &str)]) -> Result<Dovecot> {
+        Self::start_with(layout, users, "")
+    }
+
+    /// Like `start`, with extra configuration lines appended (e.g. limits
+    /// that make the server refuse some messages).
+    pub fn start_with(
+        layout: Layout,
+        users: &[(&str, &str)],
+        extra_config: &str,
+    ) -> Result<Dovecot> {
         let dir = tempfile::Builder::new()
             .prefix("flytt-dovecot-")
             .tempdir()
@@ -60,7 +70,7 @@ impl Dovecot {
         let conf = root.join("dovecot.conf");
         std::fs::write(
             &conf,
-            config(root, layout, port, tls_port, uid, gid, &run_as),
+            config(root, layout, port, tls_port, uid, gid, &run_as) + extra_config,
         )
         .map_err(io("write dovecot.conf"))?;
         let mut dovecot = Dovecot {
@@ -145,6 +155,35 @@ impl Dovecot {
         &self.conf
     }
 
+    /// Runs `doveadm` against this instance (e.g. to change a UIDVALIDITY).
+    pub fn doveadm(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("doveadm")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(args)
+            .output()
+            .map_err(io("run doveadm"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(Error::Server(format!(
+                "doveadm {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            )))
+        }
+    }
+}
+
+/// Configuration that makes a server refuse messages over `size` (e.g.
+/// "1M"), with the server's own reason: the quota plugin's max mail size.
+pub fn max_mail_size(size: &str) -> String {
+    format!(
+        "mail_plugins = $mail_plugins quota\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage=0\n  quota_max_mail_size = {size}\n}}\n"
+    )
+}
+
+impl Dovecot {
     /// The hierarchy separator this layout uses.
     pub fn separator(&self) -> char {
         match self.layout {

@@ -41,7 +41,7 @@ async fn tls_with_the_generated_ca_and_refused_without_it() {
     let server = Dovecot::start(Layout::Target, &[("ola@example.org", "passord123")])
         .expect("start dovecot");
     let mut config = ServerConfig::new("127.0.0.1", server.tls_port, Security::Tls);
-    config.ca_file = Some(server.ca_file());
+    config.ca_files = vec![server.ca_file()];
     let mut session = Session::connect(&config).await.expect("TLS connect");
     session
         .login(&Auth::Plain {
@@ -53,7 +53,7 @@ async fn tls_with_the_generated_ca_and_refused_without_it() {
         .expect("AUTHENTICATE PLAIN");
 
     let mut starttls = ServerConfig::new("127.0.0.1", server.port, Security::StartTls);
-    starttls.ca_file = Some(server.ca_file());
+    starttls.ca_files = vec![server.ca_file()];
     let mut session = Session::connect(&starttls).await.expect("STARTTLS connect");
     session
         .login(&Auth::Login {

@@ -1,1 +1,83 @@
-fn main() {}
+//! The `flytt` command. Library errors become `anyhow` here, at the edge.
+
+mod account;
+mod size;
+mod sync_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "flytt",
+    version,
+    about = "Migrates mailboxes between mail servers in migration batches"
+)]
+struct Cli {
+    /// Where flytt keeps its state (database, key file).
+    #[arg(long, global = true, env = "FLYTT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Copy one mailbox from a source to a target server (safe to re-run: incremental).
+    Sync(sync_cmd::SyncArgs),
+}
+
+/// Exit codes of `flytt sync` (SPEC §8).
+pub const EXIT_COMPLETE: u8 = 0;
+pub const EXIT_PARTIAL: u8 = 1;
+pub const EXIT_FAILED: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sync(args) => sync_cmd::run(args, &data_dir).await,
+        }
+    });
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(dir).join("flytt");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/flytt"),
+        None => PathBuf::from("flytt-data"),
+    }
+}
+
+/// Logs go to stderr; `FLYTT_LOG` (or `RUST_LOG`) sets the level, warnings by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FLYTT_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,138 @@
+//! Turns URLs, user flags and password sources into `Account`s.
+//!
+//! `imaps://HOST:PORT` is TLS from the start, `imap://HOST:PORT` is
+//! STARTTLS, refused if the server does not offer it unless plaintext was
+//! allowed explicitly. A user may be in the URL
+//! (`imap://user%40example.org@HOST:PORT`) or given by flag. Passwords come
+//! from a file, an environment variable or a prompt, never from the
+//! command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use flytt_imap::{Auth, Secret, Security, ServerConfig};
+use flytt_sync::Account;
+
+/// How to authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMethod {
+    /// LOGIN (works with Dovecot master users as `user*admin`).
+    Login,
+    /// AUTHENTICATE PLAIN (with --*-authorize-as: the admin form).
+    Plain,
+    /// AUTHENTICATE XOAUTH2; the "password" is an OAuth access token.
+    Xoauth2,
+    /// AUTHENTICATE OAUTHBEARER; the "password" is an OAuth access token.
+    Oauthbearer,
+}
+
+/// One side's command-line settings.
+pub struct Side<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub user: Option<&'a str>,
+    pub password_file: Option<&'a Path>,
+    pub password_env: Option<&'a str>,
+    pub auth: AuthMethod,
+    pub authorize_as: Option<&'a str>,
+    pub allow_plaintext: bool,
+    pub ca_files: &'a [PathBuf],
+    pub timeout_secs: u64,
+}
+
+pub fn account(side: &Side<'_>) -> Result<Account> {
+    let url = url::Url::parse(side.url)
+        .with_context(|| format!("--{} {:?} is not a URL", side.name, side.url))?;
+    let (security, default_port) = match url.scheme() {
+        "imaps" => (Security::Tls, 993),
+        "imap" => (Security::StartTls, 143),
+        other => bail!(
+            "--{}: unknown scheme {other:?}: use imaps:// (TLS) or imap:// (STARTTLS)",
+            side.name
+        ),
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow!("--{}: the URL has no host", side.name))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if url.password().is_some() {
+        bail!(
+            "--{}: put no password in the URL; use --{}-password-file",
+            side.name,
+            side.name
+        );
+    }
+    let url_user = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8()
+        .context("user name in the URL is not UTF-8")?
+        .to_string();
+    let user = match (side.user, url_user.is_empty()) {
+        (Some(flag), _) => flag.to_string(),
+        (None, false) => url_user,
+        (None, true) => bail!(
+            "no user for the {}: give --{}-user or put it in the URL",
+            side.name,
+            side.name
+        ),
+    };
+    let mut server = ServerConfig::new(host, url.port().unwrap_or(default_port), security);
+    server.allow_plaintext = side.allow_plaintext;
+    server.ca_files = side.ca_files.to_vec();
+    server.timeout = std::time::Duration::from_secs(side.timeout_secs.max(1));
+    let secret = password(side, &user)?;
+    let auth = match side.auth {
+        AuthMethod::Login => Auth::Login {
+            user,
+            password: secret,
+        },
+        AuthMethod::Plain => Auth::Plain {
+            user,
+            password: secret,
+            authorize_as: side.authorize_as.map(str::to_string),
+        },
+        AuthMethod::Xoauth2 => Auth::XOAuth2 {
+            user,
+            token: secret,
+        },
+        AuthMethod::Oauthbearer => Auth::OAuthBearer {
+            user,
+            token: secret,
+        },
+    };
+    Ok(Account { server, auth })
+}
+
+fn password(side: &Side<'_>, user: &str) -> Result<Secret> {
+    if let Some(path) = side.password_file {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read --{}-password-file {}",
+                side.name,
+                path.display()
+            )
+        })?;
+        // One trailing line break is the file's, not the password's.
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        return Ok(Secret::new(text));
+    }
+    if let Some(var) = side.password_env {
+        let value =
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        return Ok(Secret::new(value));
+    }
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let value =
+            rpassword::prompt_password(format!("Password for {user} on the {}: ", side.name))
+                .context("cannot read the password")?;
+        return Ok(Secret::new(value));
+    }
+    bail!(
+        "no password for the {}: give --{}-password-file or --{}-password-env",
+        side.name,
+        side.name,
+        side.name
+    )
+}

@@ -1,0 +1,293 @@
+//! `flytt sync`: one mailbox, like imapsync; safe to re-run.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use flytt_store::Store;
+use flytt_sync::{Issue, Observer, Report, SyncOptions, sync_mailbox};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::account::{AuthMethod, Side, account};
+use crate::size::parse_size;
+use crate::{EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL};
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Source server: imaps://HOST:PORT (TLS) or imap://HOST:PORT (STARTTLS).
+    #[arg(long)]
+    source: String,
+    /// Source login (or put it in the URL). May be an admin/master login such as user@example.org*admin.
+    #[arg(long)]
+    source_user: Option<String>,
+    /// File holding the source password (or OAuth token).
+    #[arg(long)]
+    source_password_file: Option<PathBuf>,
+    /// Environment variable holding the source password.
+    #[arg(long, value_name = "VAR")]
+    source_password_env: Option<String>,
+    #[arg(long, value_enum, default_value = "login")]
+    source_auth: AuthMethod,
+    /// With --source-auth plain: open this user's mailbox with the admin's credentials.
+    #[arg(long, value_name = "USER")]
+    source_authorize_as: Option<String>,
+
+    /// Target server: imaps://HOST:PORT (TLS) or imap://HOST:PORT (STARTTLS).
+    #[arg(long)]
+    target: String,
+    #[arg(long)]
+    target_user: Option<String>,
+    #[arg(long)]
+    target_password_file: Option<PathBuf>,
+    #[arg(long, value_name = "VAR")]
+    target_password_env: Option<String>,
+    #[arg(long, value_enum, default_value = "login")]
+    target_auth: AuthMethod,
+    #[arg(long, value_name = "USER")]
+    target_authorize_as: Option<String>,
+
+    /// Go on without TLS when an imap:// server offers no STARTTLS.
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// Extra CA certificates (PEM) to trust, for servers with a private CA (repeatable).
+    #[arg(long)]
+    ca_file: Vec<PathBuf>,
+    /// Seconds to wait for a server's answer before giving up.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+
+    /// List what would be copied; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Folders not to copy: glob patterns over the folder path with "/" (e.g. Junk, "Arkiv/**").
+    #[arg(long, num_args = 1.., value_name = "PATTERN")]
+    exclude_folders: Vec<String>,
+    /// Skip and report messages larger than this (e.g. 35MB).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    large_item_limit: Option<u64>,
+    /// Messages per FETCH and MULTIAPPEND.
+    #[arg(long, default_value_t = 50, hide = true)]
+    batch_messages: usize,
+    /// Commands in flight per connection.
+    #[arg(long, default_value_t = 4, hide = true)]
+    window: usize,
+}
+
+pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
+    let source = account(&Side {
+        name: "source",
+        url: &args.source,
+        user: args.source_user.as_deref(),
+        password_file: args.source_password_file.as_deref(),
+        password_env: args.source_password_env.as_deref(),
+        auth: args.source_auth,
+        authorize_as: args.source_authorize_as.as_deref(),
+        allow_plaintext: args.allow_plaintext,
+        ca_files: &args.ca_file,
+        timeout_secs: args.timeout,
+    })?;
+    let target = account(&Side {
+        name: "target",
+        url: &args.target,
+        user: args.target_user.as_deref(),
+        password_file: args.target_password_file.as_deref(),
+        password_env: args.target_password_env.as_deref(),
+        auth: args.target_auth,
+        authorize_as: args.target_authorize_as.as_deref(),
+        allow_plaintext: args.allow_plaintext,
+        ca_files: &args.ca_file,
+        timeout_secs: args.timeout,
+    })?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // A dry run writes nothing, not even state.
+    let store = if args.dry_run {
+        Store::in_memory().await?
+    } else {
+        Store::open(data_dir).await?
+    };
+    let options = SyncOptions {
+        exclude: args.exclude_folders.clone(),
+        large_item_limit: args.large_item_limit,
+        dry_run: args.dry_run,
+        batch_messages: args.batch_messages.max(1),
+        fetch_window: args.window.clamp(1, 64),
+        append_window: args.window.clamp(1, 64),
+        ..SyncOptions::default()
+    };
+    let progress = Progress::new(!args.json && std::io::stderr().is_terminal());
+    let result = sync_mailbox(&source, &target, &store, &options, &progress).await;
+    progress.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "status": "failed", "error": e.to_string() })
+                );
+            }
+            eprintln!("error: {e}");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let status = if report.has_skips() {
+        "completed_with_skips"
+    } else {
+        "completed"
+    };
+    if args.json {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert("status".into(), status.into());
+            object.insert(
+                "messages_per_second".into(),
+                report.messages_per_second().into(),
+            );
+            object.insert(
+                "megabytes_per_second".into(),
+                report.megabytes_per_second().into(),
+            );
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(if report.has_skips() {
+        EXIT_PARTIAL
+    } else {
+        EXIT_COMPLETE
+    })
+}
+
+fn print_summary(report: &Report) {
+    if report.dry_run {
+        println!("Dry run: nothing was changed.");
+        for (folder, messages, bytes) in &report.plan {
+            if *messages > 0 {
+                println!(
+                    "  would copy {messages:>7} messages ({}) to {folder}",
+                    human_bytes(*bytes)
+                );
+            }
+        }
+        let total: u64 = report.plan.iter().map(|p| p.1).sum();
+        println!(
+            "Would copy {total} messages; {} flag updates.",
+            report.flags_updated
+        );
+    }
+    println!(
+        "Folders:   {} ({} created, {} excluded)",
+        report.folders,
+        report.folders_created,
+        report.folders_excluded.len()
+    );
+    println!(
+        "Messages:  {} found, {} copied, {} already there, {} skipped, {} failed, {} flag updates",
+        report.messages_found,
+        report.messages_copied,
+        report.messages_matched,
+        report.messages_skipped,
+        report.messages_failed,
+        report.flags_updated
+    );
+    println!(
+        "Data:      {} in {:.1} s ({:.1} msgs/s, {:.2} MB/s)",
+        human_bytes(report.bytes_copied),
+        report.duration.as_secs_f64(),
+        report.messages_per_second(),
+        report.megabytes_per_second()
+    );
+    for issue in &report.issues {
+        let uid = issue.uid.map(|u| format!(" UID {u}")).unwrap_or_default();
+        println!(
+            "  {:?}: {}{uid}: {}",
+            issue.kind, issue.folder, issue.reason
+        );
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar on a terminal; nothing when output is piped.
+struct Progress {
+    bar: Option<ProgressBar>,
+    total: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    fn new(visible: bool) -> Progress {
+        let bar = visible.then(|| {
+            let bar = ProgressBar::new(0);
+            let style = ProgressStyle::with_template(
+                "{spinner} {prefix:30!} [{bar:30}] {pos}/{len} msgs {per_sec:>12} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style.progress_chars("=> "));
+            bar
+        });
+        Progress {
+            bar,
+            total: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn folder_started(&self, folder: &str, messages: u64, _bytes: u64) {
+        let total = self.total.fetch_add(messages, Ordering::Relaxed) + messages;
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_prefix(folder.to_string());
+        }
+    }
+
+    fn copied(&self, messages: u64, bytes: u64) {
+        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if let Some(bar) = &self.bar {
+            bar.inc(messages);
+            let secs = bar.elapsed().as_secs_f64().max(0.001);
+            bar.set_message(format!(
+                "{} ({:.2} MB/s)",
+                human_bytes(total),
+                total as f64 / secs / 1e6
+            ));
+        }
+    }
+
+    fn issue(&self, issue: &Issue) {
+        if let Some(bar) = &self.bar {
+            bar.println(format!(
+                "{:?}: {}: {}",
+                issue.kind, issue.folder, issue.reason
+            ));
+        }
+    }
+}

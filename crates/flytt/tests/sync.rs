@@ -1,0 +1,493 @@
+//! `flytt sync` end to end: the real binary against a real Dovecot pair
+//! (source Maildir++ with `.`, target fs layout with `/`). Every assertion is
+//! on what the target holds afterwards.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flytt_testsupport::corpus::{self, CorpusMessage, Snapshot, expected_target_path};
+use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER, max_mail_size};
+use flytt_testsupport::{Dovecot, Layout};
+
+const USER: &str = "kari@example.org";
+const USER_PASSWORD: &str = "kari-passord-9";
+
+struct Setup {
+    source: Dovecot,
+    target: Dovecot,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Self::with_target_config("")
+    }
+
+    fn with_target_config(extra: &str) -> Setup {
+        let source =
+            Dovecot::start(Layout::Source, &[(USER, USER_PASSWORD)]).expect("source dovecot");
+        let target = Dovecot::start_with(Layout::Target, &[(USER, USER_PASSWORD)], extra)
+            .expect("target dovecot");
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("master"), format!("{MASTER_PASSWORD}\n"))
+            .expect("password file");
+        std::fs::write(dir.path().join("user"), USER_PASSWORD).expect("password file");
+        Setup {
+            source,
+            target,
+            dir,
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `flytt sync` with master-user logins on both sides.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flytt"));
+        let master = self.dir.path().join("master");
+        cmd.arg("sync")
+            .args(["--source", &self.source.url()])
+            .args(["--source-user", &format!("{USER}*{MASTER_USER}")])
+            .arg("--source-password-file")
+            .arg(&master)
+            .args(["--target", &self.target.url()])
+            .args(["--target-user", &format!("{USER}*{MASTER_USER}")])
+            .arg("--target-password-file")
+            .arg(&master)
+            .arg("--ca-file")
+            .arg(self.source.ca_file())
+            .arg("--ca-file")
+            .arg(self.target.ca_file())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(extra)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn sync(&self, extra: &[&str]) -> (i32, serde_json::Value, Output) {
+        let output = self
+            .command(&[&["--json"], extra].concat())
+            .output()
+            .expect("run flytt");
+        let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        for stream in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(
+                !text.contains(MASTER_PASSWORD) && !text.contains(USER_PASSWORD),
+                "a password leaked: {text}"
+            );
+        }
+        (output.status.code().unwrap_or(-1), json, output)
+    }
+
+    async fn seed(&self, folders: &[corpus::CorpusFolder]) {
+        let mut session = self.source.admin_session(USER).await.expect("source login");
+        corpus::seed(&mut session, '.', folders)
+            .await
+            .expect("seed");
+    }
+
+    async fn source_snapshot(&self) -> BTreeMap<String, Vec<Snapshot>> {
+        let mut session = self.source.admin_session(USER).await.expect("source login");
+        corpus::snapshot(&mut session).await.expect("snapshot")
+    }
+
+    async fn target_snapshot(&self) -> BTreeMap<String, Vec<Snapshot>> {
+        let mut session = self.target.admin_session(USER).await.expect("target login");
+        corpus::snapshot(&mut session).await.expect("snapshot")
+    }
+
+    /// The target must hold exactly the source's messages (bytes, flags,
+    /// dates) in the mapped folders; `skip` lists source folders not copied.
+    async fn assert_target_matches_source(&self, skip: &[&str]) {
+        let source = self.source_snapshot().await;
+        let target = self.target_snapshot().await;
+        for (path, messages) in &source {
+            if skip.contains(&path.as_str()) {
+                continue;
+            }
+            let mapped = expected_target_path(path);
+            let copied = target
+                .get(&mapped)
+                .unwrap_or_else(|| panic!("{mapped} missing on target; has {:?}", target.keys()));
+            assert_eq!(
+                copied.len(),
+                messages.len(),
+                "message count in {path} -> {mapped}"
+            );
+            for (a, b) in messages.iter().zip(copied) {
+                assert_eq!(a.flags, b.flags, "flags in {mapped}");
+                assert_eq!(a.date, b.date, "INTERNALDATE in {mapped}");
+                assert!(a.bytes == b.bytes, "bytes differ in {mapped}");
+            }
+        }
+    }
+}
+
+fn count(json: &serde_json::Value, field: &str) -> u64 {
+    json[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} missing in {json}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initial_sync_is_exact_and_a_second_run_copies_nothing() {
+    let setup = Setup::new();
+    let folders = corpus::functional(true);
+    setup.seed(&folders).await;
+    let total: usize = folders.iter().map(|f| f.messages.len()).sum();
+
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(count(&json, "messages_copied"), total as u64);
+    assert_eq!(json["status"], "completed");
+    setup.assert_target_matches_source(&[]).await;
+
+    // The source's "Sendte elementer" is the target's "Sent"; the target's
+    // own "Sent" is not duplicated as "Sendte elementer".
+    let target = setup.target_snapshot().await;
+    assert!(!target.contains_key("Sendte elementer"));
+    assert_eq!(target["Sent"].len(), 10);
+    // Empty folders exist, and the unsubscribed one stays unsubscribed.
+    assert!(target.contains_key("Tom mappe") && target.contains_key("Prosjekter/Tom"));
+    let mut session = setup.target.admin_session(USER).await.expect("login");
+    let subscribed = session.subscribed().await.expect("lsub");
+    assert!(
+        subscribed
+            .iter()
+            .any(|s| s == "Prosjekter/2024/Kunde &AMYA+ADl-/M&APg-tereferater"),
+        "{subscribed:?}"
+    );
+    assert!(
+        !subscribed.iter().any(|s| s == "Tom mappe"),
+        "{subscribed:?}"
+    );
+
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 0);
+    assert_eq!(count(&json, "messages_matched"), 0);
+    assert_eq!(count(&json, "flags_updated"), 0);
+    setup.assert_target_matches_source(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_run_copies_only_new_messages_and_flag_changes() {
+    let setup = Setup::new();
+    setup.seed(&corpus::functional(false)).await;
+    let (code, _, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    let new: Vec<CorpusMessage> = (900..903u32)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("new-{n}@kilde.example")), 5_000),
+            flags: vec!["\\Seen".into()],
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    corpus::append_all(&mut session, "INBOX", &new)
+        .await
+        .expect("append");
+    session.create("Ny mappe").await.expect("create");
+    corpus::append_all(&mut session, "Ny mappe", &new[..1])
+        .await
+        .expect("append");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    session
+        .uid_store(
+            &[1],
+            true,
+            &[flytt_imap::Flag::parse("\\Flagged").expect("flag")],
+        )
+        .await
+        .expect("store");
+    session
+        .uid_store(
+            &[2],
+            false,
+            &[flytt_imap::Flag::parse("\\Seen").expect("flag")],
+        )
+        .await
+        .expect("store");
+    session
+        .uid_store(
+            &[3],
+            true,
+            &[flytt_imap::Flag::parse("$Important").expect("flag")],
+        )
+        .await
+        .expect("store");
+
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 4);
+    assert_eq!(count(&json, "flags_updated"), 3);
+    setup.assert_target_matches_source(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_any_moment_then_resume_loses_and_duplicates_nothing() {
+    let setup = Setup::new();
+    let inbox: Vec<CorpusMessage> = (0..3_000u32)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("k-{n}@kilde.example")), 3_000),
+            flags: if n % 3 == 0 {
+                vec!["\\Seen".into()]
+            } else {
+                vec![]
+            },
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    setup
+        .seed(&[corpus::CorpusFolder {
+            path: vec!["INBOX".into()],
+            subscribed: true,
+            messages: inbox,
+        }])
+        .await;
+
+    // Kill three times at growing progress, then let it finish.
+    for threshold in [200u32, 900, 1_700] {
+        let mut child = setup
+            .command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut session = setup.target.admin_session(USER).await.expect("login");
+            let status = session
+                .select("INBOX", flytt_imap::Access::ReadOnly)
+                .await
+                .expect("select");
+            drop(session);
+            if status.exists >= threshold || Instant::now() > deadline {
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    let copied = count(&json, "messages_copied");
+    assert!(
+        copied < 3_000,
+        "the resume must not start over (copied {copied})"
+    );
+    setup.assert_target_matches_source(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_state_and_changed_uidvalidity_match_by_content_instead_of_copying_again() {
+    let setup = Setup::new();
+    setup.seed(&corpus::functional(false)).await;
+    assert_eq!(setup.sync(&[]).0, 0);
+
+    // Forget everything flytt knew.
+    std::fs::remove_dir_all(setup.data_dir()).expect("remove state");
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 0);
+    assert!(count(&json, "messages_matched") > 0);
+    setup.assert_target_matches_source(&[]).await;
+
+    // A new UIDVALIDITY on the source invalidates every UID flytt stored.
+    setup
+        .source
+        .doveadm(&[
+            "mailbox",
+            "update",
+            "-u",
+            USER,
+            "--uid-validity",
+            "4242",
+            "INBOX",
+        ])
+        .expect("doveadm");
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 0);
+    assert_eq!(
+        count(&json, "messages_matched"),
+        corpus::functional(false)[0].messages.len() as u64
+    );
+    setup.assert_target_matches_source(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_and_refused_messages_are_reported_and_the_rest_is_copied() {
+    let setup = Setup::with_target_config(&max_mail_size("2M"));
+    let mut folders = corpus::functional(false);
+    folders[0].messages.push(CorpusMessage {
+        bytes: corpus::large_message(2, 3 * 1024 * 1024),
+        flags: vec![],
+        date: corpus::spread_date(2),
+    });
+    folders[0].messages.push(CorpusMessage {
+        bytes: corpus::large_message(3, 6 * 1024 * 1024),
+        flags: vec![],
+        date: corpus::spread_date(3),
+    });
+    setup.seed(&folders).await;
+
+    let (code, json, _) = setup.sync(&["--large-item-limit", "5MB"]);
+    assert_eq!(code, 1, "skipped items give exit code 1: {json}");
+    assert_eq!(json["status"], "completed_with_skips");
+    assert_eq!(count(&json, "messages_skipped"), 1);
+    assert_eq!(count(&json, "messages_failed"), 1);
+    let issues = json["issues"].as_array().expect("issues");
+    assert!(
+        issues
+            .iter()
+            .any(|i| i["kind"] == "large" && i["folder"] == "INBOX")
+    );
+    let bad = issues
+        .iter()
+        .find(|i| i["kind"] == "bad")
+        .expect("a bad item");
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("too large"),
+        "{bad}"
+    );
+
+    let source = setup.source_snapshot().await;
+    let target = setup.target_snapshot().await;
+    assert_eq!(target["INBOX"].len(), source["INBOX"].len() - 2);
+    let big: Vec<&Snapshot> = source["INBOX"]
+        .iter()
+        .filter(|m| m.bytes.len() > 2 * 1024 * 1024)
+        .collect();
+    assert_eq!(big.len(), 2);
+    assert!(target["INBOX"].iter().all(|m| !big.contains(&m)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_changes_nothing_and_exclude_patterns_hold() {
+    let setup = Setup::new();
+    setup.seed(&corpus::functional(false)).await;
+    let before = setup.target_snapshot().await;
+
+    let (code, json, _) = setup.sync(&["--dry-run"]);
+    assert_eq!(code, 0);
+    assert_eq!(json["dry_run"], true);
+    assert!(json["plan"].as_array().is_some_and(|p| !p.is_empty()));
+    assert_eq!(
+        setup.target_snapshot().await,
+        before,
+        "a dry run must not touch the target"
+    );
+    assert!(
+        !setup.data_dir().join("flytt.db").exists(),
+        "a dry run writes no state"
+    );
+
+    let (code, json, _) = setup.sync(&["--exclude-folders", "Prosjekter/**", "Tom mappe"]);
+    assert_eq!(code, 0);
+    let target = setup.target_snapshot().await;
+    assert!(
+        !target.keys().any(|k| k.starts_with("Prosjekter/")),
+        "{:?}",
+        target.keys()
+    );
+    assert!(!target.contains_key("Tom mappe"));
+    assert_eq!(json["folders_excluded"].as_array().map(Vec::len), Some(5));
+    setup
+        .assert_target_matches_source(&[
+            "Prosjekter/2024",
+            "Prosjekter/2024/Kunde Æøå",
+            "Prosjekter/2024/Kunde Æøå/Møtereferater",
+            "Prosjekter/Tom",
+            "Tom mappe",
+        ])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_password_fails_with_exit_2_and_the_servers_answer() {
+    let setup = Setup::new();
+    std::fs::write(setup.dir.path().join("wrong"), "not-the-password").expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .arg("sync")
+        .args([
+            "--source",
+            &format!("imap://kari%40example.org@127.0.0.1:{}", setup.source.port),
+        ])
+        .arg("--source-password-file")
+        .arg(setup.dir.path().join("wrong"))
+        .args(["--target", &setup.target.url(), "--target-user", USER])
+        .arg("--target-password-file")
+        .arg(setup.dir.path().join("user"))
+        .arg("--ca-file")
+        .arg(setup.source.ca_file())
+        .arg("--ca-file")
+        .arg(setup.target.ca_file())
+        .arg("--data-dir")
+        .arg(setup.data_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("LOGIN") && stderr.contains("NO"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-password"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn starttls_certificates_are_verified() {
+    let setup = Setup::new();
+    // Dovecot offers STARTTLS with a certificate from its own test CA:
+    // trusted with --ca-file, refused without it, even with --allow-plaintext
+    // (which only permits servers that offer no STARTTLS at all).
+    let args: Vec<String> = setup
+        .command(&[])
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut without_ca = Vec::new();
+    let mut skip = false;
+    for arg in &args {
+        if skip {
+            skip = false;
+        } else if arg == "--ca-file" {
+            skip = true;
+        } else {
+            without_ca.push(arg.clone());
+        }
+    }
+    without_ca.push("--allow-plaintext".into());
+    let refused = Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .args(&without_ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("TLS failed") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+    assert_eq!(setup.sync(&[]).0, 0);
+}
