@@ -210,7 +210,7 @@ mod tests {
             read_frame(&mut r, &limits).await,
             Err(FrameError::LiteralTooLarge(500))
         ));
-        let long = vec![b'x'; 200];
+        let long = [b'x'; 200];
         let mut r = tokio::io::BufReader::new(&long[..]);
         assert!(matches!(
             read_frame(&mut r, &limits).await,

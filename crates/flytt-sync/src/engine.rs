@@ -161,13 +161,12 @@ impl Ctx<'_> {
             if folder.subscribed
                 && !target_subscribed.contains(&folder.target)
                 && !self.options.dry_run
+                && let Err(e) = self.tgt.subscribe(&folder.target).await
             {
-                if let Err(e) = self.tgt.subscribe(&folder.target).await {
-                    if !is_rejection(&e) {
-                        return Err(SyncError::Target(e));
-                    }
-                    tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
+                if !is_rejection(&e) {
+                    return Err(SyncError::Target(e));
                 }
+                tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
             }
             if folder.selectable {
                 self.sync_folder(folder, exists).await?;

@@ -153,8 +153,7 @@ pub fn plan(
             display,
             target: target_name,
             selectable: mailbox.is_selectable(),
-            subscribed: source_subscribed.iter().any(|s| *s == mailbox.name)
-                || is_inbox(&mailbox.name),
+            subscribed: source_subscribed.contains(&mailbox.name) || is_inbox(&mailbox.name),
             note,
         });
     }

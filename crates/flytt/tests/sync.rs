@@ -365,8 +365,7 @@ async fn large_and_refused_messages_are_reported_and_the_rest_is_copied() {
         bad["reason"]
             .as_str()
             .unwrap_or_default()
-            .to_lowercase()
-            .contains("too large"),
+            .contains("larger than the maximum size"),
         "{bad}"
     );
 
