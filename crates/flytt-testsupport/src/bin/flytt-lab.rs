@@ -1,0 +1,520 @@
+//! `flytt-lab`: the demo and the benchmark, on local Dovecot servers.
+//!
+//!   flytt-lab demo  FLYTT_BINARY
+//!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
+//!                   [--large N] [--large-size BYTES] [--latency-ms N] [--out FILE]
+//!
+//! Both start a source and a target Dovecot on 127.0.0.1, fill the source,
+//! run the real `flytt` binary against them and check the result.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flytt_imap::{Access, AppendMessage, Body, Flag, ServerResponse, Session};
+use flytt_testsupport::corpus::{self, CorpusMessage};
+use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+use flytt_testsupport::proxy::LatencyProxy;
+use flytt_testsupport::{Dovecot, Layout};
+
+type LabResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("demo") if args.len() >= 2 => demo(Path::new(&args[1])).await,
+        Some("bench") if args.len() >= 2 => bench(Path::new(&args[1]), &args[2..]).await,
+        _ => {
+            eprintln!(
+                "usage: flytt-lab demo FLYTT_BINARY | flytt-lab bench FLYTT_BINARY [options]"
+            );
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("flytt-lab: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Lab {
+    source: Dovecot,
+    target: Dovecot,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn start(users: &[String]) -> LabResult<Lab> {
+        let pairs: Vec<(&str, &str)> = users
+            .iter()
+            .map(|u| (u.as_str(), "user-password-1"))
+            .collect();
+        let source = Dovecot::start(Layout::Source, &pairs)?;
+        let target = Dovecot::start(Layout::Target, &pairs)?;
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("master-password"), MASTER_PASSWORD)?;
+        Ok(Lab {
+            source,
+            target,
+            dir,
+        })
+    }
+
+    /// `flytt sync` for one user, master logins, through the given ports.
+    fn sync_command(
+        &self,
+        flytt: &Path,
+        user: &str,
+        source_port: u16,
+        target_port: u16,
+    ) -> Command {
+        let password = self.dir.path().join("master-password");
+        let mut cmd = Command::new(flytt);
+        cmd.arg("sync")
+            .arg("--source")
+            .arg(format!("imap://127.0.0.1:{source_port}"))
+            .arg("--source-user")
+            .arg(format!("{user}*{MASTER_USER}"))
+            .arg("--source-password-file")
+            .arg(&password)
+            .arg("--target")
+            .arg(format!("imap://127.0.0.1:{target_port}"))
+            .arg("--target-user")
+            .arg(format!("{user}*{MASTER_USER}"))
+            .arg("--target-password-file")
+            .arg(&password)
+            .arg("--ca-file")
+            .arg(self.source.ca_file())
+            .arg("--ca-file")
+            .arg(self.target.ca_file())
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+async fn demo(flytt: &Path) -> LabResult<()> {
+    let user = "kari@example.org".to_string();
+    println!(
+        "== Starting two Dovecot servers on 127.0.0.1 (source: Maildir++ with '.', target: '/')"
+    );
+    let lab = Lab::start(std::slice::from_ref(&user))?;
+    println!(
+        "   source {}  target {}",
+        lab.source.url(),
+        lab.target.url()
+    );
+    let folders = corpus::functional(true);
+    let total: usize = folders.iter().map(|f| f.messages.len()).sum();
+    println!(
+        "== Filling the source mailbox of {user}: {} folders, {total} messages (one of 25 MB)",
+        folders.len()
+    );
+    let mut session = lab.source.admin_session(&user).await?;
+    corpus::seed(&mut session, '.', &folders).await?;
+
+    println!("\n== flytt sync (initial)\n");
+    let status = lab
+        .sync_command(flytt, &user, lab.source.port, lab.target.port)
+        .status()?;
+    println!("   exit code {}", status.code().unwrap_or(-1));
+
+    println!(
+        "\n== New mail and a changed flag on the source, then flytt sync again (incremental)\n"
+    );
+    let new: Vec<CorpusMessage> = (1000..1003u32)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("demo-{n}@kilde.example")), 4_000),
+            flags: vec![],
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    corpus::append_all(&mut session, "INBOX", &new).await?;
+    session.select("INBOX", Access::ReadWrite).await?;
+    session
+        .uid_store(&[1], true, &[Flag::parse("\\Flagged").ok_or("flag")?])
+        .await?;
+    let status = lab
+        .sync_command(flytt, &user, lab.source.port, lab.target.port)
+        .status()?;
+    println!("   exit code {}", status.code().unwrap_or(-1));
+
+    let source = corpus::snapshot(&mut lab.source.admin_session(&user).await?).await?;
+    let target = corpus::snapshot(&mut lab.target.admin_session(&user).await?).await?;
+    let mut checked = 0;
+    for (path, messages) in &source {
+        let mapped = corpus::expected_target_path(path);
+        if target.get(&mapped) != Some(messages) {
+            return Err(format!("{path} differs on the target ({mapped})").into());
+        }
+        checked += messages.len();
+    }
+    println!(
+        "\n== Verified: the target holds all {checked} messages byte for byte, with flags and dates."
+    );
+    Ok(())
+}
+
+struct BenchOptions {
+    users: usize,
+    messages: usize,
+    size: usize,
+    large: usize,
+    large_size: usize,
+    latency_ms: u64,
+    out: Option<PathBuf>,
+}
+
+fn parse_bench(args: &[String]) -> LabResult<BenchOptions> {
+    let mut o = BenchOptions {
+        users: 20,
+        messages: 2_000,
+        size: 25_000,
+        large: 8,
+        large_size: 20 * 1024 * 1024,
+        latency_ms: 20,
+        out: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => o.users = value.parse()?,
+            "--messages" => o.messages = value.parse()?,
+            "--size" => o.size = value.parse()?,
+            "--large" => o.large = value.parse()?,
+            "--large-size" => o.large_size = value.parse()?,
+            "--latency-ms" => o.latency_ms = value.parse()?,
+            "--out" => o.out = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    Ok(o)
+}
+
+fn bench_message(user: usize, n: usize, size: usize) -> AppendMessage {
+    AppendMessage {
+        flags: if n % 2 == 0 {
+            Flag::parse("\\Seen").into_iter().collect()
+        } else {
+            Vec::new()
+        },
+        internal_date: Some(corpus::spread_date(n as u32)),
+        body: Body::Memory(Bytes::from(corpus::generated_message(
+            (user * 100_000 + n) as u32,
+            Some(&format!("bench-{user}-{n}@kilde.example")),
+            size,
+        ))),
+    }
+}
+
+/// Pipelined MULTIAPPEND of 50 messages per command, 4 commands in flight:
+/// what the server can ingest at best.
+async fn ingest(
+    session: &mut Session,
+    mailbox: &str,
+    messages: Vec<AppendMessage>,
+) -> LabResult<()> {
+    let mut batches = messages
+        .chunks(50)
+        .map(<[AppendMessage]>::to_vec)
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut in_flight = 0;
+    loop {
+        while in_flight < 4 {
+            let Some(batch) = batches.next() else { break };
+            let builder = flytt_imap::append(mailbox, &batch, session.literal_plus());
+            session.send(builder).await?;
+            in_flight += 1;
+        }
+        if in_flight == 0 {
+            return Ok(());
+        }
+        if let ServerResponse::Tagged(done) = session.next().await? {
+            if done.status != flytt_imap::CompletionStatus::Ok {
+                return Err(format!("APPEND refused: {}", done.text).into());
+            }
+            in_flight -= 1;
+        }
+    }
+}
+
+async fn seed_users(
+    server: &Dovecot,
+    users: &[String],
+    make: impl Fn(usize) -> Vec<AppendMessage> + Clone + Send + 'static,
+) -> LabResult<Duration> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, user) in users.iter().enumerate() {
+        let mut session = server.admin_session(user).await?;
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let messages = make(i);
+            ingest(&mut session, "INBOX", messages)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// Reads every body of every user, concurrently: what the source can serve.
+async fn read_all(server: &Dovecot, users: &[String]) -> LabResult<(Duration, u64)> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for user in users {
+        let mut session = server.admin_session(user).await?;
+        tasks.push(tokio::spawn(async move {
+            session
+                .select("INBOX", Access::ReadOnly)
+                .await
+                .map_err(|e| e.to_string())?;
+            let fetched = session
+                .uid_fetch("1:*", "UID BODY.PEEK[]")
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<u64, String>(
+                fetched
+                    .iter()
+                    .map(|m| m.body.as_ref().map_or(0, Body::len))
+                    .sum(),
+            )
+        }));
+    }
+    let mut bytes = 0;
+    for task in tasks {
+        bytes += task.await??;
+    }
+    Ok((started.elapsed(), bytes))
+}
+
+/// Runs one `flytt sync` per user, all at once; returns the wall time and
+/// the largest peak RSS (kB) among them.
+fn run_flytt(
+    lab: &Lab,
+    flytt: &Path,
+    users: &[String],
+    source_port: u16,
+    target_port: u16,
+) -> LabResult<(Duration, u64)> {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    for user in users {
+        children.push(
+            lab.sync_command(flytt, user, source_port, target_port)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()?,
+        );
+    }
+    let mut peak_kb = 0;
+    let mut running = children.len();
+    while running > 0 {
+        running = 0;
+        for child in &mut children {
+            if child.try_wait()?.is_none() {
+                running += 1;
+                peak_kb = peak_kb.max(peak_rss_kb(child.id()));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mut child in children {
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("flytt sync failed: {status}").into());
+        }
+    }
+    Ok((started.elapsed(), peak_kb))
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Rate {
+    messages: f64,
+    mb: f64,
+}
+
+fn rate(messages: usize, bytes: u64, elapsed: Duration) -> Rate {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    Rate {
+        messages: messages as f64 / secs,
+        mb: bytes as f64 / secs / 1e6,
+    }
+}
+
+async fn bench(flytt: &Path, args: &[String]) -> LabResult<()> {
+    let o = parse_bench(args)?;
+    let users: Vec<String> = (0..o.users)
+        .map(|i| format!("user{i:03}@example.org"))
+        .collect();
+    let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
+    let all: Vec<String> = users
+        .iter()
+        .chain(&ceiling_users)
+        .cloned()
+        .chain([
+            "large@example.org".to_string(),
+            "single@example.org".to_string(),
+        ])
+        .collect();
+    let lab = Lab::start(&all)?;
+    let (messages, size) = (o.messages, o.size);
+    let total_messages = o.users * o.messages;
+    eprintln!(
+        "seeding {} users x {} messages of ~{} bytes ...",
+        o.users, o.messages, o.size
+    );
+    seed_users(&lab.source, &users, move |u| {
+        (0..messages).map(|n| bench_message(u, n, size)).collect()
+    })
+    .await?;
+
+    // Ceilings.
+    let (read_time, total_bytes) = read_all(&lab.source, &users).await?;
+    let ingest_time = seed_users(&lab.target, &ceiling_users, move |u| {
+        (0..messages).map(|n| bench_message(u, n, size)).collect()
+    })
+    .await?;
+    let read = rate(total_messages, total_bytes, read_time);
+    let write = rate(total_messages, total_bytes, ingest_time);
+
+    // flytt, all users at once.
+    let (flytt_time, flytt_peak) =
+        run_flytt(&lab, flytt, &users, lab.source.port, lab.target.port)?;
+    let copied = rate(total_messages, total_bytes, flytt_time);
+    let ceiling = write.messages.min(read.messages);
+
+    // One mailbox: loopback, then through the latency proxy on both sides.
+    let single = vec!["single@example.org".to_string()];
+    seed_users(&lab.source, &single, move |u| {
+        (0..messages)
+            .map(|n| bench_message(1_000 + u, n, size))
+            .collect()
+    })
+    .await?;
+    let single_bytes: u64 = (0..messages)
+        .map(|n| bench_message(1_000, n, size).body.len())
+        .sum();
+    let (single_time, _) = run_flytt(&lab, flytt, &single, lab.source.port, lab.target.port)?;
+    let single_rate = rate(messages, single_bytes, single_time);
+    // A fresh target user for the proxied run: same messages, same size.
+    let proxied_user = vec!["single@example.org".to_string()];
+    let delay = Duration::from_millis(o.latency_ms);
+    let source_proxy = LatencyProxy::start(lab.source.port, delay).await?;
+    let target_proxy = LatencyProxy::start(lab.target.port, delay).await?;
+    // Remove the copied mailbox's state and target messages so the proxied
+    // run copies everything again.
+    std::fs::remove_dir_all(lab.dir.path().join("data"))?;
+    let mut target = lab.target.admin_session("single@example.org").await?;
+    target.select("INBOX", Access::ReadWrite).await?;
+    target
+        .run(
+            target
+                .builder("STORE")
+                .raw("UID STORE 1:* +FLAGS.SILENT (\\Deleted)"),
+        )
+        .await?;
+    target.run(target.builder("EXPUNGE").raw("EXPUNGE")).await?;
+    let (proxied_time, _) = run_flytt(
+        &lab,
+        flytt,
+        &proxied_user,
+        source_proxy.port,
+        target_proxy.port,
+    )?;
+    let proxied = rate(messages, single_bytes, proxied_time);
+
+    // Large messages: bounded memory.
+    let (large, large_size) = (o.large, o.large_size);
+    let large_user = vec!["large@example.org".to_string()];
+    seed_users(&lab.source, &large_user, move |_| {
+        (0..large)
+            .map(|n| AppendMessage {
+                flags: Vec::new(),
+                internal_date: Some(corpus::spread_date(n as u32)),
+                body: Body::Memory(Bytes::from(corpus::large_message(n as u32, large_size))),
+            })
+            .collect()
+    })
+    .await?;
+    let (large_time, large_peak) =
+        run_flytt(&lab, flytt, &large_user, lab.source.port, lab.target.port)?;
+    let large_rate = rate(large, (large * large_size) as u64, large_time);
+
+    let report = format!(
+        "## Benchmark: {users} users x {messages} messages of ~{size} bytes ({total_mb:.0} MB), Dovecot {version} on 127.0.0.1, {cores} cores\n\n\
+| what | messages/s | MB/s |\n|---|---:|---:|\n\
+| source read ceiling (FETCH BODY.PEEK[] 1:*, all users at once) | {rm:.0} | {rmb:.1} |\n\
+| target ingest ceiling (MULTIAPPEND x50, 4 in flight, all users at once) | {wm:.0} | {wmb:.1} |\n\
+| **flytt sync, one process per user, all at once** | **{fm:.0}** | **{fmb:.1}** |\n\
+| flytt / min(ceilings) | {ratio:.0}% | |\n\
+| one mailbox, loopback | {sm:.0} | {smb:.1} |\n\
+| one mailbox, {lat} ms added each way (proxy on both servers) | {pm:.0} | {pmb:.1} |\n\
+| latency / loopback (one mailbox) | {lratio:.0}% | |\n\
+| large messages: {large} x {large_mb:.0} MB | {lgm:.2} | {lgmb:.1} |\n\n\
+Peak resident memory of one flytt process: {fpeak} MB on the small-message corpus, {lpeak} MB on the large-message corpus.\n",
+        users = o.users,
+        messages = o.messages,
+        size = o.size,
+        total_mb = total_bytes as f64 / 1e6,
+        version = dovecot_version(),
+        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        rm = read.messages,
+        rmb = read.mb,
+        wm = write.messages,
+        wmb = write.mb,
+        fm = copied.messages,
+        fmb = copied.mb,
+        ratio = 100.0 * copied.messages / ceiling,
+        sm = single_rate.messages,
+        smb = single_rate.mb,
+        lat = o.latency_ms,
+        pm = proxied.messages,
+        pmb = proxied.mb,
+        lratio = 100.0 * proxied.messages / single_rate.messages,
+        large = o.large,
+        large_mb = o.large_size as f64 / 1e6,
+        lgm = large_rate.messages,
+        lgmb = large_rate.mb,
+        fpeak = flytt_peak / 1024,
+        lpeak = large_peak / 1024,
+    );
+    println!("{report}");
+    if let Some(out) = o.out {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
+}
+
+fn dovecot_version() -> String {
+    Command::new("dovecot")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .next()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .unwrap_or_else(|| "?".into())
+}
