@@ -197,7 +197,7 @@ fn parse_bench(args: &[String]) -> LabResult<BenchOptions> {
 
 fn bench_message(user: usize, n: usize, size: usize) -> AppendMessage {
     AppendMessage {
-        flags: if n % 2 == 0 {
+        flags: if n.is_multiple_of(2) {
             Flag::parse("\\Seen").into_iter().collect()
         } else {
             Vec::new()
