@@ -66,6 +66,27 @@ impl Store {
     /// Opens (creating if needed) `flytt.db` in `data_dir` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Store> {
         let path = data_dir.join("flytt.db");
+        // Several flytt processes may open a new data directory at once;
+        // migrations must run one at a time.
+        let lock_path = data_dir.join("flytt.db.lock");
+        let lock_file = lock_path.clone();
+        // Waiting for the lock blocks; keep it off the async workers.
+        let lock = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_file)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| Error::Open {
+            path: lock_path.display().to_string(),
+            source: sqlx::Error::Io(e),
+        })?;
         let options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(true)
@@ -73,7 +94,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30))
             .foreign_keys(true);
-        Self::connect(options, path.display().to_string()).await
+        let store = Self::connect(options, path.display().to_string()).await;
+        drop(lock);
+        store
     }
 
     /// A private in-memory store (tests, dry runs).
@@ -96,6 +119,14 @@ impl Store {
             .map_err(|source| Error::Open { path, source })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Store { pool })
+    }
+
+    /// Starts a transaction that takes the write lock at once. A deferred
+    /// transaction that reads first and writes later fails with "database is
+    /// locked" when another process wrote meanwhile (WAL snapshots cannot be
+    /// upgraded); an immediate one waits its turn within the busy timeout.
+    async fn write_transaction(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// The pair's id, created on first use. Keys name the mailboxes
@@ -159,7 +190,7 @@ impl Store {
     /// differs from the stored one, the folder's UID map is dropped: its
     /// UIDs no longer name the same messages.
     pub async fn begin_folder(&self, pair: PairId, state: &FolderState) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         let existing = sqlx::query(
             "SELECT source_uidvalidity, target_uidvalidity, target_folder FROM folder_state \
              WHERE pair_id = ? AND source_folder = ?",
@@ -257,7 +288,7 @@ impl Store {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_transaction().await?;
         for m in messages {
             sqlx::query(
                 "INSERT INTO message_map (pair_id, source_folder, source_uid, target_uid, flags) \
@@ -340,6 +371,47 @@ mod tests {
             store.copied(pair, "INBOX").await?.is_empty(),
             "new UIDVALIDITY drops the map"
         );
+        Ok(())
+    }
+
+    /// Regression: several `flytt sync` processes on one new data directory
+    /// raced in the migration ("table already exists") and failed writes
+    /// with "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_processes_share_a_new_data_dir() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Open {
+            path: "tmp".into(),
+            source: sqlx::Error::Io(e),
+        })?;
+        let mut tasks = Vec::new();
+        for user in 0..8 {
+            let path = dir.path().to_path_buf();
+            tasks.push(tokio::spawn(async move {
+                let store = Store::open(&path).await?;
+                let pair = store
+                    .mailbox_pair(&format!("u{user}@src"), &format!("u{user}@dst"))
+                    .await?;
+                store.begin_folder(pair, &state(1)).await?;
+                for batch in 0..20u32 {
+                    let rows: Vec<CopiedMessage> = (0..50)
+                        .map(|i| CopiedMessage {
+                            source_uid: batch * 50 + i + 1,
+                            target_uid: Some(batch * 50 + i + 1),
+                            flags: String::new(),
+                        })
+                        .collect();
+                    store.record_copied(pair, "INBOX", &rows).await?;
+                }
+                Ok::<usize, Error>(store.copied(pair, "INBOX").await?.len())
+            }));
+        }
+        for task in tasks {
+            let copied = task.await.map_err(|e| Error::Open {
+                path: e.to_string(),
+                source: sqlx::Error::PoolClosed,
+            })??;
+            assert_eq!(copied, 1000);
+        }
         Ok(())
     }
 }
