@@ -125,7 +125,8 @@ pub fn literal_announcement(line: &[u8]) -> Option<(usize, u64)> {
     if digits == 0 || digits > 19 {
         return None;
     }
-    let open = body.len() - digits - 1;
+    // A line that is only digits and `}` has no `{`.
+    let open = body.len().checked_sub(digits + 1)?;
     if body.get(open) != Some(&b'{') {
         return None;
     }
@@ -166,6 +167,9 @@ mod tests {
         assert_eq!(literal_announcement(b"* OK done\r\n"), None);
         assert_eq!(literal_announcement(b"* OK {}\r\n"), None);
         assert_eq!(literal_announcement(b"* OK x}\r\n"), None);
+        // Regression (found by the fuzz property): no `{` before the digits.
+        assert_eq!(literal_announcement(b"12}\r\n"), None);
+        assert_eq!(literal_announcement(b"+}\r\n"), None);
     }
 
     #[tokio::test]

@@ -23,12 +23,31 @@ pub use types::{
     Secret, Spool, Uid, UidValidity,
 };
 
-/// Parses one response from raw bytes, for the fuzz target: it must never
-/// panic, whatever the bytes.
-pub fn parse_response_bytes(bytes: &[u8]) -> bool {
-    response::parse(framing::Frame {
-        bytes: bytes.to_vec(),
-        spools: Vec::new(),
-    })
-    .is_ok()
+/// The fuzz target's entry point: frames and parses arbitrary server
+/// output, as the reader task does. It must never panic, hang or allocate
+/// without bound, whatever the bytes.
+pub fn fuzz_server_output(data: &[u8]) {
+    thread_local! {
+        static RUNTIME: Option<tokio::runtime::Runtime> =
+            tokio::runtime::Builder::new_current_thread().build().ok();
+    }
+    let limits = framing::FrameLimits {
+        spool_threshold: 64,
+        max_response: 64 * 1024,
+        max_literal: 1024 * 1024,
+    };
+    RUNTIME.with(|runtime| {
+        let Some(runtime) = runtime else { return };
+        runtime.block_on(async {
+            let mut reader = tokio::io::BufReader::new(data);
+            while let Ok(Some(frame)) = framing::read_frame(&mut reader, &limits).await {
+                if let Ok(response::ServerResponse::Untagged(response::Untagged::Fetch(m))) =
+                    response::parse(frame)
+                    && let Some(body) = m.body
+                {
+                    let _ = body.to_vec();
+                }
+            }
+        });
+    });
 }
