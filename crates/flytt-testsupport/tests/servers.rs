@@ -70,3 +70,50 @@ async fn tls_with_the_generated_ca_and_refused_without_it() {
         .expect("must refuse an unknown CA");
     assert!(matches!(err, flytt_imap::Error::Tls { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn sasl_plain_with_an_authorization_identity_opens_the_users_mailbox() {
+    use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+    let server = Dovecot::start(Layout::Target, &[("ola@example.org", "passord123")])
+        .expect("start dovecot");
+    let mut owner = server
+        .admin_session("ola@example.org")
+        .await
+        .expect("login");
+    owner.create("Bare Ola").await.expect("create");
+
+    let mut session = Session::connect(&server.server_config())
+        .await
+        .expect("connect");
+    session
+        .login(&Auth::Plain {
+            user: MASTER_USER.into(),
+            password: Secret::new(MASTER_PASSWORD),
+            authorize_as: Some("ola@example.org".into()),
+        })
+        .await
+        .expect("AUTHENTICATE PLAIN as admin for ola");
+    let names: Vec<String> = session
+        .list_all()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert!(names.contains(&"Bare Ola".to_string()), "{names:?}");
+
+    let mut wrong = Session::connect(&server.server_config())
+        .await
+        .expect("connect");
+    let err = wrong
+        .login(&Auth::Plain {
+            user: MASTER_USER.into(),
+            password: Secret::new("wrong"),
+            authorize_as: Some("ola@example.org".into()),
+        })
+        .await
+        .err()
+        .expect("a wrong admin password is refused");
+    assert!(err.is_auth_failure(), "{err}");
+    assert!(!format!("{err:?}").contains(MASTER_PASSWORD));
+}

@@ -490,3 +490,26 @@ async fn starttls_certificates_are_verified() {
     );
     assert_eq!(setup.sync(&[]).0, 0);
 }
+
+/// A target without LITERAL+ and MULTIAPPEND: every literal waits for the
+/// server's continuation and every message is its own APPEND.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_without_literal_plus_or_multiappend() {
+    let caps = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE UIDPLUS CONDSTORE SPECIAL-USE LIST-EXTENDED NAMESPACE\n";
+    let setup = Setup::with_target_config(caps);
+    let mut probe = setup.target.admin_session(USER).await.expect("login");
+    assert!(
+        !probe.literal_plus() && !probe.has("MULTIAPPEND"),
+        "{:?}",
+        probe.capabilities()
+    );
+    probe.refresh_capabilities().await.expect("capability");
+    assert!(!probe.literal_plus(), "{:?}", probe.capabilities());
+    drop(probe);
+
+    setup.seed(&corpus::functional(true)).await;
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(count(&json, "messages_copied") > 100);
+    setup.assert_target_matches_source(&[]).await;
+}
