@@ -85,13 +85,15 @@ pub struct ParseError {
 /// the FETCH body they were taken from.
 pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
     let codec = ResponseCodec::default();
-    let response = match codec.decode(&frame.bytes) {
+    // Literals are sliced out of this buffer, not copied.
+    let buffer = Bytes::from(frame.bytes);
+    let response = match codec.decode(&buffer) {
         Ok((_, response)) => response,
         Err(ResponseDecodeError::Incomplete)
         | Err(ResponseDecodeError::LiteralFound { .. })
         | Err(ResponseDecodeError::Failed) => {
             return Err(ParseError {
-                excerpt: excerpt(&frame.bytes),
+                excerpt: excerpt(&buffer),
             });
         }
     };
@@ -112,7 +114,7 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
             text: body.text.inner().to_string(),
         }),
         Response::Status(Status::Bye(bye)) => ServerResponse::Bye(bye.text.inner().to_string()),
-        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut spools)),
+        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &buffer, &mut spools)),
     })
 }
 
@@ -220,7 +222,11 @@ fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
     }
 }
 
-fn convert_data(data: Data<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -> Untagged {
+fn convert_data(
+    data: Data<'_>,
+    buffer: &Bytes,
+    spools: &mut impl Iterator<Item = Arc<Spool>>,
+) -> Untagged {
     match data {
         Data::Capability(caps) => {
             Untagged::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
@@ -274,13 +280,13 @@ fn convert_data(data: Data<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -
                         section: None,
                         data,
                         ..
-                    } => message.body = Some(body_of(data, spools)),
+                    } => message.body = Some(body_of(data, buffer, spools)),
                     MessageDataItem::BodyExt {
                         section: Some(Section::HeaderFields(..)),
                         data,
                         ..
                     } => {
-                        message.header_fields = Some(nstring_bytes(data));
+                        message.header_fields = Some(nstring_bytes(data, buffer));
                     }
                     _ => {}
                 }
@@ -291,18 +297,33 @@ fn convert_data(data: Data<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -
     }
 }
 
-fn nstring_bytes(data: NString<'_>) -> Bytes {
+/// The string's bytes: a zero-copy slice of `buffer` when the codec
+/// borrowed them from it (literals always are).
+fn nstring_bytes(data: NString<'_>, buffer: &Bytes) -> Bytes {
+    let slice = |bytes: &[u8]| {
+        let inside = buffer.as_ptr_range().contains(&bytes.as_ptr())
+            && bytes.len() <= buffer.len() - (bytes.as_ptr() as usize - buffer.as_ptr() as usize);
+        if inside && !bytes.is_empty() {
+            buffer.slice_ref(bytes)
+        } else {
+            Bytes::copy_from_slice(bytes)
+        }
+    };
     match data.0 {
         None => Bytes::new(),
-        Some(IString::Literal(lit)) => Bytes::copy_from_slice(lit.as_ref()),
-        Some(IString::Quoted(q)) => Bytes::copy_from_slice(q.inner().as_bytes()),
+        Some(IString::Literal(lit)) => slice(lit.as_ref()),
+        Some(IString::Quoted(q)) => slice(q.inner().as_bytes()),
     }
 }
 
 /// The body literal; when the framer spooled it, the codec saw `{0}` and the
 /// bytes are in the next spool.
-fn body_of(data: NString<'_>, spools: &mut impl Iterator<Item = Arc<Spool>>) -> Body {
-    let inline = nstring_bytes(data);
+fn body_of(
+    data: NString<'_>,
+    buffer: &Bytes,
+    spools: &mut impl Iterator<Item = Arc<Spool>>,
+) -> Body {
+    let inline = nstring_bytes(data, buffer);
     if inline.is_empty()
         && let Some(spool) = spools.next()
     {

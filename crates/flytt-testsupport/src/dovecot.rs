@@ -199,9 +199,22 @@ impl Dovecot {
         config
     }
 
-    /// A logged-in session as `user`, through the master user.
+    /// STARTTLS connection settings trusting this instance's CA: the way
+    /// flytt itself connects.
+    pub fn starttls_config(&self) -> ServerConfig {
+        let mut config = ServerConfig::new("127.0.0.1", self.port, Security::StartTls);
+        config.ca_files = vec![self.ca_file()];
+        config
+    }
+
+    /// A logged-in session as `user`, through the master user (plaintext).
     pub async fn admin_session(&self, user: &str) -> Result<Session> {
-        let mut session = Session::connect(&self.server_config()).await?;
+        self.admin_session_with(user, &self.server_config()).await
+    }
+
+    /// Like `admin_session`, with the given connection settings.
+    pub async fn admin_session_with(&self, user: &str, config: &ServerConfig) -> Result<Session> {
+        let mut session = Session::connect(config).await?;
         session
             .login(&Auth::Login {
                 user: format!("{user}*{MASTER_USER}"),

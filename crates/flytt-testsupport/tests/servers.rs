@@ -112,8 +112,7 @@ async fn sasl_plain_with_an_authorization_identity_opens_the_users_mailbox() {
             authorize_as: Some("ola@example.org".into()),
         })
         .await
-        .err()
-        .expect("a wrong admin password is refused");
+        .expect_err("a wrong admin password is refused");
     assert!(err.is_auth_failure(), "{err}");
     assert!(!format!("{err:?}").contains(MASTER_PASSWORD));
 }

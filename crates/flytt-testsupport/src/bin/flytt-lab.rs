@@ -91,9 +91,17 @@ impl Lab {
             .arg(self.target.ca_file())
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
+            .args(extra_flytt_args())
             .stdin(Stdio::null());
         cmd
     }
+}
+
+/// Extra `flytt sync` arguments for experiments (`FLYTT_LAB_ARGS="--window 8"`).
+fn extra_flytt_args() -> Vec<String> {
+    std::env::var("FLYTT_LAB_ARGS")
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 async fn demo(flytt: &Path) -> LabResult<()> {
@@ -243,15 +251,23 @@ async fn ingest(
     }
 }
 
+/// Appends to every user's INBOX at once. `tls`: over STARTTLS, as flytt
+/// connects (for ceilings); otherwise plaintext (for seeding).
 async fn seed_users(
     server: &Dovecot,
     users: &[String],
+    tls: bool,
     make: impl Fn(usize) -> Vec<AppendMessage> + Clone + Send + 'static,
 ) -> LabResult<Duration> {
+    let config = if tls {
+        server.starttls_config()
+    } else {
+        server.server_config()
+    };
     let started = Instant::now();
     let mut tasks = Vec::new();
     for (i, user) in users.iter().enumerate() {
-        let mut session = server.admin_session(user).await?;
+        let mut session = server.admin_session_with(user, &config).await?;
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
             let messages = make(i);
@@ -266,12 +282,15 @@ async fn seed_users(
     Ok(started.elapsed())
 }
 
-/// Reads every body of every user, concurrently: what the source can serve.
+/// Reads every body of every user, concurrently, over STARTTLS as flytt
+/// does: what the source can serve.
 async fn read_all(server: &Dovecot, users: &[String]) -> LabResult<(Duration, u64)> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for user in users {
-        let mut session = server.admin_session(user).await?;
+        let mut session = server
+            .admin_session_with(user, &server.starttls_config())
+            .await?;
         tasks.push(tokio::spawn(async move {
             session
                 .select("INBOX", Access::ReadOnly)
@@ -382,14 +401,14 @@ async fn bench(flytt: &Path, args: &[String]) -> LabResult<()> {
         "seeding {} users x {} messages of ~{} bytes ...",
         o.users, o.messages, o.size
     );
-    seed_users(&lab.source, &users, move |u| {
+    seed_users(&lab.source, &users, false, move |u| {
         (0..messages).map(|n| bench_message(u, n, size)).collect()
     })
     .await?;
 
     // Ceilings.
     let (read_time, total_bytes) = read_all(&lab.source, &users).await?;
-    let ingest_time = seed_users(&lab.target, &ceiling_users, move |u| {
+    let ingest_time = seed_users(&lab.target, &ceiling_users, true, move |u| {
         (0..messages).map(|n| bench_message(u, n, size)).collect()
     })
     .await?;
@@ -404,7 +423,7 @@ async fn bench(flytt: &Path, args: &[String]) -> LabResult<()> {
 
     // One mailbox: loopback, then through the latency proxy on both sides.
     let single = vec!["single@example.org".to_string()];
-    seed_users(&lab.source, &single, move |u| {
+    seed_users(&lab.source, &single, false, move |u| {
         (0..messages)
             .map(|n| bench_message(1_000 + u, n, size))
             .collect()
@@ -445,7 +464,7 @@ async fn bench(flytt: &Path, args: &[String]) -> LabResult<()> {
     // Large messages: bounded memory.
     let (large, large_size) = (o.large, o.large_size);
     let large_user = vec!["large@example.org".to_string()];
-    seed_users(&lab.source, &large_user, move |_| {
+    seed_users(&lab.source, &large_user, false, move |_| {
         (0..large)
             .map(|n| AppendMessage {
                 flags: Vec::new(),
@@ -462,9 +481,9 @@ async fn bench(flytt: &Path, args: &[String]) -> LabResult<()> {
     let report = format!(
         "## Benchmark: {users} users x {messages} messages of ~{size} bytes ({total_mb:.0} MB), Dovecot {version} on 127.0.0.1, {cores} cores\n\n\
 | what | messages/s | MB/s |\n|---|---:|---:|\n\
-| source read ceiling (FETCH BODY.PEEK[] 1:*, all users at once) | {rm:.0} | {rmb:.1} |\n\
-| target ingest ceiling (MULTIAPPEND x50, 4 in flight, all users at once) | {wm:.0} | {wmb:.1} |\n\
-| **flytt sync, one process per user, all at once** | **{fm:.0}** | **{fmb:.1}** |\n\
+| source read ceiling (FETCH BODY.PEEK[] 1:*, all users at once, STARTTLS) | {rm:.0} | {rmb:.1} |\n\
+| target ingest ceiling (MULTIAPPEND x50, 4 in flight, all users at once, STARTTLS) | {wm:.0} | {wmb:.1} |\n\
+| **flytt sync, one process per user, all at once (STARTTLS both sides)** | **{fm:.0}** | **{fmb:.1}** |\n\
 | flytt / min(ceilings) | {ratio:.0}% | |\n\
 | one mailbox, loopback | {sm:.0} | {smb:.1} |\n\
 | one mailbox, {lat} ms added each way (proxy on both servers) | {pm:.0} | {pmb:.1} |\n\
