@@ -253,6 +253,39 @@ impl Store {
         Ok(())
     }
 
+    /// Marks that APPENDs for the folder are (or are no longer) in flight.
+    pub async fn set_appending(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        appending: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE folder_state SET appending = ? WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(i64::from(appending))
+        .bind(pair.0)
+        .bind(source_folder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the last run died with APPENDs for the folder in flight.
+    pub async fn was_appending(&self, pair: PairId, source_folder: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT appending FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("appending")? != 0,
+            None => false,
+        })
+    }
+
     /// Every copied message of a folder.
     pub async fn copied(&self, pair: PairId, source_folder: &str) -> Result<Vec<CopiedMessage>> {
         let rows = sqlx::query(

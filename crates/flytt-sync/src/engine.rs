@@ -29,11 +29,14 @@ pub async fn sync_mailbox(
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
     let excludes = Excludes::new(&options.exclude)?;
-    let src = connect(source).await.map_err(SyncError::Source)?;
-    let tgt = connect(target).await.map_err(SyncError::Target)?;
+    // Both sides at once: each login costs several round trips.
+    let (src, tgt) = tokio::join!(connect(source), connect(target));
+    let src = src.map_err(SyncError::Source)?;
+    let tgt = tgt.map_err(SyncError::Target)?;
     let pair = store.mailbox_pair(&source.key(), &target.key()).await?;
     let mut ctx = Ctx {
         multiappend: tgt.has("MULTIAPPEND"),
+        uidplus: tgt.has("UIDPLUS"),
         src,
         tgt,
         store,
@@ -74,6 +77,7 @@ struct Ctx<'a> {
     observer: &'a dyn Observer,
     report: Report,
     multiappend: bool,
+    uidplus: bool,
 }
 
 /// What flytt knows of a source message before fetching its body.
@@ -113,10 +117,13 @@ impl Ctx<'_> {
     }
 
     async fn run(&mut self, excludes: &Excludes) -> Result<(), SyncError> {
-        let source_list = self.src.list_all().await.map_err(SyncError::Source)?;
-        let source_subscribed = self.src.subscribed().await.map_err(SyncError::Source)?;
-        let target_list = self.tgt.list_all().await.map_err(SyncError::Target)?;
-        let target_subscribed = self.tgt.subscribed().await.map_err(SyncError::Target)?;
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (source_side, target_side) = tokio::join!(
+            async { Ok::<_, ImapError>((src.list_all().await?, src.subscribed().await?)) },
+            async { Ok::<_, ImapError>((tgt.list_all().await?, tgt.subscribed().await?)) },
+        );
+        let (source_list, source_subscribed) = source_side.map_err(SyncError::Source)?;
+        let (target_list, target_subscribed) = target_side.map_err(SyncError::Target)?;
         let delimiter = match target_list.iter().find_map(|m| m.delimiter) {
             Some(d) => d,
             None => self
@@ -180,7 +187,24 @@ impl Ctx<'_> {
         folder: &FolderPlan,
         target_exists: bool,
     ) -> Result<(), SyncError> {
-        let src_status = match self.src.select(&folder.source, Access::ReadOnly).await {
+        let dry_run = self.options.dry_run;
+        // Open both sides at once (one round trip instead of two).
+        let open_target = target_exists || !dry_run;
+        let target_access = if dry_run {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
+        };
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (src_status, tgt_status) =
+            tokio::join!(src.select(&folder.source, Access::ReadOnly), async {
+                if open_target {
+                    tgt.select(&folder.target, target_access).await
+                } else {
+                    Ok(MailboxStatus::default())
+                }
+            },);
+        let src_status = match src_status {
             Ok(status) => status,
             Err(e) if is_rejection(&e) => {
                 self.issue(
@@ -193,28 +217,18 @@ impl Ctx<'_> {
             }
             Err(e) => return Err(SyncError::Source(e)),
         };
-        let dry_run = self.options.dry_run;
-        let tgt_status = if target_exists || !dry_run {
-            let access = if dry_run {
-                Access::ReadOnly
-            } else {
-                Access::ReadWrite
-            };
-            match self.tgt.select(&folder.target, access).await {
-                Ok(status) => status,
-                Err(e) if is_rejection(&e) => {
-                    self.issue(
-                        IssueKind::Folder,
-                        &folder.display,
-                        None,
-                        format!("cannot open {:?} on the target: {e}", folder.target),
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(SyncError::Target(e)),
+        let tgt_status = match tgt_status {
+            Ok(status) => status,
+            Err(e) if is_rejection(&e) => {
+                self.issue(
+                    IssueKind::Folder,
+                    &folder.display,
+                    None,
+                    format!("cannot open {:?} on the target: {e}", folder.target),
+                );
+                return Ok(());
             }
-        } else {
-            MailboxStatus::default()
+            Err(e) => return Err(SyncError::Target(e)),
         };
         self.report.messages_found += u64::from(src_status.exists);
         let Some(source_validity) = src_status.uid_validity else {
@@ -255,7 +269,7 @@ impl Ctx<'_> {
         if !dry_run {
             self.store.begin_folder(self.pair, &checkpoint).await?;
         }
-        let copied: HashMap<Uid, CopiedMessage> = if same_epoch {
+        let mut copied: HashMap<Uid, CopiedMessage> = if same_epoch {
             self.store
                 .copied(self.pair, &folder.source)
                 .await?
@@ -322,22 +336,12 @@ impl Ctx<'_> {
             to_copy.push(Meta { uid, size });
         }
 
-        // Flag changes of messages already on the target.
-        let mut unkept: BTreeSet<String> = BTreeSet::new();
-        let mut flag_changes = Vec::new();
-        for m in &flag_source {
-            let (Some(uid), Some(flags)) = (m.uid, &m.flags) else {
-                continue;
-            };
-            let Some(c) = copied.get(&uid) else { continue };
-            let Some(target_uid) = c.target_uid else {
-                continue;
-            };
-            let wanted = self.keepable(flags, &tgt_status, &mut unkept);
-            let wanted_string = flag_string(&wanted);
-            if wanted_string != c.flags {
-                flag_changes.push((uid, target_uid, c.flags.clone(), wanted));
-            }
+        // The last run died with APPENDs in flight: the server may still be
+        // committing them. Let the folder settle, or they would land after
+        // the reconciliation below and be copied twice.
+        let mut tgt_status = tgt_status;
+        if !dry_run && self.store.was_appending(self.pair, &folder.source).await? {
+            tgt_status = self.settle_target(folder, tgt_status).await?;
         }
 
         // Messages on the target that the map does not know may be copies
@@ -362,6 +366,27 @@ impl Ctx<'_> {
                     .record_copied(self.pair, &folder.source, &matched)
                     .await?;
             }
+            // Known target UIDs make flag updates possible below.
+            copied.extend(matched.into_iter().map(|m| (m.source_uid, m)));
+        }
+
+        // Flag changes of messages already on the target (after the
+        // reconciliation, which may have just learnt their target UIDs).
+        let mut unkept: BTreeSet<String> = BTreeSet::new();
+        let mut flag_changes = Vec::new();
+        for m in &flag_source {
+            let (Some(uid), Some(flags)) = (m.uid, &m.flags) else {
+                continue;
+            };
+            let Some(c) = copied.get(&uid) else { continue };
+            let Some(target_uid) = c.target_uid else {
+                continue;
+            };
+            let wanted = self.keepable(flags, &tgt_status, &mut unkept);
+            let wanted_string = flag_string(&wanted);
+            if wanted_string != c.flags {
+                flag_changes.push((uid, target_uid, c.flags.clone(), wanted));
+            }
         }
 
         if dry_run {
@@ -375,8 +400,16 @@ impl Ctx<'_> {
         let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
         self.observer
             .folder_started(&folder.display, to_copy.len() as u64, bytes);
-        self.copy(folder, &to_copy, &tgt_status, &mut unkept)
-            .await?;
+        if !to_copy.is_empty() {
+            self.store
+                .set_appending(self.pair, &folder.source, true)
+                .await?;
+            self.copy(folder, &to_copy, &tgt_status, &mut unkept)
+                .await?;
+            self.store
+                .set_appending(self.pair, &folder.source, false)
+                .await?;
+        }
         self.apply_flags(folder, flag_changes).await?;
         for flag in unkept {
             self.issue(
@@ -404,6 +437,34 @@ impl Ctx<'_> {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Re-opens the target folder until its size and UIDNEXT stay the same
+    /// for a second (at most 30 s).
+    async fn settle_target(
+        &mut self,
+        folder: &FolderPlan,
+        mut status: MailboxStatus,
+    ) -> Result<MailboxStatus, SyncError> {
+        const STEP: std::time::Duration = std::time::Duration::from_millis(250);
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let mut stable = 0;
+        while stable < 4 && Instant::now() < deadline {
+            tokio::time::sleep(STEP).await;
+            let now = self
+                .tgt
+                .select(&folder.target, Access::ReadWrite)
+                .await
+                .map_err(SyncError::Target)?;
+            if (now.exists, now.uid_next) == (status.exists, status.uid_next) {
+                stable += 1;
+            } else {
+                tracing::info!(folder = %folder.display, before = status.exists, now = now.exists, "target still changing after an interrupted run");
+                stable = 0;
+            }
+            status = now;
+        }
+        Ok(status)
     }
 
     /// The flags the target folder can keep (never `\Recent`); the others
@@ -677,8 +738,11 @@ impl Ctx<'_> {
         target: &MailboxStatus,
     ) -> Result<(), SyncError> {
         let target_uids: Vec<Option<Uid>> = match code {
+            // Without UIDPLUS announced, an APPENDUID is not to be trusted.
             Some(ResponseCode::AppendUid { uid_validity, uids })
-                if Some(uid_validity) == target.uid_validity && uids.len() == batch.len() =>
+                if self.uidplus
+                    && Some(uid_validity) == target.uid_validity
+                    && uids.len() == batch.len() =>
             {
                 uids.into_iter().map(Some).collect()
             }

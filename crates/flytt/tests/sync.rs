@@ -513,3 +513,53 @@ async fn target_without_literal_plus_or_multiappend() {
     assert!(count(&json, "messages_copied") > 100);
     setup.assert_target_matches_source(&[]).await;
 }
+
+/// A target without UIDPLUS gives no target UIDs: copies are recorded
+/// without them, found again by content later, and flag changes still
+/// arrive; nothing is duplicated.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_without_uidplus() {
+    let caps = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ MULTIAPPEND CONDSTORE SPECIAL-USE LIST-EXTENDED NAMESPACE\n";
+    let setup = Setup::with_target_config(caps);
+    let probe = setup.target.admin_session(USER).await.expect("login");
+    assert!(!probe.has("UIDPLUS"), "{:?}", probe.capabilities());
+    drop(probe);
+
+    setup.seed(&corpus::functional(false)).await;
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    let total = count(&json, "messages_copied");
+    assert!(total > 100);
+    setup.assert_target_matches_source(&[]).await;
+
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    session
+        .uid_store(
+            &[4, 5],
+            true,
+            &[flytt_imap::Flag::parse("\\Flagged").expect("flag")],
+        )
+        .await
+        .expect("store");
+    let new = [CorpusMessage {
+        bytes: corpus::generated_message(950, Some("no-uidplus@kilde.example"), 2_000),
+        flags: vec![],
+        date: corpus::spread_date(950),
+    }];
+    corpus::append_all(&mut session, "INBOX", &new)
+        .await
+        .expect("append");
+
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 1);
+    setup.assert_target_matches_source(&[]).await;
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&json, "messages_copied"), 0);
+    setup.assert_target_matches_source(&[]).await;
+}
