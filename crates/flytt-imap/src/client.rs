@@ -144,36 +144,35 @@ impl Session {
         Ok(())
     }
 
-    /// The personal namespace's prefix and delimiter, if NAMESPACE is offered.
-    pub async fn list_all(&mut self) -> Result<Vec<ListedMailbox>> {
-        let mut builder = self.builder("LIST").raw("LIST \"\" \"*\"");
+    /// Every mailbox (with special-use attributes when the server offers
+    /// them) and the names of the subscribed ones, in one round trip.
+    pub async fn list_with_subscriptions(&mut self) -> Result<(Vec<ListedMailbox>, Vec<String>)> {
+        let mut list = self.builder("LIST").raw("LIST \"\" \"*\"");
         if self.has("SPECIAL-USE") && self.has("LIST-EXTENDED") {
-            builder = builder.raw(" RETURN (SPECIAL-USE)");
+            list = list.raw(" RETURN (SPECIAL-USE)");
         }
-        let reply = self.run(builder).await?;
-        Ok(reply
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::List(m) => Some(m),
-                _ => None,
-            })
-            .collect())
+        let lsub = self.builder("LSUB").raw("LSUB \"\" \"*\"");
+        let replies = self.run_many(vec![list, lsub]).await?;
+        let mut mailboxes = Vec::new();
+        let mut subscribed = Vec::new();
+        for data in replies.into_iter().flat_map(|r| r.untagged) {
+            match data {
+                Untagged::List(m) => mailboxes.push(m),
+                Untagged::Lsub(m) if !m.has_attribute("\\noselect") => subscribed.push(m.name),
+                _ => {}
+            }
+        }
+        Ok((mailboxes, subscribed))
+    }
+
+    /// Every mailbox, with special-use attributes when offered.
+    pub async fn list_all(&mut self) -> Result<Vec<ListedMailbox>> {
+        Ok(self.list_with_subscriptions().await?.0)
     }
 
     /// Names of subscribed mailboxes.
     pub async fn subscribed(&mut self) -> Result<Vec<String>> {
-        let reply = self
-            .run(self.builder("LSUB").raw("LSUB \"\" \"*\""))
-            .await?;
-        Ok(reply
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::Lsub(m) if !m.has_attribute("\\noselect") => Some(m.name),
-                _ => None,
-            })
-            .collect())
+        Ok(self.list_with_subscriptions().await?.1)
     }
 
     /// The hierarchy delimiter (from `LIST "" ""`).

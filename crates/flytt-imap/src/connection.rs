@@ -338,6 +338,41 @@ impl Session {
         }
     }
 
+    /// Sends several commands at once and waits for all their completions:
+    /// one round trip instead of one each. Untagged data is given to the
+    /// command that completes next, which is right for servers that run
+    /// commands in order (use it for commands whose data differs in kind).
+    pub async fn run_many(&mut self, builders: Vec<CommandBuilder>) -> Result<Vec<Reply>> {
+        let mut tags = Vec::new();
+        for builder in builders {
+            let name = builder.name();
+            tags.push((self.send(builder).await?, name));
+        }
+        let mut replies: Vec<Option<Reply>> = tags.iter().map(|_| None).collect();
+        let mut untagged = Vec::new();
+        while replies.iter().any(Option::is_none) {
+            match self.next().await? {
+                ServerResponse::Untagged(data) => untagged.push(data),
+                ServerResponse::Tagged(completion) => {
+                    let Some(index) = tags.iter().position(|(tag, _)| *tag == completion.tag)
+                    else {
+                        return Err(Error::Protocol {
+                            server: self.server.clone(),
+                            detail: format!("completion for unknown tag {}", completion.tag),
+                        });
+                    };
+                    let completion = self.check(tags[index].1, completion)?;
+                    replies[index] = Some(Reply {
+                        untagged: std::mem::take(&mut untagged),
+                        completion,
+                    });
+                }
+                ServerResponse::Continuation | ServerResponse::Bye(_) => {}
+            }
+        }
+        Ok(replies.into_iter().flatten().collect())
+    }
+
     pub async fn refresh_capabilities(&mut self) -> Result<()> {
         let reply = self
             .run(self.builder("CAPABILITY").raw("CAPABILITY"))

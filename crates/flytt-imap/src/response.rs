@@ -1,8 +1,6 @@
 //! Turns what the codec parsed into flytt's own response types. This module
 //! and `command.rs` are the only places that know the codec.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use imap_codec::ResponseCodec;
 use imap_codec::decode::{Decoder, ResponseDecodeError};
@@ -15,7 +13,7 @@ use imap_codec::imap_types::response::{
 };
 
 use crate::framing::Frame;
-use crate::types::{Body, FetchedMessage, Flag, ListedMailbox, ResponseCode, Spool, Uid};
+use crate::types::{Body, FetchedMessage, Flag, ListedMailbox, ResponseCode, Uid};
 
 /// A response from the server, in flytt's terms.
 #[derive(Debug)]
@@ -85,19 +83,17 @@ pub struct ParseError {
 /// the FETCH body they were taken from.
 pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
     let codec = ResponseCodec::default();
-    // Literals are sliced out of this buffer, not copied.
-    let buffer = Bytes::from(frame.bytes);
-    let response = match codec.decode(&buffer) {
+    let response = match codec.decode(&frame.bytes) {
         Ok((_, response)) => response,
         Err(ResponseDecodeError::Incomplete)
         | Err(ResponseDecodeError::LiteralFound { .. })
         | Err(ResponseDecodeError::Failed) => {
             return Err(ParseError {
-                excerpt: excerpt(&buffer),
+                excerpt: excerpt(&frame.bytes),
             });
         }
     };
-    let mut spools = frame.spools.into_iter();
+    let mut literals = frame.literals.into_iter();
     Ok(match response {
         Response::CommandContinuationRequest(
             CommandContinuationRequest::Basic(_) | CommandContinuationRequest::Base64(_),
@@ -114,7 +110,7 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
             text: body.text.inner().to_string(),
         }),
         Response::Status(Status::Bye(bye)) => ServerResponse::Bye(bye.text.inner().to_string()),
-        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &buffer, &mut spools)),
+        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut literals)),
     })
 }
 
@@ -222,11 +218,7 @@ fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
     }
 }
 
-fn convert_data(
-    data: Data<'_>,
-    buffer: &Bytes,
-    spools: &mut impl Iterator<Item = Arc<Spool>>,
-) -> Untagged {
+fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Untagged {
     match data {
         Data::Capability(caps) => {
             Untagged::Capability(caps.as_ref().iter().map(|c| c.to_string()).collect())
@@ -280,13 +272,18 @@ fn convert_data(
                         section: None,
                         data,
                         ..
-                    } => message.body = Some(body_of(data, buffer, spools)),
+                    } => message.body = Some(message_data(data, literals)),
                     MessageDataItem::BodyExt {
                         section: Some(Section::HeaderFields(..)),
                         data,
                         ..
                     } => {
-                        message.header_fields = Some(nstring_bytes(data, buffer));
+                        message.header_fields = Some(
+                            message_data(data, literals)
+                                .to_vec()
+                                .map(Bytes::from)
+                                .unwrap_or_default(),
+                        );
                     }
                     _ => {}
                 }
@@ -297,51 +294,33 @@ fn convert_data(
     }
 }
 
-/// The string's bytes: a zero-copy slice of `buffer` when the codec
-/// borrowed them from it (literals always are).
-fn nstring_bytes(data: NString<'_>, buffer: &Bytes) -> Bytes {
-    let slice = |bytes: &[u8]| {
-        let inside = buffer.as_ptr_range().contains(&bytes.as_ptr())
-            && bytes.len() <= buffer.len() - (bytes.as_ptr() as usize - buffer.as_ptr() as usize);
-        if inside && !bytes.is_empty() {
-            buffer.slice_ref(bytes)
-        } else {
-            Bytes::copy_from_slice(bytes)
-        }
-    };
+/// Message data: the framer took every message literal out of the response
+/// (the codec saw `{0}`) and keeps them, in order, in `literals`.
+fn message_data(data: NString<'_>, literals: &mut impl Iterator<Item = Body>) -> Body {
     match data.0 {
-        None => Bytes::new(),
-        Some(IString::Literal(lit)) => slice(lit.as_ref()),
-        Some(IString::Quoted(q)) => slice(q.inner().as_bytes()),
+        Some(IString::Literal(_)) => literals.next().unwrap_or(Body::Memory(Bytes::new())),
+        Some(IString::Quoted(q)) => Body::Memory(Bytes::copy_from_slice(q.inner().as_bytes())),
+        None => Body::Memory(Bytes::new()),
     }
-}
-
-/// The body literal; when the framer spooled it, the codec saw `{0}` and the
-/// bytes are in the next spool.
-fn body_of(
-    data: NString<'_>,
-    buffer: &Bytes,
-    spools: &mut impl Iterator<Item = Arc<Spool>>,
-) -> Body {
-    let inline = nstring_bytes(data, buffer);
-    if inline.is_empty()
-        && let Some(spool) = spools.next()
-    {
-        return Body::Spooled(spool);
-    }
-    Body::Memory(inline)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Frames `bytes` as the reader task does, then parses the frame.
     fn parse_bytes(bytes: &[u8]) -> ServerResponse {
-        parse(Frame {
-            bytes: bytes.to_vec(),
-            spools: vec![],
-        })
-        .unwrap_or_else(|e| panic!("{e}"))
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let frame = runtime
+            .block_on(crate::framing::read_frame(
+                &mut tokio::io::BufReader::new(bytes),
+                &crate::framing::FrameLimits::default(),
+            ))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no frame"));
+        parse(frame).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -389,7 +368,7 @@ mod tests {
         assert!(
             parse(Frame {
                 bytes: b"* 1 FETCH (UID\r\n".to_vec(),
-                spools: vec![]
+                literals: vec![]
             })
             .is_err()
         );

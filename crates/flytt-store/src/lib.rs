@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -111,6 +111,10 @@ impl Store {
     }
 
     async fn connect(options: SqliteConnectOptions, path: String) -> Result<Store> {
+        // Waiting for another process's write is normal here, not an alert.
+        let options = options
+            .log_statements(log::LevelFilter::Trace)
+            .log_slow_statements(log::LevelFilter::Info, Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             // One writer at a time is SQLite's model anyway; readers share.
             .max_connections(if path == ":memory:" { 1 } else { 4 })

@@ -118,10 +118,8 @@ impl Ctx<'_> {
 
     async fn run(&mut self, excludes: &Excludes) -> Result<(), SyncError> {
         let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source_side, target_side) = tokio::join!(
-            async { Ok::<_, ImapError>((src.list_all().await?, src.subscribed().await?)) },
-            async { Ok::<_, ImapError>((tgt.list_all().await?, tgt.subscribed().await?)) },
-        );
+        let (source_side, target_side) =
+            tokio::join!(src.list_with_subscriptions(), tgt.list_with_subscriptions(),);
         let (source_list, source_subscribed) = source_side.map_err(SyncError::Source)?;
         let (target_list, target_subscribed) = target_side.map_err(SyncError::Target)?;
         let delimiter = match target_list.iter().find_map(|m| m.delimiter) {

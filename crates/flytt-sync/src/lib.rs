@@ -58,9 +58,9 @@ impl Default for SyncOptions {
             large_item_limit: None,
             dry_run: false,
             batch_messages: 50,
-            batch_bytes: 8 * 1024 * 1024,
-            fetch_window: 2,
-            append_window: 4,
+            batch_bytes: 4 * 1024 * 1024,
+            fetch_window: 8,
+            append_window: 8,
         }
     }
 }

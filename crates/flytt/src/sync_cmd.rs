@@ -74,7 +74,7 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 50, hide = true)]
     batch_messages: usize,
     /// Commands in flight per connection.
-    #[arg(long, default_value_t = 4, hide = true)]
+    #[arg(long, default_value_t = 8, hide = true)]
     window: usize,
 }
 
