@@ -329,6 +329,26 @@ mod tests {
     }
 
     #[test]
+    fn permanent_flags_decide_what_is_kept() {
+        let flag = |f: &str| Flag::parse(f).unwrap_or_else(|| panic!("{f}"));
+        let status = MailboxStatus {
+            permanent_flags: Some(vec![flag("\\Seen"), flag("\\Deleted")]),
+            keywords_allowed: false,
+            ..MailboxStatus::default()
+        };
+        assert!(status.keeps(&flag("\\Seen")));
+        assert!(!status.keeps(&flag("\\Flagged")));
+        assert!(!status.keeps(&flag("$Label1")));
+        let with_keywords = MailboxStatus {
+            keywords_allowed: true,
+            ..status
+        };
+        assert!(with_keywords.keeps(&flag("$Label1")));
+        assert!(!with_keywords.keeps(&flag("\\Flagged")));
+        assert!(MailboxStatus::default().keeps(&flag("\\Flagged")));
+    }
+
+    #[test]
     fn secret_debug_is_redacted() {
         assert_eq!(format!("{:?}", Secret::new("hunter22")), "Secret(***)");
     }

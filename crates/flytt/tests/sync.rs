@@ -26,8 +26,12 @@ impl Setup {
     }
 
     fn with_target_config(extra: &str) -> Setup {
-        let source =
-            Dovecot::start(Layout::Source, &[(USER, USER_PASSWORD)]).expect("source dovecot");
+        Self::with_configs("", extra)
+    }
+
+    fn with_configs(source_extra: &str, extra: &str) -> Setup {
+        let source = Dovecot::start_with(Layout::Source, &[(USER, USER_PASSWORD)], source_extra)
+            .expect("source dovecot");
         let target = Dovecot::start_with(Layout::Target, &[(USER, USER_PASSWORD)], extra)
             .expect("target dovecot");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -561,5 +565,75 @@ async fn target_without_uidplus() {
     let (code, json, _) = setup.sync(&[]);
     assert_eq!(code, 0);
     assert_eq!(count(&json, "messages_copied"), 0);
+    setup.assert_target_matches_source(&[]).await;
+}
+
+/// A source without CONDSTORE: changes are found by comparing every flag.
+/// Passwords come from environment variables here.
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_without_condstore_compares_flags() {
+    let caps = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ MULTIAPPEND UIDPLUS SPECIAL-USE LIST-EXTENDED NAMESPACE\n";
+    let setup = Setup::with_configs(caps, "");
+    let probe = setup.source.admin_session(USER).await.expect("login");
+    assert!(!probe.has("CONDSTORE"), "{:?}", probe.capabilities());
+    drop(probe);
+    setup.seed(&corpus::functional(false)).await;
+
+    let run = || {
+        let args: Vec<String> = setup
+            .command(&["--json"])
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        // Same command, passwords from the environment instead of files.
+        let mut with_env = Vec::new();
+        let mut it = args.into_iter();
+        while let Some(arg) = it.next() {
+            if arg.ends_with("-password-file") {
+                it.next();
+                with_env.push(arg.replace("-password-file", "-password-env"));
+                with_env.push("FLYTT_TEST_MASTER".into());
+            } else {
+                with_env.push(arg);
+            }
+        }
+        let output = Command::new(env!("CARGO_BIN_EXE_flytt"))
+            .args(&with_env)
+            .env("FLYTT_TEST_MASTER", MASTER_PASSWORD)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        (output.status.code(), json)
+    };
+    let (code, _) = run();
+    assert_eq!(code, Some(0));
+
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    session
+        .uid_store(
+            &[7],
+            true,
+            &[flytt_imap::Flag::parse("$Avtale").expect("flag")],
+        )
+        .await
+        .expect("store");
+    session
+        .uid_store(
+            &[8],
+            false,
+            &[flytt_imap::Flag::parse("\\Seen").expect("flag")],
+        )
+        .await
+        .expect("store");
+    let (code, json) = run();
+    assert_eq!(code, Some(0));
+    assert_eq!(count(&json, "messages_copied"), 0);
+    assert!(count(&json, "flags_updated") >= 1, "{json}");
     setup.assert_target_matches_source(&[]).await;
 }
