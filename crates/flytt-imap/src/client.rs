@@ -49,6 +49,9 @@ pub enum Access {
 impl Session {
     /// Logs in. Uses SASL-IR when offered (one round trip less).
     pub async fn login(&mut self, auth: &Auth) -> Result<()> {
+        // After a failed XOAUTH2 or OAUTHBEARER, the server sends its error as
+        // a challenge and waits for a dummy answer before its NO.
+        let mut error_ack = None;
         let (mechanism, initial) = match auth {
             Auth::Login { user, password } => {
                 if self.has("LOGINDISABLED") {
@@ -76,10 +79,12 @@ impl Session {
                 ("PLAIN", STANDARD.encode(raw))
             }
             Auth::XOAuth2 { user, token } => {
+                error_ack = Some("");
                 let raw = format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose());
                 ("XOAUTH2", STANDARD.encode(raw))
             }
             Auth::OAuthBearer { user, token } => {
+                error_ack = Some("AQ=="); // RFC 7628 3.2.3: a single %x01
                 let raw = format!("n,a={user},\x01auth=Bearer {}\x01\x01", token.expose());
                 ("OAUTHBEARER", STANDARD.encode(raw))
             }
@@ -90,7 +95,7 @@ impl Session {
                 what: format!("the server does not offer AUTH={mechanism}"),
             });
         }
-        let builder = if self.has("SASL-IR") {
+        let mut builder = if self.has("SASL-IR") {
             self.builder("AUTHENTICATE")
                 .raw("AUTHENTICATE ")
                 .raw(mechanism)
@@ -103,6 +108,10 @@ impl Session {
                 .await_continuation()
                 .raw(&initial)
         };
+        if let Some(ack) = error_ack {
+            // Sent only if the server asks; a success ends the wait.
+            builder = builder.await_continuation().raw(ack);
+        }
         let reply = self.run(builder).await?;
         self.after_login(reply.completion.code).await
     }

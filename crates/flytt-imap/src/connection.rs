@@ -75,9 +75,11 @@ impl ServerConfig {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// What the reader tells the writer: the server wants the rest of a
+/// command, or a command is finished (so it needs nothing more).
 enum Control {
     Continue,
-    Refused(String),
+    Done(String),
 }
 
 /// One authenticated-or-not IMAP connection.
@@ -602,9 +604,7 @@ async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
                 continue;
             }
             Ok(ServerResponse::Tagged(completion)) => {
-                if completion.status != CompletionStatus::Ok {
-                    let _ = control.send(Control::Refused(completion.tag.clone()));
-                }
+                let _ = control.send(Control::Done(completion.tag.clone()));
                 Ok(ServerResponse::Tagged(completion))
             }
             Ok(other) => Ok(other),
@@ -646,8 +646,10 @@ async fn writer_loop<W: AsyncWrite + Unpin>(
                     loop {
                         match control.recv().await {
                             Some(Control::Continue) => break,
-                            Some(Control::Refused(tag)) if tag == command.tag => break 'parts,
-                            Some(Control::Refused(_)) => {}
+                            // Refused, or finished without needing the rest
+                            // (a SASL exchange that succeeded early).
+                            Some(Control::Done(tag)) if tag == command.tag => break 'parts,
+                            Some(Control::Done(_)) => {}
                             None => return Ok(()),
                         }
                     }

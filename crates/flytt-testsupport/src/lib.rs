@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod dovecot;
+pub mod oauth;
 pub mod proxy;
 
 pub use dovecot::{Dovecot, Layout};

@@ -116,3 +116,51 @@ async fn sasl_plain_with_an_authorization_identity_opens_the_users_mailbox() {
     assert!(err.is_auth_failure(), "{err}");
     assert!(!format!("{err:?}").contains(MASTER_PASSWORD));
 }
+
+#[tokio::test]
+async fn xoauth2_and_oauthbearer_with_a_token() {
+    use flytt_testsupport::oauth::TokenServer;
+    let tokens = TokenServer::start("ya29.good-token", "ola@example.org")
+        .await
+        .expect("token server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = tokens.dovecot_config(dir.path()).expect("config");
+    let server = Dovecot::start_with(Layout::Target, &[("ola@example.org", "passord123")], &extra)
+        .expect("start dovecot");
+    let mut config = ServerConfig::new("127.0.0.1", server.tls_port, Security::Tls);
+    config.ca_files = vec![server.ca_file()];
+
+    for good in [
+        Auth::XOAuth2 {
+            user: "ola@example.org".into(),
+            token: Secret::new("ya29.good-token"),
+        },
+        Auth::OAuthBearer {
+            user: "ola@example.org".into(),
+            token: Secret::new("ya29.good-token"),
+        },
+    ] {
+        let mut session = Session::connect(&config).await.expect("connect");
+        session
+            .login(&good)
+            .await
+            .unwrap_or_else(|e| panic!("{good:?}: {e}\n{}", server.log()));
+        assert!(
+            session
+                .list_all()
+                .await
+                .expect("list")
+                .iter()
+                .any(|m| m.name == "INBOX")
+        );
+    }
+    let mut session = Session::connect(&config).await.expect("connect");
+    let err = session
+        .login(&Auth::XOAuth2 {
+            user: "ola@example.org".into(),
+            token: Secret::new("stolen"),
+        })
+        .await
+        .expect_err("an unknown token is refused");
+    assert!(err.is_auth_failure(), "{err}");
+}
