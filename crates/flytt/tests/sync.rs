@@ -91,7 +91,7 @@ impl Setup {
 
     async fn seed(&self, folders: &[corpus::CorpusFolder]) {
         let mut session = self.source.admin_session(USER).await.expect("source login");
-        corpus::seed(&mut session, '.', folders)
+        corpus::seed(&mut session, self.source.separator(), folders)
             .await
             .expect("seed");
     }
@@ -636,4 +636,61 @@ async fn incremental_without_condstore_compares_flags() {
     assert_eq!(count(&json, "messages_copied"), 0);
     assert!(count(&json, "flags_updated") >= 1, "{json}");
     setup.assert_target_matches_source(&[]).await;
+}
+
+/// The other direction (fs layout with `/` to Maildir++ with `.`): a name
+/// with a `.` cannot exist on the target as is; it is created with `_` and
+/// the renaming is reported, and its mail arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_the_target_cannot_hold_are_renamed_and_reported() {
+    let source = Dovecot::start(Layout::Target, &[(USER, USER_PASSWORD)]).expect("source dovecot");
+    let target = Dovecot::start(Layout::Source, &[(USER, USER_PASSWORD)]).expect("target dovecot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("master"), MASTER_PASSWORD).expect("password file");
+    let setup = Setup {
+        source,
+        target,
+        dir,
+    };
+    let message = |n: u32| CorpusMessage {
+        bytes: corpus::generated_message(n, Some(&format!("dot-{n}@kilde.example")), 1_000),
+        flags: vec![],
+        date: corpus::spread_date(n),
+    };
+    setup
+        .seed(&[
+            corpus::CorpusFolder {
+                path: vec!["Versjon 1.2".into()],
+                subscribed: true,
+                messages: vec![message(1)],
+            },
+            corpus::CorpusFolder {
+                path: vec!["Kunder".into(), "Firma A.S".into()],
+                subscribed: true,
+                messages: vec![message(2), message(3)],
+            },
+        ])
+        .await;
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    let renamed: Vec<&serde_json::Value> = json["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter(|i| i["kind"] == "renamed")
+        .collect();
+    assert_eq!(renamed.len(), 2, "{json}");
+    let target = setup.target_snapshot().await;
+    assert_eq!(
+        target.get("Versjon 1_2").map(Vec::len),
+        Some(1),
+        "{:?}",
+        target.keys()
+    );
+    assert_eq!(
+        target.get("Kunder/Firma A_S").map(Vec::len),
+        Some(2),
+        "{:?}",
+        target.keys()
+    );
 }
