@@ -240,7 +240,7 @@ impl Progress {
         let bar = visible.then(|| {
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(
-                "{spinner} {prefix:30!} [{bar:30}] {pos}/{len} msgs {per_sec:>12} {msg}",
+                "{spinner} {prefix:30!} [{bar:30}] {pos}/{len} msgs {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
@@ -275,7 +275,8 @@ impl Observer for Progress {
             bar.inc(messages);
             let secs = bar.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!(
-                "{} ({:.2} MB/s)",
+                "{:.0} msgs/s, {} ({:.1} MB/s)",
+                bar.position() as f64 / secs,
                 human_bytes(total),
                 total as f64 / secs / 1e6
             ));
