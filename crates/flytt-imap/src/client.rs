@@ -7,7 +7,9 @@ use crate::command::uid_set;
 use crate::connection::Session;
 use crate::error::{Error, Result};
 use crate::response::Untagged;
-use crate::types::{Flag, ListedMailbox, MailboxStatus, ResponseCode, Secret, Uid};
+use crate::types::{
+    FetchedMessage, Flag, ListedMailbox, MailboxStatus, ModSeq, ResponseCode, Secret, Uid,
+};
 
 /// How to log in.
 #[derive(Clone, Debug)]
@@ -276,27 +278,8 @@ impl Session {
     }
 
     /// `UID FETCH set (items)`, collecting the answers.
-    pub async fn uid_fetch(
-        &mut self,
-        uids: &str,
-        items: &str,
-    ) -> Result<Vec<crate::types::FetchedMessage>> {
-        let builder = self
-            .builder("UID FETCH")
-            .raw("UID FETCH ")
-            .raw(uids)
-            .raw(" (")
-            .raw(items)
-            .raw(")");
-        let reply = self.run(builder).await?;
-        Ok(reply
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::Fetch(m) if m.uid.is_some() => Some(m),
-                _ => None,
-            })
-            .collect())
+    pub async fn uid_fetch(&mut self, uids: &str, items: &str) -> Result<Vec<FetchedMessage>> {
+        self.fetch_messages(uids, items, None).await
     }
 
     /// `UID FETCH set (items) (CHANGEDSINCE modseq)` (CONDSTORE): only
@@ -305,15 +288,27 @@ impl Session {
         &mut self,
         uids: &str,
         items: &str,
-        modseq: crate::types::ModSeq,
-    ) -> Result<Vec<crate::types::FetchedMessage>> {
-        let builder = self
+        modseq: ModSeq,
+    ) -> Result<Vec<FetchedMessage>> {
+        self.fetch_messages(uids, items, Some(modseq)).await
+    }
+
+    async fn fetch_messages(
+        &mut self,
+        uids: &str,
+        items: &str,
+        changed_since: Option<ModSeq>,
+    ) -> Result<Vec<FetchedMessage>> {
+        let mut builder = self
             .builder("UID FETCH")
             .raw("UID FETCH ")
             .raw(uids)
             .raw(" (")
             .raw(items)
-            .raw(&format!(") (CHANGEDSINCE {modseq})"));
+            .raw(")");
+        if let Some(modseq) = changed_since {
+            builder = builder.raw(&format!(" (CHANGEDSINCE {modseq})"));
+        }
         let reply = self.run(builder).await?;
         Ok(reply
             .untagged
