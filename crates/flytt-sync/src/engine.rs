@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use flytt_imap::{
     Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchedMessage, Flag,
-    MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
+    ListedMailbox, MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
 };
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
@@ -139,43 +139,57 @@ impl Ctx<'_> {
             excludes,
         );
         self.report.folders_excluded = excluded;
+        self.observer.planned(plans.len() as u64);
         for folder in &plans {
-            self.report.folders += 1;
-            if let Some(note) = &folder.note {
-                self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
-            }
-            let exists = target_list.iter().any(|m| {
-                m.name == folder.target
-                    || (m.name.eq_ignore_ascii_case("INBOX") && folder.target == "INBOX")
-            });
-            if !exists && !self.options.dry_run {
-                match self.tgt.create(&folder.target).await {
-                    Ok(()) => self.report.folders_created += 1,
-                    Err(e) if is_rejection(&e) => {
-                        self.issue(
-                            IssueKind::Folder,
-                            &folder.display,
-                            None,
-                            format!("cannot create {:?} on the target: {e}", folder.target),
-                        );
-                        continue;
-                    }
-                    Err(e) => return Err(SyncError::Target(e)),
+            self.observer.folder_started(&folder.display);
+            self.visit(folder, &target_list, &target_subscribed).await?;
+            self.observer.folder_done(&folder.display);
+        }
+        Ok(())
+    }
+
+    /// One folder: create and subscribe it on the target, then sync it.
+    async fn visit(
+        &mut self,
+        folder: &FolderPlan,
+        target_list: &[ListedMailbox],
+        target_subscribed: &[String],
+    ) -> Result<(), SyncError> {
+        self.report.folders += 1;
+        if let Some(note) = &folder.note {
+            self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
+        }
+        let exists = target_list.iter().any(|m| {
+            m.name == folder.target
+                || (m.name.eq_ignore_ascii_case("INBOX") && folder.target == "INBOX")
+        });
+        if !exists && !self.options.dry_run {
+            match self.tgt.create(&folder.target).await {
+                Ok(()) => self.report.folders_created += 1,
+                Err(e) if is_rejection(&e) => {
+                    self.issue(
+                        IssueKind::Folder,
+                        &folder.display,
+                        None,
+                        format!("cannot create {:?} on the target: {e}", folder.target),
+                    );
+                    return Ok(());
                 }
+                Err(e) => return Err(SyncError::Target(e)),
             }
-            if folder.subscribed
-                && !target_subscribed.contains(&folder.target)
-                && !self.options.dry_run
-                && let Err(e) = self.tgt.subscribe(&folder.target).await
-            {
-                if !is_rejection(&e) {
-                    return Err(SyncError::Target(e));
-                }
-                tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
+        }
+        if folder.subscribed
+            && !target_subscribed.contains(&folder.target)
+            && !self.options.dry_run
+            && let Err(e) = self.tgt.subscribe(&folder.target).await
+        {
+            if !is_rejection(&e) {
+                return Err(SyncError::Target(e));
             }
-            if folder.selectable {
-                self.sync_folder(folder, exists).await?;
-            }
+            tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
+        }
+        if folder.selectable {
+            self.sync_folder(folder, exists).await?;
         }
         Ok(())
     }
@@ -397,7 +411,7 @@ impl Ctx<'_> {
         }
         let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
         self.observer
-            .folder_started(&folder.display, to_copy.len() as u64, bytes);
+            .copy_started(&folder.display, to_copy.len() as u64, bytes);
         if !to_copy.is_empty() {
             self.store
                 .set_appending(self.pair, &folder.source, true)

@@ -67,8 +67,14 @@ impl Default for SyncOptions {
 
 /// Progress, as it happens. Every method has a no-op default.
 pub trait Observer: Send + Sync {
+    /// The folders are known: this many will be visited.
+    fn planned(&self, _folders: u64) {}
+    /// A folder's visit starts (decoded path).
+    fn folder_started(&self, _folder: &str) {}
     /// A folder's copy starts: how many messages and bytes it will copy.
-    fn folder_started(&self, _folder: &str, _messages: u64, _bytes: u64) {}
+    fn copy_started(&self, _folder: &str, _messages: u64, _bytes: u64) {}
+    /// A folder's visit ended.
+    fn folder_done(&self, _folder: &str) {}
     /// Messages the target confirmed.
     fn copied(&self, _messages: u64, _bytes: u64) {}
     /// Something was skipped or failed.

@@ -231,7 +231,7 @@ fn human_bytes(bytes: u64) -> String {
 /// A progress bar on a terminal; nothing when output is piped.
 struct Progress {
     bar: Option<ProgressBar>,
-    total: AtomicU64,
+    messages: AtomicU64,
     bytes: AtomicU64,
 }
 
@@ -240,7 +240,7 @@ impl Progress {
         let bar = visible.then(|| {
             let bar = ProgressBar::new(0);
             let style = ProgressStyle::with_template(
-                "{spinner} {prefix:30!} [{bar:30}] {pos}/{len} msgs {msg}",
+                "{spinner} {prefix:30!} [{bar:20}] {pos}/{len} folders  {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
@@ -248,7 +248,7 @@ impl Progress {
         });
         Progress {
             bar,
-            total: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
         }
     }
@@ -261,24 +261,34 @@ impl Progress {
 }
 
 impl Observer for Progress {
-    fn folder_started(&self, folder: &str, messages: u64, _bytes: u64) {
-        let total = self.total.fetch_add(messages, Ordering::Relaxed) + messages;
+    fn planned(&self, folders: u64) {
         if let Some(bar) = &self.bar {
-            bar.set_length(total);
+            bar.set_length(folders);
+        }
+    }
+
+    fn folder_started(&self, folder: &str) {
+        if let Some(bar) = &self.bar {
             bar.set_prefix(folder.to_string());
         }
     }
 
-    fn copied(&self, messages: u64, bytes: u64) {
-        let total = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    fn folder_done(&self, _folder: &str) {
         if let Some(bar) = &self.bar {
-            bar.inc(messages);
+            bar.inc(1);
+        }
+    }
+
+    fn copied(&self, messages: u64, bytes: u64) {
+        let total_bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let total = self.messages.fetch_add(messages, Ordering::Relaxed) + messages;
+        if let Some(bar) = &self.bar {
             let secs = bar.elapsed().as_secs_f64().max(0.001);
             bar.set_message(format!(
-                "{:.0} msgs/s, {} ({:.1} MB/s)",
-                bar.position() as f64 / secs,
-                human_bytes(total),
-                total as f64 / secs / 1e6
+                "{total} msgs copied ({:.0}/s), {} ({:.1} MB/s)",
+                total as f64 / secs,
+                human_bytes(total_bytes),
+                total_bytes as f64 / secs / 1e6
             ));
         }
     }
