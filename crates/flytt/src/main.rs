@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
     about = "Migrates mailboxes between mail servers in migration batches"
 )]
 struct Cli {
-    /// Where flytt keeps its state (database, key file).
+    /// Where flytt keeps its state (the SQLite database).
     #[arg(long, global = true, env = "FLYTT_DATA_DIR")]
     data_dir: Option<PathBuf>,
 

@@ -28,6 +28,7 @@ pub struct SyncArgs {
     /// Environment variable holding the source password.
     #[arg(long, value_name = "VAR")]
     source_password_env: Option<String>,
+    /// How to log in to the source.
     #[arg(long, value_enum, default_value = "login")]
     source_auth: AuthMethod,
     /// With --source-auth plain: open this user's mailbox with the admin's credentials.
@@ -37,14 +38,19 @@ pub struct SyncArgs {
     /// Target server: imaps://HOST:PORT (TLS) or imap://HOST:PORT (STARTTLS).
     #[arg(long)]
     target: String,
+    /// Target login (or put it in the URL). May be an admin/master login.
     #[arg(long)]
     target_user: Option<String>,
+    /// File holding the target password (or OAuth token).
     #[arg(long)]
     target_password_file: Option<PathBuf>,
+    /// Environment variable holding the target password.
     #[arg(long, value_name = "VAR")]
     target_password_env: Option<String>,
+    /// How to log in to the target (see --source-auth).
     #[arg(long, value_enum, default_value = "login")]
     target_auth: AuthMethod,
+    /// With --target-auth plain: open this user's mailbox with the admin's credentials.
     #[arg(long, value_name = "USER")]
     target_authorize_as: Option<String>,
 
