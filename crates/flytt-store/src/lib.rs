@@ -63,6 +63,11 @@ fn to_u32(column: &'static str, value: i64) -> Result<u32> {
 }
 
 impl Store {
+    /// Whether `data_dir` holds a store already.
+    pub fn exists(data_dir: &Path) -> bool {
+        data_dir.join("flytt.db").exists()
+    }
+
     /// Opens (creating if needed) `flytt.db` in `data_dir` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Store> {
         let path = data_dir.join("flytt.db");

@@ -111,8 +111,9 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
     })?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    // A dry run writes nothing, not even state.
-    let store = if args.dry_run {
+    // A dry run reads the state of earlier runs (so it lists only what is
+    // new) but copies nothing and creates no state of its own.
+    let store = if args.dry_run && !Store::exists(data_dir) {
         Store::in_memory().await?
     } else {
         Store::open(data_dir).await?

@@ -406,6 +406,22 @@ async fn dry_run_changes_nothing_and_exclude_patterns_hold() {
 
     let (code, json, _) = setup.sync(&["--exclude-folders", "Prosjekter/**", "Tom mappe"]);
     assert_eq!(code, 0);
+    // After a real run, a dry run knows what is there: nothing to copy.
+    let (code, dry, _) = setup.sync(&[
+        "--dry-run",
+        "--exclude-folders",
+        "Prosjekter/**",
+        "Tom mappe",
+    ]);
+    assert_eq!(code, 0);
+    let planned: u64 = dry["plan"]
+        .as_array()
+        .expect("plan")
+        .iter()
+        .map(|p| p[1].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(planned, 0, "{dry}");
+    assert_eq!(count(&dry, "messages_matched"), 0);
     let target = setup.target_snapshot().await;
     assert!(
         !target.keys().any(|k| k.starts_with("Prosjekter/")),
