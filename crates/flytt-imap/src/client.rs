@@ -186,6 +186,26 @@ impl Session {
         Ok(self.list_with_subscriptions().await?.1)
     }
 
+    /// Prefixes of the namespaces that are not the user's own (other users',
+    /// shared), which a mailbox copy must leave alone. Empty without NAMESPACE.
+    pub async fn foreign_namespaces(&mut self) -> Result<Vec<String>> {
+        if !self.has("NAMESPACE") {
+            return Ok(Vec::new());
+        }
+        let reply = self.run(self.builder("NAMESPACE").raw("NAMESPACE")).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .flat_map(|u| match u {
+                Untagged::Namespace { other, shared, .. } => {
+                    other.into_iter().chain(shared).collect()
+                }
+                _ => Vec::new(),
+            })
+            .filter(|prefix| !prefix.is_empty())
+            .collect())
+    }
+
     /// The hierarchy delimiter (from `LIST "" ""`).
     pub async fn delimiter(&mut self) -> Result<Option<char>> {
         let reply = self.run(self.builder("LIST").raw("LIST \"\" \"\"")).await?;

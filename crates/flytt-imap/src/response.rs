@@ -43,6 +43,13 @@ pub enum Untagged {
     },
     /// `* FLAGS (...)`.
     Flags(Vec<Flag>),
+    /// `* NAMESPACE`: the prefixes of the personal, other users' and
+    /// shared namespaces.
+    Namespace {
+        personal: Vec<String>,
+        other: Vec<String>,
+        shared: Vec<String>,
+    },
     Ignored,
 }
 
@@ -242,6 +249,23 @@ fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Un
             attributes: items.iter().map(|a| a.to_string().to_lowercase()).collect(),
         }),
         Data::Exists(n) => Untagged::Exists(n),
+        Data::Namespace {
+            personal,
+            other,
+            shared,
+        } => {
+            let prefixes =
+                |list: Vec<imap_codec::imap_types::extensions::namespace::Namespace<'_>>| {
+                    list.iter()
+                        .map(|ns| String::from_utf8_lossy(ns.prefix.as_ref()).into_owned())
+                        .collect()
+                };
+            Untagged::Namespace {
+                personal: prefixes(personal),
+                other: prefixes(other),
+                shared: prefixes(shared),
+            }
+        }
         Data::Search(uids, _) => Untagged::Search(uids.iter().map(|u| u.get()).collect()),
         Data::Flags(flags) => Untagged::Flags(flags.iter().filter_map(convert_flag).collect()),
         Data::Fetch { seq, items } => {
@@ -361,6 +385,24 @@ mod tests {
             m.body.and_then(|b| b.to_vec().ok()),
             Some(b"hello".to_vec())
         );
+    }
+
+    #[test]
+    fn namespaces() {
+        let r = parse_bytes(
+            b"* NAMESPACE ((\"\" \".\")) ((\"Other Users.\" \".\")) ((\"Public.\" \".\"))\r\n",
+        );
+        let ServerResponse::Untagged(Untagged::Namespace {
+            personal,
+            other,
+            shared,
+        }) = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(personal, vec![String::new()]);
+        assert_eq!(other, vec!["Other Users.".to_string()]);
+        assert_eq!(shared, vec!["Public.".to_string()]);
     }
 
     #[test]

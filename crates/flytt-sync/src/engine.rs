@@ -118,9 +118,30 @@ impl Ctx<'_> {
 
     async fn run(&mut self, excludes: &Excludes) -> Result<(), SyncError> {
         let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source_side, target_side) =
-            tokio::join!(src.list_with_subscriptions(), tgt.list_with_subscriptions(),);
-        let (source_list, source_subscribed) = source_side.map_err(SyncError::Source)?;
+        let (source_side, target_side) = tokio::join!(
+            async {
+                let foreign = src.foreign_namespaces().await?;
+                let (list, subscribed) = src.list_with_subscriptions().await?;
+                Ok::<_, ImapError>((list, subscribed, foreign))
+            },
+            tgt.list_with_subscriptions(),
+        );
+        let (mut source_list, source_subscribed, foreign) =
+            source_side.map_err(SyncError::Source)?;
+        // Other users' and shared folders are not this mailbox's to copy.
+        let mut foreign_folders = Vec::new();
+        source_list.retain(|m| {
+            let is_foreign = foreign.iter().any(|prefix| {
+                m.name.starts_with(prefix.as_str())
+                    || prefix
+                        .strip_suffix(|c: char| Some(c) == m.delimiter)
+                        .is_some_and(|root| m.name == root)
+            });
+            if is_foreign {
+                foreign_folders.push(m.name.clone());
+            }
+            !is_foreign
+        });
         let (target_list, target_subscribed) = target_side.map_err(SyncError::Target)?;
         let delimiter = match target_list.iter().find_map(|m| m.delimiter) {
             Some(d) => d,
@@ -139,6 +160,7 @@ impl Ctx<'_> {
             excludes,
         );
         self.report.folders_excluded = excluded;
+        self.report.folders_excluded.extend(foreign_folders);
         self.observer.planned(plans.len() as u64);
         for folder in &plans {
             self.observer.folder_started(&folder.display);

@@ -710,3 +710,53 @@ async fn names_the_target_cannot_hold_are_renamed_and_reported() {
         target.keys()
     );
 }
+
+/// Folders of a shared (public) namespace that the source lists beside the
+/// user's own are not the user's mail: they are left out and listed as
+/// excluded.
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_namespaces_are_not_copied() {
+    use std::os::unix::fs::PermissionsExt;
+    let public = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(public.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let namespace = format!(
+        "namespace public {{\n  type = public\n  separator = .\n  prefix = Felles.\n  location = maildir:{}\n  list = yes\n  subscriptions = no\n}}\n",
+        public.path().display()
+    );
+    let setup = Setup::with_configs(&namespace, "");
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    session
+        .create("Felles.Nyheter")
+        .await
+        .expect("create public folder");
+    let news = [CorpusMessage {
+        bytes: corpus::generated_message(990, Some("public@kilde.example"), 1_000),
+        flags: vec![],
+        date: corpus::spread_date(990),
+    }];
+    corpus::append_all(&mut session, "Felles.Nyheter", &news)
+        .await
+        .expect("append");
+    drop(session);
+    setup.seed(&corpus::functional(false)[..1]).await;
+
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0, "{json}");
+    let excluded: Vec<&str> = json["folders_excluded"]
+        .as_array()
+        .expect("excluded")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(excluded.contains(&"Felles.Nyheter"), "{json}");
+    let target = setup.target_snapshot().await;
+    assert!(
+        !target.keys().any(|k| k.starts_with("Felles")),
+        "{:?}",
+        target.keys()
+    );
+    assert_eq!(
+        target["INBOX"].len(),
+        corpus::functional(false)[0].messages.len()
+    );
+}
