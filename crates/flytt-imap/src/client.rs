@@ -138,23 +138,6 @@ impl Session {
         Ok(())
     }
 
-    /// ENABLE the extensions given that the server offers (e.g. CONDSTORE).
-    pub async fn enable(&mut self, wanted: &[&str]) -> Result<()> {
-        if !self.has("ENABLE") {
-            return Ok(());
-        }
-        let offered: Vec<&str> = wanted.iter().copied().filter(|w| self.has(w)).collect();
-        if offered.is_empty() {
-            return Ok(());
-        }
-        let builder = self
-            .builder("ENABLE")
-            .raw("ENABLE ")
-            .raw(&offered.join(" "));
-        self.run(builder).await?;
-        Ok(())
-    }
-
     /// Every mailbox (with special-use attributes when the server offers
     /// them) and the names of the subscribed ones, in one round trip.
     pub async fn list_with_subscriptions(&mut self) -> Result<(Vec<ListedMailbox>, Vec<String>)> {

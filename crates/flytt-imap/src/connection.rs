@@ -232,11 +232,6 @@ impl Session {
         CommandBuilder::new(name, self.literal_plus())
     }
 
-    /// How many commands await their completion.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
-    }
-
     /// Queues a command and returns its tag; does not wait for the answer.
     pub async fn send(&mut self, builder: CommandBuilder) -> Result<String> {
         let tag = format!("F{}", self.next_tag);
@@ -289,14 +284,6 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// The name of the in-flight command with this tag.
-    pub fn command_name(&self, tag: &str) -> &'static str {
-        self.in_flight
-            .iter()
-            .find(|(t, _)| t == tag)
-            .map_or("command", |(_, name)| name)
     }
 
     /// Turns a completion into `Ok` or a `Rejected` error.

@@ -49,15 +49,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// Errors after which the connection can no longer be used; a caller
-    /// may reconnect and retry (the server or the network failed, not the request).
-    pub fn is_connection_lost(&self) -> bool {
-        matches!(
-            self,
-            Error::Io { .. } | Error::Timeout { .. } | Error::Closed { .. } | Error::Connect { .. }
-        )
-    }
-
     /// The login itself was refused (wrong password, unknown user).
     pub fn is_auth_failure(&self) -> bool {
         matches!(self, Error::Rejected { command, .. } if *command == "LOGIN" || *command == "AUTHENTICATE")

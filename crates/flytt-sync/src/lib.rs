@@ -101,24 +101,6 @@ pub enum SyncError {
     Spool(std::io::Error),
 }
 
-impl SyncError {
-    /// A login was refused: retrying will not help until credentials change.
-    pub fn is_auth_failure(&self) -> bool {
-        match self {
-            SyncError::Source(e) | SyncError::Target(e) => e.is_auth_failure(),
-            _ => false,
-        }
-    }
-
-    /// The network or a server failed; a later retry may succeed.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Source(e) | SyncError::Target(e) => e.is_connection_lost(),
-            _ => false,
-        }
-    }
-}
-
 /// How long a sync took, for rates.
 pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();
