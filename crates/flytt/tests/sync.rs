@@ -96,6 +96,22 @@ impl Setup {
             .expect("seed");
     }
 
+    /// Adds (`true`) or removes (`false`) a flag on source INBOX messages.
+    async fn change_source_flags(&self, changes: &[(u32, bool, &str)]) {
+        let mut session = self.source.admin_session(USER).await.expect("login");
+        session
+            .select("INBOX", flytt_imap::Access::ReadWrite)
+            .await
+            .expect("select");
+        for (uid, add, flag) in changes {
+            let flag = flytt_imap::Flag::parse(flag).expect("flag");
+            session
+                .uid_store(&[*uid], *add, &[flag])
+                .await
+                .expect("store");
+        }
+    }
+
     async fn source_snapshot(&self) -> BTreeMap<String, Vec<Snapshot>> {
         let mut session = self.source.admin_session(USER).await.expect("source login");
         corpus::snapshot(&mut session).await.expect("snapshot")
@@ -202,34 +218,13 @@ async fn incremental_run_copies_only_new_messages_and_flag_changes() {
     corpus::append_all(&mut session, "Ny mappe", &new[..1])
         .await
         .expect("append");
-    session
-        .select("INBOX", flytt_imap::Access::ReadWrite)
-        .await
-        .expect("select");
-    session
-        .uid_store(
-            &[1],
-            true,
-            &[flytt_imap::Flag::parse("\\Flagged").expect("flag")],
-        )
-        .await
-        .expect("store");
-    session
-        .uid_store(
-            &[2],
-            false,
-            &[flytt_imap::Flag::parse("\\Seen").expect("flag")],
-        )
-        .await
-        .expect("store");
-    session
-        .uid_store(
-            &[3],
-            true,
-            &[flytt_imap::Flag::parse("$Important").expect("flag")],
-        )
-        .await
-        .expect("store");
+    setup
+        .change_source_flags(&[
+            (1, true, "\\Flagged"),
+            (2, false, "\\Seen"),
+            (3, true, "$Important"),
+        ])
+        .await;
 
     let (code, json, _) = setup.sync(&[]);
     assert_eq!(code, 0);
@@ -553,18 +548,9 @@ async fn target_without_uidplus() {
     setup.assert_target_matches_source(&[]).await;
 
     let mut session = setup.source.admin_session(USER).await.expect("login");
-    session
-        .select("INBOX", flytt_imap::Access::ReadWrite)
-        .await
-        .expect("select");
-    session
-        .uid_store(
-            &[4, 5],
-            true,
-            &[flytt_imap::Flag::parse("\\Flagged").expect("flag")],
-        )
-        .await
-        .expect("store");
+    setup
+        .change_source_flags(&[(4, true, "\\Flagged"), (5, true, "\\Flagged")])
+        .await;
     let new = [CorpusMessage {
         bytes: corpus::generated_message(950, Some("no-uidplus@kilde.example"), 2_000),
         flags: vec![],
@@ -626,27 +612,9 @@ async fn incremental_without_condstore_compares_flags() {
     let (code, _) = run();
     assert_eq!(code, Some(0));
 
-    let mut session = setup.source.admin_session(USER).await.expect("login");
-    session
-        .select("INBOX", flytt_imap::Access::ReadWrite)
-        .await
-        .expect("select");
-    session
-        .uid_store(
-            &[7],
-            true,
-            &[flytt_imap::Flag::parse("$Avtale").expect("flag")],
-        )
-        .await
-        .expect("store");
-    session
-        .uid_store(
-            &[8],
-            false,
-            &[flytt_imap::Flag::parse("\\Seen").expect("flag")],
-        )
-        .await
-        .expect("store");
+    setup
+        .change_source_flags(&[(7, true, "$Avtale"), (8, false, "\\Seen")])
+        .await;
     let (code, json) = run();
     assert_eq!(code, Some(0));
     assert_eq!(count(&json, "messages_copied"), 0);
