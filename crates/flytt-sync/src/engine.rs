@@ -186,19 +186,15 @@ impl Ctx<'_> {
                 || (m.name.eq_ignore_ascii_case("INBOX") && folder.target == "INBOX")
         });
         if !exists && !self.options.dry_run {
-            match self.tgt.create(&folder.target).await {
-                Ok(()) => self.report.folders_created += 1,
-                Err(e) if is_rejection(&e) => {
-                    self.issue(
-                        IssueKind::Folder,
-                        &folder.display,
-                        None,
-                        format!("cannot create {:?} on the target: {e}", folder.target),
-                    );
-                    return Ok(());
-                }
-                Err(e) => return Err(SyncError::Target(e)),
+            let created = self.tgt.create(&folder.target).await;
+            let what = format!("cannot create {:?} on the target", folder.target);
+            if self
+                .refused_or(created, SyncError::Target, IssueKind::Folder, folder, &what)?
+                .is_none()
+            {
+                return Ok(());
             }
+            self.report.folders_created += 1;
         }
         if folder.subscribed
             && !target_subscribed.contains(&folder.target)
@@ -214,6 +210,27 @@ impl Ctx<'_> {
             self.sync_folder(folder, exists).await?;
         }
         Ok(())
+    }
+
+    /// A server's refusal of a folder-level step becomes an issue of `kind`
+    /// (`Ok(None)`: skip the rest of the step); a lost connection stops the
+    /// sync.
+    fn refused_or<T>(
+        &mut self,
+        result: Result<T, ImapError>,
+        side: fn(ImapError) -> SyncError,
+        kind: IssueKind,
+        folder: &FolderPlan,
+        what: &str,
+    ) -> Result<Option<T>, SyncError> {
+        match result {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if is_rejection(&e) => {
+                self.issue(kind, &folder.display, None, format!("{what}: {e}"));
+                Ok(None)
+            }
+            Err(e) => Err(side(e)),
+        }
     }
 
     async fn sync_folder(
@@ -238,31 +255,26 @@ impl Ctx<'_> {
                     Ok(MailboxStatus::default())
                 }
             },);
-        let src_status = match src_status {
-            Ok(status) => status,
-            Err(e) if is_rejection(&e) => {
-                self.issue(
-                    IssueKind::Folder,
-                    &folder.display,
-                    None,
-                    format!("cannot open on the source: {e}"),
-                );
-                return Ok(());
-            }
-            Err(e) => return Err(SyncError::Source(e)),
+        let Some(src_status) = self.refused_or(
+            src_status,
+            SyncError::Source,
+            IssueKind::Folder,
+            folder,
+            "cannot open on the source",
+        )?
+        else {
+            return Ok(());
         };
-        let tgt_status = match tgt_status {
-            Ok(status) => status,
-            Err(e) if is_rejection(&e) => {
-                self.issue(
-                    IssueKind::Folder,
-                    &folder.display,
-                    None,
-                    format!("cannot open {:?} on the target: {e}", folder.target),
-                );
-                return Ok(());
-            }
-            Err(e) => return Err(SyncError::Target(e)),
+        let what = format!("cannot open {:?} on the target", folder.target);
+        let Some(tgt_status) = self.refused_or(
+            tgt_status,
+            SyncError::Target,
+            IssueKind::Folder,
+            folder,
+            &what,
+        )?
+        else {
+            return Ok(());
         };
         self.report.messages_found += u64::from(src_status.exists);
         let Some(source_validity) = src_status.uid_validity else {
@@ -837,18 +849,18 @@ impl Ctx<'_> {
         for (add, groups) in [(true, adds), (false, removes)] {
             for (flags, uids) in groups {
                 for part in uids.chunks(UIDS_PER_COMMAND) {
-                    match self.tgt.uid_store(part, add, &flags).await {
-                        Ok(()) => {}
-                        Err(e) if is_rejection(&e) => {
-                            self.issue(
-                                IssueKind::Flag,
-                                &folder.display,
-                                None,
-                                format!("cannot set flags: {e}"),
-                            );
-                            return Ok(());
-                        }
-                        Err(e) => return Err(SyncError::Target(e)),
+                    let stored = self.tgt.uid_store(part, add, &flags).await;
+                    if self
+                        .refused_or(
+                            stored,
+                            SyncError::Target,
+                            IssueKind::Flag,
+                            folder,
+                            "cannot set flags",
+                        )?
+                        .is_none()
+                    {
+                        return Ok(());
                     }
                 }
             }
