@@ -1,7 +1,7 @@
 //! The `flytt` command. Library errors become `anyhow` here, at the edge.
 
 mod account;
-mod size;
+
 mod sync_cmd;
 
 use std::path::PathBuf;

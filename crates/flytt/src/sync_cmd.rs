@@ -11,8 +11,8 @@ use flytt_sync::{Issue, Observer, Report, SyncOptions, sync_mailbox};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::account::{AuthMethod, Side, account};
-use crate::size::parse_size;
 use crate::{EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL};
+use flytt_batch::size::parse_size;
 
 #[derive(Args)]
 pub struct SyncArgs {

@@ -1,0 +1,10 @@
+//! Migration batches. This first part is the CSV import: one row per user,
+//! validated completely before a batch exists, every problem reported at
+//! once with its line number (SPEC §1.2, §4.1).
+
+pub mod csv_import;
+pub mod size;
+
+pub use csv_import::{
+    BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, parse_users,
+};
