@@ -312,23 +312,28 @@ pub fn parse_users(
             });
             continue;
         }
-        if let Some(user) = parse_row(&record, &columns, batch_type, line, &mut errors) {
-            let key = user.email.to_lowercase();
-            if let Some(first) = first_line_of.get(&key) {
-                errors.push(CsvError {
-                    line,
-                    message: format!("{} is already on line {first}", user.email),
-                });
-                continue;
-            }
-            first_line_of.insert(key, line);
-            if let Some(batch) = active_batch_of(&user.email) {
-                errors.push(CsvError {
-                    line,
-                    message: format!("{} is already in the active batch {batch}", user.email),
-                });
-                continue;
-            }
+        let (user, row_ok) = parse_row(&record, &columns, batch_type, line, &mut errors);
+        // A row with other problems still claims its address.
+        if user.email.is_empty() {
+            continue;
+        }
+        let key = user.email.to_lowercase();
+        if let Some(first) = first_line_of.get(&key) {
+            errors.push(CsvError {
+                line,
+                message: format!("{} is already on line {first}", user.email),
+            });
+            continue;
+        }
+        first_line_of.insert(key, line);
+        if let Some(batch) = active_batch_of(&user.email) {
+            errors.push(CsvError {
+                line,
+                message: format!("{} is already in the active batch {batch}", user.email),
+            });
+            continue;
+        }
+        if row_ok {
             users.push(user);
         }
     }
@@ -443,13 +448,14 @@ fn header_columns(
     columns
 }
 
+/// The row as far as it could be read, and whether it had no problem.
 fn parse_row(
     record: &csv::StringRecord,
     columns: &[Option<Column>],
     batch_type: BatchType,
     line: u64,
     errors: &mut Vec<CsvError>,
-) -> Option<CsvUser> {
+) -> (CsvUser, bool) {
     let errors_before = errors.len();
     let mut error = |message: String| errors.push(CsvError { line, message });
     let mut user = CsvUser {
@@ -531,7 +537,8 @@ fn parse_row(
             },
         }
     }
-    (errors.len() == errors_before && !user.email.is_empty()).then_some(user)
+    let ok = errors.len() == errors_before;
+    (user, ok)
 }
 
 /// A plausible SMTP address: one `@`, a local part, a dotted domain, no
@@ -617,6 +624,7 @@ mod tests {
                 "line 2: Password is shorter than 8 characters",
                 "line 2: ForceChangePassword must be True or False, not \"Maybe\"",
                 "line 3: \"not-an-address\" is not a valid email address",
+                "line 4: Kari@Example.org is already on line 2",
                 "line 5: has 2 values but the header has 4 columns",
             ]
         );

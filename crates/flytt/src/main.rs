@@ -1,6 +1,7 @@
 //! The `flytt` command. Library errors become `anyhow` here, at the edge.
 
 mod account;
+mod batch_cmd;
 
 mod sync_cmd;
 
@@ -27,7 +28,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Copy one mailbox from a source to a target server (safe to re-run: incremental).
-    Sync(sync_cmd::SyncArgs),
+    Sync(Box<sync_cmd::SyncArgs>),
+    /// Migration batches.
+    #[command(subcommand)]
+    Batch(batch_cmd::BatchCommand),
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -48,7 +52,8 @@ fn main() -> ExitCode {
     let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sync(args) => sync_cmd::run(args, &data_dir).await,
+            Command::Sync(args) => sync_cmd::run(*args, &data_dir).await,
+            Command::Batch(command) => batch_cmd::run(command, &data_dir),
         }
     });
     match result {
