@@ -24,6 +24,10 @@ pub enum Error {
     Sql(#[from] sqlx::Error),
     #[error("corrupt value in column {column}: {value}")]
     Corrupt { column: &'static str, value: i64 },
+    #[error("an endpoint named {0:?} exists already")]
+    EndpointExists(String),
+    #[error("no endpoint named {0:?}")]
+    NoSuchEndpoint(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -52,10 +56,55 @@ pub struct CopiedMessage {
     pub flags: String,
 }
 
+/// A migration endpoint as stored. The store keeps the URL as text and the
+/// admin password sealed; it interprets neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub allow_plaintext: bool,
+    pub ca_file: Option<String>,
+    pub admin_user: Option<String>,
+    pub admin_password_sealed: Option<String>,
+    pub max_concurrent_migrations: u32,
+    pub max_concurrent_incremental_syncs: u32,
+}
+
 /// The state store.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+}
+
+/// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
+/// (sqlx takes only those, against injection).
+macro_rules! select_endpoints {
+    ($tail:literal) => {
+        concat!(
+            "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_password_sealed, ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs FROM endpoint ",
+            $tail
+        )
+    };
+}
+
+fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
+    Ok(Endpoint {
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        allow_plaintext: row.try_get("allow_plaintext")?,
+        ca_file: row.try_get("ca_file")?,
+        admin_user: row.try_get("admin_user")?,
+        admin_password_sealed: row.try_get("admin_password_sealed")?,
+        max_concurrent_migrations: to_u32(
+            "max_concurrent_migrations",
+            row.try_get("max_concurrent_migrations")?,
+        )?,
+        max_concurrent_incremental_syncs: to_u32(
+            "max_concurrent_incremental_syncs",
+            row.try_get("max_concurrent_incremental_syncs")?,
+        )?,
+    })
 }
 
 fn to_u32(column: &'static str, value: i64) -> Result<u32> {
@@ -128,6 +177,84 @@ impl Store {
             .map_err(|source| Error::Open { path, source })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(Store { pool })
+    }
+
+    /// Adds an endpoint; its name must be new.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_password_sealed, \
+             max_concurrent_migrations, max_concurrent_incremental_syncs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&endpoint.name)
+        .bind(&endpoint.url)
+        .bind(endpoint.allow_plaintext)
+        .bind(&endpoint.ca_file)
+        .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_password_sealed)
+        .bind(i64::from(endpoint.max_concurrent_migrations))
+        .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Error::EndpointExists(endpoint.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces an endpoint's settings (found by name).
+    pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, \
+             admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ? \
+             WHERE name = ?",
+        )
+        .bind(&endpoint.url)
+        .bind(endpoint.allow_plaintext)
+        .bind(&endpoint.ca_file)
+        .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_password_sealed)
+        .bind(i64::from(endpoint.max_concurrent_migrations))
+        .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .bind(&endpoint.name)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchEndpoint(endpoint.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn endpoint(&self, name: &str) -> Result<Endpoint> {
+        let row = sqlx::query(select_endpoints!("WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => endpoint_from_row(&row),
+            None => Err(Error::NoSuchEndpoint(name.to_string())),
+        }
+    }
+
+    /// Every endpoint, by name.
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(select_endpoints!("ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM endpoint WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchEndpoint(name.to_string()));
+        }
+        Ok(())
     }
 
     /// Starts a transaction that takes the write lock at once. A deferred
@@ -454,6 +581,40 @@ mod tests {
             })??;
             assert_eq!(copied, 1000);
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn endpoints_are_named_uniquely_and_round_trip() -> Result<()> {
+        let store = Store::in_memory().await?;
+        let mut endpoint = Endpoint {
+            name: "gammel".into(),
+            url: "imaps://mail.example.org:993".into(),
+            allow_plaintext: false,
+            ca_file: None,
+            admin_user: Some("admin".into()),
+            admin_password_sealed: Some("v1:abcd:xyz".into()),
+            max_concurrent_migrations: 20,
+            max_concurrent_incremental_syncs: 10,
+        };
+        store.create_endpoint(&endpoint).await?;
+        assert!(matches!(
+            store.create_endpoint(&endpoint).await,
+            Err(Error::EndpointExists(name)) if name == "gammel"
+        ));
+        assert_eq!(store.endpoint("gammel").await?, endpoint);
+        endpoint.max_concurrent_migrations = 5;
+        store.update_endpoint(&endpoint).await?;
+        assert_eq!(store.endpoints().await?, vec![endpoint]);
+        store.remove_endpoint("gammel").await?;
+        assert!(matches!(
+            store.endpoint("gammel").await,
+            Err(Error::NoSuchEndpoint(_))
+        ));
+        assert!(matches!(
+            store.remove_endpoint("gammel").await,
+            Err(Error::NoSuchEndpoint(_))
+        ));
         Ok(())
     }
 }
