@@ -65,6 +65,8 @@ pub struct Endpoint {
     pub allow_plaintext: bool,
     pub ca_file: Option<String>,
     pub admin_user: Option<String>,
+    /// `master` or `plain` (see the migration); the store does not interpret it.
+    pub admin_mode: String,
     pub admin_password_sealed: Option<String>,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
@@ -81,7 +83,7 @@ pub struct Store {
 macro_rules! select_endpoints {
     ($tail:literal) => {
         concat!(
-            "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_password_sealed, ",
+            "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
             "max_concurrent_migrations, max_concurrent_incremental_syncs FROM endpoint ",
             $tail
         )
@@ -95,6 +97,7 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
         allow_plaintext: row.try_get("allow_plaintext")?,
         ca_file: row.try_get("ca_file")?,
         admin_user: row.try_get("admin_user")?,
+        admin_mode: row.try_get("admin_mode")?,
         admin_password_sealed: row.try_get("admin_password_sealed")?,
         max_concurrent_migrations: to_u32(
             "max_concurrent_migrations",
@@ -182,14 +185,15 @@ impl Store {
     /// Adds an endpoint; its name must be new.
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let result = sqlx::query(
-            "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_password_sealed, \
-             max_concurrent_migrations, max_concurrent_incremental_syncs) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
+             max_concurrent_migrations, max_concurrent_incremental_syncs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&endpoint.name)
         .bind(&endpoint.url)
         .bind(endpoint.allow_plaintext)
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_mode)
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
@@ -207,7 +211,7 @@ impl Store {
     /// Replaces an endpoint's settings (found by name).
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let done = sqlx::query(
-            "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, \
+            "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ? \
              WHERE name = ?",
         )
@@ -215,6 +219,7 @@ impl Store {
         .bind(endpoint.allow_plaintext)
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_mode)
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
@@ -593,6 +598,7 @@ mod tests {
             allow_plaintext: false,
             ca_file: None,
             admin_user: Some("admin".into()),
+            admin_mode: "master".into(),
             admin_password_sealed: Some("v1:abcd:xyz".into()),
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,

@@ -41,46 +41,22 @@ pub struct Side<'a> {
 }
 
 pub fn account(side: &Side<'_>) -> Result<Account> {
-    let url = url::Url::parse(side.url)
-        .with_context(|| format!("--{} {:?} is not a URL", side.name, side.url))?;
-    let (security, default_port) = match url.scheme() {
-        "imaps" => (Security::Tls, 993),
-        "imap" => (Security::StartTls, 143),
-        other => bail!(
-            "--{}: unknown scheme {other:?}: use imaps:// (TLS) or imap:// (STARTTLS)",
-            side.name
-        ),
-    };
-    let host = url
-        .host_str()
-        .ok_or_else(|| anyhow!("--{}: the URL has no host", side.name))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    if url.password().is_some() {
-        bail!(
-            "--{}: put no password in the URL; use --{}-password-file",
-            side.name,
-            side.name
-        );
-    }
-    let url_user = percent_encoding::percent_decode_str(url.username())
-        .decode_utf8()
-        .context("user name in the URL is not UTF-8")?
-        .to_string();
-    let user = match (side.user, url_user.is_empty()) {
+    let (server, url_user) = server_config(
+        side.url,
+        side.allow_plaintext,
+        side.ca_files,
+        side.timeout_secs,
+    )
+    .with_context(|| format!("--{}", side.name))?;
+    let user = match (side.user, url_user) {
         (Some(flag), _) => flag.to_string(),
-        (None, false) => url_user,
-        (None, true) => bail!(
+        (None, Some(url_user)) => url_user,
+        (None, None) => bail!(
             "no user for the {}: give --{}-user or put it in the URL",
             side.name,
             side.name
         ),
     };
-    let mut server = ServerConfig::new(host, url.port().unwrap_or(default_port), security);
-    server.allow_plaintext = side.allow_plaintext;
-    server.ca_files = side.ca_files.to_vec();
-    server.timeout = std::time::Duration::from_secs(side.timeout_secs.max(1));
     let secret = password(side, &user)?;
     let auth = match side.auth {
         AuthMethod::Login => Auth::Login {
@@ -104,19 +80,52 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
     Ok(Account { server, auth })
 }
 
+/// Connection settings from a server URL, and the user named in it, if any.
+pub fn server_config(
+    text: &str,
+    allow_plaintext: bool,
+    ca_files: &[PathBuf],
+    timeout_secs: u64,
+) -> Result<(ServerConfig, Option<String>)> {
+    let url = url::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
+    let (security, default_port) = match url.scheme() {
+        "imaps" => (Security::Tls, 993),
+        "imap" => (Security::StartTls, 143),
+        other => bail!("unknown scheme {other:?}: use imaps:// (TLS) or imap:// (STARTTLS)"),
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| anyhow!("the URL {text:?} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if url.password().is_some() {
+        bail!("put no password in the URL; give it in a password file");
+    }
+    let url_user = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8()
+        .context("the user name in the URL is not UTF-8")?
+        .to_string();
+    let mut server = ServerConfig::new(host, url.port().unwrap_or(default_port), security);
+    server.allow_plaintext = allow_plaintext;
+    server.ca_files = ca_files.to_vec();
+    server.timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+    Ok((server, (!url_user.is_empty()).then_some(url_user)))
+}
+
+/// Reads a password file: one trailing line break is the file's, not the
+/// password's.
+pub fn read_password_file(path: &Path) -> Result<Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok(Secret::new(text))
+}
+
 fn password(side: &Side<'_>, user: &str) -> Result<Secret> {
     if let Some(path) = side.password_file {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "cannot read --{}-password-file {}",
-                side.name,
-                path.display()
-            )
-        })?;
-        // One trailing line break is the file's, not the password's.
-        let text = text.strip_suffix('\n').unwrap_or(&text);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        return Ok(Secret::new(text));
+        return read_password_file(path).with_context(|| format!("--{}-password-file", side.name));
     }
     if let Some(var) = side.password_env {
         let value =

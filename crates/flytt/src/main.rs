@@ -2,6 +2,7 @@
 
 mod account;
 mod batch_cmd;
+mod endpoint_cmd;
 
 mod sync_cmd;
 
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Copy one mailbox from a source to a target server (safe to re-run: incremental).
     Sync(Box<sync_cmd::SyncArgs>),
+    /// Migration endpoints: named servers with their concurrency limits.
+    #[command(subcommand)]
+    Endpoint(endpoint_cmd::EndpointCommand),
     /// Migration batches.
     #[command(subcommand)]
     Batch(batch_cmd::BatchCommand),
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sync(args) => sync_cmd::run(*args, &data_dir).await,
+            Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir),
         }
     });

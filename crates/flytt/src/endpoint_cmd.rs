@@ -1,0 +1,381 @@
+//! `flytt endpoint new|set|test|show|list|remove` (SPEC §8): named server
+//! connections with their concurrency limits. The admin password is sealed
+//! with the data directory's key before it reaches the store, and no command
+//! prints it back.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use flytt_imap::{Auth, Secret, Session};
+use flytt_secrets::{Keyring, SecretString};
+use flytt_store::{Endpoint, Store};
+
+use crate::account::{read_password_file, server_config};
+
+#[derive(Subcommand)]
+pub enum EndpointCommand {
+    /// Add an endpoint.
+    New(NewArgs),
+    /// Change an endpoint's settings.
+    Set(SetArgs),
+    /// Connect (and, with --user, log in through the admin account) and show the capabilities.
+    Test(TestArgs),
+    /// Show one endpoint.
+    Show(ShowArgs),
+    /// List the endpoints.
+    List(ListArgs),
+    /// Remove an endpoint (mail is never touched).
+    Remove(NameArg),
+}
+
+/// How the admin account opens a user's mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AdminMode {
+    /// LOGIN as `user*admin` (Dovecot master users).
+    Master,
+    /// AUTHENTICATE PLAIN as the admin, with the user as authorization identity.
+    Plain,
+}
+
+impl AdminMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AdminMode::Master => "master",
+            AdminMode::Plain => "plain",
+        }
+    }
+
+    fn parse(text: &str) -> Result<AdminMode> {
+        match text {
+            "master" => Ok(AdminMode::Master),
+            "plain" => Ok(AdminMode::Plain),
+            other => bail!("unknown admin mode {other:?} in the store"),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    name: String,
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    name: String,
+    /// imaps://HOST:PORT (TLS) or imap://HOST:PORT (STARTTLS).
+    #[arg(long)]
+    url: String,
+    /// An admin account that can open every user's mailbox.
+    #[arg(long)]
+    admin_user: Option<String>,
+    /// File holding the admin password.
+    #[arg(long)]
+    admin_password_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "master")]
+    admin_mode: AdminMode,
+    /// Users migrated at once through this endpoint, across all batches.
+    #[arg(long, default_value_t = 20)]
+    max_concurrent_migrations: u32,
+    /// Incremental syncs at once (at most --max-concurrent-migrations).
+    #[arg(long, default_value_t = 10)]
+    max_concurrent_incremental_syncs: u32,
+    /// Go on without TLS when an imap:// server offers no STARTTLS.
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// A PEM file of CA certificates to trust for this server.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    name: String,
+    #[arg(long)]
+    url: Option<String>,
+    #[arg(long)]
+    admin_user: Option<String>,
+    #[arg(long)]
+    admin_password_file: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    admin_mode: Option<AdminMode>,
+    #[arg(long)]
+    max_concurrent_migrations: Option<u32>,
+    #[arg(long)]
+    max_concurrent_incremental_syncs: Option<u32>,
+    #[arg(long)]
+    allow_plaintext: Option<bool>,
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    name: String,
+    /// Also log in as this user through the admin account.
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    name: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let store = Store::open(data_dir).await?;
+    match command {
+        EndpointCommand::New(args) => {
+            let sealed =
+                seal_admin_password(data_dir, &args.name, args.admin_password_file.as_deref())?;
+            let endpoint = Endpoint {
+                name: args.name,
+                url: args.url,
+                allow_plaintext: args.allow_plaintext,
+                ca_file: args.ca_file.map(|p| p.display().to_string()),
+                admin_user: args.admin_user,
+                admin_mode: args.admin_mode.as_str().to_string(),
+                admin_password_sealed: sealed,
+                max_concurrent_migrations: args.max_concurrent_migrations,
+                max_concurrent_incremental_syncs: args.max_concurrent_incremental_syncs,
+            };
+            check(&endpoint)?;
+            store.create_endpoint(&endpoint).await?;
+            println!("Endpoint {} created.", endpoint.name);
+        }
+        EndpointCommand::Set(args) => {
+            let mut endpoint = store.endpoint(&args.name).await?;
+            if let Some(url) = args.url {
+                endpoint.url = url;
+            }
+            if let Some(user) = args.admin_user {
+                endpoint.admin_user = Some(user);
+            }
+            if let Some(mode) = args.admin_mode {
+                endpoint.admin_mode = mode.as_str().to_string();
+            }
+            if let Some(file) = args.admin_password_file.as_deref() {
+                endpoint.admin_password_sealed =
+                    seal_admin_password(data_dir, &args.name, Some(file))?;
+            }
+            if let Some(n) = args.max_concurrent_migrations {
+                endpoint.max_concurrent_migrations = n;
+            }
+            if let Some(n) = args.max_concurrent_incremental_syncs {
+                endpoint.max_concurrent_incremental_syncs = n;
+            }
+            if let Some(allow) = args.allow_plaintext {
+                endpoint.allow_plaintext = allow;
+            }
+            if let Some(ca) = args.ca_file {
+                endpoint.ca_file = Some(ca.display().to_string());
+            }
+            check(&endpoint)?;
+            store.update_endpoint(&endpoint).await?;
+            println!("Endpoint {} updated.", endpoint.name);
+        }
+        EndpointCommand::Test(args) => return test(&store, data_dir, &args).await,
+        EndpointCommand::Show(args) => {
+            let endpoint = store.endpoint(&args.name).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&describe(&endpoint))?);
+            } else {
+                print_endpoint(&endpoint);
+            }
+        }
+        EndpointCommand::List(args) => {
+            let endpoints = store.endpoints().await?;
+            if args.json {
+                let list: Vec<_> = endpoints.iter().map(describe).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if endpoints.is_empty() {
+                println!("No endpoints.");
+            } else {
+                for endpoint in &endpoints {
+                    println!(
+                        "{:<20} {:<40} migrations {:>3}  incremental {:>3}",
+                        endpoint.name,
+                        endpoint.url,
+                        endpoint.max_concurrent_migrations,
+                        endpoint.max_concurrent_incremental_syncs
+                    );
+                }
+            }
+        }
+        EndpointCommand::Remove(args) => {
+            store.remove_endpoint(&args.name).await?;
+            println!("Endpoint {} removed.", args.name);
+        }
+    }
+    Ok(0)
+}
+
+/// What may be shown of an endpoint: everything but the password.
+fn describe(endpoint: &Endpoint) -> serde_json::Value {
+    serde_json::json!({
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "allow_plaintext": endpoint.allow_plaintext,
+        "ca_file": endpoint.ca_file,
+        "admin_user": endpoint.admin_user,
+        "admin_mode": endpoint.admin_mode,
+        "admin_password_set": endpoint.admin_password_sealed.is_some(),
+        "max_concurrent_migrations": endpoint.max_concurrent_migrations,
+        "max_concurrent_incremental_syncs": endpoint.max_concurrent_incremental_syncs,
+    })
+}
+
+fn print_endpoint(endpoint: &Endpoint) {
+    println!("Name:                           {}", endpoint.name);
+    println!("URL:                            {}", endpoint.url);
+    println!(
+        "Admin:                          {} ({}, password {})",
+        endpoint.admin_user.as_deref().unwrap_or("none"),
+        endpoint.admin_mode,
+        if endpoint.admin_password_sealed.is_some() {
+            "set"
+        } else {
+            "not set"
+        }
+    );
+    println!(
+        "MaxConcurrentMigrations:        {}",
+        endpoint.max_concurrent_migrations
+    );
+    println!(
+        "MaxConcurrentIncrementalSyncs:  {}",
+        endpoint.max_concurrent_incremental_syncs
+    );
+    println!(
+        "Allow plaintext:                {}",
+        endpoint.allow_plaintext
+    );
+    if let Some(ca) = &endpoint.ca_file {
+        println!("CA file:                        {ca}");
+    }
+}
+
+/// Settings that cannot work are refused before they are stored.
+fn check(endpoint: &Endpoint) -> Result<()> {
+    server_config(&endpoint.url, endpoint.allow_plaintext, &[], 1)
+        .with_context(|| format!("--url {:?}", endpoint.url))?;
+    if endpoint.max_concurrent_migrations == 0 {
+        bail!("--max-concurrent-migrations must be at least 1");
+    }
+    if endpoint.max_concurrent_incremental_syncs == 0
+        || endpoint.max_concurrent_incremental_syncs > endpoint.max_concurrent_migrations
+    {
+        bail!(
+            "--max-concurrent-incremental-syncs must be between 1 and --max-concurrent-migrations ({})",
+            endpoint.max_concurrent_migrations
+        );
+    }
+    if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
+        bail!("--admin-user and --admin-password-file go together");
+    }
+    Ok(())
+}
+
+fn binding(name: &str) -> String {
+    format!("endpoint/{name}/admin-password")
+}
+
+fn seal_admin_password(data_dir: &Path, name: &str, file: Option<&Path>) -> Result<Option<String>> {
+    let Some(file) = file else { return Ok(None) };
+    let password = read_password_file(file)?;
+    let keyring = Keyring::load(data_dir)?;
+    let sealed = keyring.seal(&SecretString::new(password.expose()), &binding(name))?;
+    Ok(Some(sealed))
+}
+
+/// The test: connect, show what the server offers, and log in as a user
+/// through the admin account when asked. Exit 2 when anything fails.
+async fn test(store: &Store, data_dir: &Path, args: &TestArgs) -> Result<u8> {
+    let endpoint = store.endpoint(&args.name).await?;
+    let ca_files: Vec<PathBuf> = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    let (server, _) = server_config(&endpoint.url, endpoint.allow_plaintext, &ca_files, 30)?;
+    let outcome = async {
+        let mut session = Session::connect(&server).await?;
+        let before_login = session.capabilities().to_vec();
+        let logged_in_as = match (
+            &args.user,
+            &endpoint.admin_user,
+            &endpoint.admin_password_sealed,
+        ) {
+            (Some(user), Some(admin), Some(sealed)) => {
+                let password = Keyring::load(data_dir)?.open(sealed, &binding(&endpoint.name))?;
+                let auth = match AdminMode::parse(&endpoint.admin_mode)? {
+                    AdminMode::Master => Auth::Login {
+                        user: format!("{user}*{admin}"),
+                        password: Secret::new(password.expose()),
+                    },
+                    AdminMode::Plain => Auth::Plain {
+                        user: admin.clone(),
+                        password: Secret::new(password.expose()),
+                        authorize_as: Some(user.clone()),
+                    },
+                };
+                session.login(&auth).await?;
+                Some(user.clone())
+            }
+            (Some(_), _, _) => bail!(
+                "endpoint {} has no admin account to log in with",
+                endpoint.name
+            ),
+            (None, _, _) => None,
+        };
+        let capabilities = session.capabilities().to_vec();
+        session.logout().await;
+        Ok::<_, anyhow::Error>((before_login, logged_in_as, capabilities))
+    }
+    .await;
+    match outcome {
+        Ok((before_login, logged_in_as, capabilities)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true,
+                        "server": server.display_name(),
+                        "logged_in_as": logged_in_as,
+                        "capabilities": capabilities,
+                        "capabilities_before_login": before_login,
+                    })
+                );
+            } else {
+                println!(
+                    "Connected to {} ({}).",
+                    endpoint.name,
+                    server.display_name()
+                );
+                if let Some(user) = logged_in_as {
+                    println!("Logged in as {user} through the admin account.");
+                }
+                println!("Capabilities: {}", capabilities.join(" "));
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": format!("{e:#}") })
+                );
+            }
+            eprintln!("error: {e:#}");
+            Ok(crate::EXIT_FAILED)
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `flytt endpoint …` against a real Dovecot: the admin password is sealed
+//! and never shown, `test` logs in through the admin account, limits are
+//! checked.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+use flytt_testsupport::{Dovecot, Layout};
+
+fn flytt(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run flytt")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn endpoints_are_created_tested_shown_and_removed() {
+    let server =
+        Dovecot::start(Layout::Source, &[("kari@example.org", "kari-passord-9")]).expect("dovecot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let password = dir.path().join("admin.pw");
+    std::fs::write(&password, format!("{MASTER_PASSWORD}\n")).expect("write");
+    let ca = server.ca_file();
+    let url = server.url();
+
+    let new = flytt(
+        &data,
+        &[
+            "endpoint",
+            "new",
+            "gammel",
+            "--url",
+            &url,
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            password.to_str().expect("path"),
+            "--ca-file",
+            ca.to_str().expect("path"),
+            "--max-concurrent-migrations",
+            "5",
+            "--max-concurrent-incremental-syncs",
+            "3",
+        ],
+    );
+    assert_eq!(
+        new.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let key = std::fs::metadata(data.join("secret.key")).expect("key file");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600
+    );
+    let db = std::fs::read(data.join("flytt.db")).expect("db");
+    assert!(
+        !String::from_utf8_lossy(&db).contains(MASTER_PASSWORD),
+        "the password is stored in clear"
+    );
+
+    let again = flytt(&data, &["endpoint", "new", "gammel", "--url", &url]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+
+    let show = flytt(&data, &["endpoint", "show", "gammel", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    assert_eq!(json["max_concurrent_migrations"], 5);
+    assert_eq!(json["admin_password_set"], true);
+    assert!(!stdout(&show).contains(MASTER_PASSWORD) && !stdout(&show).contains("v1:"));
+
+    let test = flytt(
+        &data,
+        &[
+            "endpoint",
+            "test",
+            "gammel",
+            "--user",
+            "kari@example.org",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        test.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&test.stdout).expect("json");
+    assert_eq!(json["logged_in_as"], "kari@example.org");
+    assert!(
+        json["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|v| v
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case("IMAP4rev1"))))
+    );
+
+    std::fs::write(&password, "wrong-password").expect("write");
+    let set = flytt(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-password-file",
+            password.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(set.status.code(), Some(0));
+    let test = flytt(
+        &data,
+        &["endpoint", "test", "gammel", "--user", "kari@example.org"],
+    );
+    assert_eq!(test.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&test.stderr);
+    assert!(
+        stderr.contains("LOGIN") && stderr.contains("NO"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-password"));
+
+    let bad = flytt(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--max-concurrent-incremental-syncs",
+            "9",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("between 1 and --max-concurrent-migrations (5)")
+    );
+
+    let list = flytt(&data, &["endpoint", "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout).expect("json");
+    assert_eq!(json.as_array().map(Vec::len), Some(1));
+
+    assert_eq!(
+        flytt(&data, &["endpoint", "remove", "gammel"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let gone = flytt(&data, &["endpoint", "show", "gammel"]);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no endpoint named \"gammel\""));
+}
