@@ -132,7 +132,7 @@ impl Column {
 }
 
 /// Which part of the mailbox moves (SPEC §3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MailboxType {
     PrimaryOnly,
     ArchiveOnly,
@@ -160,7 +160,7 @@ impl MailboxType {
 }
 
 /// How many bad items a user may have before failing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BadItemLimit {
     Count(u32),
     Unlimited,

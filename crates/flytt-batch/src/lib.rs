@@ -3,8 +3,10 @@
 //! once with its line number (SPEC §1.2, §4.1).
 
 pub mod csv_import;
+pub mod params;
 pub mod size;
 
 pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, parse_users,
 };
+pub use params::{BatchParameters, UserOverrides, parse_duration};

@@ -28,6 +28,62 @@ pub enum Error {
     EndpointExists(String),
     #[error("no endpoint named {0:?}")]
     NoSuchEndpoint(String),
+    #[error("endpoint {0:?} is used by a batch; remove the batch first")]
+    EndpointInUse(String),
+    #[error("a batch named {0:?} exists already")]
+    BatchExists(String),
+    #[error("no batch named {0:?}")]
+    NoSuchBatch(String),
+    #[error("no user {0:?} in any batch")]
+    NoSuchUser(String),
+}
+
+/// A new batch and its users, as `create_batch` stores them.
+#[derive(Clone, Debug)]
+pub struct NewBatch {
+    pub name: String,
+    pub batch_type: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub parameters: String,
+    pub users: Vec<NewBatchUser>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewBatchUser {
+    pub email: String,
+    pub csv_line: u64,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub password_sealed: Option<String>,
+    pub target_user_name: Option<String>,
+    pub target_password_sealed: Option<String>,
+}
+
+/// A batch as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub name: String,
+    pub batch_type: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub status: String,
+    pub parameters: String,
+    pub created_at: String,
+    /// Users per status.
+    pub user_counts: Vec<(String, u64)>,
+}
+
+/// A user of a batch, without secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchUser {
+    pub batch: String,
+    pub email: String,
+    pub csv_line: u64,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -252,14 +308,166 @@ impl Store {
     }
 
     pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM endpoint WHERE name = ?")
+        let done = match sqlx::query("DELETE FROM endpoint WHERE name = ?")
             .bind(name)
             .execute(&self.pool)
-            .await?;
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Err(Error::EndpointInUse(name.to_string()));
+            }
+            other => other?,
+        };
         if done.rows_affected() == 0 {
             return Err(Error::NoSuchEndpoint(name.to_string()));
         }
         Ok(())
+    }
+
+    /// Stores a batch and its users in one transaction.
+    pub async fn create_batch(&self, batch: &NewBatch) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        for endpoint in [&batch.source_endpoint, &batch.target_endpoint] {
+            let found = sqlx::query("SELECT 1 FROM endpoint WHERE name = ?")
+                .bind(endpoint)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(Error::NoSuchEndpoint(endpoint.clone()));
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO batch (name, batch_type, source_endpoint, target_endpoint, parameters) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&batch.name)
+        .bind(&batch.batch_type)
+        .bind(&batch.source_endpoint)
+        .bind(&batch.target_endpoint)
+        .bind(&batch.parameters)
+        .execute(&mut *tx)
+        .await;
+        let batch_id = match inserted {
+            Ok(done) => done.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::BatchExists(batch.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for user in &batch.users {
+            sqlx::query(
+                "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
+                 target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(batch_id)
+            .bind(&user.email)
+            .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
+            .bind(&user.overrides)
+            .bind(&user.user_name)
+            .bind(&user.password_sealed)
+            .bind(&user.target_user_name)
+            .bind(&user.target_password_sealed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The batch (not completed) that holds `email`, if any.
+    pub async fn active_batch_of(&self, email: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT b.name FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.email = ? COLLATE NOCASE AND b.status NOT IN ('Completed', 'CompletedWithErrors') LIMIT 1",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("name")?),
+            None => None,
+        })
+    }
+
+    /// Every batch with its users counted per status.
+    pub async fn batches(&self) -> Result<Vec<BatchSummary>> {
+        let rows = sqlx::query(
+            "SELECT name, batch_type, source_endpoint, target_endpoint, status, parameters, created_at \
+             FROM batch ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batches = Vec::new();
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            let counts = sqlx::query(
+                "SELECT u.status, COUNT(*) AS n FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+                 WHERE b.name = ? GROUP BY u.status ORDER BY u.status",
+            )
+            .bind(&name)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<Result<Vec<_>>>()?;
+            batches.push(BatchSummary {
+                name,
+                batch_type: row.try_get("batch_type")?,
+                source_endpoint: row.try_get("source_endpoint")?,
+                target_endpoint: row.try_get("target_endpoint")?,
+                status: row.try_get("status")?,
+                parameters: row.try_get("parameters")?,
+                created_at: row.try_get("created_at")?,
+                user_counts: counts,
+            });
+        }
+        Ok(batches)
+    }
+
+    pub async fn batch(&self, name: &str) -> Result<BatchSummary> {
+        self.batches()
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Error::NoSuchBatch(name.to_string()))
+    }
+
+    /// Removes a batch, its users and their sealed passwords. Mail is not
+    /// the store's to touch.
+    pub async fn remove_batch(&self, name: &str) -> Result<()> {
+        let done = sqlx::query("DELETE FROM batch WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchBatch(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Users, of one batch or of all, in CSV order.
+    pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
+        let rows = sqlx::query(
+            "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error \
+             FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchUser {
+                    batch: row.try_get("batch")?,
+                    email: row.try_get("email")?,
+                    csv_line: row.try_get::<i64, _>("csv_line")? as u64,
+                    overrides: row.try_get("overrides")?,
+                    user_name: row.try_get("user_name")?,
+                    status: row.try_get("status")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
     }
 
     /// Starts a transaction that takes the write lock at once. A deferred

@@ -1,0 +1,104 @@
+//! A batch's parameters (SPEC §3) and a user's overrides of them, as stored.
+
+use serde::{Deserialize, Serialize};
+
+use crate::csv_import::{BadItemLimit, CsvUser, MailboxType};
+
+/// What a batch was created with. Per-user CSV values override the
+/// matching fields (`UserOverrides`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchParameters {
+    pub auto_start: bool,
+    pub auto_complete: bool,
+    /// RFC 3339 times.
+    pub start_after: Option<String>,
+    pub complete_after: Option<String>,
+    pub notification_emails: Vec<String>,
+    pub mailbox_type: Option<MailboxType>,
+    pub bad_item_limit: Option<BadItemLimit>,
+    pub large_item_limit: Option<u64>,
+    pub exclude_folders: Vec<String>,
+    pub incremental_sync_interval_secs: u64,
+    pub target_delivery_domain: Option<String>,
+}
+
+/// A user's own values, from the CSV row; `None` takes the batch's.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserOverrides {
+    pub mailbox_type: Option<MailboxType>,
+    pub bad_item_limit: Option<BadItemLimit>,
+    pub large_item_limit: Option<u64>,
+    pub force_change_password: Option<bool>,
+}
+
+impl From<&CsvUser> for UserOverrides {
+    fn from(user: &CsvUser) -> Self {
+        UserOverrides {
+            mailbox_type: user.mailbox_type,
+            bad_item_limit: user.bad_item_limit,
+            large_item_limit: user.large_item_limit,
+            force_change_password: user.force_change_password,
+        }
+    }
+}
+
+/// Durations as administrators write them: `24h`, `30m`, `2d`, `90s`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    let mut saw_unit = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            _ => return Err(format!("{text:?} is not a duration (e.g. 24h, 30m, 2d)")),
+        };
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration (e.g. 24h, 30m, 2d)"))?;
+        total = total.saturating_add(value.saturating_mul(unit));
+        number.clear();
+        saw_unit = true;
+    }
+    if !number.is_empty() || !saw_unit || total == 0 {
+        return Err(format!("{text:?} is not a duration (e.g. 24h, 30m, 2d)"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        assert!(parse_duration("24").is_err());
+        assert!(parse_duration("0h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn overrides_round_trip_as_json() {
+        let overrides = UserOverrides {
+            mailbox_type: Some(MailboxType::ArchiveOnly),
+            bad_item_limit: Some(BadItemLimit::Unlimited),
+            large_item_limit: Some(1 << 20),
+            force_change_password: None,
+        };
+        let json = serde_json::to_string(&overrides).unwrap_or_default();
+        assert_eq!(
+            serde_json::from_str::<UserOverrides>(&json).ok(),
+            Some(overrides)
+        );
+    }
+}
