@@ -374,19 +374,17 @@ impl Store {
         Ok(())
     }
 
-    /// The batch (not completed) that holds `email`, if any.
-    pub async fn active_batch_of(&self, email: &str) -> Result<Option<String>> {
-        let row = sqlx::query(
-            "SELECT b.name FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE u.email = ? COLLATE NOCASE AND b.status NOT IN ('Completed', 'CompletedWithErrors') LIMIT 1",
+    /// Every user in a batch that is not completed: (email, batch name).
+    pub async fn active_users(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT u.email, b.name FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE b.status NOT IN ('Completed', 'CompletedWithErrors')",
         )
-        .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(match row {
-            Some(row) => Some(row.try_get("name")?),
-            None => None,
-        })
+        rows.iter()
+            .map(|row| Ok((row.try_get("email")?, row.try_get("name")?)))
+            .collect()
     }
 
     /// Every batch with its users counted per status.

@@ -1,16 +1,128 @@
-//! `flytt batch …`. For now: `validate`, which checks a CSV file exactly as
-//! `batch new` will, without creating anything.
+//! `flytt batch …` and `flytt user …`: batches created from CSV files, their
+//! users and statuses. Starting, stopping and completing batches (the job
+//! runner) comes next; a created batch waits in status Created.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use flytt_batch::{BatchType, parse_users};
+use flytt_batch::size::parse_size;
+use flytt_batch::{
+    BadItemLimit, BatchParameters, BatchType, CsvUser, MailboxType, UserOverrides, parse_duration,
+    parse_users,
+};
+use flytt_secrets::{Keyring, SecretString};
+use flytt_store::{NewBatch, NewBatchUser, Store};
 
 #[derive(Subcommand)]
 pub enum BatchCommand {
+    /// Create a batch from a CSV file (validated completely first).
+    New(Box<NewArgs>),
     /// Check a CSV file for a batch: every problem, with its line number.
     Validate(ValidateArgs),
+    /// List the batches with their users per status.
+    List(JsonArg),
+    /// Show one batch: parameters and users per status.
+    Show(ShowArgs),
+    /// Remove a batch, its users and their stored passwords (never mail).
+    Remove(NameArg),
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// List the users of all batches, or of one.
+    List(UserListArgs),
+    /// Show one user.
+    Show(UserShowArgs),
+}
+
+#[derive(Args)]
+pub struct JsonArg {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    name: String,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    name: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct UserListArgs {
+    #[arg(long)]
+    batch: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct UserShowArgs {
+    email: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum MailboxTypeArg {
+    #[value(name = "PrimaryOnly")]
+    PrimaryOnly,
+    #[value(name = "ArchiveOnly")]
+    ArchiveOnly,
+    #[value(name = "PrimaryAndArchive")]
+    PrimaryAndArchive,
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    #[arg(long)]
+    name: String,
+    #[arg(long = "type", value_enum)]
+    batch_type: TypeArg,
+    #[arg(long)]
+    source_endpoint: String,
+    #[arg(long)]
+    target_endpoint: String,
+    #[arg(long)]
+    csv: PathBuf,
+    #[arg(long)]
+    auto_start: bool,
+    #[arg(long)]
+    auto_complete: bool,
+    /// Start no earlier than this time (RFC 3339, e.g. 2026-12-01T18:00:00+01:00).
+    #[arg(long)]
+    start_after: Option<String>,
+    /// Complete no earlier than this time (RFC 3339).
+    #[arg(long)]
+    complete_after: Option<String>,
+    /// Where status mails go, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    notification_emails: Vec<String>,
+    #[arg(long, value_enum)]
+    mailbox_type: Option<MailboxTypeArg>,
+    /// Bad items a user may have before failing (a number or Unlimited).
+    #[arg(long, value_parser = parse_bad_item_limit)]
+    bad_item_limit: Option<BadItemLimit>,
+    /// Skip and report messages larger than this (e.g. 35MB).
+    #[arg(long, value_parser = parse_size)]
+    large_item_limit: Option<u64>,
+    #[arg(long, num_args = 1..)]
+    exclude_folders: Vec<String>,
+    /// Time between incremental syncs (e.g. 24h, 30m).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    incremental_sync_interval: u64,
+    #[arg(long)]
+    target_delivery_domain: Option<String>,
+}
+
+fn parse_bad_item_limit(text: &str) -> Result<BadItemLimit, String> {
+    BadItemLimit::parse(text).ok_or_else(|| format!("{text:?} is not a number or Unlimited"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,10 +160,233 @@ pub struct ValidateArgs {
 /// Exit code for a file with problems.
 const EXIT_INVALID: u8 = 1;
 
-pub fn run(command: BatchCommand, _data_dir: &Path) -> Result<u8> {
+pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
     match command {
         BatchCommand::Validate(args) => validate(&args),
+        BatchCommand::New(args) => new_batch(*args, data_dir).await,
+        BatchCommand::List(args) => {
+            let store = open(data_dir).await?;
+            let batches = store.batches().await?;
+            if args.json {
+                let list: Vec<_> = batches.iter().map(describe_batch).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if batches.is_empty() {
+                println!("No batches.");
+            } else {
+                for b in &batches {
+                    let total: u64 = b.user_counts.iter().map(|c| c.1).sum();
+                    println!(
+                        "{:<24} {:<12} {:<10} {:>6} users",
+                        b.name, b.status, b.batch_type, total
+                    );
+                }
+            }
+            Ok(0)
+        }
+        BatchCommand::Show(args) => {
+            let store = open(data_dir).await?;
+            let batch = store.batch(&args.name).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&describe_batch(&batch))?);
+            } else {
+                println!("Batch:     {} ({})", batch.name, batch.batch_type);
+                println!("Status:    {}", batch.status);
+                println!(
+                    "Endpoints: {} -> {}",
+                    batch.source_endpoint, batch.target_endpoint
+                );
+                println!("Created:   {}", batch.created_at);
+                for (status, n) in &batch.user_counts {
+                    println!("  {status:<20} {n}");
+                }
+            }
+            Ok(0)
+        }
+        BatchCommand::Remove(args) => {
+            let store = open(data_dir).await?;
+            store.remove_batch(&args.name).await?;
+            println!(
+                "Batch {} removed, with its users and their stored passwords.",
+                args.name
+            );
+            Ok(0)
+        }
     }
+}
+
+pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
+    let store = open(data_dir).await?;
+    match command {
+        UserCommand::List(args) => {
+            if let Some(batch) = &args.batch {
+                store.batch(batch).await?;
+            }
+            let users = store.batch_users(args.batch.as_deref()).await?;
+            if args.json {
+                let list: Vec<_> = users.iter().map(describe_user).collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for u in &users {
+                    println!(
+                        "{:<40} {:<20} {:<12} {}",
+                        u.email,
+                        u.batch,
+                        u.status,
+                        u.error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        UserCommand::Show(args) => {
+            let user = store
+                .batch_users(None)
+                .await?
+                .into_iter()
+                .find(|u| u.email.eq_ignore_ascii_case(&args.email))
+                .ok_or(flytt_store::Error::NoSuchUser(args.email.clone()))?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&describe_user(&user))?);
+            } else {
+                println!("User:   {}", user.email);
+                println!("Batch:  {} (CSV line {})", user.batch, user.csv_line);
+                println!("Status: {}", user.status);
+                if let Some(error) = &user.error {
+                    println!("Error:  {error}");
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn open(data_dir: &Path) -> Result<Store> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    Ok(Store::open(data_dir).await?)
+}
+
+fn describe_batch(b: &flytt_store::BatchSummary) -> serde_json::Value {
+    let counts: serde_json::Map<String, serde_json::Value> = b
+        .user_counts
+        .iter()
+        .map(|(status, n)| (status.clone(), (*n).into()))
+        .collect();
+    serde_json::json!({
+        "name": b.name,
+        "type": b.batch_type,
+        "status": b.status,
+        "source_endpoint": b.source_endpoint,
+        "target_endpoint": b.target_endpoint,
+        "created_at": b.created_at,
+        "parameters": serde_json::from_str::<serde_json::Value>(&b.parameters).unwrap_or_default(),
+        "users": b.user_counts.iter().map(|c| c.1).sum::<u64>(),
+        "user_counts": counts,
+    })
+}
+
+fn describe_user(u: &flytt_store::BatchUser) -> serde_json::Value {
+    serde_json::json!({
+        "email": u.email,
+        "batch": u.batch,
+        "csv_line": u.csv_line,
+        "user_name": u.user_name,
+        "status": u.status,
+        "error": u.error,
+        "overrides": serde_json::from_str::<serde_json::Value>(&u.overrides).unwrap_or_default(),
+    })
+}
+
+/// Validates the CSV (with the store's knowledge of active batches), seals
+/// the passwords, and stores the batch with its users in one transaction.
+async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
+    let store = open(data_dir).await?;
+    let bytes =
+        std::fs::read(&args.csv).with_context(|| format!("cannot read {}", args.csv.display()))?;
+    let batch_type = BatchType::from(args.batch_type);
+    // The CSV check asks synchronously; collect the active users first.
+    let active: std::collections::HashMap<String, String> = store
+        .active_users()
+        .await?
+        .into_iter()
+        .map(|(email, batch)| (email.to_lowercase(), batch))
+        .collect();
+    let users = match parse_users(&bytes, batch_type, &|email| {
+        active.get(&email.to_lowercase()).cloned()
+    }) {
+        Ok(users) => users,
+        Err(errors) => {
+            eprintln!(
+                "{}: {} problems; no batch was created:",
+                args.csv.display(),
+                errors.len()
+            );
+            for error in &errors {
+                eprintln!("  {error}");
+            }
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let parameters = BatchParameters {
+        auto_start: args.auto_start,
+        auto_complete: args.auto_complete,
+        start_after: args.start_after,
+        complete_after: args.complete_after,
+        notification_emails: args.notification_emails,
+        mailbox_type: args.mailbox_type.map(|m| match m {
+            MailboxTypeArg::PrimaryOnly => MailboxType::PrimaryOnly,
+            MailboxTypeArg::ArchiveOnly => MailboxType::ArchiveOnly,
+            MailboxTypeArg::PrimaryAndArchive => MailboxType::PrimaryAndArchive,
+        }),
+        bad_item_limit: args.bad_item_limit,
+        large_item_limit: args.large_item_limit,
+        exclude_folders: args.exclude_folders,
+        incremental_sync_interval_secs: args.incremental_sync_interval,
+        target_delivery_domain: args.target_delivery_domain,
+    };
+    let keyring = Keyring::load(data_dir)?;
+    let seal = |user: &CsvUser,
+                column: &str,
+                value: Option<&flytt_batch::Password>|
+     -> Result<Option<String>> {
+        value
+            .map(|p| {
+                keyring
+                    .seal(
+                        &SecretString::new(p.expose()),
+                        &format!("batch/{}/user/{}/{column}", args.name, user.email),
+                    )
+                    .map_err(anyhow::Error::from)
+            })
+            .transpose()
+    };
+    let mut new_users = Vec::new();
+    for user in &users {
+        new_users.push(NewBatchUser {
+            email: user.email.clone(),
+            csv_line: user.line,
+            overrides: serde_json::to_string(&UserOverrides::from(user))?,
+            user_name: user.user_name.clone(),
+            password_sealed: seal(user, "Password", user.password.as_ref())?,
+            target_user_name: user.target_user_name.clone(),
+            target_password_sealed: seal(user, "TargetPassword", user.target_password.as_ref())?,
+        });
+    }
+    store
+        .create_batch(&NewBatch {
+            name: args.name.clone(),
+            batch_type: batch_type.name().to_string(),
+            source_endpoint: args.source_endpoint,
+            target_endpoint: args.target_endpoint,
+            parameters: serde_json::to_string(&parameters)?,
+            users: new_users,
+        })
+        .await?;
+    println!(
+        "Batch {} created with {} users (status Created).",
+        args.name,
+        users.len()
+    );
+    Ok(0)
 }
 
 fn validate(args: &ValidateArgs) -> Result<u8> {

@@ -36,6 +36,9 @@ enum Command {
     /// Migration batches.
     #[command(subcommand)]
     Batch(batch_cmd::BatchCommand),
+    /// The users of migration batches.
+    #[command(subcommand)]
+    User(batch_cmd::UserCommand),
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -58,7 +61,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Sync(args) => sync_cmd::run(*args, &data_dir).await,
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
-            Command::Batch(command) => batch_cmd::run(command, &data_dir),
+            Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
+            Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
         }
     });
     match result {
