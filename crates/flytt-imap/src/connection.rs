@@ -66,6 +66,37 @@ impl ServerConfig {
         }
     }
 
+    /// Settings from a server URL: `imaps://HOST:PORT` (TLS) or
+    /// `imap://HOST:PORT` (STARTTLS). Returns the user named in the URL too.
+    pub fn from_url(text: &str) -> Result<(ServerConfig, Option<String>)> {
+        let invalid = |why: String| Error::InvalidArgument(format!("{text:?}: {why}"));
+        let url = url::Url::parse(text).map_err(|e| invalid(e.to_string()))?;
+        let (security, default_port) = match url.scheme() {
+            "imaps" => (Security::Tls, 993),
+            "imap" => (Security::StartTls, 143),
+            other => {
+                return Err(invalid(format!(
+                    "unknown scheme {other:?}: use imaps:// (TLS) or imap:// (STARTTLS)"
+                )));
+            }
+        };
+        let host = url
+            .host_str()
+            .ok_or_else(|| invalid("the URL has no host".into()))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        if url.password().is_some() {
+            return Err(invalid("put no password in the URL".into()));
+        }
+        let user = percent_encoding::percent_decode_str(url.username())
+            .decode_utf8()
+            .map_err(|_| invalid("the user name is not UTF-8".into()))?
+            .to_string();
+        let config = ServerConfig::new(host, url.port().unwrap_or(default_port), security);
+        Ok((config, (!user.is_empty()).then_some(user)))
+    }
+
     /// `host:port`, the name errors use.
     pub fn display_name(&self) -> String {
         format!("{}:{}", self.host, self.port)

@@ -49,6 +49,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The network or the server failed rather than the request: a later
+    /// attempt on a new connection may succeed.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::Io { .. } | Error::Timeout { .. } | Error::Closed { .. } | Error::Connect { .. }
+        )
+    }
+
     /// The login itself was refused (wrong password, unknown user).
     pub fn is_auth_failure(&self) -> bool {
         matches!(self, Error::Rejected { command, .. } if *command == "LOGIN" || *command == "AUTHENTICATE")

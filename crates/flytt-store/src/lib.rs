@@ -7,6 +7,7 @@
 //! job can share the file. The public methods are the interface a
 //! PostgreSQL backend will implement too.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -74,6 +75,28 @@ pub struct BatchSummary {
     pub user_counts: Vec<(String, u64)>,
 }
 
+/// Everything the job runner needs to sync one user (sealed secrets stay
+/// sealed until the runner opens them).
+#[derive(Clone, Debug)]
+pub struct WorkItem {
+    pub user_id: i64,
+    pub batch: String,
+    pub batch_type: String,
+    pub batch_status: String,
+    pub parameters: String,
+    pub email: String,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub password_sealed: Option<String>,
+    pub target_user_name: Option<String>,
+    pub target_password_sealed: Option<String>,
+    pub status: String,
+    /// Seconds since the last good sync ended, if there was one.
+    pub seconds_since_sync: Option<i64>,
+    pub source: Endpoint,
+    pub target: Endpoint,
+}
+
 /// A user of a batch, without secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchUser {
@@ -84,6 +107,9 @@ pub struct BatchUser {
     pub user_name: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    pub last_synced_at: Option<String>,
+    /// The last sync's statistics (JSON written by the runner).
+    pub stats: Option<String>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -446,8 +472,8 @@ impl Store {
     /// Users, of one batch or of all, in CSV order.
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
         let rows = sqlx::query(
-            "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error \
-             FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+            "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
+             u.last_synced_at, u.stats FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
         )
         .bind(batch)
@@ -463,9 +489,126 @@ impl Store {
                     user_name: row.try_get("user_name")?,
                     status: row.try_get("status")?,
                     error: row.try_get("error")?,
+                    last_synced_at: row.try_get("last_synced_at")?,
+                    stats: row.try_get("stats")?,
                 })
             })
             .collect()
+    }
+
+    /// Sets a batch's status.
+    pub async fn set_batch_status(&self, name: &str, status: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE batch SET status = ? WHERE name = ?")
+            .bind(status)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchBatch(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Moves a batch's users from one status to another (e.g. Failed ->
+    /// Queued on a restart); returns how many moved.
+    pub async fn move_users(&self, batch: &str, from: &str, to: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE batch_user SET status = ?, error = NULL WHERE status = ? \
+             AND batch_id = (SELECT id FROM batch WHERE name = ?)",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(batch)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Moves users of every batch from one status to another (the runner's
+    /// recovery after a crash).
+    pub async fn move_all_users(&self, from: &str, to: &str) -> Result<u64> {
+        let done = sqlx::query("UPDATE batch_user SET status = ? WHERE status = ?")
+            .bind(to)
+            .bind(from)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Users of batches in one of `batch_statuses`, with what a sync needs.
+    pub async fn work_items(&self, batch_statuses: &[&str]) -> Result<Vec<WorkItem>> {
+        let rows = sqlx::query(
+            "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
+             u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
+             u.status, CAST(strftime('%s','now') - strftime('%s', u.last_synced_at) AS INTEGER) AS since, \
+             b.source_endpoint, b.target_endpoint \
+             FROM batch_user u JOIN batch b ON b.id = u.batch_id ORDER BY b.created_at, u.csv_line",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let endpoints: HashMap<String, Endpoint> = self
+            .endpoints()
+            .await?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let mut items = Vec::new();
+        for row in rows {
+            let batch_status: String = row.try_get("batch_status")?;
+            if !batch_statuses.contains(&batch_status.as_str()) {
+                continue;
+            }
+            let source: String = row.try_get("source_endpoint")?;
+            let target: String = row.try_get("target_endpoint")?;
+            let endpoint = |name: &String| {
+                endpoints
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| Error::NoSuchEndpoint(name.clone()))
+            };
+            items.push(WorkItem {
+                user_id: row.try_get("id")?,
+                batch: row.try_get("batch")?,
+                batch_type: row.try_get("batch_type")?,
+                batch_status,
+                parameters: row.try_get("parameters")?,
+                email: row.try_get("email")?,
+                overrides: row.try_get("overrides")?,
+                user_name: row.try_get("user_name")?,
+                password_sealed: row.try_get("password_sealed")?,
+                target_user_name: row.try_get("target_user_name")?,
+                target_password_sealed: row.try_get("target_password_sealed")?,
+                status: row.try_get("status")?,
+                seconds_since_sync: row.try_get("since")?,
+                source: endpoint(&source)?,
+                target: endpoint(&target)?,
+            });
+        }
+        Ok(items)
+    }
+
+    /// Records a user's new status; `Syncing` also stamps the start, and a
+    /// good end (`Synced`, `Completed`) stamps the last sync and its stats.
+    pub async fn set_user_status(
+        &self,
+        user_id: i64,
+        status: &str,
+        error: Option<&str>,
+        stats: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
+             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END \
+             WHERE id = ?4",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(stats)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Starts a transaction that takes the write lock at once. A deferred

@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
-use flytt_imap::{Auth, Secret, Security, ServerConfig};
+use anyhow::{Context, Result, bail};
+use flytt_imap::{Auth, Secret, ServerConfig};
 use flytt_sync::Account;
 
 /// How to authenticate.
@@ -87,30 +87,11 @@ pub fn server_config(
     ca_files: &[PathBuf],
     timeout_secs: u64,
 ) -> Result<(ServerConfig, Option<String>)> {
-    let url = url::Url::parse(text).with_context(|| format!("{text:?} is not a URL"))?;
-    let (security, default_port) = match url.scheme() {
-        "imaps" => (Security::Tls, 993),
-        "imap" => (Security::StartTls, 143),
-        other => bail!("unknown scheme {other:?}: use imaps:// (TLS) or imap:// (STARTTLS)"),
-    };
-    let host = url
-        .host_str()
-        .ok_or_else(|| anyhow!("the URL {text:?} has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    if url.password().is_some() {
-        bail!("put no password in the URL; give it in a password file");
-    }
-    let url_user = percent_encoding::percent_decode_str(url.username())
-        .decode_utf8()
-        .context("the user name in the URL is not UTF-8")?
-        .to_string();
-    let mut server = ServerConfig::new(host, url.port().unwrap_or(default_port), security);
+    let (mut server, user) = ServerConfig::from_url(text)?;
     server.allow_plaintext = allow_plaintext;
     server.ca_files = ca_files.to_vec();
     server.timeout = std::time::Duration::from_secs(timeout_secs.max(1));
-    Ok((server, (!url_user.is_empty()).then_some(url_user)))
+    Ok((server, user))
 }
 
 /// Reads a password file: one trailing line break is the file's, not the

@@ -11,6 +11,7 @@ use flytt_batch::{
     BadItemLimit, BatchParameters, BatchType, CsvUser, MailboxType, UserOverrides, parse_duration,
     parse_users,
 };
+use flytt_runner::status;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{NewBatch, NewBatchUser, Store};
 
@@ -26,6 +27,12 @@ pub enum BatchCommand {
     Show(ShowArgs),
     /// Remove a batch, its users and their stored passwords (never mail).
     Remove(NameArg),
+    /// Start (or resume) a batch; failed users are retried. `flytt worker` runs it.
+    Start(NameArg),
+    /// Stop a batch: no new syncs start; it can be started again.
+    Stop(NameArg),
+    /// Complete a batch: a last incremental sync per user, then Completed.
+    Complete(NameArg),
 }
 
 #[derive(Subcommand)]
@@ -200,6 +207,57 @@ pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
                     println!("  {status:<20} {n}");
                 }
             }
+            Ok(0)
+        }
+        BatchCommand::Start(args) => {
+            let store = open(data_dir).await?;
+            let batch = store.batch(&args.name).await?;
+            match batch.status.as_str() {
+                status::CREATED
+                | status::STOPPED
+                | status::FAILED
+                | status::SYNCED_WITH_ERRORS
+                | status::SYNCED
+                | status::SYNCING => {}
+                other => anyhow::bail!("batch {} is {other}; it cannot be started", args.name),
+            }
+            let retried = store
+                .move_users(&args.name, status::FAILED, status::QUEUED)
+                .await?;
+            store.set_batch_status(&args.name, status::SYNCING).await?;
+            println!(
+                "Batch {} started ({retried} failed users queued again).",
+                args.name
+            );
+            Ok(0)
+        }
+        BatchCommand::Stop(args) => {
+            let store = open(data_dir).await?;
+            store.batch(&args.name).await?;
+            store.set_batch_status(&args.name, status::STOPPED).await?;
+            println!(
+                "Batch {} stopped; syncs under way finish, no new ones start.",
+                args.name
+            );
+            Ok(0)
+        }
+        BatchCommand::Complete(args) => {
+            let store = open(data_dir).await?;
+            let batch = store.batch(&args.name).await?;
+            match batch.status.as_str() {
+                status::SYNCED | status::SYNCED_WITH_ERRORS | status::SYNCING => {}
+                other => anyhow::bail!(
+                    "batch {} is {other}; only a started batch can be completed",
+                    args.name
+                ),
+            }
+            store
+                .set_batch_status(&args.name, status::COMPLETING)
+                .await?;
+            println!(
+                "Batch {} completing: a last incremental sync per user.",
+                args.name
+            );
             Ok(0)
         }
         BatchCommand::Remove(args) => {

@@ -39,6 +39,8 @@ enum Command {
     /// The users of migration batches.
     #[command(subcommand)]
     User(batch_cmd::UserCommand),
+    /// The job runner (no HTTP): runs started batches until stopped (SIGTERM, Ctrl-C).
+    Worker,
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
+            Command::Worker => worker(&data_dir).await,
         }
     });
     match result {
@@ -72,6 +75,35 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_FAILED)
         }
     }
+}
+
+/// Runs the job runner until SIGTERM or Ctrl-C; syncs in flight are
+/// abandoned safely and resume on the next start.
+async fn worker(data_dir: &std::path::Path) -> anyhow::Result<u8> {
+    std::fs::create_dir_all(data_dir)?;
+    let store = flytt_store::Store::open(data_dir).await?;
+    let shutdown = async {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    flytt_runner::run(
+        store,
+        data_dir,
+        flytt_runner::RunnerOptions::default(),
+        shutdown,
+    )
+    .await?;
+    Ok(EXIT_COMPLETE)
 }
 
 fn default_data_dir() -> PathBuf {

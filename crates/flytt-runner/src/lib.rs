@@ -1,0 +1,434 @@
+//! The job runner: takes the users of started batches through their
+//! syncs, within the endpoints' limits, and keeps their statuses.
+//!
+//! Every few hundred milliseconds it reads the store (so CLI commands that
+//! change it while the runner is up take effect) and starts what may start:
+//! a queued user's initial sync when both its endpoints have a free
+//! migration slot, a synced user's incremental sync when its interval has
+//! passed and an incremental slot is free, and a completing batch's final
+//! syncs. A user's failure never stops the others; a connection that drops
+//! is retried with backoff before the user is marked Failed.
+//!
+//! Stopping (the `shutdown` future) and crashing end the same way: syncs in
+//! flight are abandoned, and their users go back to where a new runner picks
+//! them up (Queued, or Synced for an incremental sync). The sync engine's
+//! checkpoints make the repeat cheap and duplicate-free.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flytt_batch::{BadItemLimit, BatchParameters, UserOverrides};
+use flytt_imap::{Auth, Secret, ServerConfig};
+use flytt_secrets::Keyring;
+use flytt_store::{Endpoint, Store, WorkItem};
+use flytt_sync::{Account, Quiet, SyncError, SyncOptions, sync_mailbox};
+use tokio::task::JoinSet;
+
+/// Batch and user statuses (SPEC §3).
+pub mod status {
+    pub const CREATED: &str = "Created";
+    pub const SYNCING: &str = "Syncing";
+    pub const SYNCED: &str = "Synced";
+    pub const SYNCED_WITH_ERRORS: &str = "SyncedWithErrors";
+    pub const COMPLETING: &str = "Completing";
+    pub const COMPLETED: &str = "Completed";
+    pub const COMPLETED_WITH_ERRORS: &str = "CompletedWithErrors";
+    pub const STOPPED: &str = "Stopped";
+    pub const FAILED: &str = "Failed";
+    pub const QUEUED: &str = "Queued";
+    pub const INCREMENTAL_SYNCING: &str = "IncrementalSyncing";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("state store: {0}")]
+    Store(#[from] flytt_store::Error),
+    #[error("secrets: {0}")]
+    Secrets(#[from] flytt_secrets::Error),
+}
+
+/// How the runner paces itself.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    pub tick: Duration,
+    /// Attempts for a sync whose connection failed, before Failed.
+    pub attempts: u32,
+    pub first_backoff: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            tick: Duration::from_millis(500),
+            attempts: 3,
+            first_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What kind of sync a running user is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Initial,
+    Incremental,
+    Final,
+}
+
+impl Kind {
+    fn running_status(self) -> &'static str {
+        match self {
+            Kind::Initial => status::SYNCING,
+            Kind::Incremental => status::INCREMENTAL_SYNCING,
+            Kind::Final => status::COMPLETING,
+        }
+    }
+
+    /// Where the user goes back to when the sync is abandoned.
+    fn resume_status(self) -> &'static str {
+        match self {
+            Kind::Initial => status::QUEUED,
+            Kind::Incremental | Kind::Final => status::SYNCED,
+        }
+    }
+}
+
+struct Running {
+    source: String,
+    target: String,
+    kind: Kind,
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(
+    store: Store,
+    data_dir: &Path,
+    options: RunnerOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunnerError> {
+    let keyring = std::sync::Arc::new(Keyring::load(data_dir)?);
+    recover(&store).await?;
+    let mut running: HashMap<i64, Running> = HashMap::new();
+    let mut tasks: JoinSet<i64> = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        schedule(&store, &keyring, &options, &mut running, &mut tasks).await?;
+        settle_batches(&store).await?;
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok(user_id) = done {
+                    running.remove(&user_id);
+                }
+            }
+            _ = tokio::time::sleep(options.tick) => {}
+        }
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    for (user_id, run) in running {
+        store
+            .set_user_status(user_id, run.kind.resume_status(), None, None)
+            .await?;
+    }
+    Ok(())
+}
+
+/// After a crash, users marked as syncing are not: put them back.
+async fn recover(store: &Store) -> Result<(), RunnerError> {
+    store
+        .move_all_users(status::SYNCING, status::QUEUED)
+        .await?;
+    store
+        .move_all_users(status::INCREMENTAL_SYNCING, status::SYNCED)
+        .await?;
+    store
+        .move_all_users(status::COMPLETING, status::SYNCED)
+        .await?;
+    Ok(())
+}
+
+async fn schedule(
+    store: &Store,
+    keyring: &std::sync::Arc<Keyring>,
+    options: &RunnerOptions,
+    running: &mut HashMap<i64, Running>,
+    tasks: &mut JoinSet<i64>,
+) -> Result<(), RunnerError> {
+    let items = store
+        .work_items(&[
+            status::SYNCING,
+            status::SYNCED,
+            status::SYNCED_WITH_ERRORS,
+            status::COMPLETING,
+        ])
+        .await?;
+    for item in items {
+        if running.contains_key(&item.user_id) {
+            continue;
+        }
+        let parameters: BatchParameters =
+            serde_json::from_str(&item.parameters).unwrap_or_default();
+        let kind = match (item.batch_status.as_str(), item.status.as_str()) {
+            (status::SYNCING, status::QUEUED) => Kind::Initial,
+            (status::COMPLETING, status::SYNCED) => Kind::Final,
+            (_, status::SYNCED)
+                if item.seconds_since_sync.is_none_or(|s| {
+                    s >= i64::try_from(parameters.incremental_sync_interval_secs)
+                        .unwrap_or(i64::MAX)
+                }) && item.batch_status != status::COMPLETING =>
+            {
+                Kind::Incremental
+            }
+            _ => continue,
+        };
+        if !has_slot(running, &item.source, &item.target, kind) {
+            continue;
+        }
+        store
+            .set_user_status(item.user_id, kind.running_status(), None, None)
+            .await?;
+        running.insert(
+            item.user_id,
+            Running {
+                source: item.source.name.clone(),
+                target: item.target.name.clone(),
+                kind,
+            },
+        );
+        let (store, keyring, options) = (store.clone(), keyring.clone(), options.clone());
+        tasks.spawn(async move {
+            let user_id = item.user_id;
+            let outcome = sync_user(&item, &parameters, &keyring, &options, &store).await;
+            let recorded = match outcome {
+                Ok(stats) => {
+                    let done = if kind == Kind::Final {
+                        status::COMPLETED
+                    } else {
+                        status::SYNCED
+                    };
+                    store
+                        .set_user_status(user_id, done, None, Some(&stats))
+                        .await
+                }
+                Err(reason) => {
+                    tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
+                    store
+                        .set_user_status(user_id, status::FAILED, Some(&reason), None)
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
+            }
+            user_id
+        });
+    }
+    Ok(())
+}
+
+/// Whether both endpoints have room: every running user takes a migration
+/// slot on its source and its target endpoint; incremental and final syncs
+/// also count against the incremental limit.
+fn has_slot(
+    running: &HashMap<i64, Running>,
+    source: &Endpoint,
+    target: &Endpoint,
+    kind: Kind,
+) -> bool {
+    [source, target].iter().all(|endpoint| {
+        let on_endpoint = running
+            .values()
+            .filter(|r| r.source == endpoint.name || r.target == endpoint.name);
+        let (all, incremental) = on_endpoint.fold((0u32, 0u32), |(all, inc), r| {
+            (all + 1, inc + u32::from(r.kind != Kind::Initial))
+        });
+        all < endpoint.max_concurrent_migrations
+            && (kind == Kind::Initial || incremental < endpoint.max_concurrent_incremental_syncs)
+    })
+}
+
+/// One user's sync, with retries when a connection fails. Returns the
+/// report as JSON, or why the user failed.
+async fn sync_user(
+    item: &WorkItem,
+    parameters: &BatchParameters,
+    keyring: &Keyring,
+    options: &RunnerOptions,
+    store: &Store,
+) -> Result<String, String> {
+    let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
+    let source = source_account(item, keyring)?;
+    let target = target_account(item, keyring)?;
+    let sync_options = SyncOptions {
+        exclude: parameters.exclude_folders.clone(),
+        large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
+        ..SyncOptions::default()
+    };
+    let bad_item_limit = overrides
+        .bad_item_limit
+        .or(parameters.bad_item_limit)
+        .unwrap_or(BadItemLimit::Count(0));
+    let mut backoff = options.first_backoff;
+    let mut attempt = 1;
+    loop {
+        match sync_mailbox(&source, &target, store, &sync_options, &Quiet).await {
+            Ok(report) => {
+                if let BadItemLimit::Count(limit) = bad_item_limit
+                    && report.messages_failed > u64::from(limit)
+                {
+                    return Err(format!(
+                        "{} bad items, more than the BadItemLimit of {limit}",
+                        report.messages_failed
+                    ));
+                }
+                return serde_json::to_string(&report).map_err(|e| e.to_string());
+            }
+            Err(SyncError::Source(e) | SyncError::Target(e))
+                if e.is_connection_lost() && attempt < options.attempts =>
+            {
+                tracing::info!(user = %item.email, attempt, error = %e, "retrying after a connection failure");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn server(endpoint: &Endpoint) -> Result<ServerConfig, String> {
+    let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
+    server.allow_plaintext = endpoint.allow_plaintext;
+    server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    Ok(server)
+}
+
+/// The endpoint's admin login for `user`, if the endpoint has an admin.
+fn admin_auth(endpoint: &Endpoint, user: &str, keyring: &Keyring) -> Result<Option<Auth>, String> {
+    let (Some(admin), Some(sealed)) = (&endpoint.admin_user, &endpoint.admin_password_sealed)
+    else {
+        return Ok(None);
+    };
+    let password = keyring
+        .open(
+            sealed,
+            &format!("endpoint/{}/admin-password", endpoint.name),
+        )
+        .map_err(|e| format!("the admin password of endpoint {}: {e}", endpoint.name))?;
+    let password = Secret::new(password.expose());
+    Ok(Some(match endpoint.admin_mode.as_str() {
+        "plain" => Auth::Plain {
+            user: admin.clone(),
+            password,
+            authorize_as: Some(user.to_string()),
+        },
+        _ => Auth::Login {
+            user: format!("{user}*{admin}"),
+            password,
+        },
+    }))
+}
+
+fn open_user_secret(
+    item: &WorkItem,
+    keyring: &Keyring,
+    sealed: &str,
+    column: &str,
+) -> Result<Secret, String> {
+    let secret = keyring
+        .open(
+            sealed,
+            &format!("batch/{}/user/{}/{column}", item.batch, item.email),
+        )
+        .map_err(|e| format!("the stored {column}: {e}"))?;
+    Ok(Secret::new(secret.expose()))
+}
+
+/// The source login: the CSV's UserName and Password (an IMAP batch), or
+/// the source endpoint's admin account opening the user's mailbox.
+fn source_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String> {
+    let server = server(&item.source)?;
+    if let (Some(user), Some(sealed)) = (&item.user_name, &item.password_sealed) {
+        return Ok(Account {
+            server,
+            auth: Auth::Login {
+                user: user.clone(),
+                password: open_user_secret(item, keyring, sealed, "Password")?,
+            },
+        });
+    }
+    match admin_auth(&item.source, &item.email, keyring)? {
+        Some(auth) => Ok(Account { server, auth }),
+        None => Err(format!(
+            "no way to log in to the source: the CSV has no UserName/Password and endpoint {} has no admin account",
+            item.source.name
+        )),
+    }
+}
+
+/// The target login: the target endpoint's admin account, or the CSV's
+/// TargetUserName and TargetPassword.
+fn target_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String> {
+    let server = server(&item.target)?;
+    if let Some(auth) = admin_auth(&item.target, &item.email, keyring)? {
+        return Ok(Account { server, auth });
+    }
+    match (&item.target_user_name, &item.target_password_sealed) {
+        (Some(user), Some(sealed)) => Ok(Account {
+            server,
+            auth: Auth::Login {
+                user: user.clone(),
+                password: open_user_secret(item, keyring, sealed, "TargetPassword")?,
+            },
+        }),
+        _ => Err(format!(
+            "no way to log in to the target: endpoint {} has no admin account and the CSV has no TargetUserName/TargetPassword",
+            item.target.name
+        )),
+    }
+}
+
+/// A syncing batch whose users are all past their initial sync is Synced
+/// (or SyncedWithErrors); a completing one whose users are all done is
+/// Completed (or CompletedWithErrors).
+async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
+    for batch in store.batches().await? {
+        let count = |s: &str| {
+            batch
+                .user_counts
+                .iter()
+                .find(|(status, _)| status == s)
+                .map_or(0, |c| c.1)
+        };
+        let failed = count(status::FAILED) > 0;
+        let next = match batch.status.as_str() {
+            status::SYNCING if count(status::QUEUED) + count(status::SYNCING) == 0 => {
+                Some(if failed {
+                    status::SYNCED_WITH_ERRORS
+                } else {
+                    status::SYNCED
+                })
+            }
+            status::COMPLETING
+                if count(status::SYNCED)
+                    + count(status::COMPLETING)
+                    + count(status::INCREMENTAL_SYNCING)
+                    + count(status::QUEUED)
+                    == 0 =>
+            {
+                Some(if failed {
+                    status::COMPLETED_WITH_ERRORS
+                } else {
+                    status::COMPLETED
+                })
+            }
+            _ => None,
+        };
+        if let Some(next) = next {
+            store.set_batch_status(&batch.name, next).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `flytt worker` running a batch against real Dovecot servers: good users
+//! end Synced with their mail on the target, a wrong password and a missing
+//! target mailbox fail alone with the reason, and completion ends the batch.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flytt_testsupport::corpus::{self, CorpusMessage};
+use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+use flytt_testsupport::{Dovecot, Layout};
+
+fn flytt(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run flytt")
+}
+
+fn batch_status(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&flytt(data, &["batch", "show", "Bølge 1", "--json"]).stdout)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn wait_for(data: &Path, statuses: &[&str], worker: &mut Child) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = batch_status(data);
+        if statuses.iter().any(|s| status["status"] == *s) {
+            return status;
+        }
+        assert!(
+            worker.try_wait().ok().flatten().is_none(),
+            "the worker died"
+        );
+        assert!(Instant::now() < deadline, "batch stuck: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_runs_to_completion_and_failures_stay_alone() {
+    let good = [
+        "kari@example.org",
+        "ola@example.org",
+        "nora@example.org",
+        "emil@example.org",
+    ];
+    let mut source_users: Vec<(&str, &str)> =
+        good.iter().map(|u| (*u, "kilde-passord-1")).collect();
+    source_users.push(("per@example.org", "kilde-passord-1"));
+    source_users.push(("lise@example.org", "kilde-passord-1"));
+    let source = Dovecot::start(Layout::Source, &source_users).expect("source");
+    // lise has no mailbox on the target.
+    let target_users: Vec<(&str, &str)> = source_users
+        .iter()
+        .copied()
+        .filter(|(u, _)| *u != "lise@example.org")
+        .collect();
+    let target = Dovecot::start(Layout::Target, &target_users).expect("target");
+
+    for (i, user) in good.iter().enumerate() {
+        let mut session = source.admin_session(user).await.expect("login");
+        let messages: Vec<CorpusMessage> = (0..5 + i as u32)
+            .map(|n| CorpusMessage {
+                bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), 2_000),
+                flags: vec!["\\Seen".into()],
+                date: corpus::spread_date(n),
+            })
+            .collect();
+        corpus::append_all(&mut session, "INBOX", &messages)
+            .await
+            .expect("seed");
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_pw = dir.path().join("admin.pw");
+    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
+    let new_endpoint = |name: &str, server: &Dovecot, admin: bool| {
+        let mut args = vec![
+            "endpoint".to_string(),
+            "new".into(),
+            name.into(),
+            "--url".into(),
+            server.url(),
+            "--ca-file".into(),
+            server.ca_file().display().to_string(),
+            "--max-concurrent-migrations".into(),
+            "2".into(),
+            "--max-concurrent-incremental-syncs".into(),
+            "1".into(),
+        ];
+        if admin {
+            args.extend([
+                "--admin-user".into(),
+                MASTER_USER.into(),
+                "--admin-password-file".into(),
+                admin_pw.display().to_string(),
+            ]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = flytt(&data, &args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    new_endpoint("gammel", &source, false);
+    new_endpoint("ny", &target, true);
+
+    let mut csv = String::from("EmailAddress,UserName,Password\n");
+    for user in good {
+        csv.push_str(&format!("{user},{user},kilde-passord-1\n"));
+    }
+    csv.push_str("per@example.org,per@example.org,feil-passord\n");
+    csv.push_str("lise@example.org,lise@example.org,kilde-passord-1\n");
+    let csv_path = dir.path().join("users.csv");
+    std::fs::write(&csv_path, csv).expect("csv");
+    let out = flytt(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv_path.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        flytt(&data, &["batch", "start", "Bølge 1"]).status.code(),
+        Some(0)
+    );
+
+    let mut worker = Worker(
+        Command::new(env!("CARGO_BIN_EXE_flytt"))
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+    let status = wait_for(&data, &["SyncedWithErrors", "Synced"], &mut worker.0);
+    assert_eq!(status["status"], "SyncedWithErrors", "{status}");
+    assert_eq!(status["user_counts"]["Synced"], 4, "{status}");
+    assert_eq!(status["user_counts"]["Failed"], 2, "{status}");
+
+    let users: serde_json::Value =
+        serde_json::from_slice(&flytt(&data, &["user", "list", "--json"]).stdout).expect("json");
+    let error_of = |email: &str| {
+        users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["email"] == email)
+            .map(|u| u["error"].to_string())
+            .unwrap_or_default()
+    };
+    assert!(error_of("per@example.org").contains("LOGIN"), "{users}");
+    assert!(error_of("lise@example.org").contains("target"), "{users}");
+    assert!(
+        !users.to_string().contains("kilde-passord")
+            && !users.to_string().contains(MASTER_PASSWORD)
+    );
+
+    for (i, user) in good.iter().enumerate() {
+        let mut session = target.admin_session(user).await.expect("login");
+        let inbox = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        assert_eq!(inbox.exists, 5 + i as u32, "{user}");
+    }
+
+    assert_eq!(
+        flytt(&data, &["batch", "complete", "Bølge 1"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let status = wait_for(&data, &["CompletedWithErrors", "Completed"], &mut worker.0);
+    assert_eq!(status["status"], "CompletedWithErrors", "{status}");
+    assert_eq!(status["user_counts"]["Completed"], 4, "{status}");
+}
