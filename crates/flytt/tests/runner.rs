@@ -161,6 +161,28 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         Some(0)
     );
 
+    // Count the source's concurrent logins while the batch runs: the
+    // endpoint allows two migrations at once.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counter = {
+        let (stop, conf) = (stop.clone(), source.config_path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut most = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(out) = Command::new("doveadm")
+                    .arg("-c")
+                    .arg(&conf)
+                    .args(["who", "-1"])
+                    .output()
+                {
+                    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+                    most = most.max(lines.saturating_sub(1));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            most
+        })
+    };
     let mut worker = Worker(
         Command::new(env!("CARGO_BIN_EXE_flytt"))
             .arg("worker")
@@ -172,6 +194,12 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             .expect("worker"),
     );
     let status = wait_for(&data, &["SyncedWithErrors", "Synced"], &mut worker.0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = counter.join().expect("counter");
+    assert!(
+        (1..=2).contains(&most),
+        "{most} concurrent source logins; the limit is 2"
+    );
     assert_eq!(status["status"], "SyncedWithErrors", "{status}");
     assert_eq!(status["user_counts"]["Synced"], 4, "{status}");
     assert_eq!(status["user_counts"]["Failed"], 2, "{status}");
