@@ -241,3 +241,135 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     assert_eq!(status["status"], "CompletedWithErrors", "{status}");
     assert_eq!(status["user_counts"]["Completed"], 4, "{status}");
 }
+
+/// SIGKILL the worker in the middle of a batch, start it again: every user
+/// ends Synced with every message exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_resumes_without_losing_or_duplicating() {
+    let users = ["a@example.org", "b@example.org", "c@example.org"];
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, "kilde-passord-1")).collect();
+    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    for user in users {
+        let mut session = source.admin_session(user).await.expect("login");
+        let messages: Vec<CorpusMessage> = (0..1_500u32)
+            .map(|n| CorpusMessage {
+                bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), 3_000),
+                flags: vec![],
+                date: corpus::spread_date(n),
+            })
+            .collect();
+        corpus::append_all(&mut session, "INBOX", &messages)
+            .await
+            .expect("seed");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_pw = dir.path().join("admin.pw");
+    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
+    for (name, server) in [("gammel", &source), ("ny", &target)] {
+        let out = flytt(
+            &data,
+            &[
+                "endpoint",
+                "new",
+                name,
+                "--url",
+                &server.url(),
+                "--ca-file",
+                server.ca_file().to_str().expect("path"),
+                "--admin-user",
+                MASTER_USER,
+                "--admin-password-file",
+                admin_pw.to_str().expect("path"),
+                "--max-concurrent-migrations",
+                "2",
+                "--max-concurrent-incremental-syncs",
+                "1",
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let csv_path = dir.path().join("users.csv");
+    std::fs::write(&csv_path, format!("EmailAddress\n{}\n", users.join("\n"))).expect("csv");
+    let out = flytt(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv_path.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        flytt(&data, &["batch", "start", "Bølge 1"]).status.code(),
+        Some(0)
+    );
+
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_flytt"))
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker")
+    };
+    let mut first = spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut session = target.admin_session(users[0]).await.expect("login");
+        let copied = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select")
+            .exists;
+        drop(session);
+        if copied >= 300 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reap");
+    let stale = batch_status(&data);
+    assert_eq!(stale["status"], "Syncing", "{stale}");
+
+    let mut worker = Worker(spawn());
+    let status = wait_for(&data, &["Synced", "SyncedWithErrors"], &mut worker.0);
+    assert_eq!(status["status"], "Synced", "{status}");
+    for user in users {
+        let mut from = source.admin_session(user).await.expect("login");
+        let mut to = target.admin_session(user).await.expect("login");
+        let (a, b) = (
+            corpus::snapshot(&mut from).await.expect("snapshot"),
+            corpus::snapshot(&mut to).await.expect("snapshot"),
+        );
+        assert_eq!(a["INBOX"].len(), 1_500, "{user}");
+        assert!(
+            a["INBOX"] == b["INBOX"],
+            "{user}: target INBOX differs ({} messages)",
+            b["INBOX"].len()
+        );
+    }
+}
