@@ -33,6 +33,16 @@ pub enum BatchCommand {
     Stop(NameArg),
     /// Complete a batch: a last incremental sync per user, then Completed.
     Complete(NameArg),
+    /// Write the batch's reports: one row per user, and one row per skipped or failed item.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    name: String,
+    /// The folder for the two CSV files (default: the current one).
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +270,14 @@ pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
             );
             Ok(0)
         }
+        BatchCommand::Report(args) => {
+            let store = open(data_dir).await?;
+            store.batch(&args.name).await?;
+            let users = store.batch_users(Some(&args.name)).await?;
+            let (users_file, errors_file) = write_reports(&args.name, &users, &args.out)?;
+            println!("{}\n{}", users_file.display(), errors_file.display());
+            Ok(0)
+        }
         BatchCommand::Remove(args) => {
             let store = open(data_dir).await?;
             store.remove_batch(&args.name).await?;
@@ -317,6 +335,106 @@ pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
     Ok(0)
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
+/// carriage return first) gets a leading apostrophe, so it stays text.
+fn cell(value: &str) -> String {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
+        _ => value.to_string(),
+    }
+}
+
+/// Writes `<batch>-users.csv` and `<batch>-errors.csv` into `dir`.
+fn write_reports(
+    batch: &str,
+    users: &[flytt_store::BatchUser],
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let safe: String = batch
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let users_path = dir.join(format!("{safe}-users.csv"));
+    let errors_path = dir.join(format!("{safe}-errors.csv"));
+    let mut users_csv = csv::Writer::from_path(&users_path)
+        .with_context(|| format!("cannot write {}", users_path.display()))?;
+    let mut errors_csv = csv::Writer::from_path(&errors_path)
+        .with_context(|| format!("cannot write {}", errors_path.display()))?;
+    users_csv.write_record([
+        "EmailAddress",
+        "Status",
+        "Error",
+        "Folders",
+        "ItemsFound",
+        "ItemsCopied",
+        "ItemsAlreadyThere",
+        "ItemsSkipped",
+        "ItemsFailed",
+        "BytesCopied",
+        "LastSyncedAt",
+    ])?;
+    errors_csv.write_record(["EmailAddress", "Kind", "Folder", "Uid", "Reason"])?;
+    for user in users {
+        let stats: serde_json::Value = user
+            .stats
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let number = |field: &str| {
+            stats[field]
+                .as_u64()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        };
+        let row = [
+            user.email.clone(),
+            user.status.clone(),
+            user.error.clone().unwrap_or_default(),
+            number("folders"),
+            number("messages_found"),
+            number("messages_copied"),
+            number("messages_matched"),
+            number("messages_skipped"),
+            number("messages_failed"),
+            number("bytes_copied"),
+            user.last_synced_at.clone().unwrap_or_default(),
+        ];
+        users_csv.write_record(row.iter().map(|v| cell(v)))?;
+        if let Some(error) = &user.error {
+            errors_csv.write_record([
+                cell(&user.email),
+                "user".into(),
+                String::new(),
+                String::new(),
+                cell(error),
+            ])?;
+        }
+        for issue in stats["issues"].as_array().into_iter().flatten() {
+            let text = |field: &str| issue[field].as_str().unwrap_or_default().to_string();
+            errors_csv.write_record([
+                cell(&user.email),
+                cell(&text("kind")),
+                cell(&text("folder")),
+                issue["uid"]
+                    .as_u64()
+                    .map(|u| u.to_string())
+                    .unwrap_or_default(),
+                cell(&text("reason")),
+            ])?;
+        }
+    }
+    users_csv.flush()?;
+    errors_csv.flush()?;
+    Ok((users_path, errors_path))
+}
+
 async fn open(data_dir: &Path) -> Result<Store> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -351,6 +469,8 @@ fn describe_user(u: &flytt_store::BatchUser) -> serde_json::Value {
         "status": u.status,
         "error": u.error,
         "overrides": serde_json::from_str::<serde_json::Value>(&u.overrides).unwrap_or_default(),
+        "last_synced_at": u.last_synced_at,
+        "statistics": u.stats.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
     })
 }
 
@@ -481,5 +601,23 @@ fn validate(args: &ValidateArgs) -> Result<u8> {
             }
             Ok(EXIT_INVALID)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn report_cells_never_run_as_formulas() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "'=HYPERLINK(\"http://x\")"
+        );
+        assert_eq!(cell("+1"), "'+1");
+        assert_eq!(cell("-2"), "'-2");
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("kari@example.org"), "kari@example.org");
+        assert_eq!(cell(""), "");
     }
 }
