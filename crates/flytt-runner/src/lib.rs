@@ -85,11 +85,12 @@ impl Kind {
         }
     }
 
-    /// Where the user goes back to when the sync is abandoned.
+    /// Where the user goes back to when the sync is abandoned. A final sync
+    /// goes back to Queued: a completing batch takes Queued users too.
     fn resume_status(self) -> &'static str {
         match self {
-            Kind::Initial => status::QUEUED,
-            Kind::Incremental | Kind::Final => status::SYNCED,
+            Kind::Initial | Kind::Final => status::QUEUED,
+            Kind::Incremental => status::SYNCED,
         }
     }
 }
@@ -144,7 +145,7 @@ async fn recover(store: &Store) -> Result<(), RunnerError> {
         .move_all_users(status::INCREMENTAL_SYNCING, status::SYNCED)
         .await?;
     store
-        .move_all_users(status::COMPLETING, status::SYNCED)
+        .move_all_users(status::COMPLETING, status::QUEUED)
         .await?;
     Ok(())
 }
@@ -172,7 +173,7 @@ async fn schedule(
             serde_json::from_str(&item.parameters).unwrap_or_default();
         let kind = match (item.batch_status.as_str(), item.status.as_str()) {
             (status::SYNCING, status::QUEUED) => Kind::Initial,
-            (status::COMPLETING, status::SYNCED) => Kind::Final,
+            (status::COMPLETING, status::SYNCED | status::QUEUED) => Kind::Final,
             (_, status::SYNCED)
                 if item.seconds_since_sync.is_none_or(|s| {
                     s >= i64::try_from(parameters.incremental_sync_interval_secs)
@@ -390,11 +391,26 @@ fn target_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String>
     }
 }
 
-/// A syncing batch whose users are all past their initial sync is Synced
-/// (or SyncedWithErrors); a completing one whose users are all done is
-/// Completed (or CompletedWithErrors).
+/// Whether a batch parameter's time (RFC 3339) has come; no time means now.
+fn time_has_come(when: Option<&str>) -> bool {
+    when.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| t <= chrono::Utc::now())
+}
+
+/// Moves batches along: a Created batch starts at its StartAfter time when
+/// AutoStart or StartAfter asks for it; a syncing batch whose users are all
+/// past their initial sync is Synced (or SyncedWithErrors), and completes at
+/// its CompleteAfter time when AutoComplete or CompleteAfter asks for it; a
+/// completing one whose users are all done is Completed (or
+/// CompletedWithErrors).
 async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
     for batch in store.batches().await? {
+        let parameters: BatchParameters =
+            serde_json::from_str(&batch.parameters).unwrap_or_default();
+        let starts = (parameters.auto_start || parameters.start_after.is_some())
+            && time_has_come(parameters.start_after.as_deref());
+        let completes = (parameters.auto_complete || parameters.complete_after.is_some())
+            && time_has_come(parameters.complete_after.as_deref());
         let count = |s: &str| {
             batch
                 .user_counts
@@ -404,6 +420,8 @@ async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
         };
         let failed = count(status::FAILED) > 0;
         let next = match batch.status.as_str() {
+            status::CREATED if starts => Some(status::SYNCING),
+            status::SYNCED | status::SYNCED_WITH_ERRORS if completes => Some(status::COMPLETING),
             status::SYNCING if count(status::QUEUED) + count(status::SYNCING) == 0 => {
                 Some(if failed {
                     status::SYNCED_WITH_ERRORS

@@ -477,6 +477,16 @@ fn describe_user(u: &flytt_store::BatchUser) -> serde_json::Value {
 /// Validates the CSV (with the store's knowledge of active batches), seals
 /// the passwords, and stores the batch with its users in one transaction.
 async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
+    for (flag, time) in [
+        ("--start-after", &args.start_after),
+        ("--complete-after", &args.complete_after),
+    ] {
+        if let Some(time) = time {
+            chrono::DateTime::parse_from_rfc3339(time).with_context(|| {
+                format!("{flag} {time:?} is not a time like 2026-12-01T18:00:00+01:00")
+            })?;
+        }
+    }
     let store = open(data_dir).await?;
     let bytes =
         std::fs::read(&args.csv).with_context(|| format!("cannot read {}", args.csv.display()))?;

@@ -373,3 +373,165 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
         );
     }
 }
+
+/// AutoStart and AutoComplete take a batch from Created to Completed
+/// without a command; a StartAfter in the future holds another back.
+#[tokio::test(flavor = "multi_thread")]
+async fn auto_start_and_auto_complete() {
+    let pairs = [
+        ("kari@example.org", "kilde-passord-1"),
+        ("ola@example.org", "kilde-passord-1"),
+    ];
+    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    let mut session = source
+        .admin_session("kari@example.org")
+        .await
+        .expect("login");
+    let messages: Vec<CorpusMessage> = (0..3u32)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("auto-{n}")), 1_000),
+            flags: vec![],
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    corpus::append_all(&mut session, "INBOX", &messages)
+        .await
+        .expect("seed");
+    drop(session);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_pw = dir.path().join("admin.pw");
+    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
+    for (name, server) in [("gammel", &source), ("ny", &target)] {
+        let out = flytt(
+            &data,
+            &[
+                "endpoint",
+                "new",
+                name,
+                "--url",
+                &server.url(),
+                "--ca-file",
+                server.ca_file().to_str().expect("path"),
+                "--admin-user",
+                MASTER_USER,
+                "--admin-password-file",
+                admin_pw.to_str().expect("path"),
+            ],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let csv = |name: &str, user: &str| {
+        let path = dir.path().join(format!("{name}.csv"));
+        std::fs::write(&path, format!("EmailAddress\n{user}\n")).expect("csv");
+        path
+    };
+    let kari = csv("kari", "kari@example.org");
+    let out = flytt(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            kari.to_str().expect("path"),
+            "--auto-start",
+            "--auto-complete",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ola = csv("ola", "ola@example.org");
+    let out = flytt(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Senere",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            ola.to_str().expect("path"),
+            "--start-after",
+            "2099-01-01T00:00:00+01:00",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad_time = flytt(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Feil",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            ola.to_str().expect("path"),
+            "--start-after",
+            "i morgen",
+        ],
+    );
+    assert_eq!(bad_time.status.code(), Some(2));
+
+    let mut worker = Worker(
+        Command::new(env!("CARGO_BIN_EXE_flytt"))
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+    let status = wait_for(&data, &["Completed", "CompletedWithErrors"], &mut worker.0);
+    assert_eq!(status["status"], "Completed", "{status}");
+    let later: serde_json::Value =
+        serde_json::from_slice(&flytt(&data, &["batch", "show", "Senere", "--json"]).stdout)
+            .expect("json");
+    assert_eq!(later["status"], "Created", "{later}");
+    let mut session = target
+        .admin_session("kari@example.org")
+        .await
+        .expect("login");
+    assert_eq!(
+        session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select")
+            .exists,
+        3
+    );
+}
