@@ -284,7 +284,12 @@ async fn sync_user(
                         report.messages_failed
                     ));
                 }
-                return serde_json::to_string(&report).map_err(|e| e.to_string());
+                let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
+                let previous = item
+                    .stats
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok());
+                return Ok(accumulate(previous, report).to_string());
             }
             Err(SyncError::Source(e) | SyncError::Target(e))
                 if e.is_connection_lost() && attempt < options.attempts =>
@@ -297,6 +302,30 @@ async fn sync_user(
             Err(e) => return Err(e.to_string()),
         }
     }
+}
+
+/// A user's statistics over all its syncs: what was copied adds up; what
+/// describes the mailbox now (found, skipped, failed, issues) is the latest.
+fn accumulate(
+    previous: Option<serde_json::Value>,
+    mut latest: serde_json::Value,
+) -> serde_json::Value {
+    const SUMMED: [&str; 4] = [
+        "messages_copied",
+        "bytes_copied",
+        "messages_matched",
+        "flags_updated",
+    ];
+    if let Some(previous) = previous {
+        for field in SUMMED {
+            let total = previous[field].as_u64().unwrap_or(0) + latest[field].as_u64().unwrap_or(0);
+            latest[field] = total.into();
+        }
+        let secs = previous["duration"].as_f64().unwrap_or(0.0)
+            + latest["duration"].as_f64().unwrap_or(0.0);
+        latest["duration"] = secs.into();
+    }
+    latest
 }
 
 fn server(endpoint: &Endpoint) -> Result<ServerConfig, String> {
@@ -449,4 +478,20 @@ async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_add_up_over_syncs() {
+        let first = serde_json::json!({"messages_copied": 40, "bytes_copied": 1000, "messages_found": 40, "duration": 1.5});
+        let second = serde_json::json!({"messages_copied": 2, "bytes_copied": 50, "messages_found": 42, "duration": 0.5});
+        let total = accumulate(Some(first), second);
+        assert_eq!(total["messages_copied"], 42);
+        assert_eq!(total["bytes_copied"], 1050);
+        assert_eq!(total["messages_found"], 42);
+        assert_eq!(total["duration"], 2.0);
+    }
 }

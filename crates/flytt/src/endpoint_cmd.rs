@@ -77,9 +77,9 @@ pub struct NewArgs {
     /// Users migrated at once through this endpoint, across all batches.
     #[arg(long, default_value_t = 20)]
     max_concurrent_migrations: u32,
-    /// Incremental syncs at once (at most --max-concurrent-migrations).
-    #[arg(long, default_value_t = 10)]
-    max_concurrent_incremental_syncs: u32,
+    /// Incremental syncs at once (default 10, at most --max-concurrent-migrations).
+    #[arg(long)]
+    max_concurrent_incremental_syncs: Option<u32>,
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
@@ -149,7 +149,9 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
                 admin_mode: args.admin_mode.as_str().to_string(),
                 admin_password_sealed: sealed,
                 max_concurrent_migrations: args.max_concurrent_migrations,
-                max_concurrent_incremental_syncs: args.max_concurrent_incremental_syncs,
+                max_concurrent_incremental_syncs: args
+                    .max_concurrent_incremental_syncs
+                    .unwrap_or(10.min(args.max_concurrent_migrations)),
             };
             check(&endpoint)?;
             store.create_endpoint(&endpoint).await?;

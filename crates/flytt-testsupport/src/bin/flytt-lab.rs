@@ -110,7 +110,11 @@ async fn demo(flytt: &Path) -> LabResult<()> {
     println!(
         "== Starting two Dovecot servers on 127.0.0.1 (source: Maildir++ with '.', target: '/')"
     );
-    let lab = Lab::start(std::slice::from_ref(&user))?;
+    let batch_users = ["ola@example.org", "nora@example.org", "emil@example.org"];
+    let all_users: Vec<String> = std::iter::once(user.clone())
+        .chain(batch_users.iter().map(|u| u.to_string()))
+        .collect();
+    let lab = Lab::start(&all_users)?;
     println!(
         "   source {}  target {}",
         lab.source.url(),
@@ -163,6 +167,132 @@ async fn demo(flytt: &Path) -> LabResult<()> {
     }
     println!(
         "\n== Verified: the target holds all {checked} messages byte for byte, with flags and dates."
+    );
+    batch_demo(flytt, &lab, &batch_users).await
+}
+
+/// The batch part of the demo: endpoints, a batch from a CSV file, the
+/// worker, and the batch through to Completed.
+async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
+    println!(
+        "\n== A migration batch: {} users from a CSV file",
+        users.len()
+    );
+    for (i, user) in users.iter().enumerate() {
+        let mut session = lab.source.admin_session(user).await?;
+        let messages: Vec<CorpusMessage> = (0..40 + 10 * i as u32)
+            .map(|n| CorpusMessage {
+                bytes: corpus::generated_message(n, Some(&format!("{n}.{user}")), 3_000),
+                flags: if n % 3 == 0 {
+                    vec!["\\Seen".into()]
+                } else {
+                    vec![]
+                },
+                date: corpus::spread_date(n),
+            })
+            .collect();
+        corpus::append_all(&mut session, "INBOX", &messages).await?;
+    }
+    let data = lab.dir.path().join("data");
+    let password = lab.dir.path().join("master-password");
+    let run = |args: &[&str]| -> LabResult<()> {
+        println!("\n$ flytt {}", args.join(" "));
+        let status = Command::new(flytt)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("flytt {} failed: {status}", args.join(" ")).into())
+        }
+    };
+    for (name, server) in [("gammel", &lab.source), ("ny", &lab.target)] {
+        run(&[
+            "endpoint",
+            "new",
+            name,
+            "--url",
+            &server.url(),
+            "--ca-file",
+            &server.ca_file().display().to_string(),
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            &password.display().to_string(),
+            "--max-concurrent-migrations",
+            "2",
+        ])?;
+    }
+    let csv = lab.dir.path().join("bolge-1.csv");
+    // Semicolons and CRLF, as Excel writes it in a Norwegian locale; an
+    // empty cell takes the batch's value, a filled one overrides it.
+    let mut text = String::from("EmailAddress;LargeItemLimit\r\n");
+    for (i, user) in users.iter().enumerate() {
+        let limit = if i == 0 { "50MB" } else { "" };
+        text.push_str(&format!("{user};{limit}\r\n"));
+    }
+    std::fs::write(&csv, &text)?;
+    println!("\n{}:\n{text}", csv.display());
+    run(&[
+        "batch",
+        "new",
+        "--name",
+        "Bølge 1",
+        "--type",
+        "staged",
+        "--source-endpoint",
+        "gammel",
+        "--target-endpoint",
+        "ny",
+        "--csv",
+        &csv.display().to_string(),
+        "--auto-start",
+        "--auto-complete",
+    ])?;
+    println!("\n$ flytt worker   (in the background until the batch is Completed)");
+    let mut worker = Command::new(flytt)
+        .arg("worker")
+        .arg("--data-dir")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let outcome = loop {
+        let out = Command::new(flytt)
+            .args(["batch", "show", "Bølge 1", "--json"])
+            .arg("--data-dir")
+            .arg(&data)
+            .output()?;
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if status["status"] == "Completed" || status["status"] == "CompletedWithErrors" {
+            break Ok(());
+        }
+        if Instant::now() > deadline {
+            break Err(format!("the batch did not complete: {status}"));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status();
+    let _ = worker.wait();
+    outcome?;
+    run(&["batch", "show", "Bølge 1"])?;
+    run(&["user", "list", "--batch", "Bølge 1"])?;
+    let reports = lab.dir.path().join("reports");
+    run(&[
+        "batch",
+        "report",
+        "Bølge 1",
+        "--out",
+        &reports.display().to_string(),
+    ])?;
+    println!(
+        "\n{}",
+        std::fs::read_to_string(reports.join("Bølge_1-users.csv"))?
     );
     Ok(())
 }
