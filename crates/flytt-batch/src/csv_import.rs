@@ -26,6 +26,18 @@ pub enum BatchType {
 }
 
 impl BatchType {
+    /// The type named as `name` spells it.
+    pub fn parse(text: &str) -> Option<BatchType> {
+        [
+            BatchType::Imap,
+            BatchType::Staged,
+            BatchType::Onboarding,
+            BatchType::Offboarding,
+        ]
+        .into_iter()
+        .find(|t| t.name() == text)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             BatchType::Imap => "imap",

@@ -194,6 +194,30 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
     })
 }
 
+async fn insert_users(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    batch_id: i64,
+    users: &[NewBatchUser],
+) -> Result<()> {
+    for user in users {
+        sqlx::query(
+            "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
+             target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(batch_id)
+        .bind(&user.email)
+        .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
+        .bind(&user.overrides)
+        .bind(&user.user_name)
+        .bind(&user.password_sealed)
+        .bind(&user.target_user_name)
+        .bind(&user.target_password_sealed)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 fn to_u32(column: &'static str, value: i64) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::Corrupt { column, value })
 }
@@ -382,22 +406,23 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
-        for user in &batch.users {
-            sqlx::query(
-                "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
-                 target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(batch_id)
-            .bind(&user.email)
-            .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
-            .bind(&user.overrides)
-            .bind(&user.user_name)
-            .bind(&user.password_sealed)
-            .bind(&user.target_user_name)
-            .bind(&user.target_password_sealed)
-            .execute(&mut *tx)
+        insert_users(&mut tx, batch_id, &batch.users).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds users to an existing batch, in one transaction (status Queued).
+    pub async fn add_batch_users(&self, batch: &str, users: &[NewBatchUser]) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let row = sqlx::query("SELECT id FROM batch WHERE name = ?")
+            .bind(batch)
+            .fetch_optional(&mut *tx)
             .await?;
-        }
+        let Some(row) = row else {
+            return Err(Error::NoSuchBatch(batch.to_string()));
+        };
+        let batch_id: i64 = row.try_get("id")?;
+        insert_users(&mut tx, batch_id, users).await?;
         tx.commit().await?;
         Ok(())
     }

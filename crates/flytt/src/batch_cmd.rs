@@ -35,6 +35,16 @@ pub enum BatchCommand {
     Complete(NameArg),
     /// Write the batch's reports: one row per user, and one row per skipped or failed item.
     Report(ReportArgs),
+    /// Change a batch: add users from another CSV file.
+    Set(SetArgs),
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    name: String,
+    /// A CSV file of more users (validated like the first one).
+    #[arg(long)]
+    add_csv: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -179,7 +189,7 @@ const EXIT_INVALID: u8 = 1;
 
 pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
     match command {
-        BatchCommand::Validate(args) => validate(&args),
+        BatchCommand::Validate(args) => validate(&args, data_dir).await,
         BatchCommand::New(args) => new_batch(*args, data_dir).await,
         BatchCommand::List(args) => {
             let store = open(data_dir).await?;
@@ -270,6 +280,7 @@ pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
             );
             Ok(0)
         }
+        BatchCommand::Set(args) => add_users(args, data_dir).await,
         BatchCommand::Report(args) => {
             let store = open(data_dir).await?;
             store.batch(&args.name).await?;
@@ -488,29 +499,11 @@ async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
         }
     }
     let store = open(data_dir).await?;
-    let bytes =
-        std::fs::read(&args.csv).with_context(|| format!("cannot read {}", args.csv.display()))?;
     let batch_type = BatchType::from(args.batch_type);
-    // The CSV check asks synchronously; collect the active users first.
-    let active: std::collections::HashMap<String, String> = store
-        .active_users()
-        .await?
-        .into_iter()
-        .map(|(email, batch)| (email.to_lowercase(), batch))
-        .collect();
-    let users = match parse_users(&bytes, batch_type, &|email| {
-        active.get(&email.to_lowercase()).cloned()
-    }) {
+    let users = match parse_against_store(&store, &args.csv, batch_type).await? {
         Ok(users) => users,
         Err(errors) => {
-            eprintln!(
-                "{}: {} problems; no batch was created:",
-                args.csv.display(),
-                errors.len()
-            );
-            for error in &errors {
-                eprintln!("  {error}");
-            }
+            print_errors(&args.csv, &errors, "no batch was created");
             return Ok(EXIT_INVALID);
         }
     };
@@ -531,34 +524,7 @@ async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
         incremental_sync_interval_secs: args.incremental_sync_interval,
         target_delivery_domain: args.target_delivery_domain,
     };
-    let keyring = Keyring::load(data_dir)?;
-    let seal = |user: &CsvUser,
-                column: &str,
-                value: Option<&flytt_batch::Password>|
-     -> Result<Option<String>> {
-        value
-            .map(|p| {
-                keyring
-                    .seal(
-                        &SecretString::new(p.expose()),
-                        &format!("batch/{}/user/{}/{column}", args.name, user.email),
-                    )
-                    .map_err(anyhow::Error::from)
-            })
-            .transpose()
-    };
-    let mut new_users = Vec::new();
-    for user in &users {
-        new_users.push(NewBatchUser {
-            email: user.email.clone(),
-            csv_line: user.line,
-            overrides: serde_json::to_string(&UserOverrides::from(user))?,
-            user_name: user.user_name.clone(),
-            password_sealed: seal(user, "Password", user.password.as_ref())?,
-            target_user_name: user.target_user_name.clone(),
-            target_password_sealed: seal(user, "TargetPassword", user.target_password.as_ref())?,
-        });
-    }
+    let new_users = seal_users(data_dir, &args.name, &users)?;
     store
         .create_batch(&NewBatch {
             name: args.name.clone(),
@@ -577,12 +543,103 @@ async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
     Ok(0)
 }
 
-fn validate(args: &ValidateArgs) -> Result<u8> {
-    let bytes =
-        std::fs::read(&args.csv).with_context(|| format!("cannot read {}", args.csv.display()))?;
-    let batch_type = BatchType::from(args.batch_type);
-    // No batches exist yet in this version, so no user is in another one.
-    let result = parse_users(&bytes, batch_type, &|_| None);
+/// Reads and validates a CSV file, knowing which users are already in an
+/// active batch.
+async fn parse_against_store(
+    store: &Store,
+    csv: &Path,
+    batch_type: BatchType,
+) -> Result<Result<Vec<CsvUser>, Vec<flytt_batch::CsvError>>> {
+    let bytes = std::fs::read(csv).with_context(|| format!("cannot read {}", csv.display()))?;
+    // The CSV check asks synchronously; collect the active users first.
+    let active: std::collections::HashMap<String, String> = store
+        .active_users()
+        .await?
+        .into_iter()
+        .map(|(email, batch)| (email.to_lowercase(), batch))
+        .collect();
+    Ok(parse_users(&bytes, batch_type, &|email| {
+        active.get(&email.to_lowercase()).cloned()
+    }))
+}
+
+fn print_errors(csv: &Path, errors: &[flytt_batch::CsvError], consequence: &str) {
+    eprintln!(
+        "{}: {} problems; {consequence}:",
+        csv.display(),
+        errors.len()
+    );
+    for error in errors {
+        eprintln!("  {error}");
+    }
+}
+
+/// The users as stored: passwords sealed, bound to batch, user and column.
+fn seal_users(data_dir: &Path, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
+    let keyring = Keyring::load(data_dir)?;
+    let seal = |user: &CsvUser, column: &str, value: Option<&flytt_batch::Password>| {
+        value
+            .map(|p| {
+                keyring.seal(
+                    &SecretString::new(p.expose()),
+                    &format!("batch/{batch}/user/{}/{column}", user.email),
+                )
+            })
+            .transpose()
+    };
+    users
+        .iter()
+        .map(|user| {
+            Ok(NewBatchUser {
+                email: user.email.clone(),
+                csv_line: user.line,
+                overrides: serde_json::to_string(&UserOverrides::from(user))?,
+                user_name: user.user_name.clone(),
+                password_sealed: seal(user, "Password", user.password.as_ref())?,
+                target_user_name: user.target_user_name.clone(),
+                target_password_sealed: seal(
+                    user,
+                    "TargetPassword",
+                    user.target_password.as_ref(),
+                )?,
+            })
+        })
+        .collect()
+}
+
+/// `batch set NAME --add-csv FILE`: more users for an existing batch.
+async fn add_users(args: SetArgs, data_dir: &Path) -> Result<u8> {
+    let store = open(data_dir).await?;
+    let batch = store.batch(&args.name).await?;
+    let Some(csv) = args.add_csv else {
+        anyhow::bail!("nothing to change: give --add-csv FILE");
+    };
+    let batch_type = BatchType::parse(&batch.batch_type).with_context(|| {
+        format!(
+            "batch {} has an unknown type {:?}",
+            batch.name, batch.batch_type
+        )
+    })?;
+    let users = match parse_against_store(&store, &csv, batch_type).await? {
+        Ok(users) => users,
+        Err(errors) => {
+            print_errors(&csv, &errors, "no user was added");
+            return Ok(EXIT_INVALID);
+        }
+    };
+    let new_users = seal_users(data_dir, &batch.name, &users)?;
+    store.add_batch_users(&batch.name, &new_users).await?;
+    // A batch that had finished its initial syncs has new work.
+    if batch.status == status::SYNCED || batch.status == status::SYNCED_WITH_ERRORS {
+        store.set_batch_status(&batch.name, status::SYNCING).await?;
+    }
+    println!("{} users added to batch {}.", users.len(), batch.name);
+    Ok(0)
+}
+
+async fn validate(args: &ValidateArgs, data_dir: &Path) -> Result<u8> {
+    let store = open(data_dir).await?;
+    let result = parse_against_store(&store, &args.csv, BatchType::from(args.batch_type)).await?;
     let file = args.csv.display();
     match result {
         Ok(users) => {

@@ -128,6 +128,50 @@ fn batches_from_csv_files() {
     assert_eq!(gone.status.code(), Some(2));
     assert_eq!(new("Bølge 2", csv).status.code(), Some(0));
 
+    // More users for an existing batch, checked like the first file.
+    let more = dir.path().join("more.csv");
+    std::fs::write(&more, "EmailAddress,UserName,Password\nnora@example.org,nora,Hemmelig-3\nkari@example.org,kari,Hemmelig-1\n").expect("write");
+    let refused = flytt(
+        &data,
+        &[
+            "batch",
+            "set",
+            "Bølge 2",
+            "--add-csv",
+            more.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("line 3: kari@example.org is already in the active batch Bølge 2")
+    );
+    std::fs::write(
+        &more,
+        "EmailAddress,UserName,Password\nnora@example.org,nora,Hemmelig-3\n",
+    )
+    .expect("write");
+    let added = flytt(
+        &data,
+        &[
+            "batch",
+            "set",
+            "Bølge 2",
+            "--add-csv",
+            more.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(
+        added.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert_eq!(
+        json(&flytt(&data, &["batch", "show", "Bølge 2", "--json"]))["users"],
+        3
+    );
+
     let unknown = flytt(
         &data,
         &[
