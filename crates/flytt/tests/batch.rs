@@ -2,21 +2,9 @@
 //! is created only from a clean CSV, passwords are sealed and never shown,
 //! a user can be in one active batch only, and removal drops the secrets.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn flytt(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flytt"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .expect("run flytt")
-}
-
-fn json(output: &Output) -> serde_json::Value {
-    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
-}
+use common::{flytt, json};
 
 #[test]
 fn batches_from_csv_files() {

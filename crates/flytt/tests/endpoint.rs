@@ -2,20 +2,14 @@
 //! and never shown, `test` logs in through the admin account, limits are
 //! checked.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+
+use std::process::Output;
+
+use common::flytt;
 
 use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
 use flytt_testsupport::{Dovecot, Layout};
-
-fn flytt(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flytt"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .expect("run flytt")
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

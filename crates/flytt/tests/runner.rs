@@ -1,33 +1,30 @@
-//! `flytt worker` running a batch against real Dovecot servers: good users
+//! `flytt worker` running batches against real Dovecot servers: good users
 //! end Synced with their mail on the target, a wrong password and a missing
-//! target mailbox fail alone with the reason, and completion ends the batch.
+//! target mailbox fail alone with the reason, the endpoint limit holds,
+//! a killed worker resumes without loss or duplicates, and batches start
+//! and complete on their own when asked to.
+
+mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::{Worker, add_endpoint, flytt, flytt_ok, json, seed_inbox};
 use flytt_testsupport::corpus::{self, CorpusMessage};
-use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+use flytt_testsupport::dovecot::MASTER_PASSWORD;
 use flytt_testsupport::{Dovecot, Layout};
 
-fn flytt(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flytt"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .expect("run flytt")
+const PASSWORD: &str = "kilde-passord-1";
+
+fn batch_status(data: &Path, batch: &str) -> serde_json::Value {
+    json(&flytt(data, &["batch", "show", batch, "--json"]))
 }
 
-fn batch_status(data: &Path) -> serde_json::Value {
-    serde_json::from_slice(&flytt(data, &["batch", "show", "Bølge 1", "--json"]).stdout)
-        .unwrap_or(serde_json::Value::Null)
-}
-
-fn wait_for(data: &Path, statuses: &[&str], worker: &mut Child) -> serde_json::Value {
+fn wait_for(data: &Path, batch: &str, statuses: &[&str], worker: &mut Child) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let status = batch_status(data);
+        let status = batch_status(data, batch);
         if statuses.iter().any(|s| status["status"] == *s) {
             return status;
         }
@@ -40,16 +37,33 @@ fn wait_for(data: &Path, statuses: &[&str], worker: &mut Child) -> serde_json::V
     }
 }
 
-struct Worker(Child);
+/// A data directory with the master password in a file beside it.
+fn lab() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_pw = dir.path().join("admin.pw");
+    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
+    (dir, data, admin_pw)
+}
 
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
+fn new_batch(data: &Path, csv: &Path, batch_type: &str, extra: &[&str]) {
+    let csv = csv.to_str().expect("path");
+    let mut args = vec![
+        "batch",
+        "new",
+        "--name",
+        "Bølge 1",
+        "--type",
+        batch_type,
+        "--source-endpoint",
+        "gammel",
+        "--target-endpoint",
+        "ny",
+        "--csv",
+        csv,
+    ];
+    args.extend(extra);
+    flytt_ok(data, &args);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,10 +74,11 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         "nora@example.org",
         "emil@example.org",
     ];
-    let mut source_users: Vec<(&str, &str)> =
-        good.iter().map(|u| (*u, "kilde-passord-1")).collect();
-    source_users.push(("per@example.org", "kilde-passord-1"));
-    source_users.push(("lise@example.org", "kilde-passord-1"));
+    let mut source_users: Vec<(&str, &str)> = good.iter().map(|u| (*u, PASSWORD)).collect();
+    source_users.extend([
+        ("per@example.org", PASSWORD),
+        ("lise@example.org", PASSWORD),
+    ]);
     let source = Dovecot::start(Layout::Source, &source_users).expect("source");
     // lise has no mailbox on the target.
     let target_users: Vec<(&str, &str)> = source_users
@@ -72,94 +87,41 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         .filter(|(u, _)| *u != "lise@example.org")
         .collect();
     let target = Dovecot::start(Layout::Target, &target_users).expect("target");
-
     for (i, user) in good.iter().enumerate() {
-        let mut session = source.admin_session(user).await.expect("login");
-        let messages: Vec<CorpusMessage> = (0..5 + i as u32)
-            .map(|n| CorpusMessage {
-                bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), 2_000),
-                flags: vec!["\\Seen".into()],
-                date: corpus::spread_date(n),
-            })
-            .collect();
-        corpus::append_all(&mut session, "INBOX", &messages)
-            .await
-            .expect("seed");
+        seed_inbox(&source, user, 5 + i as u32, 2_000).await;
     }
+    // One message over the batch's LargeItemLimit: skipped and reported,
+    // the user still synced.
+    let mut kari = source.admin_session(good[0]).await.expect("login");
+    let large = [CorpusMessage {
+        bytes: corpus::large_message(1, 2 * 1024 * 1024),
+        flags: vec![],
+        date: corpus::spread_date(1),
+    }];
+    corpus::append_all(&mut kari, "INBOX", &large)
+        .await
+        .expect("seed");
+    drop(kari);
 
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    let new_endpoint = |name: &str, server: &Dovecot, admin: bool| {
-        let mut args = vec![
-            "endpoint".to_string(),
-            "new".into(),
-            name.into(),
-            "--url".into(),
-            server.url(),
-            "--ca-file".into(),
-            server.ca_file().display().to_string(),
-            "--max-concurrent-migrations".into(),
-            "2".into(),
-            "--max-concurrent-incremental-syncs".into(),
-            "1".into(),
-        ];
-        if admin {
-            args.extend([
-                "--admin-user".into(),
-                MASTER_USER.into(),
-                "--admin-password-file".into(),
-                admin_pw.display().to_string(),
-            ]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = flytt(&data, &args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    new_endpoint("gammel", &source, false);
-    new_endpoint("ny", &target, true);
-
+    let (dir, data, admin_pw) = lab();
+    let limits = [
+        "--max-concurrent-migrations",
+        "2",
+        "--max-concurrent-incremental-syncs",
+        "1",
+    ];
+    add_endpoint(&data, "gammel", &source, None, &limits);
+    add_endpoint(&data, "ny", &target, Some(&admin_pw), &limits);
     let mut csv = String::from("EmailAddress,UserName,Password\n");
     for user in good {
-        csv.push_str(&format!("{user},{user},kilde-passord-1\n"));
+        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
     }
     csv.push_str("per@example.org,per@example.org,feil-passord\n");
-    csv.push_str("lise@example.org,lise@example.org,kilde-passord-1\n");
+    csv.push_str(&format!("lise@example.org,lise@example.org,{PASSWORD}\n"));
     let csv_path = dir.path().join("users.csv");
     std::fs::write(&csv_path, csv).expect("csv");
-    let out = flytt(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "Bølge 1",
-            "--type",
-            "imap",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv_path.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        flytt(&data, &["batch", "start", "Bølge 1"]).status.code(),
-        Some(0)
-    );
+    new_batch(&data, &csv_path, "imap", &["--large-item-limit", "1MB"]);
+    flytt_ok(&data, &["batch", "start", "Bølge 1"]);
 
     // Count the source's concurrent logins while the batch runs: the
     // endpoint allows two migrations at once.
@@ -183,17 +145,13 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             most
         })
     };
-    let mut worker = Worker(
-        Command::new(env!("CARGO_BIN_EXE_flytt"))
-            .arg("worker")
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker"),
+    let mut worker = Worker::start(&data);
+    let status = wait_for(
+        &data,
+        "Bølge 1",
+        &["SyncedWithErrors", "Synced"],
+        &mut worker.0,
     );
-    let status = wait_for(&data, &["SyncedWithErrors", "Synced"], &mut worker.0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let most = counter.join().expect("counter");
     assert!(
@@ -204,8 +162,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     assert_eq!(status["user_counts"]["Synced"], 4, "{status}");
     assert_eq!(status["user_counts"]["Failed"], 2, "{status}");
 
-    let users: serde_json::Value =
-        serde_json::from_slice(&flytt(&data, &["user", "list", "--json"]).stdout).expect("json");
+    let users = json(&flytt(&data, &["user", "list", "--json"]));
     let error_of = |email: &str| {
         users
             .as_array()
@@ -217,10 +174,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     };
     assert!(error_of("per@example.org").contains("LOGIN"), "{users}");
     assert!(error_of("lise@example.org").contains("target"), "{users}");
-    assert!(
-        !users.to_string().contains("kilde-passord")
-            && !users.to_string().contains(MASTER_PASSWORD)
-    );
+    assert!(!users.to_string().contains(PASSWORD) && !users.to_string().contains(MASTER_PASSWORD));
 
     for (i, user) in good.iter().enumerate() {
         let mut session = target.admin_session(user).await.expect("login");
@@ -231,13 +185,56 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         assert_eq!(inbox.exists, 5 + i as u32, "{user}");
     }
 
-    assert_eq!(
-        flytt(&data, &["batch", "complete", "Bølge 1"])
-            .status
-            .code(),
-        Some(0)
+    // The reports say what happened, one row per user and per problem.
+    let reports = dir.path().join("reports");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "report",
+            "Bølge 1",
+            "--out",
+            reports.to_str().expect("path"),
+        ],
     );
-    let status = wait_for(&data, &["CompletedWithErrors", "Completed"], &mut worker.0);
+    let users_csv =
+        std::fs::read_to_string(reports.join("Bølge_1-users.csv")).expect("users report");
+    assert_eq!(users_csv.lines().count(), 7, "{users_csv}");
+    assert!(
+        users_csv
+            .lines()
+            .any(|l| l.starts_with("kari@example.org,Synced,,") && l.contains(",6,5,0,1,0,")),
+        "{users_csv}"
+    );
+    assert!(
+        users_csv
+            .lines()
+            .any(|l| l.starts_with("per@example.org,Failed,")),
+        "{users_csv}"
+    );
+    let errors_csv =
+        std::fs::read_to_string(reports.join("Bølge_1-errors.csv")).expect("errors report");
+    assert!(
+        errors_csv
+            .lines()
+            .any(|l| l.starts_with("kari@example.org,large,INBOX,6,")),
+        "{errors_csv}"
+    );
+    assert!(
+        errors_csv
+            .lines()
+            .any(|l| l.starts_with("lise@example.org,user,")),
+        "{errors_csv}"
+    );
+    assert!(!users_csv.contains(PASSWORD) && !errors_csv.contains(PASSWORD));
+
+    flytt_ok(&data, &["batch", "complete", "Bølge 1"]);
+    let status = wait_for(
+        &data,
+        "Bølge 1",
+        &["CompletedWithErrors", "Completed"],
+        &mut worker.0,
+    );
     assert_eq!(status["status"], "CompletedWithErrors", "{status}");
     assert_eq!(status["user_counts"]["Completed"], 4, "{status}");
 }
@@ -247,95 +244,27 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_resumes_without_losing_or_duplicating() {
     let users = ["a@example.org", "b@example.org", "c@example.org"];
-    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, "kilde-passord-1")).collect();
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
     let source = Dovecot::start(Layout::Source, &pairs).expect("source");
     let target = Dovecot::start(Layout::Target, &pairs).expect("target");
     for user in users {
-        let mut session = source.admin_session(user).await.expect("login");
-        let messages: Vec<CorpusMessage> = (0..1_500u32)
-            .map(|n| CorpusMessage {
-                bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), 3_000),
-                flags: vec![],
-                date: corpus::spread_date(n),
-            })
-            .collect();
-        corpus::append_all(&mut session, "INBOX", &messages)
-            .await
-            .expect("seed");
+        seed_inbox(&source, user, 1_500, 3_000).await;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    for (name, server) in [("gammel", &source), ("ny", &target)] {
-        let out = flytt(
-            &data,
-            &[
-                "endpoint",
-                "new",
-                name,
-                "--url",
-                &server.url(),
-                "--ca-file",
-                server.ca_file().to_str().expect("path"),
-                "--admin-user",
-                MASTER_USER,
-                "--admin-password-file",
-                admin_pw.to_str().expect("path"),
-                "--max-concurrent-migrations",
-                "2",
-                "--max-concurrent-incremental-syncs",
-                "1",
-            ],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let (dir, data, admin_pw) = lab();
+    let limits = [
+        "--max-concurrent-migrations",
+        "2",
+        "--max-concurrent-incremental-syncs",
+        "1",
+    ];
+    add_endpoint(&data, "gammel", &source, Some(&admin_pw), &limits);
+    add_endpoint(&data, "ny", &target, Some(&admin_pw), &limits);
     let csv_path = dir.path().join("users.csv");
     std::fs::write(&csv_path, format!("EmailAddress\n{}\n", users.join("\n"))).expect("csv");
-    let out = flytt(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "Bølge 1",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv_path.to_str().expect("path"),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        flytt(&data, &["batch", "start", "Bølge 1"]).status.code(),
-        Some(0)
-    );
+    new_batch(&data, &csv_path, "staged", &[]);
+    flytt_ok(&data, &["batch", "start", "Bølge 1"]);
 
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_flytt"))
-            .arg("worker")
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker")
-    };
-    let mut first = spawn();
+    let mut first = Worker::start(&data);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut session = target.admin_session(users[0]).await.expect("login");
@@ -350,13 +279,18 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reap");
-    let stale = batch_status(&data);
+    first.0.kill().expect("SIGKILL");
+    first.0.wait().expect("reap");
+    let stale = batch_status(&data, "Bølge 1");
     assert_eq!(stale["status"], "Syncing", "{stale}");
 
-    let mut worker = Worker(spawn());
-    let status = wait_for(&data, &["Synced", "SyncedWithErrors"], &mut worker.0);
+    let mut worker = Worker::start(&data);
+    let status = wait_for(
+        &data,
+        "Bølge 1",
+        &["Synced", "SyncedWithErrors"],
+        &mut worker.0,
+    );
     assert_eq!(status["status"], "Synced", "{status}");
     for user in users {
         let mut from = source.admin_session(user).await.expect("login");
@@ -379,149 +313,64 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
 #[tokio::test(flavor = "multi_thread")]
 async fn auto_start_and_auto_complete() {
     let pairs = [
-        ("kari@example.org", "kilde-passord-1"),
-        ("ola@example.org", "kilde-passord-1"),
+        ("kari@example.org", PASSWORD),
+        ("ola@example.org", PASSWORD),
     ];
     let source = Dovecot::start(Layout::Source, &pairs).expect("source");
     let target = Dovecot::start(Layout::Target, &pairs).expect("target");
-    let mut session = source
-        .admin_session("kari@example.org")
-        .await
-        .expect("login");
-    let messages: Vec<CorpusMessage> = (0..3u32)
-        .map(|n| CorpusMessage {
-            bytes: corpus::generated_message(n, Some(&format!("auto-{n}")), 1_000),
-            flags: vec![],
-            date: corpus::spread_date(n),
-        })
-        .collect();
-    corpus::append_all(&mut session, "INBOX", &messages)
-        .await
-        .expect("seed");
-    drop(session);
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    for (name, server) in [("gammel", &source), ("ny", &target)] {
-        let out = flytt(
-            &data,
-            &[
-                "endpoint",
-                "new",
-                name,
-                "--url",
-                &server.url(),
-                "--ca-file",
-                server.ca_file().to_str().expect("path"),
-                "--admin-user",
-                MASTER_USER,
-                "--admin-password-file",
-                admin_pw.to_str().expect("path"),
-            ],
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    seed_inbox(&source, "kari@example.org", 3, 1_000).await;
+    let (dir, data, admin_pw) = lab();
+    add_endpoint(&data, "gammel", &source, Some(&admin_pw), &[]);
+    add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
     let csv = |name: &str, user: &str| {
         let path = dir.path().join(format!("{name}.csv"));
         std::fs::write(&path, format!("EmailAddress\n{user}\n")).expect("csv");
         path
     };
-    let kari = csv("kari", "kari@example.org");
-    let out = flytt(
+    new_batch(
         &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "Bølge 1",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            kari.to_str().expect("path"),
-            "--auto-start",
-            "--auto-complete",
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        &csv("kari", "kari@example.org"),
+        "staged",
+        &["--auto-start", "--auto-complete"],
     );
     let ola = csv("ola", "ola@example.org");
-    let out = flytt(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "Senere",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            ola.to_str().expect("path"),
-            "--start-after",
-            "2099-01-01T00:00:00+01:00",
-        ],
-    );
+    let ola = ola.to_str().expect("path");
+    let later = |name: &str, when: &str| {
+        flytt(
+            &data,
+            &[
+                "batch",
+                "new",
+                "--name",
+                name,
+                "--type",
+                "staged",
+                "--source-endpoint",
+                "gammel",
+                "--target-endpoint",
+                "ny",
+                "--csv",
+                ola,
+                "--start-after",
+                when,
+            ],
+        )
+    };
+    assert_eq!(later("Feil", "i morgen").status.code(), Some(2));
     assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        later("Senere", "2099-01-01T00:00:00+01:00").status.code(),
+        Some(0)
     );
-    let bad_time = flytt(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "Feil",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            ola.to_str().expect("path"),
-            "--start-after",
-            "i morgen",
-        ],
-    );
-    assert_eq!(bad_time.status.code(), Some(2));
 
-    let mut worker = Worker(
-        Command::new(env!("CARGO_BIN_EXE_flytt"))
-            .arg("worker")
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker"),
+    let mut worker = Worker::start(&data);
+    let status = wait_for(
+        &data,
+        "Bølge 1",
+        &["Completed", "CompletedWithErrors"],
+        &mut worker.0,
     );
-    let status = wait_for(&data, &["Completed", "CompletedWithErrors"], &mut worker.0);
     assert_eq!(status["status"], "Completed", "{status}");
-    let later: serde_json::Value =
-        serde_json::from_slice(&flytt(&data, &["batch", "show", "Senere", "--json"]).stdout)
-            .expect("json");
-    assert_eq!(later["status"], "Created", "{later}");
+    assert_eq!(batch_status(&data, "Senere")["status"], "Created");
     let mut session = target
         .admin_session("kari@example.org")
         .await

@@ -1,0 +1,109 @@
+//! What the CLI tests share: running `flytt`, reading its JSON, endpoints
+//! on test servers, seeding mailboxes, and a worker that stops with the test.
+#![allow(dead_code)] // each test file uses its own part
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use flytt_testsupport::Dovecot;
+use flytt_testsupport::corpus::{self, CorpusMessage};
+use flytt_testsupport::dovecot::MASTER_USER;
+
+/// Runs `flytt ARGS --data-dir DATA`.
+pub fn flytt(data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .expect("run flytt")
+}
+
+/// Runs `flytt` and insists on exit code 0.
+pub fn flytt_ok(data: &Path, args: &[&str]) -> Output {
+    let out = flytt(data, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "flytt {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `flytt endpoint new NAME` for a test server, with its CA and, given a
+/// password file, the master user as admin; `extra` adds flags.
+pub fn add_endpoint(
+    data: &Path,
+    name: &str,
+    server: &Dovecot,
+    admin_password: Option<&Path>,
+    extra: &[&str],
+) {
+    let url = server.url();
+    let ca = server.ca_file().display().to_string();
+    let mut args = vec!["endpoint", "new", name, "--url", &url, "--ca-file", &ca];
+    let password = admin_password.map(|p| p.display().to_string());
+    if let Some(password) = &password {
+        args.extend([
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            password,
+        ]);
+    }
+    args.extend(extra);
+    flytt_ok(data, &args);
+}
+
+/// `count` generated messages of about `size` bytes in `user`'s INBOX.
+pub async fn seed_inbox(server: &Dovecot, user: &str, count: u32, size: usize) {
+    let mut session = server.admin_session(user).await.expect("login");
+    let messages: Vec<CorpusMessage> = (0..count)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), size),
+            flags: if n % 3 == 0 {
+                vec!["\\Seen".into()]
+            } else {
+                vec![]
+            },
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    corpus::append_all(&mut session, "INBOX", &messages)
+        .await
+        .expect("seed");
+}
+
+/// `flytt worker` on DATA, sent SIGTERM when dropped.
+pub struct Worker(pub Child);
+
+impl Worker {
+    pub fn start(data: &Path) -> Worker {
+        Worker(
+            Command::new(env!("CARGO_BIN_EXE_flytt"))
+                .arg("worker")
+                .arg("--data-dir")
+                .arg(data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("worker"),
+        )
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
