@@ -37,6 +37,24 @@ fn wait_for(data: &Path, batch: &str, statuses: &[&str], worker: &mut Child) -> 
     }
 }
 
+/// Waits until `user`'s target INBOX holds `count` messages (at most 60 s).
+async fn wait_copied(target: &Dovecot, user: &str, count: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let mut session = target.admin_session(user).await.expect("login");
+        let copied = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select")
+            .exists;
+        if copied >= count {
+            return;
+        }
+        drop(session);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A data directory with the master password in a file beside it.
 fn lab() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -239,8 +257,9 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     assert_eq!(status["user_counts"]["Completed"], 4, "{status}");
 }
 
-/// SIGKILL the worker in the middle of a batch, start it again: every user
-/// ends Synced with every message exactly once.
+/// Stop the worker (SIGTERM), then kill it (SIGKILL), in the middle of a
+/// batch; start it again: every user ends Synced with every message
+/// exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_resumes_without_losing_or_duplicating() {
     let users = ["a@example.org", "b@example.org", "c@example.org"];
@@ -264,23 +283,32 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
     new_batch(&data, &csv_path, "staged", &[]);
     flytt_ok(&data, &["batch", "start", "Bølge 1"]);
 
+    // Stop cleanly (SIGTERM) a first time, kill (SIGKILL) a second time.
     let mut first = Worker::start(&data);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut session = target.admin_session(users[0]).await.expect("login");
-        let copied = session
-            .select("INBOX", flytt_imap::Access::ReadOnly)
-            .await
-            .expect("select")
-            .exists;
-        drop(session);
-        if copied >= 300 || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    first.0.kill().expect("SIGKILL");
-    first.0.wait().expect("reap");
+    wait_copied(&target, users[0], 300).await;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(first.0.id().to_string())
+        .status();
+    let exit = first.0.wait().expect("reap");
+    assert!(
+        exit.success(),
+        "SIGTERM must end the worker cleanly: {exit}"
+    );
+    let listed = json(&flytt(&data, &["user", "list", "--json"]));
+    assert!(
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|u| u["status"] != "Syncing"),
+        "a stopped worker leaves no user marked as syncing: {listed}"
+    );
+
+    let mut second = Worker::start(&data);
+    wait_copied(&target, users[1], 600).await;
+    second.0.kill().expect("SIGKILL");
+    second.0.wait().expect("reap");
     let stale = batch_status(&data, "Bølge 1");
     assert_eq!(stale["status"], "Syncing", "{stale}");
 
