@@ -85,6 +85,8 @@ fn new_batch(data: &Path, csv: &Path, batch_type: &str, extra: &[&str]) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+/// Fifty users with per-row overrides, one wrong password, one missing
+/// target mailbox and one over-large message.
 async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     let good = [
         "kari@example.org",
@@ -92,7 +94,14 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         "nora@example.org",
         "emil@example.org",
     ];
-    let mut source_users: Vec<(&str, &str)> = good.iter().map(|u| (*u, PASSWORD)).collect();
+    // Fifty users in all: four named ones, 44 more, two that will fail.
+    let more: Vec<String> = (0..44).map(|i| format!("bruker{i}@example.org")).collect();
+    let mut source_users: Vec<(&str, &str)> = good
+        .iter()
+        .copied()
+        .chain(more.iter().map(String::as_str))
+        .map(|u| (u, PASSWORD))
+        .collect();
     source_users.extend([
         ("per@example.org", PASSWORD),
         ("lise@example.org", PASSWORD),
@@ -108,6 +117,9 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     for (i, user) in good.iter().enumerate() {
         seed_inbox(&source, user, 5 + i as u32, 2_000).await;
     }
+    for user in &more {
+        seed_inbox(&source, user, 2, 1_500).await;
+    }
     // One message over the batch's LargeItemLimit: skipped and reported,
     // the user still synced.
     let mut kari = source.admin_session(good[0]).await.expect("login");
@@ -120,6 +132,12 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         .await
         .expect("seed");
     drop(kari);
+    // bruker0 has one too, but its CSV row raises the limit to 5 MB.
+    let mut bruker0 = source.admin_session(&more[0]).await.expect("login");
+    corpus::append_all(&mut bruker0, "INBOX", &large)
+        .await
+        .expect("seed");
+    drop(bruker0);
 
     let (dir, data, admin_pw) = lab();
     let limits = [
@@ -130,12 +148,16 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     ];
     add_endpoint(&data, "gammel", &source, None, &limits);
     add_endpoint(&data, "ny", &target, Some(&admin_pw), &limits);
-    let mut csv = String::from("EmailAddress,UserName,Password\n");
+    let mut csv = String::from("EmailAddress,UserName,Password,LargeItemLimit\n");
     for user in good {
-        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
+        csv.push_str(&format!("{user},{user},{PASSWORD},\n"));
     }
-    csv.push_str("per@example.org,per@example.org,feil-passord\n");
-    csv.push_str(&format!("lise@example.org,lise@example.org,{PASSWORD}\n"));
+    for (i, user) in more.iter().enumerate() {
+        let limit = if i == 0 { "5MB" } else { "" };
+        csv.push_str(&format!("{user},{user},{PASSWORD},{limit}\n"));
+    }
+    csv.push_str("per@example.org,per@example.org,feil-passord,\n");
+    csv.push_str(&format!("lise@example.org,lise@example.org,{PASSWORD},\n"));
     let csv_path = dir.path().join("users.csv");
     std::fs::write(&csv_path, csv).expect("csv");
     new_batch(&data, &csv_path, "imap", &["--large-item-limit", "1MB"]);
@@ -177,7 +199,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         "{most} concurrent source logins; the limit is 2"
     );
     assert_eq!(status["status"], "SyncedWithErrors", "{status}");
-    assert_eq!(status["user_counts"]["Synced"], 4, "{status}");
+    assert_eq!(status["user_counts"]["Synced"], 48, "{status}");
     assert_eq!(status["user_counts"]["Failed"], 2, "{status}");
 
     let users = json(&flytt(&data, &["user", "list", "--json"]));
@@ -202,6 +224,15 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             .expect("select");
         assert_eq!(inbox.exists, 5 + i as u32, "{user}");
     }
+    for (i, user) in more.iter().enumerate() {
+        let mut session = target.admin_session(user).await.expect("login");
+        let inbox = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        // bruker0's own LargeItemLimit let its 2 MB message through.
+        assert_eq!(inbox.exists, if i == 0 { 3 } else { 2 }, "{user}");
+    }
 
     // The reports say what happened, one row per user and per problem.
     let reports = dir.path().join("reports");
@@ -217,7 +248,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     );
     let users_csv =
         std::fs::read_to_string(reports.join("Bølge_1-users.csv")).expect("users report");
-    assert_eq!(users_csv.lines().count(), 7, "{users_csv}");
+    assert_eq!(users_csv.lines().count(), 51, "{users_csv}");
     assert!(
         users_csv
             .lines()
@@ -254,7 +285,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         &mut worker.0,
     );
     assert_eq!(status["status"], "CompletedWithErrors", "{status}");
-    assert_eq!(status["user_counts"]["Completed"], 4, "{status}");
+    assert_eq!(status["user_counts"]["Completed"], 48, "{status}");
 }
 
 /// Stop the worker (SIGTERM), then kill it (SIGKILL), in the middle of a
