@@ -1,6 +1,7 @@
 //! `flytt-lab`: the demo and the benchmark, on local Dovecot servers.
 //!
 //!   flytt-lab demo  FLYTT_BINARY
+//!   flytt-lab bench-batch FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
 //!                   [--out FILE]
@@ -27,9 +28,12 @@ async fn main() {
     let result = match args.first().map(String::as_str) {
         Some("demo") if args.len() >= 2 => demo(Path::new(&args[1])).await,
         Some("bench") if args.len() >= 2 => bench(Path::new(&args[1]), &args[2..]).await,
+        Some("bench-batch") if args.len() >= 2 => {
+            bench_batch(Path::new(&args[1]), &args[2..]).await
+        }
         _ => {
             eprintln!(
-                "usage: flytt-lab demo FLYTT_BINARY | flytt-lab bench FLYTT_BINARY [options]"
+                "usage: flytt-lab demo FLYTT_BINARY | flytt-lab bench FLYTT_BINARY [options] | flytt-lab bench-batch FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]"
             );
             std::process::exit(2);
         }
@@ -697,4 +701,162 @@ fn dovecot_version() -> String {
                 .to_string()
         })
         .unwrap_or_else(|| "?".into())
+}
+
+/// A batch through `flytt worker`: one batch of many small mailboxes, run
+/// with MaxConcurrentMigrations 1, 5 and 20 (a fresh target each time),
+/// against the servers' own ceiling; the worker's peak memory.
+async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
+    let (mut users_n, mut messages, mut size, mut out) = (200usize, 100usize, 25_000usize, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => users_n = value.parse()?,
+            "--messages" => messages = value.parse()?,
+            "--size" => size = value.parse()?,
+            "--out" => out = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let users: Vec<String> = (0..users_n)
+        .map(|i| format!("u{i:03}@example.org"))
+        .collect();
+    let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
+    let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
+    let lab = Lab::start(&all)?;
+    eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
+    seed_users(&lab.source, &users, false, move |u| {
+        (0..messages).map(|n| bench_message(u, n, size)).collect()
+    })
+    .await?;
+    let total = users_n * messages;
+    let (together_read, together_ingest) = tokio::join!(
+        read_all(&lab.source, &users),
+        seed_users(&lab.target, &ceiling_users, true, move |u| {
+            (0..messages).map(|n| bench_message(u, n, size)).collect()
+        })
+    );
+    let (read_time, bytes) = together_read?;
+    let ceiling = rate(total, bytes, read_time.max(together_ingest?));
+
+    let user_pairs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|u| (u.as_str(), "user-password-1"))
+        .collect();
+    let mut rows = String::new();
+    for limit in [1u32, 5, 20] {
+        let target = Dovecot::start(Layout::Target, &user_pairs)?;
+        let data = lab.dir.path().join(format!("data-{limit}"));
+        let password = lab.dir.path().join("master-password").display().to_string();
+        let run = |args: &[&str]| -> LabResult<()> {
+            let status = Command::new(flytt)
+                .args(args)
+                .arg("--data-dir")
+                .arg(&data)
+                .stdout(Stdio::null())
+                .status()?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("flytt {} failed", args.join(" ")).into())
+            }
+        };
+        let limit_text = limit.to_string();
+        for (name, server) in [("gammel", &lab.source), ("ny", &target)] {
+            run(&[
+                "endpoint",
+                "new",
+                name,
+                "--url",
+                &server.url(),
+                "--ca-file",
+                &server.ca_file().display().to_string(),
+                "--admin-user",
+                MASTER_USER,
+                "--admin-password-file",
+                &password,
+                "--max-concurrent-migrations",
+                &limit_text,
+            ])?;
+        }
+        let csv = lab.dir.path().join(format!("batch-{limit}.csv"));
+        std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
+        run(&[
+            "batch",
+            "new",
+            "--name",
+            "bench",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv.display().to_string(),
+            "--auto-start",
+        ])?;
+        let started = Instant::now();
+        let mut worker = Command::new(flytt)
+            .arg("worker")
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(Stdio::null())
+            .spawn()?;
+        let mut peak_kb = 0;
+        let mut last_check = Instant::now();
+        let outcome = loop {
+            peak_kb = peak_kb.max(peak_rss_kb(worker.id()));
+            if last_check.elapsed() > Duration::from_millis(200) {
+                last_check = Instant::now();
+                let shown = Command::new(flytt)
+                    .args(["batch", "show", "bench", "--json"])
+                    .arg("--data-dir")
+                    .arg(&data)
+                    .output()?;
+                let status: serde_json::Value =
+                    serde_json::from_slice(&shown.stdout).unwrap_or_default();
+                if status["status"] == "Synced" {
+                    break Ok(());
+                }
+                if status["status"] == "SyncedWithErrors"
+                    || started.elapsed() > Duration::from_secs(1800)
+                {
+                    break Err(format!("batch ended badly: {status}"));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = started.elapsed();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(worker.id().to_string())
+            .status();
+        let _ = worker.wait();
+        outcome?;
+        let copied = rate(total, bytes, elapsed);
+        rows.push_str(&format!(
+            "| flytt worker, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
+            copied.messages,
+            copied.mb,
+            100.0 * copied.messages / ceiling.messages,
+            peak_kb / 1024
+        ));
+    }
+    let report = format!(
+        "## Batch benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), Dovecot {version}, {cores} cores\n\n\
+| what | messages/s | MB/s | of ceiling | worker peak RSS |\n|---|---:|---:|---:|---:|\n\
+| both servers at once (read + MULTIAPPEND ingest, all users, STARTTLS) | {cm:.0} | {cmb:.1} | | |\n{rows}",
+        mb = bytes as f64 / 1e6,
+        version = dovecot_version(),
+        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cm = ceiling.messages,
+        cmb = ceiling.mb,
+    );
+    println!("{report}");
+    if let Some(out) = out {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
 }
