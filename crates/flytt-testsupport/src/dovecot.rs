@@ -456,6 +456,9 @@ service imap-login {{
     ssl = yes
   }}
   process_min_avail = 1
+  # A TLS connection keeps its login process as a proxy: allow as many as
+  # the benchmarks open at once.
+  process_limit = 1024
 }}
 service imap {{
   process_limit = 1024
