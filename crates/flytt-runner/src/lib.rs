@@ -23,7 +23,7 @@ use flytt_batch::{BadItemLimit, BatchParameters, UserOverrides};
 use flytt_imap::{Auth, Secret, ServerConfig};
 use flytt_secrets::Keyring;
 use flytt_store::{Endpoint, Store, WorkItem};
-use flytt_sync::{Account, Quiet, SyncError, SyncOptions, sync_mailbox};
+use flytt_sync::{Account, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
 
 /// Batch and user statuses (SPEC §3).
@@ -271,10 +271,89 @@ async fn sync_user(
         .bad_item_limit
         .or(parameters.bad_item_limit)
         .unwrap_or(BadItemLimit::Count(0));
+    // What the sync is doing goes to the store twice a second, for
+    // `user show` while it runs.
+    let progress = std::sync::Arc::new(Progress::default());
+    let reporter = {
+        let (progress, store, user_id) = (progress.clone(), store.clone(), item.user_id);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                ticks.tick().await;
+                let _ = store
+                    .set_user_progress(user_id, Some(&progress.to_json()))
+                    .await;
+            }
+        })
+    };
+    let outcome = sync_with_retries(
+        item,
+        &source,
+        &target,
+        store,
+        &sync_options,
+        bad_item_limit,
+        options,
+        &progress,
+    )
+    .await;
+    // Wait for the reporter to be gone, so no late write brings the
+    // progress back after the final status clears it.
+    reporter.abort();
+    let _ = reporter.await;
+    outcome
+}
+
+/// What a running sync is doing.
+#[derive(Default)]
+struct Progress {
+    folder: std::sync::Mutex<String>,
+    messages: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn to_json(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        let folder = self.folder.lock().map(|f| f.clone()).unwrap_or_default();
+        serde_json::json!({
+            "folder": folder,
+            "messages_copied": self.messages.load(Relaxed),
+            "bytes_copied": self.bytes.load(Relaxed),
+        })
+        .to_string()
+    }
+}
+
+impl flytt_sync::Observer for Progress {
+    fn folder_started(&self, folder: &str) {
+        if let Ok(mut current) = self.folder.lock() {
+            *current = folder.to_string();
+        }
+    }
+
+    fn copied(&self, messages: u64, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.messages.fetch_add(messages, Relaxed);
+        self.bytes.fetch_add(bytes, Relaxed);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_with_retries(
+    item: &WorkItem,
+    source: &Account,
+    target: &Account,
+    store: &Store,
+    sync_options: &SyncOptions,
+    bad_item_limit: BadItemLimit,
+    options: &RunnerOptions,
+    progress: &Progress,
+) -> Result<String, String> {
     let mut backoff = options.first_backoff;
     let mut attempt = 1;
     loop {
-        match sync_mailbox(&source, &target, store, &sync_options, &Quiet).await {
+        match sync_mailbox(source, target, store, sync_options, progress).await {
             Ok(report) => {
                 if let BadItemLimit::Count(limit) = bad_item_limit
                     && report.messages_failed > u64::from(limit)

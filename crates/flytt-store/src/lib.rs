@@ -112,6 +112,8 @@ pub struct BatchUser {
     pub last_synced_at: Option<String>,
     /// The last sync's statistics (JSON written by the runner).
     pub stats: Option<String>,
+    /// What a running sync is doing (JSON written by the runner).
+    pub progress: Option<String>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -500,7 +502,7 @@ impl Store {
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
         let rows = sqlx::query(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.last_synced_at, u.stats FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
         )
         .bind(batch)
@@ -518,6 +520,7 @@ impl Store {
                     error: row.try_get("error")?,
                     last_synced_at: row.try_get("last_synced_at")?,
                     stats: row.try_get("stats")?,
+                    progress: row.try_get("progress")?,
                 })
             })
             .collect()
@@ -615,6 +618,16 @@ impl Store {
         Ok(items)
     }
 
+    /// Records what a running sync is doing (JSON), or clears it.
+    pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE batch_user SET progress = ? WHERE id = ?")
+            .bind(progress)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a user's new status; `Syncing` also stamps the start, and a
     /// good end (`Synced`, `Completed`) stamps the last sync and its stats.
     pub async fn set_user_status(
@@ -626,6 +639,7 @@ impl Store {
     ) -> Result<()> {
         sqlx::query(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
+             progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
              last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END \
              WHERE id = ?4",

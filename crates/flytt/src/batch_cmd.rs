@@ -340,6 +340,17 @@ pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
                 if let Some(error) = &user.error {
                     println!("Error:  {error}");
                 }
+                if let Some(progress) = user
+                    .progress
+                    .as_deref()
+                    .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                {
+                    println!(
+                        "Now:    {} ({} messages copied so far)",
+                        progress["folder"].as_str().unwrap_or(""),
+                        progress["messages_copied"]
+                    );
+                }
             }
         }
     }
@@ -482,6 +493,7 @@ fn describe_user(u: &flytt_store::BatchUser) -> serde_json::Value {
         "overrides": serde_json::from_str::<serde_json::Value>(&u.overrides).unwrap_or_default(),
         "last_synced_at": u.last_synced_at,
         "statistics": u.stats.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+        "progress": u.progress.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
     })
 }
 

@@ -337,6 +337,21 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
     );
 
     let mut second = Worker::start(&data);
+    // While it runs, `user list` says where each running sync is.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = json(&flytt(&data, &["user", "list", "--json"]));
+        let syncing_inbox = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|u| u["status"] == "Syncing" && u["progress"]["folder"] == "INBOX");
+        if syncing_inbox {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no live progress: {listed}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     wait_copied(&target, users[1], 600).await;
     second.0.kill().expect("SIGKILL");
     second.0.wait().expect("reap");
