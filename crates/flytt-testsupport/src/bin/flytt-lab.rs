@@ -201,34 +201,9 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
     let password = lab.dir.path().join("master-password");
     let run = |args: &[&str]| -> LabResult<()> {
         println!("\n$ flytt {}", args.join(" "));
-        let status = Command::new(flytt)
-            .args(args)
-            .arg("--data-dir")
-            .arg(&data)
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!("flytt {} failed: {status}", args.join(" ")).into())
-        }
+        flytt_command(flytt, &data, args, true)
     };
-    for (name, server) in [("gammel", &lab.source), ("ny", &lab.target)] {
-        run(&[
-            "endpoint",
-            "new",
-            name,
-            "--url",
-            &server.url(),
-            "--ca-file",
-            &server.ca_file().display().to_string(),
-            "--admin-user",
-            MASTER_USER,
-            "--admin-password-file",
-            &password.display().to_string(),
-            "--max-concurrent-migrations",
-            "2",
-        ])?;
-    }
+    add_endpoints(flytt, &data, &lab.source, &lab.target, &password, 2, true)?;
     let csv = lab.dir.path().join("bolge-1.csv");
     // Semicolons and CRLF, as Excel writes it in a Norwegian locale; an
     // empty cell takes the batch's value, a filled one overrides it.
@@ -703,6 +678,58 @@ fn dovecot_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Runs `flytt ARGS --data-dir DATA`; `show` lets its output through.
+fn flytt_command(flytt: &Path, data: &Path, args: &[&str], show: bool) -> LabResult<()> {
+    let mut command = Command::new(flytt);
+    command.args(args).arg("--data-dir").arg(data);
+    if !show {
+        command.stdout(Stdio::null());
+    }
+    let status = command.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("flytt {} failed: {status}", args.join(" ")).into())
+    }
+}
+
+/// Endpoints `gammel` (source) and `ny` (target) with the master user as
+/// admin and the given migration limit.
+fn add_endpoints(
+    flytt: &Path,
+    data: &Path,
+    source: &Dovecot,
+    target: &Dovecot,
+    password: &Path,
+    limit: u32,
+    show: bool,
+) -> LabResult<()> {
+    let (password, limit) = (password.display().to_string(), limit.to_string());
+    for (name, server) in [("gammel", source), ("ny", target)] {
+        let (url, ca) = (server.url(), server.ca_file().display().to_string());
+        let args = [
+            "endpoint",
+            "new",
+            name,
+            "--url",
+            &url,
+            "--ca-file",
+            &ca,
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            &password,
+            "--max-concurrent-migrations",
+            &limit,
+        ];
+        if show {
+            println!("\n$ flytt {}", args.join(" "));
+        }
+        flytt_command(flytt, data, &args, show)?;
+    }
+    Ok(())
+}
+
 /// A batch through `flytt worker`: one batch of many small mailboxes, run
 /// with MaxConcurrentMigrations 1, 5 and 20 (a fresh target each time),
 /// against the servers' own ceiling; the worker's peak memory.
@@ -748,38 +775,9 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
     for limit in [1u32, 5, 20] {
         let target = Dovecot::start(Layout::Target, &user_pairs)?;
         let data = lab.dir.path().join(format!("data-{limit}"));
-        let password = lab.dir.path().join("master-password").display().to_string();
-        let run = |args: &[&str]| -> LabResult<()> {
-            let status = Command::new(flytt)
-                .args(args)
-                .arg("--data-dir")
-                .arg(&data)
-                .stdout(Stdio::null())
-                .status()?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("flytt {} failed", args.join(" ")).into())
-            }
-        };
-        let limit_text = limit.to_string();
-        for (name, server) in [("gammel", &lab.source), ("ny", &target)] {
-            run(&[
-                "endpoint",
-                "new",
-                name,
-                "--url",
-                &server.url(),
-                "--ca-file",
-                &server.ca_file().display().to_string(),
-                "--admin-user",
-                MASTER_USER,
-                "--admin-password-file",
-                &password,
-                "--max-concurrent-migrations",
-                &limit_text,
-            ])?;
-        }
+        let password = lab.dir.path().join("master-password");
+        let run = |args: &[&str]| flytt_command(flytt, &data, args, false);
+        add_endpoints(flytt, &data, &lab.source, &target, &password, limit, false)?;
         let csv = lab.dir.path().join(format!("batch-{limit}.csv"));
         std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
         run(&[
