@@ -84,9 +84,9 @@ fn new_batch(data: &Path, csv: &Path, batch_type: &str, extra: &[&str]) {
     flytt_ok(data, &args);
 }
 
-#[tokio::test(flavor = "multi_thread")]
 /// Fifty users with per-row overrides, one wrong password, one missing
 /// target mailbox and one over-large message.
+#[tokio::test(flavor = "multi_thread")]
 async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     let good = [
         "kari@example.org",
