@@ -19,11 +19,11 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flytt_batch::{BadItemLimit, BatchParameters, UserOverrides};
+use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides};
 use flytt_imap::{Auth, Secret, ServerConfig};
 use flytt_secrets::Keyring;
 use flytt_store::{Endpoint, Store, WorkItem};
-use flytt_sync::{Account, SyncError, SyncOptions, sync_mailbox};
+use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
 
 /// Batch and user statuses (SPEC §3).
@@ -265,6 +265,11 @@ async fn sync_user(
     let sync_options = SyncOptions {
         exclude: parameters.exclude_folders.clone(),
         large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
+        mailbox_scope: match overrides.mailbox_type.or(parameters.mailbox_type) {
+            Some(MailboxType::PrimaryOnly) => MailboxScope::PrimaryOnly,
+            Some(MailboxType::ArchiveOnly) => MailboxScope::ArchiveOnly,
+            Some(MailboxType::PrimaryAndArchive) | None => MailboxScope::PrimaryAndArchive,
+        },
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides

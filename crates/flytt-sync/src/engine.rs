@@ -11,7 +11,7 @@ use flytt_imap::{
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
 
-use crate::folders::{Excludes, FolderPlan, plan};
+use crate::folders::{Excludes, FolderPlan, apply_scope, plan};
 use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
 
 /// UIDs per command where a UID set is spelled out (keeps lines short for
@@ -152,6 +152,7 @@ impl Ctx<'_> {
                 .map_err(SyncError::Target)?
                 .unwrap_or('/'),
         };
+        let out_of_scope = apply_scope(&mut source_list, self.options.mailbox_scope);
         let (plans, excluded) = plan(
             &source_list,
             &source_subscribed,
@@ -161,6 +162,7 @@ impl Ctx<'_> {
         );
         self.report.folders_excluded = excluded;
         self.report.folders_excluded.extend(foreign_folders);
+        self.report.folders_excluded.extend(out_of_scope);
         self.observer.planned(plans.len() as u64);
         for folder in &plans {
             self.observer.folder_started(&folder.display);

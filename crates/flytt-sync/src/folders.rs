@@ -56,6 +56,42 @@ impl Excludes {
     }
 }
 
+/// Which part of a mailbox a sync copies (MailboxType, SPEC §3): the
+/// archive is the folder tree under the source's `\Archive` folder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MailboxScope {
+    #[default]
+    PrimaryAndArchive,
+    PrimaryOnly,
+    ArchiveOnly,
+}
+
+/// Keeps the source folders `scope` covers; returns the others' names.
+pub fn apply_scope(source: &mut Vec<ListedMailbox>, scope: MailboxScope) -> Vec<String> {
+    if scope == MailboxScope::PrimaryAndArchive {
+        return Vec::new();
+    }
+    let roots: Vec<(String, Option<char>)> = source
+        .iter()
+        .filter(|m| m.special_use() == Some("\\archive"))
+        .map(|m| (m.name.clone(), m.delimiter))
+        .collect();
+    let in_archive = |m: &ListedMailbox| {
+        roots.iter().any(|(root, delimiter)| {
+            m.name == *root || delimiter.is_some_and(|d| m.name.starts_with(&format!("{root}{d}")))
+        })
+    };
+    let mut left_out = Vec::new();
+    source.retain(|m| {
+        let keep = in_archive(m) == (scope == MailboxScope::ArchiveOnly);
+        if !keep {
+            left_out.push(m.name.clone());
+        }
+        keep
+    });
+    left_out
+}
+
 /// Splits a raw name into decoded components; a component that is not valid
 /// modified UTF-7 is kept raw (and still maps back to itself).
 fn components(name: &str, delimiter: Option<char>) -> Vec<(String, bool)> {
@@ -174,6 +210,28 @@ mod tests {
             delimiter: Some(delimiter),
             attributes: attrs.iter().map(|a| a.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn mailbox_scope_splits_at_the_archive() {
+        let all = vec![
+            listed("INBOX", '.', &[]),
+            listed("Arkiv", '.', &["\\archive"]),
+            listed("Arkiv.2019", '.', &[]),
+            listed("Arkivert-ikke", '.', &[]),
+        ];
+        let names =
+            |list: &[ListedMailbox]| list.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
+        let mut primary = all.clone();
+        let left = apply_scope(&mut primary, MailboxScope::PrimaryOnly);
+        assert_eq!(names(&primary), vec!["INBOX", "Arkivert-ikke"]);
+        assert_eq!(left, vec!["Arkiv", "Arkiv.2019"]);
+        let mut archive = all.clone();
+        apply_scope(&mut archive, MailboxScope::ArchiveOnly);
+        assert_eq!(names(&archive), vec!["Arkiv", "Arkiv.2019"]);
+        let mut both = all.clone();
+        assert!(apply_scope(&mut both, MailboxScope::PrimaryAndArchive).is_empty());
+        assert_eq!(both.len(), 4);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod report;
 use std::time::Duration;
 
 pub use engine::sync_mailbox;
+pub use folders::MailboxScope;
 pub use report::{Issue, IssueKind, Report};
 
 use flytt_imap::{Auth, ServerConfig};
@@ -39,6 +40,8 @@ pub struct SyncOptions {
     pub exclude: Vec<String>,
     /// Messages larger than this (RFC822.SIZE) are skipped and reported.
     pub large_item_limit: Option<u64>,
+    /// Primary mailbox, archive, or both.
+    pub mailbox_scope: MailboxScope,
     /// Plan only: report what would be copied, change nothing anywhere.
     pub dry_run: bool,
     /// Messages per FETCH chunk and per MULTIAPPEND.
@@ -56,6 +59,7 @@ impl Default for SyncOptions {
         SyncOptions {
             exclude: Vec::new(),
             large_item_limit: None,
+            mailbox_scope: MailboxScope::PrimaryAndArchive,
             dry_run: false,
             batch_messages: 50,
             batch_bytes: 4 * 1024 * 1024,

@@ -133,6 +133,19 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         .expect("seed");
     drop(kari);
     // bruker0 has one too, but its CSV row raises the limit to 5 MB.
+    // bruker1 moves only its archive, bruker2 only its primary mailbox
+    // (MailboxType per row); each has a message in the archive folder.
+    for user in &more[1..3] {
+        let mut session = source.admin_session(user).await.expect("login");
+        let archived = [CorpusMessage {
+            bytes: corpus::generated_message(77, Some(&format!("arkiv-{user}")), 1_000),
+            flags: vec![],
+            date: corpus::spread_date(77),
+        }];
+        corpus::append_all(&mut session, "Arkiv", &archived)
+            .await
+            .expect("seed");
+    }
     let mut bruker0 = source.admin_session(&more[0]).await.expect("login");
     corpus::append_all(&mut bruker0, "INBOX", &large)
         .await
@@ -148,16 +161,21 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     ];
     add_endpoint(&data, "gammel", &source, None, &limits);
     add_endpoint(&data, "ny", &target, Some(&admin_pw), &limits);
-    let mut csv = String::from("EmailAddress,UserName,Password,LargeItemLimit\n");
+    let mut csv = String::from("EmailAddress,UserName,Password,LargeItemLimit,MailboxType\n");
     for user in good {
-        csv.push_str(&format!("{user},{user},{PASSWORD},\n"));
+        csv.push_str(&format!("{user},{user},{PASSWORD},,\n"));
     }
     for (i, user) in more.iter().enumerate() {
-        let limit = if i == 0 { "5MB" } else { "" };
-        csv.push_str(&format!("{user},{user},{PASSWORD},{limit}\n"));
+        let (limit, scope) = match i {
+            0 => ("5MB", ""),
+            1 => ("", "ArchiveOnly"),
+            2 => ("", "PrimaryOnly"),
+            _ => ("", ""),
+        };
+        csv.push_str(&format!("{user},{user},{PASSWORD},{limit},{scope}\n"));
     }
-    csv.push_str("per@example.org,per@example.org,feil-passord,\n");
-    csv.push_str(&format!("lise@example.org,lise@example.org,{PASSWORD},\n"));
+    csv.push_str("per@example.org,per@example.org,feil-passord,,\n");
+    csv.push_str(&format!("lise@example.org,lise@example.org,{PASSWORD},,\n"));
     let csv_path = dir.path().join("users.csv");
     std::fs::write(&csv_path, csv).expect("csv");
     new_batch(&data, &csv_path, "imap", &["--large-item-limit", "1MB"]);
@@ -230,8 +248,19 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             .select("INBOX", flytt_imap::Access::ReadOnly)
             .await
             .expect("select");
-        // bruker0's own LargeItemLimit let its 2 MB message through.
-        assert_eq!(inbox.exists, if i == 0 { 3 } else { 2 }, "{user}");
+        // bruker0's own LargeItemLimit let its 2 MB message through;
+        // bruker1 moved only its archive.
+        let expected = match i {
+            0 => 3,
+            1 => 0,
+            _ => 2,
+        };
+        assert_eq!(inbox.exists, expected, "{user}");
+        let archive = session
+            .select("Archive", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        assert_eq!(archive.exists, u32::from(i == 1), "{user}: Archive");
     }
 
     // The reports say what happened, one row per user and per problem.
