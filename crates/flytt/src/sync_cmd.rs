@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 use clap::Args;
 use flytt_store::Store;
-use flytt_sync::{Issue, Observer, Report, SyncOptions, sync_mailbox};
+use flytt_sync::{Issue, MailboxScope, Observer, Report, SyncOptions, sync_mailbox};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::account::{AuthMethod, Side, account};
@@ -73,6 +73,9 @@ pub struct SyncArgs {
     /// Folders not to copy: glob patterns over the folder path with "/" (e.g. Junk, "Arkiv/**").
     #[arg(long, num_args = 1.., value_name = "PATTERN")]
     exclude_folders: Vec<String>,
+    /// Primary mailbox, archive (the tree under the \Archive folder), or both.
+    #[arg(long, value_enum, default_value = "PrimaryAndArchive")]
+    mailbox_type: ScopeArg,
     /// Skip and report messages larger than this (e.g. 35MB).
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     large_item_limit: Option<u64>,
@@ -82,6 +85,16 @@ pub struct SyncArgs {
     /// Commands in flight per connection.
     #[arg(long, default_value_t = 8, hide = true)]
     window: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    #[value(name = "PrimaryAndArchive")]
+    PrimaryAndArchive,
+    #[value(name = "PrimaryOnly")]
+    PrimaryOnly,
+    #[value(name = "ArchiveOnly")]
+    ArchiveOnly,
 }
 
 pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
@@ -121,6 +134,11 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
     let options = SyncOptions {
         exclude: args.exclude_folders.clone(),
         large_item_limit: args.large_item_limit,
+        mailbox_scope: match args.mailbox_type {
+            ScopeArg::PrimaryAndArchive => MailboxScope::PrimaryAndArchive,
+            ScopeArg::PrimaryOnly => MailboxScope::PrimaryOnly,
+            ScopeArg::ArchiveOnly => MailboxScope::ArchiveOnly,
+        },
         dry_run: args.dry_run,
         batch_messages: args.batch_messages.max(1),
         fetch_window: args.window.clamp(1, 64),

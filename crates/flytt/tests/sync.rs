@@ -388,6 +388,13 @@ async fn dry_run_changes_nothing_and_exclude_patterns_hold() {
     let (code, json, _) = setup.sync(&["--dry-run"]);
     assert_eq!(code, 0);
     assert_eq!(json["dry_run"], true);
+    let (code, archive_only, _) = setup.sync(&["--dry-run", "--mailbox-type", "ArchiveOnly"]);
+    assert_eq!(code, 0);
+    let left_out = archive_only["folders_excluded"].to_string();
+    assert!(
+        left_out.contains("INBOX") && !left_out.contains("Arkiv"),
+        "{archive_only}"
+    );
     assert!(json["plan"].as_array().is_some_and(|p| !p.is_empty()));
     assert_eq!(
         setup.target_snapshot().await,
