@@ -231,34 +231,14 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
         "--auto-complete",
     ])?;
     println!("\n$ flytt worker   (in the background until the batch is Completed)");
-    let mut worker = Command::new(flytt)
-        .arg("worker")
-        .arg("--data-dir")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let outcome = loop {
-        let out = Command::new(flytt)
-            .args(["batch", "show", "Bølge 1", "--json"])
-            .arg("--data-dir")
-            .arg(&data)
-            .output()?;
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if status["status"] == "Completed" || status["status"] == "CompletedWithErrors" {
-            break Ok(());
-        }
-        if Instant::now() > deadline {
-            break Err(format!("the batch did not complete: {status}"));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(worker.id().to_string())
-        .status();
-    let _ = worker.wait();
-    outcome?;
+    run_worker_until(
+        flytt,
+        &data,
+        "Bølge 1",
+        &["Completed", "CompletedWithErrors"],
+        &[],
+        Duration::from_secs(120),
+    )?;
     run(&["batch", "show", "Bølge 1"])?;
     run(&["user", "list", "--batch", "Bølge 1"])?;
     let reports = lab.dir.path().join("reports");
@@ -678,6 +658,57 @@ fn dovecot_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Runs `flytt worker` on DATA until `batch` reaches one of `done` (one of
+/// `failed`, or the timeout, is an error), then stops it. Returns the time
+/// taken and the worker's peak resident memory in kB.
+fn run_worker_until(
+    flytt: &Path,
+    data: &Path,
+    batch: &str,
+    done: &[&str],
+    failed: &[&str],
+    timeout: Duration,
+) -> LabResult<(Duration, u64)> {
+    let started = Instant::now();
+    let mut worker = Command::new(flytt)
+        .arg("worker")
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()?;
+    let mut peak_kb = 0;
+    let mut last_check = Instant::now();
+    let outcome = loop {
+        peak_kb = peak_kb.max(peak_rss_kb(worker.id()));
+        if last_check.elapsed() > Duration::from_millis(200) {
+            last_check = Instant::now();
+            let shown = Command::new(flytt)
+                .args(["batch", "show", batch, "--json"])
+                .arg("--data-dir")
+                .arg(data)
+                .output()?;
+            let status: serde_json::Value =
+                serde_json::from_slice(&shown.stdout).unwrap_or_default();
+            let now = status["status"].as_str().unwrap_or_default();
+            if done.contains(&now) {
+                break Ok(());
+            }
+            if failed.contains(&now) || started.elapsed() > timeout {
+                break Err(format!("batch {batch} did not reach {done:?}: {status}"));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status();
+    let _ = worker.wait();
+    outcome.map(|()| (elapsed, peak_kb)).map_err(Into::into)
+}
+
 /// Runs `flytt ARGS --data-dir DATA`; `show` lets its output through.
 fn flytt_command(flytt: &Path, data: &Path, args: &[&str], show: bool) -> LabResult<()> {
     let mut command = Command::new(flytt);
@@ -795,44 +826,14 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             &csv.display().to_string(),
             "--auto-start",
         ])?;
-        let started = Instant::now();
-        let mut worker = Command::new(flytt)
-            .arg("worker")
-            .arg("--data-dir")
-            .arg(&data)
-            .stdout(Stdio::null())
-            .spawn()?;
-        let mut peak_kb = 0;
-        let mut last_check = Instant::now();
-        let outcome = loop {
-            peak_kb = peak_kb.max(peak_rss_kb(worker.id()));
-            if last_check.elapsed() > Duration::from_millis(200) {
-                last_check = Instant::now();
-                let shown = Command::new(flytt)
-                    .args(["batch", "show", "bench", "--json"])
-                    .arg("--data-dir")
-                    .arg(&data)
-                    .output()?;
-                let status: serde_json::Value =
-                    serde_json::from_slice(&shown.stdout).unwrap_or_default();
-                if status["status"] == "Synced" {
-                    break Ok(());
-                }
-                if status["status"] == "SyncedWithErrors"
-                    || started.elapsed() > Duration::from_secs(1800)
-                {
-                    break Err(format!("batch ended badly: {status}"));
-                }
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let elapsed = started.elapsed();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(worker.id().to_string())
-            .status();
-        let _ = worker.wait();
-        outcome?;
+        let (elapsed, peak_kb) = run_worker_until(
+            flytt,
+            &data,
+            "bench",
+            &["Synced"],
+            &["SyncedWithErrors"],
+            Duration::from_secs(1800),
+        )?;
         let copied = rate(total, bytes, elapsed);
         rows.push_str(&format!(
             "| flytt worker, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
