@@ -379,6 +379,22 @@ async fn sync_with_retries(
                 if e.is_connection_lost() && attempt < options.attempts =>
             {
                 tracing::info!(user = %item.email, attempt, error = %e, "retrying after a connection failure");
+                let note = format!(
+                    "connection failed ({e}); retry {attempt} of {} in {}s",
+                    options.attempts - 1,
+                    backoff.as_secs()
+                );
+                if let Err(e) = store
+                    .record_event(
+                        &item.batch,
+                        Some(&item.email),
+                        flytt_store::event_kind::NOTE,
+                        &note,
+                    )
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot record an event");
+                }
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
                 attempt += 1;

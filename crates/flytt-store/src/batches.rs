@@ -1,0 +1,508 @@
+//! Batches and their users: statuses, statistics, and what the job runner
+//! needs to sync a user. Every status change is also written to the event
+//! log, in the same transaction.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use crate::events::{kind, record};
+use crate::{Endpoint, Error, Result, Store};
+
+/// A new batch and its users, as `create_batch` stores them.
+#[derive(Clone, Debug)]
+pub struct NewBatch {
+    pub name: String,
+    pub batch_type: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub parameters: String,
+    pub users: Vec<NewBatchUser>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewBatchUser {
+    pub email: String,
+    pub csv_line: u64,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub password_sealed: Option<String>,
+    pub target_user_name: Option<String>,
+    pub target_password_sealed: Option<String>,
+}
+
+/// A batch as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchSummary {
+    pub name: String,
+    pub batch_type: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub status: String,
+    pub parameters: String,
+    pub created_at: String,
+    /// When the batch first started syncing.
+    pub started_at: Option<String>,
+    /// When every user first finished the initial sync.
+    pub initial_sync_done_at: Option<String>,
+    pub completed_at: Option<String>,
+    /// Users per status.
+    pub user_counts: Vec<(String, u64)>,
+}
+
+/// Everything the job runner needs to sync one user (sealed secrets stay
+/// sealed until the runner opens them).
+#[derive(Clone, Debug)]
+pub struct WorkItem {
+    pub user_id: i64,
+    pub batch: String,
+    pub batch_type: String,
+    pub batch_status: String,
+    pub parameters: String,
+    pub email: String,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub password_sealed: Option<String>,
+    pub target_user_name: Option<String>,
+    pub target_password_sealed: Option<String>,
+    pub status: String,
+    /// Seconds since the last good sync ended, if there was one.
+    pub seconds_since_sync: Option<i64>,
+    /// The statistics recorded so far (JSON written by the runner).
+    pub stats: Option<String>,
+    pub source: Endpoint,
+    pub target: Endpoint,
+}
+
+/// A user of a batch, without secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchUser {
+    pub batch: String,
+    pub email: String,
+    pub csv_line: u64,
+    pub overrides: String,
+    pub user_name: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub last_synced_at: Option<String>,
+    /// The last sync's statistics (JSON written by the runner).
+    pub stats: Option<String>,
+    /// What a running sync is doing (JSON written by the runner).
+    pub progress: Option<String>,
+}
+
+async fn insert_users(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    batch_id: i64,
+    users: &[NewBatchUser],
+) -> Result<()> {
+    for user in users {
+        sqlx::query(
+            "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
+             target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(batch_id)
+        .bind(&user.email)
+        .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
+        .bind(&user.overrides)
+        .bind(&user.user_name)
+        .bind(&user.password_sealed)
+        .bind(&user.target_user_name)
+        .bind(&user.target_password_sealed)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores a batch and its users in one transaction.
+    pub async fn create_batch(&self, batch: &NewBatch) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        for endpoint in [&batch.source_endpoint, &batch.target_endpoint] {
+            let found = sqlx::query("SELECT 1 FROM endpoint WHERE name = ?")
+                .bind(endpoint)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(Error::NoSuchEndpoint(endpoint.clone()));
+            }
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO batch (name, batch_type, source_endpoint, target_endpoint, parameters) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&batch.name)
+        .bind(&batch.batch_type)
+        .bind(&batch.source_endpoint)
+        .bind(&batch.target_endpoint)
+        .bind(&batch.parameters)
+        .execute(&mut *tx)
+        .await;
+        let batch_id = match inserted {
+            Ok(done) => done.last_insert_rowid(),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(Error::BatchExists(batch.name.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        insert_users(&mut tx, batch_id, &batch.users).await?;
+        let message = format!(
+            "{} batch from {} to {} with {} users",
+            batch.batch_type,
+            batch.source_endpoint,
+            batch.target_endpoint,
+            batch.users.len()
+        );
+        record(
+            &mut tx,
+            &batch.name,
+            None,
+            kind::BATCH_CREATED,
+            Some("Created"),
+            Some(&message),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Adds users to an existing batch, in one transaction (status Queued).
+    pub async fn add_batch_users(&self, batch: &str, users: &[NewBatchUser]) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let row = sqlx::query("SELECT id FROM batch WHERE name = ?")
+            .bind(batch)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(Error::NoSuchBatch(batch.to_string()));
+        };
+        let batch_id: i64 = row.try_get("id")?;
+        insert_users(&mut tx, batch_id, users).await?;
+        let message = format!("{} users added", users.len());
+        record(
+            &mut tx,
+            batch,
+            None,
+            kind::USERS_ADDED,
+            None,
+            Some(&message),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every user in a batch that is not completed: (email, batch name).
+    pub async fn active_users(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT u.email, b.name FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE b.status NOT IN ('Completed', 'CompletedWithErrors')",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("email")?, row.try_get("name")?)))
+            .collect()
+    }
+
+    /// Every batch with its users counted per status.
+    pub async fn batches(&self) -> Result<Vec<BatchSummary>> {
+        let rows = sqlx::query(
+            "SELECT name, batch_type, source_endpoint, target_endpoint, status, parameters, created_at, \
+             started_at, initial_sync_done_at, completed_at FROM batch ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batches = Vec::new();
+        for row in rows {
+            let name: String = row.try_get("name")?;
+            let counts = sqlx::query(
+                "SELECT u.status, COUNT(*) AS n FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+                 WHERE b.name = ? GROUP BY u.status ORDER BY u.status",
+            )
+            .bind(&name)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get::<i64, _>("n")? as u64)))
+            .collect::<Result<Vec<_>>>()?;
+            batches.push(BatchSummary {
+                name,
+                batch_type: row.try_get("batch_type")?,
+                source_endpoint: row.try_get("source_endpoint")?,
+                target_endpoint: row.try_get("target_endpoint")?,
+                status: row.try_get("status")?,
+                parameters: row.try_get("parameters")?,
+                created_at: row.try_get("created_at")?,
+                started_at: row.try_get("started_at")?,
+                initial_sync_done_at: row.try_get("initial_sync_done_at")?,
+                completed_at: row.try_get("completed_at")?,
+                user_counts: counts,
+            });
+        }
+        Ok(batches)
+    }
+
+    pub async fn batch(&self, name: &str) -> Result<BatchSummary> {
+        self.batches()
+            .await?
+            .into_iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| Error::NoSuchBatch(name.to_string()))
+    }
+
+    /// Removes a batch, its users and their sealed passwords. Mail is not
+    /// the store's to touch.
+    pub async fn remove_batch(&self, name: &str) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let done = sqlx::query("DELETE FROM batch WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchBatch(name.to_string()));
+        }
+        let message = "batch removed with its users and their stored passwords";
+        record(
+            &mut tx,
+            name,
+            None,
+            kind::BATCH_REMOVED,
+            None,
+            Some(message),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Users, of one batch or of all, in CSV order.
+    pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
+        let rows = sqlx::query(
+            "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
+             u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
+        )
+        .bind(batch)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(BatchUser {
+                    batch: row.try_get("batch")?,
+                    email: row.try_get("email")?,
+                    csv_line: row.try_get::<i64, _>("csv_line")? as u64,
+                    overrides: row.try_get("overrides")?,
+                    user_name: row.try_get("user_name")?,
+                    status: row.try_get("status")?,
+                    error: row.try_get("error")?,
+                    last_synced_at: row.try_get("last_synced_at")?,
+                    stats: row.try_get("stats")?,
+                    progress: row.try_get("progress")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sets a batch's status, stamping when it first started, first
+    /// finished its initial syncs and completed; a change is logged.
+    pub async fn set_batch_status(&self, name: &str, status: &str) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let row = sqlx::query("SELECT status FROM batch WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(Error::NoSuchBatch(name.to_string()));
+        };
+        let old: String = row.try_get("status")?;
+        if old == status {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE batch SET status = ?1, \
+             started_at = CASE WHEN ?1 = 'Syncing' THEN COALESCE(started_at, CURRENT_TIMESTAMP) ELSE started_at END, \
+             initial_sync_done_at = CASE WHEN ?1 IN ('Synced', 'SyncedWithErrors') \
+                 THEN COALESCE(initial_sync_done_at, CURRENT_TIMESTAMP) ELSE initial_sync_done_at END, \
+             completed_at = CASE WHEN ?1 IN ('Completed', 'CompletedWithErrors') THEN CURRENT_TIMESTAMP ELSE completed_at END \
+             WHERE name = ?2",
+        )
+        .bind(status)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        let message = format!("{old} -> {status}");
+        record(
+            &mut tx,
+            name,
+            None,
+            kind::BATCH_STATUS,
+            Some(status),
+            Some(&message),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves a batch's users from one status to another (e.g. Failed ->
+    /// Queued on a restart), clearing their errors; returns how many moved.
+    pub async fn move_users(&self, batch: &str, from: &str, to: &str) -> Result<u64> {
+        self.move_users_where(Some(batch), from, to).await
+    }
+
+    /// Moves users of every batch from one status to another (the runner's
+    /// recovery after a crash).
+    pub async fn move_all_users(&self, from: &str, to: &str) -> Result<u64> {
+        self.move_users_where(None, from, to).await
+    }
+
+    async fn move_users_where(&self, batch: Option<&str>, from: &str, to: &str) -> Result<u64> {
+        let mut tx = self.write_transaction().await?;
+        let message = format!("{from} -> {to}");
+        sqlx::query(
+            "INSERT INTO event (batch, email, kind, status, message) \
+             SELECT b.name, u.email, ?1, ?2, ?3 FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.status = ?4 AND (?5 IS NULL OR b.name = ?5) ORDER BY u.csv_line",
+        )
+        .bind(kind::USER_STATUS)
+        .bind(to)
+        .bind(&message)
+        .bind(from)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE batch_user SET status = ?1, error = NULL WHERE status = ?2 \
+             AND (?3 IS NULL OR batch_id = (SELECT id FROM batch WHERE name = ?3))",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Users of batches in one of `batch_statuses`, with what a sync needs.
+    pub async fn work_items(&self, batch_statuses: &[&str]) -> Result<Vec<WorkItem>> {
+        let rows = sqlx::query(
+            "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
+             u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
+             u.status, u.stats, CAST(strftime('%s','now') - strftime('%s', u.last_synced_at) AS INTEGER) AS since, \
+             b.source_endpoint, b.target_endpoint \
+             FROM batch_user u JOIN batch b ON b.id = u.batch_id ORDER BY b.created_at, u.csv_line",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let endpoints: HashMap<String, Endpoint> = self
+            .endpoints()
+            .await?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let mut items = Vec::new();
+        for row in rows {
+            let batch_status: String = row.try_get("batch_status")?;
+            if !batch_statuses.contains(&batch_status.as_str()) {
+                continue;
+            }
+            let source: String = row.try_get("source_endpoint")?;
+            let target: String = row.try_get("target_endpoint")?;
+            let endpoint = |name: &String| {
+                endpoints
+                    .get(name)
+                    .cloned()
+                    .ok_or_else(|| Error::NoSuchEndpoint(name.clone()))
+            };
+            items.push(WorkItem {
+                user_id: row.try_get("id")?,
+                batch: row.try_get("batch")?,
+                batch_type: row.try_get("batch_type")?,
+                batch_status,
+                parameters: row.try_get("parameters")?,
+                email: row.try_get("email")?,
+                overrides: row.try_get("overrides")?,
+                user_name: row.try_get("user_name")?,
+                password_sealed: row.try_get("password_sealed")?,
+                target_user_name: row.try_get("target_user_name")?,
+                target_password_sealed: row.try_get("target_password_sealed")?,
+                status: row.try_get("status")?,
+                seconds_since_sync: row.try_get("since")?,
+                stats: row.try_get("stats")?,
+                source: endpoint(&source)?,
+                target: endpoint(&target)?,
+            });
+        }
+        Ok(items)
+    }
+
+    /// Records what a running sync is doing (JSON), or clears it.
+    pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE batch_user SET progress = ? WHERE id = ?")
+            .bind(progress)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a user's new status; `Syncing` also stamps the start, and a
+    /// good end (`Synced`, `Completed`) stamps the last sync and its stats.
+    /// A change of status, or an error, is logged.
+    pub async fn set_user_status(
+        &self,
+        user_id: i64,
+        status: &str,
+        error: Option<&str>,
+        stats: Option<&str>,
+    ) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let row = sqlx::query(
+            "SELECT b.name AS batch, u.email, u.status FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.id = ?",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // A user removed with its batch meanwhile has nothing to record.
+        let Some(row) = row else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
+             progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
+             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END \
+             WHERE id = ?4",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(stats)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        let old: String = row.try_get("status")?;
+        if old != status || error.is_some() {
+            let batch: String = row.try_get("batch")?;
+            let email: String = row.try_get("email")?;
+            let message = match error {
+                Some(error) => format!("{old} -> {status}: {error}"),
+                None => format!("{old} -> {status}"),
+            };
+            record(
+                &mut tx,
+                &batch,
+                Some(&email),
+                kind::USER_STATUS,
+                Some(status),
+                Some(&message),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

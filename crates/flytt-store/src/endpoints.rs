@@ -1,0 +1,141 @@
+//! Migration endpoints: named servers with their concurrency limits.
+
+use sqlx::Row;
+
+use crate::{Error, Result, Store, to_u32};
+
+/// A migration endpoint as stored. The store keeps the URL as text and the
+/// admin password sealed; it interprets neither.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: String,
+    pub url: String,
+    pub allow_plaintext: bool,
+    pub ca_file: Option<String>,
+    pub admin_user: Option<String>,
+    /// `master` or `plain` (see the migration); the store does not interpret it.
+    pub admin_mode: String,
+    pub admin_password_sealed: Option<String>,
+    pub max_concurrent_migrations: u32,
+    pub max_concurrent_incremental_syncs: u32,
+}
+
+/// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
+/// (sqlx takes only those, against injection).
+macro_rules! select_endpoints {
+    ($tail:literal) => {
+        concat!(
+            "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs FROM endpoint ",
+            $tail
+        )
+    };
+}
+
+fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
+    Ok(Endpoint {
+        name: row.try_get("name")?,
+        url: row.try_get("url")?,
+        allow_plaintext: row.try_get("allow_plaintext")?,
+        ca_file: row.try_get("ca_file")?,
+        admin_user: row.try_get("admin_user")?,
+        admin_mode: row.try_get("admin_mode")?,
+        admin_password_sealed: row.try_get("admin_password_sealed")?,
+        max_concurrent_migrations: to_u32(
+            "max_concurrent_migrations",
+            row.try_get("max_concurrent_migrations")?,
+        )?,
+        max_concurrent_incremental_syncs: to_u32(
+            "max_concurrent_incremental_syncs",
+            row.try_get("max_concurrent_incremental_syncs")?,
+        )?,
+    })
+}
+
+impl Store {
+    /// Adds an endpoint; its name must be new.
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
+             max_concurrent_migrations, max_concurrent_incremental_syncs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&endpoint.name)
+        .bind(&endpoint.url)
+        .bind(endpoint.allow_plaintext)
+        .bind(&endpoint.ca_file)
+        .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_mode)
+        .bind(&endpoint.admin_password_sealed)
+        .bind(i64::from(endpoint.max_concurrent_migrations))
+        .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(Error::EndpointExists(endpoint.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces an endpoint's settings (found by name).
+    pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
+             admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ? \
+             WHERE name = ?",
+        )
+        .bind(&endpoint.url)
+        .bind(endpoint.allow_plaintext)
+        .bind(&endpoint.ca_file)
+        .bind(&endpoint.admin_user)
+        .bind(&endpoint.admin_mode)
+        .bind(&endpoint.admin_password_sealed)
+        .bind(i64::from(endpoint.max_concurrent_migrations))
+        .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .bind(&endpoint.name)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchEndpoint(endpoint.name.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn endpoint(&self, name: &str) -> Result<Endpoint> {
+        let row = sqlx::query(select_endpoints!("WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => endpoint_from_row(&row),
+            None => Err(Error::NoSuchEndpoint(name.to_string())),
+        }
+    }
+
+    /// Every endpoint, by name.
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        let rows = sqlx::query(select_endpoints!("ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(endpoint_from_row).collect()
+    }
+
+    pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
+        let done = match sqlx::query("DELETE FROM endpoint WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+        {
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+                return Err(Error::EndpointInUse(name.to_string()));
+            }
+            other => other?,
+        };
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchEndpoint(name.to_string()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The sync engine's checkpoints: per mailbox pair and folder, the
+//! UIDVALIDITYs, the marks of the last complete pass, and which source
+//! messages are on the target (ARCHITECTURE.md, invariants).
+
+use sqlx::Row;
+
+use crate::{Result, Store, to_u32};
+
+/// Identifies a (source mailbox, target mailbox) pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairId(i64);
+
+/// A folder's checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderState {
+    pub source_folder: String,
+    pub target_folder: String,
+    pub source_uidvalidity: u32,
+    pub target_uidvalidity: u32,
+    pub highest_modseq: Option<u64>,
+    pub uid_next: Option<u32>,
+}
+
+/// One copied message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopiedMessage {
+    pub source_uid: u32,
+    pub target_uid: Option<u32>,
+    /// Space-separated, sorted.
+    pub flags: String,
+}
+
+impl Store {
+    /// The pair's id, created on first use. Keys name the mailboxes
+    /// (`user@host:port`); they hold no secret.
+    pub async fn mailbox_pair(&self, source_key: &str, target_key: &str) -> Result<PairId> {
+        sqlx::query(
+            "INSERT INTO mailbox_pair (source_key, target_key) VALUES (?, ?) \
+             ON CONFLICT (source_key, target_key) DO NOTHING",
+        )
+        .bind(source_key)
+        .bind(target_key)
+        .execute(&self.pool)
+        .await?;
+        let row =
+            sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
+                .bind(source_key)
+                .bind(target_key)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(PairId(row.try_get("id")?))
+    }
+
+    pub async fn folder_state(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+    ) -> Result<Option<FolderState>> {
+        let row = sqlx::query(
+            "SELECT source_folder, target_folder, source_uidvalidity, target_uidvalidity, \
+             highest_modseq, uid_next FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<FolderState> {
+            Ok(FolderState {
+                source_folder: row.try_get("source_folder")?,
+                target_folder: row.try_get("target_folder")?,
+                source_uidvalidity: to_u32(
+                    "source_uidvalidity",
+                    row.try_get("source_uidvalidity")?,
+                )?,
+                target_uidvalidity: to_u32(
+                    "target_uidvalidity",
+                    row.try_get("target_uidvalidity")?,
+                )?,
+                highest_modseq: row
+                    .try_get::<Option<i64>, _>("highest_modseq")?
+                    .map(|v| v as u64),
+                uid_next: row
+                    .try_get::<Option<i64>, _>("uid_next")?
+                    .map(|v| to_u32("uid_next", v))
+                    .transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Starts or restarts a folder's checkpoint. When either UIDVALIDITY
+    /// differs from the stored one, the folder's UID map is dropped: its
+    /// UIDs no longer name the same messages.
+    pub async fn begin_folder(&self, pair: PairId, state: &FolderState) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let existing = sqlx::query(
+            "SELECT source_uidvalidity, target_uidvalidity, target_folder FROM folder_state \
+             WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(&state.source_folder)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let same_epoch = match &existing {
+            Some(row) => {
+                row.try_get::<i64, _>("source_uidvalidity")? == i64::from(state.source_uidvalidity)
+                    && row.try_get::<i64, _>("target_uidvalidity")?
+                        == i64::from(state.target_uidvalidity)
+                    && row.try_get::<String, _>("target_folder")? == state.target_folder
+            }
+            None => false,
+        };
+        if !same_epoch {
+            sqlx::query("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?")
+                .bind(pair.0)
+                .bind(&state.source_folder)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO folder_state (pair_id, source_folder, target_folder, source_uidvalidity, \
+                 target_uidvalidity, highest_modseq, uid_next) VALUES (?, ?, ?, ?, ?, NULL, NULL) \
+                 ON CONFLICT (pair_id, source_folder) DO UPDATE SET target_folder = excluded.target_folder, \
+                 source_uidvalidity = excluded.source_uidvalidity, target_uidvalidity = excluded.target_uidvalidity, \
+                 highest_modseq = NULL, uid_next = NULL",
+            )
+            .bind(pair.0)
+            .bind(&state.source_folder)
+            .bind(&state.target_folder)
+            .bind(i64::from(state.source_uidvalidity))
+            .bind(i64::from(state.target_uidvalidity))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records that a pass over the folder completed up to these marks.
+    pub async fn finish_folder(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        highest_modseq: Option<u64>,
+        uid_next: Option<u32>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE folder_state SET highest_modseq = ?, uid_next = ? WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(highest_modseq.map(|v| v as i64))
+        .bind(uid_next.map(i64::from))
+        .bind(pair.0)
+        .bind(source_folder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks that APPENDs for the folder are (or are no longer) in flight.
+    pub async fn set_appending(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        appending: bool,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE folder_state SET appending = ? WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(i64::from(appending))
+        .bind(pair.0)
+        .bind(source_folder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the last run died with APPENDs for the folder in flight.
+    pub async fn was_appending(&self, pair: PairId, source_folder: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT appending FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => row.try_get::<i64, _>("appending")? != 0,
+            None => false,
+        })
+    }
+
+    /// Every copied message of a folder.
+    pub async fn copied(&self, pair: PairId, source_folder: &str) -> Result<Vec<CopiedMessage>> {
+        let rows = sqlx::query(
+            "SELECT source_uid, target_uid, flags FROM message_map \
+             WHERE pair_id = ? AND source_folder = ? ORDER BY source_uid",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(CopiedMessage {
+                    source_uid: to_u32("source_uid", row.try_get("source_uid")?)?,
+                    target_uid: row
+                        .try_get::<Option<i64>, _>("target_uid")?
+                        .map(|v| to_u32("target_uid", v))
+                        .transpose()?,
+                    flags: row.try_get("flags")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records copies the target confirmed, in one transaction; a row that
+    /// exists is replaced (its target UID became known, or flags changed).
+    pub async fn record_copied(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        messages: &[CopiedMessage],
+    ) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_transaction().await?;
+        for m in messages {
+            sqlx::query(
+                "INSERT INTO message_map (pair_id, source_folder, source_uid, target_uid, flags) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (pair_id, source_folder, source_uid) DO UPDATE \
+                 SET target_uid = excluded.target_uid, flags = excluded.flags",
+            )
+            .bind(pair.0)
+            .bind(source_folder)
+            .bind(i64::from(m.source_uid))
+            .bind(m.target_uid.map(i64::from))
+            .bind(&m.flags)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
