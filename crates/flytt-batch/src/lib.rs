@@ -5,6 +5,7 @@
 pub mod csv_import;
 pub mod params;
 pub mod size;
+pub mod status;
 
 pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, parse_users,

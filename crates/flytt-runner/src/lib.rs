@@ -19,27 +19,12 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides};
+use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides, status};
 use flytt_imap::{Auth, Secret, ServerConfig};
 use flytt_secrets::Keyring;
 use flytt_store::{Endpoint, Store, WorkItem};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
-
-/// Batch and user statuses (SPEC §3).
-pub mod status {
-    pub const CREATED: &str = "Created";
-    pub const SYNCING: &str = "Syncing";
-    pub const SYNCED: &str = "Synced";
-    pub const SYNCED_WITH_ERRORS: &str = "SyncedWithErrors";
-    pub const COMPLETING: &str = "Completing";
-    pub const COMPLETED: &str = "Completed";
-    pub const COMPLETED_WITH_ERRORS: &str = "CompletedWithErrors";
-    pub const STOPPED: &str = "Stopped";
-    pub const FAILED: &str = "Failed";
-    pub const QUEUED: &str = "Queued";
-    pub const INCREMENTAL_SYNCING: &str = "IncrementalSyncing";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {

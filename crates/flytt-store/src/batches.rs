@@ -84,6 +84,8 @@ pub struct BatchUser {
     pub user_name: Option<String>,
     pub status: String,
     pub error: Option<String>,
+    /// When the current or last sync started.
+    pub started_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// The last sync's statistics (JSON written by the runner).
     pub stats: Option<String>,
@@ -281,7 +283,7 @@ impl Store {
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
         let rows = sqlx::query(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.started_at, u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
         )
         .bind(batch)
@@ -297,6 +299,7 @@ impl Store {
                     user_name: row.try_get("user_name")?,
                     status: row.try_get("status")?,
                     error: row.try_get("error")?,
+                    started_at: row.try_get("started_at")?,
                     last_synced_at: row.try_get("last_synced_at")?,
                     stats: row.try_get("stats")?,
                     progress: row.try_get("progress")?,

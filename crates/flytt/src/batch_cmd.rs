@@ -1,19 +1,16 @@
 //! `flytt batch …` and `flytt user …`: batches created from CSV files, their
-//! users and statuses. Starting, stopping and completing batches (the job
-//! runner) comes next; a created batch waits in status Created.
+//! users, statuses, events and reports. The rules live in flytt-control
+//! (shared with the HTTP API); this module reads arguments and prints.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_batch::size::parse_size;
-use flytt_batch::{
-    BadItemLimit, BatchParameters, BatchType, CsvUser, MailboxType, UserOverrides, parse_duration,
-    parse_users,
-};
-use flytt_runner::status;
-use flytt_secrets::{Keyring, SecretString};
-use flytt_store::{NewBatch, NewBatchUser, Store};
+use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
+use flytt_control::views::{BatchView, EventView, UserView};
+use flytt_control::{BatchRequest, Control, ControlError, reports};
+use flytt_store::{EventFilter, Store};
 
 #[derive(Subcommand)]
 pub enum BatchCommand {
@@ -27,7 +24,7 @@ pub enum BatchCommand {
     Show(ShowArgs),
     /// Remove a batch, its users and their stored passwords (never mail).
     Remove(NameArg),
-    /// Start (or resume) a batch; failed users are retried. `flytt worker` runs it.
+    /// Start (or resume) a batch; failed users are retried. `flytt serve` runs it.
     Start(NameArg),
     /// Stop a batch: no new syncs start; it can be started again.
     Stop(NameArg),
@@ -37,6 +34,23 @@ pub enum BatchCommand {
     Report(ReportArgs),
     /// Change a batch: add users from another CSV file.
     Set(SetArgs),
+    /// Queue the failed users of a batch again.
+    Retry(NameArg),
+    /// The batch's event log: status changes with their reasons.
+    Events(EventsArgs),
+}
+
+#[derive(Args)]
+pub struct EventsArgs {
+    name: String,
+    /// Only this user's events.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only the newest N events.
+    #[arg(long)]
+    limit: Option<u32>,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -188,63 +202,56 @@ pub struct ValidateArgs {
 const EXIT_INVALID: u8 = 1;
 
 pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
+    let control = Control::new(open(data_dir).await?, data_dir);
+    let store = control.store();
     match command {
-        BatchCommand::Validate(args) => validate(&args, data_dir).await,
-        BatchCommand::New(args) => new_batch(*args, data_dir).await,
+        BatchCommand::Validate(args) => validate(&args, &control).await,
+        BatchCommand::New(args) => new_batch(*args, &control).await,
         BatchCommand::List(args) => {
-            let store = open(data_dir).await?;
-            let batches = store.batches().await?;
+            let mut views = Vec::new();
+            for batch in store.batches().await? {
+                views.push(BatchView::new(
+                    &batch,
+                    &store.batch_users(Some(&batch.name)).await?,
+                ));
+            }
             if args.json {
-                let list: Vec<_> = batches.iter().map(describe_batch).collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else if batches.is_empty() {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else if views.is_empty() {
                 println!("No batches.");
             } else {
-                for b in &batches {
-                    let total: u64 = b.user_counts.iter().map(|c| c.1).sum();
+                println!(
+                    "{:<24} {:<20} {:<11} {:>6} {:>8} {:>8} {:>9} {:>7}",
+                    "NAME", "STATUS", "TYPE", "USERS", "SYNCING", "SYNCED", "COMPLETED", "FAILED"
+                );
+                for b in &views {
                     println!(
-                        "{:<24} {:<12} {:<10} {:>6} users",
-                        b.name, b.status, b.batch_type, total
+                        "{:<24} {:<20} {:<11} {:>6} {:>8} {:>8} {:>9} {:>7}",
+                        b.name,
+                        b.status,
+                        b.batch_type,
+                        b.users,
+                        b.count(status::SYNCING) + b.count(status::INCREMENTAL_SYNCING),
+                        b.count(status::SYNCED),
+                        b.count(status::COMPLETED),
+                        b.count(status::FAILED),
                     );
                 }
             }
             Ok(0)
         }
         BatchCommand::Show(args) => {
-            let store = open(data_dir).await?;
             let batch = store.batch(&args.name).await?;
+            let view = BatchView::new(&batch, &store.batch_users(Some(&batch.name)).await?);
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&describe_batch(&batch))?);
+                println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
-                println!("Batch:     {} ({})", batch.name, batch.batch_type);
-                println!("Status:    {}", batch.status);
-                println!(
-                    "Endpoints: {} -> {}",
-                    batch.source_endpoint, batch.target_endpoint
-                );
-                println!("Created:   {}", batch.created_at);
-                for (status, n) in &batch.user_counts {
-                    println!("  {status:<20} {n}");
-                }
+                print_batch(&view);
             }
             Ok(0)
         }
         BatchCommand::Start(args) => {
-            let store = open(data_dir).await?;
-            let batch = store.batch(&args.name).await?;
-            match batch.status.as_str() {
-                status::CREATED
-                | status::STOPPED
-                | status::FAILED
-                | status::SYNCED_WITH_ERRORS
-                | status::SYNCED
-                | status::SYNCING => {}
-                other => anyhow::bail!("batch {} is {other}; it cannot be started", args.name),
-            }
-            let retried = store
-                .move_users(&args.name, status::FAILED, status::QUEUED)
-                .await?;
-            store.set_batch_status(&args.name, status::SYNCING).await?;
+            let retried = control.start(&args.name).await?;
             println!(
                 "Batch {} started ({retried} failed users queued again).",
                 args.name
@@ -252,9 +259,7 @@ pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
             Ok(0)
         }
         BatchCommand::Stop(args) => {
-            let store = open(data_dir).await?;
-            store.batch(&args.name).await?;
-            store.set_batch_status(&args.name, status::STOPPED).await?;
+            control.stop(&args.name).await?;
             println!(
                 "Batch {} stopped; syncs under way finish, no new ones start.",
                 args.name
@@ -262,42 +267,116 @@ pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
             Ok(0)
         }
         BatchCommand::Complete(args) => {
-            let store = open(data_dir).await?;
-            let batch = store.batch(&args.name).await?;
-            match batch.status.as_str() {
-                status::SYNCED | status::SYNCED_WITH_ERRORS | status::SYNCING => {}
-                other => anyhow::bail!(
-                    "batch {} is {other}; only a started batch can be completed",
-                    args.name
-                ),
-            }
-            store
-                .set_batch_status(&args.name, status::COMPLETING)
-                .await?;
+            control.complete(&args.name).await?;
             println!(
                 "Batch {} completing: a last incremental sync per user.",
                 args.name
             );
             Ok(0)
         }
-        BatchCommand::Set(args) => add_users(args, data_dir).await,
+        BatchCommand::Retry(args) => {
+            let retried = control.retry_failed(&args.name).await?;
+            println!(
+                "{retried} failed users of batch {} queued again.",
+                args.name
+            );
+            Ok(0)
+        }
+        BatchCommand::Set(args) => add_users(args, &control).await,
         BatchCommand::Report(args) => {
-            let store = open(data_dir).await?;
             store.batch(&args.name).await?;
             let users = store.batch_users(Some(&args.name)).await?;
-            let (users_file, errors_file) = write_reports(&args.name, &users, &args.out)?;
-            println!("{}\n{}", users_file.display(), errors_file.display());
+            std::fs::create_dir_all(&args.out)
+                .with_context(|| format!("cannot create {}", args.out.display()))?;
+            let stem = reports::file_stem(&args.name);
+            for (suffix, report) in [
+                ("users", reports::users_report(&users)?),
+                ("errors", reports::errors_report(&users)?),
+            ] {
+                let path = args.out.join(format!("{stem}-{suffix}.csv"));
+                std::fs::write(&path, report)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                println!("{}", path.display());
+            }
+            Ok(0)
+        }
+        BatchCommand::Events(args) => {
+            // A removed batch's log stays readable: no check that it exists.
+            let events = store
+                .events(&EventFilter {
+                    batch: Some(args.name.clone()),
+                    email: args.user.clone(),
+                    after: None,
+                    limit: args.limit,
+                })
+                .await?;
+            if args.json {
+                let views: Vec<_> = events.iter().map(EventView::new).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else if events.is_empty() {
+                println!("No events for batch {}.", args.name);
+            } else {
+                for e in &events {
+                    println!(
+                        "{}  {:<12} {:<32} {}",
+                        e.at,
+                        e.kind,
+                        e.email.as_deref().unwrap_or("-"),
+                        e.message.as_deref().unwrap_or("")
+                    );
+                }
+            }
             Ok(0)
         }
         BatchCommand::Remove(args) => {
-            let store = open(data_dir).await?;
-            store.remove_batch(&args.name).await?;
+            control.remove(&args.name).await?;
             println!(
                 "Batch {} removed, with its users and their stored passwords.",
                 args.name
             );
             Ok(0)
         }
+    }
+}
+
+fn print_batch(view: &BatchView) {
+    println!("Batch:     {} ({})", view.name, view.batch_type);
+    println!("Status:    {}", view.status);
+    println!(
+        "Endpoints: {} -> {}",
+        view.source_endpoint, view.target_endpoint
+    );
+    println!("Created:   {}", view.created_at);
+    if let Some(started) = &view.started_at {
+        println!("Started:   {started}");
+    }
+    if let Some(done) = &view.initial_sync_done_at {
+        println!("Synced:    {done} (initial sync of every user)");
+    }
+    if let Some(completed) = &view.completed_at {
+        println!("Completed: {completed}");
+    }
+    println!("Users:     {}", view.users);
+    for (status, n) in &view.user_counts {
+        println!("  {status:<20} {n}");
+    }
+    let t = &view.totals;
+    println!(
+        "Messages:  {} found, {} copied, {} already there, {} skipped, {} failed",
+        t.messages_found,
+        t.messages_copied,
+        t.messages_matched,
+        t.messages_skipped,
+        t.messages_failed
+    );
+    println!("Copied:    {:.1} MB", t.bytes_copied as f64 / 1e6);
+    if let Some(speed) = &view.throughput {
+        println!(
+            "Speed:     {:.0} messages/s, {:.2} MB/s over {:.0} s of initial sync",
+            speed.messages_per_second,
+            speed.bytes_per_second / 1e6,
+            speed.seconds
+        );
     }
 }
 
@@ -310,7 +389,7 @@ pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
             }
             let users = store.batch_users(args.batch.as_deref()).await?;
             if args.json {
-                let list: Vec<_> = users.iter().map(describe_user).collect();
+                let list: Vec<_> = users.iter().map(UserView::new).collect();
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
                 for u in &users {
@@ -331,130 +410,64 @@ pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
                 .into_iter()
                 .find(|u| u.email.eq_ignore_ascii_case(&args.email))
                 .ok_or(flytt_store::Error::NoSuchUser(args.email.clone()))?;
+            let view = UserView::new(&user);
+            let events = store
+                .events(&EventFilter {
+                    batch: Some(user.batch.clone()),
+                    email: Some(user.email.clone()),
+                    after: None,
+                    limit: Some(10),
+                })
+                .await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&describe_user(&user))?);
+                let mut json = serde_json::to_value(&view)?;
+                json["events"] =
+                    serde_json::to_value(events.iter().map(EventView::new).collect::<Vec<_>>())?;
+                println!("{}", serde_json::to_string_pretty(&json)?);
             } else {
-                println!("User:   {}", user.email);
-                println!("Batch:  {} (CSV line {})", user.batch, user.csv_line);
-                println!("Status: {}", user.status);
-                if let Some(error) = &user.error {
-                    println!("Error:  {error}");
-                }
-                if let Some(progress) = user
-                    .progress
-                    .as_deref()
-                    .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                {
-                    println!(
-                        "Now:    {} ({} messages copied so far)",
-                        progress["folder"].as_str().unwrap_or(""),
-                        progress["messages_copied"]
-                    );
-                }
+                print_user(&view, &events);
             }
         }
     }
     Ok(0)
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab,
-/// carriage return first) gets a leading apostrophe, so it stays text.
-fn cell(value: &str) -> String {
-    match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
-        _ => value.to_string(),
+fn print_user(user: &UserView, events: &[flytt_store::Event]) {
+    println!("User:   {}", user.email);
+    println!("Batch:  {} (CSV line {})", user.batch, user.csv_line);
+    println!("Status: {}", user.status);
+    if let Some(error) = &user.error {
+        println!("Error:  {error}");
     }
-}
-
-/// Writes `<batch>-users.csv` and `<batch>-errors.csv` into `dir`.
-fn write_reports(
-    batch: &str,
-    users: &[flytt_store::BatchUser],
-    dir: &Path,
-) -> Result<(PathBuf, PathBuf)> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let safe: String = batch
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let users_path = dir.join(format!("{safe}-users.csv"));
-    let errors_path = dir.join(format!("{safe}-errors.csv"));
-    let mut users_csv = csv::Writer::from_path(&users_path)
-        .with_context(|| format!("cannot write {}", users_path.display()))?;
-    let mut errors_csv = csv::Writer::from_path(&errors_path)
-        .with_context(|| format!("cannot write {}", errors_path.display()))?;
-    users_csv.write_record([
-        "EmailAddress",
-        "Status",
-        "Error",
-        "Folders",
-        "ItemsFound",
-        "ItemsCopied",
-        "ItemsAlreadyThere",
-        "ItemsSkipped",
-        "ItemsFailed",
-        "BytesCopied",
-        "LastSyncedAt",
-    ])?;
-    errors_csv.write_record(["EmailAddress", "Kind", "Folder", "Uid", "Reason"])?;
-    for user in users {
-        let stats: serde_json::Value = user
-            .stats
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
-        let number = |field: &str| {
-            stats[field]
-                .as_u64()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        };
-        let row = [
-            user.email.clone(),
-            user.status.clone(),
-            user.error.clone().unwrap_or_default(),
-            number("folders"),
-            number("messages_found"),
-            number("messages_copied"),
-            number("messages_matched"),
-            number("messages_skipped"),
-            number("messages_failed"),
-            number("bytes_copied"),
-            user.last_synced_at.clone().unwrap_or_default(),
-        ];
-        users_csv.write_record(row.iter().map(|v| cell(v)))?;
-        if let Some(error) = &user.error {
-            errors_csv.write_record([
-                cell(&user.email),
-                "user".into(),
-                String::new(),
-                String::new(),
-                cell(error),
-            ])?;
-        }
-        for issue in stats["issues"].as_array().into_iter().flatten() {
-            let text = |field: &str| issue[field].as_str().unwrap_or_default().to_string();
-            errors_csv.write_record([
-                cell(&user.email),
-                cell(&text("kind")),
-                cell(&text("folder")),
-                issue["uid"]
-                    .as_u64()
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                cell(&text("reason")),
-            ])?;
+    if let Some(progress) = &user.progress {
+        println!(
+            "Now:    {} ({} messages copied so far)",
+            progress["folder"].as_str().unwrap_or(""),
+            progress["messages_copied"]
+        );
+    }
+    if let Some(stats) = &user.statistics {
+        let n = |field: &str| stats[field].as_u64().unwrap_or(0);
+        println!(
+            "Items:  {} found in {} folders, {} copied, {} already there, {} skipped, {} failed",
+            n("messages_found"),
+            n("folders"),
+            n("messages_copied"),
+            n("messages_matched"),
+            n("messages_skipped"),
+            n("messages_failed")
+        );
+        println!("Bytes:  {} copied", n("bytes_copied"));
+    }
+    if let Some(last) = &user.last_synced_at {
+        println!("Last good sync: {last}");
+    }
+    if !events.is_empty() {
+        println!("Events:");
+        for e in events {
+            println!("  {}  {}", e.at, e.message.as_deref().unwrap_or(&e.kind));
         }
     }
-    users_csv.flush()?;
-    errors_csv.flush()?;
-    Ok((users_path, errors_path))
 }
 
 async fn open(data_dir: &Path) -> Result<Store> {
@@ -463,62 +476,32 @@ async fn open(data_dir: &Path) -> Result<Store> {
     Ok(Store::open(data_dir).await?)
 }
 
-fn describe_batch(b: &flytt_store::BatchSummary) -> serde_json::Value {
-    let counts: serde_json::Map<String, serde_json::Value> = b
-        .user_counts
-        .iter()
-        .map(|(status, n)| (status.clone(), (*n).into()))
-        .collect();
-    serde_json::json!({
-        "name": b.name,
-        "type": b.batch_type,
-        "status": b.status,
-        "source_endpoint": b.source_endpoint,
-        "target_endpoint": b.target_endpoint,
-        "created_at": b.created_at,
-        "parameters": serde_json::from_str::<serde_json::Value>(&b.parameters).unwrap_or_default(),
-        "users": b.user_counts.iter().map(|c| c.1).sum::<u64>(),
-        "user_counts": counts,
-    })
+/// Prints a CSV file's problems (or returns any other error).
+fn report_invalid(csv: &Path, error: ControlError, consequence: &str) -> Result<u8> {
+    match error {
+        ControlError::InvalidCsv(errors) => {
+            eprintln!(
+                "{}: {} problems; {consequence}:",
+                csv.display(),
+                errors.len()
+            );
+            for error in errors {
+                eprintln!("  {error}");
+            }
+            Ok(EXIT_INVALID)
+        }
+        other => Err(other.into()),
+    }
 }
 
-fn describe_user(u: &flytt_store::BatchUser) -> serde_json::Value {
-    serde_json::json!({
-        "email": u.email,
-        "batch": u.batch,
-        "csv_line": u.csv_line,
-        "user_name": u.user_name,
-        "status": u.status,
-        "error": u.error,
-        "overrides": serde_json::from_str::<serde_json::Value>(&u.overrides).unwrap_or_default(),
-        "last_synced_at": u.last_synced_at,
-        "statistics": u.stats.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
-        "progress": u.progress.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
-    })
+fn read_csv(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Validates the CSV (with the store's knowledge of active batches), seals
 /// the passwords, and stores the batch with its users in one transaction.
-async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
-    for (flag, time) in [
-        ("--start-after", &args.start_after),
-        ("--complete-after", &args.complete_after),
-    ] {
-        if let Some(time) = time {
-            chrono::DateTime::parse_from_rfc3339(time).with_context(|| {
-                format!("{flag} {time:?} is not a time like 2026-12-01T18:00:00+01:00")
-            })?;
-        }
-    }
-    let store = open(data_dir).await?;
-    let batch_type = BatchType::from(args.batch_type);
-    let users = match parse_against_store(&store, &args.csv, batch_type).await? {
-        Ok(users) => users,
-        Err(errors) => {
-            print_errors(&args.csv, &errors, "no batch was created");
-            return Ok(EXIT_INVALID);
-        }
-    };
+async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
+    let csv = read_csv(&args.csv)?;
     let parameters = BatchParameters {
         auto_start: args.auto_start,
         auto_complete: args.auto_complete,
@@ -536,124 +519,47 @@ async fn new_batch(args: NewArgs, data_dir: &Path) -> Result<u8> {
         incremental_sync_interval_secs: args.incremental_sync_interval,
         target_delivery_domain: args.target_delivery_domain,
     };
-    let new_users = seal_users(data_dir, &args.name, &users)?;
-    store
-        .create_batch(&NewBatch {
-            name: args.name.clone(),
-            batch_type: batch_type.name().to_string(),
-            source_endpoint: args.source_endpoint,
-            target_endpoint: args.target_endpoint,
-            parameters: serde_json::to_string(&parameters)?,
-            users: new_users,
-        })
-        .await?;
-    println!(
-        "Batch {} created with {} users (status Created).",
-        args.name,
-        users.len()
-    );
-    Ok(0)
-}
-
-/// Reads and validates a CSV file, knowing which users are already in an
-/// active batch.
-async fn parse_against_store(
-    store: &Store,
-    csv: &Path,
-    batch_type: BatchType,
-) -> Result<Result<Vec<CsvUser>, Vec<flytt_batch::CsvError>>> {
-    let bytes = std::fs::read(csv).with_context(|| format!("cannot read {}", csv.display()))?;
-    // The CSV check asks synchronously; collect the active users first.
-    let active: std::collections::HashMap<String, String> = store
-        .active_users()
-        .await?
-        .into_iter()
-        .map(|(email, batch)| (email.to_lowercase(), batch))
-        .collect();
-    Ok(parse_users(&bytes, batch_type, &|email| {
-        active.get(&email.to_lowercase()).cloned()
-    }))
-}
-
-fn print_errors(csv: &Path, errors: &[flytt_batch::CsvError], consequence: &str) {
-    eprintln!(
-        "{}: {} problems; {consequence}:",
-        csv.display(),
-        errors.len()
-    );
-    for error in errors {
-        eprintln!("  {error}");
-    }
-}
-
-/// The users as stored: passwords sealed, bound to batch, user and column.
-fn seal_users(data_dir: &Path, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
-    let keyring = Keyring::load(data_dir)?;
-    let seal = |user: &CsvUser, column: &str, value: Option<&flytt_batch::Password>| {
-        value
-            .map(|p| {
-                keyring.seal(
-                    &SecretString::new(p.expose()),
-                    &format!("batch/{batch}/user/{}/{column}", user.email),
-                )
-            })
-            .transpose()
+    let request = BatchRequest {
+        name: args.name.clone(),
+        batch_type: BatchType::from(args.batch_type),
+        source_endpoint: args.source_endpoint,
+        target_endpoint: args.target_endpoint,
+        parameters,
     };
-    users
-        .iter()
-        .map(|user| {
-            Ok(NewBatchUser {
-                email: user.email.clone(),
-                csv_line: user.line,
-                overrides: serde_json::to_string(&UserOverrides::from(user))?,
-                user_name: user.user_name.clone(),
-                password_sealed: seal(user, "Password", user.password.as_ref())?,
-                target_user_name: user.target_user_name.clone(),
-                target_password_sealed: seal(
-                    user,
-                    "TargetPassword",
-                    user.target_password.as_ref(),
-                )?,
-            })
-        })
-        .collect()
+    match control.create_batch(request, &csv).await {
+        Ok(users) => {
+            println!(
+                "Batch {} created with {users} users (status Created).",
+                args.name
+            );
+            Ok(0)
+        }
+        Err(e) => report_invalid(&args.csv, e, "no batch was created"),
+    }
 }
 
 /// `batch set NAME --add-csv FILE`: more users for an existing batch.
-async fn add_users(args: SetArgs, data_dir: &Path) -> Result<u8> {
-    let store = open(data_dir).await?;
-    let batch = store.batch(&args.name).await?;
-    let Some(csv) = args.add_csv else {
+async fn add_users(args: SetArgs, control: &Control) -> Result<u8> {
+    let Some(path) = args.add_csv else {
         anyhow::bail!("nothing to change: give --add-csv FILE");
     };
-    let batch_type = BatchType::parse(&batch.batch_type).with_context(|| {
-        format!(
-            "batch {} has an unknown type {:?}",
-            batch.name, batch.batch_type
-        )
-    })?;
-    let users = match parse_against_store(&store, &csv, batch_type).await? {
-        Ok(users) => users,
-        Err(errors) => {
-            print_errors(&csv, &errors, "no user was added");
-            return Ok(EXIT_INVALID);
+    let csv = read_csv(&path)?;
+    match control.add_users(&args.name, &csv).await {
+        Ok(users) => {
+            println!("{users} users added to batch {}.", args.name);
+            Ok(0)
         }
-    };
-    let new_users = seal_users(data_dir, &batch.name, &users)?;
-    store.add_batch_users(&batch.name, &new_users).await?;
-    // A batch that had finished its initial syncs has new work.
-    if batch.status == status::SYNCED || batch.status == status::SYNCED_WITH_ERRORS {
-        store.set_batch_status(&batch.name, status::SYNCING).await?;
+        Err(e) => report_invalid(&path, e, "no user was added"),
     }
-    println!("{} users added to batch {}.", users.len(), batch.name);
-    Ok(0)
 }
 
-async fn validate(args: &ValidateArgs, data_dir: &Path) -> Result<u8> {
-    let store = open(data_dir).await?;
-    let result = parse_against_store(&store, &args.csv, BatchType::from(args.batch_type)).await?;
+async fn validate(args: &ValidateArgs, control: &Control) -> Result<u8> {
+    let csv = read_csv(&args.csv)?;
     let file = args.csv.display();
-    match result {
+    match control
+        .validate_csv(&csv, BatchType::from(args.batch_type))
+        .await
+    {
         Ok(users) => {
             if args.json {
                 println!(
@@ -665,38 +571,14 @@ async fn validate(args: &ValidateArgs, data_dir: &Path) -> Result<u8> {
             }
             Ok(0)
         }
-        Err(errors) => {
-            if args.json {
-                let list: Vec<_> = errors
-                    .iter()
-                    .map(|e| serde_json::json!({ "line": e.line, "message": e.message }))
-                    .collect();
-                println!("{}", serde_json::json!({ "valid": false, "errors": list }));
-            } else {
-                eprintln!("{file}: {} problems:", errors.len());
-                for error in &errors {
-                    eprintln!("  {error}");
-                }
-            }
+        Err(ControlError::InvalidCsv(errors)) if args.json => {
+            let list: Vec<_> = errors
+                .iter()
+                .map(|e| serde_json::json!({ "line": e.line, "message": e.message }))
+                .collect();
+            println!("{}", serde_json::json!({ "valid": false, "errors": list }));
             Ok(EXIT_INVALID)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cell;
-
-    #[test]
-    fn report_cells_never_run_as_formulas() {
-        assert_eq!(
-            cell("=HYPERLINK(\"http://x\")"),
-            "'=HYPERLINK(\"http://x\")"
-        );
-        assert_eq!(cell("+1"), "'+1");
-        assert_eq!(cell("-2"), "'-2");
-        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
-        assert_eq!(cell("kari@example.org"), "kari@example.org");
-        assert_eq!(cell(""), "");
+        Err(e) => report_invalid(&args.csv, e, "the file cannot be used"),
     }
 }

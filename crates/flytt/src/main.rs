@@ -39,7 +39,10 @@ enum Command {
     /// The users of migration batches.
     #[command(subcommand)]
     User(batch_cmd::UserCommand),
-    /// The job runner (no HTTP): runs started batches until stopped (SIGTERM, Ctrl-C).
+    /// The long-running service: the job runner for started batches, until
+    /// SIGTERM or Ctrl-C (which end it cleanly; a restart resumes).
+    Serve,
+    /// The job runner alone, without the HTTP API (e.g. on extra machines).
     Worker,
 }
 
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
-            Command::Worker => worker(&data_dir).await,
+            Command::Serve | Command::Worker => worker(&data_dir).await,
         }
     });
     match result {

@@ -1,7 +1,7 @@
-//! `flytt worker` running batches against real Dovecot servers: good users
+//! `flytt serve` running batches against real Dovecot servers: good users
 //! end Synced with their mail on the target, a wrong password and a missing
 //! target mailbox fail alone with the reason, the endpoint limit holds,
-//! a killed worker resumes without loss or duplicates, and batches start
+//! a killed `serve` resumes without loss or duplicates, and batches start
 //! and complete on their own when asked to.
 
 mod common;
@@ -234,6 +234,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     assert!(error_of("lise@example.org").contains("target"), "{users}");
     assert!(!users.to_string().contains(PASSWORD) && !users.to_string().contains(MASTER_PASSWORD));
 
+    let mut on_target = 0;
     for (i, user) in good.iter().enumerate() {
         let mut session = target.admin_session(user).await.expect("login");
         let inbox = session
@@ -241,6 +242,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             .await
             .expect("select");
         assert_eq!(inbox.exists, 5 + i as u32, "{user}");
+        on_target += inbox.exists;
     }
     for (i, user) in more.iter().enumerate() {
         let mut session = target.admin_session(user).await.expect("login");
@@ -261,7 +263,62 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
             .await
             .expect("select");
         assert_eq!(archive.exists, u32::from(i == 1), "{user}: Archive");
+        on_target += inbox.exists + archive.exists;
     }
+
+    // The batch's totals are what is on the target; its speed is known.
+    let shown = json(&flytt(&data, &["batch", "show", "Bølge 1", "--json"]));
+    assert_eq!(shown["totals"]["messages_copied"], on_target, "{shown}");
+    assert_eq!(shown["totals"]["messages_skipped"], 1, "{shown}");
+    assert!(
+        shown["throughput"]["messages_per_second"].as_f64() > Some(0.0),
+        "{shown}"
+    );
+    assert!(shown["initial_sync_done_at"].is_string(), "{shown}");
+
+    // The event log tells the story, with reasons and without secrets.
+    let events = flytt(&data, &["batch", "events", "Bølge 1", "--json"]);
+    let log = json(&events);
+    let messages: Vec<String> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["email"].is_null())
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        messages[..3],
+        [
+            "imap batch from gammel to ny with 50 users".to_string(),
+            "Created -> Syncing".to_string(),
+            "Syncing -> SyncedWithErrors".to_string()
+        ],
+        "{log}"
+    );
+    let per = json(&flytt(
+        &data,
+        &[
+            "batch",
+            "events",
+            "Bølge 1",
+            "--user",
+            "per@example.org",
+            "--json",
+        ],
+    ));
+    let failed = per
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["status"] == "Failed")
+        .map(|e| e["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        failed.contains("Syncing -> Failed") && failed.contains("LOGIN"),
+        "{per}"
+    );
+    let events = log.to_string();
+    assert!(!events.contains(PASSWORD) && !events.contains(MASTER_PASSWORD));
 
     // The reports say what happened, one row per user and per problem.
     let reports = dir.path().join("reports");

@@ -80,14 +80,14 @@ pub async fn seed_inbox(server: &Dovecot, user: &str, count: u32, size: usize) {
         .expect("seed");
 }
 
-/// `flytt worker` on DATA, sent SIGTERM when dropped.
+/// `flytt serve` on DATA, sent SIGTERM when dropped.
 pub struct Worker(pub Child);
 
 impl Worker {
     pub fn start(data: &Path) -> Worker {
         Worker(
             Command::new(env!("CARGO_BIN_EXE_flytt"))
-                .arg("worker")
+                .arg("serve")
                 .arg("--data-dir")
                 .arg(data)
                 .stdout(Stdio::null())

@@ -1,0 +1,314 @@
+//! What an administrator does with batches: create one from a CSV file, add
+//! users, start, stop, complete, retry the failed users, remove; and how
+//! batches, users and events are shown and reported.
+//!
+//! The CLI and the HTTP API both call this crate and nothing else to change
+//! batches, so both apply the same rules (which status allows which action,
+//! the same CSV validation) and give the same answers. The job runner then
+//! acts on what is stored.
+
+pub mod reports;
+pub mod views;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use flytt_batch::{
+    BatchParameters, BatchType, CsvError, CsvUser, Password, UserOverrides, parse_users, status,
+};
+use flytt_secrets::{Keyring, SecretString};
+use flytt_store::{NewBatch, NewBatchUser, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] flytt_store::Error),
+    #[error("secrets: {0}")]
+    Secrets(#[from] flytt_secrets::Error),
+    #[error("the CSV file has {} problems", .0.len())]
+    InvalidCsv(Vec<CsvError>),
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("batch {batch} is {status}; it cannot be {action}")]
+    WrongState {
+        batch: String,
+        status: String,
+        action: &'static str,
+    },
+    #[error("cannot write the report: {0}")]
+    Report(String),
+}
+
+pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// A new batch, apart from its CSV file.
+#[derive(Clone, Debug)]
+pub struct BatchRequest {
+    pub name: String,
+    pub batch_type: BatchType,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub parameters: BatchParameters,
+}
+
+/// The administrator's operations over one store.
+#[derive(Clone, Debug)]
+pub struct Control {
+    store: Store,
+    data_dir: PathBuf,
+}
+
+impl Control {
+    /// `data_dir` holds the secret key (created on first use) that seals
+    /// the CSV's passwords.
+    pub fn new(store: Store, data_dir: &Path) -> Control {
+        Control {
+            store,
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Checks a CSV file for a batch of this type, knowing which users are
+    /// already in an active batch: the users, or every problem found.
+    pub async fn validate_csv(&self, csv: &[u8], batch_type: BatchType) -> Result<Vec<CsvUser>> {
+        // The CSV check asks synchronously; collect the active users first.
+        let active: HashMap<String, String> = self
+            .store
+            .active_users()
+            .await?
+            .into_iter()
+            .map(|(email, batch)| (email.to_lowercase(), batch))
+            .collect();
+        parse_users(csv, batch_type, &|email| {
+            active.get(&email.to_lowercase()).cloned()
+        })
+        .map_err(ControlError::InvalidCsv)
+    }
+
+    /// Validates everything, seals the passwords, and stores the batch with
+    /// its users in one transaction (status Created). Returns the number of
+    /// users.
+    pub async fn create_batch(&self, request: BatchRequest, csv: &[u8]) -> Result<usize> {
+        check_name(&request.name)?;
+        check_parameters(&request.parameters)?;
+        for endpoint in [&request.source_endpoint, &request.target_endpoint] {
+            self.store.endpoint(endpoint).await?;
+        }
+        if self.store.batch(&request.name).await.is_ok() {
+            return Err(flytt_store::Error::BatchExists(request.name).into());
+        }
+        let users = self.validate_csv(csv, request.batch_type).await?;
+        let sealed = self.seal_users(&request.name, &users)?;
+        let parameters = serde_json::to_string(&request.parameters)
+            .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
+        self.store
+            .create_batch(&NewBatch {
+                name: request.name,
+                batch_type: request.batch_type.name().to_string(),
+                source_endpoint: request.source_endpoint,
+                target_endpoint: request.target_endpoint,
+                parameters,
+                users: sealed,
+            })
+            .await?;
+        Ok(users.len())
+    }
+
+    /// More users for an existing batch, validated like the first ones. A
+    /// batch that had finished its initial syncs syncs again.
+    pub async fn add_users(&self, name: &str, csv: &[u8]) -> Result<usize> {
+        let batch = self.store.batch(name).await?;
+        let batch_type = BatchType::parse(&batch.batch_type).ok_or_else(|| {
+            ControlError::InvalidParameter(format!(
+                "batch {name} has an unknown type {:?}",
+                batch.batch_type
+            ))
+        })?;
+        if is_completed(&batch.status) {
+            return Err(wrong_state(&batch, "given more users"));
+        }
+        let users = self.validate_csv(csv, batch_type).await?;
+        let sealed = self.seal_users(name, &users)?;
+        self.store.add_batch_users(name, &sealed).await?;
+        if batch.status == status::SYNCED || batch.status == status::SYNCED_WITH_ERRORS {
+            self.store.set_batch_status(name, status::SYNCING).await?;
+        }
+        Ok(users.len())
+    }
+
+    /// Starts (or resumes) a batch; its failed users are queued again.
+    /// Returns how many were.
+    pub async fn start(&self, name: &str) -> Result<u64> {
+        let batch = self.store.batch(name).await?;
+        match batch.status.as_str() {
+            status::CREATED
+            | status::STOPPED
+            | status::FAILED
+            | status::SYNCED_WITH_ERRORS
+            | status::SYNCED
+            | status::SYNCING => {}
+            _ => return Err(wrong_state(&batch, "started")),
+        }
+        let retried = self
+            .store
+            .move_users(name, status::FAILED, status::QUEUED)
+            .await?;
+        self.store.set_batch_status(name, status::SYNCING).await?;
+        Ok(retried)
+    }
+
+    /// Stops a batch: syncs under way finish, no new ones start.
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        let batch = self.store.batch(name).await?;
+        if is_completed(&batch.status) {
+            return Err(wrong_state(&batch, "stopped"));
+        }
+        self.store.set_batch_status(name, status::STOPPED).await?;
+        Ok(())
+    }
+
+    /// Completes a batch: a last incremental sync per user, then Completed.
+    pub async fn complete(&self, name: &str) -> Result<()> {
+        let batch = self.store.batch(name).await?;
+        match batch.status.as_str() {
+            status::SYNCED | status::SYNCED_WITH_ERRORS | status::SYNCING => {}
+            _ => return Err(wrong_state(&batch, "completed")),
+        }
+        self.store
+            .set_batch_status(name, status::COMPLETING)
+            .await?;
+        Ok(())
+    }
+
+    /// Queues the failed users of a batch again. In a batch that had
+    /// finished its initial syncs they get one now; in a completed batch,
+    /// the final sync. Returns how many were queued.
+    pub async fn retry_failed(&self, name: &str) -> Result<u64> {
+        let batch = self.store.batch(name).await?;
+        let retried = self
+            .store
+            .move_users(name, status::FAILED, status::QUEUED)
+            .await?;
+        if retried > 0 {
+            match batch.status.as_str() {
+                status::SYNCED | status::SYNCED_WITH_ERRORS => {
+                    self.store.set_batch_status(name, status::SYNCING).await?;
+                }
+                status::COMPLETED | status::COMPLETED_WITH_ERRORS => {
+                    self.store
+                        .set_batch_status(name, status::COMPLETING)
+                        .await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(retried)
+    }
+
+    /// Removes a batch, its users and their sealed passwords; mail on the
+    /// servers is never touched.
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        Ok(self.store.remove_batch(name).await?)
+    }
+
+    /// The users as stored: passwords sealed, bound to batch, user and column.
+    fn seal_users(&self, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
+        let keyring = Keyring::load(&self.data_dir)?;
+        let seal = |user: &CsvUser, column: &str, value: Option<&Password>| {
+            value
+                .map(|p| {
+                    keyring.seal(
+                        &SecretString::new(p.expose()),
+                        &format!("batch/{batch}/user/{}/{column}", user.email),
+                    )
+                })
+                .transpose()
+        };
+        users
+            .iter()
+            .map(|user| {
+                Ok(NewBatchUser {
+                    email: user.email.clone(),
+                    csv_line: user.line,
+                    overrides: serde_json::to_string(&UserOverrides::from(user))
+                        .map_err(|e| ControlError::InvalidParameter(e.to_string()))?,
+                    user_name: user.user_name.clone(),
+                    password_sealed: seal(user, "Password", user.password.as_ref())?,
+                    target_user_name: user.target_user_name.clone(),
+                    target_password_sealed: seal(
+                        user,
+                        "TargetPassword",
+                        user.target_password.as_ref(),
+                    )?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn is_completed(status: &str) -> bool {
+    status == status::COMPLETED || status == status::COMPLETED_WITH_ERRORS
+}
+
+fn wrong_state(batch: &flytt_store::BatchSummary, action: &'static str) -> ControlError {
+    ControlError::WrongState {
+        batch: batch.name.clone(),
+        status: batch.status.clone(),
+        action,
+    }
+}
+
+/// Batch names appear in file names, URLs and the secrets' bindings: keep
+/// them to what reads well in all three.
+fn check_name(name: &str) -> Result<()> {
+    let fine = !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
+        && !name.starts_with(['.', ' '])
+        && !name.ends_with(' ');
+    if fine {
+        Ok(())
+    } else {
+        Err(ControlError::InvalidParameter(format!(
+            "batch name {name:?}: use 1 to 64 letters, digits, spaces, '-', '_' or '.', not starting with '.' or a space"
+        )))
+    }
+}
+
+fn check_parameters(parameters: &BatchParameters) -> Result<()> {
+    for (field, time) in [
+        ("StartAfter", &parameters.start_after),
+        ("CompleteAfter", &parameters.complete_after),
+    ] {
+        if let Some(time) = time
+            && chrono::DateTime::parse_from_rfc3339(time).is_err()
+        {
+            return Err(ControlError::InvalidParameter(format!(
+                "{field} {time:?} is not a time like 2026-12-01T18:00:00+01:00"
+            )));
+        }
+    }
+    for address in &parameters.notification_emails {
+        let fine = address
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+            && !address.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !fine {
+            return Err(ControlError::InvalidParameter(format!(
+                "NotificationEmails: {address:?} is not an email address"
+            )));
+        }
+    }
+    if parameters.incremental_sync_interval_secs == 0 {
+        return Err(ControlError::InvalidParameter(
+            "IncrementalSyncInterval must be longer than 0".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! How batches, users and events are shown: the JSON of `--json` and of the
+//! HTTP API, one shape for both. Nothing here holds a secret: stored
+//! passwords are sealed and never read for showing.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use flytt_store::{BatchSummary, BatchUser, Event};
+
+/// A batch with its users counted per status and its totals.
+#[derive(Clone, Debug, Serialize)]
+pub struct BatchView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub batch_type: String,
+    pub status: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub initial_sync_done_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub parameters: serde_json::Value,
+    /// How many users the batch has.
+    pub users: u64,
+    pub user_counts: BTreeMap<String, u64>,
+    pub totals: Totals,
+    /// Messages and bytes copied per second of the initial sync (so far).
+    pub throughput: Option<Throughput>,
+}
+
+/// The batch's users' statistics added up.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Totals {
+    pub folders: u64,
+    pub messages_found: u64,
+    pub messages_copied: u64,
+    pub messages_matched: u64,
+    pub messages_skipped: u64,
+    pub messages_failed: u64,
+    pub bytes_copied: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Throughput {
+    pub seconds: f64,
+    pub messages_per_second: f64,
+    pub bytes_per_second: f64,
+}
+
+/// A user of a batch.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserView {
+    pub email: String,
+    pub batch: String,
+    pub csv_line: u64,
+    pub user_name: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub overrides: serde_json::Value,
+    pub started_at: Option<String>,
+    pub last_synced_at: Option<String>,
+    /// What the syncs found and did (all syncs added up).
+    pub statistics: Option<serde_json::Value>,
+    /// What a running sync is doing now: folder, messages and bytes so far.
+    pub progress: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub at: String,
+    pub batch: String,
+    pub email: Option<String>,
+    pub kind: String,
+    pub status: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The store's timestamps (`YYYY-MM-DD HH:MM:SS`, UTC) as RFC 3339.
+fn rfc3339(stored: &str) -> String {
+    match chrono::NaiveDateTime::parse_from_str(stored, "%Y-%m-%d %H:%M:%S") {
+        Ok(time) => time
+            .and_utc()
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        Err(_) => stored.to_string(),
+    }
+}
+
+fn parse_time(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::NaiveDateTime::parse_from_str(stored, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+fn json_or_null(text: Option<&str>) -> Option<serde_json::Value> {
+    text.and_then(|t| serde_json::from_str(t).ok())
+}
+
+impl UserView {
+    pub fn new(user: &BatchUser) -> UserView {
+        UserView {
+            email: user.email.clone(),
+            batch: user.batch.clone(),
+            csv_line: user.csv_line,
+            user_name: user.user_name.clone(),
+            status: user.status.clone(),
+            error: user.error.clone(),
+            overrides: serde_json::from_str(&user.overrides).unwrap_or_default(),
+            started_at: user.started_at.as_deref().map(rfc3339),
+            last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
+            statistics: json_or_null(user.stats.as_deref()),
+            progress: json_or_null(user.progress.as_deref()),
+        }
+    }
+}
+
+impl EventView {
+    pub fn new(event: &Event) -> EventView {
+        EventView {
+            id: event.id,
+            at: event.at.clone(),
+            batch: event.batch.clone(),
+            email: event.email.clone(),
+            kind: event.kind.clone(),
+            status: event.status.clone(),
+            message: event.message.clone(),
+        }
+    }
+}
+
+impl Totals {
+    /// Adds up the users' statistics; a running sync's progress counts
+    /// towards what is copied.
+    pub fn of(users: &[BatchUser]) -> Totals {
+        let mut totals = Totals::default();
+        for user in users {
+            let stats = json_or_null(user.stats.as_deref()).unwrap_or_default();
+            let number = |field: &str| stats[field].as_u64().unwrap_or(0);
+            totals.folders += number("folders");
+            totals.messages_found += number("messages_found");
+            totals.messages_copied += number("messages_copied");
+            totals.messages_matched += number("messages_matched");
+            totals.messages_skipped += number("messages_skipped");
+            totals.messages_failed += number("messages_failed");
+            totals.bytes_copied += number("bytes_copied");
+            if let Some(progress) = json_or_null(user.progress.as_deref()) {
+                totals.messages_copied += progress["messages_copied"].as_u64().unwrap_or(0);
+                totals.bytes_copied += progress["bytes_copied"].as_u64().unwrap_or(0);
+            }
+        }
+        totals
+    }
+}
+
+impl BatchView {
+    /// `users` are the batch's users (for the totals).
+    pub fn new(batch: &BatchSummary, users: &[BatchUser]) -> BatchView {
+        let totals = Totals::of(users);
+        let now = chrono::Utc::now();
+        let throughput = batch
+            .started_at
+            .as_deref()
+            .and_then(parse_time)
+            .map(|start| {
+                let end = batch
+                    .initial_sync_done_at
+                    .as_deref()
+                    .and_then(parse_time)
+                    .unwrap_or(now);
+                // Timestamps have whole seconds: never divide by less than one.
+                let seconds = ((end - start).num_milliseconds() as f64 / 1000.0).max(1.0);
+                Throughput {
+                    seconds,
+                    messages_per_second: totals.messages_copied as f64 / seconds,
+                    bytes_per_second: totals.bytes_copied as f64 / seconds,
+                }
+            });
+        BatchView {
+            name: batch.name.clone(),
+            batch_type: batch.batch_type.clone(),
+            status: batch.status.clone(),
+            source_endpoint: batch.source_endpoint.clone(),
+            target_endpoint: batch.target_endpoint.clone(),
+            created_at: rfc3339(&batch.created_at),
+            started_at: batch.started_at.as_deref().map(rfc3339),
+            initial_sync_done_at: batch.initial_sync_done_at.as_deref().map(rfc3339),
+            completed_at: batch.completed_at.as_deref().map(rfc3339),
+            parameters: serde_json::from_str(&batch.parameters).unwrap_or_default(),
+            users: batch.user_counts.iter().map(|c| c.1).sum(),
+            user_counts: batch.user_counts.iter().cloned().collect(),
+            totals,
+            throughput,
+        }
+    }
+
+    /// Users in `status`.
+    pub fn count(&self, status: &str) -> u64 {
+        self.user_counts.get(status).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_read_as_rfc3339() {
+        assert_eq!(rfc3339("2026-11-22 14:05:09"), "2026-11-22T14:05:09Z");
+        assert_eq!(rfc3339("not a time"), "not a time");
+    }
+}
