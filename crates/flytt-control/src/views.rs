@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use flytt_store::{BatchSummary, BatchUser, Event};
+use flytt_store::{BatchSummary, BatchUser, Endpoint, Event};
 
 /// A batch with its users counted per status and its totals.
 #[derive(Clone, Debug, Serialize)]
@@ -76,6 +76,36 @@ pub struct EventView {
     pub kind: String,
     pub status: Option<String>,
     pub message: Option<String>,
+}
+
+/// What may be shown of an endpoint: everything but the password.
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointView {
+    pub name: String,
+    pub url: String,
+    pub allow_plaintext: bool,
+    pub ca_file: Option<String>,
+    pub admin_user: Option<String>,
+    pub admin_mode: String,
+    pub admin_password_set: bool,
+    pub max_concurrent_migrations: u32,
+    pub max_concurrent_incremental_syncs: u32,
+}
+
+impl EndpointView {
+    pub fn new(endpoint: &Endpoint) -> EndpointView {
+        EndpointView {
+            name: endpoint.name.clone(),
+            url: endpoint.url.clone(),
+            allow_plaintext: endpoint.allow_plaintext,
+            ca_file: endpoint.ca_file.clone(),
+            admin_user: endpoint.admin_user.clone(),
+            admin_mode: endpoint.admin_mode.clone(),
+            admin_password_set: endpoint.admin_password_sealed.is_some(),
+            max_concurrent_migrations: endpoint.max_concurrent_migrations,
+            max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
+        }
+    }
 }
 
 /// The store's timestamps (`YYYY-MM-DD HH:MM:SS`, UTC) as RFC 3339.

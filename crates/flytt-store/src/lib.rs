@@ -11,6 +11,7 @@ mod batches;
 mod endpoints;
 mod events;
 mod sync_state;
+mod tokens;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +24,7 @@ pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, WorkItem};
 pub use endpoints::Endpoint;
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use sync_state::{CopiedMessage, FolderState, PairId};
+pub use tokens::ApiToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -46,6 +48,10 @@ pub enum Error {
     NoSuchBatch(String),
     #[error("no user {0:?} in any batch")]
     NoSuchUser(String),
+    #[error("a token named {0:?} exists already")]
+    TokenExists(String),
+    #[error("no token named {0:?}")]
+    NoSuchToken(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

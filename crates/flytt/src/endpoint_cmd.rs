@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
+use flytt_control::views::EndpointView;
 use flytt_imap::{Auth, Secret, Session};
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{Endpoint, Store};
@@ -224,19 +225,8 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
     Ok(0)
 }
 
-/// What may be shown of an endpoint: everything but the password.
 fn describe(endpoint: &Endpoint) -> serde_json::Value {
-    serde_json::json!({
-        "name": endpoint.name,
-        "url": endpoint.url,
-        "allow_plaintext": endpoint.allow_plaintext,
-        "ca_file": endpoint.ca_file,
-        "admin_user": endpoint.admin_user,
-        "admin_mode": endpoint.admin_mode,
-        "admin_password_set": endpoint.admin_password_sealed.is_some(),
-        "max_concurrent_migrations": endpoint.max_concurrent_migrations,
-        "max_concurrent_incremental_syncs": endpoint.max_concurrent_incremental_syncs,
-    })
+    serde_json::to_value(EndpointView::new(endpoint)).unwrap_or_default()
 }
 
 fn print_endpoint(endpoint: &Endpoint) {

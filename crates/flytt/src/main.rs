@@ -5,6 +5,7 @@ mod batch_cmd;
 mod endpoint_cmd;
 
 mod sync_cmd;
+mod token_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,11 +40,21 @@ enum Command {
     /// The users of migration batches.
     #[command(subcommand)]
     User(batch_cmd::UserCommand),
-    /// The long-running service: the job runner for started batches, until
-    /// SIGTERM or Ctrl-C (which end it cleanly; a restart resumes).
-    Serve,
+    /// The long-running service: the job runner for started batches and the
+    /// HTTP API, until SIGTERM or Ctrl-C (which end it cleanly; a restart resumes).
+    Serve(ServeArgs),
     /// The job runner alone, without the HTTP API (e.g. on extra machines).
     Worker,
+    /// Bearer tokens for the HTTP API.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Where the HTTP API listens (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -68,7 +79,9 @@ fn main() -> ExitCode {
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
-            Command::Serve | Command::Worker => worker(&data_dir).await,
+            Command::Serve(args) => serve(&data_dir, Some(args.listen)).await,
+            Command::Worker => serve(&data_dir, None).await,
+            Command::Token(command) => token_cmd::run(command, &data_dir).await,
         }
     });
     match result {
@@ -80,12 +93,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the job runner until SIGTERM or Ctrl-C; syncs in flight are
-/// abandoned safely and resume on the next start.
-async fn worker(data_dir: &std::path::Path) -> anyhow::Result<u8> {
+/// Runs the job runner, and the HTTP API when `listen` is given, until
+/// SIGTERM or Ctrl-C; syncs in flight are abandoned safely and resume on the
+/// next start.
+async fn serve(
+    data_dir: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<u8> {
+    use anyhow::Context;
     std::fs::create_dir_all(data_dir)?;
     let store = flytt_store::Store::open(data_dir).await?;
-    let shutdown = async {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
         let term = async {
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(mut signal) => {
@@ -98,14 +117,39 @@ async fn worker(data_dir: &std::path::Path) -> anyhow::Result<u8> {
             _ = term => {}
             _ = tokio::signal::ctrl_c() => {}
         }
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
     };
-    flytt_runner::run(
+    let api = match listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            let bound = listener.local_addr()?;
+            println!(
+                "flytt serve: HTTP API on http://{bound}/ (data in {})",
+                data_dir.display()
+            );
+            let control = flytt_control::Control::new(store.clone(), data_dir);
+            let shutdown = until_stopped(stopped.clone());
+            Some(tokio::spawn(flytt_api::serve(listener, control, shutdown)))
+        }
+        None => None,
+    };
+    let runner = flytt_runner::run(
         store,
         data_dir,
         flytt_runner::RunnerOptions::default(),
-        shutdown,
+        until_stopped(stopped),
     )
-    .await?;
+    .await;
+    signals.abort();
+    if let Some(api) = api {
+        api.await?.context("the HTTP API failed")?;
+    }
+    runner?;
     Ok(EXIT_COMPLETE)
 }
 

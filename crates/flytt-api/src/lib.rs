@@ -1,0 +1,45 @@
+//! flytt's HTTP API (SPEC §9): `GET /healthz`, `GET /metrics`, and the JSON
+//! API under `/api/v1/` described by `/api/v1/openapi.json` (the file
+//! `openapi.json` beside this crate, kept true by a test that calls every
+//! documented route).
+//!
+//! Every request but the health check carries `Authorization: Bearer
+//! TOKEN`; tokens are made by `flytt token new` and kept hashed. Every change
+//! goes through flytt-control, so the API and the CLI follow the same rules;
+//! the job runner, in the same process (`flytt serve`) or another, acts on
+//! what is stored. Passwords are write-only: no answer contains one.
+
+mod auth;
+mod error;
+mod metrics;
+mod routes;
+pub mod tokens;
+
+use std::future::Future;
+
+use flytt_control::Control;
+
+pub use error::ApiError;
+
+/// The largest request body: a CSV file of 50,000 rows with long values.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The API's routes over `control`'s store.
+pub fn router(control: Control) -> axum::Router {
+    routes::router(control)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; requests under
+/// way are answered first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    control: Control,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(control))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

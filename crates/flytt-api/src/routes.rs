@@ -1,0 +1,526 @@
+//! The routes and their handlers. Each handler reads its input, calls
+//! flytt-control or the store, and answers with a view from
+//! flytt-control's `views` (the same JSON as the CLI's `--json`).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use flytt_batch::size::parse_size;
+use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration};
+use flytt_control::views::{BatchView, EndpointView, EventView, UserView};
+use flytt_control::{BatchRequest, Control, reports};
+use flytt_store::EventFilter;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::{MAX_BODY_BYTES, OPENAPI, auth, metrics};
+
+type Json = axum::Json<serde_json::Value>;
+
+pub fn router(control: Control) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/endpoints", get(list_endpoints))
+        .route("/endpoints/{name}", get(show_endpoint))
+        .route("/batches", get(list_batches).post(create_batch))
+        .route("/batches/{name}", get(show_batch).delete(remove_batch))
+        .route("/batches/{name}/start", post(start_batch))
+        .route("/batches/{name}/stop", post(stop_batch))
+        .route("/batches/{name}/complete", post(complete_batch))
+        .route("/batches/{name}/retry", post(retry_batch))
+        .route("/batches/{name}/users", get(batch_users).post(add_users))
+        .route("/batches/{name}/reports/users.csv", get(users_report))
+        .route("/batches/{name}/reports/errors.csv", get(errors_report))
+        .route("/users/{email}", get(show_user))
+        .route("/events", get(list_events))
+        .route("/events/stream", get(stream_events))
+        .route("/csv/validate", post(validate_csv))
+        .fallback(no_such_route);
+    let protected = Router::new()
+        .nest("/api/v1", api)
+        .route("/metrics", get(prometheus))
+        .layer(axum::middleware::from_fn_with_state(
+            control.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .merge(protected)
+        .fallback(no_such_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(control)
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Reads a JSON body, with a clear error for what is not JSON or not the
+/// expected shape (axum's own rejections are plain text).
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("request body: {e}")))
+}
+
+fn to_json(value: impl serde::Serialize) -> Result<Json, ApiError> {
+    serde_json::to_value(value)
+        .map(axum::Json)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn prometheus(State(control): State<Control>) -> Result<Response, ApiError> {
+    let text = metrics::render(control.store()).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn list_endpoints(State(control): State<Control>) -> Result<Json, ApiError> {
+    let endpoints = control.store().endpoints().await?;
+    to_json(endpoints.iter().map(EndpointView::new).collect::<Vec<_>>())
+}
+
+async fn show_endpoint(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    to_json(EndpointView::new(&control.store().endpoint(&name).await?))
+}
+
+async fn batch_view(control: &Control, name: &str) -> Result<BatchView, ApiError> {
+    let batch = control.store().batch(name).await?;
+    let users = control.store().batch_users(Some(name)).await?;
+    Ok(BatchView::new(&batch, &users))
+}
+
+async fn list_batches(State(control): State<Control>) -> Result<Json, ApiError> {
+    let mut views = Vec::new();
+    for batch in control.store().batches().await? {
+        let users = control.store().batch_users(Some(&batch.name)).await?;
+        views.push(BatchView::new(&batch, &users));
+    }
+    to_json(views)
+}
+
+async fn show_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    to_json(batch_view(&control, &name).await?)
+}
+
+/// A number or a text (`"35MB"`, `"Unlimited"`), as administrators write them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    Number(u64),
+    Text(String),
+}
+
+impl NumberOrText {
+    fn text(&self) -> String {
+        match self {
+            NumberOrText::Number(n) => n.to_string(),
+            NumberOrText::Text(t) => t.clone(),
+        }
+    }
+}
+
+/// `POST /api/v1/batches`: the batch's parameters (SPEC §3) and the CSV
+/// file's text.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewBatchBody {
+    name: String,
+    #[serde(rename = "type")]
+    batch_type: String,
+    source_endpoint: String,
+    target_endpoint: String,
+    csv: String,
+    #[serde(default)]
+    auto_start: bool,
+    #[serde(default)]
+    auto_complete: bool,
+    start_after: Option<String>,
+    complete_after: Option<String>,
+    #[serde(default)]
+    notification_emails: Vec<String>,
+    mailbox_type: Option<String>,
+    bad_item_limit: Option<NumberOrText>,
+    large_item_limit: Option<NumberOrText>,
+    #[serde(default)]
+    exclude_folders: Vec<String>,
+    incremental_sync_interval: Option<String>,
+    target_delivery_domain: Option<String>,
+}
+
+fn batch_type(text: &str) -> Result<BatchType, ApiError> {
+    BatchType::parse(text).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "type {text:?}: use imap, staged, onboarding or offboarding"
+        ))
+    })
+}
+
+impl NewBatchBody {
+    fn into_request(self) -> Result<(BatchRequest, String), ApiError> {
+        let mailbox_type = self
+            .mailbox_type
+            .map(|m| {
+                MailboxType::parse(&m).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "mailbox_type {m:?}: use PrimaryOnly, ArchiveOnly or PrimaryAndArchive"
+                    ))
+                })
+            })
+            .transpose()?;
+        let bad_item_limit = self
+            .bad_item_limit
+            .map(|l| {
+                BadItemLimit::parse(&l.text()).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "bad_item_limit {:?}: use a number or Unlimited",
+                        l.text()
+                    ))
+                })
+            })
+            .transpose()?;
+        let large_item_limit = self
+            .large_item_limit
+            .map(|l| {
+                parse_size(&l.text())
+                    .map_err(|e| ApiError::bad_request(format!("large_item_limit: {e}")))
+            })
+            .transpose()?;
+        let interval =
+            parse_duration(self.incremental_sync_interval.as_deref().unwrap_or("24h"))
+                .map_err(|e| ApiError::bad_request(format!("incremental_sync_interval: {e}")))?;
+        let request = BatchRequest {
+            name: self.name,
+            batch_type: batch_type(&self.batch_type)?,
+            source_endpoint: self.source_endpoint,
+            target_endpoint: self.target_endpoint,
+            parameters: BatchParameters {
+                auto_start: self.auto_start,
+                auto_complete: self.auto_complete,
+                start_after: self.start_after,
+                complete_after: self.complete_after,
+                notification_emails: self.notification_emails,
+                mailbox_type,
+                bad_item_limit,
+                large_item_limit,
+                exclude_folders: self.exclude_folders,
+                incremental_sync_interval_secs: interval,
+                target_delivery_domain: self.target_delivery_domain,
+            },
+        };
+        Ok((request, self.csv))
+    }
+}
+
+async fn create_batch(
+    State(control): State<Control>,
+    body: Bytes,
+) -> Result<(StatusCode, Json), ApiError> {
+    let (request, csv) = parse_json::<NewBatchBody>(&body)?.into_request()?;
+    let name = request.name.clone();
+    control.create_batch(request, csv.as_bytes()).await?;
+    Ok((
+        StatusCode::CREATED,
+        to_json(batch_view(&control, &name).await?)?,
+    ))
+}
+
+async fn remove_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    control.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    let retried = control.start(&name).await?;
+    action_answer(&control, &name, Some(retried)).await
+}
+
+async fn stop_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    control.stop(&name).await?;
+    action_answer(&control, &name, None).await
+}
+
+async fn complete_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    control.complete(&name).await?;
+    action_answer(&control, &name, None).await
+}
+
+async fn retry_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    let retried = control.retry_failed(&name).await?;
+    action_answer(&control, &name, Some(retried)).await
+}
+
+/// An action's answer: the batch as it is now, and how many failed users
+/// were queued again (for start and retry).
+async fn action_answer(
+    control: &Control,
+    name: &str,
+    retried: Option<u64>,
+) -> Result<Json, ApiError> {
+    let mut answer = serde_json::to_value(batch_view(control, name).await?)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(retried) = retried {
+        answer["retried"] = retried.into();
+    }
+    Ok(axum::Json(answer))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvBody {
+    csv: String,
+}
+
+async fn add_users(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let body: CsvBody = parse_json(&body)?;
+    let added = control.add_users(&name, body.csv.as_bytes()).await?;
+    let mut answer = serde_json::to_value(batch_view(&control, &name).await?)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    answer["added"] = added.into();
+    Ok(axum::Json(answer))
+}
+
+async fn batch_users(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    control.store().batch(&name).await?;
+    let users = control.store().batch_users(Some(&name)).await?;
+    to_json(users.iter().map(UserView::new).collect::<Vec<_>>())
+}
+
+async fn report(
+    control: &Control,
+    name: &str,
+    which: &str,
+    make: fn(&[flytt_store::BatchUser]) -> flytt_control::Result<Vec<u8>>,
+) -> Result<Response, ApiError> {
+    control.store().batch(name).await?;
+    let users = control.store().batch_users(Some(name)).await?;
+    let csv = make(&users)?;
+    let file = format!("{}-{which}.csv", reports::file_stem(name));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file}\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+async fn users_report(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    report(&control, &name, "users", reports::users_report).await
+}
+
+async fn errors_report(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    report(&control, &name, "errors", reports::errors_report).await
+}
+
+async fn show_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+) -> Result<Json, ApiError> {
+    let user = control
+        .store()
+        .batch_users(None)
+        .await?
+        .into_iter()
+        .find(|u| u.email.eq_ignore_ascii_case(&email))
+        .ok_or(flytt_store::Error::NoSuchUser(email))?;
+    to_json(UserView::new(&user))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    batch: Option<String>,
+    email: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+impl EventQuery {
+    fn filter(self) -> EventFilter {
+        EventFilter {
+            batch: self.batch,
+            email: self.email,
+            after: self.after,
+            limit: self.limit,
+        }
+    }
+}
+
+/// Query strings that do not parse get the same JSON error as bodies.
+fn query<T>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+async fn list_events(
+    State(control): State<Control>,
+    params: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json, ApiError> {
+    let events = control.store().events(&query(params)?.filter()).await?;
+    to_json(events.iter().map(EventView::new).collect::<Vec<_>>())
+}
+
+/// How often the stream looks for new events and sends the batches'
+/// counters.
+const STREAM_TICK: Duration = Duration::from_millis(500);
+
+/// `GET /api/v1/events/stream`: server-sent events. Each log entry is an
+/// `event: status` with the entry as JSON (its id as the SSE id, so a
+/// client that reconnects can pass `after`); every tick in which a batch's
+/// counters moved, an `event: progress` with the batch (status, per-status
+/// counts, totals).
+async fn stream_events(
+    State(control): State<Control>,
+    params: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let mut filter = query(params)?.filter();
+    filter.limit = None;
+    if filter.after.is_none() {
+        // Without a starting point, the stream starts now.
+        let newest = control
+            .store()
+            .events(&EventFilter {
+                limit: Some(1),
+                ..EventFilter::default()
+            })
+            .await?;
+        filter.after = Some(newest.last().map_or(0, |e| e.id));
+    }
+    let (sender, receiver) =
+        tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
+    tokio::spawn(async move {
+        let mut last_progress: std::collections::HashMap<String, String> = Default::default();
+        loop {
+            match control.store().events(&filter).await {
+                Ok(events) => {
+                    for event in &events {
+                        filter.after = Some(event.id);
+                        let data =
+                            serde_json::to_string(&EventView::new(event)).unwrap_or_default();
+                        let sse = SseEvent::default()
+                            .event("status")
+                            .id(event.id.to_string())
+                            .data(data);
+                        if sender.send(Ok(sse)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "event stream cannot read the log"),
+            }
+            if let Ok(batches) = control.store().batches().await {
+                for batch in batches {
+                    if filter.batch.as_ref().is_some_and(|b| *b != batch.name) {
+                        continue;
+                    }
+                    let Ok(users) = control.store().batch_users(Some(&batch.name)).await else {
+                        continue;
+                    };
+                    let view = BatchView::new(&batch, &users);
+                    let data = serde_json::json!({
+                        "batch": view.name,
+                        "status": view.status,
+                        "users": view.users,
+                        "user_counts": view.user_counts,
+                        "totals": view.totals,
+                    })
+                    .to_string();
+                    if last_progress.get(&batch.name) == Some(&data) {
+                        continue;
+                    }
+                    last_progress.insert(batch.name.clone(), data.clone());
+                    let sse = SseEvent::default().event("progress").data(data);
+                    if sender.send(Ok(sse)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = sender.closed() => return,
+                _ = tokio::time::sleep(STREAM_TICK) => {}
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(receiver);
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateQuery {
+    #[serde(rename = "type")]
+    batch_type: String,
+}
+
+/// `POST /api/v1/csv/validate?type=imap` with the CSV file as the body:
+/// the same check as `batch new`, nothing stored.
+async fn validate_csv(
+    State(control): State<Control>,
+    params: Result<Query<ValidateQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let batch_type = batch_type(&query(params)?.batch_type)?;
+    let users = control.validate_csv(&body, batch_type).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "valid": true, "users": users.len() }),
+    ))
+}
