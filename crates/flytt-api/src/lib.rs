@@ -27,19 +27,38 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// The OpenAPI document served at `/api/v1/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// The API's routes over `control`'s store.
-pub fn router(control: Control) -> axum::Router {
-    routes::router(control)
+/// The API's routes over `control`'s store; `stopping` turns true when the
+/// server shuts down (live streams end then).
+pub fn router(control: Control, stopping: tokio::sync::watch::Receiver<bool>) -> axum::Router {
+    routes::router(routes::AppState { control, stopping })
 }
 
+/// How long requests under way get to finish after `shutdown`.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the API on `listener` until `shutdown` resolves; requests under
-/// way are answered first.
+/// way get a few seconds to finish, live streams end at once.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(control))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    let server = axum::serve(listener, router(control, stopping.clone()))
+        .with_graceful_shutdown(until(stopping.clone()));
+    let deadline = async {
+        until(stopping).await;
+        tokio::time::sleep(GRACE).await;
+    };
+    tokio::select! {
+        served = server => served,
+        _ = deadline => Ok(()),
+    }
 }

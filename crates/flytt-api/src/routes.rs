@@ -24,7 +24,21 @@ use crate::{MAX_BODY_BYTES, OPENAPI, auth, metrics};
 
 type Json = axum::Json<serde_json::Value>;
 
-pub fn router(control: Control) -> Router {
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub control: Control,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl axum::extract::FromRef<AppState> for Control {
+    fn from_ref(state: &AppState) -> Control {
+        state.control.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let control = state.control.clone();
     let api = Router::new()
         .route("/openapi.json", get(openapi))
         .route("/endpoints", get(list_endpoints))
@@ -55,7 +69,7 @@ pub fn router(control: Control) -> Router {
         .merge(protected)
         .fallback(no_such_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(control)
+        .with_state(state)
 }
 
 async fn no_such_route() -> ApiError {
@@ -427,9 +441,13 @@ const STREAM_TICK: Duration = Duration::from_millis(500);
 /// counters moved, an `event: progress` with the batch (status, per-status
 /// counts, totals).
 async fn stream_events(
-    State(control): State<Control>,
+    State(state): State<AppState>,
     params: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let AppState {
+        control,
+        mut stopping,
+    } = state;
     let mut filter = query(params)?.filter();
     filter.limit = None;
     if filter.after.is_none() {
@@ -494,6 +512,7 @@ async fn stream_events(
             }
             tokio::select! {
                 _ = sender.closed() => return,
+                _ = stopping.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(STREAM_TICK) => {}
             }
         }

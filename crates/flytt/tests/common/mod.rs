@@ -80,21 +80,35 @@ pub async fn seed_inbox(server: &Dovecot, user: &str, count: u32, size: usize) {
         .expect("seed");
 }
 
-/// `flytt serve` on DATA, sent SIGTERM when dropped.
+/// `flytt serve` on DATA, on a free loopback port, sent SIGTERM when
+/// dropped.
 pub struct Worker(pub Child);
 
 impl Worker {
     pub fn start(data: &Path) -> Worker {
-        Worker(
-            Command::new(env!("CARGO_BIN_EXE_flytt"))
-                .arg("serve")
-                .arg("--data-dir")
-                .arg(data)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("worker"),
-        )
+        Worker::serve(data).0
+    }
+
+    /// The service and its API's base address (`http://127.0.0.1:PORT`).
+    pub fn serve(data: &Path) -> (Worker, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flytt"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("flytt serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first)
+            .expect("the first line of flytt serve");
+        // "flytt serve: HTTP API on http://127.0.0.1:PORT/ (…)"
+        let base = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(|w| w.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        (Worker(child), base)
     }
 }
 
