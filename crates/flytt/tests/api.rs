@@ -176,7 +176,8 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
     assert_eq!(batch["status"], "Created", "{batch}");
     assert_eq!(batch["users"], 5, "{batch}");
     assert_eq!(
-        batch["parameters"]["large_item_limit"], 10 * 1024 * 1024,
+        batch["parameters"]["large_item_limit"],
+        10 * 1024 * 1024,
         "{batch}"
     );
     let again = api
@@ -253,11 +254,10 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
         .await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let completing_status = completing.status();
-    let mut done = serde_json::Value::Null;
     if completing_status == StatusCode::CONFLICT {
         // The retry made the batch sync again; complete once it is synced.
         loop {
-            done = api.json("/api/v1/batches/api").await;
+            let done = api.json("/api/v1/batches/api").await;
             if done["status"] == "SyncedWithErrors" {
                 break;
             }
@@ -271,14 +271,14 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
     } else {
         assert_eq!(completing_status, StatusCode::OK);
     }
-    loop {
-        done = api.json("/api/v1/batches/api").await;
+    let done = loop {
+        let done = api.json("/api/v1/batches/api").await;
         if done["status"] == "CompletedWithErrors" {
-            break;
+            break done;
         }
         assert!(Instant::now() < deadline, "{done}");
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
     assert_eq!(done["user_counts"]["Completed"], 4, "{done}");
 
     let report = api.get("/api/v1/batches/api/reports/users.csv").await;
