@@ -69,7 +69,10 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             number("messages_skipped"),
             number("messages_failed"),
             number("bytes_copied"),
-            user.last_synced_at.clone().unwrap_or_default(),
+            user.last_synced_at
+                .as_deref()
+                .map(crate::views::rfc3339)
+                .unwrap_or_default(),
         ];
         writer
             .write_record(row.iter().map(|v| cell(v)))

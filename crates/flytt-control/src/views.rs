@@ -108,20 +108,24 @@ impl EndpointView {
     }
 }
 
-/// The store's timestamps (`YYYY-MM-DD HH:MM:SS`, UTC) as RFC 3339.
-fn rfc3339(stored: &str) -> String {
-    match chrono::NaiveDateTime::parse_from_str(stored, "%Y-%m-%d %H:%M:%S") {
-        Ok(time) => time
-            .and_utc()
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        Err(_) => stored.to_string(),
-    }
-}
-
+/// The store's timestamps (`YYYY-MM-DD HH:MM:SS[.fff]`, UTC).
 fn parse_time(stored: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::NaiveDateTime::parse_from_str(stored, "%Y-%m-%d %H:%M:%S")
+    chrono::NaiveDateTime::parse_from_str(stored, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
         .map(|t| t.and_utc())
+}
+
+/// A store timestamp as RFC 3339 (with milliseconds when it has them).
+pub(crate) fn rfc3339(stored: &str) -> String {
+    let format = if stored.contains('.') {
+        chrono::SecondsFormat::Millis
+    } else {
+        chrono::SecondsFormat::Secs
+    };
+    match parse_time(stored) {
+        Some(time) => time.to_rfc3339_opts(format, true),
+        None => stored.to_string(),
+    }
 }
 
 fn json_or_null(text: Option<&str>) -> Option<serde_json::Value> {
@@ -238,6 +242,10 @@ mod tests {
     #[test]
     fn stored_times_read_as_rfc3339() {
         assert_eq!(rfc3339("2026-11-22 14:05:09"), "2026-11-22T14:05:09Z");
+        assert_eq!(
+            rfc3339("2026-11-22 14:05:09.250"),
+            "2026-11-22T14:05:09.250Z"
+        );
         assert_eq!(rfc3339("not a time"), "not a time");
     }
 }

@@ -325,10 +325,10 @@ impl Store {
         }
         sqlx::query(
             "UPDATE batch SET status = ?1, \
-             started_at = CASE WHEN ?1 = 'Syncing' THEN COALESCE(started_at, CURRENT_TIMESTAMP) ELSE started_at END, \
+             started_at = CASE WHEN ?1 = 'Syncing' THEN COALESCE(started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')) ELSE started_at END, \
              initial_sync_done_at = CASE WHEN ?1 IN ('Synced', 'SyncedWithErrors') \
-                 THEN COALESCE(initial_sync_done_at, CURRENT_TIMESTAMP) ELSE initial_sync_done_at END, \
-             completed_at = CASE WHEN ?1 IN ('Completed', 'CompletedWithErrors') THEN CURRENT_TIMESTAMP ELSE completed_at END \
+                 THEN COALESCE(initial_sync_done_at, strftime('%Y-%m-%d %H:%M:%f', 'now')) ELSE initial_sync_done_at END, \
+             completed_at = CASE WHEN ?1 IN ('Completed', 'CompletedWithErrors') THEN strftime('%Y-%m-%d %H:%M:%f', 'now') ELSE completed_at END \
              WHERE name = ?2",
         )
         .bind(status)

@@ -372,7 +372,7 @@ fn print_batch(view: &BatchView) {
     println!("Copied:    {:.1} MB", t.bytes_copied as f64 / 1e6);
     if let Some(speed) = &view.throughput {
         println!(
-            "Speed:     {:.0} messages/s, {:.2} MB/s over {:.0} s of initial sync",
+            "Speed:     {:.0} messages/s, {:.2} MB/s over {:.1} s of initial sync",
             speed.messages_per_second,
             speed.bytes_per_second / 1e6,
             speed.seconds

@@ -176,7 +176,7 @@ async fn demo(flytt: &Path) -> LabResult<()> {
 }
 
 /// The batch part of the demo: endpoints, a batch from a CSV file, the
-/// worker, and the batch through to Completed.
+/// service, and the batch through to Completed.
 async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
     println!(
         "\n== A migration batch: {} users from a CSV file",
@@ -230,8 +230,8 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
         "--auto-start",
         "--auto-complete",
     ])?;
-    println!("\n$ flytt worker   (in the background until the batch is Completed)");
-    run_worker_until(
+    println!("\n$ flytt serve   (in the background until the batch is Completed)");
+    run_serve_until(
         flytt,
         &data,
         "Bølge 1",
@@ -658,10 +658,10 @@ fn dovecot_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Runs `flytt worker` on DATA until `batch` reaches one of `done` (one of
+/// Runs `flytt serve` on DATA until `batch` reaches one of `done` (one of
 /// `failed`, or the timeout, is an error), then stops it. Returns the time
 /// taken and the worker's peak resident memory in kB.
-fn run_worker_until(
+fn run_serve_until(
     flytt: &Path,
     data: &Path,
     batch: &str,
@@ -671,7 +671,7 @@ fn run_worker_until(
 ) -> LabResult<(Duration, u64)> {
     let started = Instant::now();
     let mut worker = Command::new(flytt)
-        .arg("worker")
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .stdin(Stdio::null())
@@ -761,7 +761,7 @@ fn add_endpoints(
     Ok(())
 }
 
-/// A batch through `flytt worker`: one batch of many small mailboxes, run
+/// A batch through `flytt serve`: one batch of many small mailboxes, run
 /// with MaxConcurrentMigrations 1, 5 and 20 (a fresh target each time),
 /// against the servers' own ceiling; the worker's peak memory.
 async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
@@ -826,7 +826,7 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             &csv.display().to_string(),
             "--auto-start",
         ])?;
-        let (elapsed, peak_kb) = run_worker_until(
+        let (elapsed, peak_kb) = run_serve_until(
             flytt,
             &data,
             "bench",
@@ -836,7 +836,7 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         )?;
         let copied = rate(total, bytes, elapsed);
         rows.push_str(&format!(
-            "| flytt worker, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
+            "| flytt serve, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
             copied.messages,
             copied.mb,
             100.0 * copied.messages / ceiling.messages,
