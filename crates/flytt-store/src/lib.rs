@@ -10,6 +10,7 @@
 mod batches;
 mod endpoints;
 mod events;
+mod mails;
 mod sync_state;
 mod tokens;
 
@@ -23,6 +24,7 @@ use sqlx::{ConnectOptions, SqlitePool};
 pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, WorkItem};
 pub use endpoints::Endpoint;
 pub use events::{Event, EventFilter, kind as event_kind};
+pub use mails::BatchMail;
 pub use sync_state::{CopiedMessage, FolderState, PairId};
 pub use tokens::ApiToken;
 

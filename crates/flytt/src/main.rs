@@ -55,6 +55,10 @@ struct ServeArgs {
     /// Where the HTTP API listens (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// The config file (SMTP for notification mails); default: flytt.toml in
+    /// the data directory, if it is there.
+    #[arg(long, env = "FLYTT_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -79,7 +83,7 @@ fn main() -> ExitCode {
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
-            Command::Serve(args) => serve(&data_dir, Some(args.listen)).await,
+            Command::Serve(args) => serve(&data_dir, Some(args)).await,
             Command::Worker => serve(&data_dir, None).await,
             Command::Token(command) => token_cmd::run(command, &data_dir).await,
         }
@@ -93,15 +97,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the job runner, and the HTTP API when `listen` is given, until
-/// SIGTERM or Ctrl-C; syncs in flight are abandoned safely and resume on the
-/// next start.
-async fn serve(
-    data_dir: &std::path::Path,
-    listen: Option<std::net::SocketAddr>,
-) -> anyhow::Result<u8> {
+/// Runs the job runner, and for `serve` the HTTP API and the notification
+/// mails, until SIGTERM or Ctrl-C; syncs in flight are abandoned safely and
+/// resume on the next start.
+async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::Result<u8> {
     use anyhow::Context;
     std::fs::create_dir_all(data_dir)?;
+    // A bad config stops the start, before anything runs.
+    let config = match serve.as_ref().map(|s| &s.config) {
+        Some(Some(path)) => Some(flytt_notify::Config::load(path)?),
+        Some(None) if data_dir.join("flytt.toml").exists() => {
+            Some(flytt_notify::Config::load(&data_dir.join("flytt.toml"))?)
+        }
+        _ => None,
+    };
+    let notifier = match config.as_ref().and_then(|c| c.smtp.as_ref()) {
+        Some(smtp) => Some(flytt_notify::Notifier::new(smtp)?),
+        None => None,
+    };
+    let listen = serve.map(|s| s.listen);
     let store = flytt_store::Store::open(data_dir).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
@@ -138,6 +152,13 @@ async fn serve(
         }
         None => None,
     };
+    let mails = notifier.map(|notifier| {
+        tokio::spawn(flytt_notify::run(
+            store.clone(),
+            notifier,
+            until_stopped(stopped.clone()),
+        ))
+    });
     let runner = flytt_runner::run(
         store,
         data_dir,
@@ -146,6 +167,9 @@ async fn serve(
     )
     .await;
     signals.abort();
+    if let Some(mails) = mails {
+        let _ = mails.await;
+    }
     if let Some(api) = api {
         api.await?.context("the HTTP API failed")?;
     }

@@ -1,0 +1,6 @@
+-- When each of a batch's notification mails was claimed for sending (a
+-- process claims one before sending it, so several processes never send
+-- the same mail; a failed send releases the claim).
+ALTER TABLE batch ADD COLUMN status_mail_at TEXT;
+ALTER TABLE batch ADD COLUMN initial_sync_mail_at TEXT;
+ALTER TABLE batch ADD COLUMN completion_mail_at TEXT;
