@@ -60,6 +60,8 @@ pub struct UserView {
     pub error: Option<String>,
     pub overrides: serde_json::Value,
     pub started_at: Option<String>,
+    /// When the user was first known good (logged in on both sides).
+    pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// What the syncs found and did (all syncs added up).
     pub statistics: Option<serde_json::Value>,
@@ -143,6 +145,7 @@ impl UserView {
             error: user.error.clone(),
             overrides: serde_json::from_str(&user.overrides).unwrap_or_default(),
             started_at: user.started_at.as_deref().map(rfc3339),
+            validated_at: user.validated_at.as_deref().map(rfc3339),
             last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
             statistics: json_or_null(user.stats.as_deref()),
             progress: json_or_null(user.progress.as_deref()),

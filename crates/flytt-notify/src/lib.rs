@@ -68,7 +68,7 @@ impl Notifier {
             }
             let users = store.batch_users(Some(&batch.name)).await?;
             let view = BatchView::new(&batch, &users);
-            for mail in due(&view) {
+            for mail in due(&view, &users) {
                 if !store.claim_mail(&batch.name, mail).await? {
                     continue;
                 }
@@ -129,12 +129,15 @@ impl Notifier {
 }
 
 /// The mails a batch is due, in the order they go out (those already sent
-/// are skipped by their claim).
-fn due(batch: &BatchView) -> Vec<BatchMail> {
+/// are skipped by their claim). The status mail waits until every user is
+/// validated (logged in on both sides) or failed.
+fn due(batch: &BatchView, users: &[flytt_store::BatchUser]) -> Vec<BatchMail> {
     let mut mails = Vec::new();
     let everyone_started = batch.started_at.is_some()
-        && batch.count(status::QUEUED) == 0
-        && batch.status != status::STOPPED;
+        && batch.status != status::STOPPED
+        && users
+            .iter()
+            .all(|u| u.validated_at.is_some() || u.status == status::FAILED);
     if everyone_started {
         mails.push(BatchMail::Status);
     }

@@ -268,11 +268,15 @@ async fn sync_user(
         let (progress, store, user_id) = (progress.clone(), store.clone(), item.user_id);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(Duration::from_millis(500));
+            let mut validated = false;
             loop {
                 ticks.tick().await;
                 let _ = store
                     .set_user_progress(user_id, Some(&progress.to_json()))
                     .await;
+                if !validated && progress.planned.load(std::sync::atomic::Ordering::Relaxed) {
+                    validated = store.set_user_validated(user_id).await.is_ok();
+                }
             }
         })
     };
@@ -297,6 +301,8 @@ async fn sync_user(
 /// What a running sync is doing.
 #[derive(Default)]
 struct Progress {
+    /// Both logins worked and the folders are listed.
+    planned: std::sync::atomic::AtomicBool,
     folder: std::sync::Mutex<String>,
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
@@ -316,6 +322,11 @@ impl Progress {
 }
 
 impl flytt_sync::Observer for Progress {
+    fn planned(&self, _folders: u64) {
+        self.planned
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn folder_started(&self, folder: &str) {
         if let Ok(mut current) = self.folder.lock() {
             *current = folder.to_string();

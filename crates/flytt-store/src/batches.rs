@@ -86,6 +86,8 @@ pub struct BatchUser {
     pub error: Option<String>,
     /// When the current or last sync started.
     pub started_at: Option<String>,
+    /// When the user was first known good (logged in on both sides).
+    pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// The last sync's statistics (JSON written by the runner).
     pub stats: Option<String>,
@@ -283,7 +285,7 @@ impl Store {
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
         let rows = sqlx::query(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.started_at, u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
         )
         .bind(batch)
@@ -300,6 +302,7 @@ impl Store {
                     status: row.try_get("status")?,
                     error: row.try_get("error")?,
                     started_at: row.try_get("started_at")?,
+                    validated_at: row.try_get("validated_at")?,
                     last_synced_at: row.try_get("last_synced_at")?,
                     stats: row.try_get("stats")?,
                     progress: row.try_get("progress")?,
@@ -442,6 +445,18 @@ impl Store {
         Ok(items)
     }
 
+    /// Records that a user is known good (logged in on both sides); the
+    /// first time counts.
+    pub async fn set_user_validated(&self, user_id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE batch_user SET validated_at = COALESCE(validated_at, CURRENT_TIMESTAMP) WHERE id = ?",
+        )
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Records what a running sync is doing (JSON), or clears it.
     pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
         sqlx::query("UPDATE batch_user SET progress = ? WHERE id = ?")
@@ -478,7 +493,8 @@ impl Store {
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
-             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END \
+             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END, \
+             validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, CURRENT_TIMESTAMP) ELSE validated_at END \
              WHERE id = ?4",
         )
         .bind(status)
