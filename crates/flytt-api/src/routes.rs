@@ -41,8 +41,12 @@ pub fn router(state: AppState) -> Router {
     let control = state.control.clone();
     let api = Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/endpoints", get(list_endpoints))
-        .route("/endpoints/{name}", get(show_endpoint))
+        .route("/endpoints", get(list_endpoints).post(create_endpoint))
+        .route(
+            "/endpoints/{name}",
+            get(show_endpoint).delete(remove_endpoint),
+        )
+        .route("/endpoints/{name}/test", post(test_endpoint))
         .route("/batches", get(list_batches).post(create_batch))
         .route("/batches/{name}", get(show_batch).delete(remove_batch))
         .route("/batches/{name}/start", post(start_batch))
@@ -114,6 +118,82 @@ async fn show_endpoint(
     Path(name): Path<String>,
 ) -> Result<Json, ApiError> {
     to_json(EndpointView::new(&control.store().endpoint(&name).await?))
+}
+
+/// `POST /api/v1/endpoints`. The admin password is write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewEndpointBody {
+    name: String,
+    url: String,
+    #[serde(default)]
+    allow_plaintext: bool,
+    ca_file: Option<String>,
+    admin_user: Option<String>,
+    admin_mode: Option<String>,
+    admin_password: Option<String>,
+    max_concurrent_migrations: Option<u32>,
+    max_concurrent_incremental_syncs: Option<u32>,
+}
+
+async fn create_endpoint(
+    State(control): State<Control>,
+    body: Bytes,
+) -> Result<(StatusCode, Json), ApiError> {
+    let body: NewEndpointBody = parse_json(&body)?;
+    let sealed = body
+        .admin_password
+        .as_deref()
+        .map(|p| control.seal_admin_password(&body.name, &flytt_secrets::SecretString::new(p)))
+        .transpose()?;
+    let migrations = body.max_concurrent_migrations.unwrap_or(20);
+    let endpoint = flytt_store::Endpoint {
+        name: body.name,
+        url: body.url,
+        allow_plaintext: body.allow_plaintext,
+        ca_file: body.ca_file,
+        admin_user: body.admin_user,
+        admin_mode: body
+            .admin_mode
+            .unwrap_or_else(|| flytt_control::endpoints::admin_mode::MASTER.to_string()),
+        admin_password_sealed: sealed,
+        max_concurrent_migrations: migrations,
+        max_concurrent_incremental_syncs: body
+            .max_concurrent_incremental_syncs
+            .unwrap_or(10.min(migrations)),
+    };
+    control.create_endpoint(&endpoint).await?;
+    Ok((StatusCode::CREATED, to_json(EndpointView::new(&endpoint))?))
+}
+
+async fn remove_endpoint(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    control.store().remove_endpoint(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct EndpointTestBody {
+    /// Also log in as this user through the admin account.
+    user: Option<String>,
+}
+
+/// `POST /api/v1/endpoints/{name}/test`: the outcome is in the answer
+/// (`ok`, `error`), with status 200 either way.
+async fn test_endpoint(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let body: EndpointTestBody = if body.is_empty() {
+        EndpointTestBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    to_json(control.test_endpoint(&name, body.user.as_deref()).await?)
 }
 
 async fn batch_view(control: &Control, name: &str) -> Result<BatchView, ApiError> {

@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides, status};
-use flytt_imap::{Auth, Secret, ServerConfig};
+use flytt_control::endpoints::{admin_auth, server_config as server};
+use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
 use flytt_store::{Endpoint, Store, WorkItem};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
@@ -422,39 +423,6 @@ fn accumulate(
         latest["duration"] = secs.into();
     }
     latest
-}
-
-fn server(endpoint: &Endpoint) -> Result<ServerConfig, String> {
-    let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
-    server.allow_plaintext = endpoint.allow_plaintext;
-    server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
-    Ok(server)
-}
-
-/// The endpoint's admin login for `user`, if the endpoint has an admin.
-fn admin_auth(endpoint: &Endpoint, user: &str, keyring: &Keyring) -> Result<Option<Auth>, String> {
-    let (Some(admin), Some(sealed)) = (&endpoint.admin_user, &endpoint.admin_password_sealed)
-    else {
-        return Ok(None);
-    };
-    let password = keyring
-        .open(
-            sealed,
-            &format!("endpoint/{}/admin-password", endpoint.name),
-        )
-        .map_err(|e| format!("the admin password of endpoint {}: {e}", endpoint.name))?;
-    let password = Secret::new(password.expose());
-    Ok(Some(match endpoint.admin_mode.as_str() {
-        "plain" => Auth::Plain {
-            user: admin.clone(),
-            password,
-            authorize_as: Some(user.to_string()),
-        },
-        _ => Auth::Login {
-            user: format!("{user}*{admin}"),
-            password,
-        },
-    }))
 }
 
 fn open_user_secret(

@@ -5,14 +5,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use flytt_control::Control;
+use flytt_control::endpoints::admin_mode;
 use flytt_control::views::EndpointView;
-use flytt_imap::{Auth, Secret, Session};
-use flytt_secrets::{Keyring, SecretString};
+use flytt_secrets::SecretString;
 use flytt_store::{Endpoint, Store};
 
-use crate::account::{read_password_file, server_config};
+use crate::account::read_password_file;
 
 #[derive(Subcommand)]
 pub enum EndpointCommand {
@@ -42,16 +43,8 @@ pub enum AdminMode {
 impl AdminMode {
     fn as_str(self) -> &'static str {
         match self {
-            AdminMode::Master => "master",
-            AdminMode::Plain => "plain",
-        }
-    }
-
-    fn parse(text: &str) -> Result<AdminMode> {
-        match text {
-            "master" => Ok(AdminMode::Master),
-            "plain" => Ok(AdminMode::Plain),
-            other => bail!("unknown admin mode {other:?} in the store"),
+            AdminMode::Master => admin_mode::MASTER,
+            AdminMode::Plain => admin_mode::PLAIN,
         }
     }
 }
@@ -136,11 +129,12 @@ pub struct ListArgs {
 pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Store::open(data_dir).await?;
+    let control = Control::new(Store::open(data_dir).await?, data_dir);
+    let store = control.store();
     match command {
         EndpointCommand::New(args) => {
             let sealed =
-                seal_admin_password(data_dir, &args.name, args.admin_password_file.as_deref())?;
+                seal_admin_password(&control, &args.name, args.admin_password_file.as_deref())?;
             let endpoint = Endpoint {
                 name: args.name,
                 url: args.url,
@@ -154,8 +148,7 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
                     .max_concurrent_incremental_syncs
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
             };
-            check(&endpoint)?;
-            store.create_endpoint(&endpoint).await?;
+            control.create_endpoint(&endpoint).await?;
             println!("Endpoint {} created.", endpoint.name);
         }
         EndpointCommand::Set(args) => {
@@ -171,7 +164,7 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
             }
             if let Some(file) = args.admin_password_file.as_deref() {
                 endpoint.admin_password_sealed =
-                    seal_admin_password(data_dir, &args.name, Some(file))?;
+                    seal_admin_password(&control, &args.name, Some(file))?;
             }
             if let Some(n) = args.max_concurrent_migrations {
                 endpoint.max_concurrent_migrations = n;
@@ -185,11 +178,10 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
             if let Some(ca) = args.ca_file {
                 endpoint.ca_file = Some(ca.display().to_string());
             }
-            check(&endpoint)?;
-            store.update_endpoint(&endpoint).await?;
+            control.update_endpoint(&endpoint).await?;
             println!("Endpoint {} updated.", endpoint.name);
         }
-        EndpointCommand::Test(args) => return test(&store, data_dir, &args).await,
+        EndpointCommand::Test(args) => return test(&control, &args).await,
         EndpointCommand::Show(args) => {
             let endpoint = store.endpoint(&args.name).await?;
             if args.json {
@@ -259,115 +251,38 @@ fn print_endpoint(endpoint: &Endpoint) {
     }
 }
 
-/// Settings that cannot work are refused before they are stored.
-fn check(endpoint: &Endpoint) -> Result<()> {
-    server_config(&endpoint.url, endpoint.allow_plaintext, &[], 1)
-        .with_context(|| format!("--url {:?}", endpoint.url))?;
-    if endpoint.max_concurrent_migrations == 0 {
-        bail!("--max-concurrent-migrations must be at least 1");
-    }
-    if endpoint.max_concurrent_incremental_syncs == 0
-        || endpoint.max_concurrent_incremental_syncs > endpoint.max_concurrent_migrations
-    {
-        bail!(
-            "--max-concurrent-incremental-syncs must be between 1 and --max-concurrent-migrations ({})",
-            endpoint.max_concurrent_migrations
-        );
-    }
-    if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
-        bail!("--admin-user and --admin-password-file go together");
-    }
-    Ok(())
-}
-
-fn binding(name: &str) -> String {
-    format!("endpoint/{name}/admin-password")
-}
-
-fn seal_admin_password(data_dir: &Path, name: &str, file: Option<&Path>) -> Result<Option<String>> {
+fn seal_admin_password(
+    control: &Control,
+    name: &str,
+    file: Option<&Path>,
+) -> Result<Option<String>> {
     let Some(file) = file else { return Ok(None) };
     let password = read_password_file(file)?;
-    let keyring = Keyring::load(data_dir)?;
-    let sealed = keyring.seal(&SecretString::new(password.expose()), &binding(name))?;
-    Ok(Some(sealed))
+    Ok(Some(control.seal_admin_password(
+        name,
+        &SecretString::new(password.expose()),
+    )?))
 }
 
 /// The test: connect, show what the server offers, and log in as a user
 /// through the admin account when asked. Exit 2 when anything fails.
-async fn test(store: &Store, data_dir: &Path, args: &TestArgs) -> Result<u8> {
-    let endpoint = store.endpoint(&args.name).await?;
-    let ca_files: Vec<PathBuf> = endpoint.ca_file.iter().map(PathBuf::from).collect();
-    let (server, _) = server_config(&endpoint.url, endpoint.allow_plaintext, &ca_files, 30)?;
-    let outcome = async {
-        let mut session = Session::connect(&server).await?;
-        let before_login = session.capabilities().to_vec();
-        let logged_in_as = match (
-            &args.user,
-            &endpoint.admin_user,
-            &endpoint.admin_password_sealed,
-        ) {
-            (Some(user), Some(admin), Some(sealed)) => {
-                let password = Keyring::load(data_dir)?.open(sealed, &binding(&endpoint.name))?;
-                let auth = match AdminMode::parse(&endpoint.admin_mode)? {
-                    AdminMode::Master => Auth::Login {
-                        user: format!("{user}*{admin}"),
-                        password: Secret::new(password.expose()),
-                    },
-                    AdminMode::Plain => Auth::Plain {
-                        user: admin.clone(),
-                        password: Secret::new(password.expose()),
-                        authorize_as: Some(user.clone()),
-                    },
-                };
-                session.login(&auth).await?;
-                Some(user.clone())
-            }
-            (Some(_), _, _) => bail!(
-                "endpoint {} has no admin account to log in with",
-                endpoint.name
-            ),
-            (None, _, _) => None,
-        };
-        let capabilities = session.capabilities().to_vec();
-        session.logout().await;
-        Ok::<_, anyhow::Error>((before_login, logged_in_as, capabilities))
+async fn test(control: &Control, args: &TestArgs) -> Result<u8> {
+    let test = control
+        .test_endpoint(&args.name, args.user.as_deref())
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&test)?);
     }
-    .await;
-    match outcome {
-        Ok((before_login, logged_in_as, capabilities)) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": true,
-                        "server": server.display_name(),
-                        "logged_in_as": logged_in_as,
-                        "capabilities": capabilities,
-                        "capabilities_before_login": before_login,
-                    })
-                );
-            } else {
-                println!(
-                    "Connected to {} ({}).",
-                    endpoint.name,
-                    server.display_name()
-                );
-                if let Some(user) = logged_in_as {
-                    println!("Logged in as {user} through the admin account.");
-                }
-                println!("Capabilities: {}", capabilities.join(" "));
-            }
-            Ok(0)
-        }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "ok": false, "error": format!("{e:#}") })
-                );
-            }
-            eprintln!("error: {e:#}");
-            Ok(crate::EXIT_FAILED)
-        }
+    if let Some(error) = &test.error {
+        eprintln!("error: {error}");
+        return Ok(crate::EXIT_FAILED);
     }
+    if !args.json {
+        println!("Connected to {} ({}).", args.name, test.server);
+        if let Some(user) = &test.logged_in_as {
+            println!("Logged in as {user} through the admin account.");
+        }
+        println!("Capabilities: {}", test.capabilities.join(" "));
+    }
+    Ok(0)
 }

@@ -125,6 +125,65 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
         client: reqwest::Client::new(),
     };
 
+    // The endpoint test logs in through the admin account.
+    let tested: serde_json::Value = api
+        .post(
+            "/api/v1/endpoints/ny/test",
+            serde_json::json!({"user": "anne@example.org"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(tested["logged_in_as"], "anne@example.org", "{tested}");
+    assert!(
+        tested["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case("IMAP4rev1")))),
+        "{tested}"
+    );
+    let refused: serde_json::Value = api
+        .post(
+            "/api/v1/endpoints/gammel/test",
+            serde_json::json!({"user": "anne@example.org"}),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no admin account")),
+        "{refused}"
+    );
+
+    // An endpoint made over the API keeps its password to itself.
+    let made = api
+        .post(
+            "/api/v1/endpoints",
+            serde_json::json!({"name": "tredje", "url": "imaps://mail.example.org",
+                               "admin_user": "admin", "admin_password": "hemmelig-passord"}),
+        )
+        .await;
+    assert_eq!(made.status(), StatusCode::CREATED);
+    let made = made.text().await.expect("text");
+    assert!(
+        made.contains("\"admin_password_set\":true") && !made.contains("hemmelig"),
+        "{made}"
+    );
+    let bad = api
+        .post(
+            "/api/v1/endpoints",
+            serde_json::json!({"name": "fjerde", "url": "pop3://mail.example.org"}),
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
     // A CSV with a problem is refused with its line, and nothing is made.
     let mut bad = String::from("EmailAddress,UserName,Password\n");
     bad.push_str("anne@example.org,anne@example.org,kort\n");
@@ -545,9 +604,23 @@ async fn the_openapi_document_matches_the_routes() {
     // The routes, as the router declares them.
     let source = include_str!("../../flytt-api/src/routes.rs");
     let mut routed = Vec::new();
-    for line in source.lines() {
-        let line = line.trim();
-        let Some(rest) = line.strip_prefix(".route(\"") else {
+    for (at, _) in source.match_indices(".route(") {
+        // The call's text, up to its closing parenthesis.
+        let call = &source[at + ".route(".len()..];
+        let mut depth = 1;
+        let end = call
+            .char_indices()
+            .find(|(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map_or(call.len(), |(i, _)| i);
+        let call = &call[..end];
+        let Some((_, rest)) = call.split_once('"') else {
             continue;
         };
         let Some((path, handlers)) = rest.split_once('"') else {

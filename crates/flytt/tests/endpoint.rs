@@ -136,8 +136,7 @@ fn endpoints_are_created_tested_shown_and_removed() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&bad.stderr)
-            .contains("between 1 and --max-concurrent-migrations (5)")
+        String::from_utf8_lossy(&bad.stderr).contains("between 1 and MaxConcurrentMigrations (5)")
     );
 
     let list = flytt(&data, &["endpoint", "list", "--json"]);

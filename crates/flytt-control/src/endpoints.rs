@@ -1,0 +1,201 @@
+//! Endpoints: adding one (checked, its admin password sealed), testing
+//! one (connect, capabilities, a login through the admin account), and how
+//! an endpoint's settings become a connection and an admin login (shared
+//! with the job runner).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flytt_imap::{Auth, Secret, ServerConfig, Session};
+use flytt_secrets::{Keyring, SecretString};
+use flytt_store::Endpoint;
+use serde::Serialize;
+
+use crate::{Control, ControlError, Result};
+
+/// The AAD binding of an endpoint's sealed admin password.
+pub fn admin_password_binding(name: &str) -> String {
+    format!("endpoint/{name}/admin-password")
+}
+
+/// How the admin account opens a user's mailbox.
+pub mod admin_mode {
+    /// LOGIN as `user*admin` (Dovecot master users).
+    pub const MASTER: &str = "master";
+    /// AUTHENTICATE PLAIN as the admin, with the user as authorization identity.
+    pub const PLAIN: &str = "plain";
+}
+
+/// The connection settings of an endpoint.
+pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, String> {
+    let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
+    server.allow_plaintext = endpoint.allow_plaintext;
+    server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    Ok(server)
+}
+
+/// The endpoint's admin login for `user`, if the endpoint has an admin.
+pub fn admin_auth(
+    endpoint: &Endpoint,
+    user: &str,
+    keyring: &Keyring,
+) -> std::result::Result<Option<Auth>, String> {
+    let (Some(admin), Some(sealed)) = (&endpoint.admin_user, &endpoint.admin_password_sealed)
+    else {
+        return Ok(None);
+    };
+    let password = keyring
+        .open(sealed, &admin_password_binding(&endpoint.name))
+        .map_err(|e| format!("the admin password of endpoint {}: {e}", endpoint.name))?;
+    let password = Secret::new(password.expose());
+    Ok(Some(match endpoint.admin_mode.as_str() {
+        admin_mode::PLAIN => Auth::Plain {
+            user: admin.clone(),
+            password,
+            authorize_as: Some(user.to_string()),
+        },
+        _ => Auth::Login {
+            user: format!("{user}*{admin}"),
+            password,
+        },
+    }))
+}
+
+/// Settings that cannot work are refused before they are stored.
+pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
+    let invalid = |m: String| Err(ControlError::InvalidParameter(m));
+    if endpoint.name.is_empty()
+        || endpoint.name.chars().count() > 64
+        || endpoint.name.contains(['/', '\\'])
+        || endpoint.name.chars().any(char::is_control)
+    {
+        return invalid(format!(
+            "endpoint name {:?}: 1 to 64 characters, no '/' or control characters",
+            endpoint.name
+        ));
+    }
+    if let Err(e) = server_config(endpoint) {
+        return invalid(format!("url {:?}: {e}", endpoint.url));
+    }
+    if endpoint.admin_mode != admin_mode::MASTER && endpoint.admin_mode != admin_mode::PLAIN {
+        return invalid(format!(
+            "admin mode {:?}: use master or plain",
+            endpoint.admin_mode
+        ));
+    }
+    if endpoint.max_concurrent_migrations == 0 {
+        return invalid("MaxConcurrentMigrations must be at least 1".into());
+    }
+    if endpoint.max_concurrent_incremental_syncs == 0
+        || endpoint.max_concurrent_incremental_syncs > endpoint.max_concurrent_migrations
+    {
+        return invalid(format!(
+            "MaxConcurrentIncrementalSyncs must be between 1 and MaxConcurrentMigrations ({})",
+            endpoint.max_concurrent_migrations
+        ));
+    }
+    if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
+        return invalid("the admin user and the admin password go together".into());
+    }
+    Ok(())
+}
+
+/// What an endpoint test found.
+#[derive(Clone, Debug, Serialize)]
+pub struct EndpointTest {
+    pub ok: bool,
+    pub server: String,
+    /// The user the admin account opened, when one was asked for.
+    pub logged_in_as: Option<String>,
+    pub capabilities: Vec<String>,
+    pub capabilities_before_login: Vec<String>,
+    /// Why the test failed.
+    pub error: Option<String>,
+}
+
+/// How long an endpoint test waits for the server.
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Control {
+    /// Seals an endpoint's admin password for storing.
+    pub fn seal_admin_password(&self, endpoint: &str, password: &SecretString) -> Result<String> {
+        let keyring = Keyring::load(&self.data_dir)?;
+        Ok(keyring.seal(password, &admin_password_binding(endpoint))?)
+    }
+
+    /// Checks and stores a new endpoint (its admin password sealed already).
+    pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        check_endpoint(endpoint)?;
+        Ok(self.store.create_endpoint(endpoint).await?)
+    }
+
+    /// Checks and stores an endpoint's new settings.
+    pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
+        check_endpoint(endpoint)?;
+        Ok(self.store.update_endpoint(endpoint).await?)
+    }
+
+    /// Connects, reads the capabilities and, given a user, logs in as that
+    /// user through the admin account. A failure is in the answer, not an
+    /// error: only a missing endpoint or key is.
+    pub async fn test_endpoint(&self, name: &str, user: Option<&str>) -> Result<EndpointTest> {
+        let endpoint = self.store.endpoint(name).await?;
+        let mut test = EndpointTest {
+            ok: false,
+            server: endpoint.url.clone(),
+            logged_in_as: None,
+            capabilities: Vec::new(),
+            capabilities_before_login: Vec::new(),
+            error: None,
+        };
+        let auth = match user {
+            Some(user) => {
+                let keyring = Keyring::load(&self.data_dir)?;
+                match admin_auth(&endpoint, user, &keyring) {
+                    Ok(Some(auth)) => Some(auth),
+                    Ok(None) => {
+                        test.error = Some(format!(
+                            "endpoint {name} has no admin account to log in with"
+                        ));
+                        return Ok(test);
+                    }
+                    Err(e) => {
+                        test.error = Some(e);
+                        return Ok(test);
+                    }
+                }
+            }
+            None => None,
+        };
+        let mut server = match server_config(&endpoint) {
+            Ok(server) => server,
+            Err(e) => {
+                test.error = Some(e);
+                return Ok(test);
+            }
+        };
+        server.timeout = TEST_TIMEOUT;
+        test.server = server.display_name();
+        let outcome = async {
+            let mut session = Session::connect(&server).await?;
+            let before = session.capabilities().to_vec();
+            if let Some(auth) = &auth {
+                session.login(auth).await?;
+            }
+            let after = session.capabilities().to_vec();
+            session.logout().await;
+            Ok::<_, flytt_imap::Error>((before, after))
+        }
+        .await;
+        match outcome {
+            Ok((before, after)) => {
+                test.ok = true;
+                test.logged_in_as = user.map(str::to_string);
+                test.capabilities_before_login = before;
+                test.capabilities = after;
+            }
+            Err(e) => test.error = Some(e.to_string()),
+        }
+        Ok(test)
+    }
+}
