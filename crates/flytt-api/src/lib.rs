@@ -1,7 +1,7 @@
-//! flytt's HTTP API (SPEC §9): `GET /healthz`, `GET /metrics`, and the JSON
+//! flytt's HTTP surface (SPEC §9): `GET /healthz`, `GET /metrics`, the JSON
 //! API under `/api/v1/` described by `/api/v1/openapi.json` (the file
 //! `openapi.json` beside this crate, kept true by a test that calls every
-//! documented route).
+//! documented route), and the web dashboard at `/` (module `dashboard`).
 //!
 //! Every request but the health check carries `Authorization: Bearer
 //! TOKEN`; tokens are made by `flytt token new` and kept hashed. Every change
@@ -10,6 +10,7 @@
 //! what is stored. Passwords are write-only: no answer contains one.
 
 mod auth;
+mod dashboard;
 mod error;
 mod metrics;
 mod routes;
@@ -19,7 +20,15 @@ use std::future::Future;
 
 use flytt_control::Control;
 
+pub use dashboard::DashboardConfig;
 pub use error::ApiError;
+
+/// What `serve` needs besides the store.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// The dashboard's admin password (besides API tokens), if configured.
+    pub dashboard_password: Option<String>,
+}
 
 /// The largest request body: a CSV file of 50,000 rows with long values.
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -29,8 +38,16 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// The API's routes over `control`'s store; `stopping` turns true when the
 /// server shuts down (live streams end then).
-pub fn router(control: Control, stopping: tokio::sync::watch::Receiver<bool>) -> axum::Router {
-    routes::router(routes::AppState { control, stopping })
+pub fn router(
+    control: Control,
+    options: &ServeOptions,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> axum::Router {
+    routes::router(routes::AppState {
+        control,
+        stopping,
+        dashboard: dashboard::DashboardState::new(options.dashboard_password.clone()),
+    })
 }
 
 /// How long requests under way get to finish after `shutdown`.
@@ -41,6 +58,7 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -51,7 +69,7 @@ pub async fn serve(
     let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let server = axum::serve(listener, router(control, stopping.clone()))
+    let server = axum::serve(listener, router(control, &options, stopping.clone()))
         .with_graceful_shutdown(until(stopping.clone()));
     let deadline = async {
         until(stopping).await;

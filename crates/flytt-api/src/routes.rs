@@ -29,6 +29,7 @@ type Json = axum::Json<serde_json::Value>;
 pub struct AppState {
     pub control: Control,
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    pub dashboard: std::sync::Arc<crate::dashboard::DashboardState>,
 }
 
 impl axum::extract::FromRef<AppState> for Control {
@@ -71,7 +72,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(protected)
-        .fallback(no_such_route)
+        .merge(crate::dashboard::router())
+        .fallback(crate::dashboard::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -527,6 +529,7 @@ async fn stream_events(
     let AppState {
         control,
         mut stopping,
+        ..
     } = state;
     let mut filter = query(params)?.filter();
     filter.limit = None;

@@ -1,4 +1,5 @@
-//! The `[smtp]` section of flytt's config file (`flytt.toml`):
+//! The `[smtp]` section of flytt's config file (`flytt.toml`, read by the
+//! binary):
 //!
 //! ```toml
 //! [smtp]
@@ -10,7 +11,7 @@
 //! templates = "/etc/flytt/mail"   # optional: your versions of the templates
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -24,15 +25,8 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
-
-/// The whole config file; sections other than those flytt knows are refused.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub smtp: Option<SmtpConfig>,
+    #[error("{0}")]
+    Invalid(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,35 +38,11 @@ pub struct SmtpConfig {
     pub password_file: Option<PathBuf>,
     pub dashboard_url: String,
     pub templates: Option<PathBuf>,
-    /// Where the config came from, for error messages.
-    #[serde(skip)]
-    source: String,
-}
-
-impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: display.clone(),
-            source,
-        })?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: display.clone(),
-            message: e.to_string(),
-        })?;
-        if let Some(smtp) = &mut config.smtp {
-            smtp.source = display;
-        }
-        Ok(config)
-    }
 }
 
 impl SmtpConfig {
     fn invalid(&self, message: String) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.source.clone(),
-            message,
-        }
+        ConfigError::Invalid(message)
     }
 
     pub(crate) fn from(&self) -> Result<Mailbox, ConfigError> {

@@ -22,7 +22,7 @@ use flytt_store::{BatchMail, Store};
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart, header::ContentType};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
-pub use config::{Config, ConfigError, SmtpConfig};
+pub use config::{ConfigError, SmtpConfig};
 pub use render::{Rendered, Templates};
 
 #[derive(Debug, thiserror::Error)]

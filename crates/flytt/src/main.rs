@@ -2,6 +2,7 @@
 
 mod account;
 mod batch_cmd;
+mod config;
 mod endpoint_cmd;
 
 mod sync_cmd;
@@ -105,15 +106,18 @@ async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::
     std::fs::create_dir_all(data_dir)?;
     // A bad config stops the start, before anything runs.
     let config = match serve.as_ref().map(|s| &s.config) {
-        Some(Some(path)) => Some(flytt_notify::Config::load(path)?),
+        Some(Some(path)) => config::Config::load(path)?,
         Some(None) if data_dir.join("flytt.toml").exists() => {
-            Some(flytt_notify::Config::load(&data_dir.join("flytt.toml"))?)
+            config::Config::load(&data_dir.join("flytt.toml"))?
         }
-        _ => None,
+        _ => config::Config::default(),
     };
-    let notifier = match config.as_ref().and_then(|c| c.smtp.as_ref()) {
-        Some(smtp) => Some(flytt_notify::Notifier::new(smtp)?),
+    let notifier = match &config.smtp {
+        Some(smtp) => Some(flytt_notify::Notifier::new(smtp).context("config file, [smtp]")?),
         None => None,
+    };
+    let options = flytt_api::ServeOptions {
+        dashboard_password: config.dashboard_password()?,
     };
     let listen = serve.map(|s| s.listen);
     let store = flytt_store::Store::open(data_dir).await?;
@@ -148,7 +152,9 @@ async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::
             );
             let control = flytt_control::Control::new(store.clone(), data_dir);
             let shutdown = until_stopped(stopped.clone());
-            Some(tokio::spawn(flytt_api::serve(listener, control, shutdown)))
+            Some(tokio::spawn(flytt_api::serve(
+                listener, control, options, shutdown,
+            )))
         }
         None => None,
     };

@@ -1,0 +1,96 @@
+//! The web dashboard: server-rendered pages (askama templates in
+//! `templates/`), live tables refreshed by htmx (vendored in `static/`), no
+//! JavaScript build. It changes batches through flytt-control like the CLI
+//! and the API.
+//!
+//! Sign-in takes an API token or the admin password from the config file
+//! and starts a session (an HttpOnly, SameSite=Strict cookie naming a
+//! random id; sessions live in memory, so a restart signs everyone out).
+//! Every form carries the session's CSRF token, and every POST checks it;
+//! the sign-in form uses a double-submit cookie instead.
+
+mod pages;
+mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+pub use session::Sessions;
+
+use crate::routes::AppState;
+
+/// The dashboard's settings (the `[dashboard]` section of the config file).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// A file holding the admin password, accepted at sign-in besides API
+    /// tokens.
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::batches))
+        .route("/partials/batches", get(pages::batch_rows))
+        .route(
+            "/batches/new",
+            get(pages::new_batch_page).post(pages::create_batch),
+        )
+        .route("/batches/{name}", get(pages::batch))
+        .route("/partials/batches/{name}", get(pages::batch_live))
+        .route("/batches/{name}/{action}", post(pages::batch_action))
+        .route("/batches/{name}/reports/{file}", get(pages::report))
+        .route("/endpoints", get(pages::endpoints))
+        .route("/endpoints/{name}", get(pages::endpoint))
+        .route("/endpoints/{name}/test", post(pages::test_endpoint))
+        .route("/static/{file}", get(asset))
+}
+
+const CSS: &str = include_str!("../../static/flytt.css");
+const HTMX: &str = include_str!("../../static/htmx-2.0.11.min.js");
+
+/// The vendored assets: no CDN, nothing fetched by the browser elsewhere.
+async fn asset(Path(file): Path<String>) -> Response {
+    let (body, kind) = match file.as_str() {
+        "flytt.css" => (CSS, "text/css; charset=utf-8"),
+        "htmx-2.0.11.min.js" => (HTMX, "text/javascript; charset=utf-8"),
+        _ => return pages::not_found().await,
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The dashboard's part of the server state.
+pub struct DashboardState {
+    pub sessions: Sessions,
+    pub admin_password: Option<String>,
+}
+
+impl DashboardState {
+    pub fn new(admin_password: Option<String>) -> Arc<DashboardState> {
+        Arc::new(DashboardState {
+            sessions: Sessions::default(),
+            admin_password,
+        })
+    }
+}
+
+/// Unknown pages: an HTML page for people, not JSON.
+pub async fn fallback(State(_state): State<AppState>) -> Response {
+    let mut response = pages::not_found().await;
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}

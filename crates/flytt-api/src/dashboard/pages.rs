@@ -1,0 +1,975 @@
+//! The dashboard's pages and the forms they post.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use flytt_batch::size::parse_size;
+use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
+use flytt_control::endpoints::EndpointTest;
+use flytt_control::views::{BatchView, EndpointView, UserView};
+use flytt_control::{BatchRequest, ControlError, reports};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+use super::session::{Flash, LOGIN_CSRF_COOKIE, SESSION_COOKIE, Session, cookie, same};
+use crate::routes::AppState;
+use crate::tokens;
+
+/// What every page's frame needs.
+pub struct Page {
+    pub signed_in: bool,
+    pub csrf: String,
+    pub here: &'static str,
+    pub version: &'static str,
+    pub flash: Option<Flash>,
+}
+
+impl Page {
+    fn new(session: &Session, flash: Option<Flash>, here: &'static str) -> Page {
+        Page {
+            signed_in: true,
+            csrf: session.csrf.clone(),
+            here,
+            version: env!("CARGO_PKG_VERSION"),
+            flash,
+        }
+    }
+
+    fn anonymous(csrf: String) -> Page {
+        Page {
+            signed_in: false,
+            csrf,
+            here: "",
+            version: env!("CARGO_PKG_VERSION"),
+            flash: None,
+        }
+    }
+}
+
+fn link(name: &str) -> String {
+    utf8_percent_encode(name, NON_ALPHANUMERIC).to_string()
+}
+
+fn render(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page").into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    page: Page,
+    title: String,
+    message: String,
+}
+
+fn error_page(status: StatusCode, title: &str, message: String, signed_in: bool) -> Response {
+    let mut page = Page::anonymous(String::new());
+    page.signed_in = signed_in;
+    let mut response = render(&ErrorPage {
+        page,
+        title: title.into(),
+        message,
+    });
+    *response.status_mut() = status;
+    response
+}
+
+pub async fn not_found() -> Response {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is no such page.".into(),
+        false,
+    )
+}
+
+/// A failure shown to a signed-in user: what went wrong, without internals.
+fn failure(error: impl Into<ControlError>) -> Response {
+    let error = error.into();
+    let status = match &error {
+        ControlError::Store(
+            flytt_store::Error::NoSuchBatch(_)
+            | flytt_store::Error::NoSuchEndpoint(_)
+            | flytt_store::Error::NoSuchUser(_),
+        ) => StatusCode::NOT_FOUND,
+        ControlError::Store(flytt_store::Error::Sql(_) | flytt_store::Error::Open { .. })
+        | ControlError::Secrets(_)
+        | ControlError::Report(_) => {
+            tracing::error!(%error, "dashboard request failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "The server could not do this; its log has the details.".into(),
+                true,
+            );
+        }
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_page(status, "Cannot do that", error.to_string(), true)
+}
+
+/// The signed-in session and its flash message, if there is a session.
+fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Session, Option<Flash>)> {
+    state.dashboard.sessions.current(headers)
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+/// Whether a POSTed form carries the session's CSRF token.
+fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool {
+    form.get("csrf")
+        .is_some_and(|token| same(token, &session.csrf))
+}
+
+fn csrf_refused() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "The form was not sent from this session. Reload the page and try again.".into(),
+        true,
+    )
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Page,
+    error: Option<String>,
+}
+
+fn login_form(error: Option<String>, status: StatusCode) -> Response {
+    let Some(csrf) = super::session::random_token() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness").into_response();
+    };
+    let mut response = render(&LoginPage {
+        page: Page::anonymous(csrf.clone()),
+        error,
+    });
+    *response.status_mut() = status;
+    if let Ok(value) =
+        format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600")
+            .parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn login_page() -> Response {
+    login_form(None, StatusCode::OK)
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    let double_submit = cookie(&headers, LOGIN_CSRF_COOKIE);
+    let csrf_ok = matches!((double_submit, form.get("csrf")), (Some(c), Some(f)) if same(&c, f));
+    if !csrf_ok {
+        return login_form(
+            Some("The sign-in form expired; try again.".into()),
+            StatusCode::FORBIDDEN,
+        );
+    }
+    let secret = form.get("secret").map(|s| s.trim()).unwrap_or_default();
+    let by_password = state
+        .dashboard
+        .admin_password
+        .as_deref()
+        .is_some_and(|p| !secret.is_empty() && same(&tokens::hash(p), &tokens::hash(secret)));
+    let by_token = secret.starts_with(tokens::PREFIX)
+        && matches!(
+            state
+                .control
+                .store()
+                .token_by_hash(&tokens::hash(secret))
+                .await,
+            Ok(Some(_))
+        );
+    if !(by_password || by_token) {
+        return login_form(
+            Some("That is not a valid token or password.".into()),
+            StatusCode::UNAUTHORIZED,
+        );
+    }
+    let Some((id, _)) = state.dashboard.sessions.start() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session").into_response();
+    };
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) =
+        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200").parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    if let Some((session, _)) = signed_in(&state, &headers) {
+        if !csrf_ok(&session, &form) {
+            return csrf_refused();
+        }
+        state.dashboard.sessions.end(&headers);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    if let Ok(value) =
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0").parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// One row of the batch list.
+struct BatchRow {
+    name: String,
+    link: String,
+    status: String,
+    batch_type: String,
+    users: u64,
+    syncing: u64,
+    synced: u64,
+    completed: u64,
+    failed: u64,
+    percent: u64,
+}
+
+impl BatchRow {
+    fn new(view: &BatchView) -> BatchRow {
+        let past_initial = view.count(status::SYNCED)
+            + view.count(status::INCREMENTAL_SYNCING)
+            + view.count(status::COMPLETING)
+            + view.count(status::COMPLETED)
+            + view.count(status::FAILED);
+        BatchRow {
+            name: view.name.clone(),
+            link: link(&view.name),
+            status: view.status.clone(),
+            batch_type: view.batch_type.clone(),
+            users: view.users,
+            syncing: view.count(status::SYNCING)
+                + view.count(status::INCREMENTAL_SYNCING)
+                + view.count(status::COMPLETING),
+            synced: view.count(status::SYNCED),
+            completed: view.count(status::COMPLETED),
+            failed: view.count(status::FAILED),
+            percent: (past_initial * 100).checked_div(view.users).unwrap_or(0),
+        }
+    }
+}
+
+async fn batch_rows_of(state: &AppState) -> Result<Vec<BatchRow>, ControlError> {
+    let store = state.control.store();
+    let mut rows = Vec::new();
+    for batch in store.batches().await? {
+        let users = store.batch_users(Some(&batch.name)).await?;
+        rows.push(BatchRow::new(&BatchView::new(&batch, &users)));
+    }
+    Ok(rows)
+}
+
+#[derive(Template)]
+#[template(path = "batches.html")]
+struct BatchesPage {
+    page: Page,
+    rows: Vec<BatchRow>,
+}
+
+#[derive(Template)]
+#[template(path = "batch_rows.html")]
+struct BatchRowsPartial {
+    rows: Vec<BatchRow>,
+}
+
+pub async fn batches(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((session, flash)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    match batch_rows_of(&state).await {
+        Ok(rows) => render(&BatchesPage {
+            page: Page::new(&session, flash, "batches"),
+            rows,
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+pub async fn batch_rows(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if signed_in(&state, &headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match batch_rows_of(&state).await {
+        Ok(rows) => render(&BatchRowsPartial { rows }),
+        Err(e) => failure(e),
+    }
+}
+
+/// One row of a batch's users.
+struct UserRow {
+    email: String,
+    status: String,
+    copied: u64,
+    skipped: u64,
+    megabytes: String,
+    last_sync: String,
+    detail: String,
+}
+
+impl UserRow {
+    fn new(user: &UserView) -> UserRow {
+        let stats = user.statistics.clone().unwrap_or_default();
+        let number = |field: &str| stats[field].as_u64().unwrap_or(0);
+        let progress = user.progress.clone().unwrap_or_default();
+        let copied = number("messages_copied") + progress["messages_copied"].as_u64().unwrap_or(0);
+        let bytes = number("bytes_copied") + progress["bytes_copied"].as_u64().unwrap_or(0);
+        let detail = match (&user.error, progress["folder"].as_str()) {
+            (Some(error), _) => error.clone(),
+            (None, Some(folder)) if !folder.is_empty() => format!("copying {folder}"),
+            _ => String::new(),
+        };
+        UserRow {
+            email: user.email.clone(),
+            status: user.status.clone(),
+            copied,
+            skipped: number("messages_skipped") + number("messages_failed"),
+            megabytes: format!("{:.1}", bytes as f64 / 1e6),
+            last_sync: user
+                .last_synced_at
+                .clone()
+                .unwrap_or_else(|| "–".to_string()),
+            detail,
+        }
+    }
+}
+
+/// A batch's live part: facts and users.
+struct Live {
+    status: String,
+    users: u64,
+    synced: u64,
+    failed: u64,
+    copied: u64,
+    skipped: u64,
+    bad: u64,
+    megabytes: String,
+    speed: String,
+    endpoints: String,
+    batch_type: String,
+    created_at: String,
+    rows: Vec<UserRow>,
+}
+
+async fn live_of(state: &AppState, name: &str) -> Result<(BatchView, Live), ControlError> {
+    let store = state.control.store();
+    let batch = store.batch(name).await?;
+    let users = store.batch_users(Some(name)).await?;
+    let view = BatchView::new(&batch, &users);
+    let live = Live {
+        status: view.status.clone(),
+        users: view.users,
+        synced: view.count(status::SYNCED) + view.count(status::COMPLETED),
+        failed: view.count(status::FAILED),
+        copied: view.totals.messages_copied,
+        skipped: view.totals.messages_skipped,
+        bad: view.totals.messages_failed,
+        megabytes: format!("{:.1}", view.totals.bytes_copied as f64 / 1e6),
+        speed: view.throughput.as_ref().map_or_else(
+            || "–".to_string(),
+            |t| format!("{:.0} msg/s", t.messages_per_second),
+        ),
+        endpoints: format!("{} → {}", view.source_endpoint, view.target_endpoint),
+        batch_type: view.batch_type.clone(),
+        created_at: view.created_at.clone(),
+        rows: users
+            .iter()
+            .map(|u| UserRow::new(&UserView::new(u)))
+            .collect(),
+    };
+    Ok((view, live))
+}
+
+/// A button on the batch page.
+struct Action {
+    path: &'static str,
+    label: &'static str,
+    class: &'static str,
+    confirm: bool,
+    confirm_text: &'static str,
+}
+
+fn actions_for(view: &BatchView) -> Vec<Action> {
+    let button = |path, label, class| Action {
+        path,
+        label,
+        class,
+        confirm: false,
+        confirm_text: "",
+    };
+    let mut actions = Vec::new();
+    let s = view.status.as_str();
+    if matches!(
+        s,
+        status::CREATED
+            | status::STOPPED
+            | status::FAILED
+            | status::SYNCED_WITH_ERRORS
+            | status::SYNCED
+    ) {
+        let label = if s == status::STOPPED {
+            "Resume"
+        } else {
+            "Start"
+        };
+        actions.push(button("start", label, ""));
+    }
+    if matches!(
+        s,
+        status::SYNCING | status::SYNCED | status::SYNCED_WITH_ERRORS | status::COMPLETING
+    ) {
+        actions.push(button("stop", "Stop", "secondary"));
+    }
+    if matches!(
+        s,
+        status::SYNCING | status::SYNCED | status::SYNCED_WITH_ERRORS
+    ) {
+        actions.push(button("complete", "Complete", "secondary"));
+    }
+    if view.count(status::FAILED) > 0 {
+        actions.push(button("retry", "Retry failed users", "secondary"));
+    }
+    actions.push(Action {
+        path: "remove",
+        label: "Remove",
+        class: "danger",
+        confirm: true,
+        confirm_text: "Remove this batch, its users and their stored passwords? Mail on the servers is not touched.",
+    });
+    actions
+}
+
+#[derive(Template)]
+#[template(path = "batch.html")]
+struct BatchPage {
+    page: Page,
+    name: String,
+    link: String,
+    actions: Vec<Action>,
+    live: Live,
+}
+
+#[derive(Template)]
+#[template(path = "batch_live.html")]
+struct BatchLivePartial {
+    live: Live,
+}
+
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let Some((session, flash)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    match live_of(&state, &name).await {
+        Ok((view, live)) => render(&BatchPage {
+            page: Page::new(&session, flash, "batches"),
+            link: link(&name),
+            actions: actions_for(&view),
+            name,
+            live,
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+pub async fn batch_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if signed_in(&state, &headers).is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match live_of(&state, &name).await {
+        Ok((_, live)) => render(&BatchLivePartial { live }),
+        Err(e) => failure(e),
+    }
+}
+
+pub async fn batch_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, action)): Path<(String, String)>,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    if !csrf_ok(&session, &form) {
+        return csrf_refused();
+    }
+    let control = &state.control;
+    let outcome = match action.as_str() {
+        "start" => control
+            .start(&name)
+            .await
+            .map(|n| format!("Batch started ({n} failed users queued again).")),
+        "stop" => control
+            .stop(&name)
+            .await
+            .map(|()| "Batch stopped: syncs under way finish, no new ones start.".to_string()),
+        "complete" => control
+            .complete(&name)
+            .await
+            .map(|()| "Batch completing: a last incremental sync per user.".to_string()),
+        "retry" => control
+            .retry_failed(&name)
+            .await
+            .map(|n| format!("{n} failed users queued again.")),
+        "remove" => {
+            return match control.remove(&name).await {
+                Ok(()) => {
+                    state.dashboard.sessions.set_flash(
+                        &headers,
+                        Flash {
+                            class: "ok",
+                            text: format!(
+                                "Batch {name} removed; mail on the servers is untouched."
+                            ),
+                        },
+                    );
+                    Redirect::to("/").into_response()
+                }
+                Err(e) => failure(e),
+            };
+        }
+        _ => return not_found().await,
+    };
+    let flash = match outcome {
+        Ok(text) => Flash { class: "ok", text },
+        Err(e @ ControlError::WrongState { .. }) => Flash {
+            class: "error",
+            text: e.to_string(),
+        },
+        Err(e) => return failure(e),
+    };
+    state.dashboard.sessions.set_flash(&headers, flash);
+    Redirect::to(&format!("/batches/{}", link(&name))).into_response()
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, file)): Path<(String, String)>,
+) -> Response {
+    if signed_in(&state, &headers).is_none() {
+        return to_login();
+    }
+    let make: fn(&[flytt_store::BatchUser]) -> flytt_control::Result<Vec<u8>> = match file.as_str()
+    {
+        "users.csv" => reports::users_report,
+        "errors.csv" => reports::errors_report,
+        _ => return not_found().await,
+    };
+    let store = state.control.store();
+    let users = match store.batch(&name).await {
+        Ok(_) => match store.batch_users(Some(&name)).await {
+            Ok(users) => users,
+            Err(e) => return failure(e),
+        },
+        Err(e) => return failure(e),
+    };
+    match make(&users) {
+        Ok(csv) => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"{}-{file}\"",
+                        reports::file_stem(&name)
+                    ),
+                ),
+            ],
+            csv,
+        )
+            .into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// An option of a select.
+struct Choice {
+    value: String,
+    selected: bool,
+}
+
+fn choices(values: &[String], selected: &str) -> Vec<Choice> {
+    values
+        .iter()
+        .map(|v| Choice {
+            value: v.clone(),
+            selected: v == selected,
+        })
+        .collect()
+}
+
+/// What the new-batch form holds (kept when the form comes back with errors).
+#[derive(Default)]
+struct BatchForm {
+    name: String,
+    batch_type: String,
+    source_endpoint: String,
+    target_endpoint: String,
+    auto_start: bool,
+    auto_complete: bool,
+    notification_emails: String,
+    mailbox_type: String,
+    bad_item_limit: String,
+    large_item_limit: String,
+    exclude_folders: String,
+    incremental_sync_interval: String,
+}
+
+struct Problem {
+    line: u64,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "new_batch.html")]
+struct NewBatchPage {
+    page: Page,
+    form: BatchForm,
+    error: Option<String>,
+    problems: Vec<Problem>,
+    type_options: Vec<Choice>,
+    source_options: Vec<Choice>,
+    target_options: Vec<Choice>,
+    mailbox_options: Vec<Choice>,
+}
+
+async fn new_batch_form(
+    state: &AppState,
+    session: &Session,
+    form: BatchForm,
+    error: Option<String>,
+    problems: Vec<Problem>,
+) -> Response {
+    let endpoints: Vec<String> = match state.control.store().endpoints().await {
+        Ok(endpoints) => endpoints.into_iter().map(|e| e.name).collect(),
+        Err(e) => return failure(e),
+    };
+    let types: Vec<String> = ["imap", "staged", "onboarding", "offboarding"]
+        .map(String::from)
+        .to_vec();
+    let mailbox_types: Vec<String> = ["PrimaryAndArchive", "PrimaryOnly", "ArchiveOnly"]
+        .map(String::from)
+        .to_vec();
+    let target_default = if form.target_endpoint.is_empty() {
+        endpoints.get(1).cloned().unwrap_or_default()
+    } else {
+        form.target_endpoint.clone()
+    };
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let mut response = render(&NewBatchPage {
+        page: Page::new(session, None, "new"),
+        type_options: choices(&types, &form.batch_type),
+        source_options: choices(&endpoints, &form.source_endpoint),
+        target_options: choices(&endpoints, &target_default),
+        mailbox_options: choices(&mailbox_types, &form.mailbox_type),
+        form,
+        error,
+        problems,
+    });
+    *response.status_mut() = status;
+    response
+}
+
+pub async fn new_batch_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    let form = BatchForm {
+        batch_type: "imap".into(),
+        incremental_sync_interval: "24h".into(),
+        ..BatchForm::default()
+    };
+    new_batch_form(&state, &session, form, None, Vec::new()).await
+}
+
+/// Reads the multipart form: its text fields, and the CSV file's bytes.
+async fn read_multipart(
+    mut multipart: Multipart,
+) -> Result<(HashMap<String, String>, Vec<u8>), String> {
+    let mut fields = HashMap::new();
+    let mut csv = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| format!("the upload broke off: {e}"))?
+    {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| format!("the upload broke off: {e}"))?;
+        if name == "csv" {
+            csv = bytes.to_vec();
+        } else {
+            fields.insert(name, String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    Ok((fields, csv))
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The form as a batch request, or what is wrong with it.
+fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
+    let batch_type = BatchType::parse(&form.batch_type)
+        .ok_or_else(|| format!("unknown batch type {:?}", form.batch_type))?;
+    let mailbox_type = match form.mailbox_type.as_str() {
+        "" => None,
+        m => Some(MailboxType::parse(m).ok_or_else(|| format!("unknown mailbox type {m:?}"))?),
+    };
+    let bad_item_limit = match form.bad_item_limit.trim() {
+        "" => None,
+        l => Some(
+            BadItemLimit::parse(l)
+                .ok_or_else(|| format!("bad item limit {l:?}: a number or Unlimited"))?,
+        ),
+    };
+    let large_item_limit = match form.large_item_limit.trim() {
+        "" => None,
+        l => Some(parse_size(l).map_err(|e| format!("large item limit: {e}"))?),
+    };
+    let interval = match form.incremental_sync_interval.trim() {
+        "" => 86_400,
+        i => parse_duration(i).map_err(|e| format!("incremental sync interval: {e}"))?,
+    };
+    Ok(BatchRequest {
+        name: form.name.trim().to_string(),
+        batch_type,
+        source_endpoint: form.source_endpoint.clone(),
+        target_endpoint: form.target_endpoint.clone(),
+        parameters: BatchParameters {
+            auto_start: form.auto_start,
+            auto_complete: form.auto_complete,
+            notification_emails: split_list(&form.notification_emails),
+            mailbox_type,
+            bad_item_limit,
+            large_item_limit,
+            exclude_folders: split_list(&form.exclude_folders),
+            incremental_sync_interval_secs: interval,
+            ..BatchParameters::default()
+        },
+    })
+}
+
+pub async fn create_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    let (fields, csv) = match read_multipart(multipart).await {
+        Ok(read) => read,
+        Err(message) => {
+            return error_page(StatusCode::BAD_REQUEST, "Upload failed", message, true);
+        }
+    };
+    if !csrf_ok(&session, &fields) {
+        return csrf_refused();
+    }
+    let text = |key: &str| fields.get(key).cloned().unwrap_or_default();
+    let form = BatchForm {
+        name: text("name"),
+        batch_type: text("type"),
+        source_endpoint: text("source_endpoint"),
+        target_endpoint: text("target_endpoint"),
+        auto_start: fields.contains_key("auto_start"),
+        auto_complete: fields.contains_key("auto_complete"),
+        notification_emails: text("notification_emails"),
+        mailbox_type: text("mailbox_type"),
+        bad_item_limit: text("bad_item_limit"),
+        large_item_limit: text("large_item_limit"),
+        exclude_folders: text("exclude_folders"),
+        incremental_sync_interval: text("incremental_sync_interval"),
+    };
+    let request = match batch_request(&form) {
+        Ok(request) => request,
+        Err(message) => {
+            return new_batch_form(&state, &session, form, Some(message), Vec::new()).await;
+        }
+    };
+    let name = request.name.clone();
+    match state.control.create_batch(request, &csv).await {
+        Ok(users) => {
+            state.dashboard.sessions.set_flash(
+                &headers,
+                Flash {
+                    class: "ok",
+                    text: format!("Batch {name} created with {users} users."),
+                },
+            );
+            Redirect::to(&format!("/batches/{}", link(&name))).into_response()
+        }
+        Err(ControlError::InvalidCsv(errors)) => {
+            let message = format!("The CSV file has {} problems.", errors.len());
+            let problems = errors
+                .into_iter()
+                .map(|e| Problem {
+                    line: e.line,
+                    message: e.message,
+                })
+                .collect();
+            new_batch_form(&state, &session, form, Some(message), problems).await
+        }
+        Err(
+            e @ (ControlError::InvalidParameter(_)
+            | ControlError::Store(
+                flytt_store::Error::BatchExists(_) | flytt_store::Error::NoSuchEndpoint(_),
+            )),
+        ) => new_batch_form(&state, &session, form, Some(e.to_string()), Vec::new()).await,
+        Err(e) => failure(e),
+    }
+}
+
+/// An endpoint as the pages show it.
+struct EndpointRow {
+    name: String,
+    link: String,
+    url: String,
+    admin: String,
+    migrations: u32,
+    incremental: u32,
+}
+
+impl EndpointRow {
+    fn new(view: &EndpointView) -> EndpointRow {
+        EndpointRow {
+            name: view.name.clone(),
+            link: link(&view.name),
+            url: view.url.clone(),
+            admin: match &view.admin_user {
+                Some(admin) => format!("{admin} ({})", view.admin_mode),
+                None => "none (CSV credentials)".into(),
+            },
+            migrations: view.max_concurrent_migrations,
+            incremental: view.max_concurrent_incremental_syncs,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "endpoints.html")]
+struct EndpointsPage {
+    page: Page,
+    endpoints: Vec<EndpointRow>,
+}
+
+pub async fn endpoints(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some((session, flash)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    match state.control.store().endpoints().await {
+        Ok(endpoints) => render(&EndpointsPage {
+            page: Page::new(&session, flash, "endpoints"),
+            endpoints: endpoints
+                .iter()
+                .map(|e| EndpointRow::new(&EndpointView::new(e)))
+                .collect(),
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "endpoint.html")]
+struct EndpointPage {
+    page: Page,
+    e: EndpointRow,
+    user: String,
+    test: Option<EndpointTest>,
+}
+
+async fn endpoint_page(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+    user: String,
+    test: Option<EndpointTest>,
+) -> Response {
+    match state.control.store().endpoint(name).await {
+        Ok(endpoint) => render(&EndpointPage {
+            page: Page::new(session, None, "endpoints"),
+            e: EndpointRow::new(&EndpointView::new(&endpoint)),
+            user,
+            test,
+        }),
+        Err(e) => failure(e),
+    }
+}
+
+pub async fn endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    endpoint_page(&state, &session, &name, String::new(), None).await
+}
+
+pub async fn test_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers) else {
+        return to_login();
+    };
+    if !csrf_ok(&session, &form) {
+        return csrf_refused();
+    }
+    let user = form
+        .get("user")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_default();
+    let asked = (!user.is_empty()).then_some(user.as_str());
+    match state.control.test_endpoint(&name, asked).await {
+        Ok(test) => endpoint_page(&state, &session, &name, user.clone(), Some(test)).await,
+        Err(e) => failure(e),
+    }
+}
