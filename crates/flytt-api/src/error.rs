@@ -78,7 +78,7 @@ impl From<ControlError> for ApiError {
             ControlError::Store(e) => e.into(),
             ControlError::InvalidCsv(errors) => ApiError {
                 status: StatusCode::UNPROCESSABLE_ENTITY,
-                message: format!("the CSV file has {} problems", errors.len()),
+                message: format!("the CSV file has {}", flytt_control::problems(errors.len())),
                 problems: errors
                     .into_iter()
                     .map(|e| Problem {

@@ -26,7 +26,7 @@ pub enum ControlError {
     Store(#[from] flytt_store::Error),
     #[error("secrets: {0}")]
     Secrets(#[from] flytt_secrets::Error),
-    #[error("the CSV file has {} problems", .0.len())]
+    #[error("the CSV file has {}", problems(.0.len()))]
     InvalidCsv(Vec<CsvError>),
     #[error("{0}")]
     InvalidParameter(String),
@@ -41,6 +41,15 @@ pub enum ControlError {
 }
 
 pub type Result<T> = std::result::Result<T, ControlError>;
+
+/// "1 problem", "3 problems".
+pub fn problems(count: usize) -> String {
+    if count == 1 {
+        "1 problem".to_string()
+    } else {
+        format!("{count} problems")
+    }
+}
 
 /// A new batch, apart from its CSV file.
 #[derive(Clone, Debug)]

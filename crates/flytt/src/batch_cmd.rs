@@ -481,9 +481,9 @@ fn report_invalid(csv: &Path, error: ControlError, consequence: &str) -> Result<
     match error {
         ControlError::InvalidCsv(errors) => {
             eprintln!(
-                "{}: {} problems; {consequence}:",
+                "{}: {}; {consequence}:",
                 csv.display(),
-                errors.len()
+                flytt_control::problems(errors.len())
             );
             for error in errors {
                 eprintln!("  {error}");

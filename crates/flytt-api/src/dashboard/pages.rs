@@ -357,8 +357,12 @@ impl UserRow {
     }
 }
 
-/// A batch's live part: facts and users.
+/// A batch's live part: its buttons (they follow the status), facts and
+/// users.
 struct Live {
+    link: String,
+    csrf: String,
+    actions: Vec<Action>,
     status: String,
     users: u64,
     synced: u64,
@@ -374,12 +378,15 @@ struct Live {
     rows: Vec<UserRow>,
 }
 
-async fn live_of(state: &AppState, name: &str) -> Result<(BatchView, Live), ControlError> {
+async fn live_of(state: &AppState, session: &Session, name: &str) -> Result<Live, ControlError> {
     let store = state.control.store();
     let batch = store.batch(name).await?;
     let users = store.batch_users(Some(name)).await?;
     let view = BatchView::new(&batch, &users);
-    let live = Live {
+    Ok(Live {
+        link: link(name),
+        csrf: session.csrf.clone(),
+        actions: actions_for(&view),
         status: view.status.clone(),
         users: view.users,
         synced: view.count(status::SYNCED) + view.count(status::COMPLETED),
@@ -399,8 +406,7 @@ async fn live_of(state: &AppState, name: &str) -> Result<(BatchView, Live), Cont
             .iter()
             .map(|u| UserRow::new(&UserView::new(u)))
             .collect(),
-    };
-    Ok((view, live))
+    })
 }
 
 /// A button on the batch page.
@@ -468,7 +474,6 @@ struct BatchPage {
     page: Page,
     name: String,
     link: String,
-    actions: Vec<Action>,
     live: Live,
 }
 
@@ -486,11 +491,10 @@ pub async fn batch(
     let Some((session, flash)) = signed_in(&state, &headers) else {
         return to_login();
     };
-    match live_of(&state, &name).await {
-        Ok((view, live)) => render(&BatchPage {
+    match live_of(&state, &session, &name).await {
+        Ok(live) => render(&BatchPage {
             page: Page::new(&session, flash, "batches"),
             link: link(&name),
-            actions: actions_for(&view),
             name,
             live,
         }),
@@ -503,11 +507,11 @@ pub async fn batch_live(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if signed_in(&state, &headers).is_none() {
+    let Some((session, _)) = signed_in(&state, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
-    }
-    match live_of(&state, &name).await {
-        Ok((_, live)) => render(&BatchLivePartial { live }),
+    };
+    match live_of(&state, &session, &name).await {
+        Ok(live) => render(&BatchLivePartial { live }),
         Err(e) => failure(e),
     }
 }
@@ -844,7 +848,10 @@ pub async fn create_batch(
             Redirect::to(&format!("/batches/{}", link(&name))).into_response()
         }
         Err(ControlError::InvalidCsv(errors)) => {
-            let message = format!("The CSV file has {} problems.", errors.len());
+            let message = format!(
+                "The CSV file has {}.",
+                flytt_control::problems(errors.len())
+            );
             let problems = errors
                 .into_iter()
                 .map(|e| Problem {

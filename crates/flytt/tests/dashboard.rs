@@ -1,0 +1,397 @@
+//! The dashboard in a real browser (Debian's headless Chromium through
+//! chromedriver), against `flytt serve` and the real Dovecot pair: sign in,
+//! a CSV with an error shows its line and creates nothing, a good one makes
+//! a batch, users progress to Synced live, stop and resume, complete; the
+//! endpoint test; CSRF and sign-in guard the forms and the reports.
+//! Screenshots go to `target/screenshots/` (the README's come from there).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Worker, add_endpoint, flytt_ok, seed_inbox};
+use fantoccini::{Client, ClientBuilder, Locator};
+use flytt_testsupport::dovecot::MASTER_PASSWORD;
+use flytt_testsupport::{Dovecot, Layout, free_port};
+
+const PASSWORD: &str = "kilde-passord-1";
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver(Child, u16);
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port().expect("port");
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver(child, port)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1280,900"],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{}", driver.1))
+        .await
+        .expect("a browser session")
+}
+
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(screenshots().join(name), png).expect("write screenshot");
+}
+
+/// The page's visible text (empty while a new page loads).
+async fn text(client: &Client) -> String {
+    match client.find(Locator::Css("body")).await {
+        Ok(body) => body.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the page's text satisfies `done` (htmx refreshes the live
+/// parts every two seconds).
+async fn wait_for_text(client: &Client, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = text(client).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waiting for {what}; the page says:\n{now}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Clicks the button with this label. The live part of a page is replaced
+/// every two seconds, so a button found just before a refresh may be gone
+/// by the click: then it is found again.
+async fn click_button(client: &Client, label: &str) {
+    for _ in 0..5 {
+        let buttons = client
+            .find_all(Locator::Css("button"))
+            .await
+            .unwrap_or_default();
+        for button in buttons {
+            if button.text().await.unwrap_or_default().trim() == label {
+                if button.click().await.is_ok() {
+                    return;
+                }
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!(
+        "no button {label:?} to click on the page:\n{}",
+        text(client).await
+    );
+}
+
+async fn fill(client: &Client, id: &str, value: &str) {
+    let field = client.find(Locator::Id(id)).await.expect(id);
+    field.clear().await.expect("clear");
+    field.send_keys(value).await.expect("type");
+}
+
+async fn choose(client: &Client, id: &str, option: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .expect(id)
+        .select_by_value(option)
+        .await
+        .expect("select");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_administrator_runs_a_batch_from_the_dashboard() {
+    let users = [
+        "anne@example.org",
+        "bjorn@example.org",
+        "cecilie@example.org",
+    ];
+    let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
+    pairs.push(("per@example.org", PASSWORD));
+    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    for (i, user) in users.iter().enumerate() {
+        seed_inbox(&source, user, 40 + 10 * i as u32, 3_000).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin_pw = dir.path().join("admin.pw");
+    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
+    add_endpoint(&data, "gammel", &source, None, &[]);
+    add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
+    let token =
+        String::from_utf8_lossy(&flytt_ok(&data, &["token", "new", "--name", "browser"]).stdout)
+            .trim()
+            .to_string();
+    let (_server, base) = Worker::serve(&data);
+    let driver = Driver::start();
+    let client = browser(&driver).await;
+
+    // Signed out, every page leads to the sign-in form; a wrong token fails.
+    client
+        .goto(&format!("{base}/batches/new"))
+        .await
+        .expect("goto");
+    assert!(client.current_url().await.expect("url").path() == "/login");
+    fill(&client, "secret", "flytt_not-a-real-token").await;
+    click_button(&client, "Sign in").await;
+    wait_for_text(&client, "the sign-in error", |t| {
+        t.contains("not a valid token or password")
+    })
+    .await;
+    fill(&client, "secret", &token).await;
+    click_button(&client, "Sign in").await;
+    let page = wait_for_text(&client, "the batch list", |t| {
+        t.contains("Migration batches")
+    })
+    .await;
+    assert!(page.contains("No batches yet"), "{page}");
+
+    // A CSV with a problem: its line is shown, nothing is created.
+    let bad_csv = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad_csv,
+        "EmailAddress,UserName,Password\nanne@example.org,anne@example.org,kort\n",
+    )
+    .expect("csv");
+    client
+        .goto(&format!("{base}/batches/new"))
+        .await
+        .expect("goto");
+    fill(&client, "name", "Bølge 3").await;
+    choose(&client, "source_endpoint", "gammel").await;
+    choose(&client, "target_endpoint", "ny").await;
+    client
+        .find(Locator::Id("csv"))
+        .await
+        .expect("file field")
+        .send_keys(bad_csv.to_str().expect("path"))
+        .await
+        .expect("choose file");
+    click_button(&client, "Validate and create").await;
+    let page = wait_for_text(&client, "the CSV's problems", |t| {
+        t.contains("The CSV file has 1 problem.")
+    })
+    .await;
+    assert!(
+        page.contains("Line 2: Password is shorter than 8 characters"),
+        "{page}"
+    );
+    assert!(page.contains("Nothing was created"), "{page}");
+    screenshot(&client, "new-batch-errors.png").await;
+    let listed = flytt_ok(&data, &["batch", "list", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).trim(), "[]");
+
+    // A good CSV (one user with a wrong password): the batch is created.
+    let good_csv = dir.path().join("good.csv");
+    let mut csv = String::from("EmailAddress,UserName,Password\n");
+    for user in users {
+        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
+    }
+    csv.push_str("per@example.org,per@example.org,feil-passord\n");
+    std::fs::write(&good_csv, csv).expect("csv");
+    // The form kept the name and endpoints; the file is chosen again.
+    assert_eq!(
+        client
+            .find(Locator::Id("name"))
+            .await
+            .expect("name")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("Bølge 3")
+    );
+    client
+        .find(Locator::Id("csv"))
+        .await
+        .expect("file field")
+        .send_keys(good_csv.to_str().expect("path"))
+        .await
+        .expect("choose file");
+    click_button(&client, "Validate and create").await;
+    let page = wait_for_text(&client, "the new batch", |t| t.contains("Batch Bølge 3")).await;
+    assert!(page.contains("created with 4 users"), "{page}");
+    assert!(page.contains("Created"), "{page}");
+
+    // Start: the users progress to Synced on the page, by themselves.
+    click_button(&client, "Start").await;
+    let page = wait_for_text(&client, "the batch to be synced", |t| {
+        t.contains("SyncedWithErrors") && t.matches("Synced").count() >= 4
+    })
+    .await;
+    assert!(page.contains("Batch started"), "{page}");
+    for user in users {
+        let row = page
+            .lines()
+            .find(|l| l.contains(user))
+            .unwrap_or_default()
+            .to_string();
+        assert!(row.contains("Synced"), "{row}");
+    }
+    let per = page
+        .lines()
+        .find(|l| l.contains("per@example.org"))
+        .unwrap_or_default();
+    assert!(per.contains("Failed") && per.contains("LOGIN"), "{per}");
+    screenshot(&client, "batch.png").await;
+    for (i, user) in users.iter().enumerate() {
+        let mut session = target.admin_session(user).await.expect("login");
+        let inbox = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        assert_eq!(inbox.exists, 40 + 10 * i as u32, "{user}");
+    }
+
+    // A form without the session's CSRF token is refused; the reports need
+    // a session.
+    let session_cookie = client
+        .get_named_cookie("flytt_session")
+        .await
+        .expect("session cookie");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let forged = http
+        .post(format!("{base}/batches/B%C3%B8lge%203/stop"))
+        .header(
+            "Cookie",
+            format!("flytt_session={}", session_cookie.value()),
+        )
+        .form(&[("csrf", "guessed")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), reqwest::StatusCode::FORBIDDEN);
+    let anonymous = http
+        .get(format!("{base}/batches/B%C3%B8lge%203/reports/users.csv"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), reqwest::StatusCode::SEE_OTHER);
+    let report = http
+        .get(format!("{base}/batches/B%C3%B8lge%203/reports/users.csv"))
+        .header(
+            "Cookie",
+            format!("flytt_session={}", session_cookie.value()),
+        )
+        .send()
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(report.lines().count(), 5, "{report}");
+    assert!(!report.contains(PASSWORD));
+
+    // Stop and resume.
+    click_button(&client, "Stop").await;
+    let page = wait_for_text(&client, "the batch to stop", |t| {
+        t.contains("Batch stopped")
+    })
+    .await;
+    assert!(page.contains("Stopped"), "{page}");
+    click_button(&client, "Resume").await;
+    wait_for_text(&client, "the batch to resume", |t| {
+        t.contains("Batch started") && t.contains("SyncedWithErrors")
+    })
+    .await;
+
+    // Complete.
+    click_button(&client, "Complete").await;
+    let page = wait_for_text(&client, "the batch to complete", |t| {
+        t.contains("CompletedWithErrors")
+    })
+    .await;
+    assert!(page.matches("Completed").count() >= 4, "{page}");
+
+    // The list shows it; on a phone the page still reads.
+    client.goto(&format!("{base}/")).await.expect("goto");
+    let page = text(&client).await;
+    let row = page
+        .lines()
+        .find(|l| l.contains("Bølge 3"))
+        .unwrap_or_default();
+    assert!(row.contains("CompletedWithErrors"), "{row}");
+    assert!(
+        page.contains("100%"),
+        "every user is past the initial sync: {page}"
+    );
+    screenshot(&client, "batches.png").await;
+    client.set_window_size(390, 844).await.expect("resize");
+    client
+        .goto(&format!("{base}/batches/B%C3%B8lge%203"))
+        .await
+        .expect("goto");
+    screenshot(&client, "batch-phone.png").await;
+    client.set_window_size(1280, 900).await.expect("resize");
+
+    // The endpoint test, from its page.
+    client
+        .goto(&format!("{base}/endpoints/ny"))
+        .await
+        .expect("goto");
+    fill(&client, "user", "anne@example.org").await;
+    click_button(&client, "Test the endpoint").await;
+    let result = client
+        .wait()
+        .for_element(Locator::Id("test-result"))
+        .await
+        .expect("test result")
+        .text()
+        .await
+        .expect("text");
+    assert!(result.contains("logged in as anne@example.org"), "{result}");
+    screenshot(&client, "endpoint.png").await;
+
+    // Signing out ends the session.
+    click_button(&client, "Sign out").await;
+    client.goto(&format!("{base}/")).await.expect("goto");
+    assert_eq!(client.current_url().await.expect("url").path(), "/login");
+    let page_source = client.source().await.expect("source");
+    assert!(!page_source.contains(PASSWORD) && !page_source.contains(&token));
+    client.close().await.expect("close");
+}
