@@ -101,8 +101,8 @@ impl Templates {
             megabytes => format!("{:.1}", batch.totals.bytes_copied as f64 / 1e6),
             links => minijinja::context! {
                 batch => format!("{dashboard_url}/batches/{encoded}"),
-                errors => format!("{dashboard_url}/api/v1/batches/{encoded}/reports/errors.csv"),
-                users => format!("{dashboard_url}/api/v1/batches/{encoded}/reports/users.csv"),
+                errors => format!("{dashboard_url}/batches/{encoded}/reports/errors.csv"),
+                users => format!("{dashboard_url}/batches/{encoded}/reports/users.csv"),
             },
         };
         let text = self

@@ -395,3 +395,107 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     assert!(!page_source.contains(PASSWORD) && !page_source.contains(&token));
     client.close().await.expect("close");
 }
+
+/// The CSRF token of the sign-in form, with the cookie that goes with it.
+async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_login_csrf="))
+        .and_then(|v| v.split(';').next())
+        .expect("the sign-in CSRF cookie")
+        .to_string();
+    let html = form.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF token")
+        .to_string();
+    (cookie, csrf)
+}
+
+/// Sign-in with the admin password from the config file; a wrong one, or a
+/// form without its CSRF cookie, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_password_from_the_config_signs_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data");
+    let password_file = dir.path().join("dashboard.pw");
+    std::fs::write(&password_file, "et-langt-passord\n").expect("write");
+    std::fs::write(
+        data.join("flytt.toml"),
+        format!(
+            "[dashboard]\npassword_file = \"{}\"\n",
+            password_file.display()
+        ),
+    )
+    .expect("config");
+    let (_server, base) = Worker::serve(&data);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    let (cookie, csrf) = login_form(&http, &base).await;
+    let wrong = http
+        .post(format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", "et-annet-passord")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(wrong.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let (_, csrf) = login_form(&http, &base).await;
+    let forged = http
+        .post(format!("{base}/login"))
+        .form(&[("csrf", csrf.as_str()), ("secret", "et-langt-passord")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), reqwest::StatusCode::FORBIDDEN);
+
+    let (cookie, csrf) = login_form(&http, &base).await;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", "et-langt-passord")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    let page = http
+        .get(format!("{base}/"))
+        .header("Cookie", session.split(';').next().unwrap_or_default())
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .expect("html")
+            .contains("Migration batches")
+    );
+}

@@ -154,7 +154,7 @@ async fn a_batch_sends_its_three_mails_once() {
         );
         assert!(
             mail.contains(
-                "https://flytt.example.org:8443/api/v1/batches/B%C3%B8lge%202/reports/errors.csv"
+                "https://flytt.example.org:8443/batches/B%C3%B8lge%202/reports/errors.csv"
             ),
             "{mail}"
         );
