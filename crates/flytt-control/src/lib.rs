@@ -281,12 +281,14 @@ fn check_name(name: &str) -> Result<()> {
             .chars()
             .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | ' '))
         && !name.starts_with(['.', ' '])
-        && !name.ends_with(' ');
+        && !name.ends_with(' ')
+        // The dashboard's page for a new batch is /batches/new.
+        && !name.eq_ignore_ascii_case("new");
     if fine {
         Ok(())
     } else {
         Err(ControlError::InvalidParameter(format!(
-            "batch name {name:?}: use 1 to 64 letters, digits, spaces, '-', '_' or '.', not starting with '.' or a space"
+            "batch name {name:?}: use 1 to 64 letters, digits, spaces, '-', '_' or '.', not starting with '.' or a space (and not \"new\")"
         )))
     }
 }

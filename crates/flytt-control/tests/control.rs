@@ -98,7 +98,15 @@ async fn actions_follow_the_batch_status() {
 async fn bad_requests_create_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let control = control(dir.path()).await;
-    for name in ["", "../etc", "a/b", " lead", ".hidden", &"x".repeat(65)] {
+    for name in [
+        "",
+        "../etc",
+        "a/b",
+        " lead",
+        ".hidden",
+        "new",
+        &"x".repeat(65),
+    ] {
         let result = control.create_batch(request(name), CSV).await;
         assert!(
             matches!(result, Err(ControlError::InvalidParameter(_))),
