@@ -7,12 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Worker, add_endpoint, flytt_ok, seed_inbox};
+use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, new_token};
 use flytt_testsupport::dovecot::MASTER_PASSWORD;
-use flytt_testsupport::{Dovecot, Layout};
 use reqwest::StatusCode;
-
-const PASSWORD: &str = "kilde-passord-1";
 
 struct Api {
     base: String,
@@ -49,11 +46,6 @@ impl Api {
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.json().await.expect("JSON")
     }
-}
-
-fn new_token(data: &std::path::Path) -> String {
-    let out = flytt_ok(data, &["token", "new", "--name", "tests"]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Reads server-sent events from `response` into `seen` until `done` says
@@ -104,20 +96,9 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
         "cecilie@example.org",
         "dag@example.org",
     ];
-    let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
-    pairs.push(("per@example.org", PASSWORD));
-    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
-    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
-    for (i, user) in users.iter().enumerate() {
-        seed_inbox(&source, user, 20 + i as u32, 2_000).await;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    add_endpoint(&data, "gammel", &source, None, &[]);
-    add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
-    let token = new_token(&data);
+    let lab = Lab::start(&users, &[20, 21, 22, 23], 2_000).await;
+    let data = lab.data.clone();
+    let token = new_token(&data, "tests");
     let (_server, base) = Worker::serve(&data);
     let api = Api {
         base,
@@ -217,11 +198,7 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
             .is_some_and(|v| v.starts_with("text/event-stream"))
     );
 
-    let mut csv = String::from("EmailAddress,UserName,Password\n");
-    for user in users {
-        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
-    }
-    csv.push_str("per@example.org,per@example.org,feil-passord\n");
+    let csv = Lab::csv(&users);
     let created = api
         .post(
             "/api/v1/batches",
@@ -283,12 +260,7 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
     );
 
     for (i, user) in users.iter().enumerate() {
-        let mut session = target.admin_session(user).await.expect("login");
-        let inbox = session
-            .select("INBOX", flytt_imap::Access::ReadOnly)
-            .await
-            .expect("select");
-        assert_eq!(inbox.exists, 20 + i as u32, "{user}");
+        assert_eq!(lab.target_inbox(user).await, 20 + i as u32, "{user}");
     }
     let shown = api.json("/api/v1/batches/api").await;
     assert_eq!(
@@ -420,7 +392,7 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
 async fn bad_requests_get_clear_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let token = new_token(&data);
+    let token = new_token(&data, "tests");
     let (_server, base) = Worker::serve(&data);
     let api = Api {
         base,
@@ -460,7 +432,7 @@ async fn bad_requests_get_clear_errors() {
         "a removed token opens nothing"
     );
     let api = Api {
-        token: new_token_named(&data, "second"),
+        token: new_token(&data, "second"),
         ..api
     };
 
@@ -541,11 +513,6 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(api.json("/api/v1/batches").await, serde_json::json!([]));
 }
 
-fn new_token_named(data: &std::path::Path, name: &str) -> String {
-    let out = flytt_ok(data, &["token", "new", "--name", name]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// Every route in the OpenAPI document answers (none is the router's
 /// "no such route" or a wrong method), and every route the router has is
 /// in the document.
@@ -553,7 +520,7 @@ fn new_token_named(data: &std::path::Path, name: &str) -> String {
 async fn the_openapi_document_matches_the_routes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let token = new_token(&data);
+    let token = new_token(&data, "tests");
     let (_server, base) = Worker::serve(&data);
     let api = Api {
         base,

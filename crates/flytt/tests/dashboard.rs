@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Worker, add_endpoint, flytt_ok, seed_inbox};
+use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, new_token};
 use fantoccini::{Client, ClientBuilder, Locator};
-use flytt_testsupport::dovecot::MASTER_PASSWORD;
-use flytt_testsupport::{Dovecot, Layout, free_port};
-
-const PASSWORD: &str = "kilde-passord-1";
+use flytt_testsupport::free_port;
 
 /// chromedriver on a free port, killed when dropped.
 struct Driver(Child, u16);
@@ -147,23 +144,9 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         "bjorn@example.org",
         "cecilie@example.org",
     ];
-    let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
-    pairs.push(("per@example.org", PASSWORD));
-    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
-    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
-    for (i, user) in users.iter().enumerate() {
-        seed_inbox(&source, user, 40 + 10 * i as u32, 3_000).await;
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    add_endpoint(&data, "gammel", &source, None, &[]);
-    add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
-    let token =
-        String::from_utf8_lossy(&flytt_ok(&data, &["token", "new", "--name", "browser"]).stdout)
-            .trim()
-            .to_string();
+    let lab = Lab::start(&users, &[40, 50, 60], 3_000).await;
+    let (dir, data) = (&lab.dir, lab.data.clone());
+    let token = new_token(&data, "browser");
     let (_server, base) = Worker::serve(&data);
     let driver = Driver::start();
     let client = browser(&driver).await;
@@ -225,11 +208,7 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
 
     // A good CSV (one user with a wrong password): the batch is created.
     let good_csv = dir.path().join("good.csv");
-    let mut csv = String::from("EmailAddress,UserName,Password\n");
-    for user in users {
-        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
-    }
-    csv.push_str("per@example.org,per@example.org,feil-passord\n");
+    let csv = Lab::csv(&users);
     std::fs::write(&good_csv, csv).expect("csv");
     // The form kept the name and endpoints; the file is chosen again.
     assert_eq!(
@@ -277,12 +256,7 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     assert!(per.contains("Failed") && per.contains("LOGIN"), "{per}");
     screenshot(&client, "batch.png").await;
     for (i, user) in users.iter().enumerate() {
-        let mut session = target.admin_session(user).await.expect("login");
-        let inbox = session
-            .select("INBOX", flytt_imap::Access::ReadOnly)
-            .await
-            .expect("select");
-        assert_eq!(inbox.exists, 40 + 10 * i as u32, "{user}");
+        assert_eq!(lab.target_inbox(user).await, 40 + 10 * i as u32, "{user}");
     }
 
     // A form without the session's CSRF token is refused; the reports need

@@ -7,12 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Worker, add_endpoint, flytt_ok, json, seed_inbox};
+use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, json};
 use flytt_testsupport::dovecot::MASTER_PASSWORD;
 use flytt_testsupport::smtp::SmtpSink;
-use flytt_testsupport::{Dovecot, Layout};
-
-const PASSWORD: &str = "kilde-passord-1";
 
 /// A message with its quoted-printable text decoded (soft line breaks
 /// joined, =XX bytes restored), so tests can read it as written.
@@ -73,17 +70,9 @@ async fn a_batch_sends_its_three_mails_once() {
         "bjorn@example.org",
         "cecilie@example.org",
     ];
-    let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
-    pairs.push(("per@example.org", PASSWORD));
-    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
-    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
-    for user in users {
-        seed_inbox(&source, user, 10, 1_000).await;
-    }
+    let lab = Lab::start(&users, &[10, 10, 10], 1_000).await;
+    let (dir, data) = (&lab.dir, lab.data.clone());
     let sink = SmtpSink::start().expect("smtp sink");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
     std::fs::write(
         data.join("flytt.toml"),
         format!(
@@ -92,17 +81,8 @@ async fn a_batch_sends_its_three_mails_once() {
         ),
     )
     .expect("config");
-    let admin_pw = dir.path().join("admin.pw");
-    std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    add_endpoint(&data, "gammel", &source, None, &[]);
-    add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
-    let mut csv = String::from("EmailAddress,UserName,Password\n");
-    for user in users {
-        csv.push_str(&format!("{user},{user},{PASSWORD}\n"));
-    }
-    csv.push_str("per@example.org,per@example.org,feil-passord\n");
     let csv_path = dir.path().join("users.csv");
-    std::fs::write(&csv_path, csv).expect("csv");
+    std::fs::write(&csv_path, Lab::csv(&users)).expect("csv");
     flytt_ok(
         &data,
         &[

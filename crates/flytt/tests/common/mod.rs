@@ -121,3 +121,71 @@ impl Drop for Worker {
         let _ = self.0.wait();
     }
 }
+
+/// The source password of the lab's users.
+pub const USER_PASSWORD: &str = "kilde-passord-1";
+/// A user whose CSV row has a wrong password: it fails alone.
+pub const FAILING_USER: &str = "per@example.org";
+
+/// A real Dovecot pair with `users` (plus `FAILING_USER`), each seeded
+/// with `counts[i]` messages of about `size` bytes, and a data directory
+/// with the endpoints `gammel` (the source, CSV credentials) and `ny` (the
+/// target, through its master user).
+pub struct Lab {
+    pub source: Dovecot,
+    pub target: Dovecot,
+    pub dir: tempfile::TempDir,
+    pub data: std::path::PathBuf,
+}
+
+impl Lab {
+    pub async fn start(users: &[&str], counts: &[u32], size: usize) -> Lab {
+        let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, USER_PASSWORD)).collect();
+        pairs.push((FAILING_USER, USER_PASSWORD));
+        let source = Dovecot::start(flytt_testsupport::Layout::Source, &pairs).expect("source");
+        let target = Dovecot::start(flytt_testsupport::Layout::Target, &pairs).expect("target");
+        for (user, count) in users.iter().zip(counts) {
+            seed_inbox(&source, user, *count, size).await;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let admin_pw = dir.path().join("admin.pw");
+        std::fs::write(&admin_pw, flytt_testsupport::dovecot::MASTER_PASSWORD).expect("write");
+        add_endpoint(&data, "gammel", &source, None, &[]);
+        add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
+        Lab {
+            source,
+            target,
+            dir,
+            data,
+        }
+    }
+
+    /// An IMAP batch's CSV: `users` with their passwords, and
+    /// `FAILING_USER` with a wrong one.
+    pub fn csv(users: &[&str]) -> String {
+        let mut csv = String::from("EmailAddress,UserName,Password\n");
+        for user in users {
+            csv.push_str(&format!("{user},{user},{USER_PASSWORD}\n"));
+        }
+        csv.push_str(&format!("{FAILING_USER},{FAILING_USER},feil-passord\n"));
+        csv
+    }
+
+    /// How many messages `user`'s INBOX has on the target.
+    pub async fn target_inbox(&self, user: &str) -> u32 {
+        let mut session = self.target.admin_session(user).await.expect("login");
+        session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select")
+            .exists
+    }
+}
+
+/// `flytt token new --name NAME`: the token it prints.
+pub fn new_token(data: &Path, name: &str) -> String {
+    let out = flytt_ok(data, &["token", "new", "--name", name]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
