@@ -7,8 +7,11 @@ use crate::command::uid_set;
 use crate::connection::Session;
 use crate::error::{Error, Result};
 use crate::response::Untagged;
+use std::collections::HashMap;
+
 use crate::types::{
-    FetchedMessage, Flag, ListedMailbox, MailboxStatus, ModSeq, ResponseCode, Secret, Uid,
+    FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, ResponseCode, Secret,
+    Uid,
 };
 
 /// How to log in.
@@ -157,6 +160,36 @@ impl Session {
             }
         }
         Ok((mailboxes, subscribed))
+    }
+
+    /// STATUS of many mailboxes, pipelined (a round trip per hundred): the
+    /// number of messages, UIDNEXT, UIDVALIDITY, and HIGHESTMODSEQ with
+    /// CONDSTORE. Enough to leave an empty or unchanged folder unopened. A
+    /// mailbox the server refuses is left out of the answer.
+    pub async fn statuses(
+        &mut self,
+        mailboxes: &[String],
+    ) -> Result<HashMap<String, FolderStatus>> {
+        let items = if self.has("CONDSTORE") {
+            " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            " (MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        let mut statuses = HashMap::new();
+        for chunk in mailboxes.chunks(100) {
+            let builders = chunk
+                .iter()
+                .map(|m| self.builder("STATUS").raw("STATUS ").astring(m).raw(items))
+                .collect();
+            for reply in self.run_each(builders).await?.into_iter().flatten() {
+                for data in reply.untagged {
+                    if let Untagged::MailboxStatus { mailbox, status } = data {
+                        statuses.insert(mailbox, status);
+                    }
+                }
+            }
+        }
+        Ok(statuses)
     }
 
     /// Every mailbox, with special-use attributes when offered.

@@ -362,13 +362,20 @@ impl Session {
     /// one round trip instead of one each. Untagged data is given to the
     /// command that completes next, which is right for servers that run
     /// commands in order (use it for commands whose data differs in kind).
+    /// The first refusal is the error, once every completion is read.
     pub async fn run_many(&mut self, builders: Vec<CommandBuilder>) -> Result<Vec<Reply>> {
+        self.run_each(builders).await?.into_iter().collect()
+    }
+
+    /// Like `run_many`, with each command's own outcome: a refused command
+    /// does not fail the others. Only a lost connection is the error.
+    pub async fn run_each(&mut self, builders: Vec<CommandBuilder>) -> Result<Vec<Result<Reply>>> {
         let mut tags = Vec::new();
         for builder in builders {
             let name = builder.name();
             tags.push((self.send(builder).await?, name));
         }
-        let mut replies: Vec<Option<Reply>> = tags.iter().map(|_| None).collect();
+        let mut replies: Vec<Option<Result<Reply>>> = tags.iter().map(|_| None).collect();
         let mut untagged = Vec::new();
         while replies.iter().any(Option::is_none) {
             match self.next().await? {
@@ -381,11 +388,13 @@ impl Session {
                             detail: format!("completion for unknown tag {}", completion.tag),
                         });
                     };
-                    let completion = self.check(tags[index].1, completion)?;
-                    replies[index] = Some(Reply {
-                        untagged: std::mem::take(&mut untagged),
-                        completion,
-                    });
+                    let untagged = std::mem::take(&mut untagged);
+                    replies[index] = Some(self.check(tags[index].1, completion).map(
+                        |completion| Reply {
+                            untagged,
+                            completion,
+                        },
+                    ));
                 }
                 ServerResponse::Continuation | ServerResponse::Bye(_) => {}
             }

@@ -19,8 +19,8 @@ pub use connection::{Reply, Security, ServerConfig, Session};
 pub use error::{Error, Result};
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
-    AppendMessage, Body, FetchedMessage, Flag, ListedMailbox, MailboxStatus, ModSeq, ResponseCode,
-    Secret, Spool, Uid, UidValidity,
+    AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
+    ResponseCode, Secret, Spool, Uid, UidValidity,
 };
 
 /// The fuzz target's entry point: frames and parses arbitrary server

@@ -11,9 +11,10 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{
     Code, CommandContinuationRequest, Data, Response, Status, StatusKind,
 };
+use imap_codec::imap_types::status::StatusDataItem;
 
 use crate::framing::Frame;
-use crate::types::{Body, FetchedMessage, Flag, ListedMailbox, ResponseCode, Uid};
+use crate::types::{Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, ResponseCode, Uid};
 
 /// A response from the server, in flytt's terms.
 #[derive(Debug)]
@@ -43,6 +44,11 @@ pub enum Untagged {
     },
     /// `* FLAGS (...)`.
     Flags(Vec<Flag>),
+    /// `* STATUS mailbox (...)`.
+    MailboxStatus {
+        mailbox: String,
+        status: FolderStatus,
+    },
     /// `* NAMESPACE`: the prefixes of the personal, other users' and
     /// shared namespaces.
     Namespace {
@@ -249,6 +255,22 @@ fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Un
             attributes: items.iter().map(|a| a.to_string().to_lowercase()).collect(),
         }),
         Data::Exists(n) => Untagged::Exists(n),
+        Data::Status { mailbox, items } => {
+            let mut status = FolderStatus::default();
+            for item in items.iter() {
+                match item {
+                    StatusDataItem::Messages(n) => status.messages = *n,
+                    StatusDataItem::UidNext(n) => status.uid_next = Some(n.get()),
+                    StatusDataItem::UidValidity(n) => status.uid_validity = Some(n.get()),
+                    StatusDataItem::HighestModSeq(n) => status.highest_modseq = Some(*n),
+                    _ => {}
+                }
+            }
+            Untagged::MailboxStatus {
+                mailbox: mailbox_name(&mailbox),
+                status,
+            }
+        }
         Data::Namespace {
             personal,
             other,

@@ -201,7 +201,17 @@ impl ListedMailbox {
     }
 }
 
-/// What SELECT or EXAMINE told about a mailbox.
+/// What STATUS tells about a mailbox without opening it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FolderStatus {
+    pub messages: u32,
+    pub uid_next: Option<Uid>,
+    pub uid_validity: Option<UidValidity>,
+    /// With CONDSTORE.
+    pub highest_modseq: Option<ModSeq>,
+}
+
+/// What SELECT or EXAMINE reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MailboxStatus {
     pub exists: u32,

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use flytt_imap::{
     Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchedMessage, Flag,
-    ListedMailbox, MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
+    FolderStatus, ListedMailbox, MailboxStatus, ResponseCode, ServerResponse, Session, Uid,
+    Untagged, uid_set,
 };
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
@@ -99,6 +100,12 @@ fn flag_string(flags: &[Flag]) -> String {
     set.into_iter().collect::<Vec<_>>().join(" ")
 }
 
+/// Both sides' folders' STATUS, by mailbox name.
+struct Statuses {
+    source: HashMap<String, FolderStatus>,
+    target: HashMap<String, FolderStatus>,
+}
+
 fn is_rejection(e: &ImapError) -> bool {
     matches!(e, ImapError::Rejected { .. })
 }
@@ -164,9 +171,29 @@ impl Ctx<'_> {
         self.report.folders_excluded.extend(foreign_folders);
         self.report.folders_excluded.extend(out_of_scope);
         self.observer.planned(plans.len() as u64);
+        // Both sides' folders' STATUS, in a round trip each: a folder that is
+        // empty or unchanged since the last complete pass is not opened.
+        let sources: Vec<String> = plans
+            .iter()
+            .filter(|p| p.selectable)
+            .map(|p| p.source.clone())
+            .collect();
+        let targets: Vec<String> = plans
+            .iter()
+            .filter(|p| p.selectable && target_list.iter().any(|m| m.name == p.target))
+            .map(|p| p.target.clone())
+            .collect();
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (source_statuses, target_statuses) =
+            tokio::join!(src.statuses(&sources), tgt.statuses(&targets));
+        let statuses = Statuses {
+            source: source_statuses.map_err(SyncError::Source)?,
+            target: target_statuses.map_err(SyncError::Target)?,
+        };
         for folder in &plans {
             self.observer.folder_started(&folder.display);
-            self.visit(folder, &target_list, &target_subscribed).await?;
+            self.visit(folder, &target_list, &target_subscribed, &statuses)
+                .await?;
             self.observer.folder_done(&folder.display);
         }
         Ok(())
@@ -178,6 +205,7 @@ impl Ctx<'_> {
         folder: &FolderPlan,
         target_list: &[ListedMailbox],
         target_subscribed: &[String],
+        statuses: &Statuses,
     ) -> Result<(), SyncError> {
         self.report.folders += 1;
         if let Some(note) = &folder.note {
@@ -208,10 +236,49 @@ impl Ctx<'_> {
             }
             tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
         }
-        if folder.selectable {
+        if folder.selectable && !self.needs_no_visit(folder, statuses).await? {
             self.sync_folder(folder, exists).await?;
         }
         Ok(())
+    }
+
+    /// Whether a folder can be left unopened: it is empty on the source, or
+    /// nothing changed since the last complete pass (the same UIDVALIDITY
+    /// on both sides, the same HIGHESTMODSEQ and UIDNEXT on the source: the
+    /// check `sync_folder` makes after SELECT, made from STATUS instead).
+    async fn needs_no_visit(
+        &mut self,
+        folder: &FolderPlan,
+        statuses: &Statuses,
+    ) -> Result<bool, SyncError> {
+        let Some(source) = statuses.source.get(&folder.source) else {
+            return Ok(false);
+        };
+        if source.messages == 0 {
+            self.report.folders_unchanged += 1;
+            return Ok(true);
+        }
+        let (Some(target), Some(validity), Some(modseq), Some(uid_next)) = (
+            statuses.target.get(&folder.target),
+            source.uid_validity,
+            source.highest_modseq,
+            source.uid_next,
+        ) else {
+            return Ok(false);
+        };
+        let Some(previous) = self.store.folder_state(self.pair, &folder.source).await? else {
+            return Ok(false);
+        };
+        let unchanged = previous.source_uidvalidity == validity
+            && Some(previous.target_uidvalidity) == target.uid_validity
+            && previous.target_folder == folder.target
+            && previous.highest_modseq == Some(modseq)
+            && previous.uid_next == Some(uid_next);
+        if unchanged {
+            self.report.messages_found += u64::from(source.messages);
+            self.report.folders_unchanged += 1;
+        }
+        Ok(unchanged)
     }
 
     /// A server's refusal of a folder-level step becomes an issue of `kind`

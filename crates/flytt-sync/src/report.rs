@@ -43,6 +43,9 @@ pub struct Report {
     pub dry_run: bool,
     pub folders: u64,
     pub folders_created: u64,
+    /// Left unopened: empty on the source, or unchanged since the last
+    /// complete pass.
+    pub folders_unchanged: u64,
     pub folders_excluded: Vec<String>,
     pub messages_found: u64,
     pub messages_copied: u64,

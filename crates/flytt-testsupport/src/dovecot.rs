@@ -65,16 +65,22 @@ impl Dovecot {
         make_certificates(root)?;
         write_passwd_files(root)?;
 
-        let port = free_port()?;
-        let tls_port = free_port()?;
+        for (user, password) in users {
+            append_user(root, user, password)?;
+        }
+        // A free port can be taken by another test between our probe and
+        // Dovecot's bind: then start again on other ports.
         let conf = root.join("dovecot.conf");
-        std::fs::write(
-            &conf,
-            config(root, layout, port, tls_port, uid, gid, &run_as) + extra_config,
-        )
-        .map_err(io("write dovecot.conf"))?;
-        let mut dovecot = Dovecot {
-            child: Command::new("dovecot")
+        let mut attempt = 1;
+        let (child, port, tls_port) = loop {
+            let port = free_port()?;
+            let tls_port = free_port()?;
+            std::fs::write(
+                &conf,
+                config(root, layout, port, tls_port, uid, gid, &run_as) + extra_config,
+            )
+            .map_err(io("write dovecot.conf"))?;
+            let mut child = Command::new("dovecot")
                 .arg("-F")
                 .arg("-c")
                 .arg(&conf)
@@ -82,53 +88,32 @@ impl Dovecot {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .map_err(io("start dovecot (is dovecot-imapd installed?)"))?,
+                .map_err(io("start dovecot (is dovecot-imapd installed?)"))?;
+            match wait_listening(&mut child, [port, tls_port], root) {
+                Ok(()) => break (child, port, tls_port),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if attempt == 3 {
+                        return Err(e);
+                    }
+                    attempt += 1;
+                }
+            }
+        };
+        Ok(Dovecot {
+            child,
             dir,
             port,
             tls_port,
             layout,
             conf,
-        };
-        for (user, password) in users {
-            dovecot.add_user(user, password)?;
-        }
-        dovecot.wait_ready()?;
-        Ok(dovecot)
+        })
     }
 
     /// Adds a user (takes effect at once: passwd-file is re-read).
     pub fn add_user(&mut self, user: &str, password: &str) -> Result<()> {
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.dir.path().join("passwd"))
-            .map_err(io("open passwd"))?;
-        writeln!(file, "{user}:{{PLAIN}}{password}").map_err(io("write passwd"))?;
-        Ok(())
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                && std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok()
-            {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(Error::Server(format!(
-                    "dovecot exited with {status}: {}",
-                    self.log()
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Server(format!(
-                    "dovecot did not listen within 20 s: {}",
-                    self.log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        append_user(self.dir.path(), user, password)
     }
 
     /// The server's log so far.
@@ -483,4 +468,41 @@ fn write_passwd_files(root: &Path) -> Result<()> {
     )
     .map_err(io("write master-passwd"))?;
     std::fs::write(root.join("passwd"), "").map_err(io("write passwd"))
+}
+
+fn append_user(root: &Path, user: &str, password: &str) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(root.join("passwd"))
+        .map_err(io("open passwd"))?;
+    writeln!(file, "{user}:{{PLAIN}}{password}").map_err(io("write passwd"))?;
+    Ok(())
+}
+
+/// Waits until Dovecot listens on both ports (or has exited).
+fn wait_listening(child: &mut std::process::Child, ports: [u16; 2], root: &Path) -> Result<()> {
+    let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if ports
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::Server(format!(
+                "dovecot exited with {status}: {}",
+                log()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Server(format!(
+                "dovecot did not listen within 20 s: {}",
+                log()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

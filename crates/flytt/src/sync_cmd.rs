@@ -208,9 +208,10 @@ fn print_summary(report: &Report) {
         );
     }
     println!(
-        "Folders:   {} ({} created, {} excluded)",
+        "Folders:   {} ({} created, {} empty or unchanged, {} excluded)",
         report.folders,
         report.folders_created,
+        report.folders_unchanged,
         report.folders_excluded.len()
     );
     println!(

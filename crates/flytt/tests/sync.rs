@@ -193,6 +193,42 @@ async fn initial_sync_is_exact_and_a_second_run_copies_nothing() {
     assert_eq!(count(&json, "messages_copied"), 0);
     assert_eq!(count(&json, "messages_matched"), 0);
     assert_eq!(count(&json, "flags_updated"), 0);
+    // Nothing changed: no folder needed opening, and all is still counted.
+    assert_eq!(count(&json, "messages_found"), total as u64);
+    assert_eq!(
+        count(&json, "folders_unchanged"),
+        setup.source_snapshot().await.len() as u64,
+        "{json}"
+    );
+    setup.assert_target_matches_source(&[]).await;
+
+    // A folder deleted on the target, and another whose UIDVALIDITY changed
+    // there, are not "unchanged": the first is copied again, the second
+    // matched by content.
+    setup
+        .target
+        .doveadm(&["mailbox", "delete", "-u", USER, "-s", "Sent"])
+        .expect("doveadm");
+    setup
+        .target
+        .doveadm(&[
+            "mailbox",
+            "update",
+            "-u",
+            USER,
+            "--uid-validity",
+            "4242",
+            "INBOX",
+        ])
+        .expect("doveadm");
+    let (code, json, _) = setup.sync(&[]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 10, "{json}");
+    let inbox = folders
+        .iter()
+        .find(|f| f.path == ["INBOX"])
+        .map_or(0, |f| f.messages.len() as u64);
+    assert_eq!(count(&json, "messages_matched"), inbox, "{json}");
     setup.assert_target_matches_source(&[]).await;
 }
 
