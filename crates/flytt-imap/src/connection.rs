@@ -11,11 +11,8 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -551,37 +548,13 @@ async fn starttls(tcp: TcpStream, config: &ServerConfig, server: &str) -> Result
 async fn tls_handshake(
     config: &ServerConfig,
     tcp: TcpStream,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let server = config.display_name();
-    let tls_error = |detail: String| Error::Tls {
-        server: server.clone(),
-        detail,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    for path in &config.ca_files {
-        let pem = std::fs::read(path)
-            .map_err(|e| tls_error(format!("cannot read CA file {}: {e}", path.display())))?;
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| tls_error(format!("bad CA file: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| tls_error(format!("bad CA certificate: {e}")))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| tls_error(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(config.host.clone())
-        .map_err(|e| tls_error(format!("bad server name: {e}")))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    tokio::time::timeout(config.timeout, connector.connect(name, tcp))
+) -> Result<flytt_tls::TlsStream<TcpStream>> {
+    flytt_tls::handshake(tcp, &config.host, &config.ca_files, config.timeout)
         .await
-        .map_err(|_| tls_error("handshake timed out".into()))?
-        .map_err(|e| tls_error(e.to_string()))
+        .map_err(|detail| Error::Tls {
+            server: config.display_name(),
+            detail,
+        })
 }
 
 fn frame_error(error: FrameError, server: &str) -> Error {
