@@ -31,6 +31,8 @@ pub struct Dovecot {
     child: Child,
     pub port: u16,
     pub tls_port: u16,
+    /// ManageSieve (STARTTLS), with Pigeonhole's scripts per user.
+    pub sieve_port: u16,
     pub layout: Layout,
     conf: PathBuf,
 }
@@ -57,11 +59,13 @@ impl Dovecot {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))
             .map_err(io("chmod Dovecot directory"))?;
         let (uid, gid, run_as) = mail_owner()?;
-        for sub in ["mail", "run", "state"] {
+        for sub in ["mail", "run", "state", "sieve"] {
             std::fs::create_dir_all(root.join(sub)).map_err(io("create Dovecot subdirectory"))?;
         }
-        std::os::unix::fs::chown(root.join("mail"), Some(uid), Some(gid))
-            .map_err(io("chown mail directory"))?;
+        for owned in ["mail", "sieve"] {
+            std::os::unix::fs::chown(root.join(owned), Some(uid), Some(gid))
+                .map_err(io("chown mail directory"))?;
+        }
         make_certificates(root)?;
         write_passwd_files(root)?;
 
@@ -72,12 +76,24 @@ impl Dovecot {
         // Dovecot's bind: then start again on other ports.
         let conf = root.join("dovecot.conf");
         let mut attempt = 1;
-        let (child, port, tls_port) = loop {
+        let (child, port, tls_port, sieve_port) = loop {
             let port = free_port()?;
             let tls_port = free_port()?;
+            let sieve_port = free_port()?;
             std::fs::write(
                 &conf,
-                config(root, layout, port, tls_port, uid, gid, &run_as) + extra_config,
+                config(
+                    root,
+                    layout,
+                    Ports {
+                        imap: port,
+                        imaps: tls_port,
+                        sieve: sieve_port,
+                    },
+                    uid,
+                    gid,
+                    &run_as,
+                ) + extra_config,
             )
             .map_err(io("write dovecot.conf"))?;
             let mut child = Command::new("dovecot")
@@ -89,8 +105,8 @@ impl Dovecot {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(io("start dovecot (is dovecot-imapd installed?)"))?;
-            match wait_listening(&mut child, [port, tls_port], root) {
-                Ok(()) => break (child, port, tls_port),
+            match wait_listening(&mut child, [port, tls_port, sieve_port], root) {
+                Ok(()) => break (child, port, tls_port, sieve_port),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -106,6 +122,7 @@ impl Dovecot {
             dir,
             port,
             tls_port,
+            sieve_port,
             layout,
             conf,
         })
@@ -124,6 +141,11 @@ impl Dovecot {
     /// `imap://127.0.0.1:PORT` (plaintext unless STARTTLS is used).
     pub fn url(&self) -> String {
         format!("imap://127.0.0.1:{}", self.port)
+    }
+
+    /// `sieve://127.0.0.1:PORT` (ManageSieve, STARTTLS).
+    pub fn sieve_url(&self) -> String {
+        format!("sieve://127.0.0.1:{}", self.sieve_port)
     }
 
     /// `imaps://127.0.0.1:PORT`.
@@ -345,16 +367,20 @@ fn make_certificates(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn config(
-    root: &Path,
-    layout: Layout,
-    port: u16,
-    tls_port: u16,
-    uid: u32,
-    gid: u32,
-    run_as: &str,
-) -> String {
+/// The ports an instance listens on.
+struct Ports {
+    imap: u16,
+    imaps: u16,
+    sieve: u16,
+}
+
+fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as: &str) -> String {
     let root = root.display();
+    let Ports {
+        imap: port,
+        imaps: tls_port,
+        sieve: sieve_port,
+    } = ports;
     let (location, separator, folders) = match layout {
         Layout::Source => (
             format!("maildir:{root}/mail/%u"),
@@ -398,7 +424,7 @@ fn config(
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-protocols = imap
+protocols = imap sieve
 listen = 127.0.0.1
 {service_users}ssl = yes
 ssl_cert = <{root}/server.pem
@@ -448,6 +474,17 @@ service imap-login {{
 service imap {{
   process_limit = 1024
 }}
+service managesieve-login {{
+  inet_listener sieve {{
+    address = 127.0.0.1
+    port = {sieve_port}
+  }}
+}}
+# Sieve scripts live beside the mail, not in it (a plain directory in an
+# fs-layout mail root would be a folder).
+plugin {{
+  sieve = file:{root}/sieve/%u/scripts;active={root}/sieve/%u/active.sieve
+}}
 service stats {{
   unix_listener stats-reader {{
     mode = 0666
@@ -481,7 +518,7 @@ fn append_user(root: &Path, user: &str, password: &str) -> Result<()> {
 }
 
 /// Waits until Dovecot listens on both ports (or has exited).
-fn wait_listening(child: &mut std::process::Child, ports: [u16; 2], root: &Path) -> Result<()> {
+fn wait_listening(child: &mut std::process::Child, ports: [u16; 3], root: &Path) -> Result<()> {
     let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
