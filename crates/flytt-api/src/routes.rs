@@ -136,6 +136,7 @@ struct NewEndpointBody {
     admin_password: Option<String>,
     max_concurrent_migrations: Option<u32>,
     max_concurrent_incremental_syncs: Option<u32>,
+    sieve_url: Option<String>,
 }
 
 async fn create_endpoint(
@@ -163,6 +164,7 @@ async fn create_endpoint(
         max_concurrent_incremental_syncs: body
             .max_concurrent_incremental_syncs
             .unwrap_or(10.min(migrations)),
+        sieve_url: body.sieve_url,
     };
     control.create_endpoint(&endpoint).await?;
     Ok((StatusCode::CREATED, to_json(EndpointView::new(&endpoint))?))

@@ -26,6 +26,19 @@ pub mod admin_mode {
     pub const PLAIN: &str = "plain";
 }
 
+/// The endpoint's ManageSieve server, if it has one.
+pub fn sieve_server(
+    endpoint: &Endpoint,
+) -> std::result::Result<Option<flytt_sieve::SieveServer>, String> {
+    let Some(url) = &endpoint.sieve_url else {
+        return Ok(None);
+    };
+    let mut server = flytt_sieve::SieveServer::from_url(url).map_err(|e| e.to_string())?;
+    server.allow_plaintext = endpoint.allow_plaintext;
+    server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    Ok(Some(server))
+}
+
 /// The connection settings of an endpoint.
 pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, String> {
     let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
@@ -93,6 +106,11 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
             "MaxConcurrentIncrementalSyncs must be between 1 and MaxConcurrentMigrations ({})",
             endpoint.max_concurrent_migrations
         ));
+    }
+    if let Some(sieve) = &endpoint.sieve_url
+        && let Err(e) = flytt_sieve::SieveServer::from_url(sieve)
+    {
+        return invalid(format!("sieve url: {e}"));
     }
     if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
         return invalid("the admin user and the admin password go together".into());

@@ -92,6 +92,7 @@ pub struct EndpointView {
     pub admin_password_set: bool,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
+    pub sieve_url: Option<String>,
 }
 
 impl EndpointView {
@@ -106,6 +107,7 @@ impl EndpointView {
             admin_password_set: endpoint.admin_password_sealed.is_some(),
             max_concurrent_migrations: endpoint.max_concurrent_migrations,
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
+            sieve_url: endpoint.sieve_url.clone(),
         }
     }
 }

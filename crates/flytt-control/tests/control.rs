@@ -22,6 +22,7 @@ async fn control(dir: &std::path::Path) -> Control {
                 admin_password_sealed: None,
                 max_concurrent_migrations: 20,
                 max_concurrent_incremental_syncs: 10,
+                sieve_url: None,
             })
             .await
             .expect("endpoint");

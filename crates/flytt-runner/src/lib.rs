@@ -20,9 +20,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides, status};
-use flytt_control::endpoints::{admin_auth, server_config as server};
+use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
+use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
 use flytt_store::{Endpoint, Store, WorkItem};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
@@ -187,7 +188,9 @@ async fn schedule(
         let (store, keyring, options) = (store.clone(), keyring.clone(), options.clone());
         tasks.spawn(async move {
             let user_id = item.user_id;
-            let outcome = sync_user(&item, &parameters, &keyring, &options, &store).await;
+            let with_sieve = kind != Kind::Incremental;
+            let outcome =
+                sync_user(&item, &parameters, &keyring, &options, &store, with_sieve).await;
             let recorded = match outcome {
                 Ok(stats) => {
                     let done = if kind == Kind::Final {
@@ -238,12 +241,15 @@ fn has_slot(
 
 /// One user's sync, with retries when a connection fails. Returns the
 /// report as JSON, or why the user failed.
+/// An initial or final sync also copies the user's Sieve scripts
+/// (`with_sieve`); incremental syncs leave them.
 async fn sync_user(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,
     options: &RunnerOptions,
     store: &Store,
+    with_sieve: bool,
 ) -> Result<String, String> {
     let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
     let source = source_account(item, keyring)?;
@@ -296,7 +302,72 @@ async fn sync_user(
     // progress back after the final status clears it.
     reporter.abort();
     let _ = reporter.await;
-    outcome
+    match outcome {
+        Ok(stats) if with_sieve => Ok(with_sieve_scripts(stats, item, &source, &target).await),
+        other => other,
+    }
+}
+
+/// After an initial or final sync: the user's Sieve scripts, when both
+/// endpoints have a ManageSieve server. What could not be copied is
+/// reported in the statistics' issues; it never fails the user.
+async fn with_sieve_scripts(
+    stats: String,
+    item: &WorkItem,
+    source: &Account,
+    target: &Account,
+) -> String {
+    let (Ok(Some(from)), Ok(Some(to))) = (sieve_server(&item.source), sieve_server(&item.target))
+    else {
+        return stats;
+    };
+    let report = match (sieve_auth(&source.auth), sieve_auth(&target.auth)) {
+        (Some(source_auth), Some(target_auth)) => {
+            migrate_scripts((&from, &source_auth), (&to, &target_auth))
+                .await
+                .unwrap_or_else(|e| SieveReport {
+                    issues: vec![format!("the Sieve scripts were not copied: {e}")],
+                    ..SieveReport::default()
+                })
+        }
+        _ => SieveReport {
+            issues: vec![
+                "the Sieve scripts were not copied: OAuth logins cannot open ManageSieve".into(),
+            ],
+            ..SieveReport::default()
+        },
+    };
+    let mut stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+    if let Some(issues) = stats["issues"].as_array_mut() {
+        for issue in &report.issues {
+            issues.push(
+                serde_json::json!({"kind": "sieve", "folder": "", "uid": null, "reason": issue}),
+            );
+        }
+    }
+    stats["sieve"] = serde_json::to_value(&report).unwrap_or_default();
+    stats.to_string()
+}
+
+/// The IMAP login as a ManageSieve login (SASL PLAIN), where one exists.
+fn sieve_auth(auth: &Auth) -> Option<SieveAuth<'_>> {
+    match auth {
+        Auth::Login { user, password } => Some(SieveAuth {
+            authorize_as: None,
+            user,
+            password: password.expose(),
+        }),
+        Auth::Plain {
+            user,
+            password,
+            authorize_as,
+        } => Some(SieveAuth {
+            authorize_as: authorize_as.as_deref(),
+            user,
+            password: password.expose(),
+        }),
+        Auth::XOAuth2 { .. } | Auth::OAuthBearer { .. } => None,
+    }
 }
 
 /// What a running sync is doing.

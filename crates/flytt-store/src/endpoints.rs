@@ -18,6 +18,8 @@ pub struct Endpoint {
     pub admin_password_sealed: Option<String>,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
+    /// The ManageSieve server (`sieve://HOST[:PORT]`), if scripts move too.
+    pub sieve_url: Option<String>,
 }
 
 /// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
@@ -26,7 +28,7 @@ macro_rules! select_endpoints {
     ($tail:literal) => {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
-            "max_concurrent_migrations, max_concurrent_incremental_syncs FROM endpoint ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url FROM endpoint ",
             $tail
         )
     };
@@ -49,6 +51,7 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
             "max_concurrent_incremental_syncs",
             row.try_get("max_concurrent_incremental_syncs")?,
         )?,
+        sieve_url: row.try_get("sieve_url")?,
     })
 }
 
@@ -57,7 +60,7 @@ impl Store {
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let result = sqlx::query(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
-             max_concurrent_migrations, max_concurrent_incremental_syncs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -68,6 +71,7 @@ impl Store {
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .bind(&endpoint.sieve_url)
         .execute(&self.pool)
         .await;
         match result {
@@ -83,8 +87,8 @@ impl Store {
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let done = sqlx::query(
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
-             admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ? \
-             WHERE name = ?",
+             admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
+             sieve_url = ? WHERE name = ?",
         )
         .bind(&endpoint.url)
         .bind(endpoint.allow_plaintext)
@@ -94,6 +98,7 @@ impl Store {
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
+        .bind(&endpoint.sieve_url)
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await?;

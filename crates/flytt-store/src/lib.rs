@@ -267,6 +267,7 @@ mod tests {
             admin_password_sealed: Some("v1:abcd:xyz".into()),
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
+            sieve_url: None,
         };
         store.create_endpoint(&endpoint).await?;
         assert!(matches!(
@@ -300,6 +301,7 @@ mod tests {
             admin_password_sealed: None,
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
+            sieve_url: None,
         }
     }
 

@@ -80,6 +80,10 @@ pub struct NewArgs {
     /// A PEM file of CA certificates to trust for this server.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// The server's ManageSieve (sieve://HOST[:PORT]): users' Sieve scripts
+    /// move too when both endpoints have one.
+    #[arg(long)]
+    sieve_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -101,6 +105,9 @@ pub struct SetArgs {
     allow_plaintext: Option<bool>,
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// The ManageSieve server (an empty value removes it).
+    #[arg(long)]
+    sieve_url: Option<String>,
 }
 
 #[derive(Args)]
@@ -147,6 +154,7 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
                 max_concurrent_incremental_syncs: args
                     .max_concurrent_incremental_syncs
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
+                sieve_url: args.sieve_url,
             };
             control.create_endpoint(&endpoint).await?;
             println!("Endpoint {} created.", endpoint.name);
@@ -174,6 +182,9 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
             }
             if let Some(allow) = args.allow_plaintext {
                 endpoint.allow_plaintext = allow;
+            }
+            if let Some(sieve) = args.sieve_url {
+                endpoint.sieve_url = Some(sieve).filter(|s| !s.is_empty());
             }
             if let Some(ca) = args.ca_file {
                 endpoint.ca_file = Some(ca.display().to_string());
