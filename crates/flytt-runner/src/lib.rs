@@ -593,8 +593,12 @@ async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
                     status::SYNCED
                 })
             }
+            // Every user still to sync holds completion back, also one in
+            // its initial sync (completed while a retry ran): it gets its
+            // final sync after.
             status::COMPLETING
                 if count(status::SYNCED)
+                    + count(status::SYNCING)
                     + count(status::COMPLETING)
                     + count(status::INCREMENTAL_SYNCING)
                     + count(status::QUEUED)
@@ -618,6 +622,82 @@ async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn batch_with_users(statuses: &[&str]) -> Store {
+        let store = Store::in_memory().await.expect("store");
+        for name in ["old", "new"] {
+            store
+                .create_endpoint(&Endpoint {
+                    name: name.into(),
+                    url: "imaps://mail.example.org".into(),
+                    allow_plaintext: false,
+                    ca_file: None,
+                    admin_user: None,
+                    admin_mode: "master".into(),
+                    admin_password_sealed: None,
+                    max_concurrent_migrations: 20,
+                    max_concurrent_incremental_syncs: 10,
+                    sieve_url: None,
+                })
+                .await
+                .expect("endpoint");
+        }
+        let users = (0..statuses.len())
+            .map(|i| flytt_store::NewBatchUser {
+                email: format!("user{i}@example.org"),
+                csv_line: i as u64 + 2,
+                overrides: "{}".into(),
+                user_name: None,
+                password_sealed: None,
+                target_user_name: None,
+                target_password_sealed: None,
+            })
+            .collect();
+        store
+            .create_batch(&flytt_store::NewBatch {
+                name: "b".into(),
+                batch_type: "imap".into(),
+                source_endpoint: "old".into(),
+                target_endpoint: "new".into(),
+                parameters: "{}".into(),
+                users,
+            })
+            .await
+            .expect("batch");
+        store
+            .set_batch_status("b", status::COMPLETING)
+            .await
+            .expect("status");
+        let items = store
+            .work_items(&[status::COMPLETING])
+            .await
+            .expect("items");
+        for (item, user_status) in items.iter().zip(statuses) {
+            store
+                .set_user_status(item.user_id, user_status, None, None)
+                .await
+                .expect("user status");
+        }
+        store
+    }
+
+    /// A batch completed while a retried user is in its initial sync waits
+    /// for that user (it was once marked Completed with the user unsynced).
+    #[tokio::test]
+    async fn completion_waits_for_users_still_in_their_initial_sync() {
+        let store = batch_with_users(&[status::COMPLETED, status::SYNCING]).await;
+        settle_batches(&store).await.expect("settle");
+        assert_eq!(
+            store.batch("b").await.expect("batch").status,
+            status::COMPLETING
+        );
+        let store = batch_with_users(&[status::COMPLETED, status::FAILED]).await;
+        settle_batches(&store).await.expect("settle");
+        assert_eq!(
+            store.batch("b").await.expect("batch").status,
+            status::COMPLETED_WITH_ERRORS
+        );
+    }
 
     #[test]
     fn statistics_add_up_over_syncs() {
