@@ -1,12 +1,13 @@
 //! Real servers for tests, the demo and the benchmarks: Dovecot instances on
 //! 127.0.0.1, each with its own configuration, data directory, passwd-file
-//! users and a master user; an SMTP sink (aiosmtpd); a TCP proxy that adds
-//! latency; and the test corpus. Nothing here is a mock: the code under test talks to Dovecot.
+//! users and a master user; an OpenLDAP directory (slapd); an SMTP sink
+//! (aiosmtpd); a TCP proxy that adds latency; and the test corpus. Nothing here is a mock: the code under test talks to Dovecot.
 
 pub mod corpus;
 pub mod dovecot;
 pub mod oauth;
 pub mod proxy;
+pub mod slapd;
 pub mod smtp;
 
 pub use dovecot::{Dovecot, Layout};

@@ -1,4 +1,4 @@
-//! TLS for flytt's clients of mail servers (IMAP, ManageSieve). One place
+//! TLS for flytt's clients of mail servers (IMAP, ManageSieve, LDAP). One place
 //! decides how a server is trusted: Mozilla's roots, plus the PEM files an
 //! endpoint names for a private CA; certificates and host names are always
 //! verified (there is no switch to turn that off).
@@ -13,15 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use tokio_rustls::client::TlsStream;
 
-/// Runs the TLS handshake over `stream` for `host`, trusting Mozilla's
-/// roots and the certificates in `ca_files`. The error says what failed,
-/// for the caller to wrap with the server's name.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
-    stream: S,
-    host: &str,
-    ca_files: &[PathBuf],
-    timeout: Duration,
-) -> Result<TlsStream<S>, String> {
+/// The client configuration: Mozilla's roots and the certificates in
+/// `ca_files`, verification on. The error says what failed.
+pub fn client_config(ca_files: &[PathBuf]) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for path in ca_files {
@@ -35,14 +29,25 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Runs the TLS handshake over `stream` for `host` (see `client_config`).
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    host: &str,
+    ca_files: &[PathBuf],
+    timeout: Duration,
+) -> Result<TlsStream<S>, String> {
+    let config = client_config(ca_files)?;
     let name = rustls_pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("bad server name: {e}"))?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = tokio_rustls::TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(name, stream))
         .await
         .map_err(|_| "handshake timed out".to_string())?
