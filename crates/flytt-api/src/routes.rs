@@ -137,6 +137,7 @@ struct NewEndpointBody {
     max_concurrent_migrations: Option<u32>,
     max_concurrent_incremental_syncs: Option<u32>,
     sieve_url: Option<String>,
+    directory: Option<String>,
 }
 
 async fn create_endpoint(
@@ -165,6 +166,7 @@ async fn create_endpoint(
             .max_concurrent_incremental_syncs
             .unwrap_or(10.min(migrations)),
         sieve_url: body.sieve_url,
+        directory: body.directory,
     };
     control.create_endpoint(&endpoint).await?;
     Ok((StatusCode::CREATED, to_json(EndpointView::new(&endpoint))?))

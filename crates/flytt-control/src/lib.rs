@@ -7,6 +7,7 @@
 //! the same CSV validation) and give the same answers. The job runner then
 //! acts on what is stored.
 
+pub mod directories;
 pub mod endpoints;
 pub mod reports;
 pub mod views;

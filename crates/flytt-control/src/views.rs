@@ -93,6 +93,7 @@ pub struct EndpointView {
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
     pub sieve_url: Option<String>,
+    pub directory: Option<String>,
 }
 
 impl EndpointView {
@@ -108,6 +109,7 @@ impl EndpointView {
             max_concurrent_migrations: endpoint.max_concurrent_migrations,
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
             sieve_url: endpoint.sieve_url.clone(),
+            directory: endpoint.directory.clone(),
         }
     }
 }

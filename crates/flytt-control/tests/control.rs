@@ -23,6 +23,7 @@ async fn control(dir: &std::path::Path) -> Control {
                 max_concurrent_migrations: 20,
                 max_concurrent_incremental_syncs: 10,
                 sieve_url: None,
+                directory: None,
             })
             .await
             .expect("endpoint");

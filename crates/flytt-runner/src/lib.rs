@@ -638,6 +638,7 @@ mod tests {
                     max_concurrent_migrations: 20,
                     max_concurrent_incremental_syncs: 10,
                     sieve_url: None,
+                    directory: None,
                 })
                 .await
                 .expect("endpoint");

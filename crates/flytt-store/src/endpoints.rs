@@ -20,6 +20,8 @@ pub struct Endpoint {
     pub max_concurrent_incremental_syncs: u32,
     /// The ManageSieve server (`sieve://HOST[:PORT]`), if scripts move too.
     pub sieve_url: Option<String>,
+    /// The directory of the endpoint's users (staged migrations).
+    pub directory: Option<String>,
 }
 
 /// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
@@ -28,7 +30,7 @@ macro_rules! select_endpoints {
     ($tail:literal) => {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
-            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url FROM endpoint ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory FROM endpoint ",
             $tail
         )
     };
@@ -52,6 +54,7 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
             row.try_get("max_concurrent_incremental_syncs")?,
         )?,
         sieve_url: row.try_get("sieve_url")?,
+        directory: row.try_get("directory")?,
     })
 }
 
@@ -60,7 +63,8 @@ impl Store {
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let result = sqlx::query(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
-             max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -72,6 +76,7 @@ impl Store {
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
         .bind(&endpoint.sieve_url)
+        .bind(&endpoint.directory)
         .execute(&self.pool)
         .await;
         match result {
@@ -79,6 +84,9 @@ impl Store {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 Err(Error::EndpointExists(endpoint.name.clone()))
             }
+            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(
+                Error::NoSuchDirectory(endpoint.directory.clone().unwrap_or_default()),
+            ),
             Err(e) => Err(e.into()),
         }
     }
@@ -88,7 +96,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
-             sieve_url = ? WHERE name = ?",
+             sieve_url = ?, directory = ? WHERE name = ?",
         )
         .bind(&endpoint.url)
         .bind(endpoint.allow_plaintext)
@@ -99,9 +107,16 @@ impl Store {
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
         .bind(&endpoint.sieve_url)
+        .bind(&endpoint.directory)
         .bind(&endpoint.name)
         .execute(&self.pool)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(e) if e.is_foreign_key_violation() => {
+                Error::NoSuchDirectory(endpoint.directory.clone().unwrap_or_default())
+            }
+            e => e.into(),
+        })?;
         if done.rows_affected() == 0 {
             return Err(Error::NoSuchEndpoint(endpoint.name.clone()));
         }

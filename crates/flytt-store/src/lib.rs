@@ -8,6 +8,7 @@
 //! PostgreSQL backend will implement too.
 
 mod batches;
+mod directories;
 mod endpoints;
 mod events;
 mod mails;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, SqlitePool};
 
 pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, WorkItem};
+pub use directories::StoredDirectory;
 pub use endpoints::Endpoint;
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use mails::BatchMail;
@@ -50,6 +52,12 @@ pub enum Error {
     NoSuchBatch(String),
     #[error("no user {0:?} in any batch")]
     NoSuchUser(String),
+    #[error("a directory named {0:?} exists already")]
+    DirectoryExists(String),
+    #[error("no directory named {0:?}")]
+    NoSuchDirectory(String),
+    #[error("directory {0:?} is used by an endpoint; change the endpoint first")]
+    DirectoryInUse(String),
     #[error("a token named {0:?} exists already")]
     TokenExists(String),
     #[error("no token named {0:?}")]
@@ -268,6 +276,7 @@ mod tests {
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
             sieve_url: None,
+            directory: None,
         };
         store.create_endpoint(&endpoint).await?;
         assert!(matches!(
@@ -302,6 +311,7 @@ mod tests {
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
             sieve_url: None,
+            directory: None,
         }
     }
 

@@ -84,6 +84,10 @@ pub struct NewArgs {
     /// move too when both endpoints have one.
     #[arg(long)]
     sieve_url: Option<String>,
+    /// The directory of this server's users (`flytt directory new`), for
+    /// staged migrations.
+    #[arg(long)]
+    directory: Option<String>,
 }
 
 #[derive(Args)]
@@ -108,6 +112,9 @@ pub struct SetArgs {
     /// The ManageSieve server (an empty value removes it).
     #[arg(long)]
     sieve_url: Option<String>,
+    /// The directory of this server's users (an empty value removes it).
+    #[arg(long)]
+    directory: Option<String>,
 }
 
 #[derive(Args)]
@@ -155,6 +162,7 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
                     .max_concurrent_incremental_syncs
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
                 sieve_url: args.sieve_url,
+                directory: args.directory,
             };
             control.create_endpoint(&endpoint).await?;
             println!("Endpoint {} created.", endpoint.name);
@@ -182,6 +190,9 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
             }
             if let Some(allow) = args.allow_plaintext {
                 endpoint.allow_plaintext = allow;
+            }
+            if let Some(directory) = args.directory {
+                endpoint.directory = Some(directory).filter(|d| !d.is_empty());
             }
             if let Some(sieve) = args.sieve_url {
                 endpoint.sieve_url = Some(sieve).filter(|s| !s.is_empty());

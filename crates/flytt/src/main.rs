@@ -3,6 +3,7 @@
 mod account;
 mod batch_cmd;
 mod config;
+mod directory_cmd;
 mod endpoint_cmd;
 
 mod sync_cmd;
@@ -35,6 +36,9 @@ enum Command {
     /// Migration endpoints: named servers with their concurrency limits.
     #[command(subcommand)]
     Endpoint(endpoint_cmd::EndpointCommand),
+    /// Directories of staged migrations (LDAP or a command hook).
+    #[command(subcommand)]
+    Directory(directory_cmd::DirectoryCommand),
     /// Migration batches.
     #[command(subcommand)]
     Batch(batch_cmd::BatchCommand),
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync_cmd::run(*args, &data_dir).await,
             Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
+            Command::Directory(command) => directory_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
             Command::Serve(args) => serve(&data_dir, Some(args)).await,
             Command::Worker => serve(&data_dir, None).await,

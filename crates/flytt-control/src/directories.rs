@@ -1,0 +1,117 @@
+//! Directories: stored with their bind password sealed, opened with it for
+//! use, and tested (bind, read the base, look a user up).
+
+use flytt_directory::{Directory, DirectoryUser};
+use flytt_secrets::{Keyring, SecretString};
+use flytt_store::StoredDirectory;
+use serde::Serialize;
+
+use crate::{Control, ControlError, Result};
+
+fn binding(name: &str) -> String {
+    format!("directory/{name}/bind-password")
+}
+
+/// What a directory test found.
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectoryTest {
+    pub ok: bool,
+    /// What was checked.
+    pub checked: Option<String>,
+    /// The user asked about: null when the address is not in the directory.
+    pub user: Option<DirectoryUser>,
+    pub error: Option<String>,
+}
+
+/// What may be shown of a directory: its settings, never the password.
+#[derive(Clone, Debug, Serialize)]
+pub struct DirectoryView {
+    pub name: String,
+    pub settings: serde_json::Value,
+    pub bind_password_set: bool,
+}
+
+impl DirectoryView {
+    pub fn new(stored: &StoredDirectory) -> DirectoryView {
+        DirectoryView {
+            name: stored.name.clone(),
+            settings: serde_json::from_str(&stored.settings).unwrap_or_default(),
+            bind_password_set: stored.bind_password_sealed.is_some(),
+        }
+    }
+}
+
+impl Control {
+    /// Stores a directory; its bind password (LDAP) is sealed.
+    pub async fn create_directory(
+        &self,
+        name: &str,
+        directory: &Directory,
+        bind_password: Option<&SecretString>,
+    ) -> Result<()> {
+        if name.is_empty() || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+            return Err(ControlError::InvalidParameter(format!(
+                "directory name {name:?}: no '/' or control characters"
+            )));
+        }
+        let sealed = match bind_password {
+            Some(password) => Some(Keyring::load(&self.data_dir)?.seal(password, &binding(name))?),
+            None => None,
+        };
+        let settings = serde_json::to_string(directory)
+            .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
+        self.store
+            .create_directory(&StoredDirectory {
+                name: name.into(),
+                settings,
+                bind_password_sealed: sealed,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A stored directory, ready to use (its bind password opened).
+    pub async fn open_directory(&self, name: &str) -> Result<Directory> {
+        let stored = self.store.directory(name).await?;
+        let mut directory: Directory = serde_json::from_str(&stored.settings).map_err(|e| {
+            ControlError::InvalidParameter(format!("directory {name}: stored settings: {e}"))
+        })?;
+        if let (Directory::Ldap(settings), Some(sealed)) =
+            (&mut directory, &stored.bind_password_sealed)
+        {
+            let password = Keyring::load(&self.data_dir)?.open(sealed, &binding(name))?;
+            settings.bind_password = Some(password);
+        }
+        Ok(directory)
+    }
+
+    /// Connects and reads the base, and looks `user` up when given. A
+    /// failure is in the answer; only a missing directory is an error.
+    pub async fn test_directory(&self, name: &str, user: Option<&str>) -> Result<DirectoryTest> {
+        let directory = self.open_directory(name).await?;
+        let mut test = DirectoryTest {
+            ok: false,
+            checked: None,
+            user: None,
+            error: None,
+        };
+        match directory.verify().await {
+            Ok(checked) => test.checked = Some(checked),
+            Err(e) => {
+                test.error = Some(e.to_string());
+                return Ok(test);
+            }
+        }
+        if let Some(email) = user {
+            match directory.lookup(email).await {
+                Ok(found) => test.user = found,
+                Err(e) => {
+                    test.error = Some(e.to_string());
+                    return Ok(test);
+                }
+            }
+        }
+        test.ok = true;
+        Ok(test)
+    }
+}

@@ -1,0 +1,205 @@
+//! `flytt directory …`: the directories of staged migrations (LDAP or a
+//! command hook), named by endpoints (`flytt endpoint set E --directory D`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use flytt_control::Control;
+use flytt_control::directories::DirectoryView;
+use flytt_directory::Directory;
+use flytt_directory::hook::HookSettings;
+use flytt_directory::ldap::LdapSettings;
+use flytt_secrets::SecretString;
+use flytt_store::Store;
+
+use crate::account::read_password_file;
+
+#[derive(Subcommand)]
+pub enum DirectoryCommand {
+    /// Add a directory: LDAP (--ldap-url …) or a command hook (--hook PROGRAM).
+    New(Box<NewArgs>),
+    /// Bind and read the base; with --user, look that address up.
+    Test(TestArgs),
+    List(JsonArg),
+    Show(NameJsonArgs),
+    Remove(NameArg),
+}
+
+#[derive(Args)]
+pub struct NewArgs {
+    name: String,
+    /// ldap://HOST[:PORT] (StartTLS) or ldaps://HOST[:PORT].
+    #[arg(long, conflicts_with = "hook")]
+    ldap_url: Option<String>,
+    #[arg(long, requires = "ldap_url")]
+    bind_dn: Option<String>,
+    #[arg(long, requires = "ldap_url")]
+    bind_password_file: Option<PathBuf>,
+    /// Where users are searched.
+    #[arg(long, requires = "ldap_url")]
+    base_dn: Option<String>,
+    /// How to find a user; {email} stands for the address.
+    #[arg(long, default_value = "(mail={email})")]
+    user_filter: String,
+    /// The attribute that says "has a mailbox here", and its two values.
+    #[arg(long, default_value = "mailboxEnabled")]
+    mailbox_attribute: String,
+    #[arg(long, default_value = "TRUE")]
+    mailbox_value: String,
+    #[arg(long, default_value = "FALSE")]
+    no_mailbox_value: String,
+    /// The attribute that says "must change the password at next login" (empty: none).
+    #[arg(long, default_value = "mustChangePassword")]
+    must_change_attribute: String,
+    /// The attribute that holds the forwarding address (the seed's TargetAddress).
+    #[arg(long, default_value = "mailForwardingAddress")]
+    forwarding_attribute: String,
+    /// Go on without TLS when an ldap:// server offers no StartTLS.
+    #[arg(long)]
+    allow_plaintext: bool,
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// An executable called per operation with JSON on stdin and stdout.
+    #[arg(long)]
+    hook: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    name: String,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct JsonArg {
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct NameJsonArgs {
+    name: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct NameArg {
+    name: String,
+}
+
+pub async fn run(command: DirectoryCommand, data_dir: &Path) -> Result<u8> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let control = Control::new(Store::open(data_dir).await?, data_dir);
+    match command {
+        DirectoryCommand::New(args) => {
+            let (directory, password) = settings(args.name.clone(), &args)?;
+            control
+                .create_directory(&args.name, &directory, password.as_ref())
+                .await?;
+            println!("Directory {} created.", args.name);
+        }
+        DirectoryCommand::Test(args) => {
+            let test = control
+                .test_directory(&args.name, args.user.as_deref())
+                .await?;
+            if args.json {
+                println!("{}", serde_json::to_string(&test)?);
+            }
+            if let Some(error) = &test.error {
+                eprintln!("error: {error}");
+                return Ok(crate::EXIT_FAILED);
+            }
+            if !args.json {
+                println!("{}: {}", args.name, test.checked.as_deref().unwrap_or("ok"));
+                if let Some(email) = &args.user {
+                    match &test.user {
+                        Some(user) => println!(
+                            "{email}: {} ({:?}), forwarding {:?}",
+                            user.id, user.state, user.forwarding
+                        ),
+                        None => println!("{email}: not in the directory"),
+                    }
+                }
+            }
+        }
+        DirectoryCommand::List(args) => {
+            let views: Vec<_> = control
+                .store()
+                .directories()
+                .await?
+                .iter()
+                .map(DirectoryView::new)
+                .collect();
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else if views.is_empty() {
+                println!("No directories.");
+            } else {
+                for view in views {
+                    println!(
+                        "{:<20} {}",
+                        view.name,
+                        view.settings["kind"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        DirectoryCommand::Show(args) => {
+            let view = DirectoryView::new(&control.store().directory(&args.name).await?);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&view.settings)?);
+                println!("bind password set: {}", view.bind_password_set);
+            }
+        }
+        DirectoryCommand::Remove(args) => {
+            control.store().remove_directory(&args.name).await?;
+            println!("Directory {} removed.", args.name);
+        }
+    }
+    Ok(0)
+}
+
+/// The directory's settings from the flags, and its bind password.
+fn settings(name: String, args: &NewArgs) -> Result<(Directory, Option<SecretString>)> {
+    if let Some(program) = &args.hook {
+        return Ok((
+            Directory::Hook(HookSettings {
+                name,
+                program: program.clone(),
+                timeout_secs: 30,
+            }),
+            None,
+        ));
+    }
+    let (Some(url), Some(bind_dn), Some(base_dn)) = (&args.ldap_url, &args.bind_dn, &args.base_dn)
+    else {
+        bail!(
+            "give --ldap-url, --bind-dn and --base-dn (with --bind-password-file), or --hook PROGRAM"
+        );
+    };
+    if !args.user_filter.contains("{email}") {
+        bail!("--user-filter must contain {{email}}");
+    }
+    let mut settings = LdapSettings::new(&name, url, bind_dn, base_dn);
+    settings.user_filter = args.user_filter.clone();
+    settings.mailbox_attribute = args.mailbox_attribute.clone();
+    settings.mailbox_value = args.mailbox_value.clone();
+    settings.no_mailbox_value = args.no_mailbox_value.clone();
+    settings.must_change_attribute = args.must_change_attribute.clone();
+    settings.forwarding_attribute = args.forwarding_attribute.clone();
+    settings.allow_plaintext = args.allow_plaintext;
+    settings.ca_files = args.ca_file.iter().cloned().collect();
+    let password = match &args.bind_password_file {
+        Some(file) => Some(SecretString::new(read_password_file(file)?.expose())),
+        None => None,
+    };
+    Ok((Directory::Ldap(Box::new(settings)), password))
+}

@@ -1,0 +1,105 @@
+//! `flytt directory …` against a real OpenLDAP: add, test (bind, base, a
+//! user), show without the password, name it from an endpoint.
+
+mod common;
+
+use common::{flytt, flytt_ok, json};
+use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd};
+
+#[test]
+fn directories_are_added_tested_and_named_by_endpoints() {
+    let slapd = Slapd::start().expect("slapd");
+    slapd
+        .add_mail_user("kari", "kari@example.org")
+        .expect("user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let password = dir.path().join("bind.pw");
+    std::fs::write(&password, format!("{ADMIN_PASSWORD}\n")).expect("write");
+    let wrong = dir.path().join("wrong.pw");
+    std::fs::write(&wrong, "feil").expect("write");
+    let url = slapd.url();
+    for (name, file) in [("corp", &password), ("feil", &wrong)] {
+        flytt_ok(
+            &data,
+            &[
+                "directory",
+                "new",
+                name,
+                "--ldap-url",
+                &url,
+                "--bind-dn",
+                ADMIN_DN,
+                "--bind-password-file",
+                file.to_str().expect("path"),
+                "--base-dn",
+                BASE_DN,
+                "--allow-plaintext",
+            ],
+        );
+    }
+    let tested = json(&flytt_ok(
+        &data,
+        &[
+            "directory",
+            "test",
+            "corp",
+            "--user",
+            "kari@example.org",
+            "--json",
+        ],
+    ));
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
+    let absent = json(&flytt_ok(
+        &data,
+        &[
+            "directory",
+            "test",
+            "corp",
+            "--user",
+            "nobody@example.org",
+            "--json",
+        ],
+    ));
+    assert!(absent["user"].is_null(), "{absent}");
+    let failed = flytt(&data, &["directory", "test", "feil"]);
+    assert_eq!(failed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("bind"));
+
+    let shown = flytt_ok(&data, &["directory", "show", "corp", "--json"]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(!text.contains(ADMIN_PASSWORD), "{text}");
+    assert_eq!(json(&shown)["bind_password_set"], true);
+
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "new",
+            "ny",
+            "--url",
+            "imaps://mail.example.org",
+            "--directory",
+            "corp",
+        ],
+    );
+    let missing = flytt(
+        &data,
+        &[
+            "endpoint",
+            "new",
+            "x",
+            "--url",
+            "imaps://mail.example.org",
+            "--directory",
+            "nope",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no directory named \"nope\""));
+    let in_use = flytt(&data, &["directory", "remove", "corp"]);
+    assert_eq!(in_use.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("used by an endpoint"));
+    flytt_ok(&data, &["directory", "remove", "feil"]);
+}
