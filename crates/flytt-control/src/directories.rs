@@ -3,7 +3,7 @@
 
 use flytt_directory::{Directory, DirectoryUser};
 use flytt_secrets::{Keyring, SecretString};
-use flytt_store::StoredDirectory;
+use flytt_store::{Store, StoredDirectory};
 use serde::Serialize;
 
 use crate::{Control, ControlError, Result};
@@ -41,6 +41,21 @@ impl DirectoryView {
     }
 }
 
+/// A stored directory, ready to use: its bind password opened with
+/// `keyring` (the job runner holds one open).
+pub async fn open_directory(store: &Store, keyring: &Keyring, name: &str) -> Result<Directory> {
+    let stored = store.directory(name).await?;
+    let mut directory: Directory = serde_json::from_str(&stored.settings).map_err(|e| {
+        ControlError::InvalidParameter(format!("directory {name}: stored settings: {e}"))
+    })?;
+    if let (Directory::Ldap(settings), Some(sealed)) =
+        (&mut directory, &stored.bind_password_sealed)
+    {
+        settings.bind_password = Some(keyring.open(sealed, &binding(name))?);
+    }
+    Ok(directory)
+}
+
 impl Control {
     /// Stores a directory; its bind password (LDAP) is sealed.
     pub async fn create_directory(
@@ -72,17 +87,7 @@ impl Control {
 
     /// A stored directory, ready to use (its bind password opened).
     pub async fn open_directory(&self, name: &str) -> Result<Directory> {
-        let stored = self.store.directory(name).await?;
-        let mut directory: Directory = serde_json::from_str(&stored.settings).map_err(|e| {
-            ControlError::InvalidParameter(format!("directory {name}: stored settings: {e}"))
-        })?;
-        if let (Directory::Ldap(settings), Some(sealed)) =
-            (&mut directory, &stored.bind_password_sealed)
-        {
-            let password = Keyring::load(&self.data_dir)?.open(sealed, &binding(name))?;
-            settings.bind_password = Some(password);
-        }
-        Ok(directory)
+        open_directory(&self.store, &Keyring::load(&self.data_dir)?, name).await
     }
 
     /// Connects and reads the base, and looks `user` up when given. A

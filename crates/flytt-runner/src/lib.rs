@@ -14,6 +14,8 @@
 //! them up (Queued, or Synced for an incremental sync). The sync engine's
 //! checkpoints make the repeat cheap and duplicate-free.
 
+mod staged;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
@@ -188,9 +190,7 @@ async fn schedule(
         let (store, keyring, options) = (store.clone(), keyring.clone(), options.clone());
         tasks.spawn(async move {
             let user_id = item.user_id;
-            let with_sieve = kind != Kind::Incremental;
-            let outcome =
-                sync_user(&item, &parameters, &keyring, &options, &store, with_sieve).await;
+            let outcome = sync_user(&item, &parameters, &keyring, &options, &store, kind).await;
             let recorded = match outcome {
                 Ok(stats) => {
                     let done = if kind == Kind::Final {
@@ -241,17 +241,23 @@ fn has_slot(
 
 /// One user's sync, with retries when a connection fails. Returns the
 /// report as JSON, or why the user failed.
-/// An initial or final sync also copies the user's Sieve scripts
-/// (`with_sieve`); incremental syncs leave them.
+/// An initial or final sync also copies the user's Sieve scripts;
+/// incremental syncs leave them. A staged batch's initial sync comes after
+/// the user is provisioned on the target and before forwarding is set on
+/// the source (`staged`).
 async fn sync_user(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,
     options: &RunnerOptions,
     store: &Store,
-    with_sieve: bool,
+    kind: Kind,
 ) -> Result<String, String> {
+    let staged = item.batch_type == "staged" && kind == Kind::Initial;
     let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
+    if staged {
+        staged::provision(item, &overrides, keyring, store).await?;
+    }
     let source = source_account(item, keyring)?;
     let target = target_account(item, keyring)?;
     let sync_options = SyncOptions {
@@ -302,10 +308,14 @@ async fn sync_user(
     // progress back after the final status clears it.
     reporter.abort();
     let _ = reporter.await;
-    match outcome {
-        Ok(stats) if with_sieve => Ok(with_sieve_scripts(stats, item, &source, &target).await),
-        other => other,
+    let stats = outcome?;
+    if staged {
+        staged::forward(item, parameters, keyring, store).await?;
     }
+    if kind == Kind::Incremental {
+        return Ok(stats);
+    }
+    Ok(with_sieve_scripts(stats, item, &source, &target).await)
 }
 
 /// After an initial or final sync: the user's Sieve scripts, when both

@@ -130,6 +130,16 @@ impl Slapd {
             .collect())
     }
 
+    /// Whether `dn` can bind with `password`.
+    pub fn can_bind(&self, dn: &str, password: &str) -> bool {
+        Command::new("ldapwhoami")
+            .args(["-x", "-H", &self.url(), "-D", dn, "-w", password])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// A user as a mail-enabled account without a mailbox here yet.
     pub fn add_mail_user(&self, uid: &str, mail: &str) -> Result<()> {
         self.add(&format!(

@@ -1,0 +1,185 @@
+//! A staged batch with real directories (two OpenLDAP servers: the
+//! target's and the source's) and the real Dovecot pair: each user is made
+//! a mailbox in the target directory with the CSV's password before the
+//! copy, a user missing there fails alone with the reason, a retried user
+//! that is a mailbox already passes, and after the copy the source
+//! directory forwards each address to user@TargetDeliveryDomain.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Lab, Worker, flytt_ok, json};
+use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, PEOPLE_DN, Slapd};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_batch_provisions_copies_and_forwards() {
+    let users = ["anne@example.org", "bjorn@example.org"];
+    let lab = Lab::start(&users, &[12, 7], 1_000).await;
+    let target_directory = Slapd::start().expect("target slapd");
+    let source_directory = Slapd::start().expect("source slapd");
+    target_directory
+        .add_mail_user("anne", users[0])
+        .expect("user");
+    // bjorn has a mailbox already: a retry of an earlier batch.
+    target_directory
+        .add_mail_user("bjorn", users[1])
+        .expect("user");
+    target_directory
+        .add(&format!(
+            "dn: uid=bjorn,{PEOPLE_DN}\nchangetype: modify\nreplace: mailboxEnabled\nmailboxEnabled: TRUE\n"
+        ))
+        .expect("modify");
+    for (uid, mail) in [
+        ("anne", users[0]),
+        ("bjorn", users[1]),
+        ("carl", "carl@example.org"),
+    ] {
+        source_directory.add_mail_user(uid, mail).expect("user");
+    }
+
+    let data = lab.data.clone();
+    let bind_password = lab.dir.path().join("bind.pw");
+    std::fs::write(&bind_password, ADMIN_PASSWORD).expect("write");
+    for (name, slapd) in [("mål", &target_directory), ("kilde", &source_directory)] {
+        flytt_ok(
+            &data,
+            &[
+                "directory",
+                "new",
+                name,
+                "--ldap-url",
+                &slapd.url(),
+                "--bind-dn",
+                ADMIN_DN,
+                "--bind-password-file",
+                bind_password.to_str().expect("path"),
+                "--base-dn",
+                BASE_DN,
+                "--allow-plaintext",
+            ],
+        );
+    }
+    let admin_pw = lab.dir.path().join("admin.pw");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            "admin",
+            "--admin-password-file",
+            admin_pw.to_str().expect("path"),
+            "--directory",
+            "kilde",
+        ],
+    );
+    flytt_ok(&data, &["endpoint", "set", "ny", "--directory", "mål"]);
+    let csv = lab.dir.path().join("staged.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,Password,ForceChangePassword\n\
+         anne@example.org,Nytt-passord-1,True\n\
+         bjorn@example.org,Nytt-passord-2,False\n\
+         carl@example.org,Nytt-passord-3,False\n",
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "trinnvis",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--target-delivery-domain",
+            "ny.example.org",
+            "--auto-start",
+        ],
+    );
+    let _server = Worker::serve(&data);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let shown = loop {
+        let shown = json(&flytt_ok(&data, &["batch", "show", "trinnvis", "--json"]));
+        if shown["status"] == "SyncedWithErrors" {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
+    assert_eq!(shown["user_counts"]["Failed"], 1, "{shown}");
+
+    // carl is not in the target directory: he fails alone, with the reason.
+    let carl = json(&flytt_ok(
+        &data,
+        &["user", "show", "carl@example.org", "--json"],
+    ));
+    assert!(
+        carl["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in the target directory mål")),
+        "{carl}"
+    );
+
+    // The target directory: mailboxes with the CSV's passwords (hashed by
+    // the server), ForceChangePassword as the CSV said.
+    for (uid, password, must_change) in [
+        ("anne", "Nytt-passord-1", "TRUE"),
+        ("bjorn", "Nytt-passord-2", "FALSE"),
+    ] {
+        let filter = format!("(uid={uid})");
+        assert_eq!(
+            target_directory
+                .values(&filter, "mailboxEnabled")
+                .expect("values"),
+            vec!["TRUE".to_string()],
+            "{uid}"
+        );
+        assert_eq!(
+            target_directory
+                .values(&filter, "mustChangePassword")
+                .expect("values"),
+            vec![must_change.to_string()],
+            "{uid}"
+        );
+        assert!(
+            target_directory.can_bind(&format!("uid={uid},{PEOPLE_DN}"), password),
+            "{uid} logs in with the CSV's password"
+        );
+    }
+    // The mail is on the target.
+    assert_eq!(lab.target_inbox(users[0]).await, 12);
+    assert_eq!(lab.target_inbox(users[1]).await, 7);
+    // The source directory forwards to the new mailbox; carl, who failed,
+    // is left alone.
+    for (uid, forward) in [
+        ("anne", vec!["anne@ny.example.org".to_string()]),
+        ("bjorn", vec!["bjorn@ny.example.org".to_string()]),
+        ("carl", vec![]),
+    ] {
+        assert_eq!(
+            source_directory
+                .values(&format!("(uid={uid})"), "mailForwardingAddress")
+                .expect("values"),
+            forward,
+            "{uid}"
+        );
+    }
+    let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
+    let events = anne["events"].to_string();
+    assert!(events.contains("provisioned in directory mål"), "{events}");
+    assert!(
+        events.contains("forwarding to anne@ny.example.org"),
+        "{events}"
+    );
+    assert!(!events.contains("Nytt-passord"), "{events}");
+}
