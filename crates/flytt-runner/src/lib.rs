@@ -84,7 +84,7 @@ impl Kind {
     }
 }
 
-struct Running {
+pub(crate) struct Running {
     source: String,
     target: String,
     kind: Kind,
@@ -103,6 +103,7 @@ pub async fn run(
     let mut tasks: JoinSet<i64> = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        staged::prepare(&store, &keyring, &running).await?;
         schedule(&store, &keyring, &options, &mut running, &mut tasks).await?;
         settle_batches(&store).await?;
         tokio::select! {
@@ -161,7 +162,10 @@ async fn schedule(
         let parameters: BatchParameters =
             serde_json::from_str(&item.parameters).unwrap_or_default();
         let kind = match (item.batch_status.as_str(), item.status.as_str()) {
-            (status::SYNCING, status::QUEUED) => Kind::Initial,
+            // A staged user syncs once provisioned (see `staged::prepare`).
+            (status::SYNCING, status::QUEUED) if item.batch_type != "staged" || item.validated => {
+                Kind::Initial
+            }
             (status::COMPLETING, status::SYNCED | status::QUEUED) => Kind::Final,
             (_, status::SYNCED)
                 if item.seconds_since_sync.is_none_or(|s| {
@@ -242,9 +246,7 @@ fn has_slot(
 /// One user's sync, with retries when a connection fails. Returns the
 /// report as JSON, or why the user failed.
 /// An initial or final sync also copies the user's Sieve scripts;
-/// incremental syncs leave them. A staged batch's initial sync comes after
-/// the user is provisioned on the target and before forwarding is set on
-/// the source (`staged`).
+/// incremental syncs leave them.
 async fn sync_user(
     item: &WorkItem,
     parameters: &BatchParameters,
@@ -253,11 +255,7 @@ async fn sync_user(
     store: &Store,
     kind: Kind,
 ) -> Result<String, String> {
-    let staged = item.batch_type == "staged" && kind == Kind::Initial;
     let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
-    if staged {
-        staged::provision(item, &overrides, keyring, store).await?;
-    }
     let source = source_account(item, keyring)?;
     let target = target_account(item, keyring)?;
     let sync_options = SyncOptions {
@@ -309,9 +307,6 @@ async fn sync_user(
     reporter.abort();
     let _ = reporter.await;
     let stats = outcome?;
-    if staged {
-        staged::forward(item, parameters, keyring, store).await?;
-    }
     if kind == Kind::Incremental {
         return Ok(stats);
     }

@@ -1,15 +1,64 @@
-//! The steps a staged batch adds around a user's initial sync (SPEC §1.1):
-//! before it, the target's directory makes the user a mailbox with the
-//! CSV's Password and ForceChangePassword; after it, the source's directory
-//! forwards mail still arriving there to `user@TargetDeliveryDomain`.
+//! The steps a staged batch takes before the copies (SPEC §1.1, step 3):
+//! the target's directory makes each user a mailbox with the CSV's
+//! Password and ForceChangePassword, and the source's directory forwards
+//! mail still arriving there to `user@TargetDeliveryDomain`, so that users
+//! can use their new mailboxes at once. This runs for every user of a
+//! started batch, outside the endpoints' migration limits (it is a few
+//! directory operations, no mailbox access); a user is then "validated",
+//! and its initial sync waits its turn like any other. The status mail
+//! goes out when every user is validated or failed.
 //!
 //! An endpoint without a directory skips its step (its mailboxes are made,
 //! or its forwarding set, by other means); the event log says so.
 
-use flytt_batch::{BatchParameters, UserOverrides};
+use std::collections::HashMap;
+
+use flytt_batch::{BatchParameters, UserOverrides, status};
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{Store, WorkItem, event_kind};
+
+use crate::{RunnerError, Running};
+
+/// How many users one pass prepares, so that the runner's loop keeps
+/// ticking (the rest follow on the next ticks).
+const PER_PASS: usize = 50;
+
+/// Provisions and forwards the queued users of started staged batches
+/// that are not yet; a failure fails that user alone, with the reason.
+pub(crate) async fn prepare(
+    store: &Store,
+    keyring: &Keyring,
+    running: &HashMap<i64, Running>,
+) -> Result<(), RunnerError> {
+    let items = store.work_items(&[status::SYNCING]).await?;
+    let waiting = items.into_iter().filter(|item| {
+        item.batch_type == "staged"
+            && item.status == status::QUEUED
+            && !item.validated
+            && !running.contains_key(&item.user_id)
+    });
+    for item in waiting.take(PER_PASS) {
+        let parameters: BatchParameters =
+            serde_json::from_str(&item.parameters).unwrap_or_default();
+        let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
+        let outcome = async {
+            provision(&item, &overrides, keyring, store).await?;
+            forward(&item, &parameters, keyring, store).await
+        }
+        .await;
+        match outcome {
+            Ok(()) => store.set_user_validated(item.user_id).await?,
+            Err(reason) => {
+                tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
+                store
+                    .set_user_status(item.user_id, status::FAILED, Some(&reason), None)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
 
 async fn note(store: &Store, item: &WorkItem, text: &str) {
     if let Err(e) = store
@@ -23,7 +72,7 @@ async fn note(store: &Store, item: &WorkItem, text: &str) {
 /// Makes the user a mailbox in the target's directory. A user missing
 /// from the directory fails alone; one that is a mailbox already (a retry)
 /// gets its password and mark again.
-pub(crate) async fn provision(
+async fn provision(
     item: &WorkItem,
     overrides: &UserOverrides,
     keyring: &Keyring,
@@ -88,7 +137,7 @@ pub(crate) async fn provision(
 
 /// Forwards the source address to `user@TargetDeliveryDomain` in the
 /// source's directory.
-pub(crate) async fn forward(
+async fn forward(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,

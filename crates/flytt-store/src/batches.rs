@@ -68,6 +68,8 @@ pub struct WorkItem {
     pub status: String,
     /// Seconds since the last good sync ended, if there was one.
     pub seconds_since_sync: Option<i64>,
+    /// Whether the user was validated (or, staged, provisioned) already.
+    pub validated: bool,
     /// The statistics recorded so far (JSON written by the runner).
     pub stats: Option<String>,
     pub source: Endpoint,
@@ -397,7 +399,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
              u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
-             u.status, u.stats, CAST(strftime('%s','now') - strftime('%s', u.last_synced_at) AS INTEGER) AS since, \
+             u.status, u.stats, u.validated_at, CAST(strftime('%s','now') - strftime('%s', u.last_synced_at) AS INTEGER) AS since, \
              b.source_endpoint, b.target_endpoint \
              FROM batch_user u JOIN batch b ON b.id = u.batch_id ORDER BY b.created_at, u.csv_line",
         )
@@ -437,6 +439,7 @@ impl Store {
                 target_password_sealed: row.try_get("target_password_sealed")?,
                 status: row.try_get("status")?,
                 seconds_since_sync: row.try_get("since")?,
+                validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
                 stats: row.try_get("stats")?,
                 source: endpoint(&source)?,
                 target: endpoint(&target)?,

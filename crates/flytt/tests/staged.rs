@@ -174,12 +174,27 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
             "{uid}"
         );
     }
-    let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
-    let events = anne["events"].to_string();
-    assert!(events.contains("provisioned in directory mål"), "{events}");
+    // Provisioned and forwarded first, then copied (the seed's order: users
+    // can use the new mailbox while the old mail arrives).
+    let log = json(&flytt_ok(
+        &data,
+        &["batch", "events", "trinnvis", "--user", users[0], "--json"],
+    ));
+    let messages: Vec<String> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let position = |text: &str| {
+        messages
+            .iter()
+            .position(|m| m.contains(text))
+            .unwrap_or_else(|| panic!("no event {text:?} in {messages:?}"))
+    };
     assert!(
-        events.contains("forwarding to anne@ny.example.org"),
-        "{events}"
+        position("provisioned in directory mål") < position("forwarding to anne@ny.example.org")
     );
-    assert!(!events.contains("Nytt-passord"), "{events}");
+    assert!(position("forwarding to anne@ny.example.org") < position("Queued -> Syncing"));
+    assert!(!log.to_string().contains("Nytt-passord"), "{log}");
 }
