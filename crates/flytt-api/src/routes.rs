@@ -267,6 +267,8 @@ struct NewBatchBody {
     exclude_folders: Vec<String>,
     incremental_sync_interval: Option<String>,
     target_delivery_domain: Option<String>,
+    #[serde(default)]
+    convert_source_on_complete: bool,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -327,6 +329,7 @@ impl NewBatchBody {
                 exclude_folders: self.exclude_folders,
                 incremental_sync_interval_secs: interval,
                 target_delivery_domain: self.target_delivery_domain,
+                convert_source_on_complete: self.convert_source_on_complete,
             },
         };
         Ok((request, self.csv))

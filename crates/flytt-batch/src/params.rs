@@ -5,8 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::csv_import::{BadItemLimit, CsvUser, MailboxType};
 
 /// What a batch was created with. Per-user CSV values override the
-/// matching fields (`UserOverrides`).
+/// matching fields (`UserOverrides`). A field missing from stored JSON
+/// (written by an older flytt) takes its default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct BatchParameters {
     pub auto_start: bool,
     pub auto_complete: bool,
@@ -20,6 +22,9 @@ pub struct BatchParameters {
     pub exclude_folders: Vec<String>,
     pub incremental_sync_interval_secs: u64,
     pub target_delivery_domain: Option<String>,
+    /// Staged batches: on completion, make the source mailboxes mail users
+    /// that keep only their forwarding (SPEC §1.1, step 6).
+    pub convert_source_on_complete: bool,
 }
 
 /// A user's own values, from the CSV row; `None` takes the batch's.

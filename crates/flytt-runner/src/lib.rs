@@ -307,6 +307,9 @@ async fn sync_user(
     reporter.abort();
     let _ = reporter.await;
     let stats = outcome?;
+    if kind == Kind::Final && item.batch_type == "staged" && parameters.convert_source_on_complete {
+        staged::convert_source(item, keyring, store).await?;
+    }
     if kind == Kind::Incremental {
         return Ok(stats);
     }

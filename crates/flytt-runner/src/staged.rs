@@ -173,3 +173,32 @@ async fn forward(
     .await;
     Ok(())
 }
+
+/// After the final sync: the source mailbox becomes a mail user that keeps
+/// only its forwarding (SPEC §1.1, step 6).
+pub(crate) async fn convert_source(
+    item: &WorkItem,
+    keyring: &Keyring,
+    store: &Store,
+) -> Result<(), String> {
+    let Some(name) = &item.source.directory else {
+        return Err(format!(
+            "the source mailbox cannot be converted: source endpoint {} has no directory",
+            item.source.name
+        ));
+    };
+    let directory = flytt_control::directories::open_directory(store, keyring, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    directory
+        .make_mail_user(&item.email)
+        .await
+        .map_err(|e| format!("converting the source mailbox: {e}"))?;
+    note(
+        store,
+        item,
+        &format!("source mailbox converted to a mail user in directory {name}"),
+    )
+    .await;
+    Ok(())
+}

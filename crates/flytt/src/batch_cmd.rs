@@ -160,6 +160,10 @@ pub struct NewArgs {
     incremental_sync_interval: u64,
     #[arg(long)]
     target_delivery_domain: Option<String>,
+    /// Staged batches: on completion, make the source mailboxes mail users
+    /// that keep only their forwarding.
+    #[arg(long)]
+    convert_source_on_complete: bool,
 }
 
 fn parse_bad_item_limit(text: &str) -> Result<BadItemLimit, String> {
@@ -518,6 +522,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         exclude_folders: args.exclude_folders,
         incremental_sync_interval_secs: args.incremental_sync_interval,
         target_delivery_domain: args.target_delivery_domain,
+        convert_source_on_complete: args.convert_source_on_complete,
     };
     let request = BatchRequest {
         name: args.name.clone(),

@@ -25,17 +25,14 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
     target_directory
         .add_mail_user("bjorn", users[1])
         .expect("user");
-    target_directory
-        .add(&format!(
-            "dn: uid=bjorn,{PEOPLE_DN}\nchangetype: modify\nreplace: mailboxEnabled\nmailboxEnabled: TRUE\n"
-        ))
-        .expect("modify");
+    set_mailbox(&target_directory, "bjorn", "TRUE");
     for (uid, mail) in [
         ("anne", users[0]),
         ("bjorn", users[1]),
         ("carl", "carl@example.org"),
     ] {
         source_directory.add_mail_user(uid, mail).expect("user");
+        set_mailbox(&source_directory, uid, "TRUE");
     }
 
     let data = lab.data.clone();
@@ -103,18 +100,11 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
             "--target-delivery-domain",
             "ny.example.org",
             "--auto-start",
+            "--convert-source-on-complete",
         ],
     );
     let _server = Worker::serve(&data);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let shown = loop {
-        let shown = json(&flytt_ok(&data, &["batch", "show", "trinnvis", "--json"]));
-        if shown["status"] == "SyncedWithErrors" {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let shown = wait_for(&data, "trinnvis", "SyncedWithErrors").await;
     assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
     assert_eq!(shown["user_counts"]["Failed"], 1, "{shown}");
 
@@ -197,4 +187,79 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
     );
     assert!(position("forwarding to anne@ny.example.org") < position("Queued -> Syncing"));
     assert!(!log.to_string().contains("Nytt-passord"), "{log}");
+
+    // Completion converts the source mailboxes of completed users into mail
+    // users that keep their forwarding; carl, who failed, stays as he was.
+    flytt_ok(&data, &["batch", "complete", "trinnvis"]);
+    wait_for(&data, "trinnvis", "CompletedWithErrors").await;
+    for (uid, enabled) in [("anne", "FALSE"), ("bjorn", "FALSE"), ("carl", "TRUE")] {
+        assert_eq!(
+            source_directory
+                .values(&format!("(uid={uid})"), "mailboxEnabled")
+                .expect("values"),
+            vec![enabled.to_string()],
+            "{uid}"
+        );
+    }
+    assert_eq!(
+        source_directory
+            .values("(uid=anne)", "mailForwardingAddress")
+            .expect("values"),
+        vec!["anne@ny.example.org".to_string()]
+    );
+
+    // Without the parameter, completion leaves the source alone.
+    set_mailbox(&source_directory, "anne", "TRUE");
+    let again = lab.dir.path().join("again.csv");
+    std::fs::write(
+        &again,
+        "EmailAddress,Password,ForceChangePassword\nanne@example.org,Nytt-passord-1,False\n",
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "igjen",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            again.to_str().expect("path"),
+            "--auto-start",
+            "--auto-complete",
+        ],
+    );
+    wait_for(&data, "igjen", "Completed").await;
+    assert_eq!(
+        source_directory
+            .values("(uid=anne)", "mailboxEnabled")
+            .expect("values"),
+        vec!["TRUE".to_string()]
+    );
+}
+
+fn set_mailbox(slapd: &Slapd, uid: &str, value: &str) {
+    slapd
+        .add(&format!(
+            "dn: uid={uid},{PEOPLE_DN}\nchangetype: modify\nreplace: mailboxEnabled\nmailboxEnabled: {value}\n"
+        ))
+        .expect("modify");
+}
+
+async fn wait_for(data: &std::path::Path, batch: &str, status: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let shown = json(&flytt_ok(data, &["batch", "show", batch, "--json"]));
+        if shown["status"] == status {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
