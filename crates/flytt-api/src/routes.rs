@@ -269,6 +269,7 @@ struct NewBatchBody {
     target_delivery_domain: Option<String>,
     #[serde(default)]
     convert_source_on_complete: bool,
+    forwarding: Option<String>,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -309,6 +310,14 @@ impl NewBatchBody {
                     .map_err(|e| ApiError::bad_request(format!("large_item_limit: {e}")))
             })
             .transpose()?;
+        let forwarding = match self.forwarding.as_deref() {
+            None => flytt_batch::Forwarding::Auto,
+            Some(text) => flytt_batch::Forwarding::parse(text).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "forwarding {text:?}: use auto, directory, sieve or both"
+                ))
+            })?,
+        };
         let interval =
             parse_duration(self.incremental_sync_interval.as_deref().unwrap_or("24h"))
                 .map_err(|e| ApiError::bad_request(format!("incremental_sync_interval: {e}")))?;
@@ -330,6 +339,7 @@ impl NewBatchBody {
                 incremental_sync_interval_secs: interval,
                 target_delivery_domain: self.target_delivery_domain,
                 convert_source_on_complete: self.convert_source_on_complete,
+                forwarding,
             },
         };
         Ok((request, self.csv))

@@ -10,4 +10,4 @@ pub mod status;
 pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, parse_users,
 };
-pub use params::{BatchParameters, UserOverrides, parse_duration};
+pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};

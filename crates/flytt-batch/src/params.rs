@@ -25,6 +25,33 @@ pub struct BatchParameters {
     /// Staged batches: on completion, make the source mailboxes mail users
     /// that keep only their forwarding (SPEC §1.1, step 6).
     pub convert_source_on_complete: bool,
+    /// Staged batches: how mail still arriving at the source is forwarded.
+    pub forwarding: Forwarding,
+}
+
+/// Where a staged batch sets forwarding on the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forwarding {
+    /// The directory's forwarding attribute if the source endpoint has a
+    /// directory, else a Sieve redirect if it has ManageSieve.
+    #[default]
+    Auto,
+    Directory,
+    Sieve,
+    Both,
+}
+
+impl Forwarding {
+    pub fn parse(text: &str) -> Option<Forwarding> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Some(Forwarding::Auto),
+            "directory" => Some(Forwarding::Directory),
+            "sieve" => Some(Forwarding::Sieve),
+            "both" => Some(Forwarding::Both),
+            _ => None,
+        }
+    }
 }
 
 /// A user's own values, from the CSV row; `None` takes the batch's.

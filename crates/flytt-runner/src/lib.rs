@@ -310,7 +310,9 @@ async fn sync_user(
     if kind == Kind::Final && item.batch_type == "staged" && parameters.convert_source_on_complete {
         staged::convert_source(item, keyring, store).await?;
     }
-    if kind == Kind::Incremental {
+    // Incremental syncs leave the scripts; a staged user's moved at
+    // provisioning (`staged::prepare`).
+    if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == "staged") {
         return Ok(stats);
     }
     Ok(with_sieve_scripts(stats, item, &source, &target).await)

@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 
-use flytt_batch::{BatchParameters, UserOverrides, status};
+use flytt_batch::{BatchParameters, Forwarding, UserOverrides, status};
+use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
+use flytt_sieve::{install_forward, migrate_scripts};
 use flytt_store::{Store, WorkItem, event_kind};
 
 use crate::{RunnerError, Running};
@@ -44,6 +46,7 @@ pub(crate) async fn prepare(
         let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
         let outcome = async {
             provision(&item, &overrides, keyring, store).await?;
+            copy_scripts(&item, keyring, store).await?;
             forward(&item, &parameters, keyring, store).await
         }
         .await;
@@ -135,20 +138,21 @@ async fn provision(
     Ok(())
 }
 
-/// Forwards the source address to `user@TargetDeliveryDomain` in the
-/// source's directory.
+/// Sets forwarding on the source to `user@TargetDeliveryDomain`: in the
+/// source's directory, with a Sieve redirect over ManageSieve, or both, as
+/// the batch says. Without a TargetDeliveryDomain there is nowhere to
+/// forward to (the address itself would loop while MX points at the source).
 async fn forward(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,
     store: &Store,
 ) -> Result<(), String> {
-    let (Some(name), Some(domain)) = (&item.source.directory, &parameters.target_delivery_domain)
-    else {
+    let Some(domain) = &parameters.target_delivery_domain else {
         note(
             store,
             item,
-            "no forwarding set: it needs a directory on the source endpoint and a TargetDeliveryDomain",
+            "no forwarding set: the batch has no TargetDeliveryDomain",
         )
         .await;
         return Ok(());
@@ -158,19 +162,101 @@ async fn forward(
         .rsplit_once('@')
         .map_or(item.email.as_str(), |(local, _)| local);
     let address = format!("{local}@{domain}");
-    let directory = flytt_control::directories::open_directory(store, keyring, name)
+    let has_directory = item.source.directory.is_some();
+    let has_sieve = item.source.sieve_url.is_some();
+    let (by_directory, by_sieve) = match parameters.forwarding {
+        Forwarding::Auto => (has_directory, !has_directory && has_sieve),
+        Forwarding::Directory => (true, false),
+        Forwarding::Sieve => (false, true),
+        Forwarding::Both => (true, true),
+    };
+    if !by_directory && !by_sieve {
+        note(
+            store,
+            item,
+            "no forwarding set: the source endpoint has neither a directory nor ManageSieve",
+        )
+        .await;
+        return Ok(());
+    }
+    if by_directory {
+        let Some(name) = &item.source.directory else {
+            return Err(format!(
+                "forwarding: source endpoint {} has no directory",
+                item.source.name
+            ));
+        };
+        let directory = flytt_control::directories::open_directory(store, keyring, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        directory
+            .set_forwarding(&item.email, &address)
+            .await
+            .map_err(|e| format!("forwarding to {address}: {e}"))?;
+        note(
+            store,
+            item,
+            &format!("forwarding to {address} set in directory {name}"),
+        )
+        .await;
+    }
+    if by_sieve {
+        let server = sieve_server(&item.source)?.ok_or_else(|| {
+            format!(
+                "forwarding: source endpoint {} has no ManageSieve",
+                item.source.name
+            )
+        })?;
+        let source = crate::source_account(item, keyring)?;
+        let auth = crate::sieve_auth(&source.auth)
+            .ok_or("forwarding: OAuth logins cannot open ManageSieve")?;
+        let before = install_forward(&server, &auth, &address)
+            .await
+            .map_err(|e| format!("forwarding to {address} with Sieve: {e}"))?;
+        let replaced = before
+            .map(|b| format!(" (it replaces the active script {b:?})"))
+            .unwrap_or_default();
+        note(
+            store,
+            item,
+            &format!("forwarding to {address} set with a Sieve redirect on the source{replaced}"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Copies the user's Sieve scripts before forwarding replaces the
+/// source's active one (a staged user's scripts move at provisioning).
+async fn copy_scripts(item: &WorkItem, keyring: &Keyring, store: &Store) -> Result<(), String> {
+    let (Some(from), Some(to)) = (sieve_server(&item.source)?, sieve_server(&item.target)?) else {
+        return Ok(());
+    };
+    let source = crate::source_account(item, keyring)?;
+    let target = crate::target_account(item, keyring)?;
+    let (Some(source_auth), Some(target_auth)) = (
+        crate::sieve_auth(&source.auth),
+        crate::sieve_auth(&target.auth),
+    ) else {
+        note(
+            store,
+            item,
+            "Sieve scripts not copied: OAuth logins cannot open ManageSieve",
+        )
+        .await;
+        return Ok(());
+    };
+    let report = migrate_scripts((&from, &source_auth), (&to, &target_auth))
         .await
-        .map_err(|e| e.to_string())?;
-    directory
-        .set_forwarding(&item.email, &address)
-        .await
-        .map_err(|e| format!("forwarding to {address}: {e}"))?;
-    note(
-        store,
-        item,
-        &format!("forwarding to {address} set in directory {name}"),
-    )
-    .await;
+        .map_err(|e| format!("copying the Sieve scripts: {e}"))?;
+    let mut text = format!("{} Sieve scripts copied", report.copied.len());
+    if let Some(active) = &report.active {
+        text.push_str(&format!(", {active:?} active"));
+    }
+    for issue in &report.issues {
+        text.push_str(&format!("; {issue}"));
+    }
+    note(store, item, &text).await;
     Ok(())
 }
 

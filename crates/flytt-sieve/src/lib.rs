@@ -12,7 +12,7 @@ mod migrate;
 pub mod protocol;
 
 pub use client::{SieveAuth, SieveServer, SieveSession};
-pub use migrate::{SieveReport, migrate_scripts};
+pub use migrate::{FORWARD_SCRIPT, SieveReport, install_forward, migrate_scripts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

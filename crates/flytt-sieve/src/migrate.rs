@@ -8,6 +8,43 @@ use serde::Serialize;
 use crate::client::{SieveAuth, SieveServer, SieveSession};
 use crate::{Error, Result};
 
+/// The script flytt installs on a source to forward its mail (staged
+/// batches): never copied to the target.
+pub const FORWARD_SCRIPT: &str = "flytt-forward";
+
+/// Installs and activates a script on the source that redirects every
+/// message to `address`: mail that still arrives there reaches the new
+/// mailbox. Returns the script that was active before, if any (the event
+/// log keeps it, to restore by hand).
+pub async fn install_forward(
+    server: &SieveServer,
+    auth: &SieveAuth<'_>,
+    address: &str,
+) -> Result<Option<String>> {
+    if address.contains(['"', '\\', '\r', '\n']) {
+        return Err(Error::InvalidArgument(format!(
+            "{address:?} is not an address to redirect to"
+        )));
+    }
+    let mut session = SieveSession::connect(server).await?;
+    session.authenticate(auth).await?;
+    let before = session
+        .list_scripts()
+        .await?
+        .into_iter()
+        .find(|(name, active)| *active && name != FORWARD_SCRIPT)
+        .map(|(name, _)| name);
+    let script = format!(
+        "# Installed by flytt: this mailbox has moved; its mail goes to the new one.\r\nredirect \"{address}\";\r\n"
+    );
+    session
+        .put_script(FORWARD_SCRIPT, script.as_bytes())
+        .await?;
+    session.set_active(FORWARD_SCRIPT).await?;
+    session.logout().await;
+    Ok(before)
+}
+
 /// What a script migration did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SieveReport {
@@ -42,7 +79,8 @@ pub async fn migrate_scripts(
     from.authenticate(source.1).await?;
     let listed = from.list_scripts().await?;
     let mut scripts = Vec::new();
-    for (name, active) in listed {
+    // flytt's own forwarding script stays on the source.
+    for (name, active) in listed.into_iter().filter(|(n, _)| n != FORWARD_SCRIPT) {
         let body = from.get_script(&name).await?;
         scripts.push((name, active, body));
     }

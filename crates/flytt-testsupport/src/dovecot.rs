@@ -33,6 +33,8 @@ pub struct Dovecot {
     pub tls_port: u16,
     /// ManageSieve (STARTTLS), with Pigeonhole's scripts per user.
     pub sieve_port: u16,
+    /// LMTP delivery (with Sieve).
+    pub lmtp_port: u16,
     pub layout: Layout,
     conf: PathBuf,
 }
@@ -76,10 +78,11 @@ impl Dovecot {
         // Dovecot's bind: then start again on other ports.
         let conf = root.join("dovecot.conf");
         let mut attempt = 1;
-        let (child, port, tls_port, sieve_port) = loop {
+        let (child, port, tls_port, sieve_port, lmtp_port) = loop {
             let port = free_port()?;
             let tls_port = free_port()?;
             let sieve_port = free_port()?;
+            let lmtp_port = free_port()?;
             std::fs::write(
                 &conf,
                 config(
@@ -89,6 +92,7 @@ impl Dovecot {
                         imap: port,
                         imaps: tls_port,
                         sieve: sieve_port,
+                        lmtp: lmtp_port,
                     },
                     uid,
                     gid,
@@ -105,8 +109,8 @@ impl Dovecot {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(io("start dovecot (is dovecot-imapd installed?)"))?;
-            match wait_listening(&mut child, [port, tls_port, sieve_port], root) {
-                Ok(()) => break (child, port, tls_port, sieve_port),
+            match wait_listening(&mut child, [port, tls_port, sieve_port, lmtp_port], root) {
+                Ok(()) => break (child, port, tls_port, sieve_port, lmtp_port),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -123,6 +127,7 @@ impl Dovecot {
             port,
             tls_port,
             sieve_port,
+            lmtp_port,
             layout,
             conf,
         })
@@ -141,6 +146,47 @@ impl Dovecot {
     /// `imap://127.0.0.1:PORT` (plaintext unless STARTTLS is used).
     pub fn url(&self) -> String {
         format!("imap://127.0.0.1:{}", self.port)
+    }
+
+    /// Delivers `message` to `recipient` over LMTP, as an MTA would; the
+    /// user's active Sieve script runs.
+    pub fn deliver(&self, sender: &str, recipient: &str, message: &str) -> Result<()> {
+        use std::io::{BufRead, BufReader};
+        let stream = std::net::TcpStream::connect(("127.0.0.1", self.lmtp_port))
+            .map_err(io("connect to LMTP"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(io("LMTP timeout"))?;
+        let mut reader = BufReader::new(stream.try_clone().map_err(io("LMTP stream"))?);
+        let mut writer = stream;
+        // A reply is its lines up to the one with a space after the code.
+        let mut reply = |expect: &str| -> Result<()> {
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).map_err(io("read LMTP"))?;
+                if !line.starts_with(expect) {
+                    return Err(Error::Server(format!("LMTP answered {line:?}")));
+                }
+                if line.as_bytes().get(3) == Some(&b' ') {
+                    return Ok(());
+                }
+            }
+        };
+        reply("220")?;
+        let mut send = |text: &str| writer.write_all(text.as_bytes()).map_err(io("write LMTP"));
+        send("LHLO flytt-test\r\n")?;
+        reply("250")?;
+        send(&format!("MAIL FROM:<{sender}>\r\n"))?;
+        reply("250")?;
+        send(&format!("RCPT TO:<{recipient}>\r\n"))?;
+        reply("250")?;
+        send("DATA\r\n")?;
+        reply("354")?;
+        let body = message.replace("\r\n", "\n").replace('\n', "\r\n");
+        send(&format!("{body}\r\n.\r\n"))?;
+        reply("250")?;
+        send("QUIT\r\n")?;
+        Ok(())
     }
 
     /// `sieve://127.0.0.1:PORT` (ManageSieve, STARTTLS).
@@ -372,6 +418,7 @@ struct Ports {
     imap: u16,
     imaps: u16,
     sieve: u16,
+    lmtp: u16,
 }
 
 fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as: &str) -> String {
@@ -380,6 +427,7 @@ fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as:
         imap: port,
         imaps: tls_port,
         sieve: sieve_port,
+        lmtp: lmtp_port,
     } = ports;
     let (location, separator, folders) = match layout {
         Layout::Source => (
@@ -424,7 +472,7 @@ fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as:
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-protocols = imap sieve
+protocols = imap sieve lmtp
 listen = 127.0.0.1
 {service_users}ssl = yes
 ssl_cert = <{root}/server.pem
@@ -474,6 +522,17 @@ service imap-login {{
 service imap {{
   process_limit = 1024
 }}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+# Delivery runs the user's active Sieve script (a redirect leaves through
+# submission_host, which a test sets to its SMTP sink).
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
 service managesieve-login {{
   inet_listener sieve {{
     address = 127.0.0.1
@@ -518,7 +577,7 @@ fn append_user(root: &Path, user: &str, password: &str) -> Result<()> {
 }
 
 /// Waits until Dovecot listens on both ports (or has exited).
-fn wait_listening(child: &mut std::process::Child, ports: [u16; 3], root: &Path) -> Result<()> {
+fn wait_listening(child: &mut std::process::Child, ports: [u16; 4], root: &Path) -> Result<()> {
     let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

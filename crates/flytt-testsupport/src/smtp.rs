@@ -53,6 +53,10 @@ impl SmtpSink {
         Ok(sink)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// `smtp://127.0.0.1:PORT` (plain SMTP on loopback).
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)

@@ -164,6 +164,15 @@ pub struct NewArgs {
     /// that keep only their forwarding.
     #[arg(long)]
     convert_source_on_complete: bool,
+    /// Staged batches: where forwarding is set on the source
+    /// (auto: the directory if the endpoint has one, else a Sieve redirect).
+    #[arg(long, default_value = "auto", value_parser = parse_forwarding)]
+    forwarding: flytt_batch::Forwarding,
+}
+
+fn parse_forwarding(text: &str) -> Result<flytt_batch::Forwarding, String> {
+    flytt_batch::Forwarding::parse(text)
+        .ok_or_else(|| format!("{text:?}: use auto, directory, sieve or both"))
 }
 
 fn parse_bad_item_limit(text: &str) -> Result<BadItemLimit, String> {
@@ -523,6 +532,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         incremental_sync_interval_secs: args.incremental_sync_interval,
         target_delivery_domain: args.target_delivery_domain,
         convert_source_on_complete: args.convert_source_on_complete,
+        forwarding: args.forwarding,
     };
     let request = BatchRequest {
         name: args.name.clone(),

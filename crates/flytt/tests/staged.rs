@@ -263,3 +263,149 @@ async fn wait_for(data: &std::path::Path, batch: &str, status: &str) -> serde_js
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Forwarding with a Sieve redirect on a source without a directory: the
+/// user's scripts move first (the vacation reply stays active on the
+/// target), then mail delivered to the source (LMTP, as an MTA would) leaves
+/// it for user@TargetDeliveryDomain, caught by a real SMTP sink.
+#[tokio::test(flavor = "multi_thread")]
+async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
+    use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
+    let sink = flytt_testsupport::smtp::SmtpSink::start().expect("sink");
+    let users = ["anne@example.org"];
+    let lab = Lab::start_with(
+        &users,
+        &[5],
+        1_000,
+        &format!("submission_host = 127.0.0.1:{}\n", sink.port()),
+    )
+    .await;
+    let sieve = |dovecot: &flytt_testsupport::Dovecot| {
+        let mut server = SieveServer::from_url(&dovecot.sieve_url()).expect("url");
+        server.ca_files = vec![dovecot.ca_file()];
+        server
+    };
+    let mut session = SieveSession::connect(&sieve(&lab.source))
+        .await
+        .expect("connect");
+    session
+        .authenticate(&SieveAuth {
+            authorize_as: None,
+            user: users[0],
+            password: common::USER_PASSWORD,
+        })
+        .await
+        .expect("login");
+    session
+        .put_script(
+            "ferie",
+            b"require \"vacation\";\r\nvacation :days 3 \"Borte.\";\r\n",
+        )
+        .await
+        .expect("upload");
+    session.set_active("ferie").await.expect("activate");
+    session.logout().await;
+
+    let data = lab.data.clone();
+    let admin_pw = lab.dir.path().join("admin.pw");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            "admin",
+            "--admin-password-file",
+            admin_pw.to_str().expect("path"),
+            "--sieve-url",
+            &lab.source.sieve_url(),
+        ],
+    );
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "ny",
+            "--sieve-url",
+            &lab.target.sieve_url(),
+        ],
+    );
+    let csv = lab.dir.path().join("staged.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,Password,ForceChangePassword\nanne@example.org,Nytt-passord-1,False\n",
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "sieve",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--target-delivery-domain",
+            "ny.example.org",
+            "--auto-start",
+        ],
+    );
+    let _server = Worker::serve(&data);
+    wait_for(&data, "sieve", "Synced").await;
+    assert_eq!(lab.target_inbox(users[0]).await, 5);
+
+    // The target has the user's script, active; not flytt's redirect.
+    let mut target = SieveSession::connect(&sieve(&lab.target))
+        .await
+        .expect("connect");
+    target
+        .authenticate(&SieveAuth {
+            authorize_as: Some(users[0]),
+            user: "admin",
+            password: flytt_testsupport::dovecot::MASTER_PASSWORD,
+        })
+        .await
+        .expect("login");
+    assert_eq!(
+        target.list_scripts().await.expect("list"),
+        vec![("ferie".to_string(), true)]
+    );
+    target.logout().await;
+
+    // New mail at the source leaves for the new address, and stays not.
+    lab.source
+        .deliver(
+            "sjef@example.net",
+            users[0],
+            "From: sjef@example.net\nTo: anne@example.org\nSubject: Etter flyttingen\n\nHei Anne!\n",
+        )
+        .expect("deliver");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.messages().is_empty() {
+        assert!(Instant::now() < deadline, "nothing was forwarded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let forwarded = &sink.messages()[0];
+    assert!(
+        forwarded.contains("X-RcptTo: anne@ny.example.org"),
+        "{forwarded}"
+    );
+    assert!(
+        forwarded.contains("Subject: Etter flyttingen"),
+        "{forwarded}"
+    );
+    let mut source = lab.source.admin_session(users[0]).await.expect("login");
+    let inbox = source
+        .select("INBOX", flytt_imap::Access::ReadOnly)
+        .await
+        .expect("select");
+    assert_eq!(inbox.exists, 5, "the redirected message is not kept");
+}

@@ -140,9 +140,20 @@ pub struct Lab {
 
 impl Lab {
     pub async fn start(users: &[&str], counts: &[u32], size: usize) -> Lab {
+        Self::start_with(users, counts, size, "").await
+    }
+
+    /// Like `start`, with extra configuration for the source server.
+    pub async fn start_with(
+        users: &[&str],
+        counts: &[u32],
+        size: usize,
+        source_extra: &str,
+    ) -> Lab {
         let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, USER_PASSWORD)).collect();
         pairs.push((FAILING_USER, USER_PASSWORD));
-        let source = Dovecot::start(flytt_testsupport::Layout::Source, &pairs).expect("source");
+        let source = Dovecot::start_with(flytt_testsupport::Layout::Source, &pairs, source_extra)
+            .expect("source");
         let target = Dovecot::start(flytt_testsupport::Layout::Target, &pairs).expect("target");
         for (user, count) in users.iter().zip(counts) {
             seed_inbox(&source, user, *count, size).await;
