@@ -15,8 +15,33 @@ use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, PEOPLE_DN, Sla
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_provisions_copies_and_forwards() {
     let users = ["anne@example.org", "bjorn@example.org"];
-    let lab = Lab::start(&users, &[12, 7], 1_000).await;
+    // The target Dovecot authenticates users against the target directory
+    // (dovecot-ldap), after its own passwd-file: a login with the CSV's
+    // password works only once flytt made the user a mailbox.
     let target_directory = Slapd::start().expect("target slapd");
+    let conf_dir = tempfile::tempdir().expect("tempdir");
+    let ldap_conf = conf_dir.path().join("dovecot-ldap.conf.ext");
+    std::fs::write(
+        &ldap_conf,
+        format!(
+            "hosts = 127.0.0.1:{}\nldap_version = 3\nauth_bind = yes\nbase = {BASE_DN}\n\
+             dn = {ADMIN_DN}\ndnpass = {ADMIN_PASSWORD}\n\
+             pass_filter = (&(mail=%u)(mailboxEnabled=TRUE))\npass_attrs = mail=user\n",
+            target_directory.port
+        ),
+    )
+    .expect("dovecot-ldap.conf.ext");
+    let lab = Lab::start_configured(
+        &users,
+        &[12, 7],
+        1_000,
+        "",
+        &format!(
+            "passdb {{\n  driver = ldap\n  args = {}\n}}\n",
+            ldap_conf.display()
+        ),
+    )
+    .await;
     let source_directory = Slapd::start().expect("source slapd");
     target_directory
         .add_mail_user("anne", users[0])
@@ -103,6 +128,19 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
             "--convert-source-on-complete",
         ],
     );
+    // Before provisioning, the CSV's password opens nothing.
+    let mut session = flytt_imap::Session::connect(&lab.target.server_config())
+        .await
+        .expect("connect");
+    assert!(
+        session
+            .login(&flytt_imap::Auth::Login {
+                user: users[0].to_string(),
+                password: flytt_imap::Secret::new("Nytt-passord-1"),
+            })
+            .await
+            .is_err()
+    );
     let _server = Worker::serve(&data);
     let shown = wait_for(&data, "trinnvis", "SyncedWithErrors").await;
     assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
@@ -146,6 +184,33 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
             "{uid} logs in with the CSV's password"
         );
     }
+    // The conversion is real: the users log in to the target with the
+    // CSV's passwords (through the directory); a wrong one is refused.
+    for (user, password) in [(users[0], "Nytt-passord-1"), (users[1], "Nytt-passord-2")] {
+        let mut session = flytt_imap::Session::connect(&lab.target.server_config())
+            .await
+            .expect("connect");
+        session
+            .login(&flytt_imap::Auth::Login {
+                user: user.to_string(),
+                password: flytt_imap::Secret::new(password),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{user} logs in with the CSV's password: {e}"));
+    }
+    let mut session = flytt_imap::Session::connect(&lab.target.server_config())
+        .await
+        .expect("connect");
+    assert!(
+        session
+            .login(&flytt_imap::Auth::Login {
+                user: users[0].to_string(),
+                password: flytt_imap::Secret::new("Nytt-passord-2"),
+            })
+            .await
+            .is_err()
+    );
+
     // The mail is on the target.
     assert_eq!(lab.target_inbox(users[0]).await, 12);
     assert_eq!(lab.target_inbox(users[1]).await, 7);

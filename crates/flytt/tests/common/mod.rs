@@ -150,11 +150,23 @@ impl Lab {
         size: usize,
         source_extra: &str,
     ) -> Lab {
+        Self::start_configured(users, counts, size, source_extra, "").await
+    }
+
+    /// Like `start`, with extra configuration for either server.
+    pub async fn start_configured(
+        users: &[&str],
+        counts: &[u32],
+        size: usize,
+        source_extra: &str,
+        target_extra: &str,
+    ) -> Lab {
         let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, USER_PASSWORD)).collect();
         pairs.push((FAILING_USER, USER_PASSWORD));
         let source = Dovecot::start_with(flytt_testsupport::Layout::Source, &pairs, source_extra)
             .expect("source");
-        let target = Dovecot::start(flytt_testsupport::Layout::Target, &pairs).expect("target");
+        let target = Dovecot::start_with(flytt_testsupport::Layout::Target, &pairs, target_extra)
+            .expect("target");
         for (user, count) in users.iter().zip(counts) {
             seed_inbox(&source, user, *count, size).await;
         }
