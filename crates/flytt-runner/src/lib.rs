@@ -310,6 +310,11 @@ async fn sync_user(
     if kind == Kind::Final && item.batch_type == "staged" && parameters.convert_source_on_complete {
         staged::convert_source(item, keyring, store).await?;
     }
+    // A remote move switches the address over when it completes: the side
+    // being left forwards to user@TargetDeliveryDomain.
+    if kind == Kind::Final && matches!(item.batch_type.as_str(), "onboarding" | "offboarding") {
+        staged::forward(item, parameters, keyring, store).await?;
+    }
     // Incremental syncs leave the scripts; a staged user's moved at
     // provisioning (`staged::prepare`).
     if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == "staged") {

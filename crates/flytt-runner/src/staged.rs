@@ -142,7 +142,7 @@ async fn provision(
 /// source's directory, with a Sieve redirect over ManageSieve, or both, as
 /// the batch says. Without a TargetDeliveryDomain there is nowhere to
 /// forward to (the address itself would loop while MX points at the source).
-async fn forward(
+pub(crate) async fn forward(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,

@@ -474,3 +474,91 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         .expect("select");
     assert_eq!(inbox.exists, 5, "the redirected message is not kept");
 }
+
+/// An onboarding (remote move) between two admin endpoints: the mail moves,
+/// and when the batch completes the side being left forwards each address
+/// to user@TargetDeliveryDomain — not before.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
+    let users = ["anne@example.org"];
+    let lab = Lab::start(&users, &[6], 1_000).await;
+    let source_directory = Slapd::start().expect("source slapd");
+    source_directory
+        .add_mail_user("anne", users[0])
+        .expect("user");
+    let data = lab.data.clone();
+    let bind_password = lab.dir.path().join("bind.pw");
+    std::fs::write(&bind_password, ADMIN_PASSWORD).expect("write");
+    flytt_ok(
+        &data,
+        &[
+            "directory",
+            "new",
+            "lokal",
+            "--ldap-url",
+            &source_directory.url(),
+            "--bind-dn",
+            ADMIN_DN,
+            "--bind-password-file",
+            bind_password.to_str().expect("path"),
+            "--base-dn",
+            BASE_DN,
+            "--allow-plaintext",
+        ],
+    );
+    let admin_pw = lab.dir.path().join("admin.pw");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            "admin",
+            "--admin-password-file",
+            admin_pw.to_str().expect("path"),
+            "--directory",
+            "lokal",
+        ],
+    );
+    let csv = lab.dir.path().join("onboarding.csv");
+    std::fs::write(&csv, "EmailAddress\nanne@example.org\n").expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "inn",
+            "--type",
+            "onboarding",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--target-delivery-domain",
+            "ny.example.org",
+            "--auto-start",
+        ],
+    );
+    let _server = Worker::serve(&data);
+    wait_for(&data, "inn", "Synced").await;
+    assert_eq!(lab.target_inbox(users[0]).await, 6);
+    assert!(
+        source_directory
+            .values("(uid=anne)", "mailForwardingAddress")
+            .expect("values")
+            .is_empty(),
+        "no forwarding before the move completes"
+    );
+    flytt_ok(&data, &["batch", "complete", "inn"]);
+    wait_for(&data, "inn", "Completed").await;
+    assert_eq!(
+        source_directory
+            .values("(uid=anne)", "mailForwardingAddress")
+            .expect("values"),
+        vec!["anne@ny.example.org".to_string()]
+    );
+}
