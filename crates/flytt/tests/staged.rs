@@ -562,3 +562,114 @@ async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
         vec!["anne@ny.example.org".to_string()]
     );
 }
+
+/// The same staged flow with the target's directory behind a command hook
+/// (a small script keeping users in a JSON file).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_batch_through_a_command_hook() {
+    use std::os::unix::fs::PermissionsExt;
+    let users = ["anne@example.org"];
+    let lab = Lab::start(&users, &[4], 1_000).await;
+    let hook = lab.dir.path().join("directory-hook");
+    std::fs::write(
+        &hook,
+        r#"#!/usr/bin/python3
+import json, sys
+STATE = sys.argv[0] + ".json"
+request = json.load(sys.stdin)
+users = json.load(open(STATE))
+op = request["operation"]
+if op == "verify":
+    print(json.dumps({"ok": True})); sys.exit(0)
+email = request["email"]
+if email not in users:
+    print(json.dumps({"ok": True, "user": None} if op == "lookup" else {"ok": False, "error": "unknown " + email}))
+    sys.exit(0)
+user = users[email]
+if op == "make_mailbox":
+    user.update(state="mailbox", password=request["password"], must_change_password=request["force_change_password"])
+json.dump(users, open(STATE, "w"))
+print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
+"#,
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let state = lab.dir.path().join("directory-hook.json");
+    std::fs::write(&state, r#"{"anne@example.org": {"state": "mail_user"}}"#).expect("state");
+
+    let data = lab.data.clone();
+    flytt_ok(
+        &data,
+        &[
+            "directory",
+            "new",
+            "krok",
+            "--hook",
+            hook.to_str().expect("path"),
+        ],
+    );
+    let tested = json(&flytt_ok(
+        &data,
+        &["directory", "test", "krok", "--user", users[0], "--json"],
+    ));
+    assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
+    let admin_pw = lab.dir.path().join("admin.pw");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            "admin",
+            "--admin-password-file",
+            admin_pw.to_str().expect("path"),
+        ],
+    );
+    flytt_ok(&data, &["endpoint", "set", "ny", "--directory", "krok"]);
+    let csv = lab.dir.path().join("staged.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,Password,ForceChangePassword\n\
+         anne@example.org,Nytt-passord-1,True\n\
+         carl@example.org,Nytt-passord-3,False\n",
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "krok",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--auto-start",
+        ],
+    );
+    let _server = Worker::serve(&data);
+    let shown = wait_for(&data, "krok", "SyncedWithErrors").await;
+    assert_eq!(shown["user_counts"]["Synced"], 1, "{shown}");
+    let hook_state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
+    assert_eq!(hook_state["anne@example.org"]["state"], "mailbox");
+    assert_eq!(hook_state["anne@example.org"]["password"], "Nytt-passord-1");
+    assert_eq!(hook_state["anne@example.org"]["must_change_password"], true);
+    let carl = json(&flytt_ok(
+        &data,
+        &["user", "show", "carl@example.org", "--json"],
+    ));
+    assert!(
+        carl["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not in the target directory krok")),
+        "{carl}"
+    );
+    assert_eq!(lab.target_inbox(users[0]).await, 4);
+}
