@@ -120,8 +120,17 @@ pub async fn run(command: DirectoryCommand, data_dir: &Path) -> Result<u8> {
                 if let Some(email) = &args.user {
                     match &test.user {
                         Some(user) => println!(
-                            "{email}: {} ({:?}), forwarding {:?}",
-                            user.id, user.state, user.forwarding
+                            "{email}: {} ({}), forwarding {}",
+                            user.id,
+                            match user.state {
+                                flytt_directory::UserState::MailUser => "a mail user",
+                                flytt_directory::UserState::Mailbox => "a mailbox",
+                            },
+                            if user.forwarding.is_empty() {
+                                "none".to_string()
+                            } else {
+                                user.forwarding.join(", ")
+                            }
                         ),
                         None => println!("{email}: not in the directory"),
                     }

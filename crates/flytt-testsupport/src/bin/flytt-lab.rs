@@ -18,6 +18,10 @@ use flytt_imap::{Access, AppendMessage, Body, Flag, ServerResponse, Session};
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
 use flytt_testsupport::proxy::LatencyProxy;
+use flytt_testsupport::slapd::{
+    ADMIN_DN as LDAP_ADMIN_DN, ADMIN_PASSWORD as LDAP_ADMIN_PASSWORD, BASE_DN as LDAP_BASE_DN,
+    PEOPLE_DN, Slapd,
+};
 use flytt_testsupport::{Dovecot, Layout};
 
 type LabResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -175,13 +179,27 @@ async fn demo(flytt: &Path) -> LabResult<()> {
     batch_demo(flytt, &lab, &batch_users).await
 }
 
-/// The batch part of the demo: endpoints, a batch from a CSV file, the
-/// service, and the batch through to Completed.
+/// The batch part of the demo: a staged migration as the seed describes
+/// it, with real directories (two OpenLDAP servers): the target's users are
+/// mail users until flytt makes them mailboxes with the CSV's passwords,
+/// the source's forward to the new addresses, and on completion the source
+/// mailboxes become mail users. Endpoints, directories, a batch from a CSV
+/// file, the service, and the batch through to Completed.
 async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
     println!(
-        "\n== A migration batch: {} users from a CSV file",
+        "\n== A staged migration batch: {} users from a CSV file",
         users.len()
     );
+    let target_directory = Slapd::start()?;
+    let source_directory = Slapd::start()?;
+    for user in users {
+        let uid = user.split('@').next().unwrap_or(user);
+        target_directory.add_mail_user(uid, user)?;
+        source_directory.add_mail_user(uid, user)?;
+        source_directory.add(&format!(
+            "dn: uid={uid},{PEOPLE_DN}\nchangetype: modify\nreplace: mailboxEnabled\nmailboxEnabled: TRUE\n"
+        ))?;
+    }
     for (i, user) in users.iter().enumerate() {
         let mut session = lab.source.admin_session(user).await?;
         let messages: Vec<CorpusMessage> = (0..40 + 10 * i as u32)
@@ -204,13 +222,36 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
         flytt_command(flytt, &data, args, true)
     };
     add_endpoints(flytt, &data, &lab.source, &lab.target, &password, 2, true)?;
+    let bind_password = lab.dir.path().join("ldap-bind-password");
+    std::fs::write(&bind_password, LDAP_ADMIN_PASSWORD)?;
+    for (name, directory, endpoint) in [
+        ("ny-katalog", &target_directory, "ny"),
+        ("gammel-katalog", &source_directory, "gammel"),
+    ] {
+        run(&[
+            "directory",
+            "new",
+            name,
+            "--ldap-url",
+            &directory.url(),
+            "--bind-dn",
+            LDAP_ADMIN_DN,
+            "--bind-password-file",
+            &bind_password.display().to_string(),
+            "--base-dn",
+            LDAP_BASE_DN,
+            "--allow-plaintext",
+        ])?;
+        run(&["endpoint", "set", endpoint, "--directory", name])?;
+    }
+    run(&["directory", "test", "ny-katalog", "--user", users[0]])?;
     let csv = lab.dir.path().join("bolge-1.csv");
     // Semicolons and CRLF, as Excel writes it in a Norwegian locale; an
     // empty cell takes the batch's value, a filled one overrides it.
-    let mut text = String::from("EmailAddress;LargeItemLimit\r\n");
+    let mut text = String::from("EmailAddress;Password;ForceChangePassword;LargeItemLimit\r\n");
     for (i, user) in users.iter().enumerate() {
         let limit = if i == 0 { "50MB" } else { "" };
-        text.push_str(&format!("{user};{limit}\r\n"));
+        text.push_str(&format!("{user};Velkommen-{i}-2026;True;{limit}\r\n"));
     }
     std::fs::write(&csv, &text)?;
     println!("\n{}:\n{text}", csv.display());
@@ -227,6 +268,9 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
         "ny",
         "--csv",
         &csv.display().to_string(),
+        "--target-delivery-domain",
+        "ny.example.org",
+        "--convert-source-on-complete",
         "--auto-start",
         "--auto-complete",
     ])?;
@@ -241,6 +285,21 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
     )?;
     run(&["batch", "show", "Bølge 1"])?;
     run(&["user", "list", "--batch", "Bølge 1"])?;
+    run(&["batch", "events", "Bølge 1", "--user", users[0]])?;
+    println!("\nThe directories afterwards ({}):", users[0]);
+    let uid = users[0].split('@').next().unwrap_or(users[0]);
+    let filter = format!("(uid={uid})");
+    for (side, directory, attribute) in [
+        ("target", &target_directory, "mailboxEnabled"),
+        ("target", &target_directory, "mustChangePassword"),
+        ("source", &source_directory, "mailboxEnabled"),
+        ("source", &source_directory, "mailForwardingAddress"),
+    ] {
+        println!(
+            "  {side:<6} {attribute:<22} {}",
+            directory.values(&filter, attribute)?.join(", ")
+        );
+    }
     let reports = lab.dir.path().join("reports");
     run(&[
         "batch",
