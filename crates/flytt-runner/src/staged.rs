@@ -40,11 +40,32 @@ pub(crate) async fn prepare(
             && !item.validated
             && !running.contains_key(&item.user_id)
     });
+    // The seed's first check: the target directory answers and holds the
+    // base (once per directory and pass).
+    let mut verified: HashMap<String, Result<(), String>> = HashMap::new();
     for item in waiting.take(PER_PASS) {
         let parameters: BatchParameters =
             serde_json::from_str(&item.parameters).unwrap_or_default();
         let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
+        if let Some(name) = &item.target.directory
+            && !verified.contains_key(name)
+        {
+            let outcome =
+                match flytt_control::directories::open_directory(store, keyring, name).await {
+                    Ok(directory) => directory
+                        .verify()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            verified.insert(name.clone(), outcome);
+        }
         let outcome = async {
+            if let Some(Err(reason)) = item.target.directory.as_ref().and_then(|n| verified.get(n))
+            {
+                return Err(format!("the target directory cannot be verified: {reason}"));
+            }
             provision(&item, &overrides, keyring, store).await?;
             copy_scripts(&item, keyring, store).await?;
             forward(&item, &parameters, keyring, store).await

@@ -372,6 +372,15 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
     session.logout().await;
 
     let data = lab.data.clone();
+    // Notification mails go to the same sink as the redirected mail.
+    std::fs::write(
+        data.join("flytt.toml"),
+        format!(
+            "[smtp]\nurl = \"{}\"\nfrom = \"flytt <flytt@example.org>\"\ndashboard_url = \"http://127.0.0.1\"\n",
+            sink.url()
+        ),
+    )
+    .expect("config");
     let admin_pw = lab.dir.path().join("admin.pw");
     flytt_ok(
         &data,
@@ -420,11 +429,27 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
             csv.to_str().expect("path"),
             "--target-delivery-domain",
             "ny.example.org",
+            "--notification-emails",
+            "it@example.org",
             "--auto-start",
         ],
     );
     let _server = Worker::serve(&data);
     wait_for(&data, "sieve", "Synced").await;
+    // The status mail went out once the user was provisioned and forwarded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sink
+        .messages()
+        .iter()
+        .any(|m| m.contains("is migrating 1 of 1"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no status mail: {:?}",
+            sink.messages()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(lab.target_inbox(users[0]).await, 5);
 
     // The target has the user's script, active; not flytt's redirect.
@@ -454,11 +479,17 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         )
         .expect("deliver");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while sink.messages().is_empty() {
+    let forwarded = loop {
+        if let Some(m) = sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Subject: Etter flyttingen"))
+        {
+            break m;
+        }
         assert!(Instant::now() < deadline, "nothing was forwarded");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let forwarded = &sink.messages()[0];
+    };
     assert!(
         forwarded.contains("X-RcptTo: anne@ny.example.org"),
         "{forwarded}"
@@ -672,4 +703,54 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
         "{carl}"
     );
     assert_eq!(lab.target_inbox(users[0]).await, 4);
+
+    // A target directory that cannot be verified fails the batch's users
+    // with the reason, before anything else happens.
+    let missing = lab.dir.path().join("no-such-hook");
+    flytt_ok(
+        &data,
+        &[
+            "directory",
+            "new",
+            "borte",
+            "--hook",
+            missing.to_str().expect("path"),
+        ],
+    );
+    flytt_ok(&data, &["endpoint", "set", "ny", "--directory", "borte"]);
+    let csv = lab.dir.path().join("borte.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,Password\ndina@example.org,Nytt-passord-4\n",
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "borte",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--auto-start",
+        ],
+    );
+    wait_for(&data, "borte", "SyncedWithErrors").await;
+    let dina = json(&flytt_ok(
+        &data,
+        &["user", "show", "dina@example.org", "--json"],
+    ));
+    assert!(
+        dina["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("target directory cannot be verified")),
+        "{dina}"
+    );
 }
