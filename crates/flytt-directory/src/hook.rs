@@ -63,10 +63,14 @@ impl HookSettings {
             .map_err(|e| unreachable(format!("cannot run {}: {e}", self.program.display())))?;
         let input = request.to_string();
         if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(input.as_bytes())
-                .await
-                .map_err(|e| unreachable(format!("writing to the hook: {e}")))?;
+            // A hook may answer without reading its request (e.g. `verify`):
+            // then the pipe is closed, and its answer still counts.
+            match stdin.write_all(input.as_bytes()).await {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(unreachable(format!("writing to the hook: {e}")));
+                }
+                _ => {}
+            }
         }
         let output = tokio::time::timeout(
             Duration::from_secs(self.timeout_secs),

@@ -210,3 +210,28 @@ async fn the_command_hook_does_the_same() {
         "{broken:?}"
     );
 }
+
+/// StartTLS on ldap:// and TLS on ldaps://, the server's certificate
+/// verified against the endpoint's CA file; without it, no connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn ldap_over_tls_verifies_the_certificate() {
+    let slapd = Slapd::start().expect("slapd");
+    for url in [slapd.url(), slapd.tls_url()] {
+        let mut settings = LdapSettings::new("tls", &url, ADMIN_DN, BASE_DN);
+        settings.ca_files = vec![slapd.ca_file()];
+        settings.bind_password = Some(SecretString::new(ADMIN_PASSWORD));
+        let directory = Directory::Ldap(Box::new(settings));
+        directory
+            .verify()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
+    let mut untrusted = LdapSettings::new("tls", &slapd.url(), ADMIN_DN, BASE_DN);
+    untrusted.bind_password = Some(SecretString::new(ADMIN_PASSWORD));
+    let refused = Directory::Ldap(Box::new(untrusted)).verify().await;
+    assert!(
+        matches!(&refused, Err(DirectoryError::Unreachable { detail, .. })
+            if detail.to_lowercase().contains("certificate") || detail.to_lowercase().contains("issuer")),
+        "{refused:?}"
+    );
+}

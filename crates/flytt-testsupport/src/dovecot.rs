@@ -343,7 +343,7 @@ fn mail_owner() -> Result<(u32, u32, String)> {
 }
 
 /// A CA and a certificate for 127.0.0.1/localhost signed by it.
-fn make_certificates(root: &Path) -> Result<()> {
+pub(crate) fn make_certificates(root: &Path) -> Result<()> {
     let run = |args: &[&str]| -> Result<()> {
         let out = Command::new("openssl")
             .args(args)

@@ -22,6 +22,8 @@ const SCHEMA: &str = include_str!("../data/flytt-mail.schema");
 pub struct Slapd {
     child: Child,
     pub port: u16,
+    /// ldaps:// (TLS from the first byte).
+    pub tls_port: u16,
     dir: tempfile::TempDir,
 }
 
@@ -34,6 +36,9 @@ impl Slapd {
         let root = dir.path();
         std::fs::create_dir_all(root.join("db")).map_err(io("create the slapd database"))?;
         std::fs::write(root.join("flytt-mail.schema"), SCHEMA).map_err(io("write the schema"))?;
+        // TLS (StartTLS on ldap://, and ldaps://) with the same kind of
+        // private CA as the test Dovecot servers.
+        crate::dovecot::make_certificates(root)?;
         let conf = root.join("slapd.conf");
         std::fs::write(&conf, config(root)).map_err(io("write slapd.conf"))?;
         let base = root.join("base.ldif");
@@ -62,19 +67,31 @@ impl Slapd {
         let mut attempt = 1;
         loop {
             let port = free_port()?;
+            let tls_port = free_port()?;
             let mut child = Command::new("slapd")
                 .arg("-f")
                 .arg(&conf)
                 .arg("-h")
-                .arg(format!("ldap://127.0.0.1:{port}/"))
+                .arg(format!(
+                    "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+                ))
                 .args(["-d", "0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(io("start slapd"))?;
-            match wait_listening(&mut child, port) {
-                Ok(()) => return Ok(Slapd { child, port, dir }),
+            match wait_listening(&mut child, port)
+                .and_then(|()| wait_listening(&mut child, tls_port))
+            {
+                Ok(()) => {
+                    return Ok(Slapd {
+                        child,
+                        port,
+                        tls_port,
+                        dir,
+                    });
+                }
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -90,6 +107,16 @@ impl Slapd {
     /// `ldap://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// `ldaps://127.0.0.1:PORT`.
+    pub fn tls_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The CA that signed the server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// Adds entries (LDIF) as the directory's administrator.
@@ -203,6 +230,9 @@ include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include {root}/flytt-mail.schema
 pidfile {root}/slapd.pid
+TLSCACertificateFile {root}/ca.pem
+TLSCertificateFile {root}/server.pem
+TLSCertificateKeyFile {root}/server.key
 modulepath /usr/lib/ldap
 moduleload back_mdb
 database mdb
