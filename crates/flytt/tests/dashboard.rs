@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, new_token};
+use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, json, new_token};
 use fantoccini::{Client, ClientBuilder, Locator};
 use flytt_testsupport::free_port;
 
@@ -229,9 +229,15 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         .send_keys(good_csv.to_str().expect("path"))
         .await
         .expect("choose file");
+    fill(&client, "target_delivery_domain", "ny.example.org").await;
     click_button(&client, "Validate and create").await;
     let page = wait_for_text(&client, "the new batch", |t| t.contains("Batch Bølge 3")).await;
     assert!(page.contains("created with 4 users"), "{page}");
+    let parameters = json(&flytt_ok(&data, &["batch", "show", "Bølge 3", "--json"]));
+    assert_eq!(
+        parameters["parameters"]["target_delivery_domain"], "ny.example.org",
+        "{parameters}"
+    );
     assert!(page.contains("Created"), "{page}");
 
     // Start: the users progress to Synced on the page, by themselves.

@@ -649,6 +649,9 @@ struct BatchForm {
     large_item_limit: String,
     exclude_folders: String,
     incremental_sync_interval: String,
+    target_delivery_domain: String,
+    forwarding: String,
+    convert_source_on_complete: bool,
 }
 
 struct Problem {
@@ -667,6 +670,7 @@ struct NewBatchPage {
     source_options: Vec<Choice>,
     target_options: Vec<Choice>,
     mailbox_options: Vec<Choice>,
+    forwarding_options: Vec<Choice>,
 }
 
 async fn new_batch_form(
@@ -702,6 +706,10 @@ async fn new_batch_form(
         source_options: choices(&endpoints, &form.source_endpoint),
         target_options: choices(&endpoints, &target_default),
         mailbox_options: choices(&mailbox_types, &form.mailbox_type),
+        forwarding_options: choices(
+            &["auto", "directory", "sieve", "both"].map(String::from),
+            &form.forwarding,
+        ),
         form,
         error,
         problems,
@@ -717,6 +725,7 @@ pub async fn new_batch_page(State(state): State<AppState>, headers: HeaderMap) -
     let form = BatchForm {
         batch_type: "imap".into(),
         incremental_sync_interval: "24h".into(),
+        forwarding: "auto".into(),
         ..BatchForm::default()
     };
     new_batch_form(&state, &session, form, None, Vec::new()).await
@@ -774,6 +783,12 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
         "" => None,
         l => Some(parse_size(l).map_err(|e| format!("large item limit: {e}"))?),
     };
+    let forwarding = match form.forwarding.as_str() {
+        "" => flytt_batch::Forwarding::Auto,
+        f => {
+            flytt_batch::Forwarding::parse(f).ok_or_else(|| format!("unknown forwarding {f:?}"))?
+        }
+    };
     let interval = match form.incremental_sync_interval.trim() {
         "" => 86_400,
         i => parse_duration(i).map_err(|e| format!("incremental sync interval: {e}"))?,
@@ -792,6 +807,10 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             large_item_limit,
             exclude_folders: split_list(&form.exclude_folders),
             incremental_sync_interval_secs: interval,
+            target_delivery_domain: Some(form.target_delivery_domain.trim().to_string())
+                .filter(|d| !d.is_empty()),
+            forwarding,
+            convert_source_on_complete: form.convert_source_on_complete,
             ..BatchParameters::default()
         },
     })
@@ -828,6 +847,9 @@ pub async fn create_batch(
         large_item_limit: text("large_item_limit"),
         exclude_folders: text("exclude_folders"),
         incremental_sync_interval: text("incremental_sync_interval"),
+        target_delivery_domain: text("target_delivery_domain"),
+        forwarding: text("forwarding"),
+        convert_source_on_complete: fields.contains_key("convert_source_on_complete"),
     };
     let request = match batch_request(&form) {
         Ok(request) => request,
