@@ -109,7 +109,9 @@ impl Dovecot {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(io("start dovecot (is dovecot-imapd installed?)"))?;
-            match wait_listening(&mut child, [port, tls_port, sieve_port, lmtp_port], root) {
+            let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
+            let ports = [port, tls_port, sieve_port, lmtp_port];
+            match crate::wait_listening(&mut child, "dovecot", &ports, log) {
                 Ok(()) => break (child, port, tls_port, sieve_port, lmtp_port),
                 Err(e) => {
                     let _ = child.kill();
@@ -574,31 +576,4 @@ fn append_user(root: &Path, user: &str, password: &str) -> Result<()> {
         .map_err(io("open passwd"))?;
     writeln!(file, "{user}:{{PLAIN}}{password}").map_err(io("write passwd"))?;
     Ok(())
-}
-
-/// Waits until Dovecot listens on both ports (or has exited).
-fn wait_listening(child: &mut std::process::Child, ports: [u16; 4], root: &Path) -> Result<()> {
-    let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if ports
-            .iter()
-            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
-        {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::Server(format!(
-                "dovecot exited with {status}: {}",
-                log()
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Server(format!(
-                "dovecot did not listen within 20 s: {}",
-                log()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

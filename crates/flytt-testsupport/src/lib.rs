@@ -42,3 +42,35 @@ pub fn free_port() -> Result<u16> {
         .port();
     Ok(port)
 }
+
+/// Waits until a server process listens on every one of `ports` on
+/// 127.0.0.1, or has exited, or 20 s have passed; `log` tells why it failed.
+pub(crate) fn wait_listening(
+    child: &mut std::process::Child,
+    what: &str,
+    ports: &[u16],
+    log: impl Fn() -> String,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if ports
+            .iter()
+            .all(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(Error::Server(format!(
+                "{what} exited with {status}: {}",
+                log()
+            )));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Server(format!(
+                "{what} did not listen within 20 s: {}",
+                log()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -8,7 +8,6 @@ use std::io::Write;
 use base64::Engine;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::{Error, Result, free_port, io};
 
@@ -81,9 +80,7 @@ impl Slapd {
                 .stderr(Stdio::null())
                 .spawn()
                 .map_err(io("start slapd"))?;
-            match wait_listening(&mut child, port)
-                .and_then(|()| wait_listening(&mut child, tls_port))
-            {
+            match crate::wait_listening(&mut child, "slapd", &[port, tls_port], String::new) {
                 Ok(()) => {
                     return Ok(Slapd {
                         child,
@@ -245,20 +242,4 @@ access to attrs=userPassword by self write by anonymous auth by * none
 access to * by * read
 "#
     )
-}
-
-fn wait_listening(child: &mut Child, port: u16) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::Server(format!("slapd exited with {status}")));
-        }
-        if Instant::now() > deadline {
-            return Err(Error::Server("slapd did not listen within 20 s".into()));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

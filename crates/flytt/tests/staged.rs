@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Lab, Worker, flytt_ok, json};
@@ -61,42 +62,10 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
     }
 
     let data = lab.data.clone();
-    let bind_password = lab.dir.path().join("bind.pw");
-    std::fs::write(&bind_password, ADMIN_PASSWORD).expect("write");
     for (name, slapd) in [("mål", &target_directory), ("kilde", &source_directory)] {
-        flytt_ok(
-            &data,
-            &[
-                "directory",
-                "new",
-                name,
-                "--ldap-url",
-                &slapd.url(),
-                "--bind-dn",
-                ADMIN_DN,
-                "--bind-password-file",
-                bind_password.to_str().expect("path"),
-                "--base-dn",
-                BASE_DN,
-                "--allow-plaintext",
-            ],
-        );
+        add_ldap_directory(&lab, name, slapd);
     }
-    let admin_pw = lab.dir.path().join("admin.pw");
-    flytt_ok(
-        &data,
-        &[
-            "endpoint",
-            "set",
-            "gammel",
-            "--admin-user",
-            "admin",
-            "--admin-password-file",
-            admin_pw.to_str().expect("path"),
-            "--directory",
-            "kilde",
-        ],
-    );
+    source_admin(&lab, &["--directory", "kilde"]);
     flytt_ok(&data, &["endpoint", "set", "ny", "--directory", "mål"]);
     let csv = lab.dir.path().join("staged.csv");
     std::fs::write(
@@ -107,21 +76,12 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
          carl@example.org,Nytt-passord-3,False\n",
     )
     .expect("csv");
-    flytt_ok(
+    new_batch(
         &data,
+        "trinnvis",
+        "staged",
+        &csv,
         &[
-            "batch",
-            "new",
-            "--name",
-            "trinnvis",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv.to_str().expect("path"),
             "--target-delivery-domain",
             "ny.example.org",
             "--auto-start",
@@ -281,24 +241,12 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
         "EmailAddress,Password,ForceChangePassword\nanne@example.org,Nytt-passord-1,False\n",
     )
     .expect("csv");
-    flytt_ok(
+    new_batch(
         &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "igjen",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            again.to_str().expect("path"),
-            "--auto-start",
-            "--auto-complete",
-        ],
+        "igjen",
+        "staged",
+        &again,
+        &["--auto-start", "--auto-complete"],
     );
     wait_for(&data, "igjen", "Completed").await;
     assert_eq!(
@@ -381,21 +329,7 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         ),
     )
     .expect("config");
-    let admin_pw = lab.dir.path().join("admin.pw");
-    flytt_ok(
-        &data,
-        &[
-            "endpoint",
-            "set",
-            "gammel",
-            "--admin-user",
-            "admin",
-            "--admin-password-file",
-            admin_pw.to_str().expect("path"),
-            "--sieve-url",
-            &lab.source.sieve_url(),
-        ],
-    );
+    source_admin(&lab, &["--sieve-url", &lab.source.sieve_url()]);
     flytt_ok(
         &data,
         &[
@@ -412,21 +346,12 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         "EmailAddress,Password,ForceChangePassword\nanne@example.org,Nytt-passord-1,False\n",
     )
     .expect("csv");
-    flytt_ok(
+    new_batch(
         &data,
+        "sieve",
+        "staged",
+        &csv,
         &[
-            "batch",
-            "new",
-            "--name",
-            "sieve",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv.to_str().expect("path"),
             "--target-delivery-domain",
             "ny.example.org",
             "--notification-emails",
@@ -518,61 +443,16 @@ async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
         .add_mail_user("anne", users[0])
         .expect("user");
     let data = lab.data.clone();
-    let bind_password = lab.dir.path().join("bind.pw");
-    std::fs::write(&bind_password, ADMIN_PASSWORD).expect("write");
-    flytt_ok(
-        &data,
-        &[
-            "directory",
-            "new",
-            "lokal",
-            "--ldap-url",
-            &source_directory.url(),
-            "--bind-dn",
-            ADMIN_DN,
-            "--bind-password-file",
-            bind_password.to_str().expect("path"),
-            "--base-dn",
-            BASE_DN,
-            "--allow-plaintext",
-        ],
-    );
-    let admin_pw = lab.dir.path().join("admin.pw");
-    flytt_ok(
-        &data,
-        &[
-            "endpoint",
-            "set",
-            "gammel",
-            "--admin-user",
-            "admin",
-            "--admin-password-file",
-            admin_pw.to_str().expect("path"),
-            "--directory",
-            "lokal",
-        ],
-    );
+    add_ldap_directory(&lab, "lokal", &source_directory);
+    source_admin(&lab, &["--directory", "lokal"]);
     let csv = lab.dir.path().join("onboarding.csv");
     std::fs::write(&csv, "EmailAddress\nanne@example.org\n").expect("csv");
-    flytt_ok(
+    new_batch(
         &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "inn",
-            "--type",
-            "onboarding",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv.to_str().expect("path"),
-            "--target-delivery-domain",
-            "ny.example.org",
-            "--auto-start",
-        ],
+        "inn",
+        "onboarding",
+        &csv,
+        &["--target-delivery-domain", "ny.example.org", "--auto-start"],
     );
     let _server = Worker::serve(&data);
     wait_for(&data, "inn", "Synced").await;
@@ -644,19 +524,7 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
         &["directory", "test", "krok", "--user", users[0], "--json"],
     ));
     assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
-    let admin_pw = lab.dir.path().join("admin.pw");
-    flytt_ok(
-        &data,
-        &[
-            "endpoint",
-            "set",
-            "gammel",
-            "--admin-user",
-            "admin",
-            "--admin-password-file",
-            admin_pw.to_str().expect("path"),
-        ],
-    );
+    source_admin(&lab, &[]);
     flytt_ok(&data, &["endpoint", "set", "ny", "--directory", "krok"]);
     let csv = lab.dir.path().join("staged.csv");
     std::fs::write(
@@ -666,24 +534,7 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
          carl@example.org,Nytt-passord-3,False\n",
     )
     .expect("csv");
-    flytt_ok(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "krok",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv.to_str().expect("path"),
-            "--auto-start",
-        ],
-    );
+    new_batch(&data, "krok", "staged", &csv, &["--auto-start"]);
     let _server = Worker::serve(&data);
     let shown = wait_for(&data, "krok", "SyncedWithErrors").await;
     assert_eq!(shown["user_counts"]["Synced"], 1, "{shown}");
@@ -724,24 +575,7 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
         "EmailAddress,Password\ndina@example.org,Nytt-passord-4\n",
     )
     .expect("csv");
-    flytt_ok(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "borte",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            csv.to_str().expect("path"),
-            "--auto-start",
-        ],
-    );
+    new_batch(&data, "borte", "staged", &csv, &["--auto-start"]);
     wait_for(&data, "borte", "SyncedWithErrors").await;
     let dina = json(&flytt_ok(
         &data,
@@ -753,4 +587,64 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
             .is_some_and(|e| e.contains("target directory cannot be verified")),
         "{dina}"
     );
+}
+
+/// `flytt directory new NAME` for a test slapd, bound as its administrator.
+fn add_ldap_directory(lab: &Lab, name: &str, slapd: &Slapd) {
+    let bind_password = lab.dir.path().join("bind.pw");
+    std::fs::write(&bind_password, ADMIN_PASSWORD).expect("write");
+    flytt_ok(
+        &lab.data,
+        &[
+            "directory",
+            "new",
+            name,
+            "--ldap-url",
+            &slapd.url(),
+            "--bind-dn",
+            ADMIN_DN,
+            "--bind-password-file",
+            bind_password.to_str().expect("path"),
+            "--base-dn",
+            BASE_DN,
+            "--allow-plaintext",
+        ],
+    );
+}
+
+/// The source endpoint opens mailboxes through its master user (staged
+/// batches and remote moves carry no user passwords), with `extra` settings.
+fn source_admin(lab: &Lab, extra: &[&str]) {
+    let admin_pw = lab.dir.path().join("admin.pw");
+    let mut args = vec![
+        "endpoint",
+        "set",
+        "gammel",
+        "--admin-user",
+        "admin",
+        "--admin-password-file",
+        admin_pw.to_str().expect("path"),
+    ];
+    args.extend(extra);
+    flytt_ok(&lab.data, &args);
+}
+
+/// `flytt batch new` from gammel to ny with the CSV at `csv`, and `extra` flags.
+fn new_batch(data: &Path, name: &str, batch_type: &str, csv: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "batch",
+        "new",
+        "--name",
+        name,
+        "--type",
+        batch_type,
+        "--source-endpoint",
+        "gammel",
+        "--target-endpoint",
+        "ny",
+        "--csv",
+        csv.to_str().expect("path"),
+    ];
+    args.extend(extra);
+    flytt_ok(data, &args);
 }
