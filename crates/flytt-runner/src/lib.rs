@@ -642,19 +642,7 @@ mod tests {
         let store = Store::in_memory().await.expect("store");
         for name in ["old", "new"] {
             store
-                .create_endpoint(&Endpoint {
-                    name: name.into(),
-                    url: "imaps://mail.example.org".into(),
-                    allow_plaintext: false,
-                    ca_file: None,
-                    admin_user: None,
-                    admin_mode: "master".into(),
-                    admin_password_sealed: None,
-                    max_concurrent_migrations: 20,
-                    max_concurrent_incremental_syncs: 10,
-                    sieve_url: None,
-                    directory: None,
-                })
+                .create_endpoint(&Endpoint::new(name, "imaps://mail.example.org"))
                 .await
                 .expect("endpoint");
         }

@@ -24,6 +24,26 @@ pub struct Endpoint {
     pub directory: Option<String>,
 }
 
+impl Endpoint {
+    /// An endpoint with the defaults of SPEC §8: no admin account (master
+    /// mode when one is set), 20 concurrent migrations, 10 incremental syncs.
+    pub fn new(name: &str, url: &str) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+            allow_plaintext: false,
+            ca_file: None,
+            admin_user: None,
+            admin_mode: "master".into(),
+            admin_password_sealed: None,
+            max_concurrent_migrations: 20,
+            max_concurrent_incremental_syncs: 10,
+            sieve_url: None,
+            directory: None,
+        }
+    }
+}
+
 /// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
 /// (sqlx takes only those, against injection).
 macro_rules! select_endpoints {

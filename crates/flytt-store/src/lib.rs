@@ -300,19 +300,7 @@ mod tests {
     }
 
     fn endpoint(name: &str) -> Endpoint {
-        Endpoint {
-            name: name.into(),
-            url: "imaps://mail.example.org:993".into(),
-            allow_plaintext: false,
-            ca_file: None,
-            admin_user: None,
-            admin_mode: "master".into(),
-            admin_password_sealed: None,
-            max_concurrent_migrations: 20,
-            max_concurrent_incremental_syncs: 10,
-            sieve_url: None,
-            directory: None,
-        }
+        Endpoint::new(name, "imaps://mail.example.org:993")
     }
 
     fn user(email: &str, line: u64) -> NewBatchUser {
