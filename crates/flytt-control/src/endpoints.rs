@@ -67,8 +67,9 @@ pub fn admin_auth(
             password,
             authorize_as: Some(user.to_string()),
         },
-        _ => Auth::Login {
-            user: format!("{user}*{admin}"),
+        _ => Auth::Master {
+            user: user.to_string(),
+            admin: admin.clone(),
             password,
         },
     }))

@@ -10,15 +10,21 @@ use crate::response::Untagged;
 use std::collections::HashMap;
 
 use crate::types::{
-    FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, ResponseCode, Secret,
-    Uid,
+    FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, Namespace,
+    Namespaces, ResponseCode, Secret, Uid,
 };
 
 /// How to log in.
 #[derive(Clone, Debug)]
 pub enum Auth {
-    /// LOGIN. Dovecot's master users log in as `user*master` this way.
+    /// LOGIN.
     Login { user: String, password: Secret },
+    /// LOGIN as `user*admin`: a Dovecot master user opening `user`'s mailbox.
+    Master {
+        user: String,
+        admin: String,
+        password: Secret,
+    },
     /// AUTHENTICATE PLAIN; with `authorize_as`, the admin form: log in as
     /// `user` (an administrator) and open `authorize_as`'s mailbox.
     Plain {
@@ -34,9 +40,27 @@ pub enum Auth {
 
 impl Auth {
     /// The login name, for messages (never the secret).
-    pub fn user(&self) -> &str {
+    pub fn user(&self) -> String {
         match self {
+            Auth::Master { user, admin, .. } => format!("{user}*{admin}"),
             Auth::Login { user, .. }
+            | Auth::Plain { user, .. }
+            | Auth::XOAuth2 { user, .. }
+            | Auth::OAuthBearer { user, .. } => user.clone(),
+        }
+    }
+
+    /// Whose mailbox the login opens: the authorization identity of an
+    /// admin login, otherwise the user. Checkpoints are keyed by it, so
+    /// every user an admin opens has state of its own.
+    pub fn mailbox(&self) -> &str {
+        match self {
+            Auth::Plain {
+                authorize_as: Some(owner),
+                ..
+            } => owner,
+            Auth::Master { user, .. }
+            | Auth::Login { user, .. }
             | Auth::Plain { user, .. }
             | Auth::XOAuth2 { user, .. }
             | Auth::OAuthBearer { user, .. } => user,
@@ -51,6 +75,16 @@ pub enum Access {
     ReadWrite,
 }
 
+/// `\\sent` → `\\Sent`, as RFC 6154 spells the role.
+fn special_use_name(role: &str) -> String {
+    let name = role.trim_start_matches('\\');
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(first) => format!("\\{}{}", first.to_ascii_uppercase(), chars.as_str()),
+        None => String::new(),
+    }
+}
+
 impl Session {
     /// Logs in. Uses SASL-IR when offered (one round trip less).
     pub async fn login(&mut self, auth: &Auth) -> Result<()> {
@@ -58,7 +92,8 @@ impl Session {
         // a challenge and waits for a dummy answer before its NO.
         let mut error_ack = None;
         let (mechanism, initial) = match auth {
-            Auth::Login { user, password } => {
+            Auth::Login { password, .. } | Auth::Master { password, .. } => {
+                let user = auth.user();
                 if self.has("LOGINDISABLED") {
                     return Err(Error::Unsupported {
                         server: self.server().to_string(),
@@ -68,7 +103,7 @@ impl Session {
                 let builder = self
                     .builder("LOGIN")
                     .raw("LOGIN ")
-                    .astring(user)
+                    .astring(&user)
                     .sp()
                     .astring(password.expose());
                 let reply = self.run(builder).await?;
@@ -202,24 +237,73 @@ impl Session {
         Ok(self.list_with_subscriptions().await?.1)
     }
 
-    /// Prefixes of the namespaces that are not the user's own (other users',
-    /// shared), which a mailbox copy must leave alone. Empty without NAMESPACE.
-    pub async fn foreign_namespaces(&mut self) -> Result<Vec<String>> {
-        if !self.has("NAMESPACE") {
-            return Ok(Vec::new());
-        }
-        let reply = self.run(self.builder("NAMESPACE").raw("NAMESPACE")).await?;
-        Ok(reply
-            .untagged
-            .into_iter()
-            .flat_map(|u| match u {
-                Untagged::Namespace { other, shared, .. } => {
-                    other.into_iter().chain(shared).collect()
-                }
-                _ => Vec::new(),
+    /// The personal namespace (prefix and delimiter) and the prefixes of the
+    /// namespaces that are not the user's own (other users', shared), which
+    /// a mailbox copy must leave alone.
+    pub async fn namespaces(&mut self) -> Result<Namespaces> {
+        let answer = if self.has("NAMESPACE") {
+            let reply = self.run(self.builder("NAMESPACE").raw("NAMESPACE")).await?;
+            reply.untagged.into_iter().find_map(|u| match u {
+                Untagged::Namespace {
+                    personal,
+                    other,
+                    shared,
+                } => Some((personal, other, shared)),
+                _ => None,
             })
+        } else {
+            None
+        };
+        let Some((personal, other, shared)) = answer else {
+            return self.namespaces_without_namespace().await;
+        };
+        let foreign = other
+            .into_iter()
+            .chain(shared)
+            .map(|ns| ns.prefix)
             .filter(|prefix| !prefix.is_empty())
-            .collect())
+            .collect();
+        let personal = match personal.into_iter().next() {
+            Some(ns) if ns.delimiter.is_some() => ns,
+            Some(ns) => Namespace {
+                delimiter: self.delimiter().await?,
+                ..ns
+            },
+            None => Namespace {
+                prefix: String::new(),
+                delimiter: self.delimiter().await?,
+            },
+        };
+        Ok(Namespaces { personal, foreign })
+    }
+
+    /// Without NAMESPACE: the delimiter from `LIST "" ""`, and the prefix
+    /// `INBOX<delimiter>` when every folder but INBOX is under INBOX (as on
+    /// servers whose folders cannot live beside it).
+    async fn namespaces_without_namespace(&mut self) -> Result<Namespaces> {
+        let delimiter = self.delimiter().await?;
+        let mut prefix = String::new();
+        if let Some(d) = delimiter {
+            let under_inbox = format!("INBOX{d}");
+            let all = self.list_all().await?;
+            let others: Vec<&ListedMailbox> = all
+                .iter()
+                .filter(|m| !m.name.eq_ignore_ascii_case("INBOX"))
+                .collect();
+            if !others.is_empty()
+                && others.iter().all(|m| {
+                    m.name
+                        .get(..under_inbox.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(&under_inbox))
+                })
+            {
+                prefix = under_inbox;
+            }
+        }
+        Ok(Namespaces {
+            personal: Namespace { prefix, delimiter },
+            foreign: Vec::new(),
+        })
     }
 
     /// The hierarchy delimiter (from `LIST "" ""`).
@@ -283,7 +367,18 @@ impl Session {
 
     /// CREATE; a mailbox that already exists is not an error.
     pub async fn create(&mut self, mailbox: &str) -> Result<()> {
-        let builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
+        self.create_with_role(mailbox, None).await
+    }
+
+    /// CREATE; with a special-use `role` (`\\sent`) the folder is created
+    /// with it where the server offers CREATE-SPECIAL-USE (RFC 6154).
+    pub async fn create_with_role(&mut self, mailbox: &str, role: Option<&str>) -> Result<()> {
+        let mut builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
+        if let Some(role) = role
+            && self.has("CREATE-SPECIAL-USE")
+        {
+            builder = builder.raw(&format!(" (USE ({}))", special_use_name(role)));
+        }
         match self.run(builder).await {
             Ok(_) => Ok(()),
             Err(Error::Rejected {

@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
-    ResponseCode, Secret, Spool, Uid, UidValidity,
+    Namespace, Namespaces, ResponseCode, Secret, Spool, Uid, UidValidity,
 };
 
 /// The fuzz target's entry point: frames and parses arbitrary server

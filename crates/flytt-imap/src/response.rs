@@ -14,7 +14,9 @@ use imap_codec::imap_types::response::{
 use imap_codec::imap_types::status::StatusDataItem;
 
 use crate::framing::Frame;
-use crate::types::{Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, ResponseCode, Uid};
+use crate::types::{
+    Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, Namespace, ResponseCode, Uid,
+};
 
 /// A response from the server, in flytt's terms.
 #[derive(Debug)]
@@ -52,9 +54,9 @@ pub enum Untagged {
     /// `* NAMESPACE`: the prefixes of the personal, other users' and
     /// shared namespaces.
     Namespace {
-        personal: Vec<String>,
-        other: Vec<String>,
-        shared: Vec<String>,
+        personal: Vec<Namespace>,
+        other: Vec<Namespace>,
+        shared: Vec<Namespace>,
     },
     Ignored,
 }
@@ -279,7 +281,10 @@ fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Un
             let prefixes =
                 |list: Vec<imap_codec::imap_types::extensions::namespace::Namespace<'_>>| {
                     list.iter()
-                        .map(|ns| String::from_utf8_lossy(ns.prefix.as_ref()).into_owned())
+                        .map(|ns| Namespace {
+                            prefix: String::from_utf8_lossy(ns.prefix.as_ref()).into_owned(),
+                            delimiter: ns.delimiter.as_ref().map(|d| d.inner()),
+                        })
                         .collect()
                 };
             Untagged::Namespace {
@@ -422,9 +427,13 @@ mod tests {
         else {
             panic!("{r:?}")
         };
-        assert_eq!(personal, vec![String::new()]);
-        assert_eq!(other, vec!["Other Users.".to_string()]);
-        assert_eq!(shared, vec!["Public.".to_string()]);
+        let ns = |prefix: &str| Namespace {
+            prefix: prefix.into(),
+            delimiter: Some('.'),
+        };
+        assert_eq!(personal, vec![ns("")]);
+        assert_eq!(other, vec![ns("Other Users.")]);
+        assert_eq!(shared, vec![ns("Public.")]);
     }
 
     #[test]

@@ -201,6 +201,51 @@ impl ListedMailbox {
     }
 }
 
+/// One namespace of a NAMESPACE answer (RFC 2342): its prefix and
+/// hierarchy delimiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    pub prefix: String,
+    pub delimiter: Option<char>,
+}
+
+/// Where a mailbox's own folders live, and which folders are not its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespaces {
+    /// The personal namespace: `""` on most servers, `INBOX.` on Cyrus
+    /// and Courier-style servers, where every folder but INBOX itself is
+    /// created under it.
+    pub personal: Namespace,
+    /// Prefixes of other users' and shared namespaces.
+    pub foreign: Vec<String>,
+}
+
+impl Namespaces {
+    /// A folder's path inside the personal namespace: the prefix removed
+    /// (`INBOX.Sent` → `Sent` under the prefix `INBOX.`). INBOX itself and
+    /// names outside the prefix are returned as they are.
+    pub fn relative<'a>(&self, name: &'a str) -> &'a str {
+        let prefix = &self.personal.prefix;
+        if prefix.is_empty() || name.eq_ignore_ascii_case("INBOX") {
+            return name;
+        }
+        match name.get(..prefix.len()) {
+            Some(head) if head.eq_ignore_ascii_case(prefix) && name.len() > prefix.len() => {
+                &name[prefix.len()..]
+            }
+            _ => name,
+        }
+    }
+
+    /// The server's name for a path inside the personal namespace.
+    pub fn absolute(&self, relative: &str) -> String {
+        if relative.eq_ignore_ascii_case("INBOX") {
+            return relative.to_string();
+        }
+        format!("{}{relative}", self.personal.prefix)
+    }
+}
+
 /// What STATUS tells about a mailbox without opening it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderStatus {

@@ -372,6 +372,16 @@ fn sieve_auth(auth: &Auth) -> Option<SieveAuth<'_>> {
             user,
             password: password.expose(),
         }),
+        // A master login is the admin with the user as authorization identity.
+        Auth::Master {
+            user,
+            admin,
+            password,
+        } => Some(SieveAuth {
+            authorize_as: Some(user),
+            user: admin,
+            password: password.expose(),
+        }),
         Auth::Plain {
             user,
             password,

@@ -177,8 +177,11 @@ mod tests {
             source: sqlx::Error::Io(e),
         })?;
         let store = Store::open(dir.path()).await?;
-        let pair = store.mailbox_pair("a@src:143", "a@dst:143").await?;
-        assert_eq!(pair, store.mailbox_pair("a@src:143", "a@dst:143").await?);
+        let pair = store.mailbox_pair("a@src:143", "a@dst:143", None).await?;
+        assert_eq!(
+            pair,
+            store.mailbox_pair("a@src:143", "a@dst:143", None).await?
+        );
         store.begin_folder(pair, &state(1)).await?;
         let copied = vec![
             CopiedMessage {
@@ -221,6 +224,32 @@ mod tests {
         Ok(())
     }
 
+    /// An upgrade: state kept under an earlier version's keys is taken over
+    /// by the new keys once, never shared between the two.
+    #[tokio::test]
+    async fn legacy_keys_are_renamed_once() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::Open {
+            path: "tmp".into(),
+            source: sqlx::Error::Io(e),
+        })?;
+        let store = Store::open(dir.path()).await?;
+        let old = store
+            .mailbox_pair("a*admin@src", "a*admin@dst", None)
+            .await?;
+        store.begin_folder(old, &state(1)).await?;
+        let legacy = || Some(("a*admin@src".to_string(), "a*admin@dst".to_string()));
+        let new = store.mailbox_pair("a@src", "a@dst", legacy()).await?;
+        assert_eq!(new, old, "the old state is the new pair's");
+        assert!(store.folder_state(new, "INBOX").await?.is_some());
+        // The old keys are gone: asking for them again makes a new, empty pair.
+        let again = store
+            .mailbox_pair("a*admin@src", "a*admin@dst", None)
+            .await?;
+        assert_ne!(again, new);
+        assert_eq!(store.mailbox_pair("a@src", "a@dst", legacy()).await?, new);
+        Ok(())
+    }
+
     /// Regression: several `flytt sync` processes on one new data directory
     /// raced in the migration ("table already exists") and failed writes
     /// with "database is locked".
@@ -236,7 +265,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 let store = Store::open(&path).await?;
                 let pair = store
-                    .mailbox_pair(&format!("u{user}@src"), &format!("u{user}@dst"))
+                    .mailbox_pair(&format!("u{user}@src"), &format!("u{user}@dst"), None)
                     .await?;
                 store.begin_folder(pair, &state(1)).await?;
                 for batch in 0..20u32 {

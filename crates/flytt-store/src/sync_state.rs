@@ -32,22 +32,50 @@ pub struct CopiedMessage {
 
 impl Store {
     /// The pair's id, created on first use. Keys name the mailboxes
-    /// (`user@host:port`); they hold no secret.
-    pub async fn mailbox_pair(&self, source_key: &str, target_key: &str) -> Result<PairId> {
+    /// (`user@host:port`); they hold no secret. When the pair is new and
+    /// `legacy` names the same pair under the keys of an earlier version,
+    /// that state is renamed to the new keys (an upgrade without loss).
+    pub async fn mailbox_pair(
+        &self,
+        source_key: &str,
+        target_key: &str,
+        legacy: Option<(String, String)>,
+    ) -> Result<PairId> {
+        let mut tx = self.write_transaction().await?;
+        let exists =
+            sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
+                .bind(source_key)
+                .bind(target_key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+        if !exists && let Some((old_source, old_target)) = legacy {
+            sqlx::query(
+                "UPDATE mailbox_pair SET source_key = ?, target_key = ? \
+                 WHERE source_key = ? AND target_key = ?",
+            )
+            .bind(source_key)
+            .bind(target_key)
+            .bind(&old_source)
+            .bind(&old_target)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "INSERT INTO mailbox_pair (source_key, target_key) VALUES (?, ?) \
              ON CONFLICT (source_key, target_key) DO NOTHING",
         )
         .bind(source_key)
         .bind(target_key)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         let row =
             sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
                 .bind(source_key)
                 .bind(target_key)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await?;
+        tx.commit().await?;
         Ok(PairId(row.try_get("id")?))
     }
 

@@ -12,7 +12,7 @@ use flytt_imap::{
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
 
-use crate::folders::{Excludes, FolderPlan, apply_scope, plan};
+use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
 use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
 
 /// UIDs per command where a UID set is spelled out (keeps lines short for
@@ -34,10 +34,21 @@ pub async fn sync_mailbox(
     let (src, tgt) = tokio::join!(connect(source), connect(target));
     let src = src.map_err(SyncError::Source)?;
     let tgt = tgt.map_err(SyncError::Target)?;
-    let pair = store.mailbox_pair(&source.key(), &target.key()).await?;
+    let legacy = match (source.legacy_key(), target.legacy_key()) {
+        (None, None) => None,
+        (s, t) => Some((
+            s.unwrap_or_else(|| source.key()),
+            t.unwrap_or_else(|| target.key()),
+        )),
+    };
+    let pair = store
+        .mailbox_pair(&source.key(), &target.key(), legacy)
+        .await?;
     let mut ctx = Ctx {
         multiappend: tgt.has("MULTIAPPEND"),
         uidplus: tgt.has("UIDPLUS"),
+        target_delimiter: '/',
+        renamed: Vec::new(),
         src,
         tgt,
         store,
@@ -79,6 +90,10 @@ struct Ctx<'a> {
     report: Report,
     multiappend: bool,
     uidplus: bool,
+    /// The target's hierarchy delimiter.
+    target_delimiter: char,
+    /// Target folders created under a safe name: (planned, created).
+    renamed: Vec<(String, String)>,
 }
 
 /// What flytt knows of a source message before fetching its body.
@@ -106,6 +121,21 @@ struct Statuses {
     target: HashMap<String, FolderStatus>,
 }
 
+/// How creating a target folder ended.
+enum Created {
+    New,
+    /// Under a safe name made by an earlier run.
+    Existing,
+    /// Refused, with the server's reasons.
+    Refused(String),
+}
+
+fn target_has(target_list: &[ListedMailbox], name: &str) -> bool {
+    target_list
+        .iter()
+        .any(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
+}
+
 fn is_rejection(e: &ImapError) -> bool {
     matches!(e, ImapError::Rejected { .. })
 }
@@ -127,18 +157,22 @@ impl Ctx<'_> {
         let (src, tgt) = (&mut self.src, &mut self.tgt);
         let (source_side, target_side) = tokio::join!(
             async {
-                let foreign = src.foreign_namespaces().await?;
+                let namespaces = src.namespaces().await?;
                 let (list, subscribed) = src.list_with_subscriptions().await?;
-                Ok::<_, ImapError>((list, subscribed, foreign))
+                Ok::<_, ImapError>((list, subscribed, namespaces))
             },
-            tgt.list_with_subscriptions(),
+            async {
+                let namespaces = tgt.namespaces().await?;
+                let (list, subscribed) = tgt.list_with_subscriptions().await?;
+                Ok::<_, ImapError>((list, subscribed, namespaces))
+            },
         );
-        let (mut source_list, source_subscribed, foreign) =
+        let (mut source_list, source_subscribed, source_namespaces) =
             source_side.map_err(SyncError::Source)?;
         // Other users' and shared folders are not this mailbox's to copy.
         let mut foreign_folders = Vec::new();
         source_list.retain(|m| {
-            let is_foreign = foreign.iter().any(|prefix| {
+            let is_foreign = source_namespaces.foreign.iter().any(|prefix| {
                 m.name.starts_with(prefix.as_str())
                     || prefix
                         .strip_suffix(|c: char| Some(c) == m.delimiter)
@@ -149,22 +183,25 @@ impl Ctx<'_> {
             }
             !is_foreign
         });
-        let (target_list, target_subscribed) = target_side.map_err(SyncError::Target)?;
-        let delimiter = match target_list.iter().find_map(|m| m.delimiter) {
-            Some(d) => d,
-            None => self
-                .tgt
-                .delimiter()
-                .await
-                .map_err(SyncError::Target)?
-                .unwrap_or('/'),
-        };
+        let (target_list, target_subscribed, target_namespaces) =
+            target_side.map_err(SyncError::Target)?;
+        self.target_delimiter = target_namespaces
+            .personal
+            .delimiter
+            .or_else(|| target_list.iter().find_map(|m| m.delimiter))
+            .unwrap_or('/');
         let out_of_scope = apply_scope(&mut source_list, self.options.mailbox_scope);
         let (plans, excluded) = plan(
-            &source_list,
-            &source_subscribed,
-            &target_list,
-            delimiter,
+            &Side {
+                mailboxes: &source_list,
+                subscribed: &source_subscribed,
+                namespaces: &source_namespaces,
+            },
+            &Side {
+                mailboxes: &target_list,
+                subscribed: &target_subscribed,
+                namespaces: &target_namespaces,
+            },
             excludes,
         );
         self.report.folders_excluded = excluded;
@@ -202,29 +239,26 @@ impl Ctx<'_> {
     /// One folder: create and subscribe it on the target, then sync it.
     async fn visit(
         &mut self,
-        folder: &FolderPlan,
+        planned: &FolderPlan,
         target_list: &[ListedMailbox],
         target_subscribed: &[String],
         statuses: &Statuses,
     ) -> Result<(), SyncError> {
         self.report.folders += 1;
+        let mut folder = self.under_renamed_parent(planned);
         if let Some(note) = &folder.note {
             self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
         }
-        let exists = target_list.iter().any(|m| {
-            m.name == folder.target
-                || (m.name.eq_ignore_ascii_case("INBOX") && folder.target == "INBOX")
-        });
+        let exists = target_has(target_list, &folder.target);
         if !exists && !self.options.dry_run {
-            let created = self.tgt.create(&folder.target).await;
-            let what = format!("cannot create {:?} on the target", folder.target);
-            if self
-                .refused_or(created, SyncError::Target, IssueKind::Folder, folder, &what)?
-                .is_none()
-            {
-                return Ok(());
+            match self.create_target_folder(&mut folder, target_list).await? {
+                Created::New => self.report.folders_created += 1,
+                Created::Existing => {}
+                Created::Refused(reason) => {
+                    self.left_behind(&folder, statuses, &reason);
+                    return Ok(());
+                }
             }
-            self.report.folders_created += 1;
         }
         if folder.subscribed
             && !target_subscribed.contains(&folder.target)
@@ -236,10 +270,87 @@ impl Ctx<'_> {
             }
             tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
         }
-        if folder.selectable && !self.needs_no_visit(folder, statuses).await? {
-            self.sync_folder(folder, exists).await?;
+        if folder.selectable && !self.needs_no_visit(&folder, statuses).await? {
+            self.sync_folder(&folder, exists).await?;
         }
         Ok(())
+    }
+
+    /// The plan with its target name under a parent that was created under
+    /// another name.
+    fn under_renamed_parent(&self, planned: &FolderPlan) -> FolderPlan {
+        let mut folder = planned.clone();
+        let d = self.target_delimiter;
+        if let Some((old, new)) = self
+            .renamed
+            .iter()
+            .find(|(old, _)| folder.target.starts_with(&format!("{old}{d}")))
+        {
+            folder.target = format!("{new}{}", &folder.target[old.len()..]);
+        }
+        folder
+    }
+
+    /// Creates the target folder: with its special-use role where the
+    /// target offers that; without it if the role is refused; under a safe
+    /// name if the name is refused (reported, and the plan renamed, children
+    /// too). A folder is never left behind because of its name while a safe
+    /// name works.
+    async fn create_target_folder(
+        &mut self,
+        folder: &mut FolderPlan,
+        target_list: &[ListedMailbox],
+    ) -> Result<Created, SyncError> {
+        let mut attempt = self.tgt.create_with_role(&folder.target, folder.role).await;
+        if folder.role.is_some() && attempt.as_ref().is_err_and(is_rejection) {
+            attempt = self.tgt.create(&folder.target).await;
+        }
+        let refusal = match attempt {
+            Ok(()) => return Ok(Created::New),
+            Err(e) if is_rejection(&e) => e.to_string(),
+            Err(e) => return Err(SyncError::Target(e)),
+        };
+        let Some(safe) = safe_name(&folder.target, self.target_delimiter) else {
+            return Ok(Created::Refused(refusal));
+        };
+        let created = if target_has(target_list, &safe) {
+            Created::Existing
+        } else {
+            match self.tgt.create(&safe).await {
+                Ok(()) => Created::New,
+                Err(e) if is_rejection(&e) => {
+                    return Ok(Created::Refused(format!("{refusal}; and as {safe:?}: {e}")));
+                }
+                Err(e) => return Err(SyncError::Target(e)),
+            }
+        };
+        let note = format!(
+            "the target refused the name {:?} ({refusal}); created as {safe:?}",
+            folder.target
+        );
+        self.issue(IssueKind::Renamed, &folder.display, None, note);
+        self.renamed.push((folder.target.clone(), safe.clone()));
+        folder.target = safe;
+        Ok(created)
+    }
+
+    /// A folder the target cannot hold: its messages count as failed, and
+    /// the report says how many stayed behind.
+    fn left_behind(&mut self, folder: &FolderPlan, statuses: &Statuses, reason: &str) {
+        let messages = statuses
+            .source
+            .get(&folder.source)
+            .map_or(0, |s| u64::from(s.messages));
+        self.report.messages_failed += messages;
+        self.issue(
+            IssueKind::Folder,
+            &folder.display,
+            None,
+            format!(
+                "cannot create {:?} on the target: {reason}; {messages} messages stayed behind",
+                folder.target
+            ),
+        );
     }
 
     /// Whether a folder can be left unopened: it is empty on the source, or

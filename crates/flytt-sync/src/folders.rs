@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use flytt_imap::{ListedMailbox, mutf7};
+use flytt_imap::{ListedMailbox, Namespaces, mutf7};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::SyncError;
@@ -26,6 +26,9 @@ pub struct FolderPlan {
     pub target: String,
     pub selectable: bool,
     pub subscribed: bool,
+    /// The special-use role to create the target folder with (RFC 6154
+    /// CREATE-SPECIAL-USE), where the target has no folder of that role.
+    pub role: Option<&'static str>,
     /// Why the target name differs from a plain translation, if it does.
     pub note: Option<String>,
 }
@@ -112,33 +115,214 @@ fn is_inbox(name: &str) -> bool {
     name.eq_ignore_ascii_case("INBOX")
 }
 
-/// Plans every source folder. `source_subscribed` holds raw source names.
+/// Folder names that mean a role on servers without SPECIAL-USE (old
+/// servers, Exchange 2003/2007): English, Norwegian, Danish, Swedish,
+/// German, French, Spanish, Italian and Dutch names, compared without case.
+const WELL_KNOWN: [(&str, &[&str]); 5] = [
+    (
+        "\\sent",
+        &[
+            "Sent",
+            "Sent Items",
+            "Sent Messages",
+            "Sent Mail",
+            "Sendte elementer",
+            "Sendt",
+            "Sendte",
+            "Sendt post",
+            "Skickat",
+            "Skickade objekt",
+            "Gesendete Objekte",
+            "Gesendet",
+            "Éléments envoyés",
+            "Envoyés",
+            "Elementos enviados",
+            "Enviados",
+            "Posta inviata",
+            "Verzonden items",
+            "Verzonden",
+        ],
+    ),
+    (
+        "\\trash",
+        &[
+            "Trash",
+            "Deleted Items",
+            "Deleted Messages",
+            "Deleted",
+            "Bin",
+            "Slettede elementer",
+            "Papirkurv",
+            "Slettet post",
+            "Borttagna objekt",
+            "Papperskorgen",
+            "Gelöschte Objekte",
+            "Gelöschte Elemente",
+            "Papierkorb",
+            "Éléments supprimés",
+            "Corbeille",
+            "Elementos eliminados",
+            "Papelera",
+            "Cestino",
+            "Verwijderde items",
+            "Prullenbak",
+        ],
+    ),
+    (
+        "\\drafts",
+        &[
+            "Drafts",
+            "Draft",
+            "Kladd",
+            "Kladder",
+            "Utkast",
+            "Entwürfe",
+            "Brouillons",
+            "Borradores",
+            "Bozze",
+            "Concepten",
+        ],
+    ),
+    (
+        "\\junk",
+        &[
+            "Junk",
+            "Junk E-mail",
+            "Junk Email",
+            "Junk Mail",
+            "Spam",
+            "Søppelpost",
+            "Uønsket e-post",
+            "Uønsket post",
+            "Skräppost",
+            "Junk-E-Mail",
+            "Spam-Mails",
+            "Courrier indésirable",
+            "Correo no deseado",
+            "Posta indesiderata",
+            "Ongewenste e-mail",
+        ],
+    ),
+    (
+        "\\archive",
+        &[
+            "Archive", "Archives", "Arkiv", "Archiv", "Archivio", "Archief",
+        ],
+    ),
+];
+
+/// The special-use roles (RFC 6154), as `ListedMailbox::special_use` spells them.
+const ROLES: [&str; 7] = [
+    "\\all",
+    "\\archive",
+    "\\drafts",
+    "\\flagged",
+    "\\junk",
+    "\\sent",
+    "\\trash",
+];
+
+/// The role a top-level folder's name stands for, if it is a well-known one.
+pub fn well_known_role(path: &str) -> Option<&'static str> {
+    WELL_KNOWN
+        .iter()
+        .find(|(_, names)| {
+            names
+                .iter()
+                .any(|n| n.to_lowercase() == path.to_lowercase())
+        })
+        .map(|(role, _)| *role)
+}
+
+/// One side's folders as the plan sees them.
+pub struct Side<'a> {
+    pub mailboxes: &'a [ListedMailbox],
+    /// Raw names of the subscribed folders.
+    pub subscribed: &'a [String],
+    pub namespaces: &'a Namespaces,
+}
+
+impl Side<'_> {
+    fn delimiter(&self) -> Option<char> {
+        self.namespaces
+            .personal
+            .delimiter
+            .or_else(|| self.mailboxes.iter().find_map(|m| m.delimiter))
+    }
+
+    /// Every folder's path inside the personal namespace, decoded.
+    fn relative_parts(&self, m: &ListedMailbox) -> Vec<(String, bool)> {
+        components(self.namespaces.relative(&m.name), m.delimiter)
+    }
+
+    /// Each folder's role: its special-use attribute, or, on a server that
+    /// marks no folder at all, the role its top-level name is known for
+    /// (the first folder with that name takes the role). Raw name → role.
+    fn roles(&self) -> HashMap<String, &'static str> {
+        let marked: HashMap<String, &'static str> = self
+            .mailboxes
+            .iter()
+            .filter_map(|m| {
+                let marked = m.special_use()?;
+                let role = ROLES.into_iter().find(|r| *r == marked)?;
+                Some((m.name.clone(), role))
+            })
+            .collect();
+        if !marked.is_empty() {
+            return marked;
+        }
+        let mut roles = HashMap::new();
+        let mut taken = std::collections::HashSet::new();
+        for m in self.mailboxes {
+            let parts = self.relative_parts(m);
+            let [(name, _)] = parts.as_slice() else {
+                continue;
+            };
+            if let Some(role) = well_known_role(name)
+                && taken.insert(role)
+            {
+                roles.insert(m.name.clone(), role);
+            }
+        }
+        roles
+    }
+}
+
+/// Plans every source folder: its name on the target, whether it is
+/// subscribed, and the role it is created with where the target has no
+/// folder of that role yet.
 pub fn plan(
-    source: &[ListedMailbox],
-    source_subscribed: &[String],
-    target: &[ListedMailbox],
-    target_delimiter: char,
+    source: &Side<'_>,
+    target: &Side<'_>,
     excludes: &Excludes,
 ) -> (Vec<FolderPlan>, Vec<String>) {
-    let target_roles: HashMap<&str, &str> = target
-        .iter()
-        .filter_map(|m| m.special_use().map(|role| (role, m.name.as_str())))
+    let target_delimiter = target.delimiter().unwrap_or('/');
+    let target_roles: HashMap<&'static str, String> = target
+        .roles()
+        .into_iter()
+        .map(|(name, role)| (role, name))
         .collect();
-    // Source folders with a role, longest first so children map under the
-    // most specific special folder.
+    let source_roles = source.roles();
+    // Source folders whose role the target has, longest first so children
+    // map under the most specific special folder.
     let mut role_prefixes: Vec<(&ListedMailbox, &str)> = source
+        .mailboxes
         .iter()
         .filter_map(|m| {
-            m.special_use()
-                .and_then(|r| target_roles.get(r).map(|t| (m, *t)))
+            let role = source_roles.get(&m.name)?;
+            target_roles.get(role).map(|t| (m, t.as_str()))
         })
         .collect();
     role_prefixes.sort_by_key(|(m, _)| std::cmp::Reverse(m.name.len()));
+    // `INBOX.Sent` ↔ `Sent`: a child of INBOX goes beside INBOX on a target
+    // whose folders live under `INBOX.` anyway.
+    let target_prefix_is_inbox =
+        target.namespaces.personal.prefix.to_lowercase() == format!("inbox{target_delimiter}");
 
     let mut plans = Vec::new();
     let mut excluded = Vec::new();
-    for mailbox in source {
-        let parts = components(&mailbox.name, mailbox.delimiter);
+    for mailbox in source.mailboxes {
+        let parts = source.relative_parts(mailbox);
         let display = parts
             .iter()
             .map(|(p, _)| p.as_str())
@@ -149,6 +333,7 @@ pub fn plan(
             continue;
         }
         let mut note = None;
+        let mut role = None;
         let target_name = if is_inbox(&mailbox.name) {
             "INBOX".to_string()
         } else {
@@ -161,15 +346,25 @@ pub fn plan(
             });
             let (base, rest): (Option<String>, Vec<(String, bool)>) = match role_base {
                 Some((m, target_name)) => {
-                    let skip = components(&m.name, m.delimiter).len();
+                    let skip = source.relative_parts(m).len();
                     (
                         Some(target_name.to_string()),
                         parts.iter().skip(skip).cloned().collect(),
                     )
                 }
-                None => (None, parts.clone()),
+                None => {
+                    role = source_roles.get(&mailbox.name).copied();
+                    let mut rest = parts.clone();
+                    if target_prefix_is_inbox
+                        && rest.len() > 1
+                        && rest.first().is_some_and(|(p, _)| is_inbox(p))
+                    {
+                        rest.remove(0);
+                    }
+                    (None, rest)
+                }
             };
-            let mut encoded: Vec<String> = base.into_iter().collect();
+            let mut encoded: Vec<String> = Vec::new();
             for (text, decoded) in rest {
                 let safe = if text.contains(target_delimiter) {
                     let replaced = text.replace(target_delimiter, "_");
@@ -182,14 +377,20 @@ pub fn plan(
                 };
                 encoded.push(if decoded { mutf7::encode(&safe) } else { safe });
             }
-            encoded.join(&target_delimiter.to_string())
+            let path = encoded.join(&target_delimiter.to_string());
+            match base {
+                Some(base) if path.is_empty() => base,
+                Some(base) => format!("{base}{target_delimiter}{path}"),
+                None => target.namespaces.absolute(&path),
+            }
         };
         plans.push(FolderPlan {
             source: mailbox.name.clone(),
             display,
             target: target_name,
             selectable: mailbox.is_selectable(),
-            subscribed: source_subscribed.contains(&mailbox.name) || is_inbox(&mailbox.name),
+            subscribed: source.subscribed.contains(&mailbox.name) || is_inbox(&mailbox.name),
+            role,
             note,
         });
     }
@@ -198,6 +399,23 @@ pub fn plan(
         (!is_inbox(&a.source), a.target.as_str()).cmp(&(!is_inbox(&b.source), b.target.as_str()))
     });
     (plans, excluded)
+}
+
+/// A name the target may accept where it refused `name`: every character
+/// outside letters, digits, space and `-_.,&()+'` (and the separator)
+/// replaced by `_`. `None` when nothing would change.
+pub fn safe_name(name: &str, delimiter: char) -> Option<String> {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c == delimiter || c.is_alphanumeric() || " -_.,&()+'".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    (safe != name).then_some(safe)
 }
 
 #[cfg(test)]
@@ -234,6 +452,43 @@ mod tests {
         assert_eq!(both.len(), 4);
     }
 
+    fn namespaces(prefix: &str, delimiter: char) -> Namespaces {
+        Namespaces {
+            personal: flytt_imap::Namespace {
+                prefix: prefix.into(),
+                delimiter: Some(delimiter),
+            },
+            foreign: Vec::new(),
+        }
+    }
+
+    /// Plans `source` (with `source_ns`) onto `target`; source → target names.
+    fn mapped(
+        source: &[ListedMailbox],
+        source_ns: &Namespaces,
+        target: &[ListedMailbox],
+        target_ns: &Namespaces,
+    ) -> HashMap<String, (String, Option<&'static str>)> {
+        let excludes = Excludes::new(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let (plans, _) = plan(
+            &Side {
+                mailboxes: source,
+                subscribed: &[],
+                namespaces: source_ns,
+            },
+            &Side {
+                mailboxes: target,
+                subscribed: &[],
+                namespaces: target_ns,
+            },
+            &excludes,
+        );
+        plans
+            .into_iter()
+            .map(|p| (p.source, (p.target, p.role)))
+            .collect()
+    }
+
     #[test]
     fn maps_roles_separators_and_names() {
         let source = vec![
@@ -252,10 +507,16 @@ mod tests {
         ];
         let excludes = Excludes::new(&["Søppel".to_string()]).unwrap_or_else(|e| panic!("{e}"));
         let (plans, excluded) = plan(
-            &source,
-            &["Sendte elementer".into()],
-            &target,
-            '/',
+            &Side {
+                mailboxes: &source,
+                subscribed: &["Sendte elementer".into()],
+                namespaces: &namespaces("", '.'),
+            },
+            &Side {
+                mailboxes: &target,
+                subscribed: &[],
+                namespaces: &namespaces("", '/'),
+            },
             &excludes,
         );
         let map: HashMap<&str, &str> = plans
@@ -279,5 +540,94 @@ mod tests {
                 .any(|p| p.source == "Sendte elementer" && p.subscribed)
         );
         assert_eq!(plans[0].source, "INBOX");
+    }
+
+    #[test]
+    fn personal_namespace_prefixes_are_removed_and_added() {
+        // Into a server whose folders live under `INBOX.`.
+        let source = vec![
+            listed("INBOX", '/', &[]),
+            listed("Prosjekter", '/', &[]),
+            listed("Prosjekter/2024", '/', &[]),
+            listed("INBOX/Kunder", '/', &[]),
+            listed("Sent", '/', &["\\sent"]),
+        ];
+        let target = vec![listed("INBOX", '.', &[])];
+        let map = mapped(
+            &source,
+            &namespaces("", '/'),
+            &target,
+            &namespaces("INBOX.", '.'),
+        );
+        assert_eq!(map["INBOX"].0, "INBOX");
+        assert_eq!(map["Prosjekter"].0, "INBOX.Prosjekter");
+        assert_eq!(map["Prosjekter/2024"].0, "INBOX.Prosjekter.2024");
+        assert_eq!(
+            map["INBOX/Kunder"].0, "INBOX.Kunder",
+            "INBOX's child beside it"
+        );
+        // No \Sent on the target: created by path, with the role.
+        assert_eq!(map["Sent"], ("INBOX.Sent".to_string(), Some("\\sent")));
+
+        // From such a server: the prefix goes, nothing lands under INBOX/.
+        let source = vec![
+            listed("INBOX", '.', &[]),
+            listed("INBOX.Prosjekter", '.', &[]),
+            listed("INBOX.Prosjekter.2024", '.', &[]),
+            listed("INBOX.Sent Items", '.', &[]),
+        ];
+        let target = vec![listed("INBOX", '/', &[]), listed("Sent", '/', &["\\sent"])];
+        let map = mapped(
+            &source,
+            &namespaces("INBOX.", '.'),
+            &target,
+            &namespaces("", '/'),
+        );
+        assert_eq!(map["INBOX.Prosjekter"].0, "Prosjekter");
+        assert_eq!(map["INBOX.Prosjekter.2024"].0, "Prosjekter/2024");
+        // No SPECIAL-USE on the source: the role comes from the name.
+        assert_eq!(map["INBOX.Sent Items"].0, "Sent");
+    }
+
+    #[test]
+    fn roles_by_well_known_names_on_both_sides() {
+        let source = vec![
+            listed("INBOX", '.', &[]),
+            listed("Sendte elementer", '.', &[]),
+            listed("Slettede elementer", '.', &[]),
+            listed("Kladd", '.', &[]),
+            listed("Søppelpost", '.', &[]),
+            listed("Junk E-mail", '.', &[]),
+            listed("Prosjekter.Sent", '.', &[]),
+        ];
+        let target = vec![
+            listed("INBOX", '/', &[]),
+            listed("Sent Items", '/', &[]),
+            listed("Deleted Items", '/', &[]),
+        ];
+        let map = mapped(&source, &namespaces("", '.'), &target, &namespaces("", '/'));
+        assert_eq!(map["Sendte elementer"].0, "Sent Items");
+        assert_eq!(map["Slettede elementer"].0, "Deleted Items");
+        assert_eq!(map["Kladd"], ("Kladd".to_string(), Some("\\drafts")));
+        // The first junk folder takes the role; the second keeps its name.
+        assert_eq!(map["Søppelpost"].1, Some("\\junk"));
+        assert_eq!(map["Junk E-mail"], ("Junk E-mail".to_string(), None));
+        // Only top-level names mean a role.
+        assert_eq!(
+            map["Prosjekter.Sent"],
+            ("Prosjekter/Sent".to_string(), None)
+        );
+        assert_eq!(well_known_role("gesendete objekte"), Some("\\sent"));
+        assert_eq!(well_known_role("Prosjekter"), None);
+    }
+
+    #[test]
+    fn safe_names_replace_what_servers_refuse() {
+        assert_eq!(
+            safe_name("INBOX.Tilbud \"2024\"", '.'),
+            Some("INBOX.Tilbud _2024_".to_string())
+        );
+        assert_eq!(safe_name("Kunde &AMYA+ADl-", '.'), None);
+        assert_eq!(safe_name("a*b%c", '/'), Some("a_b_c".to_string()));
     }
 }

@@ -27,9 +27,27 @@ pub struct Account {
 }
 
 impl Account {
-    /// Names the mailbox for the state store: `user@host:port`, no secret.
+    /// Names the mailbox for the state store: `owner@host:port`, where the
+    /// owner is the mailbox the login opens (an admin's authorization
+    /// identity, not the admin), no secret.
     pub fn key(&self) -> String {
-        format!("{}@{}", self.auth.user(), self.server.display_name())
+        format!("{}@{}", self.auth.mailbox(), self.server.display_name())
+    }
+
+    /// The key earlier versions used for the same mailbox, when it differs
+    /// and named this mailbox alone: a Dovecot master login's `user*admin`.
+    /// (A PLAIN admin login used to be keyed by the admin, shared by every
+    /// user it opened: that state names no one mailbox and is not taken
+    /// over; reconciliation finds what is on the target instead.)
+    pub fn legacy_key(&self) -> Option<String> {
+        match &self.auth {
+            flytt_imap::Auth::Master { .. } => Some(format!(
+                "{}@{}",
+                self.auth.user(),
+                self.server.display_name()
+            )),
+            _ => None,
+        }
     }
 }
 

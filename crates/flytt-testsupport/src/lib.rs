@@ -4,12 +4,14 @@
 //! (aiosmtpd); a TCP proxy that adds latency; and the test corpus. Nothing here is a mock: the code under test talks to Dovecot.
 
 pub mod corpus;
+pub mod cyrus;
 pub mod dovecot;
 pub mod oauth;
 pub mod proxy;
 pub mod slapd;
 pub mod smtp;
 
+pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, Layout};
 
 /// Errors from starting servers.
