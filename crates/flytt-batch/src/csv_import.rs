@@ -509,7 +509,11 @@ fn parse_row(
             Column::UserName => user.user_name = Some(trimmed.to_string()),
             Column::TargetUserName => user.target_user_name = Some(trimmed.to_string()),
             Column::Password | Column::TargetPassword => {
-                if value.chars().count() < MIN_PASSWORD {
+                // Only a staged batch's Password is a new password with
+                // rules of its own; an IMAP batch's passwords are the ones
+                // the users have today, whatever they are.
+                let new_password = batch_type == BatchType::Staged && *column == Column::Password;
+                if new_password && value.chars().count() < MIN_PASSWORD {
                     error(format!(
                         "{} is shorter than {MIN_PASSWORD} characters",
                         column.name()
@@ -643,6 +647,18 @@ mod tests {
     }
 
     #[test]
+    fn an_imap_batch_takes_any_current_password() {
+        let csv = "EmailAddress,UserName,Password\n\
+                   kari@example.org,kari,kort\n\
+                   ola@example.org,ola,x\n\
+                   per@example.org,per,\n";
+        assert_eq!(
+            errors(csv, BatchType::Imap),
+            vec!["line 4: Password is empty"]
+        );
+    }
+
+    #[test]
     fn duplicates_and_users_in_other_batches() {
         let csv = "EmailAddress\nkari@example.org\nola@example.org\nKARI@example.org\n";
         let in_batch = |email: &str| (email == "ola@example.org").then(|| "Bølge 1".to_string());
@@ -758,8 +774,8 @@ mod tests {
 
     #[test]
     fn errors_never_show_passwords() {
-        let csv = "EmailAddress,UserName,Password\nkari@example.org,kari,hemmel\n";
-        let all = errors(csv, BatchType::Imap).join("\n");
+        let csv = "EmailAddress,Password\nkari@example.org,hemmel\n";
+        let all = errors(csv, BatchType::Staged).join("\n");
         assert!(!all.contains("hemmel"), "{all}");
         let ok = users(
             b"EmailAddress,UserName,Password\nkari@example.org,kari,hemmelig1\n",

@@ -310,10 +310,12 @@ pub fn server_name(path: &[String], separator: char) -> String {
         .join(&separator.to_string())
 }
 
-/// Creates the folders and appends the messages, through `session`.
+/// Creates the folders and appends the messages, through `session`, in
+/// the server's personal namespace (`INBOX.` on Cyrus).
 pub async fn seed(session: &mut Session, separator: char, folders: &[CorpusFolder]) -> Result<()> {
+    let namespaces = session.namespaces().await?;
     for folder in folders {
-        let name = server_name(&folder.path, separator);
+        let name = namespaces.absolute(&server_name(&folder.path, separator));
         if name != "INBOX" {
             session.create(&name).await?;
         }
@@ -356,17 +358,19 @@ pub struct Snapshot {
     pub date: String,
 }
 
-/// Every selectable folder of the mailbox, by Unicode path joined with `/`,
-/// with its messages sorted (order-independent comparison).
+/// Every selectable folder of the mailbox, by Unicode path inside the
+/// personal namespace joined with `/`, with its messages sorted
+/// (order-independent comparison).
 pub async fn snapshot(session: &mut Session) -> Result<BTreeMap<String, Vec<Snapshot>>> {
     let mut out = BTreeMap::new();
+    let namespaces = session.namespaces().await?;
     for mailbox in session.list_all().await? {
         if !mailbox.is_selectable() {
             continue;
         }
         let path = match mailbox.delimiter {
-            Some(d) => mailbox
-                .name
+            Some(d) => namespaces
+                .relative(&mailbox.name)
                 .split(d)
                 .map(|p| mutf7::decode(p).unwrap_or_else(|_| p.to_string()))
                 .collect::<Vec<_>>()

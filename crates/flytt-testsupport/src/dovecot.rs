@@ -23,6 +23,10 @@ pub enum Layout {
     Source,
     /// Maildir with `LAYOUT=fs`, separator `/`, English folder names.
     Target,
+    /// An older server's shape: personal namespace `INBOX.` with the
+    /// separator `.`, no LITERAL+, MULTIAPPEND, CONDSTORE or SPECIAL-USE,
+    /// Norwegian folder names that no attribute marks.
+    Legacy,
 }
 
 /// A running Dovecot; stopped and deleted on drop.
@@ -242,9 +246,15 @@ impl Dovecot {
     /// The hierarchy separator this layout uses.
     pub fn separator(&self) -> char {
         match self.layout {
-            Layout::Source => '.',
+            Layout::Source | Layout::Legacy => '.',
             Layout::Target => '/',
         }
+    }
+
+    /// The folders the layout makes for every user, with their roles
+    /// (whether or not the server marks them).
+    pub fn role_folders(&self) -> &'static [(&'static str, &'static str)] {
+        role_folders(self.layout)
     }
 
     /// The plaintext connection settings for this instance.
@@ -431,36 +441,26 @@ fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as:
         sieve: sieve_port,
         lmtp: lmtp_port,
     } = ports;
-    let (location, separator, folders) = match layout {
-        Layout::Source => (
+    let (location, separator, prefix, capabilities) = match layout {
+        Layout::Source => (format!("maildir:{root}/mail/%u"), ".", "", ""),
+        Layout::Target => (format!("maildir:{root}/mail/%u:LAYOUT=fs"), "/", "", ""),
+        Layout::Legacy => (
             format!("maildir:{root}/mail/%u"),
             ".",
-            [
-                ("Sendte elementer", "\\Sent"),
-                ("Utkast", "\\Drafts"),
-                ("Papirkurv", "\\Trash"),
-                ("Søppelpost", "\\Junk"),
-                ("Arkiv", "\\Archive"),
-            ],
-        ),
-        Layout::Target => (
-            format!("maildir:{root}/mail/%u:LAYOUT=fs"),
-            "/",
-            [
-                ("Sent", "\\Sent"),
-                ("Drafts", "\\Drafts"),
-                ("Trash", "\\Trash"),
-                ("Junk", "\\Junk"),
-                ("Archive", "\\Archive"),
-            ],
+            "INBOX.",
+            "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE UIDPLUS NAMESPACE CHILDREN UNSELECT\n",
         ),
     };
-    let mailboxes: String = folders
+    let marked = layout != Layout::Legacy;
+    let mailboxes: String = role_folders(layout)
         .iter()
         .map(|(name, role)| {
-            format!(
-                "  mailbox \"{name}\" {{\n    special_use = {role}\n    auto = subscribe\n  }}\n"
-            )
+            let special_use = if marked {
+                format!("    special_use = {role}\n")
+            } else {
+                String::new()
+            };
+            format!("  mailbox \"{name}\" {{\n{special_use}    auto = subscribe\n  }}\n")
         })
         .collect();
     // Non-root runs need Dovecot's service users to be the current user.
@@ -488,8 +488,9 @@ mail_uid = {uid}
 mail_gid = {gid}
 mail_fsync = never
 imap_max_line_length = 1M
-namespace inbox {{
+{capabilities}namespace inbox {{
   inbox = yes
+  prefix = {prefix}
   separator = {separator}
 {mailboxes}}}
 passdb {{
@@ -556,6 +557,32 @@ service stats {{
 }}
 "#
     )
+}
+
+fn role_folders(layout: Layout) -> &'static [(&'static str, &'static str)] {
+    match layout {
+        Layout::Source => &[
+            ("Sendte elementer", "\\Sent"),
+            ("Utkast", "\\Drafts"),
+            ("Papirkurv", "\\Trash"),
+            ("Søppelpost", "\\Junk"),
+            ("Arkiv", "\\Archive"),
+        ],
+        Layout::Target => &[
+            ("Sent", "\\Sent"),
+            ("Drafts", "\\Drafts"),
+            ("Trash", "\\Trash"),
+            ("Junk", "\\Junk"),
+            ("Archive", "\\Archive"),
+        ],
+        Layout::Legacy => &[
+            ("Sendte elementer", "\\Sent"),
+            ("Kladd", "\\Drafts"),
+            ("Slettede elementer", "\\Trash"),
+            ("Søppelpost", "\\Junk"),
+            ("Arkiv", "\\Archive"),
+        ],
+    }
 }
 
 /// Writes the master user's passwd-file and an empty users' one.

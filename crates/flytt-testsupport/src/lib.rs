@@ -8,11 +8,13 @@ pub mod cyrus;
 pub mod dovecot;
 pub mod oauth;
 pub mod proxy;
+pub mod server;
 pub mod slapd;
 pub mod smtp;
 
 pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, Layout};
+pub use server::{Family, TestServer};
 
 /// Errors from starting servers.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,127 @@
+//! Any of the test servers, so that one test runs across server families:
+//! Dovecot in its three layouts and Cyrus.
+
+use std::path::{Path, PathBuf};
+
+use flytt_imap::Session;
+
+use crate::cyrus::{self, Cyrus};
+use crate::dovecot::{self, Dovecot, Layout};
+use crate::Result;
+
+/// Which server, and how it is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Dovecot(Layout),
+    Cyrus,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Dovecot(Layout::Source) => "Dovecot (Maildir++)",
+            Family::Dovecot(Layout::Target) => "Dovecot (fs layout)",
+            Family::Dovecot(Layout::Legacy) => "Dovecot (INBOX. prefix, few extensions)",
+            Family::Cyrus => "Cyrus",
+        }
+    }
+}
+
+/// A running test server of any family.
+pub enum TestServer {
+    Dovecot(Dovecot),
+    Cyrus(Cyrus),
+}
+
+impl TestServer {
+    /// Starts a server of `family` with these users (`name`, `password`).
+    pub async fn start(family: Family, users: &[(&str, &str)]) -> Result<TestServer> {
+        Ok(match family {
+            Family::Dovecot(layout) => TestServer::Dovecot(Dovecot::start(layout, users)?),
+            Family::Cyrus => TestServer::Cyrus(Cyrus::start(users).await?),
+        })
+    }
+
+    pub fn family(&self) -> Family {
+        match self {
+            TestServer::Dovecot(d) => Family::Dovecot(d.layout),
+            TestServer::Cyrus(_) => Family::Cyrus,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestServer::Dovecot(d) => d.url(),
+            TestServer::Cyrus(c) => c.url(),
+        }
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        match self {
+            TestServer::Dovecot(d) => d.ca_file(),
+            TestServer::Cyrus(c) => c.ca_file(),
+        }
+    }
+
+    pub fn separator(&self) -> char {
+        match self {
+            TestServer::Dovecot(d) => d.separator(),
+            TestServer::Cyrus(_) => '.',
+        }
+    }
+
+    /// The administrator's password.
+    pub fn admin_password(&self) -> &'static str {
+        match self {
+            TestServer::Dovecot(_) => dovecot::MASTER_PASSWORD,
+            TestServer::Cyrus(_) => cyrus::ADMIN_PASSWORD,
+        }
+    }
+
+    /// The top-level folders that have a role from the start: (name, role).
+    pub fn role_folders(&self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            TestServer::Dovecot(d) => d.role_folders(),
+            TestServer::Cyrus(_) => &[],
+        }
+    }
+
+    /// A session in `user`'s mailbox, through the administrator.
+    pub async fn admin_session(&self, user: &str) -> Result<Session> {
+        match self {
+            TestServer::Dovecot(d) => d.admin_session(user).await,
+            TestServer::Cyrus(c) => c.admin_session(user).await,
+        }
+    }
+
+    /// `flytt sync`'s flags for one side (`source` or `target`) opening
+    /// `user`'s mailbox as the administrator, whose password is in
+    /// `password_file`: Dovecot's master login, or Cyrus's SASL PLAIN with
+    /// the user as authorization identity.
+    pub fn admin_login_args(&self, side: &str, user: &str, password_file: &Path) -> Vec<String> {
+        let mut args = vec![format!("--{side}"), self.url()];
+        match self {
+            TestServer::Dovecot(_) => {
+                args.extend([
+                    format!("--{side}-user"),
+                    format!("{user}*{}", dovecot::MASTER_USER),
+                ]);
+            }
+            TestServer::Cyrus(_) => args.extend([
+                format!("--{side}-user"),
+                cyrus::ADMIN_USER.to_string(),
+                format!("--{side}-auth"),
+                "plain".into(),
+                format!("--{side}-authorize-as"),
+                user.to_string(),
+            ]),
+        }
+        args.extend([
+            format!("--{side}-password-file"),
+            password_file.display().to_string(),
+            "--ca-file".into(),
+            self.ca_file().display().to_string(),
+        ]);
+        args
+    }
+}

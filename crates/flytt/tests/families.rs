@@ -1,0 +1,443 @@
+//! `flytt sync` across server families: Dovecot → Cyrus, Cyrus → Dovecot,
+//! and into and out of a server whose folders live under `INBOX.` with few
+//! extensions. Every assertion is on what the target holds afterwards.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
+use flytt_testsupport::{Family, Layout, TestServer};
+
+const USER: &str = "kari@example.org";
+const USER_PASSWORD: &str = "kari-passord-9";
+
+const DOVECOT_SOURCE: Family = Family::Dovecot(Layout::Source);
+const DOVECOT_TARGET: Family = Family::Dovecot(Layout::Target);
+const LEGACY: Family = Family::Dovecot(Layout::Legacy);
+
+struct Setup {
+    source: TestServer,
+    target: TestServer,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(source: Family, target: Family, users: &[&str]) -> Setup {
+        let users: Vec<(&str, &str)> = users.iter().map(|u| (*u, USER_PASSWORD)).collect();
+        let source = TestServer::start(source, &users)
+            .await
+            .unwrap_or_else(|e| panic!("source {}: {e}", source.name()));
+        let target = TestServer::start(target, &users)
+            .await
+            .unwrap_or_else(|e| panic!("target {}: {e}", target.name()));
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("source-admin"), source.admin_password())
+            .expect("password file");
+        std::fs::write(dir.path().join("target-admin"), target.admin_password())
+            .expect("password file");
+        Setup {
+            source,
+            target,
+            dir,
+        }
+    }
+
+    /// `flytt sync` of `user`'s mailbox, both sides through their admins.
+    fn command(&self, user: &str, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flytt"));
+        cmd.arg("sync")
+            .args(
+                self.source
+                    .admin_login_args("source", user, &self.dir.path().join("source-admin")),
+            )
+            .args(
+                self.target
+                    .admin_login_args("target", user, &self.dir.path().join("target-admin")),
+            )
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .args(extra)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn sync_user(&self, user: &str, extra: &[&str]) -> (i32, serde_json::Value, Output) {
+        let output = self
+            .command(user, &[&["--json"], extra].concat())
+            .output()
+            .expect("run flytt");
+        let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        for stream in [&output.stdout, &output.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for secret in [self.source.admin_password(), self.target.admin_password()] {
+                assert!(!text.contains(secret), "a password leaked: {text}");
+            }
+        }
+        (output.status.code().unwrap_or(-1), json, output)
+    }
+
+    fn sync(&self) -> serde_json::Value {
+        let (code, json, output) = self.sync_user(USER, &[]);
+        assert_eq!(
+            code,
+            0,
+            "{} -> {}: {}\n{json}",
+            self.source.family().name(),
+            self.target.family().name(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json
+    }
+
+    async fn seed(&self, user: &str, folders: &[CorpusFolder]) {
+        let mut session = self.source.admin_session(user).await.expect("source login");
+        corpus::seed(&mut session, self.source.separator(), folders)
+            .await
+            .expect("seed");
+    }
+
+    async fn snapshots(&self, user: &str) -> (Mailbox, Mailbox) {
+        let mut source = self.source.admin_session(user).await.expect("source login");
+        let mut target = self.target.admin_session(user).await.expect("target login");
+        (
+            corpus::snapshot(&mut source).await.expect("snapshot"),
+            corpus::snapshot(&mut target).await.expect("snapshot"),
+        )
+    }
+
+    /// Where a source folder is expected on the target: a folder with a
+    /// role (marked, or by its well-known name) goes to the target's folder
+    /// of that role, if it has one; every other path is kept.
+    fn expected_path(&self, source_path: &str) -> String {
+        let (first, rest) = match source_path.split_once('/') {
+            Some((first, rest)) => (first, Some(rest)),
+            None => (source_path, None),
+        };
+        let role = self
+            .source
+            .role_folders()
+            .iter()
+            .find(|(name, _)| *name == first)
+            .map(|(_, role)| role.to_lowercase())
+            .or_else(|| flytt_sync::folders::well_known_role(first).map(str::to_string));
+        let mapped = role
+            .and_then(|role| {
+                self.target
+                    .role_folders()
+                    .iter()
+                    .find(|(_, r)| r.to_lowercase() == role)
+                    .map(|(name, _)| *name)
+            })
+            .unwrap_or(first);
+        match rest {
+            Some(rest) => format!("{mapped}/{rest}"),
+            None => mapped.to_string(),
+        }
+    }
+
+    /// Every source message is on the target exactly once, in its mapped
+    /// folder, with its flags and INTERNALDATE; its bytes are the same
+    /// unless `may_alter` says the target rewrites that message.
+    async fn assert_exact(&self, user: &str, may_alter: impl Fn(&Snapshot) -> bool) {
+        let (source, target) = self.snapshots(user).await;
+        let mut total = 0;
+        for (path, messages) in &source {
+            let mapped = self.expected_path(path);
+            let copied = target.get(&mapped).unwrap_or_else(|| {
+                panic!("{path} -> {mapped} missing on target; has {:?}", target.keys())
+            });
+            assert_eq!(
+                copied.len(),
+                messages.len(),
+                "{user}: messages in {path} -> {mapped}"
+            );
+            total += messages.len();
+            let key = |s: &Snapshot| (s.date.clone(), s.flags.clone(), s.bytes.len());
+            let mut unmatched: Vec<&Snapshot> = copied.iter().collect();
+            for m in messages {
+                let found = unmatched
+                    .iter()
+                    .position(|t| t.bytes == m.bytes && t.flags == m.flags && t.date == m.date)
+                    .or_else(|| {
+                        may_alter(m)
+                            .then(|| {
+                                unmatched
+                                    .iter()
+                                    .position(|t| t.flags == m.flags && t.date == m.date)
+                            })
+                            .flatten()
+                    });
+                match found {
+                    Some(i) => {
+                        unmatched.remove(i);
+                    }
+                    None => panic!("{mapped}: no copy of {:?}", key(m)),
+                }
+            }
+        }
+        let on_target: usize = target.values().map(Vec::len).sum();
+        assert_eq!(on_target, total, "messages on the target in all");
+    }
+}
+
+type Mailbox = BTreeMap<String, Vec<Snapshot>>;
+
+fn count(json: &serde_json::Value, field: &str) -> u64 {
+    json[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} missing in {json}"))
+}
+
+/// Raw 8-bit bytes in the header: what Cyrus replaces on APPEND.
+fn has_8bit_header(s: &Snapshot) -> bool {
+    let end = s
+        .bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(s.bytes.len());
+    s.bytes[..end].iter().any(|b| *b >= 0x80)
+}
+
+fn rewritten_by(target: Family) -> impl Fn(&Snapshot) -> bool {
+    move |s| target == Family::Cyrus && has_8bit_header(s)
+}
+
+fn new_messages(from: u32, count: u32) -> Vec<CorpusMessage> {
+    (from..from + count)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("ny-{n}@kilde.example")), 3_000),
+            flags: vec!["\\Seen".into()],
+            date: corpus::spread_date(n),
+        })
+        .collect()
+}
+
+/// Initial copy, a second run that copies nothing, then new mail and flag
+/// changes on the source and a run that copies just those.
+async fn exact_initial_and_incremental(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    setup.seed(USER, &corpus::functional(false)).await;
+    let total: u64 = corpus::functional(false)
+        .iter()
+        .map(|f| f.messages.len() as u64)
+        .sum();
+
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), total, "{json}");
+    setup.assert_exact(USER, rewritten_by(target)).await;
+
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 0, "{json}");
+    assert_eq!(count(&json, "messages_matched"), 0, "{json}");
+    assert_eq!(count(&json, "flags_updated"), 0, "{json}");
+
+    // 1 % new mail (in INBOX and in a folder), flags changed on 3 messages.
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    let namespaces = session.namespaces().await.expect("namespace");
+    corpus::append_all(&mut session, "INBOX", &new_messages(900, 2))
+        .await
+        .expect("append");
+    let projects = namespaces.absolute("Prosjekter");
+    corpus::append_all(&mut session, &projects, &new_messages(910, 1))
+        .await
+        .expect("append");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    for (uid, add, flag) in [(1, true, "\\Flagged"), (2, false, "\\Seen"), (3, true, "$Viktig")] {
+        let flag = flytt_imap::Flag::parse(flag).expect("flag");
+        session
+            .uid_store(&[uid], add, &[flag])
+            .await
+            .expect("store");
+    }
+    drop(session);
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 3, "{json}");
+    assert!(count(&json, "flags_updated") >= 2, "{json}");
+    setup.assert_exact(USER, rewritten_by(target)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dovecot_to_cyrus_is_exact_and_incremental() {
+    exact_initial_and_incremental(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cyrus_to_dovecot_is_exact_and_incremental() {
+    exact_initial_and_incremental(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn into_an_inbox_prefixed_server_without_extensions() {
+    exact_initial_and_incremental(DOVECOT_SOURCE, LEGACY).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn out_of_an_inbox_prefixed_server_without_special_use() {
+    exact_initial_and_incremental(LEGACY, DOVECOT_TARGET).await;
+}
+
+/// Several users opened by one SASL PLAIN administrator, copied at the same
+/// time into one data directory, then again after new mail and flag
+/// changes: each mailbox has checkpoints of its own (they were the admin's,
+/// shared: mail went missing and was duplicated).
+#[tokio::test(flavor = "multi_thread")]
+async fn plain_admin_users_have_checkpoints_of_their_own() {
+    let users = ["anne@example.org", "bjorn@example.org", "cecilie@example.org"];
+    let setup = Setup::new(Family::Cyrus, Family::Cyrus, &users).await;
+    for (i, user) in users.iter().enumerate() {
+        let mut session = setup.source.admin_session(user).await.expect("login");
+        let messages: Vec<CorpusMessage> = (0..40 + 15 * i as u32)
+            .map(|n| CorpusMessage {
+                bytes: corpus::generated_message(n, Some(&format!("{n}-{user}")), 1_500),
+                flags: if n % 4 == 0 { vec!["\\Seen".into()] } else { vec![] },
+                date: corpus::spread_date(n),
+            })
+            .collect();
+        corpus::append_all(&mut session, "INBOX", &messages)
+            .await
+            .expect("seed");
+    }
+    let run_all = || {
+        let children: Vec<_> = users
+            .iter()
+            .map(|user| {
+                setup
+                    .command(user, &["--json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().expect("wait");
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    run_all();
+    run_all();
+    for (i, user) in users.iter().enumerate() {
+        let mut session = setup.source.admin_session(user).await.expect("login");
+        corpus::append_all(&mut session, "INBOX", &new_messages(500 + 10 * i as u32, 2))
+            .await
+            .expect("append");
+        session
+            .select("INBOX", flytt_imap::Access::ReadWrite)
+            .await
+            .expect("select");
+        let flagged = flytt_imap::Flag::parse("\\Flagged").expect("flag");
+        session
+            .uid_store(&[2, 5], true, &[flagged])
+            .await
+            .expect("store");
+    }
+    run_all();
+    run_all();
+    for user in users {
+        setup.assert_exact(user, |_| false).await;
+    }
+}
+
+/// Killed three times while copying into a target that rewrites messages
+/// (Cyrus replaces raw 8-bit header bytes), then run to the end: every
+/// message is there exactly once, although the crash's copies no longer
+/// have the source's bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
+    let setup = Setup::new(DOVECOT_SOURCE, Family::Cyrus, &[USER]).await;
+    let inbox: Vec<CorpusMessage> = (0..1_500u32)
+        .map(|n| {
+            let mut bytes = format!(
+                "From: =?utf-8?q?J=C3=B8rgen?= <jorgen@kilde.example>\r\nSubject: R\u{e6}kesm\u{f8}rbr\u{f8}d {n}\r\nMessage-ID: <k-{n}@kilde.example>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\n"
+            )
+            .into_bytes();
+            bytes.extend(std::iter::repeat_n(b'x', 2_000));
+            bytes.extend_from_slice(b"\r\n");
+            CorpusMessage {
+                bytes,
+                flags: if n % 3 == 0 { vec!["\\Seen".into()] } else { vec![] },
+                date: corpus::spread_date(n),
+            }
+        })
+        .collect();
+    setup
+        .seed(
+            USER,
+            &[CorpusFolder {
+                path: vec!["INBOX".into()],
+                subscribed: true,
+                messages: inbox,
+            }],
+        )
+        .await;
+    for threshold in [150u32, 600, 1_100] {
+        let mut child = setup
+            .command(USER, &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut session = setup.target.admin_session(USER).await.expect("login");
+            let status = session
+                .select("INBOX", flytt_imap::Access::ReadOnly)
+                .await
+                .expect("select");
+            drop(session);
+            if status.exists >= threshold || Instant::now() > deadline {
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+    let json = setup.sync();
+    assert!(count(&json, "messages_copied") < 1_500, "{json}");
+    setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
+}
+
+/// Cyrus refuses a `"` in a folder name: the folder is created under a
+/// safe name, reported as renamed, and its mail is copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_folder_name_is_renamed_and_its_mail_copied() {
+    let setup = Setup::new(DOVECOT_SOURCE, Family::Cyrus, &[USER]).await;
+    let folder = |path: &[&str], n: u32| CorpusFolder {
+        path: path.iter().map(|p| p.to_string()).collect(),
+        subscribed: true,
+        messages: new_messages(n, 2),
+    };
+    setup
+        .seed(
+            USER,
+            &[
+                folder(&["Tilbud \"2024\""], 100),
+                folder(&["Tilbud \"2024\"", "Vedlegg"], 200),
+            ],
+        )
+        .await;
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 4, "{json}");
+    assert_eq!(count(&json, "messages_failed"), 0, "{json}");
+    let issues = json["issues"].to_string();
+    assert!(issues.contains("renamed") && issues.contains("Tilbud _2024_"), "{issues}");
+    let (_, target) = setup.snapshots(USER).await;
+    assert_eq!(target["Tilbud _2024_"].len(), 2, "{:?}", target.keys());
+    assert_eq!(target["Tilbud _2024_/Vedlegg"].len(), 2);
+    // A second run finds the renamed folders and copies nothing again.
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 0, "{json}");
+}
