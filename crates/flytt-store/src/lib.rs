@@ -27,7 +27,7 @@ pub use directories::StoredDirectory;
 pub use endpoints::Endpoint;
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use mails::BatchMail;
-pub use sync_state::{CopiedMessage, FolderState, PairId};
+pub use sync_state::{CopiedMessage, FolderState, InterruptedAppends, PairId};
 pub use tokens::ApiToken;
 
 #[derive(Debug, thiserror::Error)]

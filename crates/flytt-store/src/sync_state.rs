@@ -21,6 +21,13 @@ pub struct FolderState {
     pub uid_next: Option<u32>,
 }
 
+/// APPENDs a dead run left in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterruptedAppends {
+    /// The target folder's UIDNEXT before them (unknown from older versions).
+    pub target_uid_next: Option<u32>,
+}
+
 /// One copied message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopiedMessage {
@@ -183,17 +190,19 @@ impl Store {
         Ok(())
     }
 
-    /// Marks that APPENDs for the folder are (or are no longer) in flight.
-    pub async fn set_appending(
+    /// Marks that APPENDs for the folder are in flight, into a target
+    /// folder whose UIDNEXT was `target_uid_next` when they began.
+    pub async fn begin_appending(
         &self,
         pair: PairId,
         source_folder: &str,
-        appending: bool,
+        target_uid_next: Option<u32>,
     ) -> Result<()> {
         sqlx::query(
-            "UPDATE folder_state SET appending = ? WHERE pair_id = ? AND source_folder = ?",
+            "UPDATE folder_state SET appending = 1, appending_from_uid = ? \
+             WHERE pair_id = ? AND source_folder = ?",
         )
-        .bind(i64::from(appending))
+        .bind(target_uid_next.map(i64::from))
         .bind(pair.0)
         .bind(source_folder)
         .execute(&self.pool)
@@ -201,19 +210,44 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the last run died with APPENDs for the folder in flight.
-    pub async fn was_appending(&self, pair: PairId, source_folder: &str) -> Result<bool> {
+    /// Marks that no APPEND for the folder is in flight any more.
+    pub async fn end_appending(&self, pair: PairId, source_folder: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE folder_state SET appending = 0, appending_from_uid = NULL \
+             WHERE pair_id = ? AND source_folder = ?",
+        )
+        .bind(pair.0)
+        .bind(source_folder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the last run died with APPENDs for the folder in flight, and
+    /// from which target UID on its copies may be.
+    pub async fn interrupted_appends(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+    ) -> Result<Option<InterruptedAppends>> {
         let row = sqlx::query(
-            "SELECT appending FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+            "SELECT appending, appending_from_uid FROM folder_state \
+             WHERE pair_id = ? AND source_folder = ?",
         )
         .bind(pair.0)
         .bind(source_folder)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(row) => row.try_get::<i64, _>("appending")? != 0,
-            None => false,
-        })
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<i64, _>("appending")? == 0 {
+            return Ok(None);
+        }
+        Ok(Some(InterruptedAppends {
+            target_uid_next: row
+                .try_get::<Option<i64>, _>("appending_from_uid")?
+                .map(|v| to_u32("appending_from_uid", v))
+                .transpose()?,
+        }))
     }
 
     /// Every copied message of a folder.

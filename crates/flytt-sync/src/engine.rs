@@ -566,7 +566,14 @@ impl Ctx<'_> {
         // committing them. Let the folder settle, or they would land after
         // the reconciliation below and be copied twice.
         let mut tgt_status = tgt_status;
-        if !dry_run && self.store.was_appending(self.pair, &folder.source).await? {
+        let interrupted = if dry_run {
+            None
+        } else {
+            self.store
+                .interrupted_appends(self.pair, &folder.source)
+                .await?
+        };
+        if interrupted.is_some() {
             tgt_status = self.settle_target(folder, tgt_status).await?;
         }
 
@@ -579,7 +586,10 @@ impl Ctx<'_> {
             .map(|c| c.source_uid)
             .collect();
         if (!to_copy.is_empty() || !needs_target_uid.is_empty()) && tgt_status.exists > 0 {
-            let matched = self.reconcile(&copied, &to_copy, &needs_target_uid).await?;
+            let crash_copies_from = interrupted.and_then(|i| i.target_uid_next);
+            let matched = self
+                .reconcile(&copied, &to_copy, &needs_target_uid, crash_copies_from)
+                .await?;
             let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
             let newly = to_copy
                 .iter()
@@ -628,13 +638,11 @@ impl Ctx<'_> {
             .copy_started(&folder.display, to_copy.len() as u64, bytes);
         if !to_copy.is_empty() {
             self.store
-                .set_appending(self.pair, &folder.source, true)
+                .begin_appending(self.pair, &folder.source, tgt_status.uid_next)
                 .await?;
             self.copy(folder, &to_copy, &tgt_status, &mut unkept)
                 .await?;
-            self.store
-                .set_appending(self.pair, &folder.source, false)
-                .await?;
+            self.store.end_appending(self.pair, &folder.source).await?;
         }
         self.apply_flags(folder, flag_changes).await?;
         for flag in unkept {
@@ -717,13 +725,21 @@ impl Ctx<'_> {
 
     /// Pairs unmapped source messages with unknown target messages of the
     /// same content. Returns the new map rows (flags as the target has them).
+    ///
+    /// `crash_copies_from` is the target UID from which a dead run's
+    /// APPENDs landed: those copies are also matched by INTERNALDATE and
+    /// Message-ID in UID order, because a target may have rewritten them on
+    /// APPEND (Cyrus replaces raw 8-bit header bytes, others add a final
+    /// CRLF) and then neither size nor hash is the source's.
     async fn reconcile(
         &mut self,
         copied: &HashMap<Uid, CopiedMessage>,
         to_copy: &[Meta],
         needs_target_uid: &[Uid],
+        crash_copies_from: Option<Uid>,
     ) -> Result<Vec<CopiedMessage>, SyncError> {
-        const ID_ITEMS: &str = "UID RFC822.SIZE FLAGS BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+        const ID_ITEMS: &str =
+            "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
         let known: HashSet<Uid> = copied.values().filter_map(|c| c.target_uid).collect();
         let all_target = self.tgt.uid_search_all().await.map_err(SyncError::Target)?;
         let unknown: Vec<Uid> = all_target
@@ -744,18 +760,23 @@ impl Ctx<'_> {
         let source_ids = fetch_in_chunks(&mut self.src, &source_uids, ID_ITEMS)
             .await
             .map_err(SyncError::Source)?;
+        let mut matched = self.match_by_content(&source_ids, &target_ids).await?;
+        if let Some(from) = crash_copies_from {
+            matched.extend(match_crash_copies(&source_ids, &target_ids, &matched, from));
+        }
+        Ok(matched)
+    }
 
-        let key = |m: &FetchedMessage| -> (u32, Vec<u8>) {
-            let id = m.header_fields.as_deref().unwrap_or_default();
-            let normalized: Vec<u8> = id
-                .iter()
-                .filter(|b| !b.is_ascii_whitespace())
-                .map(u8::to_ascii_lowercase)
-                .collect();
-            (m.size.unwrap_or(0), normalized)
-        };
+    /// Pairs source and target messages of the same size and Message-ID
+    /// whose full bytes have the same SHA-256.
+    async fn match_by_content(
+        &mut self,
+        source_ids: &[FetchedMessage],
+        target_ids: &[FetchedMessage],
+    ) -> Result<Vec<CopiedMessage>, SyncError> {
+        let key = |m: &FetchedMessage| (m.size.unwrap_or(0), normalized_id(m));
         let mut groups: HashMap<(u32, Vec<u8>), Vec<&FetchedMessage>> = HashMap::new();
-        for m in &target_ids {
+        for m in target_ids {
             groups.entry(key(m)).or_default().push(m);
         }
         let candidates: Vec<&FetchedMessage> = source_ids
@@ -1051,6 +1072,65 @@ impl Ctx<'_> {
         self.report.flags_updated += rows.len() as u64;
         Ok(())
     }
+}
+
+/// A Message-ID header as compared: without whitespace, lower-cased.
+fn normalized_id(m: &FetchedMessage) -> Vec<u8> {
+    m.header_fields
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(u8::to_ascii_lowercase)
+        .collect()
+}
+
+/// Pairs a dead run's copies (target UIDs from `from` on, not matched yet)
+/// with the source messages they were made from: the same INTERNALDATE and
+/// Message-ID, taken in UID order on both sides, which is the order flytt
+/// appends in. A message the target delivered itself meanwhile has its own
+/// INTERNALDATE and is left alone.
+fn match_crash_copies(
+    source_ids: &[FetchedMessage],
+    target_ids: &[FetchedMessage],
+    matched: &[CopiedMessage],
+    from: Uid,
+) -> Vec<CopiedMessage> {
+    let used_source: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
+    let used_target: HashSet<Uid> = matched.iter().filter_map(|m| m.target_uid).collect();
+    let key = |m: &FetchedMessage| (m.internal_date.map(|d| d.timestamp()), normalized_id(m));
+    let mut crash_copies: HashMap<_, VecDeque<&FetchedMessage>> = HashMap::new();
+    let mut targets: Vec<&FetchedMessage> = target_ids
+        .iter()
+        .filter(|t| {
+            t.uid
+                .is_some_and(|u| u >= from && !used_target.contains(&u))
+        })
+        .filter(|t| t.internal_date.is_some())
+        .collect();
+    targets.sort_by_key(|t| t.uid);
+    for t in targets {
+        crash_copies.entry(key(t)).or_default().push_back(t);
+    }
+    let mut sources: Vec<&FetchedMessage> = source_ids
+        .iter()
+        .filter(|m| m.uid.is_some_and(|u| !used_source.contains(&u)))
+        .collect();
+    sources.sort_by_key(|m| m.uid);
+    let mut pairs = Vec::new();
+    for m in sources {
+        let (Some(uid), Some(copies)) = (m.uid, crash_copies.get_mut(&key(m))) else {
+            continue;
+        };
+        if let Some(t) = copies.pop_front() {
+            pairs.push(CopiedMessage {
+                source_uid: uid,
+                target_uid: t.uid,
+                flags: flag_string(t.flags.as_deref().unwrap_or_default()),
+            });
+        }
+    }
+    pairs
 }
 
 /// Splits messages into chunks of at most `count` messages and about

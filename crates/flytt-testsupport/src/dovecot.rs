@@ -115,7 +115,15 @@ impl Dovecot {
                 .map_err(io("start dovecot (is dovecot-imapd installed?)"))?;
             let log = || std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
             let ports = [port, tls_port, sieve_port, lmtp_port];
-            match crate::wait_listening(&mut child, "dovecot", &ports, log) {
+            let listening =
+                crate::wait_listening(&mut child, "dovecot", &ports, log).and_then(|()| {
+                    if crate::greets_with(port, &greeting(root)) {
+                        Ok(())
+                    } else {
+                        Err(Error::Server(format!("another server took port {port}")))
+                    }
+                });
+            match listening {
                 Ok(()) => break (child, port, tls_port, sieve_port, lmtp_port),
                 Err(e) => {
                     let _ = child.kill();
@@ -425,6 +433,13 @@ pub(crate) fn make_certificates(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The instance's greeting, which names it (see `greets_with`).
+fn greeting(root: &Path) -> String {
+    root.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// The ports an instance listens on.
 struct Ports {
     imap: u16,
@@ -434,6 +449,7 @@ struct Ports {
 }
 
 fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as: &str) -> String {
+    let greeting = greeting(root);
     let root = root.display();
     let Ports {
         imap: port,
@@ -480,6 +496,7 @@ listen = 127.0.0.1
 ssl_cert = <{root}/server.pem
 ssl_key = <{root}/server.key
 disable_plaintext_auth = no
+login_greeting = {greeting}
 auth_mechanisms = plain login xoauth2 oauthbearer
 auth_master_user_separator = *
 first_valid_uid = 1

@@ -78,3 +78,23 @@ pub(crate) fn wait_listening(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Whether the IMAP server on `port` greets with `token`: the server this
+/// test started, not another one that took the port between our probe for a
+/// free port and its bind (then the start is tried again elsewhere).
+pub(crate) fn greets_with(port: u16, token: &str) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut greeting = Vec::new();
+    let mut buffer = [0u8; 512];
+    while !greeting.ends_with(b"\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => greeting.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&greeting).contains(token)
+}

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use flytt_imap::Session;
 
+use crate::Result;
 use crate::cyrus::{self, Cyrus};
 use crate::dovecot::{self, Dovecot, Layout};
-use crate::Result;
 
 /// Which server, and how it is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
