@@ -123,7 +123,7 @@ async fn bad_requests_create_nothing() {
     let result = control
         .create_batch(
             request("b"),
-            b"EmailAddress,Password\nkari@example.org,short\n",
+            b"EmailAddress,Password\nkari-at-example.org,short\n",
         )
         .await;
     let Err(ControlError::InvalidCsv(errors)) = result else {

@@ -97,6 +97,8 @@ impl SieveSession {
             server: server.clone(),
             source,
         })?;
+        // Small commands and replies: no waiting on Nagle and delayed ACKs.
+        let _ = tcp.set_nodelay(true);
         let mut session = SieveSession {
             stream: Box::new(tcp),
             buffer: Vec::new(),

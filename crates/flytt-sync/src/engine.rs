@@ -49,6 +49,8 @@ pub async fn sync_mailbox(
         uidplus: tgt.has("UIDPLUS"),
         target_delimiter: '/',
         renamed: Vec::new(),
+        sent: Vec::new(),
+        suspects: Vec::new(),
         src,
         tgt,
         store,
@@ -94,6 +96,13 @@ struct Ctx<'a> {
     target_delimiter: char,
     /// Target folders created under a safe name: (planned, created).
     renamed: Vec<(String, String)>,
+    /// The folder's copies confirmed with a target UID, for the size check:
+    /// (source UID, target UID, bytes sent).
+    sent: Vec<(Uid, Uid, u64)>,
+    /// Copies whose header has raw 8-bit bytes, which some targets replace
+    /// without changing the size (Cyrus): (source UID, target UID, SHA-256
+    /// of the bytes sent), read back and compared.
+    suspects: Vec<(Uid, Uid, [u8; 32])>,
 }
 
 /// What flytt knows of a source message before fetching its body.
@@ -642,6 +651,7 @@ impl Ctx<'_> {
                 .await?;
             self.copy(folder, &to_copy, &tgt_status, &mut unkept)
                 .await?;
+            self.check_sizes(folder).await?;
             self.store.end_appending(self.pair, &folder.source).await?;
         }
         self.apply_flags(folder, flag_changes).await?;
@@ -995,6 +1005,17 @@ impl Ctx<'_> {
             }
             _ => vec![None; batch.len()],
         };
+        for (p, target_uid) in batch.iter().zip(&target_uids) {
+            if let Some(target_uid) = target_uid {
+                self.sent.push((p.uid, *target_uid, p.message.body.len()));
+                if let Body::Memory(bytes) = &p.message.body
+                    && header_has_8bit(bytes)
+                {
+                    self.suspects
+                        .push((p.uid, *target_uid, Sha256::digest(bytes).into()));
+                }
+            }
+        }
         let rows: Vec<CopiedMessage> = batch
             .iter()
             .zip(target_uids)
@@ -1012,6 +1033,80 @@ impl Ctx<'_> {
         self.report.bytes_copied += bytes;
         self.observer.copied(batch.len() as u64, bytes);
         Ok(())
+    }
+
+    /// Compares the size the target reports for each copy with the bytes
+    /// sent (one FETCH per 500 copies): a target that rewrote a message on
+    /// APPEND is reported, never silently. The first few of a folder are
+    /// read back from both sides to say what changed.
+    async fn check_sizes(&mut self, folder: &FolderPlan) -> Result<(), SyncError> {
+        const EXPLAINED_PER_FOLDER: usize = 20;
+        let sent = std::mem::take(&mut self.sent);
+        let suspects = std::mem::take(&mut self.suspects);
+        if sent.is_empty() {
+            return Ok(());
+        }
+        let target_uids: Vec<Uid> = sent.iter().map(|(_, t, _)| *t).collect();
+        let sizes: HashMap<Uid, u64> =
+            fetch_in_chunks(&mut self.tgt, &target_uids, "UID RFC822.SIZE")
+                .await
+                .map_err(SyncError::Target)?
+                .into_iter()
+                .filter_map(|m| Some((m.uid?, u64::from(m.size?))))
+                .collect();
+        let suspect_uids: Vec<Uid> = suspects.iter().map(|(_, t, _)| *t).collect();
+        let stored_hashes = hash_bodies(&mut self.tgt, &suspect_uids, self.options.batch_messages)
+            .await
+            .map_err(|e| e.side(SyncError::Target))?;
+        let rewritten: HashSet<Uid> = suspects
+            .iter()
+            .filter(|(_, t, sent)| stored_hashes.get(t).is_some_and(|h| h != sent))
+            .map(|(_, t, _)| *t)
+            .collect();
+        let altered: Vec<(Uid, Uid, u64, u64)> = sent
+            .into_iter()
+            .filter_map(|(source, target, bytes)| {
+                let stored = *sizes.get(&target)?;
+                (stored != bytes || rewritten.contains(&target))
+                    .then_some((source, target, bytes, stored))
+            })
+            .collect();
+        for (i, (source, target, bytes, stored)) in altered.iter().enumerate() {
+            let change = if i < EXPLAINED_PER_FOLDER {
+                self.what_changed(*source, *target).await?
+            } else {
+                "content changed".to_string()
+            };
+            self.report.messages_altered += 1;
+            self.issue(
+                IssueKind::Altered,
+                &folder.display,
+                Some(*source),
+                format!(
+                    "the target keeps it altered: {change} ({bytes} bytes sent, {stored} stored)"
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads a message back from both sides and names the difference.
+    async fn what_changed(&mut self, source: Uid, target: Uid) -> Result<String, SyncError> {
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (source, target) = (source.to_string(), target.to_string());
+        let (original, stored) = tokio::join!(
+            src.uid_fetch(&source, "UID BODY.PEEK[]"),
+            tgt.uid_fetch(&target, "UID BODY.PEEK[]"),
+        );
+        let body = |fetched: Vec<FetchedMessage>| -> Result<Vec<u8>, SyncError> {
+            match fetched.into_iter().find_map(|m| m.body) {
+                Some(body) => body.to_vec().map_err(SyncError::Spool),
+                None => Ok(Vec::new()),
+            }
+        };
+        let original = body(original.map_err(SyncError::Source)?)?;
+        let stored = body(stored.map_err(SyncError::Target)?)?;
+        Ok(describe_change(&original, &stored).to_string())
     }
 
     /// Applies flag changes as deltas (what the source added or removed
@@ -1071,6 +1166,46 @@ impl Ctx<'_> {
             .await?;
         self.report.flags_updated += rows.len() as u64;
         Ok(())
+    }
+}
+
+/// Whether the header (up to the first empty line) has raw 8-bit bytes.
+fn header_has_8bit(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len());
+    message[..end].iter().any(|b| *b >= 0x80)
+}
+
+/// What a target did to a message, from the bytes sent and the bytes kept.
+fn describe_change(original: &[u8], stored: &[u8]) -> &'static str {
+    let header_end = |b: &[u8]| {
+        b.windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(b.len())
+    };
+    let without_cr = |b: &[u8]| {
+        b.iter()
+            .filter(|c| **c != b'\r')
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    if stored.starts_with(original)
+        && stored[original.len()..]
+            .iter()
+            .all(|c| *c == b'\r' || *c == b'\n')
+    {
+        "a line ending was added at the end"
+    } else if without_cr(original) == without_cr(stored) {
+        "line endings changed"
+    } else if original.len() == stored.len()
+        && original[..header_end(original)].iter().any(|c| *c >= 0x80)
+        && original[header_end(original)..] == stored[header_end(stored)..]
+    {
+        "8-bit header bytes replaced"
+    } else {
+        "content changed"
     }
 }
 
@@ -1211,6 +1346,27 @@ async fn hash_bodies(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_are_named() {
+        let original = b"Subject: R\xe6ker\r\n\r\nBody\r\n";
+        assert_eq!(
+            describe_change(original, b"Subject: RXker\r\n\r\nBody\r\n"),
+            "8-bit header bytes replaced"
+        );
+        assert_eq!(
+            describe_change(b"A: b\r\n\r\nBody", b"A: b\r\n\r\nBody\r\n"),
+            "a line ending was added at the end"
+        );
+        assert_eq!(
+            describe_change(b"A: b\n\nBody\n", b"A: b\r\n\r\nBody\r\n"),
+            "line endings changed"
+        );
+        assert_eq!(
+            describe_change(b"A: b\r\n\r\nx", b"A: c\r\n\r\nyy"),
+            "content changed"
+        );
+    }
 
     #[test]
     fn chunks_respect_count_and_bytes() {

@@ -27,6 +27,8 @@ pub enum IssueKind {
     Renamed,
     /// A flag the target cannot keep.
     Flag,
+    /// The target stored the message with other bytes than were sent.
+    Altered,
 }
 
 impl IssueKind {
@@ -55,6 +57,9 @@ pub struct Report {
     pub messages_matched: u64,
     pub messages_skipped: u64,
     pub messages_failed: u64,
+    /// Copied, but the target keeps other bytes than the source's (its
+    /// size differs): each is an issue saying what changed.
+    pub messages_altered: u64,
     pub flags_updated: u64,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,

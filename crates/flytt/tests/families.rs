@@ -257,6 +257,18 @@ async fn exact_initial_and_incremental(source: Family, target: Family) {
     let json = setup.sync();
     assert_eq!(count(&json, "messages_copied"), total, "{json}");
     setup.assert_exact(USER, rewritten_by(target)).await;
+    // What the target rewrote is reported, message by message, never silent.
+    let (source_mail, _) = setup.snapshots(USER).await;
+    let rewritten = source_mail
+        .values()
+        .flatten()
+        .filter(|m| rewritten_by(target)(m))
+        .count() as u64;
+    assert_eq!(count(&json, "messages_altered"), rewritten, "{json}");
+    if rewritten > 0 {
+        let issues = json["issues"].to_string();
+        assert!(issues.contains("8-bit header bytes replaced"), "{issues}");
+    }
 
     let json = setup.sync();
     assert_eq!(count(&json, "messages_copied"), 0, "{json}");
