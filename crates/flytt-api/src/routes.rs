@@ -131,6 +131,8 @@ struct NewEndpointBody {
     #[serde(default)]
     allow_plaintext: bool,
     ca_file: Option<String>,
+    #[serde(default)]
+    tls_fingerprints: Vec<String>,
     admin_user: Option<String>,
     admin_mode: Option<String>,
     admin_password: Option<String>,
@@ -156,6 +158,7 @@ async fn create_endpoint(
         url: body.url,
         allow_plaintext: body.allow_plaintext,
         ca_file: body.ca_file,
+        tls_fingerprints: body.tls_fingerprints,
         admin_user: body.admin_user,
         admin_mode: body
             .admin_mode

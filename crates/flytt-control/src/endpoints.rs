@@ -36,6 +36,7 @@ pub fn sieve_server(
     let mut server = flytt_sieve::SieveServer::from_url(url).map_err(|e| e.to_string())?;
     server.allow_plaintext = endpoint.allow_plaintext;
     server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    server.tls_fingerprints = tls_fingerprints(endpoint)?;
     Ok(Some(server))
 }
 
@@ -44,7 +45,19 @@ pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, S
     let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
     server.allow_plaintext = endpoint.allow_plaintext;
     server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
+    server.tls_fingerprints = tls_fingerprints(endpoint)?;
     Ok(server)
+}
+
+/// The endpoint's pinned certificates.
+pub fn tls_fingerprints(
+    endpoint: &Endpoint,
+) -> std::result::Result<Vec<flytt_tls::Fingerprint>, String> {
+    endpoint
+        .tls_fingerprints
+        .iter()
+        .map(|f| f.parse())
+        .collect()
 }
 
 /// The endpoint's admin login for `user`, if the endpoint has an admin.
@@ -87,6 +100,9 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
             "endpoint name {:?}: 1 to 64 characters, no '/' or control characters",
             endpoint.name
         ));
+    }
+    if let Err(e) = tls_fingerprints(endpoint) {
+        return invalid(format!("TLS fingerprint: {e}"));
     }
     if let Err(e) = server_config(endpoint) {
         return invalid(format!("url {:?}: {e}", endpoint.url));

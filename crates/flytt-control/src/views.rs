@@ -87,6 +87,8 @@ pub struct EndpointView {
     pub url: String,
     pub allow_plaintext: bool,
     pub ca_file: Option<String>,
+    /// Pinned certificate fingerprints (`sha256:HEX`).
+    pub tls_fingerprints: Vec<String>,
     pub admin_user: Option<String>,
     pub admin_mode: String,
     pub admin_password_set: bool,
@@ -103,6 +105,7 @@ impl EndpointView {
             url: endpoint.url.clone(),
             allow_plaintext: endpoint.allow_plaintext,
             ca_file: endpoint.ca_file.clone(),
+            tls_fingerprints: endpoint.tls_fingerprints.clone(),
             admin_user: endpoint.admin_user.clone(),
             admin_mode: endpoint.admin_mode.clone(),
             admin_password_set: endpoint.admin_password_sealed.is_some(),

@@ -108,8 +108,11 @@ impl LdapSettings {
         }
         let mut settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
         if implicit_tls || !self.allow_plaintext {
-            let config =
-                flytt_tls::client_config(&self.ca_files).map_err(|e| self.unreachable(e))?;
+            let config = flytt_tls::client_config(&flytt_tls::Trust {
+                ca_files: self.ca_files.clone(),
+                fingerprints: Vec::new(),
+            })
+            .map_err(|e| self.unreachable(e))?;
             settings = settings.set_config(config).set_starttls(!implicit_tls);
         }
         let (connection, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)

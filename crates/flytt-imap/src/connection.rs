@@ -43,8 +43,11 @@ pub struct ServerConfig {
     pub security: Security,
     /// With `StartTls`: go on in plaintext if the server offers no STARTTLS.
     pub allow_plaintext: bool,
-    /// Extra PEM files of certificates to trust (private CAs).
+    /// Extra PEM files of certificates to trust (private CAs, or the
+    /// server's own certificate).
     pub ca_files: Vec<PathBuf>,
+    /// Certificates trusted by their SHA-256 fingerprint.
+    pub tls_fingerprints: Vec<flytt_tls::Fingerprint>,
     /// How long to wait for any sign of progress on a command.
     pub timeout: Duration,
     pub limits: FrameLimits,
@@ -58,6 +61,7 @@ impl ServerConfig {
             security,
             allow_plaintext: false,
             ca_files: Vec::new(),
+            tls_fingerprints: Vec::new(),
             timeout: Duration::from_secs(120),
             limits: FrameLimits::default(),
         }
@@ -549,7 +553,11 @@ async fn tls_handshake(
     config: &ServerConfig,
     tcp: TcpStream,
 ) -> Result<flytt_tls::TlsStream<TcpStream>> {
-    flytt_tls::handshake(tcp, &config.host, &config.ca_files, config.timeout)
+    let trust = flytt_tls::Trust {
+        ca_files: config.ca_files.clone(),
+        fingerprints: config.tls_fingerprints.clone(),
+    };
+    flytt_tls::handshake(tcp, &config.host, &trust, config.timeout)
         .await
         .map_err(|detail| Error::Tls {
             server: config.display_name(),

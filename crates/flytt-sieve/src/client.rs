@@ -21,6 +21,8 @@ pub struct SieveServer {
     /// Go on without TLS when the server offers no STARTTLS.
     pub allow_plaintext: bool,
     pub ca_files: Vec<PathBuf>,
+    /// Certificates trusted by their SHA-256 fingerprint.
+    pub tls_fingerprints: Vec<flytt_tls::Fingerprint>,
     pub timeout: Duration,
 }
 
@@ -42,6 +44,7 @@ impl SieveServer {
             port: url.port().unwrap_or(4190),
             allow_plaintext: false,
             ca_files: Vec::new(),
+            tls_fingerprints: Vec::new(),
             timeout: Duration::from_secs(60),
         })
     }
@@ -117,7 +120,11 @@ impl SieveSession {
                 });
             }
             let SieveSession { stream, server, .. } = session;
-            let tls = flytt_tls::handshake(stream, &config.host, &config.ca_files, config.timeout)
+            let trust = flytt_tls::Trust {
+                ca_files: config.ca_files.clone(),
+                fingerprints: config.tls_fingerprints.clone(),
+            };
+            let tls = flytt_tls::handshake(stream, &config.host, &trust, config.timeout)
                 .await
                 .map_err(|detail| Error::Tls {
                     server: server.clone(),

@@ -12,6 +12,8 @@ pub struct Endpoint {
     pub url: String,
     pub allow_plaintext: bool,
     pub ca_file: Option<String>,
+    /// Pinned certificate fingerprints (`sha256:HEX`); flytt-tls reads them.
+    pub tls_fingerprints: Vec<String>,
     pub admin_user: Option<String>,
     /// `master` or `plain` (see the migration); the store does not interpret it.
     pub admin_mode: String,
@@ -33,6 +35,7 @@ impl Endpoint {
             url: url.into(),
             allow_plaintext: false,
             ca_file: None,
+            tls_fingerprints: Vec::new(),
             admin_user: None,
             admin_mode: "master".into(),
             admin_password_sealed: None,
@@ -50,7 +53,7 @@ macro_rules! select_endpoints {
     ($tail:literal) => {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
-            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory FROM endpoint ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints FROM endpoint ",
             $tail
         )
     };
@@ -75,6 +78,11 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
         )?,
         sieve_url: row.try_get("sieve_url")?,
         directory: row.try_get("directory")?,
+        tls_fingerprints: row
+            .try_get::<String, _>("tls_fingerprints")?
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
     })
 }
 
@@ -83,8 +91,8 @@ impl Store {
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         let result = sqlx::query(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
-             max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -97,6 +105,7 @@ impl Store {
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
         .bind(&endpoint.sieve_url)
         .bind(&endpoint.directory)
+        .bind(endpoint.tls_fingerprints.join(" "))
         .execute(&self.pool)
         .await;
         match result {
@@ -116,7 +125,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
-             sieve_url = ?, directory = ? WHERE name = ?",
+             sieve_url = ?, directory = ?, tls_fingerprints = ? WHERE name = ?",
         )
         .bind(&endpoint.url)
         .bind(endpoint.allow_plaintext)
@@ -128,6 +137,7 @@ impl Store {
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
         .bind(&endpoint.sieve_url)
         .bind(&endpoint.directory)
+        .bind(endpoint.tls_fingerprints.join(" "))
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await

@@ -299,6 +299,7 @@ mod tests {
             url: "imaps://mail.example.org:993".into(),
             allow_plaintext: false,
             ca_file: None,
+            tls_fingerprints: vec![format!("sha256:{}", "ab".repeat(32))],
             admin_user: Some("admin".into()),
             admin_mode: "master".into(),
             admin_password_sealed: Some("v1:abcd:xyz".into()),

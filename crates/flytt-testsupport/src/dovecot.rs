@@ -242,6 +242,39 @@ impl Dovecot {
     }
 }
 
+/// The usual self-signed certificate of an older server, made in `dir`:
+/// `openssl req -x509`, so marked as a CA (`CA:TRUE`) and used as the
+/// server's own. Returns the configuration lines that make an instance use
+/// it (appended after the generated ones, they win) and the PEM file.
+pub fn self_signed_certificate(dir: &Path) -> Result<(String, PathBuf)> {
+    let (cert, key) = (dir.join("self-signed.pem"), dir.join("self-signed.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io("run openssl"))?;
+    if !out.status.success() {
+        return Err(Error::Server(format!(
+            "openssl req -x509: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let config = format!(
+        "ssl_cert = <{}\nssl_key = <{}\n",
+        cert.display(),
+        key.display()
+    );
+    Ok((config, cert))
+}
+
 /// Configuration that makes a server refuse messages over `size` (e.g.
 /// "1M"), with the server's own reason: the quota plugin's max mail size.
 pub fn max_mail_size(size: &str) -> String {

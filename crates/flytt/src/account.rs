@@ -37,6 +37,7 @@ pub struct Side<'a> {
     pub authorize_as: Option<&'a str>,
     pub allow_plaintext: bool,
     pub ca_files: &'a [PathBuf],
+    pub tls_fingerprints: &'a [flytt_tls::Fingerprint],
     pub timeout_secs: u64,
 }
 
@@ -48,6 +49,8 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
         side.timeout_secs,
     )
     .with_context(|| format!("--{}", side.name))?;
+    let mut server = server;
+    server.tls_fingerprints = side.tls_fingerprints.to_vec();
     let user = match (side.user, url_user) {
         (Some(flag), _) => flag.to_string(),
         (None, Some(url_user)) => url_user,

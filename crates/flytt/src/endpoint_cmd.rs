@@ -77,9 +77,14 @@ pub struct NewArgs {
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
-    /// A PEM file of CA certificates to trust for this server.
+    /// A PEM file of CA certificates to trust for this server, or the
+    /// server's own (self-signed) certificate.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Trust the server certificate with this SHA-256 fingerprint
+    /// (sha256:HEX, colons allowed; repeatable).
+    #[arg(long, value_name = "sha256:HEX")]
+    tls_fingerprint: Vec<flytt_tls::Fingerprint>,
     /// The server's ManageSieve (sieve://HOST[:PORT]): users' Sieve scripts
     /// move too when both endpoints have one.
     #[arg(long)]
@@ -109,6 +114,12 @@ pub struct SetArgs {
     allow_plaintext: Option<bool>,
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Pinned certificate fingerprints (replace the endpoint's; repeatable).
+    #[arg(long, value_name = "sha256:HEX")]
+    tls_fingerprint: Vec<flytt_tls::Fingerprint>,
+    /// Remove the endpoint's pinned fingerprints.
+    #[arg(long, conflicts_with = "tls_fingerprint")]
+    clear_tls_fingerprints: bool,
     /// The ManageSieve server (an empty value removes it).
     #[arg(long)]
     sieve_url: Option<String>,
@@ -154,6 +165,7 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
                 url: args.url,
                 allow_plaintext: args.allow_plaintext,
                 ca_file: args.ca_file.map(|p| p.display().to_string()),
+                tls_fingerprints: args.tls_fingerprint.iter().map(|f| f.to_string()).collect(),
                 admin_user: args.admin_user,
                 admin_mode: args.admin_mode.as_str().to_string(),
                 admin_password_sealed: sealed,
@@ -199,6 +211,12 @@ pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
             }
             if let Some(ca) = args.ca_file {
                 endpoint.ca_file = Some(ca.display().to_string());
+            }
+            if args.clear_tls_fingerprints {
+                endpoint.tls_fingerprints.clear();
+            } else if !args.tls_fingerprint.is_empty() {
+                endpoint.tls_fingerprints =
+                    args.tls_fingerprint.iter().map(|f| f.to_string()).collect();
             }
             control.update_endpoint(&endpoint).await?;
             println!("Endpoint {} updated.", endpoint.name);
@@ -270,6 +288,9 @@ fn print_endpoint(endpoint: &Endpoint) {
     );
     if let Some(ca) = &endpoint.ca_file {
         println!("CA file:                        {ca}");
+    }
+    for fingerprint in &endpoint.tls_fingerprints {
+        println!("Pinned certificate:             {fingerprint}");
     }
 }
 

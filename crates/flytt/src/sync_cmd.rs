@@ -57,9 +57,14 @@ pub struct SyncArgs {
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
-    /// Extra CA certificates (PEM) to trust, for servers with a private CA (repeatable).
+    /// Extra CA certificates (PEM) to trust, for servers with a private CA,
+    /// or a server's own self-signed certificate (repeatable).
     #[arg(long)]
     ca_file: Vec<PathBuf>,
+    /// Trust the server certificate with this SHA-256 fingerprint
+    /// (sha256:HEX, colons allowed; repeatable).
+    #[arg(long, value_name = "sha256:HEX")]
+    tls_fingerprint: Vec<flytt_tls::Fingerprint>,
     /// Seconds to wait for a server's answer before giving up.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -108,6 +113,7 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
         authorize_as: args.source_authorize_as.as_deref(),
         allow_plaintext: args.allow_plaintext,
         ca_files: &args.ca_file,
+        tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
     })?;
     let target = account(&Side {
@@ -120,6 +126,7 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
         authorize_as: args.target_authorize_as.as_deref(),
         allow_plaintext: args.allow_plaintext,
         ca_files: &args.ca_file,
+        tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
     })?;
     std::fs::create_dir_all(data_dir)

@@ -153,3 +153,74 @@ fn endpoints_are_created_tested_shown_and_removed() {
     assert_eq!(gone.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no endpoint named \"gammel\""));
 }
+
+/// An endpoint whose server has a self-signed certificate: pinned by its
+/// fingerprint (shown by `endpoint show`), the test logs in; without the
+/// pin it fails and says how to trust it; a malformed pin is refused.
+#[test]
+fn a_pinned_self_signed_certificate() {
+    let certificates = tempfile::tempdir().expect("tempdir");
+    let (config, certificate) =
+        flytt_testsupport::dovecot::self_signed_certificate(certificates.path())
+            .expect("certificate");
+    let server = Dovecot::start_with(
+        Layout::Source,
+        &[("kari@example.org", "kari-passord-9")],
+        &config,
+    )
+    .expect("dovecot");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let password = dir.path().join("admin.pw");
+    std::fs::write(&password, format!("{MASTER_PASSWORD}\n")).expect("write");
+    let der = std::process::Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&certificate)
+        .output()
+        .expect("openssl");
+    let pinned = flytt_tls::Fingerprint::of(&der.stdout).to_string();
+    let url = server.url();
+    let admin = [
+        "--admin-user",
+        MASTER_USER,
+        "--admin-password-file",
+        password.to_str().expect("path"),
+    ];
+    let new = |name: &str, extra: &[&str]| {
+        let mut args = vec!["endpoint", "new", name, "--url", &url];
+        args.extend(admin);
+        args.extend(extra);
+        flytt(&data, &args)
+    };
+    let malformed = new("feil", &["--tls-fingerprint", "sha256:1234"]);
+    assert_eq!(malformed.status.code(), Some(2), "{}", stdout(&malformed));
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("64 hex digits"),
+        "{}",
+        String::from_utf8_lossy(&malformed.stderr)
+    );
+
+    assert_eq!(new("uten", &[]).status.code(), Some(0));
+    let refused = flytt(
+        &data,
+        &["endpoint", "test", "uten", "--user", "kari@example.org"],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let said = stdout(&refused) + &String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains(&pinned) && said.contains("--tls-fingerprint"),
+        "{said}"
+    );
+
+    assert_eq!(
+        new("festet", &["--tls-fingerprint", &pinned]).status.code(),
+        Some(0)
+    );
+    let tested = flytt(
+        &data,
+        &["endpoint", "test", "festet", "--user", "kari@example.org"],
+    );
+    assert_eq!(tested.status.code(), Some(0), "{}", stdout(&tested));
+    let shown = flytt(&data, &["endpoint", "show", "festet", "--json"]);
+    assert!(stdout(&shown).contains(&pinned), "{}", stdout(&shown));
+}

@@ -8,7 +8,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use flytt_testsupport::corpus::{self, CorpusMessage, Snapshot, expected_target_path};
-use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER, max_mail_size};
+use flytt_testsupport::dovecot::{
+    MASTER_PASSWORD, MASTER_USER, max_mail_size, self_signed_certificate,
+};
 use flytt_testsupport::{Dovecot, Layout};
 
 const USER: &str = "kari@example.org";
@@ -770,4 +772,66 @@ async fn shared_namespaces_are_not_copied() {
         target["INBOX"].len(),
         corpus::functional(false)[0].messages.len()
     );
+}
+
+/// A target with the usual self-signed certificate (`openssl req -x509`:
+/// CA:TRUE, used as the server's own): refused with an error that shows
+/// its fingerprint, subject and validity and both ways to trust it; trusted
+/// by `--ca-file` with that certificate, or by its pinned fingerprint.
+#[tokio::test(flavor = "multi_thread")]
+async fn self_signed_certificates_by_file_and_by_fingerprint() {
+    let certificates = tempfile::tempdir().expect("tempdir");
+    let (config, certificate) =
+        self_signed_certificate(certificates.path()).expect("self-signed certificate");
+    let setup = Setup::with_target_config(&config);
+    setup
+        .seed(&[corpus::CorpusFolder {
+            path: vec!["INBOX".into()],
+            subscribed: true,
+            messages: (0..5u32)
+                .map(|n| CorpusMessage {
+                    bytes: corpus::generated_message(n, Some(&format!("s-{n}@kilde.example")), 800),
+                    flags: vec![],
+                    date: corpus::spread_date(n),
+                })
+                .collect(),
+        }])
+        .await;
+    let openssl = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&certificate)
+        .output()
+        .expect("openssl");
+    // "sha256 Fingerprint=AB:CD:…", as administrators get it from openssl.
+    let text = String::from_utf8_lossy(&openssl.stdout);
+    let colons = text.trim().rsplit('=').next().expect("fingerprint");
+    let pinned = format!("sha256:{colons}");
+    let hex = colons.replace(':', "").to_lowercase();
+
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(code, 2, "{json}");
+    let error = String::from_utf8_lossy(&output.stderr).to_string() + &json.to_string();
+    for expected in [
+        &format!("sha256:{hex}"),
+        "CN=localhost",
+        "valid from",
+        "--ca-file",
+        "--tls-fingerprint",
+    ] {
+        assert!(error.contains(expected), "{expected:?} missing in: {error}");
+    }
+
+    let by_file = certificate.display().to_string();
+    let (code, json, _) = setup.sync(&["--ca-file", &by_file]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 5);
+    setup.assert_target_matches_source(&[]).await;
+
+    let (code, json, _) = setup.sync(&["--tls-fingerprint", &pinned]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 0);
+
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    let (code, json, _) = setup.sync(&["--tls-fingerprint", &wrong]);
+    assert_eq!(code, 2, "{json}");
 }
