@@ -45,6 +45,12 @@ impl Cyrus {
     /// Starts an instance whose mailboxes are these users' (`name`,
     /// `password`), each made by the administrator.
     pub async fn start(users: &[(&str, &str)]) -> Result<Cyrus> {
+        Self::start_with(users, "").await
+    }
+
+    /// Like `start`, with extra `imapd.conf` lines (e.g.
+    /// `suppress_capabilities: LITERAL+ MULTIAPPEND`).
+    pub async fn start_with(users: &[(&str, &str)], extra_config: &str) -> Result<Cyrus> {
         let install = install_root();
         let bin = install.join("usr/lib/cyrus/bin");
         if !bin.join("master").exists() {
@@ -66,7 +72,8 @@ impl Cyrus {
         make_certificates(root)?;
         let runs_as = cyrus_user()?;
         let conf = root.join("imapd.conf");
-        std::fs::write(&conf, imapd_conf(root, &runs_as)).map_err(io("write imapd.conf"))?;
+        std::fs::write(&conf, imapd_conf(root, &runs_as) + extra_config)
+            .map_err(io("write imapd.conf"))?;
         set_password(root, ADMIN_USER, ADMIN_PASSWORD)?;
         for (user, password) in users {
             set_password(root, user, password)?;

@@ -2,6 +2,7 @@
 //!
 //!   flytt-lab demo  FLYTT_BINARY
 //!   flytt-lab bench-batch FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
+//!   flytt-lab bench-legacy FLYTT_BINARY [--messages N] [--size BYTES]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
 //!                   [--out FILE]
@@ -22,7 +23,7 @@ use flytt_testsupport::slapd::{
     ADMIN_DN as LDAP_ADMIN_DN, ADMIN_PASSWORD as LDAP_ADMIN_PASSWORD, BASE_DN as LDAP_BASE_DN,
     PEOPLE_DN, Slapd,
 };
-use flytt_testsupport::{Dovecot, Layout};
+use flytt_testsupport::{Cyrus, Dovecot, Layout, TestServer};
 
 type LabResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -34,6 +35,9 @@ async fn main() {
         Some("bench") if args.len() >= 2 => bench(Path::new(&args[1]), &args[2..]).await,
         Some("bench-batch") if args.len() >= 2 => {
             bench_batch(Path::new(&args[1]), &args[2..]).await
+        }
+        Some("bench-legacy") if args.len() >= 2 => {
+            bench_legacy(Path::new(&args[1]), &args[2..]).await
         }
         _ => {
             eprintln!(
@@ -56,12 +60,16 @@ struct Lab {
 
 impl Lab {
     fn start(users: &[String]) -> LabResult<Lab> {
+        Self::start_with_target(users, Layout::Target)
+    }
+
+    fn start_with_target(users: &[String], target: Layout) -> LabResult<Lab> {
         let pairs: Vec<(&str, &str)> = users
             .iter()
             .map(|u| (u.as_str(), "user-password-1"))
             .collect();
         let source = Dovecot::start(Layout::Source, &pairs)?;
-        let target = Dovecot::start(Layout::Target, &pairs)?;
+        let target = Dovecot::start(target, &pairs)?;
         let dir = tempfile::tempdir()?;
         std::fs::write(dir.path().join("master-password"), MASTER_PASSWORD)?;
         Ok(Lab {
@@ -917,4 +925,125 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         std::fs::write(out, &report)?;
     }
     Ok(())
+}
+
+/// Into a target without LITERAL+ or MULTIAPPEND (every APPEND waits for the
+/// server's `+` before its message): flytt against the naive copy, one
+/// FETCH and one APPEND at a time, both over STARTTLS, same mailbox. The
+/// target is the older-server Dovecot layout, or with `--target cyrus` a
+/// Cyrus with those capabilities suppressed.
+async fn bench_legacy(flytt: &Path, args: &[String]) -> LabResult<()> {
+    let mut messages = 2_000usize;
+    let mut size = 5_000usize;
+    let mut cyrus = false;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--messages" => messages = value.parse()?,
+            "--size" => size = value.parse()?,
+            "--target" => cyrus = value == "cyrus",
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let users = ["naive@example.org", "flytt@example.org"];
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, "user-password-1")).collect();
+    let source = Dovecot::start(Layout::Source, &pairs)?;
+    let target = if cyrus {
+        TestServer::Cyrus(
+            Cyrus::start_with(
+                &pairs,
+                "suppress_capabilities: LITERAL+ LITERAL- MULTIAPPEND CONDSTORE\n",
+            )
+            .await?,
+        )
+    } else {
+        TestServer::Dovecot(Dovecot::start(Layout::Legacy, &pairs)?)
+    };
+    let users: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+    eprintln!("seeding 2 users x {messages} messages of ~{size} bytes ...");
+    seed_users(&source, &users, false, move |_| {
+        (0..messages).map(|n| bench_message(7, n, size)).collect()
+    })
+    .await?;
+
+    let probe = target.admin_session(&users[0]).await?;
+    if probe.literal_plus() || probe.has("MULTIAPPEND") {
+        return Err("the target offers LITERAL+ or MULTIAPPEND".into());
+    }
+    drop(probe);
+    let naive_time = naive_copy(&source, &target, &users[0]).await?;
+
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("source-admin"), MASTER_PASSWORD)?;
+    std::fs::write(dir.path().join("target-admin"), target.admin_password())?;
+    let started = Instant::now();
+    let output = Command::new(flytt)
+        .arg("sync")
+        .args(TestServer::Dovecot(source).admin_login_args(
+            "source",
+            &users[1],
+            &dir.path().join("source-admin"),
+        ))
+        .args(target.admin_login_args("target", &users[1], &dir.path().join("target-admin")))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdin(Stdio::null())
+        .output()?;
+    let flytt_time = started.elapsed();
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned().into());
+    }
+    for user in &users {
+        let mut session = target.admin_session(user).await?;
+        let copied = session.select("INBOX", Access::ReadOnly).await?.exists as usize;
+        if copied != messages {
+            return Err(format!("{user}: {copied} of {messages} messages on the target").into());
+        }
+    }
+    let per_second = |d: Duration| messages as f64 / d.as_secs_f64();
+    println!("| into {} | time | messages/s |", target.family().name());
+    println!("|---|---|---|");
+    println!(
+        "| one FETCH + one APPEND at a time | {:.2} s | {:.0} |",
+        naive_time.as_secs_f64(),
+        per_second(naive_time)
+    );
+    println!(
+        "| flytt sync | {:.2} s | {:.0} |",
+        flytt_time.as_secs_f64(),
+        per_second(flytt_time)
+    );
+    println!(
+        "\nflytt / one-at-a-time: {:.2}x the rate",
+        naive_time.as_secs_f64() / flytt_time.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The naive copy: for each message, FETCH it, then APPEND it and wait.
+async fn naive_copy(source: &Dovecot, target: &TestServer, user: &str) -> LabResult<Duration> {
+    let mut source = source
+        .admin_session_with(user, &source.starttls_config())
+        .await?;
+    let mut target = target.admin_session(user).await?;
+    let started = Instant::now();
+    source.select("INBOX", Access::ReadOnly).await?;
+    let uids = source.uid_search_all().await?;
+    for uid in uids {
+        let fetched = source
+            .uid_fetch(&uid.to_string(), "UID FLAGS INTERNALDATE BODY.PEEK[]")
+            .await?;
+        for m in fetched {
+            let Some(body) = m.body else { continue };
+            let message = AppendMessage {
+                flags: m.flags.unwrap_or_default(),
+                internal_date: m.internal_date,
+                body,
+            };
+            let append = flytt_imap::append("INBOX", &[message], target.literal_plus());
+            target.run(append).await?;
+        }
+    }
+    Ok(started.elapsed())
 }
