@@ -273,6 +273,8 @@ struct NewBatchBody {
     #[serde(default)]
     convert_source_on_complete: bool,
     forwarding: Option<String>,
+    #[serde(default)]
+    verify: bool,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -343,6 +345,7 @@ impl NewBatchBody {
                 target_delivery_domain: self.target_delivery_domain,
                 convert_source_on_complete: self.convert_source_on_complete,
                 forwarding,
+                verify: self.verify,
             },
         };
         Ok((request, self.csv))

@@ -27,6 +27,9 @@ pub struct BatchParameters {
     pub convert_source_on_complete: bool,
     /// Staged batches: how mail still arriving at the source is forwarded.
     pub forwarding: Forwarding,
+    /// Compare the content of every copy with the source's (read back and
+    /// hashed) on every sync; final syncs always do.
+    pub verify: bool,
 }
 
 /// Where a staged batch sets forwarding on the source.

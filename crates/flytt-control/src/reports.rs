@@ -46,6 +46,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "ItemsAlreadyThere",
             "ItemsSkipped",
             "ItemsFailed",
+            "ItemsAlteredByTarget",
             "BytesCopied",
             "LastSyncedAt",
         ])
@@ -68,6 +69,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             number("messages_matched"),
             number("messages_skipped"),
             number("messages_failed"),
+            number("messages_altered"),
             number("bytes_copied"),
             user.last_synced_at
                 .as_deref()

@@ -39,6 +39,8 @@ pub struct Totals {
     pub messages_matched: u64,
     pub messages_skipped: u64,
     pub messages_failed: u64,
+    /// Copied, but kept altered by the target (see the error report).
+    pub messages_altered: u64,
     pub bytes_copied: u64,
 }
 
@@ -188,6 +190,7 @@ impl Totals {
             totals.messages_matched += number("messages_matched");
             totals.messages_skipped += number("messages_skipped");
             totals.messages_failed += number("messages_failed");
+            totals.messages_altered += number("messages_altered");
             totals.bytes_copied += number("bytes_copied");
             if let Some(progress) = json_or_null(user.progress.as_deref()) {
                 totals.messages_copied += progress["messages_copied"].as_u64().unwrap_or(0);

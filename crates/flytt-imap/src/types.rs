@@ -153,6 +153,22 @@ impl Body {
         }
     }
 
+    /// Up to the first `n` bytes (a message's header, say).
+    pub fn prefix(&self, n: usize) -> std::io::Result<Vec<u8>> {
+        match self {
+            Body::Memory(b) => Ok(b[..n.min(b.len())].to_vec()),
+            Body::Spooled(s) => {
+                let want = usize::try_from(s.len).map_or(n, |len| len.min(n));
+                let mut buf = vec![0u8; want];
+                let mut filled = 0;
+                while filled < want {
+                    filled += s.read_at(&mut buf[filled..], filled as u64)?;
+                }
+                Ok(buf)
+            }
+        }
+    }
+
     /// The whole body in memory. Meant for tests and small bodies.
     pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(usize::try_from(self.len()).unwrap_or(0));

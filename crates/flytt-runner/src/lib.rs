@@ -266,6 +266,8 @@ async fn sync_user(
             Some(MailboxType::ArchiveOnly) => MailboxScope::ArchiveOnly,
             Some(MailboxType::PrimaryAndArchive) | None => MailboxScope::PrimaryAndArchive,
         },
+        // The last sync before a batch completes checks every copy it makes.
+        verify: parameters.verify || kind == Kind::Final,
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides
@@ -497,16 +499,19 @@ async fn sync_with_retries(
     }
 }
 
-/// A user's statistics over all its syncs: what was copied adds up; what
-/// describes the mailbox now (found, skipped, failed, issues) is the latest.
+/// A user's statistics over all its syncs: what was copied adds up, and so
+/// do the copies the target altered (with their issues, which say what
+/// changed); what describes the mailbox now (found, skipped, failed, the
+/// other issues) is the latest.
 fn accumulate(
     previous: Option<serde_json::Value>,
     mut latest: serde_json::Value,
 ) -> serde_json::Value {
-    const SUMMED: [&str; 4] = [
+    const SUMMED: [&str; 5] = [
         "messages_copied",
         "bytes_copied",
         "messages_matched",
+        "messages_altered",
         "flags_updated",
     ];
     if let Some(previous) = previous {
@@ -514,6 +519,15 @@ fn accumulate(
             let total = previous[field].as_u64().unwrap_or(0) + latest[field].as_u64().unwrap_or(0);
             latest[field] = total.into();
         }
+        let altered = previous["issues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|issue| issue["kind"] == "altered")
+            .cloned();
+        let mut issues: Vec<serde_json::Value> = altered.collect();
+        issues.extend(latest["issues"].as_array().cloned().unwrap_or_default());
+        latest["issues"] = issues.into();
         let secs = previous["duration"].as_f64().unwrap_or(0.0)
             + latest["duration"].as_f64().unwrap_or(0.0);
         latest["duration"] = secs.into();

@@ -99,9 +99,8 @@ struct Ctx<'a> {
     /// The folder's copies confirmed with a target UID, for the size check:
     /// (source UID, target UID, bytes sent).
     sent: Vec<(Uid, Uid, u64)>,
-    /// Copies whose header has raw 8-bit bytes, which some targets replace
-    /// without changing the size (Cyrus): (source UID, target UID, SHA-256
-    /// of the bytes sent), read back and compared.
+    /// Copies to read back and compare (see `content_to_check`): (source
+    /// UID, target UID, SHA-256 of the bytes sent).
     suspects: Vec<(Uid, Uid, [u8; 32])>,
 }
 
@@ -651,7 +650,7 @@ impl Ctx<'_> {
                 .await?;
             self.copy(folder, &to_copy, &tgt_status, &mut unkept)
                 .await?;
-            self.check_sizes(folder).await?;
+            self.verify_copies(folder).await?;
             self.store.end_appending(self.pair, &folder.source).await?;
         }
         self.apply_flags(folder, flag_changes).await?;
@@ -1022,11 +1021,8 @@ impl Ctx<'_> {
         for (p, target_uid) in batch.iter().zip(&target_uids) {
             if let Some(target_uid) = target_uid {
                 self.sent.push((p.uid, *target_uid, p.message.body.len()));
-                if let Body::Memory(bytes) = &p.message.body
-                    && header_has_8bit(bytes)
-                {
-                    self.suspects
-                        .push((p.uid, *target_uid, Sha256::digest(bytes).into()));
+                if let Some(hash) = self.content_to_check(&p.message.body)? {
+                    self.suspects.push((p.uid, *target_uid, hash));
                 }
             }
         }
@@ -1050,10 +1046,11 @@ impl Ctx<'_> {
     }
 
     /// Compares the size the target reports for each copy with the bytes
-    /// sent (one FETCH per 500 copies): a target that rewrote a message on
-    /// APPEND is reported, never silently. The first few of a folder are
-    /// read back from both sides to say what changed.
-    async fn check_sizes(&mut self, folder: &FolderPlan) -> Result<(), SyncError> {
+    /// sent (one FETCH per 500 copies), and the content of the copies
+    /// `content_to_check` picked: a target that rewrote a message on APPEND
+    /// is reported, never silently. The first few of a folder are read back
+    /// from both sides to say what changed.
+    async fn verify_copies(&mut self, folder: &FolderPlan) -> Result<(), SyncError> {
         const EXPLAINED_PER_FOLDER: usize = 20;
         let sent = std::mem::take(&mut self.sent);
         let suspects = std::mem::take(&mut self.suspects);
@@ -1102,6 +1099,26 @@ impl Ctx<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The SHA-256 of a copy whose content is to be read back and compared:
+    /// every copy with `--verify`, otherwise those whose header has raw
+    /// 8-bit bytes (which some targets replace keeping the size).
+    fn content_to_check(&self, body: &Body) -> Result<Option<[u8; 32]>, SyncError> {
+        const HEADER_BYTES: usize = 64 * 1024;
+        if !self.options.verify {
+            let head = body.prefix(HEADER_BYTES).map_err(SyncError::Spool)?;
+            if !header_has_8bit(&head) {
+                return Ok(None);
+            }
+        }
+        let mut hasher = Sha256::new();
+        body.for_each_chunk(|chunk| {
+            hasher.update(chunk);
+            Ok(())
+        })
+        .map_err(SyncError::Spool)?;
+        Ok(Some(hasher.finalize().into()))
     }
 
     /// Reads a message back from both sides and names the difference.

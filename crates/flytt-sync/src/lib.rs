@@ -62,6 +62,10 @@ pub struct SyncOptions {
     pub mailbox_scope: MailboxScope,
     /// Plan only: report what would be copied, change nothing anywhere.
     pub dry_run: bool,
+    /// Read every copy back and compare its SHA-256 with the bytes sent
+    /// (without it: sizes for every copy, content for copies whose header
+    /// has raw 8-bit bytes).
+    pub verify: bool,
     /// Messages per FETCH chunk and per MULTIAPPEND.
     pub batch_messages: usize,
     /// Bytes per FETCH chunk and per MULTIAPPEND.
@@ -79,6 +83,7 @@ impl Default for SyncOptions {
             large_item_limit: None,
             mailbox_scope: MailboxScope::PrimaryAndArchive,
             dry_run: false,
+            verify: false,
             batch_messages: 50,
             batch_bytes: 4 * 1024 * 1024,
             fetch_window: 8,

@@ -164,6 +164,10 @@ pub struct NewArgs {
     /// that keep only their forwarding.
     #[arg(long)]
     convert_source_on_complete: bool,
+    /// Read every copy back and compare its content with the source's on
+    /// every sync (final syncs always do).
+    #[arg(long)]
+    verify: bool,
     /// Staged batches: where forwarding is set on the source
     /// (auto: the directory if the endpoint has one, else a Sieve redirect).
     #[arg(long, default_value = "auto", value_parser = parse_forwarding)]
@@ -375,12 +379,13 @@ fn print_batch(view: &BatchView) {
     }
     let t = &view.totals;
     println!(
-        "Messages:  {} found, {} copied, {} already there, {} skipped, {} failed",
+        "Messages:  {} found, {} copied, {} already there, {} skipped, {} failed, {} altered by the target",
         t.messages_found,
         t.messages_copied,
         t.messages_matched,
         t.messages_skipped,
-        t.messages_failed
+        t.messages_failed,
+        t.messages_altered
     );
     println!("Copied:    {:.1} MB", t.bytes_copied as f64 / 1e6);
     if let Some(speed) = &view.throughput {
@@ -462,13 +467,14 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
     if let Some(stats) = &user.statistics {
         let n = |field: &str| stats[field].as_u64().unwrap_or(0);
         println!(
-            "Items:  {} found in {} folders, {} copied, {} already there, {} skipped, {} failed",
+            "Items:  {} found in {} folders, {} copied, {} already there, {} skipped, {} failed, {} altered by the target",
             n("messages_found"),
             n("folders"),
             n("messages_copied"),
             n("messages_matched"),
             n("messages_skipped"),
-            n("messages_failed")
+            n("messages_failed"),
+            n("messages_altered")
         );
         println!("Bytes:  {} copied", n("bytes_copied"));
     }
@@ -533,6 +539,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         target_delivery_domain: args.target_delivery_domain,
         convert_source_on_complete: args.convert_source_on_complete,
         forwarding: args.forwarding,
+        verify: args.verify,
     };
     let request = BatchRequest {
         name: args.name.clone(),

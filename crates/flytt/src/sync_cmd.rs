@@ -72,6 +72,11 @@ pub struct SyncArgs {
     /// List what would be copied; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Read every copy back and compare its content with the source's
+    /// (without it: every copy's size, and the content of copies with raw
+    /// 8-bit header bytes).
+    #[arg(long)]
+    verify: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -147,6 +152,7 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
             ScopeArg::ArchiveOnly => MailboxScope::ArchiveOnly,
         },
         dry_run: args.dry_run,
+        verify: args.verify,
         batch_messages: args.batch_messages.max(1),
         fetch_window: args.window.clamp(1, 64),
         append_window: args.window.clamp(1, 64),
@@ -230,6 +236,12 @@ fn print_summary(report: &Report) {
         report.messages_failed,
         report.flags_updated
     );
+    if report.messages_altered > 0 {
+        println!(
+            "Altered:   {} copies are kept altered by the target (see the issues below)",
+            report.messages_altered
+        );
+    }
     println!(
         "Data:      {} in {:.1} s ({:.1} msgs/s, {:.2} MB/s)",
         human_bytes(report.bytes_copied),

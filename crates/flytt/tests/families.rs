@@ -499,3 +499,66 @@ async fn a_refused_folder_name_is_renamed_and_its_mail_copied() {
     let json = setup.sync();
     assert_eq!(count(&json, "messages_copied"), 0, "{json}");
 }
+
+/// What the target altered is reported, never silent: Cyrus replaces raw
+/// 8-bit header bytes keeping the size, also in a message large enough to
+/// be spooled to disk; those copies are read back and named. With
+/// `--verify` every copy is read back and compared.
+#[tokio::test(flavor = "multi_thread")]
+async fn altered_copies_are_reported_and_verify_checks_every_copy() {
+    let setup = Setup::new(DOVECOT_SOURCE, Family::Cyrus, &[USER]).await;
+    let eight_bit = |n: u32, body_bytes: usize| {
+        let mut bytes = format!(
+            "From: <jorgen@kilde.example>\r\nSubject: Sm\u{f8}rbr\u{f8}d {n}\r\nMessage-ID: <8bit-{n}@kilde.example>\r\n\r\n"
+        )
+        .into_bytes();
+        bytes.extend(std::iter::repeat_n(b'x', body_bytes));
+        bytes.extend_from_slice(b"\r\n");
+        CorpusMessage {
+            bytes,
+            flags: vec![],
+            date: corpus::spread_date(n),
+        }
+    };
+    let mut inbox = new_messages(100, 3);
+    inbox.push(eight_bit(1, 2_000));
+    inbox.push(eight_bit(2, 2 * 1024 * 1024));
+    setup
+        .seed(
+            USER,
+            &[CorpusFolder {
+                path: vec!["INBOX".into()],
+                subscribed: true,
+                messages: inbox,
+            }],
+        )
+        .await;
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 5, "{json}");
+    assert_eq!(count(&json, "messages_altered"), 2, "{json}");
+    let altered: Vec<&serde_json::Value> = json["issues"]
+        .as_array()
+        .expect("issues")
+        .iter()
+        .filter(|i| i["kind"] == "altered")
+        .collect();
+    assert_eq!(altered.len(), 2, "{json}");
+    for issue in altered {
+        let reason = issue["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("8-bit header bytes replaced"), "{reason}");
+    }
+    setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
+
+    // New mail, copied with --verify: every copy is read back, and these
+    // are kept as sent.
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    corpus::append_all(&mut session, "INBOX", &new_messages(200, 2))
+        .await
+        .expect("append");
+    drop(session);
+    let (code, json, _) = setup.sync_user(USER, &["--verify"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 2, "{json}");
+    assert_eq!(count(&json, "messages_altered"), 0, "{json}");
+    setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
+}

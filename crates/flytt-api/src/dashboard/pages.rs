@@ -370,6 +370,7 @@ struct Live {
     copied: u64,
     skipped: u64,
     bad: u64,
+    altered: u64,
     megabytes: String,
     speed: String,
     endpoints: String,
@@ -394,6 +395,7 @@ async fn live_of(state: &AppState, session: &Session, name: &str) -> Result<Live
         copied: view.totals.messages_copied,
         skipped: view.totals.messages_skipped,
         bad: view.totals.messages_failed,
+        altered: view.totals.messages_altered,
         megabytes: format!("{:.1}", view.totals.bytes_copied as f64 / 1e6),
         speed: view.throughput.as_ref().map_or_else(
             || "–".to_string(),
@@ -652,6 +654,7 @@ struct BatchForm {
     target_delivery_domain: String,
     forwarding: String,
     convert_source_on_complete: bool,
+    verify: bool,
 }
 
 struct Problem {
@@ -811,6 +814,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
                 .filter(|d| !d.is_empty()),
             forwarding,
             convert_source_on_complete: form.convert_source_on_complete,
+            verify: form.verify,
             ..BatchParameters::default()
         },
     })
@@ -850,6 +854,7 @@ pub async fn create_batch(
         target_delivery_domain: text("target_delivery_domain"),
         forwarding: text("forwarding"),
         convert_source_on_complete: fields.contains_key("convert_source_on_complete"),
+        verify: fields.contains_key("verify"),
     };
     let request = match batch_request(&form) {
         Ok(request) => request,
