@@ -13,7 +13,7 @@ use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
 
 use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
-use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
+use crate::{Account, FolderMapping, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
 
 /// UIDs per command where a UID set is spelled out (keeps lines short for
 /// servers with a line length limit).
@@ -215,6 +215,13 @@ impl Ctx<'_> {
         self.report.folders_excluded = excluded;
         self.report.folders_excluded.extend(foreign_folders);
         self.report.folders_excluded.extend(out_of_scope);
+        self.report.folder_map = plans
+            .iter()
+            .map(|p| FolderMapping {
+                source: p.display.clone(),
+                target: flytt_imap::mutf7::decode(&p.target).unwrap_or_else(|_| p.target.clone()),
+            })
+            .collect();
         self.observer.planned(plans.len() as u64);
         // Both sides' folders' STATUS, in a round trip each: a folder that is
         // empty or unchanged since the last complete pass is not opened.

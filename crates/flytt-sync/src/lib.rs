@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use engine::sync_mailbox;
 pub use folders::MailboxScope;
-pub use report::{Issue, IssueKind, Report};
+pub use report::{FolderMapping, Issue, IssueKind, Report};
 
 use flytt_imap::{Auth, ServerConfig};
 

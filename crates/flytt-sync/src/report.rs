@@ -39,6 +39,13 @@ impl IssueKind {
     }
 }
 
+/// One source folder and the target folder it goes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FolderMapping {
+    pub source: String,
+    pub target: String,
+}
+
 /// The outcome of one sync.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -63,6 +70,10 @@ pub struct Report {
     pub flags_updated: u64,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,
+    /// Where each source folder goes: its path inside the source's personal
+    /// namespace, and the target folder's full name (namespace prefix and
+    /// separator included, decoded).
+    pub folder_map: Vec<FolderMapping>,
     pub issues: Vec<Issue>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,

@@ -208,8 +208,13 @@ fn print_summary(report: &Report) {
         println!("Dry run: nothing was changed.");
         for (folder, messages, bytes) in &report.plan {
             if *messages > 0 {
+                let to = report
+                    .folder_map
+                    .iter()
+                    .find(|m| &m.source == folder)
+                    .map_or(folder.as_str(), |m| m.target.as_str());
                 println!(
-                    "  would copy {messages:>7} messages ({}) to {folder}",
+                    "  would copy {messages:>7} messages ({}) from {folder} to {to}",
                     human_bytes(*bytes)
                 );
             }

@@ -254,6 +254,29 @@ async fn exact_initial_and_incremental(source: Family, target: Family) {
     setup.seed(USER, &folders).await;
     let total: u64 = folders.iter().map(|f| f.messages.len() as u64).sum();
 
+    // The dry run shows where each folder goes, namespace prefix included.
+    let (code, dry, _) = setup.sync_user(USER, &["--dry-run"]);
+    assert_eq!(code, 0, "{dry}");
+    let prefix = match target {
+        Family::Cyrus | Family::Dovecot(Layout::Legacy) => "INBOX.",
+        Family::Dovecot(_) => "",
+    };
+    let separator = setup.target.separator();
+    let mapped = |source: &str| {
+        dry["folder_map"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["source"] == source)
+            .map(|m| m["target"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(
+        mapped("Prosjekter/2024").as_deref(),
+        Some(format!("{prefix}Prosjekter{separator}2024").as_str()),
+        "{dry}"
+    );
+    assert_eq!(mapped("INBOX").as_deref(), Some("INBOX"), "{dry}");
+
     let json = setup.sync();
     assert_eq!(count(&json, "messages_copied"), total, "{json}");
     setup.assert_exact(USER, rewritten_by(target)).await;
@@ -268,6 +291,17 @@ async fn exact_initial_and_incremental(source: Family, target: Family) {
     if rewritten > 0 {
         let issues = json["issues"].to_string();
         assert!(issues.contains("8-bit header bytes replaced"), "{issues}");
+    }
+
+    if target == Family::Cyrus {
+        // The source's \Sent folder is made with its role (CREATE-SPECIAL-USE).
+        let mut session = setup.target.admin_session(USER).await.expect("login");
+        let listed = session.list_all().await.expect("list");
+        let sent = listed
+            .iter()
+            .find(|m| m.name == "INBOX.Sendte elementer")
+            .unwrap_or_else(|| panic!("{listed:?}"));
+        assert_eq!(sent.special_use(), Some("\\sent"), "{sent:?}");
     }
 
     let json = setup.sync();
