@@ -16,7 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use flytt_imap::{Auth, Secret, Security, ServerConfig, Session};
 
@@ -209,20 +208,7 @@ impl Cyrus {
 
 impl Drop for Cyrus {
     fn drop(&mut self) {
-        // SIGTERM: the master stops its services; then reap it.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::stop_master(&mut self.child);
     }
 }
 

@@ -79,6 +79,56 @@ pub(crate) fn wait_listening(
     }
 }
 
+/// For crash tests: runs `command` once per threshold and SIGKILLs it as
+/// soon as `progress` (what the target holds) reaches that threshold, the
+/// run ends by itself, or 120 s have passed.
+pub async fn kill_at_progress<F, Fut>(
+    mut command: impl FnMut() -> std::process::Command,
+    progress: F,
+    thresholds: &[u32],
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = u32>,
+{
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    for threshold in thresholds {
+        let mut child = command()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the run to kill");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress().await < *threshold && Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+}
+
+/// Stops a server's master process: SIGTERM lets it stop its children,
+/// then it is reaped (killed after 5 s).
+pub(crate) fn stop_master(child: &mut std::process::Child) {
+    use std::time::{Duration, Instant};
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Whether the IMAP server on `port` greets with `token`: the server this
 /// test started, not another one that took the port between our probe for a
 /// free port and its bind (then the start is tried again elsewhere).

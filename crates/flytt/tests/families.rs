@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
-use flytt_testsupport::{Family, Layout, TestServer};
+use flytt_testsupport::{Family, Layout, TestServer, kill_at_progress};
 
 const USER: &str = "kari@example.org";
 const USER_PASSWORD: &str = "kari-passord-9";
@@ -468,32 +467,20 @@ async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
             }],
         )
         .await;
-    for threshold in [150u32, 600, 1_100] {
-        let mut child = setup
-            .command(USER, &[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let mut session = setup.target.admin_session(USER).await.expect("login");
-            let status = session
-                .select("INBOX", flytt_imap::Access::ReadOnly)
-                .await
-                .expect("select");
-            drop(session);
-            if status.exists >= threshold || Instant::now() > deadline {
-                break;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-    }
+    let target_inbox = async || {
+        let mut session = setup.target.admin_session(USER).await.expect("login");
+        let status = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        status.exists
+    };
+    kill_at_progress(
+        || setup.command(USER, &[]),
+        target_inbox,
+        &[150, 600, 1_100],
+    )
+    .await;
     let json = setup.sync();
     assert!(count(&json, "messages_copied") < 1_500, "{json}");
     setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;

@@ -5,13 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use flytt_testsupport::corpus::{self, CorpusMessage, Snapshot, expected_target_path};
 use flytt_testsupport::dovecot::{
     MASTER_PASSWORD, MASTER_USER, max_mail_size, self_signed_certificate,
 };
-use flytt_testsupport::{Dovecot, Layout};
+use flytt_testsupport::{Dovecot, Layout, kill_at_progress};
 
 const USER: &str = "kari@example.org";
 const USER_PASSWORD: &str = "kari-passord-9";
@@ -294,32 +293,15 @@ async fn sigkill_at_any_moment_then_resume_loses_and_duplicates_nothing() {
         .await;
 
     // Kill three times at growing progress, then let it finish.
-    for threshold in [200u32, 900, 1_700] {
-        let mut child = setup
-            .command(&[])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let mut session = setup.target.admin_session(USER).await.expect("login");
-            let status = session
-                .select("INBOX", flytt_imap::Access::ReadOnly)
-                .await
-                .expect("select");
-            drop(session);
-            if status.exists >= threshold || Instant::now() > deadline {
-                break;
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        child.kill().expect("SIGKILL");
-        child.wait().expect("reap");
-    }
+    let target_inbox = async || {
+        let mut session = setup.target.admin_session(USER).await.expect("login");
+        let status = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        status.exists
+    };
+    kill_at_progress(|| setup.command(&[]), target_inbox, &[200, 900, 1_700]).await;
     let (code, json, output) = setup.sync(&[]);
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
     let copied = count(&json, "messages_copied");
