@@ -180,6 +180,17 @@ impl Body {
     }
 }
 
+/// The special-use roles of RFC 6154, lower-cased, as `special_use` gives them.
+const SPECIAL_USE_ROLES: [&str; 7] = [
+    "\\all",
+    "\\archive",
+    "\\drafts",
+    "\\flagged",
+    "\\junk",
+    "\\sent",
+    "\\trash",
+];
+
 /// One mailbox from a LIST answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListedMailbox {
@@ -195,21 +206,11 @@ impl ListedMailbox {
         self.attributes.iter().any(|a| a.eq_ignore_ascii_case(attr))
     }
 
-    /// The RFC 6154 special-use role, if any (`\Sent`, `\Drafts`, …), lower-cased.
-    pub fn special_use(&self) -> Option<&str> {
-        const ROLES: [&str; 7] = [
-            "\\all",
-            "\\archive",
-            "\\drafts",
-            "\\flagged",
-            "\\junk",
-            "\\sent",
-            "\\trash",
-        ];
+    /// The RFC 6154 special-use role, if any (`\\Sent`, `\\Drafts`, …), lower-cased.
+    pub fn special_use(&self) -> Option<&'static str> {
         self.attributes
             .iter()
-            .map(String::as_str)
-            .find(|a| ROLES.contains(a))
+            .find_map(|a| SPECIAL_USE_ROLES.into_iter().find(|role| role == a))
     }
 
     pub fn is_selectable(&self) -> bool {

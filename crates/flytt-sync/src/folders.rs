@@ -211,17 +211,6 @@ const WELL_KNOWN: [(&str, &[&str]); 5] = [
     ),
 ];
 
-/// The special-use roles (RFC 6154), as `ListedMailbox::special_use` spells them.
-const ROLES: [&str; 7] = [
-    "\\all",
-    "\\archive",
-    "\\drafts",
-    "\\flagged",
-    "\\junk",
-    "\\sent",
-    "\\trash",
-];
-
 /// The role a top-level folder's name stands for, if it is a well-known one.
 pub fn well_known_role(path: &str) -> Option<&'static str> {
     WELL_KNOWN
@@ -262,11 +251,7 @@ impl Side<'_> {
         let marked: HashMap<String, &'static str> = self
             .mailboxes
             .iter()
-            .filter_map(|m| {
-                let marked = m.special_use()?;
-                let role = ROLES.into_iter().find(|r| *r == marked)?;
-                Some((m.name.clone(), role))
-            })
+            .filter_map(|m| Some((m.name.clone(), m.special_use()?)))
             .collect();
         if !marked.is_empty() {
             return marked;
