@@ -43,3 +43,16 @@ fn problems_come_back_with_line_numbers_and_no_passwords() {
     );
     assert!(!json.to_string().contains("hemmel"));
 }
+
+/// An IMAP batch's Password is the user's current password, whatever its
+/// length; only a staged batch's new Password has the 8-character rule.
+#[test]
+fn an_imap_batch_takes_short_current_passwords() {
+    let csv =
+        b"EmailAddress,UserName,Password\nkari@example.org,kari,kort\nola@example.org,ola,1\n";
+    let (code, json) = validate("imap", csv);
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["users"], 2);
+    let (code, json) = validate("staged", b"EmailAddress,Password\nkari@example.org,kort\n");
+    assert_eq!(code, Some(1), "{json}");
+}
