@@ -26,7 +26,7 @@ use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
 use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
-use flytt_store::{Endpoint, Store, WorkItem};
+use flytt_store::{Claim, ClaimOutcome, Endpoint, EndpointLimit, Store, WorkItem};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
 
@@ -45,6 +45,11 @@ pub struct RunnerOptions {
     /// Attempts for a sync whose connection failed, before Failed.
     pub attempts: u32,
     pub first_backoff: Duration,
+    /// How often the runner renews its leases.
+    pub heartbeat: Duration,
+    /// How long a lease lasts without a heartbeat; then another runner may
+    /// take the user back.
+    pub lease: Duration,
 }
 
 impl Default for RunnerOptions {
@@ -53,8 +58,57 @@ impl Default for RunnerOptions {
             tick: Duration::from_millis(500),
             attempts: 3,
             first_backoff: Duration::from_secs(2),
+            heartbeat: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
         }
     }
+}
+
+impl RunnerOptions {
+    /// How long a sync may go on writing after its lease was last renewed:
+    /// the lease, less a heartbeat's worth of slack, so that it stops
+    /// before another runner may take the user.
+    fn write_window(&self) -> Duration {
+        self.lease.saturating_sub(self.heartbeat)
+    }
+}
+
+/// Until when a running sync may write (see `RunnerOptions::write_window`).
+#[derive(Debug)]
+struct Lease {
+    until: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Lease {
+    fn new(until: std::time::Instant) -> Lease {
+        Lease {
+            until: std::sync::Mutex::new(until),
+        }
+    }
+
+    fn renew(&self, until: std::time::Instant) {
+        if let Ok(mut current) = self.until.lock() {
+            *current = until;
+        }
+    }
+
+    fn valid(&self) -> bool {
+        self.until
+            .lock()
+            .is_ok_and(|until| std::time::Instant::now() < *until)
+    }
+}
+
+/// This runner's id: host, process and a random part.
+fn runner_id() -> (String, String, u32) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let pid = std::process::id();
+    let mut random = [0u8; 4];
+    let _ = getrandom::fill(&mut random);
+    let id = format!("{host}-{pid}-{}", u32::from_le_bytes(random));
+    (id, host, pid)
 }
 
 /// What kind of sync a running user is in.
@@ -85,9 +139,9 @@ impl Kind {
 }
 
 pub(crate) struct Running {
-    source: String,
-    target: String,
     kind: Kind,
+    lease: std::sync::Arc<Lease>,
+    task: tokio::task::AbortHandle,
 }
 
 /// Runs until `shutdown` resolves.
@@ -98,14 +152,31 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunnerError> {
     let keyring = std::sync::Arc::new(Keyring::load(data_dir)?);
-    recover(&store).await?;
+    let (id, host, pid) = runner_id();
+    register(&store, &id, &host, pid).await?;
+    expire_dead_local_runners(&store, &host).await?;
+    tracing::info!(runner = %id, "runner started");
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut tasks: JoinSet<i64> = JoinSet::new();
+    let mut last_heartbeat = std::time::Instant::now();
     tokio::pin!(shutdown);
     loop {
-        staged::prepare(&store, &keyring, &running).await?;
-        schedule(&store, &keyring, &options, &mut running, &mut tasks).await?;
-        settle_batches(&store).await?;
+        if last_heartbeat.elapsed() >= options.heartbeat {
+            last_heartbeat = std::time::Instant::now();
+            renew_leases(&store, &id, &options, &mut running).await;
+        }
+        // A busy or unreachable database (SQLite locked by another runner,
+        // PostgreSQL restarting) is waited out, tick after tick; running
+        // syncs stop writing by themselves when their leases lapse.
+        let step = async {
+            take_back_expired(&store).await?;
+            staged::prepare(&store, &keyring, &running).await?;
+            schedule(&store, &keyring, &id, &options, &mut running, &mut tasks).await?;
+            settle_batches(&store).await
+        };
+        if let Err(e) = step.await {
+            tracing::warn!(error = %e, "the runner's tick failed; trying again");
+        }
         tokio::select! {
             _ = &mut shutdown => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
@@ -118,35 +189,94 @@ pub async fn run(
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // A clean stop releases the leases: the users go back at once.
     for (user_id, run) in running {
         store
-            .set_user_status(user_id, run.kind.resume_status(), None, None)
+            .finish_user(user_id, &id, run.kind.resume_status(), None, None)
+            .await?;
+    }
+    store.stop_runner(&id).await?;
+    Ok(())
+}
+
+/// Registers the runner, waiting up to a minute for a busy database (a
+/// SQLite file another runner holds locked).
+async fn register(store: &Store, id: &str, host: &str, pid: u32) -> Result<(), RunnerError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match store.register_runner(id, host, pid).await {
+            Ok(()) => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "cannot register the runner yet; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Users whose runner's lease expired (it died, or lost the database) go
+/// back to where they resume; only expired leases are taken back.
+async fn take_back_expired(store: &Store) -> Result<(), RunnerError> {
+    for kind in [Kind::Initial, Kind::Incremental, Kind::Final] {
+        store
+            .take_back_expired(kind.running_status(), kind.resume_status())
             .await?;
     }
     Ok(())
 }
 
-/// After a crash, users marked as syncing are not: put them back.
-async fn recover(store: &Store) -> Result<(), RunnerError> {
-    store
-        .move_all_users(status::SYNCING, status::QUEUED)
-        .await?;
-    store
-        .move_all_users(status::INCREMENTAL_SYNCING, status::SYNCED)
-        .await?;
-    store
-        .move_all_users(status::COMPLETING, status::QUEUED)
-        .await?;
+/// A runner of this host whose process is gone died: its leases end now
+/// rather than when they expire (a restart after a crash resumes at once).
+async fn expire_dead_local_runners(store: &Store, host: &str) -> Result<(), RunnerError> {
+    for runner in store.runners().await? {
+        let alive = std::path::Path::new(&format!("/proc/{}", runner.pid)).exists();
+        if runner.host == host && !alive {
+            store.expire_runner(&runner.id).await?;
+        }
+    }
     Ok(())
+}
+
+/// Renews this runner's leases. A user it no longer holds (its lease
+/// expired and was taken back: a pause, a lost database) stops at once.
+async fn renew_leases(
+    store: &Store,
+    id: &str,
+    options: &RunnerOptions,
+    running: &mut HashMap<i64, Running>,
+) {
+    let started = std::time::Instant::now();
+    let held = match store.heartbeat(id, options.lease).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot renew the leases");
+            return;
+        }
+    };
+    running.retain(|user_id, run| {
+        if held.contains(user_id) {
+            run.lease.renew(started + options.write_window());
+            true
+        } else {
+            tracing::warn!(user_id, "lease lost: the sync stops");
+            run.task.abort();
+            false
+        }
+    });
 }
 
 async fn schedule(
     store: &Store,
     keyring: &std::sync::Arc<Keyring>,
+    runner: &str,
     options: &RunnerOptions,
     running: &mut HashMap<i64, Running>,
     tasks: &mut JoinSet<i64>,
 ) -> Result<(), RunnerError> {
+    // Live leases per endpoint, across runners: a cheap first filter; the
+    // claim checks again in its transaction.
+    let mut live = store.live_leases().await?;
     let items = store
         .work_items(&[
             status::SYNCING,
@@ -177,67 +307,81 @@ async fn schedule(
             }
             _ => continue,
         };
-        if !has_slot(running, &item.source, &item.target, kind) {
+        if !has_slot(&live, &item.source, &item.target, kind) {
             continue;
         }
-        store
-            .set_user_status(item.user_id, kind.running_status(), None, None)
-            .await?;
-        running.insert(
-            item.user_id,
-            Running {
-                source: item.source.name.clone(),
-                target: item.target.name.clone(),
-                kind,
-            },
+        let claimed_at = std::time::Instant::now();
+        let claim = Claim {
+            user_id: item.user_id,
+            runner,
+            from: &item.status,
+            to: kind.running_status(),
+            lease: options.lease,
+            incremental: kind != Kind::Initial,
+            limits: [&item.source, &item.target].map(|e| EndpointLimit {
+                endpoint: &e.name,
+                max_migrations: e.max_concurrent_migrations,
+                max_incremental: e.max_concurrent_incremental_syncs,
+            }),
+        };
+        if store.claim_user(&claim).await? != ClaimOutcome::Claimed {
+            continue;
+        }
+        for endpoint in [&item.source.name, &item.target.name] {
+            let counts = live.entry(endpoint.clone()).or_default();
+            counts.0 += 1;
+            counts.1 += u32::from(kind != Kind::Initial);
+        }
+        let lease = std::sync::Arc::new(Lease::new(claimed_at + options.write_window()));
+        let user_id = item.user_id;
+        let (store, keyring, options, sync_lease, runner) = (
+            store.clone(),
+            keyring.clone(),
+            options.clone(),
+            lease.clone(),
+            runner.to_string(),
         );
-        let (store, keyring, options) = (store.clone(), keyring.clone(), options.clone());
-        tasks.spawn(async move {
-            let user_id = item.user_id;
-            let outcome = sync_user(&item, &parameters, &keyring, &options, &store, kind).await;
-            let recorded = match outcome {
-                Ok(stats) => {
-                    let done = if kind == Kind::Final {
-                        status::COMPLETED
-                    } else {
-                        status::SYNCED
-                    };
-                    store
-                        .set_user_status(user_id, done, None, Some(&stats))
-                        .await
-                }
+        let task = tasks.spawn(async move {
+            let outcome =
+                sync_user(&item, &parameters, &keyring, &options, &store, kind, &sync_lease).await;
+            let (done, error, stats) = match &outcome {
+                Ok(stats) if kind == Kind::Final => (status::COMPLETED, None, Some(stats.as_str())),
+                Ok(stats) => (status::SYNCED, None, Some(stats.as_str())),
+                // The lease lapsed (the database was out of reach): the
+                // user goes back, it did not fail.
+                Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
                 Err(reason) => {
                     tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
-                    store
-                        .set_user_status(user_id, status::FAILED, Some(&reason), None)
-                        .await
+                    (status::FAILED, Some(reason.as_str()), None)
                 }
             };
-            if let Err(e) = recorded {
-                tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
+            match store.finish_user(user_id, &runner, done, error, stats).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(user = %item.email, "the lease was taken over: nothing recorded");
+                }
+                Err(e) => {
+                    tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
+                }
             }
             user_id
         });
+        running.insert(user_id, Running { kind, lease, task });
     }
     Ok(())
 }
 
-/// Whether both endpoints have room: every running user takes a migration
-/// slot on its source and its target endpoint; incremental and final syncs
-/// also count against the incremental limit.
+/// Whether both endpoints have room: every leased user, whichever runner
+/// holds it, takes a migration slot on its source and its target endpoint;
+/// incremental and final syncs also count against the incremental limit.
 fn has_slot(
-    running: &HashMap<i64, Running>,
+    live: &HashMap<String, (u32, u32)>,
     source: &Endpoint,
     target: &Endpoint,
     kind: Kind,
 ) -> bool {
     [source, target].iter().all(|endpoint| {
-        let on_endpoint = running
-            .values()
-            .filter(|r| r.source == endpoint.name || r.target == endpoint.name);
-        let (all, incremental) = on_endpoint.fold((0u32, 0u32), |(all, inc), r| {
-            (all + 1, inc + u32::from(r.kind != Kind::Initial))
-        });
+        let (all, incremental) = live.get(&endpoint.name).copied().unwrap_or_default();
         all < endpoint.max_concurrent_migrations
             && (kind == Kind::Initial || incremental < endpoint.max_concurrent_incremental_syncs)
     })
@@ -254,6 +398,7 @@ async fn sync_user(
     options: &RunnerOptions,
     store: &Store,
     kind: Kind,
+    lease: &std::sync::Arc<Lease>,
 ) -> Result<String, String> {
     let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
     let source = source_account(item, keyring)?;
@@ -276,7 +421,10 @@ async fn sync_user(
         .unwrap_or(BadItemLimit::Count(0));
     // What the sync is doing goes to the store twice a second, for
     // `user show` while it runs.
-    let progress = std::sync::Arc::new(Progress::default());
+    let progress = std::sync::Arc::new(Progress {
+        lease: Some(lease.clone()),
+        ..Progress::default()
+    });
     let reporter = {
         let (progress, store, user_id) = (progress.clone(), store.clone(), item.user_id);
         tokio::spawn(async move {
@@ -405,6 +553,8 @@ struct Progress {
     folder: std::sync::Mutex<String>,
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
+    /// The runner's lease on the user: no write after it lapsed.
+    lease: Option<std::sync::Arc<Lease>>,
 }
 
 impl Progress {
@@ -436,6 +586,10 @@ impl flytt_sync::Observer for Progress {
         use std::sync::atomic::Ordering::Relaxed;
         self.messages.fetch_add(messages, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn may_write(&self) -> bool {
+        self.lease.as_ref().is_none_or(|lease| lease.valid())
     }
 }
 

@@ -480,24 +480,56 @@ impl Store {
         error: Option<&str>,
         stats: Option<&str>,
     ) -> Result<()> {
+        self.update_user_status(user_id, None, status, error, stats)
+            .await
+            .map(|_| ())
+    }
+
+    /// Like `set_user_status`, for the runner that holds the user's lease:
+    /// recorded (and the lease released) only while `runner` still holds
+    /// it. Returns whether it did.
+    pub async fn finish_user(
+        &self,
+        user_id: i64,
+        runner: &str,
+        status: &str,
+        error: Option<&str>,
+        stats: Option<&str>,
+    ) -> Result<bool> {
+        self.update_user_status(user_id, Some(runner), status, error, stats)
+            .await
+    }
+
+    async fn update_user_status(
+        &self,
+        user_id: i64,
+        holder: Option<&str>,
+        status: &str,
+        error: Option<&str>,
+        stats: Option<&str>,
+    ) -> Result<bool> {
         let mut tx = self.write_transaction().await?;
         let row = sqlx::query(
             "SELECT b.name AS batch, u.email, u.status FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE u.id = ?",
+             WHERE u.id = ?1 AND (?2 IS NULL OR u.lease_runner = ?2)",
         )
         .bind(user_id)
+        .bind(holder)
         .fetch_optional(&mut *tx)
         .await?;
-        // A user removed with its batch meanwhile has nothing to record.
+        // A user removed with its batch meanwhile has nothing to record; a
+        // lease another runner took over is not this runner's to end.
         let Some(row) = row else {
-            return Ok(());
+            return Ok(false);
         };
         sqlx::query(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
              last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END, \
-             validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, CURRENT_TIMESTAMP) ELSE validated_at END \
+             validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, CURRENT_TIMESTAMP) ELSE validated_at END, \
+             lease_runner = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_runner ELSE NULL END, \
+             lease_expires_ms = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_expires_ms ELSE NULL END \
              WHERE id = ?4",
         )
         .bind(status)
@@ -525,6 +557,6 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }

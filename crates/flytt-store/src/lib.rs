@@ -11,6 +11,7 @@ mod batches;
 mod directories;
 mod endpoints;
 mod events;
+mod leases;
 mod mails;
 mod sync_state;
 mod tokens;
@@ -26,6 +27,7 @@ pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, WorkItem};
 pub use directories::StoredDirectory;
 pub use endpoints::Endpoint;
 pub use events::{Event, EventFilter, kind as event_kind};
+pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;
 pub use sync_state::{CopiedMessage, FolderState, InterruptedAppends, PairId};
 pub use tokens::ApiToken;
@@ -343,6 +345,104 @@ mod tests {
             target_user_name: None,
             target_password_sealed: None,
         }
+    }
+
+    /// Leases: a claim is a compare-and-set that also counts every live
+    /// lease against the endpoints' limits; only the holder ends a user;
+    /// only an expired lease is taken back.
+    #[tokio::test]
+    async fn leases_claim_renew_expire_and_limit() -> Result<()> {
+        let store = Store::in_memory().await?;
+        store.create_endpoint(&endpoint("old")).await?;
+        store.create_endpoint(&endpoint("new")).await?;
+        store
+            .create_batch(&NewBatch {
+                name: "b1".into(),
+                batch_type: "imap".into(),
+                source_endpoint: "old".into(),
+                target_endpoint: "new".into(),
+                parameters: "{}".into(),
+                users: vec![user("a@example.org", 2), user("b@example.org", 3)],
+            })
+            .await?;
+        store.set_batch_status("b1", "Syncing").await?;
+        let items = store.work_items(&["Syncing"]).await?;
+        let (a, b) = (items[0].user_id, items[1].user_id);
+        store.register_runner("r1", "host", 1).await?;
+        store.register_runner("r2", "host", 2).await?;
+        let lease = std::time::Duration::from_secs(30);
+        let claim = |user_id, runner, max| Claim {
+            user_id,
+            runner,
+            from: "Queued",
+            to: "Syncing",
+            lease,
+            incremental: false,
+            limits: [
+                EndpointLimit {
+                    endpoint: "old",
+                    max_migrations: max,
+                    max_incremental: max,
+                },
+                EndpointLimit {
+                    endpoint: "new",
+                    max_migrations: 20,
+                    max_incremental: 10,
+                },
+            ],
+        };
+        assert_eq!(
+            store.claim_user(&claim(a, "r1", 1)).await?,
+            ClaimOutcome::Claimed
+        );
+        // The same user again: held (its status moved on, and it is leased).
+        assert_eq!(
+            store.claim_user(&claim(a, "r2", 5)).await?,
+            ClaimOutcome::Taken
+        );
+        // Another user: the endpoint's one slot is r1's, across runners.
+        assert_eq!(
+            store.claim_user(&claim(b, "r2", 1)).await?,
+            ClaimOutcome::NoSlot
+        );
+        assert_eq!(store.live_leases().await?.get("old"), Some(&(1, 0)));
+        assert_eq!(store.heartbeat("r1", lease).await?, vec![a]);
+        assert!(store.heartbeat("r2", lease).await?.is_empty());
+        // A live lease is not taken back.
+        assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 0);
+        // Only the holder records the end.
+        assert!(
+            !store
+                .finish_user(a, "r2", "Synced", None, Some("{}"))
+                .await?
+        );
+        let runners = store.runners().await?;
+        assert_eq!(runners.iter().map(|r| r.users_held).sum::<u64>(), 1);
+
+        // r1 dies: its lease ends, the user goes back, r2 takes it, and r1
+        // can neither renew nor record it any more.
+        store.expire_runner("r1").await?;
+        assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 1);
+        assert_eq!(
+            store.claim_user(&claim(a, "r2", 1)).await?,
+            ClaimOutcome::Claimed
+        );
+        assert!(store.heartbeat("r1", lease).await?.is_empty());
+        assert!(
+            !store
+                .finish_user(a, "r1", "Synced", None, Some("{}"))
+                .await?
+        );
+        assert!(
+            store
+                .finish_user(a, "r2", "Synced", None, Some("{}"))
+                .await?
+        );
+        assert!(store.live_leases().await?.is_empty());
+        let users = store.batch_users(Some("b1")).await?;
+        assert_eq!(users[0].status, "Synced");
+        assert_eq!(store.runners().await?.len(), 1, "r1 is stopped");
+        Ok(())
     }
 
     #[tokio::test]

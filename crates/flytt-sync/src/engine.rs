@@ -910,6 +910,7 @@ impl Ctx<'_> {
                 fetching.insert(tag, next_chunk);
                 next_chunk += 1;
             }
+            self.ensure_may_write()?;
             send_appends(
                 &mut self.tgt,
                 &folder.target,
@@ -961,6 +962,7 @@ impl Ctx<'_> {
                         if done.status == CompletionStatus::Ok {
                             // The next APPEND leaves before the state write,
                             // which would otherwise idle the link each time.
+                            self.ensure_may_write()?;
                             send_appends(
                                 &mut self.tgt,
                                 &folder.target,
@@ -1147,6 +1149,15 @@ impl Ctx<'_> {
         Ok(describe_change(&original, &stored).to_string())
     }
 
+    /// Stops the sync when its writer no longer may write (a lost lease).
+    fn ensure_may_write(&self) -> Result<(), SyncError> {
+        if self.observer.may_write() {
+            Ok(())
+        } else {
+            Err(SyncError::Stopped("the runner no longer holds this user"))
+        }
+    }
+
     /// Applies flag changes as deltas (what the source added or removed
     /// since the last sync), so flags a user set on the target are kept.
     async fn apply_flags(
@@ -1157,6 +1168,7 @@ impl Ctx<'_> {
         if changes.is_empty() {
             return Ok(());
         }
+        self.ensure_may_write()?;
         let mut adds: BTreeMap<Vec<Flag>, Vec<Uid>> = BTreeMap::new();
         let mut removes: BTreeMap<Vec<Flag>, Vec<Uid>> = BTreeMap::new();
         let mut rows = Vec::new();

@@ -106,6 +106,12 @@ pub trait Observer: Send + Sync {
     fn copied(&self, _messages: u64, _bytes: u64) {}
     /// Something was skipped or failed.
     fn issue(&self, _issue: &Issue) {}
+    /// Whether the sync may still write to the target: a batch runner's
+    /// lease on the user is still its own. Asked before every APPEND and
+    /// flag update; `false` stops the sync (`SyncError::Stopped`).
+    fn may_write(&self) -> bool {
+        true
+    }
 }
 
 /// An observer that ignores everything.
@@ -126,6 +132,8 @@ pub enum SyncError {
     Config(String),
     #[error("reading a spooled message: {0}")]
     Spool(std::io::Error),
+    #[error("stopped before writing more: {0}")]
+    Stopped(&'static str),
 }
 
 /// How long a sync took, for rates.

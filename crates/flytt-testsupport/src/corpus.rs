@@ -350,6 +350,35 @@ pub async fn append_all(
     Ok(())
 }
 
+/// Appends many messages fast: MULTIAPPEND, 100 messages per command (for
+/// seeding large mailboxes; `append_all` is the one-by-one reference).
+pub async fn append_many(
+    session: &mut Session,
+    mailbox: &str,
+    messages: &[CorpusMessage],
+) -> Result<()> {
+    if !session.has("MULTIAPPEND") {
+        return append_all(session, mailbox, messages).await;
+    }
+    for chunk in messages.chunks(100) {
+        let appends: Vec<AppendMessage> = chunk
+            .iter()
+            .map(|message| AppendMessage {
+                flags: message
+                    .flags
+                    .iter()
+                    .filter_map(|f| Flag::parse(f))
+                    .collect(),
+                internal_date: Some(message.date),
+                body: Body::Memory(Bytes::from(message.bytes.clone())),
+            })
+            .collect();
+        let builder = flytt_imap::append(mailbox, &appends, session.literal_plus());
+        session.run(builder).await?;
+    }
+    Ok(())
+}
+
 /// One message as read back: bytes, sorted flags, INTERNALDATE.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Snapshot {

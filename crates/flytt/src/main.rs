@@ -48,11 +48,59 @@ enum Command {
     /// The long-running service: the job runner for started batches and the
     /// HTTP API, until SIGTERM or Ctrl-C (which end it cleanly; a restart resumes).
     Serve(ServeArgs),
-    /// The job runner alone, without the HTTP API (e.g. on extra machines).
-    Worker,
+    /// The job runner alone, without the HTTP API (e.g. on extra machines);
+    /// `flytt worker list` shows the runners sharing the database.
+    Worker(WorkerArgs),
     /// Bearer tokens for the HTTP API.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+}
+
+/// How a runner keeps its leases on the users it syncs.
+#[derive(clap::Args)]
+struct LeaseArgs {
+    /// How often the runner renews its leases (e.g. 10s).
+    #[arg(long, env = "FLYTT_HEARTBEAT", default_value = "10s", value_parser = flytt_batch::parse_duration)]
+    heartbeat: u64,
+    /// How long a lease lasts without renewal; then another runner may take
+    /// the user over (e.g. 30s; more than the heartbeat).
+    #[arg(long, env = "FLYTT_LEASE", default_value = "30s", value_parser = flytt_batch::parse_duration)]
+    lease: u64,
+}
+
+impl LeaseArgs {
+    fn runner_options(&self) -> anyhow::Result<flytt_runner::RunnerOptions> {
+        if self.lease <= self.heartbeat {
+            anyhow::bail!(
+                "--lease ({} s) must be longer than --heartbeat ({} s)",
+                self.lease,
+                self.heartbeat
+            );
+        }
+        Ok(flytt_runner::RunnerOptions {
+            heartbeat: std::time::Duration::from_secs(self.heartbeat),
+            lease: std::time::Duration::from_secs(self.lease),
+            ..flytt_runner::RunnerOptions::default()
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct WorkerArgs {
+    #[command(subcommand)]
+    command: Option<WorkerCommand>,
+    #[command(flatten)]
+    lease: LeaseArgs,
+}
+
+#[derive(clap::Subcommand)]
+enum WorkerCommand {
+    /// The runners sharing this database: id, host, started, last
+    /// heartbeat, users held.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -64,6 +112,8 @@ struct ServeArgs {
     /// the data directory, if it is there.
     #[arg(long, env = "FLYTT_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    lease: LeaseArgs,
 }
 
 /// Exit codes of `flytt sync` (SPEC §8).
@@ -89,8 +139,15 @@ fn main() -> ExitCode {
             Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
             Command::Directory(command) => directory_cmd::run(command, &data_dir).await,
             Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
-            Command::Serve(args) => serve(&data_dir, Some(args)).await,
-            Command::Worker => serve(&data_dir, None).await,
+            Command::Serve(args) => {
+                let options = args.lease.runner_options();
+                serve(&data_dir, Some(args), options).await
+            }
+            Command::Worker(WorkerArgs {
+                command: Some(WorkerCommand::List { json }),
+                ..
+            }) => worker_list(&data_dir, json).await,
+            Command::Worker(args) => serve(&data_dir, None, args.lease.runner_options()).await,
             Command::Token(command) => token_cmd::run(command, &data_dir).await,
         }
     });
@@ -106,8 +163,13 @@ fn main() -> ExitCode {
 /// Runs the job runner, and for `serve` the HTTP API and the notification
 /// mails, until SIGTERM or Ctrl-C; syncs in flight are abandoned safely and
 /// resume on the next start.
-async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::Result<u8> {
+async fn serve(
+    data_dir: &std::path::Path,
+    serve: Option<ServeArgs>,
+    runner_options: anyhow::Result<flytt_runner::RunnerOptions>,
+) -> anyhow::Result<u8> {
     use anyhow::Context;
+    let runner_options = runner_options?;
     std::fs::create_dir_all(data_dir)?;
     // A bad config stops the start, before anything runs.
     let config = match serve.as_ref().map(|s| &s.config) {
@@ -170,13 +232,7 @@ async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::
             until_stopped(stopped.clone()),
         ))
     });
-    let runner = flytt_runner::run(
-        store,
-        data_dir,
-        flytt_runner::RunnerOptions::default(),
-        until_stopped(stopped),
-    )
-    .await;
+    let runner = flytt_runner::run(store, data_dir, runner_options, until_stopped(stopped)).await;
     signals.abort();
     if let Some(mails) = mails {
         let _ = mails.await;
@@ -185,6 +241,47 @@ async fn serve(data_dir: &std::path::Path, serve: Option<ServeArgs>) -> anyhow::
         api.await?.context("the HTTP API failed")?;
     }
     runner?;
+    Ok(EXIT_COMPLETE)
+}
+
+/// `flytt worker list`.
+async fn worker_list(data_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
+    let store = flytt_store::Store::open(data_dir).await?;
+    let runners = store.runners().await?;
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    };
+    if json {
+        let list: Vec<serde_json::Value> = runners
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id, "host": r.host, "pid": r.pid,
+                    "started_at": time(r.started_at_ms),
+                    "last_heartbeat": time(r.heartbeat_at_ms),
+                    "users_held": r.users_held,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(EXIT_COMPLETE);
+    }
+    if runners.is_empty() {
+        println!("No runner is registered.");
+    }
+    for r in &runners {
+        println!(
+            "{}  host {}  pid {}  started {}  last heartbeat {}  users held {}",
+            r.id,
+            r.host,
+            r.pid,
+            time(r.started_at_ms),
+            time(r.heartbeat_at_ms),
+            r.users_held
+        );
+    }
     Ok(EXIT_COMPLETE)
 }
 

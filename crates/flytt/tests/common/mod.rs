@@ -75,7 +75,7 @@ pub async fn seed_inbox(server: &Dovecot, user: &str, count: u32, size: usize) {
             date: corpus::spread_date(n),
         })
         .collect();
-    corpus::append_all(&mut session, "INBOX", &messages)
+    corpus::append_many(&mut session, "INBOX", &messages)
         .await
         .expect("seed");
 }

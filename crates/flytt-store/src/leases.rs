@@ -1,0 +1,327 @@
+//! Leases: which runner works on which user, and until when.
+//!
+//! Several runners (`flytt serve` / `flytt worker` processes, on one or
+//! several machines) share one database. A runner registers with an id and
+//! renews a heartbeat; it claims a user with a compare-and-set that also
+//! checks the endpoints' limits against every live lease, whoever holds it,
+//! in one write transaction. A lease lasts until `lease_expires_ms` (the
+//! database's clock) and is renewed by the holder's heartbeat; only an
+//! expired lease is taken back. A runner records a user's end only while it
+//! still holds the lease.
+
+use std::time::Duration;
+
+use sqlx::Row;
+
+use crate::events::{kind, record};
+use crate::{Result, Store};
+
+/// The database's clock in milliseconds since 1970 (SQLite), as SQL text
+/// (sqlx takes static strings only, against injection).
+macro_rules! now_ms {
+    () => {
+        "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+    };
+}
+
+/// A user whose lease expired, or who never had one.
+macro_rules! lease_expired {
+    () => {
+        concat!(
+            "(u.lease_runner IS NULL OR u.lease_expires_ms < ",
+            now_ms!(),
+            ")"
+        )
+    };
+}
+
+/// A runner as registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerInfo {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at_ms: i64,
+    pub heartbeat_at_ms: i64,
+    pub stopped_at_ms: Option<i64>,
+    /// Users it holds a live lease on.
+    pub users_held: u64,
+}
+
+/// An endpoint's limits, as a claim checks them.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointLimit<'a> {
+    pub endpoint: &'a str,
+    pub max_migrations: u32,
+    pub max_incremental: u32,
+}
+
+/// A claim of one user by one runner.
+#[derive(Clone, Debug)]
+pub struct Claim<'a> {
+    pub user_id: i64,
+    pub runner: &'a str,
+    /// The status the user must still have.
+    pub from: &'a str,
+    /// The running status it gets.
+    pub to: &'a str,
+    pub lease: Duration,
+    /// Whether the sync counts against the incremental limit too (the
+    /// users in IncrementalSyncing or Completing fill it).
+    pub incremental: bool,
+    /// The batch's source and target endpoints.
+    pub limits: [EndpointLimit<'a>; 2],
+}
+
+/// How a claim ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    Claimed,
+    /// An endpoint has no free slot across all runners.
+    NoSlot,
+    /// Another runner holds it, or its status changed meanwhile.
+    Taken,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Registers a runner (or registers it again after a restart).
+    pub async fn register_runner(&self, id: &str, host: &str, pid: u32) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO runner (id, host, pid, started_at_ms, heartbeat_at_ms) \
+             VALUES (?, ?, ?, ",
+            now_ms!(),
+            ", ",
+            now_ms!(),
+            ") ON CONFLICT (id) DO UPDATE SET \
+             heartbeat_at_ms = excluded.heartbeat_at_ms, stopped_at_ms = NULL"
+        ))
+        .bind(id)
+        .bind(host)
+        .bind(i64::from(pid))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Renews the runner's heartbeat and its live leases for `lease`;
+    /// returns the users it still holds (a lease that expired meanwhile may
+    /// have been taken back: that user is not among them).
+    pub async fn heartbeat(&self, runner: &str, lease: Duration) -> Result<Vec<i64>> {
+        let mut tx = self.write_transaction().await?;
+        sqlx::query(concat!(
+            "UPDATE runner SET heartbeat_at_ms = ",
+            now_ms!(),
+            " WHERE id = ?"
+        ))
+        .bind(runner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(concat!(
+            "UPDATE batch_user SET lease_expires_ms = ",
+            now_ms!(),
+            " + ? \
+             WHERE lease_runner = ? AND lease_expires_ms >= ",
+            now_ms!(),
+            ""
+        ))
+        .bind(millis(lease))
+        .bind(runner)
+        .execute(&mut *tx)
+        .await?;
+        let held = sqlx::query(concat!(
+            "SELECT id FROM batch_user WHERE lease_runner = ? AND lease_expires_ms >= ",
+            now_ms!(),
+            ""
+        ))
+        .bind(runner)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|row| row.try_get("id"))
+        .collect::<std::result::Result<Vec<i64>, _>>()?;
+        tx.commit().await?;
+        Ok(held)
+    }
+
+    /// Marks a runner stopped (a clean stop: its leases were released).
+    pub async fn stop_runner(&self, runner: &str) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE runner SET stopped_at_ms = ",
+            now_ms!(),
+            " WHERE id = ?"
+        ))
+        .bind(runner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every runner that has not stopped, with the users it holds.
+    pub async fn runners(&self) -> Result<Vec<RunnerInfo>> {
+        let rows = sqlx::query(concat!(
+            "SELECT r.id, r.host, r.pid, r.started_at_ms, r.heartbeat_at_ms, r.stopped_at_ms, \
+             (SELECT COUNT(*) FROM batch_user u WHERE u.lease_runner = r.id \
+              AND u.lease_expires_ms >= ",
+            now_ms!(),
+            ") AS held \
+             FROM runner r WHERE r.stopped_at_ms IS NULL ORDER BY r.started_at_ms"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(RunnerInfo {
+                    id: row.try_get("id")?,
+                    host: row.try_get("host")?,
+                    pid: crate::to_u32("pid", row.try_get("pid")?)?,
+                    started_at_ms: row.try_get("started_at_ms")?,
+                    heartbeat_at_ms: row.try_get("heartbeat_at_ms")?,
+                    stopped_at_ms: row.try_get("stopped_at_ms")?,
+                    users_held: row.try_get::<i64, _>("held")?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims a user: in one write transaction, checks that both endpoints
+    /// have a free slot counting every live lease (whoever holds it), then
+    /// sets the running status and the lease only if the user still has
+    /// `from` and no live lease. The change is logged.
+    pub async fn claim_user(&self, claim: &Claim<'_>) -> Result<ClaimOutcome> {
+        let mut tx = self.write_transaction().await?;
+        for limit in &claim.limits {
+            let row = sqlx::query(concat!(
+                "SELECT COUNT(*) AS all_live, \
+                 COALESCE(SUM(CASE WHEN u.status IN ('IncrementalSyncing', 'Completing') THEN 1 ELSE 0 END), 0) AS incremental \
+                 FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+                 WHERE u.lease_runner IS NOT NULL AND u.lease_expires_ms >= ", now_ms!(), " \
+                 AND (b.source_endpoint = ?1 OR b.target_endpoint = ?1)"
+            ))
+            .bind(limit.endpoint)
+            .fetch_one(&mut *tx)
+            .await?;
+            let all: i64 = row.try_get("all_live")?;
+            let incremental: i64 = row.try_get("incremental")?;
+            if all >= i64::from(limit.max_migrations)
+                || (claim.incremental && incremental >= i64::from(limit.max_incremental))
+            {
+                return Ok(ClaimOutcome::NoSlot);
+            }
+        }
+        let claimed = sqlx::query(concat!(
+            "UPDATE batch_user SET status = ?1, error = NULL, lease_runner = ?2, \
+             lease_expires_ms = ", now_ms!(), " + ?3, \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END \
+             WHERE id = ?4 AND status = ?5 \
+             AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ")"
+        ))
+        .bind(claim.to)
+        .bind(claim.runner)
+        .bind(millis(claim.lease))
+        .bind(claim.user_id)
+        .bind(claim.from)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            return Ok(ClaimOutcome::Taken);
+        }
+        let row = sqlx::query(
+            "SELECT b.name AS batch, u.email FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.id = ?",
+        )
+        .bind(claim.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let batch: String = row.try_get("batch")?;
+        let email: String = row.try_get("email")?;
+        let message = format!("{} -> {} (runner {})", claim.from, claim.to, claim.runner);
+        record(
+            &mut tx,
+            &batch,
+            Some(&email),
+            kind::USER_STATUS,
+            Some(claim.to),
+            Some(&message),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ClaimOutcome::Claimed)
+    }
+
+    /// Live leases per endpoint, whoever holds them: (all, incremental),
+    /// where the users in IncrementalSyncing or Completing are incremental.
+    pub async fn live_leases(&self) -> Result<std::collections::HashMap<String, (u32, u32)>> {
+        let rows = sqlx::query(concat!(
+            "SELECT e.name AS endpoint, COUNT(*) AS all_live, \
+             COALESCE(SUM(CASE WHEN u.status IN ('IncrementalSyncing', 'Completing') THEN 1 ELSE 0 END), 0) AS incremental \
+             FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             JOIN endpoint e ON e.name = b.source_endpoint OR e.name = b.target_endpoint \
+             WHERE u.lease_runner IS NOT NULL AND u.lease_expires_ms >= ",
+            now_ms!(),
+            " GROUP BY e.name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let endpoint: String = row.try_get("endpoint")?;
+                let all = crate::to_u32("all_live", row.try_get("all_live")?)?;
+                let incremental = crate::to_u32("incremental", row.try_get("incremental")?)?;
+                Ok((endpoint, (all, incremental)))
+            })
+            .collect()
+    }
+
+    /// Ends the leases of a runner known to be dead (a process of this host
+    /// that is gone), so its users need not wait for the leases to expire.
+    pub async fn expire_runner(&self, runner: &str) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        sqlx::query("UPDATE batch_user SET lease_expires_ms = 0 WHERE lease_runner = ?")
+            .bind(runner)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(concat!(
+            "UPDATE runner SET stopped_at_ms = ",
+            now_ms!(),
+            " WHERE id = ?"
+        ))
+        .bind(runner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Users left in `running` whose lease expired (or who never had one:
+    /// a runner of an older version) go back to `resume`; returns how many.
+    pub async fn take_back_expired(&self, running: &str, resume: &str) -> Result<u64> {
+        let mut tx = self.write_transaction().await?;
+        sqlx::query(concat!(
+            "INSERT INTO event (batch, email, kind, status, message) \
+             SELECT b.name, u.email, ?1, ?2, ?3 FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.status = ?4 AND ", lease_expired!(), " ORDER BY u.csv_line"
+        ))
+        .bind(kind::USER_STATUS)
+        .bind(resume)
+        .bind(format!("{running} -> {resume}: the lease expired"))
+        .bind(running)
+        .execute(&mut *tx)
+        .await?;
+        let done = sqlx::query(concat!(
+            "UPDATE batch_user SET status = ?1, lease_runner = NULL, lease_expires_ms = NULL \
+             WHERE id IN (SELECT u.id FROM batch_user u WHERE u.status = ?2 AND ",
+            lease_expired!(),
+            ")"
+        ))
+        .bind(resume)
+        .bind(running)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}

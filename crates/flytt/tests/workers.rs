@@ -1,0 +1,210 @@
+//! Several runners on one database (here one SQLite data directory): users
+//! are leased, the endpoint limits hold across runners, a killed runner's
+//! users continue on the others once its leases expire, and every message
+//! arrives exactly once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{FAILING_USER, Lab, Worker, flytt, flytt_ok, json};
+use flytt_testsupport::corpus;
+
+/// `flytt worker` with short leases (heartbeat 1 s, lease 3 s).
+fn worker(data: &Path) -> Worker {
+    let child = Command::new(env!("CARGO_BIN_EXE_flytt"))
+        .args(["worker", "--data-dir"])
+        .arg(data)
+        .env("FLYTT_HEARTBEAT", "1s")
+        .env("FLYTT_LEASE", "3s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("flytt worker");
+    Worker(child)
+}
+
+fn batch(data: &Path) -> serde_json::Value {
+    json(&flytt(data, &["batch", "show", "Bølge 1", "--json"]))
+}
+
+fn users(data: &Path) -> Vec<serde_json::Value> {
+    json(&flytt(data, &["user", "list", "--json"]))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Counts the source's logged-in users (`doveadm who`) until `stop`; the
+/// most seen at once.
+fn count_logins(
+    config: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut most = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(out) = Command::new("doveadm")
+                .arg("-c")
+                .arg(&config)
+                .args(["who", "-1"])
+                .output()
+            {
+                let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+                most = most.max(lines.saturating_sub(1));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        most
+    })
+}
+
+fn wait_until(what: &str, data: &Path, done: impl Fn(&serde_json::Value) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = batch(data);
+        if done(&status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+async fn assert_every_mailbox_exact(lab: &Lab, users: &[String]) {
+    for user in users {
+        let mut from = lab.source.admin_session(user).await.expect("login");
+        let mut to = lab.target.admin_session(user).await.expect("login");
+        let (a, b) = (
+            corpus::snapshot(&mut from).await.expect("snapshot"),
+            corpus::snapshot(&mut to).await.expect("snapshot"),
+        );
+        assert!(
+            a["INBOX"] == b["INBOX"],
+            "{user}: {} messages on the source, {} on the target",
+            a["INBOX"].len(),
+            b["INBOX"].len()
+        );
+    }
+}
+
+fn syncing_holders(data: &Path) -> usize {
+    users(data)
+        .iter()
+        .filter(|u| u["status"] == "Syncing")
+        .count()
+}
+
+/// Three runners on one data directory, a batch of 12 users, the source
+/// limited to 3 migrations: never more than 3 source logins at once; one
+/// runner SIGKILLed mid-batch: its users continue on the others once the
+/// lease expires; every message exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_share_one_data_directory() {
+    let names: Vec<String> = (0..12).map(|i| format!("u{i:02}@example.org")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let counts = vec![400; names.len()];
+    let lab = Lab::start(&refs, &counts, 3_000).await;
+    let data = &lab.data;
+    flytt_ok(
+        data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--max-concurrent-migrations",
+            "3",
+            "--max-concurrent-incremental-syncs",
+            "3",
+        ],
+    );
+    let csv = lab.dir.path().join("users.csv");
+    std::fs::write(&csv, Lab::csv(&refs)).expect("csv");
+    let csv = csv.display().to_string();
+    flytt_ok(
+        data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv,
+        ],
+    );
+    flytt_ok(data, &["batch", "start", "Bølge 1"]);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let counter = count_logins(lab.source.config_path().to_path_buf(), stop.clone());
+    let mut runners: Vec<Worker> = (0..3).map(|_| worker(data)).collect();
+    // All three are registered and share the work.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while json(&flytt(data, &["worker", "list", "--json"]))
+        .as_array()
+        .map_or(0, Vec::len)
+        < 3
+    {
+        assert!(Instant::now() < deadline, "three runners never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Kill the runner holding a user, mid-sync.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim = loop {
+        let listed = json(&flytt(data, &["worker", "list", "--json"]));
+        let holder = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["users_held"].as_u64().unwrap_or(0) > 0)
+            .and_then(|r| r["pid"].as_u64());
+        if let Some(pid) = holder {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no runner holds a user: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let index = runners
+        .iter()
+        .position(|w| u64::from(w.0.id()) == victim)
+        .expect("the holder is one of ours");
+    let mut killed = runners.remove(index);
+    killed.0.kill().expect("SIGKILL");
+    killed.0.wait().expect("reap");
+    assert!(
+        syncing_holders(data) >= 1,
+        "users were syncing when it died"
+    );
+
+    wait_until("the batch never synced", data, |s| {
+        s["status"] == "SyncedWithErrors" || s["status"] == "Synced"
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = counter.join().expect("counter");
+    assert!(
+        (1..=3).contains(&most),
+        "{most} source logins at once; the limit is 3"
+    );
+    let status = batch(data);
+    assert_eq!(status["user_counts"]["Synced"], 12, "{status}");
+    assert_eq!(status["user_counts"]["Failed"], 1, "{status}");
+    assert_every_mailbox_exact(&lab, &names).await;
+    // The failed one is the wrong password, alone.
+    let failed: Vec<serde_json::Value> = users(data)
+        .into_iter()
+        .filter(|u| u["status"] == "Failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["email"], FAILING_USER);
+    drop(runners);
+}
