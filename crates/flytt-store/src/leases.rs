@@ -299,6 +299,19 @@ impl Store {
     /// Users left in `running` whose lease expired (or who never had one:
     /// a runner of an older version) go back to `resume`; returns how many.
     pub async fn take_back_expired(&self, running: &str, resume: &str) -> Result<u64> {
+        // Every runner asks every tick: a read first, so that the write lock
+        // is taken only when there is something to take back.
+        let any = sqlx::query(concat!(
+            "SELECT 1 FROM batch_user u WHERE u.status = ? AND ",
+            lease_expired!(),
+            " LIMIT 1"
+        ))
+        .bind(running)
+        .fetch_optional(&self.pool)
+        .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let mut tx = self.write_transaction().await?;
         sqlx::query(concat!(
             "INSERT INTO event (batch, email, kind, status, message) \

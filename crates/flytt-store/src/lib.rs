@@ -347,12 +347,9 @@ mod tests {
         }
     }
 
-    /// Leases: a claim is a compare-and-set that also counts every live
-    /// lease against the endpoints' limits; only the holder ends a user;
-    /// only an expired lease is taken back.
-    #[tokio::test]
-    async fn leases_claim_renew_expire_and_limit() -> Result<()> {
-        let store = Store::in_memory().await?;
+    /// Batch "b1" from endpoint "old" to "new" with two users (CSV lines 2
+    /// and 3), started; their ids.
+    async fn started_batch(store: &Store, users: [&str; 2]) -> Result<(i64, i64)> {
         store.create_endpoint(&endpoint("old")).await?;
         store.create_endpoint(&endpoint("new")).await?;
         store
@@ -362,12 +359,21 @@ mod tests {
                 source_endpoint: "old".into(),
                 target_endpoint: "new".into(),
                 parameters: "{}".into(),
-                users: vec![user("a@example.org", 2), user("b@example.org", 3)],
+                users: vec![user(users[0], 2), user(users[1], 3)],
             })
             .await?;
         store.set_batch_status("b1", "Syncing").await?;
         let items = store.work_items(&["Syncing"]).await?;
-        let (a, b) = (items[0].user_id, items[1].user_id);
+        Ok((items[0].user_id, items[1].user_id))
+    }
+
+    /// Leases: a claim is a compare-and-set that also counts every live
+    /// lease against the endpoints' limits; only the holder ends a user;
+    /// only an expired lease is taken back.
+    #[tokio::test]
+    async fn leases_claim_renew_expire_and_limit() -> Result<()> {
+        let store = Store::in_memory().await?;
+        let (a, b) = started_batch(&store, ["a@example.org", "b@example.org"]).await?;
         store.register_runner("r1", "host", 1).await?;
         store.register_runner("r2", "host", 2).await?;
         let lease = std::time::Duration::from_secs(30);
@@ -448,23 +454,9 @@ mod tests {
     #[tokio::test]
     async fn status_changes_are_logged_in_order_and_outlive_the_batch() -> Result<()> {
         let store = Store::in_memory().await?;
-        store.create_endpoint(&endpoint("old")).await?;
-        store.create_endpoint(&endpoint("new")).await?;
-        store
-            .create_batch(&NewBatch {
-                name: "b1".into(),
-                batch_type: "imap".into(),
-                source_endpoint: "old".into(),
-                target_endpoint: "new".into(),
-                parameters: "{}".into(),
-                users: vec![user("kari@example.org", 2), user("ola@example.org", 3)],
-            })
-            .await?;
-        store.set_batch_status("b1", "Syncing").await?;
+        let (kari, _) = started_batch(&store, ["kari@example.org", "ola@example.org"]).await?;
         // Setting the same status again is no change and no event.
         store.set_batch_status("b1", "Syncing").await?;
-        let items = store.work_items(&["Syncing"]).await?;
-        let kari = items[0].user_id;
         store.set_user_status(kari, "Syncing", None, None).await?;
         store
             .set_user_status(kari, "Failed", Some("wrong password"), None)

@@ -327,6 +327,17 @@ pub async fn seed(session: &mut Session, separator: char, folders: &[CorpusFolde
     Ok(())
 }
 
+impl CorpusMessage {
+    /// The message as an APPEND takes it: its flags, date and bytes.
+    pub fn to_append(&self) -> AppendMessage {
+        AppendMessage {
+            flags: self.flags.iter().filter_map(|f| Flag::parse(f)).collect(),
+            internal_date: Some(self.date),
+            body: Body::Memory(Bytes::from(self.bytes.clone())),
+        }
+    }
+}
+
 /// Appends messages one APPEND each (independent of the code under test's
 /// MULTIAPPEND path).
 pub async fn append_all(
@@ -335,16 +346,7 @@ pub async fn append_all(
     messages: &[CorpusMessage],
 ) -> Result<()> {
     for message in messages {
-        let append = AppendMessage {
-            flags: message
-                .flags
-                .iter()
-                .filter_map(|f| Flag::parse(f))
-                .collect(),
-            internal_date: Some(message.date),
-            body: Body::Memory(Bytes::from(message.bytes.clone())),
-        };
-        let builder = flytt_imap::append(mailbox, &[append], session.literal_plus());
+        let builder = flytt_imap::append(mailbox, &[message.to_append()], session.literal_plus());
         session.run(builder).await?;
     }
     Ok(())
@@ -361,18 +363,7 @@ pub async fn append_many(
         return append_all(session, mailbox, messages).await;
     }
     for chunk in messages.chunks(100) {
-        let appends: Vec<AppendMessage> = chunk
-            .iter()
-            .map(|message| AppendMessage {
-                flags: message
-                    .flags
-                    .iter()
-                    .filter_map(|f| Flag::parse(f))
-                    .collect(),
-                internal_date: Some(message.date),
-                body: Body::Memory(Bytes::from(message.bytes.clone())),
-            })
-            .collect();
+        let appends: Vec<AppendMessage> = chunk.iter().map(CorpusMessage::to_append).collect();
         let builder = flytt_imap::append(mailbox, &appends, session.literal_plus());
         session.run(builder).await?;
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Worker, add_endpoint, flytt, flytt_ok, json, seed_inbox};
+use common::{Worker, add_endpoint, count_logins, flytt, flytt_ok, json, seed_inbox};
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::MASTER_PASSWORD;
 use flytt_testsupport::{Dovecot, Layout};
@@ -184,25 +184,7 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
     // Count the source's concurrent logins while the batch runs: the
     // endpoint allows two migrations at once.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let counter = {
-        let (stop, conf) = (stop.clone(), source.config_path().to_path_buf());
-        std::thread::spawn(move || {
-            let mut most = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(out) = Command::new("doveadm")
-                    .arg("-c")
-                    .arg(&conf)
-                    .args(["who", "-1"])
-                    .output()
-                {
-                    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
-                    most = most.max(lines.saturating_sub(1));
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            most
-        })
-    };
+    let counter = count_logins(source.config_path().to_path_buf(), stop.clone());
     let mut worker = Worker::start(&data);
     let status = wait_for(
         &data,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{FAILING_USER, Lab, Worker, flytt, flytt_ok, json};
+use common::{FAILING_USER, Lab, Worker, count_logins, flytt, flytt_ok, json};
 use flytt_testsupport::corpus;
 
 /// `flytt worker` with short leases (heartbeat 1 s, lease 3 s).
@@ -35,30 +35,6 @@ fn users(data: &Path) -> Vec<serde_json::Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-/// Counts the source's logged-in users (`doveadm who`) until `stop`; the
-/// most seen at once.
-fn count_logins(
-    config: std::path::PathBuf,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<usize> {
-    std::thread::spawn(move || {
-        let mut most = 0usize;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Ok(out) = Command::new("doveadm")
-                .arg("-c")
-                .arg(&config)
-                .args(["who", "-1"])
-                .output()
-            {
-                let lines = String::from_utf8_lossy(&out.stdout).lines().count();
-                most = most.max(lines.saturating_sub(1));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        most
-    })
 }
 
 fn wait_until(what: &str, data: &Path, done: impl Fn(&serde_json::Value) -> bool) {

@@ -212,3 +212,27 @@ pub fn new_token(data: &Path, name: &str) -> String {
     let out = flytt_ok(data, &["token", "new", "--name", name]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Counts the source's logged-in users (`doveadm who`) until `stop`; the
+/// most seen at once.
+pub fn count_logins(
+    config: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut most = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(out) = Command::new("doveadm")
+                .arg("-c")
+                .arg(&config)
+                .args(["who", "-1"])
+                .output()
+            {
+                let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+                most = most.max(lines.saturating_sub(1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        most
+    })
+}
