@@ -891,14 +891,17 @@ impl Ctx<'_> {
         let mut next_chunk = 0;
         let mut fetching: HashMap<String, usize> = HashMap::new();
         let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
-        let mut ready: VecDeque<Vec<Pending>> = VecDeque::new();
-        let mut appending: HashMap<String, Vec<Pending>> = HashMap::new();
-        let mut singles: VecDeque<Pending> = VecDeque::new();
+        let mut appends = Appends {
+            window: append_window,
+            ready: VecDeque::new(),
+            singles: VecDeque::new(),
+            in_flight: HashMap::new(),
+        };
 
         loop {
             while fetching.len() < fetch_window
                 && next_chunk < chunks.len()
-                && ready.len() + fetching.len() < fetch_window + append_window
+                && appends.ready.len() + fetching.len() < fetch_window + append_window
             {
                 let builder = self
                     .src
@@ -910,17 +913,8 @@ impl Ctx<'_> {
                 fetching.insert(tag, next_chunk);
                 next_chunk += 1;
             }
-            self.ensure_may_write()?;
-            send_appends(
-                &mut self.tgt,
-                &folder.target,
-                append_window,
-                (&mut singles, &mut ready),
-                &mut appending,
-            )
-            .await
-            .map_err(SyncError::Target)?;
-            if fetching.is_empty() && appending.is_empty() {
+            self.send_appends(folder, &mut appends).await?;
+            if fetching.is_empty() && appends.in_flight.is_empty() {
                 break;
             }
             tokio::select! {
@@ -947,35 +941,26 @@ impl Ctx<'_> {
                             }
                             if self.multiappend {
                                 if !batch.is_empty() {
-                                    ready.push_back(batch);
+                                    appends.ready.push_back(batch);
                                 }
                             } else {
-                                ready.extend(batch.into_iter().map(|p| vec![p]));
+                                appends.ready.extend(batch.into_iter().map(|p| vec![p]));
                             }
                         }
                         _ => {}
                     }
                 }
-                response = self.tgt.next(), if !appending.is_empty() => {
+                response = self.tgt.next(), if !appends.in_flight.is_empty() => {
                     if let ServerResponse::Tagged(done) = response.map_err(SyncError::Target)? {
-                        let Some(batch) = appending.remove(&done.tag) else { continue };
+                        let Some(batch) = appends.in_flight.remove(&done.tag) else { continue };
                         if done.status == CompletionStatus::Ok {
                             // The next APPEND leaves before the state write,
                             // which would otherwise idle the link each time.
-                            self.ensure_may_write()?;
-                            send_appends(
-                                &mut self.tgt,
-                                &folder.target,
-                                append_window,
-                                (&mut singles, &mut ready),
-                                &mut appending,
-                            )
-                            .await
-                            .map_err(SyncError::Target)?;
+                            self.send_appends(folder, &mut appends).await?;
                             self.confirmed(folder, batch, done.code, target).await?;
                         } else if batch.len() > 1 {
                             // MULTIAPPEND is all or nothing: find the culprit.
-                            singles.extend(batch);
+                            appends.singles.extend(batch);
                         } else {
                             for p in batch {
                                 self.report.messages_failed += 1;
@@ -1149,6 +1134,30 @@ impl Ctx<'_> {
         Ok(describe_change(&original, &stored).to_string())
     }
 
+    /// Sends APPENDs (refused MULTIAPPENDs' messages one by one first) until
+    /// the window is full or nothing is ready, while the sync may write.
+    async fn send_appends(
+        &mut self,
+        folder: &FolderPlan,
+        appends: &mut Appends,
+    ) -> Result<(), SyncError> {
+        self.ensure_may_write()?;
+        while appends.in_flight.len() < appends.window {
+            let batch = if let Some(single) = appends.singles.pop_front() {
+                vec![single]
+            } else if let Some(batch) = appends.ready.pop_front() {
+                batch
+            } else {
+                break;
+            };
+            let messages: Vec<AppendMessage> = batch.iter().map(|p| p.message.clone()).collect();
+            let builder = flytt_imap::append(&folder.target, &messages, self.tgt.literal_plus());
+            let tag = self.tgt.send(builder).await.map_err(SyncError::Target)?;
+            appends.in_flight.insert(tag, batch);
+        }
+        Ok(())
+    }
+
     /// Stops the sync when its writer no longer may write (a lost lease).
     fn ensure_may_write(&self) -> Result<(), SyncError> {
         if self.observer.may_write() {
@@ -1219,29 +1228,16 @@ impl Ctx<'_> {
     }
 }
 
-/// Sends APPENDs (refused MULTIAPPENDs' messages one by one first) until
-/// `window` are in flight or nothing is ready.
-async fn send_appends(
-    tgt: &mut Session,
-    mailbox: &str,
+/// The target side of a folder's copy: fetched messages waiting for their
+/// APPEND, and the APPENDs in flight by tag.
+struct Appends {
+    /// APPEND commands in flight at most.
     window: usize,
-    (singles, ready): (&mut VecDeque<Pending>, &mut VecDeque<Vec<Pending>>),
-    appending: &mut HashMap<String, Vec<Pending>>,
-) -> Result<(), ImapError> {
-    while appending.len() < window {
-        let batch = if let Some(single) = singles.pop_front() {
-            vec![single]
-        } else if let Some(batch) = ready.pop_front() {
-            batch
-        } else {
-            break;
-        };
-        let messages: Vec<AppendMessage> = batch.iter().map(|p| p.message.clone()).collect();
-        let builder = flytt_imap::append(mailbox, &messages, tgt.literal_plus());
-        let tag = tgt.send(builder).await?;
-        appending.insert(tag, batch);
-    }
-    Ok(())
+    /// Fetched chunks, one (MULTI)APPEND each.
+    ready: VecDeque<Vec<Pending>>,
+    /// Messages of a refused MULTIAPPEND, retried one by one first.
+    singles: VecDeque<Pending>,
+    in_flight: HashMap<String, Vec<Pending>>,
 }
 
 /// Whether the header (up to the first empty line) has raw 8-bit bytes.
