@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::events::{kind, record};
+use crate::events::kind;
 use crate::{Endpoint, Error, Result, Store};
 
 /// A new batch and its users, as `create_batch` stores them.
@@ -97,16 +97,18 @@ pub struct BatchUser {
     pub progress: Option<String>,
 }
 
+impl Store {
 async fn insert_users(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    &self,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     batch_id: i64,
     users: &[NewBatchUser],
 ) -> Result<()> {
     for user in users {
-        sqlx::query(
+        sqlx::query(self.sql(
             "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
              target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        ))
         .bind(batch_id)
         .bind(&user.email)
         .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
@@ -121,12 +123,11 @@ async fn insert_users(
     Ok(())
 }
 
-impl Store {
     /// Stores a batch and its users in one transaction.
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<()> {
         let mut tx = self.write_transaction().await?;
         for endpoint in [&batch.source_endpoint, &batch.target_endpoint] {
-            let found = sqlx::query("SELECT 1 FROM endpoint WHERE name = ?")
+            let found = sqlx::query(self.sql("SELECT 1 FROM endpoint WHERE name = ?"))
                 .bind(endpoint)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -134,25 +135,25 @@ impl Store {
                 return Err(Error::NoSuchEndpoint(endpoint.clone()));
             }
         }
-        let inserted = sqlx::query(
+        let inserted = sqlx::query(self.sql(
             "INSERT INTO batch (name, batch_type, source_endpoint, target_endpoint, parameters) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        ))
         .bind(&batch.name)
         .bind(&batch.batch_type)
         .bind(&batch.source_endpoint)
         .bind(&batch.target_endpoint)
         .bind(&batch.parameters)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
-        let batch_id = match inserted {
-            Ok(done) => done.last_insert_rowid(),
+        let batch_id: i64 = match inserted {
+            Ok(row) => row.try_get("id")?,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(Error::BatchExists(batch.name.clone()));
             }
             Err(e) => return Err(e.into()),
         };
-        insert_users(&mut tx, batch_id, &batch.users).await?;
+        self.insert_users(&mut tx, batch_id, &batch.users).await?;
         let message = format!(
             "{} batch from {} to {} with {} users",
             batch.batch_type,
@@ -160,7 +161,7 @@ impl Store {
             batch.target_endpoint,
             batch.users.len()
         );
-        record(
+        self.record(
             &mut tx,
             &batch.name,
             None,
@@ -176,7 +177,7 @@ impl Store {
     /// Adds users to an existing batch, in one transaction (status Queued).
     pub async fn add_batch_users(&self, batch: &str, users: &[NewBatchUser]) -> Result<()> {
         let mut tx = self.write_transaction().await?;
-        let row = sqlx::query("SELECT id FROM batch WHERE name = ?")
+        let row = sqlx::query(self.sql("SELECT id FROM batch WHERE name = ?"))
             .bind(batch)
             .fetch_optional(&mut *tx)
             .await?;
@@ -184,9 +185,9 @@ impl Store {
             return Err(Error::NoSuchBatch(batch.to_string()));
         };
         let batch_id: i64 = row.try_get("id")?;
-        insert_users(&mut tx, batch_id, users).await?;
+        self.insert_users(&mut tx, batch_id, users).await?;
         let message = format!("{} users added", users.len());
-        record(
+        self.record(
             &mut tx,
             batch,
             None,
@@ -201,10 +202,10 @@ impl Store {
 
     /// Every user in a batch that is not completed: (email, batch name).
     pub async fn active_users(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT u.email, b.name FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE b.status NOT IN ('Completed', 'CompletedWithErrors')",
-        )
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -214,19 +215,19 @@ impl Store {
 
     /// Every batch with its users counted per status.
     pub async fn batches(&self) -> Result<Vec<BatchSummary>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT name, batch_type, source_endpoint, target_endpoint, status, parameters, created_at, \
              started_at, initial_sync_done_at, completed_at FROM batch ORDER BY name",
-        )
+        ))
         .fetch_all(&self.pool)
         .await?;
         let mut batches = Vec::new();
         for row in rows {
             let name: String = row.try_get("name")?;
-            let counts = sqlx::query(
+            let counts = sqlx::query(self.sql(
                 "SELECT u.status, COUNT(*) AS n FROM batch_user u JOIN batch b ON b.id = u.batch_id \
                  WHERE b.name = ? GROUP BY u.status ORDER BY u.status",
-            )
+            ))
             .bind(&name)
             .fetch_all(&self.pool)
             .await?
@@ -262,7 +263,7 @@ impl Store {
     /// the store's to touch.
     pub async fn remove_batch(&self, name: &str) -> Result<()> {
         let mut tx = self.write_transaction().await?;
-        let done = sqlx::query("DELETE FROM batch WHERE name = ?")
+        let done = sqlx::query(self.sql("DELETE FROM batch WHERE name = ?"))
             .bind(name)
             .execute(&mut *tx)
             .await?;
@@ -270,7 +271,7 @@ impl Store {
             return Err(Error::NoSuchBatch(name.to_string()));
         }
         let message = "batch removed with its users and their stored passwords";
-        record(
+        self.record(
             &mut tx,
             name,
             None,
@@ -285,11 +286,11 @@ impl Store {
 
     /// Users, of one batch or of all, in CSV order.
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
              u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
-        )
+        ))
         .bind(batch)
         .fetch_all(&self.pool)
         .await?;
@@ -317,7 +318,7 @@ impl Store {
     /// finished its initial syncs and completed; a change is logged.
     pub async fn set_batch_status(&self, name: &str, status: &str) -> Result<()> {
         let mut tx = self.write_transaction().await?;
-        let row = sqlx::query("SELECT status FROM batch WHERE name = ?")
+        let row = sqlx::query(self.sql("SELECT status FROM batch WHERE name = ?{for_update}"))
             .bind(name)
             .fetch_optional(&mut *tx)
             .await?;
@@ -328,20 +329,20 @@ impl Store {
         if old == status {
             return Ok(());
         }
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE batch SET status = ?1, \
-             started_at = CASE WHEN ?1 = 'Syncing' THEN COALESCE(started_at, strftime('%Y-%m-%d %H:%M:%f', 'now')) ELSE started_at END, \
+             started_at = CASE WHEN ?1 = 'Syncing' THEN COALESCE(started_at, {now_fine}) ELSE started_at END, \
              initial_sync_done_at = CASE WHEN ?1 IN ('Synced', 'SyncedWithErrors') \
-                 THEN COALESCE(initial_sync_done_at, strftime('%Y-%m-%d %H:%M:%f', 'now')) ELSE initial_sync_done_at END, \
-             completed_at = CASE WHEN ?1 IN ('Completed', 'CompletedWithErrors') THEN strftime('%Y-%m-%d %H:%M:%f', 'now') ELSE completed_at END \
+                 THEN COALESCE(initial_sync_done_at, {now_fine}) ELSE initial_sync_done_at END, \
+             completed_at = CASE WHEN ?1 IN ('Completed', 'CompletedWithErrors') THEN {now_fine} ELSE completed_at END \
              WHERE name = ?2",
-        )
+        ))
         .bind(status)
         .bind(name)
         .execute(&mut *tx)
         .await?;
         let message = format!("{old} -> {status}");
-        record(
+        self.record(
             &mut tx,
             name,
             None,
@@ -368,12 +369,21 @@ impl Store {
 
     async fn move_users_where(&self, batch: Option<&str>, from: &str, to: &str) -> Result<u64> {
         let mut tx = self.write_transaction().await?;
+        // PostgreSQL: the users stay as they are until this commits.
+        sqlx::query(self.sql(
+            "SELECT u.id FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE u.status = ?1 AND (?2 IS NULL OR b.name = ?2){for_update_of_u}",
+        ))
+        .bind(from)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
         let message = format!("{from} -> {to}");
-        sqlx::query(
+        sqlx::query(self.sql(
             "INSERT INTO event (batch, email, kind, status, message) \
              SELECT b.name, u.email, ?1, ?2, ?3 FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE u.status = ?4 AND (?5 IS NULL OR b.name = ?5) ORDER BY u.csv_line",
-        )
+        ))
         .bind(kind::USER_STATUS)
         .bind(to)
         .bind(&message)
@@ -381,10 +391,10 @@ impl Store {
         .bind(batch)
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query(
+        let done = sqlx::query(self.sql(
             "UPDATE batch_user SET status = ?1, error = NULL WHERE status = ?2 \
              AND (?3 IS NULL OR batch_id = (SELECT id FROM batch WHERE name = ?3))",
-        )
+        ))
         .bind(to)
         .bind(from)
         .bind(batch)
@@ -396,13 +406,13 @@ impl Store {
 
     /// Users of batches in one of `batch_statuses`, with what a sync needs.
     pub async fn work_items(&self, batch_statuses: &[&str]) -> Result<Vec<WorkItem>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
              u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
-             u.status, u.stats, u.validated_at, CAST(strftime('%s','now') - strftime('%s', u.last_synced_at) AS INTEGER) AS since, \
+             u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
              b.source_endpoint, b.target_endpoint \
              FROM batch_user u JOIN batch b ON b.id = u.batch_id ORDER BY b.created_at, u.csv_line",
-        )
+        ))
         .fetch_all(&self.pool)
         .await?;
         let endpoints: HashMap<String, Endpoint> = self
@@ -451,9 +461,9 @@ impl Store {
     /// Records that a user is known good (logged in on both sides); the
     /// first time counts.
     pub async fn set_user_validated(&self, user_id: i64) -> Result<()> {
-        sqlx::query(
-            "UPDATE batch_user SET validated_at = COALESCE(validated_at, CURRENT_TIMESTAMP) WHERE id = ?",
-        )
+        sqlx::query(self.sql(
+            "UPDATE batch_user SET validated_at = COALESCE(validated_at, {now}) WHERE id = ?",
+        ))
         .bind(user_id)
         .execute(&self.pool)
         .await?;
@@ -462,7 +472,7 @@ impl Store {
 
     /// Records what a running sync is doing (JSON), or clears it.
     pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE batch_user SET progress = ? WHERE id = ?")
+        sqlx::query(self.sql("UPDATE batch_user SET progress = ? WHERE id = ?"))
             .bind(progress)
             .bind(user_id)
             .execute(&self.pool)
@@ -509,10 +519,10 @@ impl Store {
         stats: Option<&str>,
     ) -> Result<bool> {
         let mut tx = self.write_transaction().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.status FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE u.id = ?1 AND (?2 IS NULL OR u.lease_runner = ?2)",
-        )
+             WHERE u.id = ?1 AND (?2 IS NULL OR u.lease_runner = ?2){for_update_of_u}",
+        ))
         .bind(user_id)
         .bind(holder)
         .fetch_optional(&mut *tx)
@@ -522,16 +532,16 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
-             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END, \
-             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN CURRENT_TIMESTAMP ELSE last_synced_at END, \
-             validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, CURRENT_TIMESTAMP) ELSE validated_at END, \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END, \
+             last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN {now} ELSE last_synced_at END, \
+             validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, {now}) ELSE validated_at END, \
              lease_runner = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_runner ELSE NULL END, \
              lease_expires_ms = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_expires_ms ELSE NULL END \
              WHERE id = ?4",
-        )
+        ))
         .bind(status)
         .bind(error)
         .bind(stats)
@@ -546,7 +556,7 @@ impl Store {
                 Some(error) => format!("{old} -> {status}: {error}"),
                 None => format!("{old} -> {status}"),
             };
-            record(
+            self.record(
                 &mut tx,
                 &batch,
                 Some(&email),

@@ -14,9 +14,9 @@ pub struct StoredDirectory {
 
 impl Store {
     pub async fn create_directory(&self, directory: &StoredDirectory) -> Result<()> {
-        let result = sqlx::query(
+        let result = sqlx::query(self.sql(
             "INSERT INTO directory (name, settings, bind_password_sealed) VALUES (?, ?, ?)",
-        )
+        ))
         .bind(&directory.name)
         .bind(&directory.settings)
         .bind(&directory.bind_password_sealed)
@@ -32,9 +32,9 @@ impl Store {
     }
 
     pub async fn directory(&self, name: &str) -> Result<StoredDirectory> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.sql(
             "SELECT name, settings, bind_password_sealed FROM directory WHERE name = ?",
-        )
+        ))
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -50,7 +50,7 @@ impl Store {
 
     pub async fn directories(&self) -> Result<Vec<StoredDirectory>> {
         let rows =
-            sqlx::query("SELECT name, settings, bind_password_sealed FROM directory ORDER BY name")
+            sqlx::query(self.sql("SELECT name, settings, bind_password_sealed FROM directory ORDER BY name"))
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter()
@@ -65,7 +65,7 @@ impl Store {
     }
 
     pub async fn remove_directory(&self, name: &str) -> Result<()> {
-        let done = match sqlx::query("DELETE FROM directory WHERE name = ?")
+        let done = match sqlx::query(self.sql("DELETE FROM directory WHERE name = ?"))
             .bind(name)
             .execute(&self.pool)
             .await

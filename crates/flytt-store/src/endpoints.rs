@@ -59,11 +59,11 @@ macro_rules! select_endpoints {
     };
 }
 
-fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
+fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
     Ok(Endpoint {
         name: row.try_get("name")?,
         url: row.try_get("url")?,
-        allow_plaintext: row.try_get("allow_plaintext")?,
+        allow_plaintext: row.try_get::<i64, _>("allow_plaintext")? != 0,
         ca_file: row.try_get("ca_file")?,
         admin_user: row.try_get("admin_user")?,
         admin_mode: row.try_get("admin_mode")?,
@@ -89,14 +89,14 @@ fn endpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Endpoint> {
 impl Store {
     /// Adds an endpoint; its name must be new.
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
-        let result = sqlx::query(
+        let result = sqlx::query(self.sql(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
              max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        ))
         .bind(&endpoint.name)
         .bind(&endpoint.url)
-        .bind(endpoint.allow_plaintext)
+        .bind(i64::from(endpoint.allow_plaintext))
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
         .bind(&endpoint.admin_mode)
@@ -122,13 +122,13 @@ impl Store {
 
     /// Replaces an endpoint's settings (found by name).
     pub async fn update_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
-        let done = sqlx::query(
+        let done = sqlx::query(self.sql(
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
              sieve_url = ?, directory = ?, tls_fingerprints = ? WHERE name = ?",
-        )
+        ))
         .bind(&endpoint.url)
-        .bind(endpoint.allow_plaintext)
+        .bind(i64::from(endpoint.allow_plaintext))
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
         .bind(&endpoint.admin_mode)
@@ -154,7 +154,7 @@ impl Store {
     }
 
     pub async fn endpoint(&self, name: &str) -> Result<Endpoint> {
-        let row = sqlx::query(select_endpoints!("WHERE name = ?"))
+        let row = sqlx::query(self.sql(select_endpoints!("WHERE name = ?")))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
@@ -166,14 +166,14 @@ impl Store {
 
     /// Every endpoint, by name.
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
-        let rows = sqlx::query(select_endpoints!("ORDER BY name"))
+        let rows = sqlx::query(self.sql(select_endpoints!("ORDER BY name")))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(endpoint_from_row).collect()
     }
 
     pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
-        let done = match sqlx::query("DELETE FROM endpoint WHERE name = ?")
+        let done = match sqlx::query(self.sql("DELETE FROM endpoint WHERE name = ?"))
             .bind(name)
             .execute(&self.pool)
             .await

@@ -43,16 +43,20 @@ pub struct EventFilter {
     pub limit: Option<u32>,
 }
 
-/// Inserts an event within a transaction the caller holds.
-pub(crate) async fn record(
-    tx: &mut sqlx::SqliteConnection,
-    batch: &str,
-    email: Option<&str>,
-    kind: &str,
-    status: Option<&str>,
-    message: Option<&str>,
-) -> Result<()> {
-    sqlx::query("INSERT INTO event (batch, email, kind, status, message) VALUES (?, ?, ?, ?, ?)")
+impl Store {
+    /// Inserts an event within a transaction the caller holds.
+    pub(crate) async fn record(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        batch: &str,
+        email: Option<&str>,
+        kind: &str,
+        status: Option<&str>,
+        message: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO event (batch, email, kind, status, message) VALUES (?, ?, ?, ?, ?)",
+        ))
         .bind(batch)
         .bind(email)
         .bind(kind)
@@ -60,10 +64,9 @@ pub(crate) async fn record(
         .bind(message)
         .execute(tx)
         .await?;
-    Ok(())
-}
+        Ok(())
+    }
 
-impl Store {
     /// Records an event that goes with no status change (a note).
     pub async fn record_event(
         &self,
@@ -73,16 +76,17 @@ impl Store {
         message: &str,
     ) -> Result<()> {
         let mut connection = self.pool.acquire().await?;
-        record(&mut connection, batch, email, kind, None, Some(message)).await
+        self.record(&mut connection, batch, email, kind, None, Some(message))
+            .await
     }
 
     /// Events matching `filter`, oldest first.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<Event>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT id, at, batch, email, kind, status, message FROM event \
-             WHERE (?1 IS NULL OR batch = ?1) AND (?2 IS NULL OR email = ?2 COLLATE NOCASE) \
-             AND id > COALESCE(?3, 0) ORDER BY id DESC LIMIT COALESCE(?4, -1)",
-        )
+             WHERE (?1 IS NULL OR batch = ?1) AND (?2 IS NULL OR lower(email) = lower(?2)) \
+             AND id > COALESCE(?3, 0) ORDER BY id DESC LIMIT COALESCE(?4, {no_limit})",
+        ))
         .bind(&filter.batch)
         .bind(&filter.email)
         .bind(filter.after)

@@ -13,14 +13,14 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use crate::events::{kind, record};
+use crate::events::kind;
 use crate::{Result, Store};
 
 /// The database's clock in milliseconds since 1970 (SQLite), as SQL text
 /// (sqlx takes static strings only, against injection).
 macro_rules! now_ms {
     () => {
-        "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+        "{now_ms}"
     };
 }
 
@@ -90,7 +90,7 @@ fn millis(d: Duration) -> i64 {
 impl Store {
     /// Registers a runner (or registers it again after a restart).
     pub async fn register_runner(&self, id: &str, host: &str, pid: u32) -> Result<()> {
-        sqlx::query(concat!(
+        sqlx::query(self.sql(concat!(
             "INSERT INTO runner (id, host, pid, started_at_ms, heartbeat_at_ms) \
              VALUES (?, ?, ?, ",
             now_ms!(),
@@ -98,7 +98,7 @@ impl Store {
             now_ms!(),
             ") ON CONFLICT (id) DO UPDATE SET \
              heartbeat_at_ms = excluded.heartbeat_at_ms, stopped_at_ms = NULL"
-        ))
+        )))
         .bind(id)
         .bind(host)
         .bind(i64::from(pid))
@@ -112,31 +112,31 @@ impl Store {
     /// have been taken back: that user is not among them).
     pub async fn heartbeat(&self, runner: &str, lease: Duration) -> Result<Vec<i64>> {
         let mut tx = self.write_transaction().await?;
-        sqlx::query(concat!(
+        sqlx::query(self.sql(concat!(
             "UPDATE runner SET heartbeat_at_ms = ",
             now_ms!(),
             " WHERE id = ?"
-        ))
+        )))
         .bind(runner)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(concat!(
+        sqlx::query(self.sql(concat!(
             "UPDATE batch_user SET lease_expires_ms = ",
             now_ms!(),
             " + ? \
              WHERE lease_runner = ? AND lease_expires_ms >= ",
             now_ms!(),
             ""
-        ))
+        )))
         .bind(millis(lease))
         .bind(runner)
         .execute(&mut *tx)
         .await?;
-        let held = sqlx::query(concat!(
+        let held = sqlx::query(self.sql(concat!(
             "SELECT id FROM batch_user WHERE lease_runner = ? AND lease_expires_ms >= ",
             now_ms!(),
             ""
-        ))
+        )))
         .bind(runner)
         .fetch_all(&mut *tx)
         .await?
@@ -149,11 +149,11 @@ impl Store {
 
     /// Marks a runner stopped (a clean stop: its leases were released).
     pub async fn stop_runner(&self, runner: &str) -> Result<()> {
-        sqlx::query(concat!(
+        sqlx::query(self.sql(concat!(
             "UPDATE runner SET stopped_at_ms = ",
             now_ms!(),
             " WHERE id = ?"
-        ))
+        )))
         .bind(runner)
         .execute(&self.pool)
         .await?;
@@ -162,14 +162,14 @@ impl Store {
 
     /// Every runner that has not stopped, with the users it holds.
     pub async fn runners(&self) -> Result<Vec<RunnerInfo>> {
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query(self.sql(concat!(
             "SELECT r.id, r.host, r.pid, r.started_at_ms, r.heartbeat_at_ms, r.stopped_at_ms, \
              (SELECT COUNT(*) FROM batch_user u WHERE u.lease_runner = r.id \
               AND u.lease_expires_ms >= ",
             now_ms!(),
             ") AS held \
              FROM runner r WHERE r.stopped_at_ms IS NULL ORDER BY r.started_at_ms"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -193,14 +193,24 @@ impl Store {
     /// `from` and no live lease. The change is logged.
     pub async fn claim_user(&self, claim: &Claim<'_>) -> Result<ClaimOutcome> {
         let mut tx = self.write_transaction().await?;
+        // Claims on the same endpoints take their turns: on PostgreSQL the
+        // endpoints' rows are locked (in name order, against deadlocks)
+        // until this claim commits; SQLite's write lock does the same.
+        sqlx::query(self.sql(
+            "SELECT name FROM endpoint WHERE name = ? OR name = ? ORDER BY name{for_update}",
+        ))
+        .bind(claim.limits[0].endpoint)
+        .bind(claim.limits[1].endpoint)
+        .fetch_all(&mut *tx)
+        .await?;
         for limit in &claim.limits {
-            let row = sqlx::query(concat!(
+            let row = sqlx::query(self.sql(concat!(
                 "SELECT COUNT(*) AS all_live, \
                  COALESCE(SUM(CASE WHEN u.status IN ('IncrementalSyncing', 'Completing') THEN 1 ELSE 0 END), 0) AS incremental \
                  FROM batch_user u JOIN batch b ON b.id = u.batch_id \
                  WHERE u.lease_runner IS NOT NULL AND u.lease_expires_ms >= ", now_ms!(), " \
                  AND (b.source_endpoint = ?1 OR b.target_endpoint = ?1)"
-            ))
+            )))
             .bind(limit.endpoint)
             .fetch_one(&mut *tx)
             .await?;
@@ -212,13 +222,13 @@ impl Store {
                 return Ok(ClaimOutcome::NoSlot);
             }
         }
-        let claimed = sqlx::query(concat!(
+        let claimed = sqlx::query(self.sql(concat!(
             "UPDATE batch_user SET status = ?1, error = NULL, lease_runner = ?2, \
              lease_expires_ms = ", now_ms!(), " + ?3, \
-             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN CURRENT_TIMESTAMP ELSE started_at END \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END \
              WHERE id = ?4 AND status = ?5 \
              AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ")"
-        ))
+        )))
         .bind(claim.to)
         .bind(claim.runner)
         .bind(millis(claim.lease))
@@ -229,17 +239,17 @@ impl Store {
         if claimed.rows_affected() == 0 {
             return Ok(ClaimOutcome::Taken);
         }
-        let row = sqlx::query(
+        let row = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE u.id = ?",
-        )
+        ))
         .bind(claim.user_id)
         .fetch_one(&mut *tx)
         .await?;
         let batch: String = row.try_get("batch")?;
         let email: String = row.try_get("email")?;
         let message = format!("{} -> {} (runner {})", claim.from, claim.to, claim.runner);
-        record(
+        self.record(
             &mut tx,
             &batch,
             Some(&email),
@@ -255,7 +265,7 @@ impl Store {
     /// Live leases per endpoint, whoever holds them: (all, incremental),
     /// where the users in IncrementalSyncing or Completing are incremental.
     pub async fn live_leases(&self) -> Result<std::collections::HashMap<String, (u32, u32)>> {
-        let rows = sqlx::query(concat!(
+        let rows = sqlx::query(self.sql(concat!(
             "SELECT e.name AS endpoint, COUNT(*) AS all_live, \
              COALESCE(SUM(CASE WHEN u.status IN ('IncrementalSyncing', 'Completing') THEN 1 ELSE 0 END), 0) AS incremental \
              FROM batch_user u JOIN batch b ON b.id = u.batch_id \
@@ -263,7 +273,7 @@ impl Store {
              WHERE u.lease_runner IS NOT NULL AND u.lease_expires_ms >= ",
             now_ms!(),
             " GROUP BY e.name"
-        ))
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
@@ -280,15 +290,15 @@ impl Store {
     /// that is gone), so its users need not wait for the leases to expire.
     pub async fn expire_runner(&self, runner: &str) -> Result<()> {
         let mut tx = self.write_transaction().await?;
-        sqlx::query("UPDATE batch_user SET lease_expires_ms = 0 WHERE lease_runner = ?")
+        sqlx::query(self.sql("UPDATE batch_user SET lease_expires_ms = 0 WHERE lease_runner = ?"))
             .bind(runner)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(concat!(
+        sqlx::query(self.sql(concat!(
             "UPDATE runner SET stopped_at_ms = ",
             now_ms!(),
             " WHERE id = ?"
-        ))
+        )))
         .bind(runner)
         .execute(&mut *tx)
         .await?;
@@ -301,11 +311,11 @@ impl Store {
     pub async fn take_back_expired(&self, running: &str, resume: &str) -> Result<u64> {
         // Every runner asks every tick: a read first, so that the write lock
         // is taken only when there is something to take back.
-        let any = sqlx::query(concat!(
+        let any = sqlx::query(self.sql(concat!(
             "SELECT 1 FROM batch_user u WHERE u.status = ? AND ",
             lease_expired!(),
             " LIMIT 1"
-        ))
+        )))
         .bind(running)
         .fetch_optional(&self.pool)
         .await?;
@@ -313,28 +323,48 @@ impl Store {
             return Ok(0);
         }
         let mut tx = self.write_transaction().await?;
-        sqlx::query(concat!(
-            "INSERT INTO event (batch, email, kind, status, message) \
-             SELECT b.name, u.email, ?1, ?2, ?3 FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE u.status = ?4 AND ", lease_expired!(), " ORDER BY u.csv_line"
-        ))
-        .bind(kind::USER_STATUS)
-        .bind(resume)
-        .bind(format!("{running} -> {resume}: the lease expired"))
-        .bind(running)
-        .execute(&mut *tx)
-        .await?;
-        let done = sqlx::query(concat!(
+        // One statement decides which leases expired (the row locks of
+        // PostgreSQL make a concurrent renewal wait, then find no lease);
+        // the log names exactly those users.
+        let taken = sqlx::query(self.sql(concat!(
             "UPDATE batch_user SET status = ?1, lease_runner = NULL, lease_expires_ms = NULL \
              WHERE id IN (SELECT u.id FROM batch_user u WHERE u.status = ?2 AND ",
             lease_expired!(),
-            ")"
-        ))
+            ") RETURNING batch_id, email, csv_line"
+        )))
         .bind(resume)
         .bind(running)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
+        let mut taken = taken
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<i64, _>("batch_id")?,
+                    row.try_get::<i64, _>("csv_line")?,
+                    row.try_get::<String, _>("email")?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        taken.sort();
+        let message = format!("{running} -> {resume}: the lease expired");
+        for (batch_id, _, email) in &taken {
+            let batch: String = sqlx::query(self.sql("SELECT name FROM batch WHERE id = ?"))
+                .bind(batch_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("name")?;
+            self.record(
+                &mut tx,
+                &batch,
+                Some(email),
+                kind::USER_STATUS,
+                Some(resume),
+                Some(&message),
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected())
+        Ok(taken.len() as u64)
     }
 }

@@ -20,15 +20,15 @@ impl BatchMail {
     fn statements(self) -> (&'static str, &'static str) {
         match self {
             BatchMail::Status => (
-                "UPDATE batch SET status_mail_at = CURRENT_TIMESTAMP WHERE name = ? AND status_mail_at IS NULL",
+                "UPDATE batch SET status_mail_at = {now} WHERE name = ? AND status_mail_at IS NULL",
                 "UPDATE batch SET status_mail_at = NULL WHERE name = ?",
             ),
             BatchMail::InitialSync => (
-                "UPDATE batch SET initial_sync_mail_at = CURRENT_TIMESTAMP WHERE name = ? AND initial_sync_mail_at IS NULL",
+                "UPDATE batch SET initial_sync_mail_at = {now} WHERE name = ? AND initial_sync_mail_at IS NULL",
                 "UPDATE batch SET initial_sync_mail_at = NULL WHERE name = ?",
             ),
             BatchMail::Completion => (
-                "UPDATE batch SET completion_mail_at = CURRENT_TIMESTAMP WHERE name = ? AND completion_mail_at IS NULL",
+                "UPDATE batch SET completion_mail_at = {now} WHERE name = ? AND completion_mail_at IS NULL",
                 "UPDATE batch SET completion_mail_at = NULL WHERE name = ?",
             ),
         }
@@ -39,7 +39,7 @@ impl Store {
     /// Claims `mail` of `batch` for sending: true for the one caller that
     /// may send it, false when it was claimed (or sent) before.
     pub async fn claim_mail(&self, batch: &str, mail: BatchMail) -> Result<bool> {
-        let done = sqlx::query(mail.statements().0)
+        let done = sqlx::query(self.sql(mail.statements().0))
             .bind(batch)
             .execute(&self.pool)
             .await?;
@@ -48,7 +48,7 @@ impl Store {
 
     /// Gives a claim back after a failed send, so it is tried again.
     pub async fn release_mail(&self, batch: &str, mail: BatchMail) -> Result<()> {
-        sqlx::query(mail.statements().1)
+        sqlx::query(self.sql(mail.statements().1))
             .bind(batch)
             .execute(&self.pool)
             .await?;

@@ -50,17 +50,17 @@ impl Store {
     ) -> Result<PairId> {
         let mut tx = self.write_transaction().await?;
         let exists =
-            sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
+            sqlx::query(self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"))
                 .bind(source_key)
                 .bind(target_key)
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
         if !exists && let Some((old_source, old_target)) = legacy {
-            sqlx::query(
+            sqlx::query(self.sql(
                 "UPDATE mailbox_pair SET source_key = ?, target_key = ? \
                  WHERE source_key = ? AND target_key = ?",
-            )
+            ))
             .bind(source_key)
             .bind(target_key)
             .bind(&old_source)
@@ -68,16 +68,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query(
+        sqlx::query(self.sql(
             "INSERT INTO mailbox_pair (source_key, target_key) VALUES (?, ?) \
              ON CONFLICT (source_key, target_key) DO NOTHING",
-        )
+        ))
         .bind(source_key)
         .bind(target_key)
         .execute(&mut *tx)
         .await?;
         let row =
-            sqlx::query("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?")
+            sqlx::query(self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"))
                 .bind(source_key)
                 .bind(target_key)
                 .fetch_one(&mut *tx)
@@ -91,10 +91,10 @@ impl Store {
         pair: PairId,
         source_folder: &str,
     ) -> Result<Option<FolderState>> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.sql(
             "SELECT source_folder, target_folder, source_uidvalidity, target_uidvalidity, \
              highest_modseq, uid_next FROM folder_state WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(pair.0)
         .bind(source_folder)
         .fetch_optional(&self.pool)
@@ -128,10 +128,10 @@ impl Store {
     /// UIDs no longer name the same messages.
     pub async fn begin_folder(&self, pair: PairId, state: &FolderState) -> Result<()> {
         let mut tx = self.write_transaction().await?;
-        let existing = sqlx::query(
+        let existing = sqlx::query(self.sql(
             "SELECT source_uidvalidity, target_uidvalidity, target_folder FROM folder_state \
              WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(pair.0)
         .bind(&state.source_folder)
         .fetch_optional(&mut *tx)
@@ -146,18 +146,18 @@ impl Store {
             None => false,
         };
         if !same_epoch {
-            sqlx::query("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?")
+            sqlx::query(self.sql("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?"))
                 .bind(pair.0)
                 .bind(&state.source_folder)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
+            sqlx::query(self.sql(
                 "INSERT INTO folder_state (pair_id, source_folder, target_folder, source_uidvalidity, \
                  target_uidvalidity, highest_modseq, uid_next) VALUES (?, ?, ?, ?, ?, NULL, NULL) \
                  ON CONFLICT (pair_id, source_folder) DO UPDATE SET target_folder = excluded.target_folder, \
                  source_uidvalidity = excluded.source_uidvalidity, target_uidvalidity = excluded.target_uidvalidity, \
                  highest_modseq = NULL, uid_next = NULL",
-            )
+            ))
             .bind(pair.0)
             .bind(&state.source_folder)
             .bind(&state.target_folder)
@@ -178,9 +178,9 @@ impl Store {
         highest_modseq: Option<u64>,
         uid_next: Option<u32>,
     ) -> Result<()> {
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE folder_state SET highest_modseq = ?, uid_next = ? WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(highest_modseq.map(|v| v as i64))
         .bind(uid_next.map(i64::from))
         .bind(pair.0)
@@ -198,10 +198,10 @@ impl Store {
         source_folder: &str,
         target_uid_next: Option<u32>,
     ) -> Result<()> {
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE folder_state SET appending = 1, appending_from_uid = ? \
              WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(target_uid_next.map(i64::from))
         .bind(pair.0)
         .bind(source_folder)
@@ -212,10 +212,10 @@ impl Store {
 
     /// Marks that no APPEND for the folder is in flight any more.
     pub async fn end_appending(&self, pair: PairId, source_folder: &str) -> Result<()> {
-        sqlx::query(
+        sqlx::query(self.sql(
             "UPDATE folder_state SET appending = 0, appending_from_uid = NULL \
              WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(pair.0)
         .bind(source_folder)
         .execute(&self.pool)
@@ -230,10 +230,10 @@ impl Store {
         pair: PairId,
         source_folder: &str,
     ) -> Result<Option<InterruptedAppends>> {
-        let row = sqlx::query(
+        let row = sqlx::query(self.sql(
             "SELECT appending, appending_from_uid FROM folder_state \
              WHERE pair_id = ? AND source_folder = ?",
-        )
+        ))
         .bind(pair.0)
         .bind(source_folder)
         .fetch_optional(&self.pool)
@@ -252,10 +252,10 @@ impl Store {
 
     /// Every copied message of a folder.
     pub async fn copied(&self, pair: PairId, source_folder: &str) -> Result<Vec<CopiedMessage>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.sql(
             "SELECT source_uid, target_uid, flags FROM message_map \
              WHERE pair_id = ? AND source_folder = ? ORDER BY source_uid",
-        )
+        ))
         .bind(pair.0)
         .bind(source_folder)
         .fetch_all(&self.pool)
@@ -287,11 +287,11 @@ impl Store {
         }
         let mut tx = self.write_transaction().await?;
         for m in messages {
-            sqlx::query(
+            sqlx::query(self.sql(
                 "INSERT INTO message_map (pair_id, source_folder, source_uid, target_uid, flags) \
                  VALUES (?, ?, ?, ?, ?) ON CONFLICT (pair_id, source_folder, source_uid) DO UPDATE \
                  SET target_uid = excluded.target_uid, flags = excluded.flags",
-            )
+            ))
             .bind(pair.0)
             .bind(source_folder)
             .bind(i64::from(m.source_uid))

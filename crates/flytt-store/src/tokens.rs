@@ -14,7 +14,7 @@ pub struct ApiToken {
 
 impl Store {
     pub async fn create_token(&self, name: &str, sha256: &str) -> Result<()> {
-        let result = sqlx::query("INSERT INTO api_token (name, sha256) VALUES (?, ?)")
+        let result = sqlx::query(self.sql("INSERT INTO api_token (name, sha256) VALUES (?, ?)"))
             .bind(name)
             .bind(sha256)
             .execute(&self.pool)
@@ -31,17 +31,17 @@ impl Store {
     /// The name of the token with this hash, if there is one; its use is
     /// stamped (at most once a minute, to spare the writer).
     pub async fn token_by_hash(&self, sha256: &str) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT name FROM api_token WHERE sha256 = ?")
+        let row = sqlx::query(self.sql("SELECT name FROM api_token WHERE sha256 = ?"))
             .bind(sha256)
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        sqlx::query(
-            "UPDATE api_token SET last_used_at = CURRENT_TIMESTAMP WHERE sha256 = ? \
-             AND (last_used_at IS NULL OR last_used_at < datetime('now', '-1 minute'))",
-        )
+        sqlx::query(self.sql(
+            "UPDATE api_token SET last_used_at = {now} WHERE sha256 = ? \
+             AND (last_used_at IS NULL OR last_used_at < {minute_ago})",
+        ))
         .bind(sha256)
         .execute(&self.pool)
         .await?;
@@ -50,7 +50,7 @@ impl Store {
 
     pub async fn tokens(&self) -> Result<Vec<ApiToken>> {
         let rows =
-            sqlx::query("SELECT name, created_at, last_used_at FROM api_token ORDER BY name")
+            sqlx::query(self.sql("SELECT name, created_at, last_used_at FROM api_token ORDER BY name"))
                 .fetch_all(&self.pool)
                 .await?;
         rows.iter()
@@ -65,7 +65,7 @@ impl Store {
     }
 
     pub async fn remove_token(&self, name: &str) -> Result<()> {
-        let done = sqlx::query("DELETE FROM api_token WHERE name = ?")
+        let done = sqlx::query(self.sql("DELETE FROM api_token WHERE name = ?"))
             .bind(name)
             .execute(&self.pool)
             .await?;

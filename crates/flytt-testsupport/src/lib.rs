@@ -1,12 +1,13 @@
 //! Real servers for tests, the demo and the benchmarks: Dovecot instances on
 //! 127.0.0.1, each with its own configuration, data directory, passwd-file
-//! users and a master user; an OpenLDAP directory (slapd); an SMTP sink
+//! users and a master user; an OpenLDAP directory (slapd); PostgreSQL; an SMTP sink
 //! (aiosmtpd); a TCP proxy that adds latency; and the test corpus. Nothing here is a mock: the code under test talks to Dovecot.
 
 pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
 pub mod oauth;
+pub mod postgres;
 pub mod proxy;
 pub mod server;
 pub mod slapd;
@@ -14,6 +15,7 @@ pub mod smtp;
 
 pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, Layout};
+pub use postgres::Postgres;
 pub use server::{Family, TestServer};
 
 /// Errors from starting servers.

@@ -100,19 +100,19 @@ fn failure(error: impl Into<ControlError>) -> Response {
             | flytt_store::Error::NoSuchEndpoint(_)
             | flytt_store::Error::NoSuchUser(_),
         ) => StatusCode::NOT_FOUND,
-        ControlError::Store(flytt_store::Error::Sql(_) | flytt_store::Error::Open { .. })
-        | ControlError::Secrets(_)
-        | ControlError::Report(_) => {
-            tracing::error!(%error, "dashboard request failed");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "The server could not do this; its log has the details.".into(),
-                true,
-            );
-        }
+        ControlError::Store(e) if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
+        ControlError::Secrets(_) | ControlError::Report(_) => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%error, "dashboard request failed");
+        return error_page(
+            status,
+            "Something went wrong",
+            "The server could not do this; its log has the details.".into(),
+            true,
+        );
+    }
     error_page(status, "Cannot do that", error.to_string(), true)
 }
 

@@ -1,0 +1,637 @@
+//! The store's rules, on both backends: SQLite (a data directory) and
+//! PostgreSQL (a server of the test's own, started by flytt-testsupport).
+//! Each check runs once per backend.
+
+use std::time::Duration;
+
+use flytt_store::*;
+use flytt_testsupport::Postgres;
+
+/// Where a test's state lives; `open` opens it anew, as another process
+/// (or a restart) would.
+enum Database {
+    Sqlite(tempfile::TempDir),
+    Postgres(Postgres),
+}
+
+impl Database {
+    fn start(backend: Backend) -> Database {
+        match backend {
+            Backend::Sqlite => Database::Sqlite(tempfile::tempdir().expect("temporary directory")),
+            Backend::Postgres => Database::Postgres(Postgres::start().expect("start PostgreSQL")),
+        }
+    }
+
+    async fn open(&self) -> Result<Store> {
+        self.place().open().await
+    }
+
+    /// Where it is, for a task of its own.
+    fn place(&self) -> Place {
+        match self {
+            Database::Sqlite(dir) => Place::Dir(dir.path().to_path_buf()),
+            Database::Postgres(server) => Place::Url(server.url()),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Place {
+    Dir(std::path::PathBuf),
+    Url(String),
+}
+
+impl Place {
+    async fn open(self) -> Result<Store> {
+        match self {
+            Place::Dir(dir) => Store::open(&dir).await,
+            Place::Url(url) => Store::connect(&url).await,
+        }
+    }
+}
+
+/// One `#[tokio::test]` per backend for each check (`async fn(&Database)`).
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        $(
+            mod $check {
+                use super::*;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() -> Result<()> {
+                    super::$check(&Database::start(Backend::Sqlite)).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() -> Result<()> {
+                    super::$check(&Database::start(Backend::Postgres)).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_backends!(
+    uid_map_survives_reopen_and_resets_on_new_uidvalidity,
+    legacy_keys_are_renamed_once,
+    concurrent_processes_share_a_new_database,
+    endpoints_are_named_uniquely_and_round_trip,
+    leases_claim_renew_expire_and_limit,
+    concurrent_claims_never_exceed_a_limit,
+    status_changes_are_logged_in_order_and_outlive_the_batch,
+    batches_users_tokens_mails_and_directories_round_trip,
+);
+
+fn state(validity: u32) -> FolderState {
+    FolderState {
+        source_folder: "INBOX".into(),
+        target_folder: "INBOX".into(),
+        source_uidvalidity: validity,
+        target_uidvalidity: 7,
+        highest_modseq: None,
+        uid_next: None,
+    }
+}
+
+async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let pair = store.mailbox_pair("a@src:143", "a@dst:143", None).await?;
+    assert_eq!(
+        pair,
+        store.mailbox_pair("a@src:143", "a@dst:143", None).await?
+    );
+    store.begin_folder(pair, &state(1)).await?;
+    let copied = vec![
+        CopiedMessage {
+            source_uid: 1,
+            target_uid: Some(10),
+            flags: "\\Seen".into(),
+        },
+        CopiedMessage {
+            source_uid: 2,
+            target_uid: None,
+            flags: String::new(),
+        },
+    ];
+    store.record_copied(pair, "INBOX", &copied).await?;
+    store
+        .finish_folder(pair, "INBOX", Some(u64::from(u32::MAX) + 5), Some(3))
+        .await?;
+    store.begin_appending(pair, "INBOX", Some(11)).await?;
+    drop(store);
+
+    let store = db.open().await?;
+    assert_eq!(store.copied(pair, "INBOX").await?, copied);
+    assert_eq!(
+        store.interrupted_appends(pair, "INBOX").await?,
+        Some(InterruptedAppends {
+            target_uid_next: Some(11)
+        })
+    );
+    store.end_appending(pair, "INBOX").await?;
+    assert_eq!(store.interrupted_appends(pair, "INBOX").await?, None);
+    store.begin_folder(pair, &state(1)).await?;
+    assert_eq!(
+        store.copied(pair, "INBOX").await?.len(),
+        2,
+        "same epoch keeps the map"
+    );
+    assert_eq!(
+        store
+            .folder_state(pair, "INBOX")
+            .await?
+            .and_then(|s| s.highest_modseq),
+        Some(u64::from(u32::MAX) + 5)
+    );
+    store.begin_folder(pair, &state(2)).await?;
+    assert!(
+        store.copied(pair, "INBOX").await?.is_empty(),
+        "new UIDVALIDITY drops the map"
+    );
+    Ok(())
+}
+
+/// An upgrade: state kept under an earlier version's keys is taken over
+/// by the new keys once, never shared between the two.
+async fn legacy_keys_are_renamed_once(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let old = store
+        .mailbox_pair("a*admin@src", "a*admin@dst", None)
+        .await?;
+    store.begin_folder(old, &state(1)).await?;
+    let legacy = || Some(("a*admin@src".to_string(), "a*admin@dst".to_string()));
+    let new = store.mailbox_pair("a@src", "a@dst", legacy()).await?;
+    assert_eq!(new, old, "the old state is the new pair's");
+    assert!(store.folder_state(new, "INBOX").await?.is_some());
+    // The old keys are gone: asking for them again makes a new, empty pair.
+    let again = store
+        .mailbox_pair("a*admin@src", "a*admin@dst", None)
+        .await?;
+    assert_ne!(again, new);
+    assert_eq!(store.mailbox_pair("a@src", "a@dst", legacy()).await?, new);
+    Ok(())
+}
+
+/// Regression: several `flytt sync` processes on one new data directory
+/// raced in the migration ("table already exists") and failed writes with
+/// "database is locked". PostgreSQL: several runners start at once.
+async fn concurrent_processes_share_a_new_database(db: &Database) -> Result<()> {
+    let mut tasks = Vec::new();
+    for user in 0..8 {
+        let store = db.place().open();
+        tasks.push(async move {
+            let store = store.await?;
+            let pair = store
+                .mailbox_pair(&format!("u{user}@src"), &format!("u{user}@dst"), None)
+                .await?;
+            store.begin_folder(pair, &state(1)).await?;
+            for batch in 0..20u32 {
+                let rows: Vec<CopiedMessage> = (0..50)
+                    .map(|i| CopiedMessage {
+                        source_uid: batch * 50 + i + 1,
+                        target_uid: Some(batch * 50 + i + 1),
+                        flags: String::new(),
+                    })
+                    .collect();
+                store.record_copied(pair, "INBOX", &rows).await?;
+            }
+            Ok::<usize, Error>(store.copied(pair, "INBOX").await?.len())
+        });
+    }
+    for copied in futures_join_all(tasks).await {
+        assert_eq!(copied?, 1000);
+    }
+    Ok(())
+}
+
+/// Runs the futures concurrently on the runtime's threads.
+async fn futures_join_all<T: Send + 'static>(
+    futures: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.expect("task"));
+    }
+    out
+}
+
+async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let mut endpoint = Endpoint {
+        name: "gammel".into(),
+        url: "imaps://mail.example.org:993".into(),
+        allow_plaintext: true,
+        ca_file: Some("/etc/ca.pem".into()),
+        tls_fingerprints: vec![format!("sha256:{}", "ab".repeat(32))],
+        admin_user: Some("admin".into()),
+        admin_mode: "master".into(),
+        admin_password_sealed: Some("v1:abcd:xyz".into()),
+        max_concurrent_migrations: 20,
+        max_concurrent_incremental_syncs: 10,
+        sieve_url: None,
+        directory: None,
+    };
+    store.create_endpoint(&endpoint).await?;
+    assert!(matches!(
+        store.create_endpoint(&endpoint).await,
+        Err(Error::EndpointExists(name)) if name == "gammel"
+    ));
+    assert_eq!(store.endpoint("gammel").await?, endpoint);
+    endpoint.max_concurrent_migrations = 5;
+    endpoint.allow_plaintext = false;
+    endpoint.directory = Some("nowhere".into());
+    assert!(matches!(
+        store.update_endpoint(&endpoint).await,
+        Err(Error::NoSuchDirectory(name)) if name == "nowhere"
+    ));
+    endpoint.directory = None;
+    store.update_endpoint(&endpoint).await?;
+    assert_eq!(store.endpoints().await?, vec![endpoint]);
+    store.remove_endpoint("gammel").await?;
+    assert!(matches!(
+        store.endpoint("gammel").await,
+        Err(Error::NoSuchEndpoint(_))
+    ));
+    assert!(matches!(
+        store.remove_endpoint("gammel").await,
+        Err(Error::NoSuchEndpoint(_))
+    ));
+    Ok(())
+}
+
+fn endpoint(name: &str) -> Endpoint {
+    Endpoint::new(name, "imaps://mail.example.org:993")
+}
+
+fn user(email: &str, line: u64) -> NewBatchUser {
+    NewBatchUser {
+        email: email.into(),
+        csv_line: line,
+        overrides: "{}".into(),
+        user_name: None,
+        password_sealed: None,
+        target_user_name: None,
+        target_password_sealed: None,
+    }
+}
+
+/// Batch "b1" from endpoint "old" to "new" with these users (CSV lines 2
+/// on), started; their ids.
+async fn started_batch(store: &Store, users: &[&str]) -> Result<Vec<i64>> {
+    store.create_endpoint(&endpoint("old")).await?;
+    store.create_endpoint(&endpoint("new")).await?;
+    store
+        .create_batch(&NewBatch {
+            name: "b1".into(),
+            batch_type: "imap".into(),
+            source_endpoint: "old".into(),
+            target_endpoint: "new".into(),
+            parameters: "{}".into(),
+            users: (0u64..)
+                .zip(users)
+                .map(|(i, email)| user(email, i + 2))
+                .collect(),
+        })
+        .await?;
+    store.set_batch_status("b1", "Syncing").await?;
+    let items = store.work_items(&["Syncing"]).await?;
+    Ok(items.iter().map(|item| item.user_id).collect())
+}
+
+fn claim<'a>(user_id: i64, runner: &'a str, max: u32, lease: Duration) -> Claim<'a> {
+    Claim {
+        user_id,
+        runner,
+        from: "Queued",
+        to: "Syncing",
+        lease,
+        incremental: false,
+        limits: [
+            EndpointLimit {
+                endpoint: "old",
+                max_migrations: max,
+                max_incremental: max,
+            },
+            EndpointLimit {
+                endpoint: "new",
+                max_migrations: 20,
+                max_incremental: 10,
+            },
+        ],
+    }
+}
+
+/// Leases: a claim is a compare-and-set that also counts every live lease
+/// against the endpoints' limits; only the holder ends a user; only an
+/// expired lease is taken back.
+async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let ids = started_batch(&store, &["a@example.org", "b@example.org"]).await?;
+    let (a, b) = (ids[0], ids[1]);
+    store.register_runner("r1", "host", 1).await?;
+    store.register_runner("r2", "host", 2).await?;
+    let lease = Duration::from_secs(30);
+    assert_eq!(
+        store.claim_user(&claim(a, "r1", 1, lease)).await?,
+        ClaimOutcome::Claimed
+    );
+    // The same user again: held (its status moved on, and it is leased).
+    assert_eq!(
+        store.claim_user(&claim(a, "r2", 5, lease)).await?,
+        ClaimOutcome::Taken
+    );
+    // Another user: the endpoint's one slot is r1's, across runners.
+    assert_eq!(
+        store.claim_user(&claim(b, "r2", 1, lease)).await?,
+        ClaimOutcome::NoSlot
+    );
+    assert_eq!(store.live_leases().await?.get("old"), Some(&(1, 0)));
+    assert_eq!(store.heartbeat("r1", lease).await?, vec![a]);
+    assert!(store.heartbeat("r2", lease).await?.is_empty());
+    // A live lease is not taken back.
+    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 0);
+    // Only the holder records the end.
+    assert!(
+        !store
+            .finish_user(a, "r2", "Synced", None, Some("{}"))
+            .await?
+    );
+    let runners = store.runners().await?;
+    assert_eq!(runners.iter().map(|r| r.users_held).sum::<u64>(), 1);
+
+    // r1 dies: its lease ends, the user goes back, r2 takes it, and r1 can
+    // neither renew nor record it any more.
+    store.expire_runner("r1").await?;
+    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 1);
+    assert_eq!(
+        store.claim_user(&claim(a, "r2", 1, lease)).await?,
+        ClaimOutcome::Claimed
+    );
+    assert!(store.heartbeat("r1", lease).await?.is_empty());
+    assert!(
+        !store
+            .finish_user(a, "r1", "Synced", None, Some("{}"))
+            .await?
+    );
+    assert!(
+        store
+            .finish_user(a, "r2", "Synced", None, Some("{}"))
+            .await?
+    );
+    assert!(store.live_leases().await?.is_empty());
+    let users = store.batch_users(Some("b1")).await?;
+    assert_eq!(users[0].status, "Synced");
+    assert!(users[0].last_synced_at.is_some());
+    assert_eq!(store.runners().await?.len(), 1, "r1 is stopped");
+
+    // A short lease that is not renewed expires by the database's clock.
+    store.register_runner("r3", "host", 3).await?;
+    assert_eq!(
+        store
+            .claim_user(&claim(b, "r3", 5, Duration::from_millis(200)))
+            .await?,
+        ClaimOutcome::Claimed
+    );
+    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(store.heartbeat("r3", lease).await?.is_empty(), "too late");
+    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 1);
+    let log = store
+        .events(&EventFilter {
+            email: Some("b@example.org".into()),
+            ..EventFilter::default()
+        })
+        .await?;
+    assert_eq!(
+        log.last().and_then(|e| e.message.as_deref()),
+        Some("Syncing -> Queued: the lease expired")
+    );
+    Ok(())
+}
+
+/// Many runners claiming at once, through their own connections: the
+/// endpoint's limit holds, and every user is claimed by exactly one.
+async fn concurrent_claims_never_exceed_a_limit(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let emails: Vec<String> = (0..12).map(|i| format!("u{i}@example.org")).collect();
+    let names: Vec<&str> = emails.iter().map(String::as_str).collect();
+    let ids = started_batch(&store, &names).await?;
+    let mut runners = Vec::new();
+    for r in 0..6 {
+        let store = db.open().await?;
+        let ids = ids.clone();
+        runners.push(async move {
+            let runner = format!("r{r}");
+            store.register_runner(&runner, "host", r).await?;
+            let mut claimed = Vec::new();
+            for id in ids {
+                let outcome = store
+                    .claim_user(&claim(id, &runner, 3, Duration::from_secs(30)))
+                    .await?;
+                if outcome == ClaimOutcome::Claimed {
+                    claimed.push(id);
+                }
+            }
+            Ok::<Vec<i64>, Error>(claimed)
+        });
+    }
+    let mut claimed = Vec::new();
+    for result in futures_join_all(runners).await {
+        claimed.extend(result?);
+    }
+    assert_eq!(claimed.len(), 3, "the limit across runners: {claimed:?}");
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), 3, "each user once");
+    assert_eq!(store.live_leases().await?.get("old"), Some(&(3, 0)));
+    Ok(())
+}
+
+async fn status_changes_are_logged_in_order_and_outlive_the_batch(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let ids = started_batch(&store, &["kari@example.org", "ola@example.org"]).await?;
+    let kari = ids[0];
+    // Setting the same status again is no change and no event.
+    store.set_batch_status("b1", "Syncing").await?;
+    store.set_user_status(kari, "Syncing", None, None).await?;
+    store
+        .set_user_status(kari, "Failed", Some("wrong password"), None)
+        .await?;
+    assert_eq!(store.move_users("b1", "Failed", "Queued").await?, 1);
+    let batch = store.batch("b1").await?;
+    assert!(batch.started_at.is_some() && batch.completed_at.is_none());
+
+    let all = store.events(&EventFilter::default()).await?;
+    let described: Vec<(&str, Option<&str>, Option<&str>)> = all
+        .iter()
+        .map(|e| (e.kind.as_str(), e.email.as_deref(), e.message.as_deref()))
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            (
+                "BatchCreated",
+                None,
+                Some("imap batch from old to new with 2 users")
+            ),
+            ("BatchStatus", None, Some("Created -> Syncing")),
+            (
+                "UserStatus",
+                Some("kari@example.org"),
+                Some("Queued -> Syncing")
+            ),
+            (
+                "UserStatus",
+                Some("kari@example.org"),
+                Some("Syncing -> Failed: wrong password")
+            ),
+            (
+                "UserStatus",
+                Some("kari@example.org"),
+                Some("Failed -> Queued")
+            ),
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    // RFC 3339, UTC, with milliseconds, on both backends.
+    assert!(
+        all.iter().all(|e| e.at.len() == 24 && e.at.ends_with('Z') && &e.at[10..11] == "T"),
+        "{:?}",
+        all[0].at
+    );
+
+    let after = store
+        .events(&EventFilter {
+            after: Some(all[2].id),
+            email: Some("KARI@example.org".into()),
+            ..EventFilter::default()
+        })
+        .await?;
+    assert_eq!(after.len(), 2);
+    let newest = store
+        .events(&EventFilter {
+            limit: Some(1),
+            ..EventFilter::default()
+        })
+        .await?;
+    assert_eq!(newest, vec![all[4].clone()]);
+
+    store.remove_batch("b1").await?;
+    let log = store
+        .events(&EventFilter {
+            batch: Some("b1".into()),
+            ..EventFilter::default()
+        })
+        .await?;
+    assert_eq!(log.len(), 6);
+    assert_eq!(log[5].kind, "BatchRemoved");
+    Ok(())
+}
+
+/// Every kind of row the store keeps, written and read back.
+async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    store
+        .create_directory(&StoredDirectory {
+            name: "ldap".into(),
+            settings: "{\"url\":\"ldap://x\"}".into(),
+            bind_password_sealed: Some("v1:k:sealed".into()),
+        })
+        .await?;
+    assert!(matches!(
+        store
+            .create_directory(&StoredDirectory {
+                name: "ldap".into(),
+                settings: "{}".into(),
+                bind_password_sealed: None,
+            })
+            .await,
+        Err(Error::DirectoryExists(_))
+    ));
+    let mut source = endpoint("old");
+    source.directory = Some("ldap".into());
+    store.create_endpoint(&source).await?;
+    store.create_endpoint(&endpoint("new")).await?;
+    assert!(matches!(
+        store.remove_directory("ldap").await,
+        Err(Error::DirectoryInUse(_))
+    ));
+    assert_eq!(store.directories().await?.len(), 1);
+
+    let mut kari = user("kari@example.org", 2);
+    kari.password_sealed = Some("v1:k:pw".into());
+    kari.user_name = Some("kari".into());
+    let batch = NewBatch {
+        name: "b1".into(),
+        batch_type: "imap".into(),
+        source_endpoint: "old".into(),
+        target_endpoint: "new".into(),
+        parameters: "{\"verify\":true}".into(),
+        users: vec![kari],
+    };
+    store.create_batch(&batch).await?;
+    assert!(matches!(
+        store.create_batch(&batch).await,
+        Err(Error::BatchExists(_))
+    ));
+    assert!(matches!(
+        store.remove_endpoint("old").await,
+        Err(Error::EndpointInUse(_))
+    ));
+    store
+        .add_batch_users("b1", &[user("ola@example.org", 3)])
+        .await?;
+    assert_eq!(store.active_users().await?.len(), 2);
+    store.set_batch_status("b1", "Syncing").await?;
+    let items = store.work_items(&["Syncing"]).await?;
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0].password_sealed.as_deref(), Some("v1:k:pw"));
+    assert_eq!(items[0].source.directory.as_deref(), Some("ldap"));
+    assert_eq!(items[0].seconds_since_sync, None);
+    store.set_user_validated(items[0].user_id).await?;
+    store
+        .set_user_progress(items[0].user_id, Some("{\"folder\":\"INBOX\"}"))
+        .await?;
+    store
+        .set_user_status(items[0].user_id, "Synced", None, Some("{\"copied\":3}"))
+        .await?;
+    let items = store.work_items(&["Syncing"]).await?;
+    let since = items[0].seconds_since_sync.expect("synced");
+    assert!((0..5).contains(&since), "{since}");
+    assert!(items[0].validated);
+    let users = store.batch_users(None).await?;
+    assert_eq!(users[0].stats.as_deref(), Some("{\"copied\":3}"));
+    assert_eq!(users[0].progress, None, "cleared at the end");
+    store.set_batch_status("b1", "Synced").await?;
+    store.set_batch_status("b1", "Completed").await?;
+    let summary = store.batch("b1").await?;
+    assert_eq!(summary.status, "Completed");
+    assert!(summary.initial_sync_done_at.is_some() && summary.completed_at.is_some());
+    assert_eq!(
+        summary.user_counts,
+        vec![("Queued".to_string(), 1), ("Synced".to_string(), 1)]
+    );
+    assert!(store.active_users().await?.is_empty());
+
+    assert!(store.claim_mail("b1", BatchMail::Status).await?);
+    assert!(!store.claim_mail("b1", BatchMail::Status).await?);
+    store.release_mail("b1", BatchMail::Status).await?;
+    assert!(store.claim_mail("b1", BatchMail::Status).await?);
+
+    store.create_token("ci", &"0".repeat(64)).await?;
+    assert!(matches!(
+        store.create_token("ci", &"1".repeat(64)).await,
+        Err(Error::TokenExists(_))
+    ));
+    assert_eq!(store.token_by_hash(&"0".repeat(64)).await?.as_deref(), Some("ci"));
+    assert_eq!(store.token_by_hash(&"2".repeat(64)).await?, None);
+    let tokens = store.tokens().await?;
+    assert!(tokens[0].last_used_at.is_some());
+    store.remove_token("ci").await?;
+    assert!(matches!(
+        store.remove_token("ci").await,
+        Err(Error::NoSuchToken(_))
+    ));
+    Ok(())
+}
