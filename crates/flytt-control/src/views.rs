@@ -69,6 +69,8 @@ pub struct UserView {
     pub statistics: Option<serde_json::Value>,
     /// What a running sync is doing now: folder, messages and bytes so far.
     pub progress: Option<serde_json::Value>,
+    /// The runner holding the user's lease while it syncs.
+    pub runner: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -158,6 +160,7 @@ impl UserView {
             last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
             statistics: json_or_null(user.stats.as_deref()),
             progress: json_or_null(user.progress.as_deref()),
+            runner: user.runner.clone(),
         }
     }
 }

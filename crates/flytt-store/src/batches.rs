@@ -95,6 +95,8 @@ pub struct BatchUser {
     pub stats: Option<String>,
     /// What a running sync is doing (JSON written by the runner).
     pub progress: Option<String>,
+    /// The runner holding the user's lease while it syncs.
+    pub runner: Option<String>,
 }
 
 impl Store {
@@ -288,7 +290,7 @@ async fn insert_users(
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
         let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
         ))
         .bind(batch)
@@ -309,6 +311,7 @@ async fn insert_users(
                     last_synced_at: row.try_get("last_synced_at")?,
                     stats: row.try_get("stats")?,
                     progress: row.try_get("progress")?,
+                    runner: row.try_get("lease_runner")?,
                 })
             })
             .collect()

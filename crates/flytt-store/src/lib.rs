@@ -216,6 +216,17 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    // A runner paused mid-transaction (SIGSTOP, a frozen VM)
+                    // would hold its row locks until it wakes; the server
+                    // ends such a session instead, and its lease expires.
+                    connection
+                        .execute("SET idle_in_transaction_session_timeout = '60s'")
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|e| Error::Open {

@@ -2,6 +2,7 @@
 //! users, statuses, events and reports. The rules live in flytt-control
 //! (shared with the HTTP API); this module reads arguments and prints.
 
+use crate::home::Home;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -10,7 +11,7 @@ use flytt_batch::size::parse_size;
 use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
 use flytt_control::views::{BatchView, EventView, UserView};
 use flytt_control::{BatchRequest, Control, ControlError, reports};
-use flytt_store::{EventFilter, Store};
+use flytt_store::EventFilter;
 
 #[derive(Subcommand)]
 pub enum BatchCommand {
@@ -218,8 +219,8 @@ pub struct ValidateArgs {
 /// Exit code for a file with problems.
 const EXIT_INVALID: u8 = 1;
 
-pub async fn run(command: BatchCommand, data_dir: &Path) -> Result<u8> {
-    let control = Control::new(open(data_dir).await?, data_dir);
+pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
+    let control = home.control().await?;
     let store = control.store();
     match command {
         BatchCommand::Validate(args) => validate(&args, &control).await,
@@ -398,8 +399,8 @@ fn print_batch(view: &BatchView) {
     }
 }
 
-pub async fn run_user(command: UserCommand, data_dir: &Path) -> Result<u8> {
-    let store = open(data_dir).await?;
+pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
+    let store = home.store().await?;
     match command {
         UserCommand::List(args) => {
             if let Some(batch) = &args.batch {
@@ -487,12 +488,6 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
             println!("  {}  {}", e.at, e.message.as_deref().unwrap_or(&e.kind));
         }
     }
-}
-
-async fn open(data_dir: &Path) -> Result<Store> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    Ok(Store::open(data_dir).await?)
 }
 
 /// Prints a CSV file's problems (or returns any other error).

@@ -1,17 +1,16 @@
 //! `flytt directory …`: the directories of staged migrations (LDAP or a
 //! command hook), named by endpoints (`flytt endpoint set E --directory D`).
 
-use std::path::{Path, PathBuf};
+use crate::home::Home;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
-use flytt_control::Control;
 use flytt_control::directories::DirectoryView;
 use flytt_directory::Directory;
 use flytt_directory::hook::HookSettings;
 use flytt_directory::ldap::LdapSettings;
 use flytt_secrets::SecretString;
-use flytt_store::Store;
 
 use crate::account::read_password_file;
 
@@ -92,10 +91,8 @@ pub struct NameArg {
     name: String,
 }
 
-pub async fn run(command: DirectoryCommand, data_dir: &Path) -> Result<u8> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let control = Control::new(Store::open(data_dir).await?, data_dir);
+pub async fn run(command: DirectoryCommand, home: &Home) -> Result<u8> {
+    let control = home.control().await?;
     match command {
         DirectoryCommand::New(args) => {
             let (directory, password) = settings(args.name.clone(), &args)?;

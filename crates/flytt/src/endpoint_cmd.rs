@@ -3,15 +3,16 @@
 //! with the data directory's key before it reaches the store, and no command
 //! prints it back.
 
+use crate::home::Home;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_control::Control;
 use flytt_control::endpoints::admin_mode;
 use flytt_control::views::EndpointView;
 use flytt_secrets::SecretString;
-use flytt_store::{Endpoint, Store};
+use flytt_store::Endpoint;
 
 use crate::account::read_password_file;
 
@@ -151,10 +152,8 @@ pub struct ListArgs {
     json: bool,
 }
 
-pub async fn run(command: EndpointCommand, data_dir: &Path) -> Result<u8> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let control = Control::new(Store::open(data_dir).await?, data_dir);
+pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
+    let control = home.control().await?;
     let store = control.store();
     match command {
         EndpointCommand::New(args) => {

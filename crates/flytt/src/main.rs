@@ -5,6 +5,7 @@ mod batch_cmd;
 mod config;
 mod directory_cmd;
 mod endpoint_cmd;
+mod home;
 
 mod sync_cmd;
 mod token_cmd;
@@ -21,9 +22,17 @@ use clap::{Parser, Subcommand};
     about = "Migrates mailboxes between mail servers in migration batches"
 )]
 struct Cli {
-    /// Where flytt keeps its state (the SQLite database).
+    /// Where flytt keeps its state: the secret key, flytt.toml and (without
+    /// --database-url) the SQLite database.
     #[arg(long, global = true, env = "FLYTT_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// A PostgreSQL database for the state instead of the data directory's
+    /// SQLite file: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Every
+    /// runner and command of one installation names the same database
+    /// (and has the same key: the key file, or FLYTT_SECRET_KEY).
+    #[arg(long, global = true, env = "FLYTT_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -131,24 +140,27 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    let data_dir = cli.data_dir.unwrap_or_else(default_data_dir);
+    let home = home::Home {
+        data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
+        database_url: cli.database_url.filter(|url| !url.is_empty()),
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sync(args) => sync_cmd::run(*args, &data_dir).await,
-            Command::Endpoint(command) => endpoint_cmd::run(command, &data_dir).await,
-            Command::Batch(command) => batch_cmd::run(command, &data_dir).await,
-            Command::Directory(command) => directory_cmd::run(command, &data_dir).await,
-            Command::User(command) => batch_cmd::run_user(command, &data_dir).await,
+            Command::Sync(args) => sync_cmd::run(*args, &home).await,
+            Command::Endpoint(command) => endpoint_cmd::run(command, &home).await,
+            Command::Batch(command) => batch_cmd::run(command, &home).await,
+            Command::Directory(command) => directory_cmd::run(command, &home).await,
+            Command::User(command) => batch_cmd::run_user(command, &home).await,
             Command::Serve(args) => {
                 let options = args.lease.runner_options();
-                serve(&data_dir, Some(args), options).await
+                serve(&home, Some(args), options).await
             }
             Command::Worker(WorkerArgs {
                 command: Some(WorkerCommand::List { json }),
                 ..
-            }) => worker_list(&data_dir, json).await,
-            Command::Worker(args) => serve(&data_dir, None, args.lease.runner_options()).await,
-            Command::Token(command) => token_cmd::run(command, &data_dir).await,
+            }) => worker_list(&home, json).await,
+            Command::Worker(args) => serve(&home, None, args.lease.runner_options()).await,
+            Command::Token(command) => token_cmd::run(command, &home).await,
         }
     });
     match result {
@@ -164,13 +176,13 @@ fn main() -> ExitCode {
 /// mails, until SIGTERM or Ctrl-C; syncs in flight are abandoned safely and
 /// resume on the next start.
 async fn serve(
-    data_dir: &std::path::Path,
+    home: &home::Home,
     serve: Option<ServeArgs>,
     runner_options: anyhow::Result<flytt_runner::RunnerOptions>,
 ) -> anyhow::Result<u8> {
     use anyhow::Context;
     let runner_options = runner_options?;
-    std::fs::create_dir_all(data_dir)?;
+    let data_dir = home.data_dir();
     // A bad config stops the start, before anything runs.
     let config = match serve.as_ref().map(|s| &s.config) {
         Some(Some(path)) => config::Config::load(path)?,
@@ -187,7 +199,7 @@ async fn serve(
         dashboard_password: config.dashboard_password()?,
     };
     let listen = serve.map(|s| s.listen);
-    let store = flytt_store::Store::open(data_dir).await?;
+    let store = home.store().await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         let term = async {
@@ -214,8 +226,8 @@ async fn serve(
                 .with_context(|| format!("cannot listen on {address}"))?;
             let bound = listener.local_addr()?;
             println!(
-                "flytt serve: HTTP API on http://{bound}/ (data in {})",
-                data_dir.display()
+                "flytt serve: HTTP API on http://{bound}/ ({})",
+                home.describe()
             );
             let control = flytt_control::Control::new(store.clone(), data_dir);
             let shutdown = until_stopped(stopped.clone());
@@ -245,8 +257,8 @@ async fn serve(
 }
 
 /// `flytt worker list`.
-async fn worker_list(data_dir: &std::path::Path, json: bool) -> anyhow::Result<u8> {
-    let store = flytt_store::Store::open(data_dir).await?;
+async fn worker_list(home: &home::Home, json: bool) -> anyhow::Result<u8> {
+    let store = home.store().await?;
     let runners = store.runners().await?;
     let time = |ms: i64| {
         chrono::DateTime::from_timestamp_millis(ms)

@@ -1,10 +1,11 @@
 //! `flytt sync`: one mailbox, like imapsync; safe to re-run.
 
+use crate::home::Home;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use flytt_store::Store;
 use flytt_sync::{Issue, MailboxScope, Observer, Report, SyncOptions, sync_mailbox};
@@ -107,7 +108,7 @@ enum ScopeArg {
     ArchiveOnly,
 }
 
-pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
+pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
     let source = account(&Side {
         name: "source",
         url: &args.source,
@@ -134,14 +135,13 @@ pub async fn run(args: SyncArgs, data_dir: &Path) -> Result<u8> {
         tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
     })?;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     // A dry run reads the state of earlier runs (so it lists only what is
     // new) but copies nothing and creates no state of its own.
-    let store = if args.dry_run && !Store::exists(data_dir) {
+    let store = if args.dry_run && home.database_url.is_none() && !Store::exists(home.data_dir())
+    {
         Store::in_memory().await?
     } else {
-        Store::open(data_dir).await?
+        home.store().await?
     };
     let options = SyncOptions {
         exclude: args.exclude_folders.clone(),

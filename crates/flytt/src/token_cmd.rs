@@ -1,11 +1,10 @@
 //! `flytt token new|list|remove`: bearer tokens for the HTTP API. A new
 //! token is printed once; only its hash is stored.
 
-use std::path::Path;
+use crate::home::Home;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
-use flytt_store::Store;
 
 #[derive(Subcommand)]
 pub enum TokenCommand {
@@ -29,10 +28,8 @@ pub struct NameArg {
     name: String,
 }
 
-pub async fn run(command: TokenCommand, data_dir: &Path) -> Result<u8> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-    let store = Store::open(data_dir).await?;
+pub async fn run(command: TokenCommand, home: &Home) -> Result<u8> {
+    let store = home.store().await?;
     match command {
         TokenCommand::New(args) => {
             let name = match args.name {

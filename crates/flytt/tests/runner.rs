@@ -10,10 +10,12 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{Worker, add_endpoint, count_logins, flytt, flytt_ok, json, seed_inbox};
+use common::{
+    Backend, Worker, add_endpoint, count_logins, flytt, flytt_ok, json, keep_state_in, seed_inbox,
+};
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::MASTER_PASSWORD;
-use flytt_testsupport::{Dovecot, Layout};
+use flytt_testsupport::{Dovecot, Layout, Postgres};
 
 const PASSWORD: &str = "kilde-passord-1";
 
@@ -55,13 +57,27 @@ async fn wait_copied(target: &Dovecot, user: &str, count: u32) {
     }
 }
 
-/// A data directory with the master password in a file beside it.
-fn lab() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+/// A data directory (its state kept by `backend`) with the master password
+/// in a file beside it.
+struct Place {
+    dir: tempfile::TempDir,
+    data: std::path::PathBuf,
+    admin_pw: std::path::PathBuf,
+    _database: Option<Postgres>,
+}
+
+fn lab(backend: Backend) -> Place {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let admin_pw = dir.path().join("admin.pw");
     std::fs::write(&admin_pw, MASTER_PASSWORD).expect("write");
-    (dir, data, admin_pw)
+    let database = keep_state_in(backend, &data);
+    Place {
+        dir,
+        data,
+        admin_pw,
+        _database: database,
+    }
 }
 
 fn new_batch(data: &Path, csv: &Path, batch_type: &str, extra: &[&str]) {
@@ -88,6 +104,15 @@ fn new_batch(data: &Path, csv: &Path, batch_type: &str, extra: &[&str]) {
 /// target mailbox and one over-large message.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_runs_to_completion_and_failures_stay_alone() {
+    a_batch_runs_to_completion_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_runs_to_completion_on_postgres() {
+    a_batch_runs_to_completion_on(Backend::Postgres).await;
+}
+
+async fn a_batch_runs_to_completion_on(backend: Backend) {
     let good = [
         "kari@example.org",
         "ola@example.org",
@@ -152,7 +177,8 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
         .expect("seed");
     drop(bruker0);
 
-    let (dir, data, admin_pw) = lab();
+    let place = lab(backend);
+    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
     let limits = [
         "--max-concurrent-migrations",
         "2",
@@ -361,6 +387,15 @@ async fn a_batch_runs_to_completion_and_failures_stay_alone() {
 /// exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_worker_resumes_without_losing_or_duplicating() {
+    a_killed_worker_resumes_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_worker_resumes_on_postgres() {
+    a_killed_worker_resumes_on(Backend::Postgres).await;
+}
+
+async fn a_killed_worker_resumes_on(backend: Backend) {
     let users = ["a@example.org", "b@example.org", "c@example.org"];
     let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
     let source = Dovecot::start(Layout::Source, &pairs).expect("source");
@@ -368,7 +403,8 @@ async fn a_killed_worker_resumes_without_losing_or_duplicating() {
     for user in users {
         seed_inbox(&source, user, 1_500, 3_000).await;
     }
-    let (dir, data, admin_pw) = lab();
+    let place = lab(backend);
+    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
     let limits = [
         "--max-concurrent-migrations",
         "2",
@@ -461,7 +497,8 @@ async fn auto_start_and_auto_complete() {
     let source = Dovecot::start(Layout::Source, &pairs).expect("source");
     let target = Dovecot::start(Layout::Target, &pairs).expect("target");
     seed_inbox(&source, "kari@example.org", 3, 1_000).await;
-    let (dir, data, admin_pw) = lab();
+    let place = lab(Backend::Sqlite);
+    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
     add_endpoint(&data, "gammel", &source, Some(&admin_pw), &[]);
     add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
     let csv = |name: &str, user: &str| {

@@ -1,7 +1,8 @@
-//! Several runners on one database (here one SQLite data directory): users
-//! are leased, the endpoint limits hold across runners, a killed runner's
-//! users continue on the others once its leases expire, and every message
-//! arrives exactly once.
+//! Several runners on one database (one SQLite data directory, or one
+//! PostgreSQL database): users are leased, the endpoint limits hold across
+//! runners, a killed runner's users continue on the others once its leases
+//! expire, a paused runner writes nothing once its lease is gone, and every
+//! message arrives exactly once.
 
 mod common;
 
@@ -9,14 +10,14 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{FAILING_USER, Lab, Worker, count_logins, flytt, flytt_ok, json};
+use common::{
+    Backend, FAILING_USER, Lab, Worker, count_logins, flytt, flytt_command, flytt_ok, json,
+};
 use flytt_testsupport::corpus;
 
 /// `flytt worker` with short leases (heartbeat 1 s, lease 3 s).
 fn worker(data: &Path) -> Worker {
-    let child = Command::new(env!("CARGO_BIN_EXE_flytt"))
-        .args(["worker", "--data-dir"])
-        .arg(data)
+    let child = flytt_command(data, &["worker"])
         .env("FLYTT_HEARTBEAT", "1s")
         .env("FLYTT_LEASE", "3s")
         .stdout(Stdio::null())
@@ -73,16 +74,26 @@ fn syncing_holders(data: &Path) -> usize {
         .count()
 }
 
-/// Three runners on one data directory, a batch of 12 users, the source
-/// limited to 3 migrations: never more than 3 source logins at once; one
-/// runner SIGKILLed mid-batch: its users continue on the others once the
-/// lease expires; every message exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn three_runners_share_one_data_directory() {
-    let names: Vec<String> = (0..12).map(|i| format!("u{i:02}@example.org")).collect();
+    three_runners_share_one_database(Backend::Sqlite, 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_runners_share_one_postgres_database() {
+    three_runners_share_one_database(Backend::Postgres, 20).await;
+}
+
+/// Three runners on one database, a batch of `user_count` users (and one with a
+/// wrong password), the source limited to 3 migrations: never more than 3
+/// source logins at once; one runner SIGKILLed mid-batch: its users
+/// continue on the others once the lease expires; every message exactly
+/// once.
+async fn three_runners_share_one_database(backend: Backend, user_count: usize) {
+    let names: Vec<String> = (0..user_count).map(|i| format!("u{i:02}@example.org")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let counts = vec![400; names.len()];
-    let lab = Lab::start(&refs, &counts, 3_000).await;
+    let lab = Lab::start_on(backend, &refs, &counts, 3_000).await;
     let data = &lab.data;
     flytt_ok(
         data,
@@ -172,7 +183,7 @@ async fn three_runners_share_one_data_directory() {
         "{most} source logins at once; the limit is 3"
     );
     let status = batch(data);
-    assert_eq!(status["user_counts"]["Synced"], 12, "{status}");
+    assert_eq!(status["user_counts"]["Synced"], user_count, "{status}");
     assert_eq!(status["user_counts"]["Failed"], 1, "{status}");
     assert_every_mailbox_exact(&lab, &names).await;
     // The failed one is the wrong password, alone.
@@ -183,4 +194,105 @@ async fn three_runners_share_one_data_directory() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["email"], FAILING_USER);
     drop(runners);
+}
+
+fn signal(worker: &Worker, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &worker.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal}");
+}
+
+/// The runner id a user's lease names, if any.
+fn holder(data: &Path, email: &str) -> Option<String> {
+    users(data)
+        .into_iter()
+        .find(|u| u["email"] == email)
+        .and_then(|u| u["runner"].as_str().map(str::to_string))
+}
+
+/// A runner paused (SIGSTOP) past its lease while it copies a mailbox:
+/// another runner takes the user over; resumed (SIGCONT), the first one
+/// writes nothing more for that user: every message arrives exactly once
+/// and the user ends Synced by the runner that holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_runner_does_not_write_a_user_another_took() {
+    let user = "stor@example.org";
+    let lab = Lab::start_on(Backend::Postgres, &[user], &[4_000], 3_000).await;
+    let data = &lab.data;
+    let csv = lab.dir.path().join("users.csv");
+    std::fs::write(&csv, Lab::csv(&[user])).expect("csv");
+    let csv = csv.display().to_string();
+    flytt_ok(
+        data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv,
+        ],
+    );
+    flytt_ok(data, &["batch", "start", "Bølge 1"]);
+    let first = worker(data);
+    // Pause it a fifth of the way through the mailbox.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.target_inbox(user).await < 800 {
+        assert!(Instant::now() < deadline, "the copy never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&first, "-STOP");
+    let paused = holder(data, user).expect("the first runner holds the user");
+
+    // The second runner waits for the lease to expire, then takes over.
+    let second = worker(data);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let taker = loop {
+        match holder(data, user) {
+            Some(runner) if runner != paused => break runner,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "nobody took the user over");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Resumed while the second one copies: both would append the same
+    // messages if the first one went on.
+    let taken_at = lab.target_inbox(user).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.target_inbox(user).await < taken_at + 300 {
+        assert!(Instant::now() < deadline, "the second runner never copied");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal(&first, "-CONT");
+
+    wait_until("the batch never synced", data, |s| {
+        s["status"] == "SyncedWithErrors" || s["status"] == "Synced"
+    });
+    assert!(taken_at < 3_000, "taken over mid-copy ({taken_at} copied)");
+    assert_every_mailbox_exact(&lab, &[user.to_string()]).await;
+    let log = json(&flytt(data, &["user", "show", user, "--json"]));
+    let messages: Vec<&str> = log["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.ends_with("the lease expired")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains(&format!("(runner {taker})"))),
+        "{messages:?}"
+    );
+    assert_eq!(log["status"], "Synced", "{log}");
+    drop((first, second));
 }

@@ -5,18 +5,51 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use flytt_testsupport::Dovecot;
+use flytt_testsupport::{Dovecot, Postgres};
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::MASTER_USER;
 
+/// Where a test keeps flytt's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// The data directory's SQLite file.
+    Sqlite,
+    /// A PostgreSQL server of the test's own (see `keep_state_in`).
+    Postgres,
+}
+
+/// Puts the state of the data directory `data` where `backend` says: for
+/// PostgreSQL, starts a server and notes its URL beside the data directory,
+/// where `flytt_command` finds it. Keep the server until the test ends.
+pub fn keep_state_in(backend: Backend, data: &Path) -> Option<Postgres> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let server = Postgres::start().expect("start PostgreSQL");
+            std::fs::write(database_url_file(data), server.url()).expect("write the URL");
+            Some(server)
+        }
+    }
+}
+
+fn database_url_file(data: &Path) -> std::path::PathBuf {
+    data.with_file_name("database.url")
+}
+
+/// `flytt ARGS --data-dir DATA`, with `--database-url` when the test keeps
+/// its state in PostgreSQL.
+pub fn flytt_command(data: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flytt"));
+    command.args(args).arg("--data-dir").arg(data);
+    if let Ok(url) = std::fs::read_to_string(database_url_file(data)) {
+        command.arg("--database-url").arg(url);
+    }
+    command
+}
+
 /// Runs `flytt ARGS --data-dir DATA`.
 pub fn flytt(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_flytt"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .output()
-        .expect("run flytt")
+    flytt_command(data, args).output().expect("run flytt")
 }
 
 /// Runs `flytt` and insists on exit code 0.
@@ -91,9 +124,7 @@ impl Worker {
 
     /// The service and its API's base address (`http://127.0.0.1:PORT`).
     pub fn serve(data: &Path) -> (Worker, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flytt"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
+        let mut child = flytt_command(data, &["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -136,11 +167,18 @@ pub struct Lab {
     pub target: Dovecot,
     pub dir: tempfile::TempDir,
     pub data: std::path::PathBuf,
+    /// The PostgreSQL server holding the state, if not the data directory.
+    pub database: Option<Postgres>,
 }
 
 impl Lab {
     pub async fn start(users: &[&str], counts: &[u32], size: usize) -> Lab {
         Self::start_with(users, counts, size, "").await
+    }
+
+    /// Like `start`, with the state kept by `backend`.
+    pub async fn start_on(backend: Backend, users: &[&str], counts: &[u32], size: usize) -> Lab {
+        Self::start_full(backend, users, counts, size, "", "").await
     }
 
     /// Like `start`, with extra configuration for the source server.
@@ -161,6 +199,17 @@ impl Lab {
         source_extra: &str,
         target_extra: &str,
     ) -> Lab {
+        Self::start_full(Backend::Sqlite, users, counts, size, source_extra, target_extra).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        users: &[&str],
+        counts: &[u32],
+        size: usize,
+        source_extra: &str,
+        target_extra: &str,
+    ) -> Lab {
         let mut pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, USER_PASSWORD)).collect();
         pairs.push((FAILING_USER, USER_PASSWORD));
         let source = Dovecot::start_with(flytt_testsupport::Layout::Source, &pairs, source_extra)
@@ -173,6 +222,7 @@ impl Lab {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
+        let database = keep_state_in(backend, &data);
         let admin_pw = dir.path().join("admin.pw");
         std::fs::write(&admin_pw, flytt_testsupport::dovecot::MASTER_PASSWORD).expect("write");
         add_endpoint(&data, "gammel", &source, None, &[]);
@@ -182,6 +232,7 @@ impl Lab {
             target,
             dir,
             data,
+            database,
         }
     }
 
