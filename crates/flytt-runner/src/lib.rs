@@ -26,7 +26,7 @@ use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
 use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
-use flytt_store::{Claim, ClaimOutcome, Endpoint, EndpointLimit, Store, WorkItem};
+use flytt_store::{Claim, ClaimOutcome, Endpoint, EndpointLimit, Startable, Store, WorkItem};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
 
@@ -36,6 +36,8 @@ pub enum RunnerError {
     Store(#[from] flytt_store::Error),
     #[error("secrets: {0}")]
     Secrets(#[from] flytt_secrets::Error),
+    #[error("a stored value does not parse: {0}")]
+    Stored(String),
 }
 
 /// How the runner paces itself.
@@ -170,7 +172,7 @@ pub async fn run(
         // syncs stop writing by themselves when their leases lapse.
         let step = async {
             take_back_expired(&store).await?;
-            staged::prepare(&store, &keyring, &running).await?;
+            staged::prepare(&store, &keyring, &id, &options).await?;
             schedule(&store, &keyring, &id, &options, &mut running, &mut tasks).await?;
             settle_batches(&store).await
         };
@@ -266,6 +268,9 @@ async fn renew_leases(
     });
 }
 
+/// Starts what may start: for each active batch, asks the database for at
+/// most as many users as its endpoints have free slots (across runners),
+/// and claims them one by one.
 async fn schedule(
     store: &Store,
     keyring: &std::sync::Arc<Keyring>,
@@ -277,114 +282,169 @@ async fn schedule(
     // Live leases per endpoint, across runners: a cheap first filter; the
     // claim checks again in its transaction.
     let mut live = store.live_leases().await?;
-    let items = store
-        .work_items(&[
-            status::SYNCING,
-            status::SYNCED,
-            status::SYNCED_WITH_ERRORS,
-            status::COMPLETING,
-        ])
-        .await?;
-    for item in items {
-        if running.contains_key(&item.user_id) {
-            continue;
-        }
-        let parameters: BatchParameters =
-            serde_json::from_str(&item.parameters).unwrap_or_default();
-        let kind = match (item.batch_status.as_str(), item.status.as_str()) {
-            // A staged user syncs once provisioned (see `staged::prepare`).
-            (status::SYNCING, status::QUEUED) if item.batch_type != "staged" || item.validated => {
-                Kind::Initial
+    let endpoints: HashMap<String, Endpoint> = store
+        .endpoints()
+        .await?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    for batch in store.batches().await? {
+        let parameters: BatchParameters = match serde_json::from_str(&batch.parameters) {
+            Ok(parameters) => parameters,
+            Err(e) => {
+                tracing::error!(batch = %batch.name, error = %e, "the batch's stored parameters do not parse; it is skipped");
+                continue;
             }
-            (status::COMPLETING, status::SYNCED | status::QUEUED) => Kind::Final,
-            (_, status::SYNCED)
-                if item.seconds_since_sync.is_none_or(|s| {
-                    s >= i64::try_from(parameters.incremental_sync_interval_secs)
-                        .unwrap_or(i64::MAX)
-                }) && item.batch_status != status::COMPLETING =>
-            {
-                Kind::Incremental
-            }
-            _ => continue,
         };
-        if !has_slot(&live, &item.source, &item.target, kind) {
+        let (Some(source), Some(target)) = (
+            endpoints.get(&batch.source_endpoint),
+            endpoints.get(&batch.target_endpoint),
+        ) else {
             continue;
-        }
-        let claimed_at = std::time::Instant::now();
-        let claim = Claim {
-            user_id: item.user_id,
-            runner,
-            from: &item.status,
-            to: kind.running_status(),
-            lease: options.lease,
-            incremental: kind != Kind::Initial,
-            limits: [&item.source, &item.target].map(|e| EndpointLimit {
-                endpoint: &e.name,
-                max_migrations: e.max_concurrent_migrations,
-                max_incremental: e.max_concurrent_incremental_syncs,
-            }),
         };
-        if store.claim_user(&claim).await? != ClaimOutcome::Claimed {
-            continue;
-        }
-        for endpoint in [&item.source.name, &item.target.name] {
-            let counts = live.entry(endpoint.clone()).or_default();
-            counts.0 += 1;
-            counts.1 += u32::from(kind != Kind::Initial);
-        }
-        let lease = std::sync::Arc::new(Lease::new(claimed_at + options.write_window()));
-        let user_id = item.user_id;
-        let (store, keyring, options, sync_lease, runner) = (
-            store.clone(),
-            keyring.clone(),
-            options.clone(),
-            lease.clone(),
-            runner.to_string(),
-        );
-        let task = tasks.spawn(async move {
-            let outcome =
-                sync_user(&item, &parameters, &keyring, &options, &store, kind, &sync_lease).await;
-            let (done, error, stats) = match &outcome {
-                Ok(stats) if kind == Kind::Final => (status::COMPLETED, None, Some(stats.as_str())),
-                Ok(stats) => (status::SYNCED, None, Some(stats.as_str())),
-                // The lease lapsed (the database was out of reach): the
-                // user goes back, it did not fail.
-                Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
-                Err(reason) => {
-                    tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
-                    (status::FAILED, Some(reason.as_str()), None)
+        let incremental = Startable::Incremental {
+            interval_secs: parameters.incremental_sync_interval_secs,
+        };
+        let wanted: &[(Startable, Kind)] = match batch.status.as_str() {
+            status::SYNCING => &[
+                (Startable::Initial, Kind::Initial),
+                (incremental, Kind::Incremental),
+            ],
+            status::SYNCED | status::SYNCED_WITH_ERRORS => &[(incremental, Kind::Incremental)],
+            status::COMPLETING => &[(Startable::Final, Kind::Final)],
+            _ => &[],
+        };
+        for (which, kind) in wanted {
+            let free = free_slots(&live, source, target, *kind);
+            if free == 0 {
+                continue;
+            }
+            for item in store.startable_users(&batch.name, *which, free).await? {
+                if running.contains_key(&item.user_id) {
+                    continue;
                 }
-            };
-            match store.finish_user(user_id, &runner, done, error, stats).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    tracing::warn!(user = %item.email, "the lease was taken over: nothing recorded");
+                if !start_sync(store, keyring, runner, options, running, tasks, item, *kind).await?
+                {
+                    continue;
                 }
-                Err(e) => {
-                    tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
+                for endpoint in [&source.name, &target.name] {
+                    let counts = live.entry(endpoint.clone()).or_default();
+                    counts.0 += 1;
+                    counts.1 += u32::from(*kind != Kind::Initial);
                 }
             }
-            user_id
-        });
-        running.insert(user_id, Running { kind, lease, task });
+        }
     }
     Ok(())
 }
 
-/// Whether both endpoints have room: every leased user, whichever runner
-/// holds it, takes a migration slot on its source and its target endpoint;
-/// incremental and final syncs also count against the incremental limit.
-fn has_slot(
+/// Claims `item` for a sync of `kind` and starts it; false when another
+/// runner was first or a limit filled meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn start_sync(
+    store: &Store,
+    keyring: &std::sync::Arc<Keyring>,
+    runner: &str,
+    options: &RunnerOptions,
+    running: &mut HashMap<i64, Running>,
+    tasks: &mut JoinSet<i64>,
+    item: WorkItem,
+    kind: Kind,
+) -> Result<bool, RunnerError> {
+    let parameters: BatchParameters = serde_json::from_str(&item.parameters)
+        .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", item.batch)))?;
+    let claimed_at = std::time::Instant::now();
+    let claim = Claim {
+        user_id: item.user_id,
+        runner,
+        from: &item.status,
+        to: kind.running_status(),
+        lease: options.lease,
+        incremental: kind != Kind::Initial,
+        limits: [&item.source, &item.target].map(|e| EndpointLimit {
+            endpoint: &e.name,
+            max_migrations: e.max_concurrent_migrations,
+            max_incremental: e.max_concurrent_incremental_syncs,
+        }),
+    };
+    if store.claim_user(&claim).await? != ClaimOutcome::Claimed {
+        return Ok(false);
+    }
+    let lease = std::sync::Arc::new(Lease::new(claimed_at + options.write_window()));
+    let user_id = item.user_id;
+    let (store, keyring, options, sync_lease, runner) = (
+        store.clone(),
+        keyring.clone(),
+        options.clone(),
+        lease.clone(),
+        runner.to_string(),
+    );
+    let task = tasks.spawn(async move {
+        let outcome = sync_user(
+            &item,
+            &parameters,
+            &keyring,
+            &options,
+            &store,
+            kind,
+            &sync_lease,
+        )
+        .await;
+        let (done, error, stats) = match &outcome {
+            Ok(stats) if kind == Kind::Final => (status::COMPLETED, None, Some(stats.as_str())),
+            Ok(stats) => (status::SYNCED, None, Some(stats.as_str())),
+            // The lease lapsed (the database was out of reach): the user
+            // goes back, it did not fail.
+            Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
+            Err(reason) => {
+                tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
+                (status::FAILED, Some(reason.as_str()), None)
+            }
+        };
+        match store
+            .finish_user(user_id, &runner, done, error, stats)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(user = %item.email, "the lease was taken over: nothing recorded");
+            }
+            Err(e) => {
+                tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
+            }
+        }
+        user_id
+    });
+    running.insert(user_id, Running { kind, lease, task });
+    Ok(true)
+}
+
+/// How many more syncs of `kind` both endpoints take now: every leased
+/// user, whichever runner holds it, takes a migration slot on its source
+/// and its target endpoint; incremental and final syncs also count
+/// against the incremental limit.
+fn free_slots(
     live: &HashMap<String, (u32, u32)>,
     source: &Endpoint,
     target: &Endpoint,
     kind: Kind,
-) -> bool {
-    [source, target].iter().all(|endpoint| {
-        let (all, incremental) = live.get(&endpoint.name).copied().unwrap_or_default();
-        all < endpoint.max_concurrent_migrations
-            && (kind == Kind::Initial || incremental < endpoint.max_concurrent_incremental_syncs)
-    })
+) -> u32 {
+    [source, target]
+        .iter()
+        .map(|endpoint| {
+            let (all, incremental) = live.get(&endpoint.name).copied().unwrap_or_default();
+            let migrations = endpoint.max_concurrent_migrations.saturating_sub(all);
+            match kind {
+                Kind::Initial => migrations,
+                _ => migrations.min(
+                    endpoint
+                        .max_concurrent_incremental_syncs
+                        .saturating_sub(incremental),
+                ),
+            }
+        })
+        .min()
+        .unwrap_or(0)
 }
 
 /// One user's sync, with retries when a connection fails. Returns the
@@ -851,7 +911,7 @@ mod tests {
             .await
             .expect("status");
         let items = store
-            .work_items(&[status::COMPLETING])
+            .startable_users("b", Startable::Final, 100)
             .await
             .expect("items");
         for (item, user_status) in items.iter().zip(statuses) {

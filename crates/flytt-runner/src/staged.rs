@@ -18,70 +18,105 @@ use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_sieve::{install_forward, migrate_scripts};
-use flytt_store::{Store, WorkItem, event_kind};
+use flytt_store::{Claim, ClaimOutcome, EndpointLimit, Startable, Store, WorkItem, event_kind};
 
-use crate::{RunnerError, Running};
+use crate::{RunnerError, RunnerOptions};
 
 /// How many users one pass prepares, so that the runner's loop keeps
 /// ticking (the rest follow on the next ticks).
-const PER_PASS: usize = 50;
+const PER_PASS: u32 = 50;
 
 /// Provisions and forwards the queued users of started staged batches
 /// that are not yet; a failure fails that user alone, with the reason.
+/// Each user is leased while it is prepared, like a sync: two runners never
+/// prepare the same user, and preparations count against the endpoints'
+/// MaxConcurrentMigrations (they use the same servers' directories and
+/// ManageSieve), whichever runner does them.
 pub(crate) async fn prepare(
     store: &Store,
     keyring: &Keyring,
-    running: &HashMap<i64, Running>,
+    runner: &str,
+    options: &RunnerOptions,
 ) -> Result<(), RunnerError> {
-    let items = store.work_items(&[status::SYNCING]).await?;
-    let waiting = items.into_iter().filter(|item| {
-        item.batch_type == "staged"
-            && item.status == status::QUEUED
-            && !item.validated
-            && !running.contains_key(&item.user_id)
-    });
-    // The seed's first check: the target directory answers and holds the
-    // base (once per directory and pass).
-    let mut verified: HashMap<String, Result<(), String>> = HashMap::new();
-    for item in waiting.take(PER_PASS) {
-        let parameters: BatchParameters =
-            serde_json::from_str(&item.parameters).unwrap_or_default();
-        let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
-        if let Some(name) = &item.target.directory
-            && !verified.contains_key(name)
-        {
-            let outcome =
-                match flytt_control::directories::open_directory(store, keyring, name).await {
-                    Ok(directory) => directory
-                        .verify()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-            verified.insert(name.clone(), outcome);
+    for batch in store.batches().await? {
+        if batch.status != status::SYNCING || batch.batch_type != "staged" {
+            continue;
         }
-        let outcome = async {
-            if let Some(Err(reason)) = item.target.directory.as_ref().and_then(|n| verified.get(n))
-            {
-                return Err(format!("the target directory cannot be verified: {reason}"));
+        let parameters: BatchParameters = serde_json::from_str(&batch.parameters)
+            .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", batch.name)))?;
+        // The seed's first check: the target directory answers and holds
+        // the base (once per directory and pass).
+        let mut verified: HashMap<String, Result<(), String>> = HashMap::new();
+        let waiting = store
+            .startable_users(&batch.name, Startable::Preparation, PER_PASS)
+            .await?;
+        for item in waiting {
+            let claim = Claim {
+                user_id: item.user_id,
+                runner,
+                from: status::QUEUED,
+                to: status::QUEUED,
+                lease: options.lease,
+                incremental: false,
+                limits: [&item.source, &item.target].map(|e| EndpointLimit {
+                    endpoint: &e.name,
+                    max_migrations: e.max_concurrent_migrations,
+                    max_incremental: e.max_concurrent_incremental_syncs,
+                }),
+            };
+            match store.claim_user(&claim).await? {
+                ClaimOutcome::Claimed => {}
+                ClaimOutcome::Taken => continue,
+                ClaimOutcome::NoSlot => break,
             }
-            provision(&item, &overrides, keyring, store).await?;
-            copy_scripts(&item, keyring, store).await?;
-            forward(&item, &parameters, keyring, store).await
-        }
-        .await;
-        match outcome {
-            Ok(()) => store.set_user_validated(item.user_id).await?,
-            Err(reason) => {
-                tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
-                store
-                    .set_user_status(item.user_id, status::FAILED, Some(&reason), None)
-                    .await?;
+            let outcome = prepare_user(store, keyring, &item, &parameters, &mut verified).await;
+            match outcome {
+                Ok(()) => {
+                    store.set_user_validated(item.user_id).await?;
+                    store.release_user(item.user_id, runner).await?;
+                }
+                Err(reason) => {
+                    tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
+                    store
+                        .finish_user(item.user_id, runner, status::FAILED, Some(&reason), None)
+                        .await?;
+                }
             }
         }
     }
     Ok(())
+}
+
+/// One user's preparation: the target directory checked (once per pass),
+/// the mailbox made, the Sieve scripts copied, forwarding set.
+async fn prepare_user(
+    store: &Store,
+    keyring: &Keyring,
+    item: &WorkItem,
+    parameters: &BatchParameters,
+    verified: &mut HashMap<String, Result<(), String>>,
+) -> Result<(), String> {
+    let overrides: UserOverrides =
+        serde_json::from_str(&item.overrides).map_err(|e| format!("stored overrides: {e}"))?;
+    if let Some(name) = &item.target.directory
+        && !verified.contains_key(name)
+    {
+        let outcome = match flytt_control::directories::open_directory(store, keyring, name).await {
+            Ok(directory) => directory
+                .verify()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        verified.insert(name.clone(), outcome);
+    }
+    if let Some(Err(reason)) = item.target.directory.as_ref().and_then(|n| verified.get(n)) {
+        return Err(format!("the target directory cannot be verified: {reason}"));
+    }
+    provision(item, &overrides, keyring, store).await?;
+    copy_scripts(item, keyring, store).await?;
+    forward(item, parameters, keyring, store).await
 }
 
 async fn note(store: &Store, item: &WorkItem, text: &str) {

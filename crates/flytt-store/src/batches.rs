@@ -76,6 +76,19 @@ pub struct WorkItem {
     pub target: Endpoint,
 }
 
+/// Which users of a batch `Store::startable_users` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Startable {
+    /// Queued users, for their initial sync (staged: once provisioned).
+    Initial,
+    /// Queued users of a staged batch that are not provisioned yet.
+    Preparation,
+    /// Synced users whose last sync ended at least this long ago.
+    Incremental { interval_secs: u64 },
+    /// Synced or Queued users, for the final sync before completion.
+    Final,
+}
+
 /// A user of a batch, without secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchUser {
@@ -100,14 +113,14 @@ pub struct BatchUser {
 }
 
 impl Store {
-async fn insert_users(
-    &self,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    batch_id: i64,
-    users: &[NewBatchUser],
-) -> Result<()> {
-    for user in users {
-        sqlx::query(self.sql(
+    async fn insert_users(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        batch_id: i64,
+        users: &[NewBatchUser],
+    ) -> Result<()> {
+        for user in users {
+            sqlx::query(self.sql(
             "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
              target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         ))
@@ -121,9 +134,9 @@ async fn insert_users(
         .bind(&user.target_password_sealed)
         .execute(&mut **tx)
         .await?;
+        }
+        Ok(())
     }
-    Ok(())
-}
 
     /// Stores a batch and its users in one transaction.
     pub async fn create_batch(&self, batch: &NewBatch) -> Result<()> {
@@ -407,58 +420,99 @@ async fn insert_users(
         Ok(done.rows_affected())
     }
 
-    /// Users of batches in one of `batch_statuses`, with what a sync needs.
-    pub async fn work_items(&self, batch_statuses: &[&str]) -> Result<Vec<WorkItem>> {
-        let rows = sqlx::query(self.sql(
-            "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
-             u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
-             u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
-             b.source_endpoint, b.target_endpoint \
-             FROM batch_user u JOIN batch b ON b.id = u.batch_id ORDER BY b.created_at, u.csv_line",
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+    /// Up to `limit` users of `batch` that a runner may start now as
+    /// `which` says, in CSV order, with what a sync needs; users another
+    /// runner holds are not among them. Filtered and limited in the
+    /// database: a tick's cost follows what can start, not the batch's size.
+    pub async fn startable_users(
+        &self,
+        batch: &str,
+        which: Startable,
+        limit: u32,
+    ) -> Result<Vec<WorkItem>> {
+        // One static text per case (sqlx takes static SQL).
+        macro_rules! select_work {
+            ($condition:literal) => {
+                concat!(
+                    "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
+                     u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
+                     u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
+                     b.source_endpoint, b.target_endpoint \
+                     FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+                     WHERE b.name = ?1 AND (u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) AND ",
+                    $condition,
+                    " ORDER BY u.csv_line LIMIT ?2"
+                )
+            };
+        }
+        let (sql, interval_secs) = match which {
+            Startable::Initial => (
+                select_work!(
+                    "u.status = 'Queued' AND (b.batch_type <> 'staged' OR u.validated_at IS NOT NULL)"
+                ),
+                None,
+            ),
+            Startable::Preparation => (
+                select_work!(
+                    "u.status = 'Queued' AND b.batch_type = 'staged' AND u.validated_at IS NULL"
+                ),
+                None,
+            ),
+            Startable::Final => (select_work!("u.status IN ('Synced', 'Queued')"), None),
+            Startable::Incremental { interval_secs } => (
+                select_work!(
+                    "u.status = 'Synced' AND (u.last_synced_at IS NULL OR {seconds_since_last_sync} >= ?3)"
+                ),
+                Some(i64::try_from(interval_secs).unwrap_or(i64::MAX)),
+            ),
+        };
+        let mut query = sqlx::query(self.sql(sql))
+            .bind(batch)
+            .bind(i64::from(limit));
+        if let Some(interval_secs) = interval_secs {
+            query = query.bind(interval_secs);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
         let endpoints: HashMap<String, Endpoint> = self
             .endpoints()
             .await?
             .into_iter()
             .map(|e| (e.name.clone(), e))
             .collect();
-        let mut items = Vec::new();
-        for row in rows {
-            let batch_status: String = row.try_get("batch_status")?;
-            if !batch_statuses.contains(&batch_status.as_str()) {
-                continue;
-            }
-            let source: String = row.try_get("source_endpoint")?;
-            let target: String = row.try_get("target_endpoint")?;
-            let endpoint = |name: &String| {
-                endpoints
-                    .get(name)
-                    .cloned()
-                    .ok_or_else(|| Error::NoSuchEndpoint(name.clone()))
-            };
-            items.push(WorkItem {
-                user_id: row.try_get("id")?,
-                batch: row.try_get("batch")?,
-                batch_type: row.try_get("batch_type")?,
-                batch_status,
-                parameters: row.try_get("parameters")?,
-                email: row.try_get("email")?,
-                overrides: row.try_get("overrides")?,
-                user_name: row.try_get("user_name")?,
-                password_sealed: row.try_get("password_sealed")?,
-                target_user_name: row.try_get("target_user_name")?,
-                target_password_sealed: row.try_get("target_password_sealed")?,
-                status: row.try_get("status")?,
-                seconds_since_sync: row.try_get("since")?,
-                validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
-                stats: row.try_get("stats")?,
-                source: endpoint(&source)?,
-                target: endpoint(&target)?,
-            });
-        }
-        Ok(items)
+        let endpoint = |name: &String| {
+            endpoints
+                .get(name)
+                .cloned()
+                .ok_or_else(|| Error::NoSuchEndpoint(name.clone()))
+        };
+        rows.iter()
+            .map(|row| {
+                let source: String = row.try_get("source_endpoint")?;
+                let target: String = row.try_get("target_endpoint")?;
+                Ok(WorkItem {
+                    user_id: row.try_get("id")?,
+                    batch: row.try_get("batch")?,
+                    batch_type: row.try_get("batch_type")?,
+                    batch_status: row.try_get("batch_status")?,
+                    parameters: row.try_get("parameters")?,
+                    email: row.try_get("email")?,
+                    overrides: row.try_get("overrides")?,
+                    user_name: row.try_get("user_name")?,
+                    password_sealed: row.try_get("password_sealed")?,
+                    target_user_name: row.try_get("target_user_name")?,
+                    target_password_sealed: row.try_get("target_password_sealed")?,
+                    status: row.try_get("status")?,
+                    seconds_since_sync: row.try_get("since")?,
+                    validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
+                    stats: row.try_get("stats")?,
+                    source: endpoint(&source)?,
+                    target: endpoint(&target)?,
+                })
+            })
+            .collect()
     }
 
     /// Records that a user is known good (logged in on both sides); the

@@ -62,10 +62,11 @@ pub(crate) fn translate(backend: Backend, sql: &'static str) -> &'static str {
     if backend == Backend::Sqlite && !sql.contains('{') {
         return sql;
     }
-    static CACHE: OnceLock<Mutex<HashMap<(Backend, &'static str), &'static str>>> =
-        OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<(Backend, &'static str), &'static str>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     cache
         .entry((backend, sql))
         // Leaked once per distinct static text: a fixed, small set.

@@ -14,14 +14,15 @@ pub struct StoredDirectory {
 
 impl Store {
     pub async fn create_directory(&self, directory: &StoredDirectory) -> Result<()> {
-        let result = sqlx::query(self.sql(
-            "INSERT INTO directory (name, settings, bind_password_sealed) VALUES (?, ?, ?)",
-        ))
-        .bind(&directory.name)
-        .bind(&directory.settings)
-        .bind(&directory.bind_password_sealed)
-        .execute(&self.pool)
-        .await;
+        let result =
+            sqlx::query(self.sql(
+                "INSERT INTO directory (name, settings, bind_password_sealed) VALUES (?, ?, ?)",
+            ))
+            .bind(&directory.name)
+            .bind(&directory.settings)
+            .bind(&directory.bind_password_sealed)
+            .execute(&self.pool)
+            .await;
         match result {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -32,9 +33,9 @@ impl Store {
     }
 
     pub async fn directory(&self, name: &str) -> Result<StoredDirectory> {
-        let row = sqlx::query(self.sql(
-            "SELECT name, settings, bind_password_sealed FROM directory WHERE name = ?",
-        ))
+        let row = sqlx::query(
+            self.sql("SELECT name, settings, bind_password_sealed FROM directory WHERE name = ?"),
+        )
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
@@ -49,10 +50,11 @@ impl Store {
     }
 
     pub async fn directories(&self) -> Result<Vec<StoredDirectory>> {
-        let rows =
-            sqlx::query(self.sql("SELECT name, settings, bind_password_sealed FROM directory ORDER BY name"))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            self.sql("SELECT name, settings, bind_password_sealed FROM directory ORDER BY name"),
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(StoredDirectory {

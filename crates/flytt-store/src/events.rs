@@ -54,9 +54,11 @@ impl Store {
         status: Option<&str>,
         message: Option<&str>,
     ) -> Result<()> {
-        sqlx::query(self.sql(
-            "INSERT INTO event (batch, email, kind, status, message) VALUES (?, ?, ?, ?, ?)",
-        ))
+        sqlx::query(
+            self.sql(
+                "INSERT INTO event (batch, email, kind, status, message) VALUES (?, ?, ?, ?, ?)",
+            ),
+        )
         .bind(batch)
         .bind(email)
         .bind(kind)

@@ -63,7 +63,7 @@ pub struct Claim<'a> {
     pub runner: &'a str,
     /// The status the user must still have.
     pub from: &'a str,
-    /// The running status it gets.
+    /// The running status it gets (the same: a lease alone, unlogged).
     pub to: &'a str,
     pub lease: Duration,
     /// Whether the sync counts against the incremental limit too (the
@@ -147,6 +147,20 @@ impl Store {
         Ok(held)
     }
 
+    /// Ends `runner`'s lease on a user without changing its status (the
+    /// end of a preparation).
+    pub async fn release_user(&self, user_id: i64, runner: &str) -> Result<()> {
+        sqlx::query(self.sql(
+            "UPDATE batch_user SET lease_runner = NULL, lease_expires_ms = NULL \
+             WHERE id = ? AND lease_runner = ?",
+        ))
+        .bind(user_id)
+        .bind(runner)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Marks a runner stopped (a clean stop: its leases were released).
     pub async fn stop_runner(&self, runner: &str) -> Result<()> {
         sqlx::query(self.sql(concat!(
@@ -196,9 +210,11 @@ impl Store {
         // Claims on the same endpoints take their turns: on PostgreSQL the
         // endpoints' rows are locked (in name order, against deadlocks)
         // until this claim commits; SQLite's write lock does the same.
-        sqlx::query(self.sql(
-            "SELECT name FROM endpoint WHERE name = ? OR name = ? ORDER BY name{for_update}",
-        ))
+        sqlx::query(
+            self.sql(
+                "SELECT name FROM endpoint WHERE name = ? OR name = ? ORDER BY name{for_update}",
+            ),
+        )
         .bind(claim.limits[0].endpoint)
         .bind(claim.limits[1].endpoint)
         .fetch_all(&mut *tx)
@@ -238,6 +254,12 @@ impl Store {
         .await?;
         if claimed.rows_affected() == 0 {
             return Ok(ClaimOutcome::Taken);
+        }
+        if claim.from == claim.to {
+            // A lease without a change of status (a staged user's
+            // preparation): nothing to log.
+            tx.commit().await?;
+            return Ok(ClaimOutcome::Claimed);
         }
         let row = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email FROM batch_user u JOIN batch b ON b.id = u.batch_id \

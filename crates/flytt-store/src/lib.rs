@@ -25,7 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, WorkItem};
+pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, WorkItem};
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
 pub use endpoints::Endpoint;
@@ -211,7 +211,9 @@ impl Store {
             return Err(Error::BadUrl(redacted_url(url)));
         }
         let place = redacted_url(url);
-        let options = Self::logged(AnyConnectOptions::from_str(url).map_err(|_| Error::BadUrl(place.clone()))?);
+        let options = Self::logged(
+            AnyConnectOptions::from_str(url).map_err(|_| Error::BadUrl(place.clone()))?,
+        );
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(10)

@@ -49,13 +49,14 @@ impl Store {
         legacy: Option<(String, String)>,
     ) -> Result<PairId> {
         let mut tx = self.write_transaction().await?;
-        let exists =
-            sqlx::query(self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"))
-                .bind(source_key)
-                .bind(target_key)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+        let exists = sqlx::query(
+            self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"),
+        )
+        .bind(source_key)
+        .bind(target_key)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
         if !exists && let Some((old_source, old_target)) = legacy {
             sqlx::query(self.sql(
                 "UPDATE mailbox_pair SET source_key = ?, target_key = ? \
@@ -76,12 +77,13 @@ impl Store {
         .bind(target_key)
         .execute(&mut *tx)
         .await?;
-        let row =
-            sqlx::query(self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"))
-                .bind(source_key)
-                .bind(target_key)
-                .fetch_one(&mut *tx)
-                .await?;
+        let row = sqlx::query(
+            self.sql("SELECT id FROM mailbox_pair WHERE source_key = ? AND target_key = ?"),
+        )
+        .bind(source_key)
+        .bind(target_key)
+        .fetch_one(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(PairId(row.try_get("id")?))
     }
@@ -146,11 +148,13 @@ impl Store {
             None => false,
         };
         if !same_epoch {
-            sqlx::query(self.sql("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?"))
-                .bind(pair.0)
-                .bind(&state.source_folder)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                self.sql("DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?"),
+            )
+            .bind(pair.0)
+            .bind(&state.source_folder)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(self.sql(
                 "INSERT INTO folder_state (pair_id, source_folder, target_folder, source_uidvalidity, \
                  target_uidvalidity, highest_modseq, uid_next) VALUES (?, ?, ?, ?, ?, NULL, NULL) \

@@ -49,10 +49,11 @@ impl Store {
     }
 
     pub async fn tokens(&self) -> Result<Vec<ApiToken>> {
-        let rows =
-            sqlx::query(self.sql("SELECT name, created_at, last_used_at FROM api_token ORDER BY name"))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            self.sql("SELECT name, created_at, last_used_at FROM api_token ORDER BY name"),
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(ApiToken {

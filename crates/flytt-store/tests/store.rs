@@ -295,7 +295,7 @@ async fn started_batch(store: &Store, users: &[&str]) -> Result<Vec<i64>> {
         })
         .await?;
     store.set_batch_status("b1", "Syncing").await?;
-    let items = store.work_items(&["Syncing"]).await?;
+    let items = store.startable_users("b1", Startable::Initial, 100).await?;
     Ok(items.iter().map(|item| item.user_id).collect())
 }
 
@@ -335,6 +335,12 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     assert_eq!(
         store.claim_user(&claim(a, "r1", 1, lease)).await?,
         ClaimOutcome::Claimed
+    );
+    // A leased user is no longer startable by anyone.
+    let startable = store.startable_users("b1", Startable::Initial, 100).await?;
+    assert_eq!(
+        startable.iter().map(|i| i.user_id).collect::<Vec<_>>(),
+        vec![b]
     );
     // The same user again: held (its status moved on, and it is leased).
     assert_eq!(
@@ -496,7 +502,8 @@ async fn status_changes_are_logged_in_order_and_outlive_the_batch(db: &Database)
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
     // RFC 3339, UTC, with milliseconds, on both backends.
     assert!(
-        all.iter().all(|e| e.at.len() == 24 && e.at.ends_with('Z') && &e.at[10..11] == "T"),
+        all.iter()
+            .all(|e| e.at.len() == 24 && e.at.ends_with('Z') && &e.at[10..11] == "T"),
         "{:?}",
         all[0].at
     );
@@ -584,8 +591,16 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         .await?;
     assert_eq!(store.active_users().await?.len(), 2);
     store.set_batch_status("b1", "Syncing").await?;
-    let items = store.work_items(&["Syncing"]).await?;
+    let items = store.startable_users("b1", Startable::Initial, 100).await?;
     assert_eq!(items.len(), 2);
+    assert_eq!(
+        store
+            .startable_users("b1", Startable::Initial, 1)
+            .await?
+            .len(),
+        1,
+        "limited"
+    );
     assert_eq!(items[0].password_sealed.as_deref(), Some("v1:k:pw"));
     assert_eq!(items[0].source.directory.as_deref(), Some("ldap"));
     assert_eq!(items[0].seconds_since_sync, None);
@@ -596,7 +611,11 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     store
         .set_user_status(items[0].user_id, "Synced", None, Some("{\"copied\":3}"))
         .await?;
-    let items = store.work_items(&["Syncing"]).await?;
+    let due =
+        |interval_secs| store.startable_users("b1", Startable::Incremental { interval_secs }, 100);
+    assert!(due(3_600).await?.is_empty(), "not due for an hour");
+    let items = due(0).await?;
+    assert_eq!(items.len(), 1);
     let since = items[0].seconds_since_sync.expect("synced");
     assert!((0..5).contains(&since), "{since}");
     assert!(items[0].validated);
@@ -624,7 +643,10 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         store.create_token("ci", &"1".repeat(64)).await,
         Err(Error::TokenExists(_))
     ));
-    assert_eq!(store.token_by_hash(&"0".repeat(64)).await?.as_deref(), Some("ci"));
+    assert_eq!(
+        store.token_by_hash(&"0".repeat(64)).await?.as_deref(),
+        Some("ci")
+    );
     assert_eq!(store.token_by_hash(&"2".repeat(64)).await?, None);
     let tokens = store.tokens().await?;
     assert!(tokens[0].last_used_at.is_some());

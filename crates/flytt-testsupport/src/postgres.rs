@@ -25,8 +25,9 @@ pub fn bin_dir() -> Result<PathBuf> {
     if let Some(dir) = std::env::var_os("FLYTT_PG_BIN") {
         return Ok(PathBuf::from(dir));
     }
-    let versions = std::fs::read_dir("/usr/lib/postgresql")
-        .map_err(|_| Error::Server("PostgreSQL is not installed (run scripts/install-deps)".into()))?;
+    let versions = std::fs::read_dir("/usr/lib/postgresql").map_err(|_| {
+        Error::Server("PostgreSQL is not installed (run scripts/install-deps)".into())
+    })?;
     versions
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
@@ -42,7 +43,10 @@ pub fn bin_dir() -> Result<PathBuf> {
 /// PostgreSQL refuses to run as root: as root, it runs as `postgres` (the
 /// account Debian's package makes).
 fn run_as() -> Result<Option<(u32, u32)>> {
-    let me = Command::new("id").arg("-u").output().map_err(io("run id"))?;
+    let me = Command::new("id")
+        .arg("-u")
+        .output()
+        .map_err(io("run id"))?;
     if String::from_utf8_lossy(&me.stdout).trim() != "0" {
         return Ok(None);
     }
@@ -84,7 +88,15 @@ impl Postgres {
         let init = command(&bin.join("initdb"), owner)
             .arg("-D")
             .arg(&data)
-            .args(["-U", USER, "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args([
+                "-U",
+                USER,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
             .output()
             .map_err(io("run initdb"))?;
         if !init.status.success() {
@@ -118,7 +130,8 @@ impl Postgres {
                 .stderr(log)
                 .spawn()
                 .map_err(io("start postgres"))?;
-            let log = || std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+            let log =
+                || std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
             let ready = crate::wait_listening(&mut child, "postgres", &[port], log)
                 .and_then(|()| create_database(&bin, port));
             match ready {

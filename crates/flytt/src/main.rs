@@ -31,7 +31,12 @@ struct Cli {
     /// SQLite file: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE. Every
     /// runner and command of one installation names the same database
     /// (and has the same key: the key file, or FLYTT_SECRET_KEY).
-    #[arg(long, global = true, env = "FLYTT_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "FLYTT_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
 
     #[command(subcommand)]

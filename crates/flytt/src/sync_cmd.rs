@@ -137,8 +137,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
     })?;
     // A dry run reads the state of earlier runs (so it lists only what is
     // new) but copies nothing and creates no state of its own.
-    let store = if args.dry_run && home.database_url.is_none() && !Store::exists(home.data_dir())
-    {
+    let store = if args.dry_run && home.database_url.is_none() && !Store::exists(home.data_dir()) {
         Store::in_memory().await?
     } else {
         home.store().await?

@@ -90,7 +90,9 @@ async fn three_runners_share_one_postgres_database() {
 /// continue on the others once the lease expires; every message exactly
 /// once.
 async fn three_runners_share_one_database(backend: Backend, user_count: usize) {
-    let names: Vec<String> = (0..user_count).map(|i| format!("u{i:02}@example.org")).collect();
+    let names: Vec<String> = (0..user_count)
+        .map(|i| format!("u{i:02}@example.org"))
+        .collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let counts = vec![400; names.len()];
     let lab = Lab::start_on(backend, &refs, &counts, 3_000).await;
@@ -290,7 +292,9 @@ async fn a_paused_runner_does_not_write_a_user_another_took() {
         "{messages:?}"
     );
     assert!(
-        messages.iter().any(|m| m.contains(&format!("(runner {taker})"))),
+        messages
+            .iter()
+            .any(|m| m.contains(&format!("(runner {taker})"))),
         "{messages:?}"
     );
     assert_eq!(log["status"], "Synced", "{log}");

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use flytt_testsupport::{Dovecot, Postgres};
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::MASTER_USER;
+use flytt_testsupport::{Dovecot, Postgres};
 
 /// Where a test keeps flytt's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +199,15 @@ impl Lab {
         source_extra: &str,
         target_extra: &str,
     ) -> Lab {
-        Self::start_full(Backend::Sqlite, users, counts, size, source_extra, target_extra).await
+        Self::start_full(
+            Backend::Sqlite,
+            users,
+            counts,
+            size,
+            source_extra,
+            target_extra,
+        )
+        .await
     }
 
     async fn start_full(
