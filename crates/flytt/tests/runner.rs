@@ -178,7 +178,7 @@ async fn a_batch_runs_to_completion_on(backend: Backend) {
     drop(bruker0);
 
     let place = lab(backend);
-    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
+    let (dir, data, admin_pw) = (&place.dir, place.data.clone(), place.admin_pw.clone());
     let limits = [
         "--max-concurrent-migrations",
         "2",
@@ -404,7 +404,7 @@ async fn a_killed_worker_resumes_on(backend: Backend) {
         seed_inbox(&source, user, 1_500, 3_000).await;
     }
     let place = lab(backend);
-    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
+    let (dir, data, admin_pw) = (&place.dir, place.data.clone(), place.admin_pw.clone());
     let limits = [
         "--max-concurrent-migrations",
         "2",
@@ -498,7 +498,7 @@ async fn auto_start_and_auto_complete() {
     let target = Dovecot::start(Layout::Target, &pairs).expect("target");
     seed_inbox(&source, "kari@example.org", 3, 1_000).await;
     let place = lab(Backend::Sqlite);
-    let (dir, data, admin_pw) = (&place.dir, &place.data, &place.admin_pw);
+    let (dir, data, admin_pw) = (&place.dir, place.data.clone(), place.admin_pw.clone());
     add_endpoint(&data, "gammel", &source, Some(&admin_pw), &[]);
     add_endpoint(&data, "ny", &target, Some(&admin_pw), &[]);
     let csv = |name: &str, user: &str| {
