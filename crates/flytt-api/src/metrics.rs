@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use flytt_batch::status;
-use flytt_control::views::Totals;
 use flytt_store::Store;
 
 /// A label value as the text format wants it: backslash, quote and
@@ -90,11 +89,10 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
         .map(|e| (e.name, 0))
         .collect();
     for batch in store.batches().await? {
-        let batch_users = store.batch_users(Some(&batch.name)).await?;
         for (user_status, n) in &batch.user_counts {
             users.add(&[("batch", &batch.name), ("status", user_status)], *n);
         }
-        let totals = Totals::of(&batch_users);
+        let totals = &batch.totals;
         copied.add(&[("batch", &batch.name)], totals.messages_copied);
         bytes.add(&[("batch", &batch.name)], totals.bytes_copied);
         skipped.add(&[("batch", &batch.name)], totals.messages_skipped);

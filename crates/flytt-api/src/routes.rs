@@ -12,10 +12,11 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flytt_batch::size::parse_size;
-use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration};
-use flytt_control::views::{BatchView, EndpointView, EventView, UserView};
+use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
+use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
 use flytt_store::EventFilter;
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -61,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
         .route("/csv/validate", post(validate_csv))
+        .route("/workers", get(list_workers))
         .fallback(no_such_route);
     let protected = Router::new()
         .nest("/api/v1", api)
@@ -207,15 +209,13 @@ async fn test_endpoint(
 
 async fn batch_view(control: &Control, name: &str) -> Result<BatchView, ApiError> {
     let batch = control.store().batch(name).await?;
-    let users = control.store().batch_users(Some(name)).await?;
-    Ok(BatchView::new(&batch, &users))
+    Ok(BatchView::new(&batch))
 }
 
 async fn list_batches(State(control): State<Control>) -> Result<Json, ApiError> {
     let mut views = Vec::new();
     for batch in control.store().batches().await? {
-        let users = control.store().batch_users(Some(&batch.name)).await?;
-        views.push(BatchView::new(&batch, &users));
+        views.push(BatchView::new(&batch));
     }
     to_json(views)
 }
@@ -439,13 +439,88 @@ async fn add_users(
     Ok(axum::Json(answer))
 }
 
+/// A page of a batch's users: `limit` of them after `cursor`, those whose
+/// address contains `q`, in `status`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+    q: Option<String>,
+    status: Option<String>,
+}
+
+/// The most users one answer holds when a `limit` is asked for.
+const MAX_USERS_PER_PAGE: u32 = 10_000;
+
 async fn batch_users(
     State(control): State<Control>,
     Path(name): Path<String>,
-) -> Result<Json, ApiError> {
+    params: Result<Query<UsersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let params = query(params)?;
+    if params
+        .limit
+        .is_some_and(|l| l == 0 || l > MAX_USERS_PER_PAGE)
+    {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_USERS_PER_PAGE}"
+        )));
+    }
+    // The cursor is the last CSV line of the previous page.
+    let after_line = match &params.cursor {
+        Some(cursor) => Some(
+            cursor
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request("not a cursor this API gave"))?,
+        ),
+        None => None,
+    };
+    if let Some(status) = &params.status
+        && !status::USER_STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "no user status {status:?}; one of {}",
+            status::USER_STATUSES.join(", ")
+        )));
+    }
     control.store().batch(&name).await?;
-    let users = control.store().batch_users(Some(&name)).await?;
-    to_json(users.iter().map(UserView::new).collect::<Vec<_>>())
+    let users = control
+        .store()
+        .find_users(&flytt_store::UserFilter {
+            batch: Some(&name),
+            status: params.status.as_deref(),
+            search: params.q.as_deref(),
+            after_line,
+            limit: params.limit,
+            ..flytt_store::UserFilter::default()
+        })
+        .await?;
+    // A full page may have a next one: RFC 8288's Link names it.
+    let next = match (params.limit, users.last()) {
+        (Some(limit), Some(last)) if users.len() == limit as usize => {
+            let mut link = format!(
+                "/api/v1/batches/{}/users?limit={limit}&cursor={}",
+                utf8_percent_encode(&name, NON_ALPHANUMERIC),
+                last.csv_line
+            );
+            for (key, value) in [("q", &params.q), ("status", &params.status)] {
+                if let Some(value) = value {
+                    link.push_str(&format!(
+                        "&{key}={}",
+                        utf8_percent_encode(value, NON_ALPHANUMERIC)
+                    ));
+                }
+            }
+            Some(format!("<{link}>; rel=\"next\""))
+        }
+        _ => None,
+    };
+    let body = to_json(users.iter().map(UserView::new).collect::<Vec<_>>())?;
+    Ok(match next {
+        Some(link) => ([(header::LINK, link)], body).into_response(),
+        None => body.into_response(),
+    })
 }
 
 async fn report(
@@ -485,17 +560,16 @@ async fn errors_report(
     report(&control, &name, "errors", reports::errors_report).await
 }
 
+async fn list_workers(State(control): State<Control>) -> Result<Json, ApiError> {
+    let runners = control.store().runners().await?;
+    to_json(runners.iter().map(WorkerView::new).collect::<Vec<_>>())
+}
+
 async fn show_user(
     State(control): State<Control>,
     Path(email): Path<String>,
 ) -> Result<Json, ApiError> {
-    let user = control
-        .store()
-        .batch_users(None)
-        .await?
-        .into_iter()
-        .find(|u| u.email.eq_ignore_ascii_case(&email))
-        .ok_or(flytt_store::Error::NoSuchUser(email))?;
+    let user = control.store().user_by_email(&email).await?;
     to_json(UserView::new(&user))
 }
 
@@ -594,10 +668,7 @@ async fn stream_events(
                     if filter.batch.as_ref().is_some_and(|b| *b != batch.name) {
                         continue;
                     }
-                    let Ok(users) = control.store().batch_users(Some(&batch.name)).await else {
-                        continue;
-                    };
-                    let view = BatchView::new(&batch, &users);
+                    let view = BatchView::new(&batch);
                     let data = serde_json::json!({
                         "batch": view.name,
                         "status": view.status,

@@ -11,3 +11,14 @@ pub const STOPPED: &str = "Stopped";
 pub const FAILED: &str = "Failed";
 pub const QUEUED: &str = "Queued";
 pub const INCREMENTAL_SYNCING: &str = "IncrementalSyncing";
+
+/// Every status a user can have.
+pub const USER_STATUSES: &[&str] = &[
+    QUEUED,
+    SYNCING,
+    SYNCED,
+    INCREMENTAL_SYNCING,
+    COMPLETING,
+    COMPLETED,
+    FAILED,
+];

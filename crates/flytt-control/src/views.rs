@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use flytt_store::{BatchSummary, BatchUser, Endpoint, Event};
+/// The batch's users' statistics added up (by the store).
+pub use flytt_store::Totals;
+use flytt_store::{BatchSummary, BatchUser, Endpoint, Event, RunnerInfo};
 
 /// A batch with its users counted per status and its totals.
 #[derive(Clone, Debug, Serialize)]
@@ -28,20 +30,6 @@ pub struct BatchView {
     pub totals: Totals,
     /// Messages and bytes copied per second of the initial sync (so far).
     pub throughput: Option<Throughput>,
-}
-
-/// The batch's users' statistics added up.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct Totals {
-    pub folders: u64,
-    pub messages_found: u64,
-    pub messages_copied: u64,
-    pub messages_matched: u64,
-    pub messages_skipped: u64,
-    pub messages_failed: u64,
-    /// Copied, but kept altered by the target (see the error report).
-    pub messages_altered: u64,
-    pub bytes_copied: u64,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -82,6 +70,36 @@ pub struct EventView {
     pub kind: String,
     pub status: Option<String>,
     pub message: Option<String>,
+}
+
+/// A runner sharing the database: `flytt worker list`, the API's
+/// /workers and the dashboard's workers table.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    pub id: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: String,
+    pub last_heartbeat: String,
+    pub users_held: u64,
+}
+
+impl WorkerView {
+    pub fn new(runner: &RunnerInfo) -> WorkerView {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        WorkerView {
+            id: runner.id.clone(),
+            host: runner.host.clone(),
+            pid: runner.pid,
+            started_at: time(runner.started_at_ms),
+            last_heartbeat: time(runner.heartbeat_at_ms),
+            users_held: runner.users_held,
+        }
+    }
 }
 
 /// What may be shown of an endpoint: everything but the password.
@@ -179,35 +197,9 @@ impl EventView {
     }
 }
 
-impl Totals {
-    /// Adds up the users' statistics; a running sync's progress counts
-    /// towards what is copied.
-    pub fn of(users: &[BatchUser]) -> Totals {
-        let mut totals = Totals::default();
-        for user in users {
-            let stats = json_or_null(user.stats.as_deref()).unwrap_or_default();
-            let number = |field: &str| stats[field].as_u64().unwrap_or(0);
-            totals.folders += number("folders");
-            totals.messages_found += number("messages_found");
-            totals.messages_copied += number("messages_copied");
-            totals.messages_matched += number("messages_matched");
-            totals.messages_skipped += number("messages_skipped");
-            totals.messages_failed += number("messages_failed");
-            totals.messages_altered += number("messages_altered");
-            totals.bytes_copied += number("bytes_copied");
-            if let Some(progress) = json_or_null(user.progress.as_deref()) {
-                totals.messages_copied += progress["messages_copied"].as_u64().unwrap_or(0);
-                totals.bytes_copied += progress["bytes_copied"].as_u64().unwrap_or(0);
-            }
-        }
-        totals
-    }
-}
-
 impl BatchView {
-    /// `users` are the batch's users (for the totals).
-    pub fn new(batch: &BatchSummary, users: &[BatchUser]) -> BatchView {
-        let totals = Totals::of(users);
+    pub fn new(batch: &BatchSummary) -> BatchView {
+        let totals = batch.totals.clone();
         let now = chrono::Utc::now();
         let throughput = batch
             .started_at

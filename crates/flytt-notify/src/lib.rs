@@ -61,14 +61,27 @@ impl Notifier {
     pub async fn send_due(&self, store: &Store) -> Result<usize, NotifyError> {
         let mut sent = 0;
         for batch in store.batches().await? {
-            let parameters: BatchParameters =
-                serde_json::from_str(&batch.parameters).unwrap_or_default();
+            let parameters: BatchParameters = match serde_json::from_str(&batch.parameters) {
+                Ok(parameters) => parameters,
+                Err(e) => {
+                    tracing::error!(batch = %batch.name, error = %e, "the batch's stored parameters do not parse");
+                    continue;
+                }
+            };
             if parameters.notification_emails.is_empty() {
                 continue;
             }
+            let view = BatchView::new(&batch);
+            let mails: Vec<BatchMail> = due(&view, batch.users_not_validated)
+                .into_iter()
+                .filter(|mail| !batch.mails_claimed.contains(mail))
+                .collect();
+            if mails.is_empty() {
+                continue;
+            }
+            // The mails list and attach the users: read them only now.
             let users = store.batch_users(Some(&batch.name)).await?;
-            let view = BatchView::new(&batch, &users);
-            for mail in due(&view, &users) {
+            for mail in mails {
                 if !store.claim_mail(&batch.name, mail).await? {
                     continue;
                 }
@@ -131,13 +144,12 @@ impl Notifier {
 /// The mails a batch is due, in the order they go out (those already sent
 /// are skipped by their claim). The status mail waits until every user is
 /// validated (logged in on both sides) or failed.
-fn due(batch: &BatchView, users: &[flytt_store::BatchUser]) -> Vec<BatchMail> {
+/// The mails a batch is due, sent or not: `not_validated` users are still
+/// neither validated nor failed.
+fn due(batch: &BatchView, not_validated: u64) -> Vec<BatchMail> {
     let mut mails = Vec::new();
-    let everyone_started = batch.started_at.is_some()
-        && batch.status != status::STOPPED
-        && users
-            .iter()
-            .all(|u| u.validated_at.is_some() || u.status == status::FAILED);
+    let everyone_started =
+        batch.started_at.is_some() && batch.status != status::STOPPED && not_validated == 0;
     if everyone_started {
         mails.push(BatchMail::Status);
     }

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::events::kind;
-use crate::{Endpoint, Error, Result, Store};
+use crate::totals::{self, ProgressNumbers, StatNumbers};
+use crate::{BatchMail, Endpoint, Error, Result, Store, Totals};
 
 /// A new batch and its users, as `create_batch` stores them.
 #[derive(Clone, Debug)]
@@ -48,6 +49,13 @@ pub struct BatchSummary {
     pub completed_at: Option<String>,
     /// Users per status.
     pub user_counts: Vec<(String, u64)>,
+    /// The users' statistics added up.
+    pub totals: Totals,
+    /// Users neither validated (logged in on both sides, or provisioned)
+    /// nor failed.
+    pub users_not_validated: u64,
+    /// The notification mails claimed (sent, or being sent).
+    pub mails_claimed: Vec<BatchMail>,
 }
 
 /// Everything the job runner needs to sync one user (sealed secrets stay
@@ -87,6 +95,21 @@ pub enum Startable {
     Incremental { interval_secs: u64 },
     /// Synced or Queued users, for the final sync before completion.
     Final,
+}
+
+/// Which users `Store::find_users` returns: all filters apply together.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UserFilter<'a> {
+    pub batch: Option<&'a str>,
+    pub status: Option<&'a str>,
+    /// Part of the address, any case.
+    pub search: Option<&'a str>,
+    /// The whole address, any case.
+    pub email: Option<&'a str>,
+    /// Only users after this CSV line (a page's cursor, within one batch).
+    pub after_line: Option<u64>,
+    /// At most this many; none: all.
+    pub limit: Option<u32>,
 }
 
 /// A user of a batch, without secrets.
@@ -232,23 +255,59 @@ impl Store {
     pub async fn batches(&self) -> Result<Vec<BatchSummary>> {
         let rows = sqlx::query(self.sql(
             "SELECT name, batch_type, source_endpoint, target_endpoint, status, parameters, created_at, \
-             started_at, initial_sync_done_at, completed_at FROM batch ORDER BY name",
+             started_at, initial_sync_done_at, completed_at, \
+             CASE WHEN status_mail_at IS NULL THEN 0 ELSE 1 END AS status_mail, \
+             CASE WHEN initial_sync_mail_at IS NULL THEN 0 ELSE 1 END AS initial_sync_mail, \
+             CASE WHEN completion_mail_at IS NULL THEN 0 ELSE 1 END AS completion_mail \
+             FROM batch ORDER BY name",
         ))
         .fetch_all(&self.pool)
         .await?;
         let mut batches = Vec::new();
         for row in rows {
             let name: String = row.try_get("name")?;
-            let counts = sqlx::query(self.sql(
-                "SELECT u.status, COUNT(*) AS n FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-                 WHERE b.name = ? GROUP BY u.status ORDER BY u.status",
+            // Sums are cast back to integers: PostgreSQL sums BIGINTs as
+            // NUMERIC.
+            let rows = sqlx::query(self.sql(
+                "SELECT u.status, COUNT(*) AS n, \
+                 CAST(SUM(u.stat_folders) AS BIGINT) AS folders, \
+                 CAST(SUM(u.stat_messages_found) AS BIGINT) AS messages_found, \
+                 CAST(SUM(u.stat_messages_copied + u.progress_messages_copied) AS BIGINT) AS messages_copied, \
+                 CAST(SUM(u.stat_messages_matched) AS BIGINT) AS messages_matched, \
+                 CAST(SUM(u.stat_messages_skipped) AS BIGINT) AS messages_skipped, \
+                 CAST(SUM(u.stat_messages_failed) AS BIGINT) AS messages_failed, \
+                 CAST(SUM(u.stat_messages_altered) AS BIGINT) AS messages_altered, \
+                 CAST(SUM(u.stat_bytes_copied + u.progress_bytes_copied) AS BIGINT) AS bytes_copied, \
+                 CAST(SUM(CASE WHEN u.validated_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unvalidated \
+                 FROM batch_user u WHERE u.batch_id = (SELECT id FROM batch WHERE name = ?) \
+                 GROUP BY u.status ORDER BY u.status",
             ))
             .bind(&name)
             .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get::<i64, _>("n")? as u64)))
-            .collect::<Result<Vec<_>>>()?;
+            .await?;
+            let mut counts = Vec::new();
+            let mut sums = Totals::default();
+            let mut users_not_validated = 0;
+            for r in rows {
+                let number = |column: &str| -> Result<u64> {
+                    Ok(totals::count(r.try_get::<i64, _>(column)?))
+                };
+                let status: String = r.try_get("status")?;
+                if status != "Failed" {
+                    users_not_validated += number("unvalidated")?;
+                }
+                counts.push((status, number("n")?));
+                sums.add(&Totals {
+                    folders: number("folders")?,
+                    messages_found: number("messages_found")?,
+                    messages_copied: number("messages_copied")?,
+                    messages_matched: number("messages_matched")?,
+                    messages_skipped: number("messages_skipped")?,
+                    messages_failed: number("messages_failed")?,
+                    messages_altered: number("messages_altered")?,
+                    bytes_copied: number("bytes_copied")?,
+                });
+            }
             batches.push(BatchSummary {
                 name,
                 batch_type: row.try_get("batch_type")?,
@@ -261,6 +320,20 @@ impl Store {
                 initial_sync_done_at: row.try_get("initial_sync_done_at")?,
                 completed_at: row.try_get("completed_at")?,
                 user_counts: counts,
+                totals: sums,
+                users_not_validated,
+                mails_claimed: [
+                    ("status_mail", BatchMail::Status),
+                    ("initial_sync_mail", BatchMail::InitialSync),
+                    ("completion_mail", BatchMail::Completion),
+                ]
+                .into_iter()
+                .filter_map(|(column, mail)| match row.try_get::<i64, _>(column) {
+                    Ok(0) => None,
+                    Ok(_) => Some(Ok(mail)),
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<std::result::Result<_, _>>()?,
             });
         }
         Ok(batches)
@@ -301,12 +374,51 @@ impl Store {
 
     /// Users, of one batch or of all, in CSV order.
     pub async fn batch_users(&self, batch: Option<&str>) -> Result<Vec<BatchUser>> {
+        self.find_users(&UserFilter {
+            batch,
+            ..UserFilter::default()
+        })
+        .await
+    }
+
+    /// The user with this address (any case), in whichever batch.
+    pub async fn user_by_email(&self, email: &str) -> Result<BatchUser> {
+        self.find_users(&UserFilter {
+            email: Some(email),
+            limit: Some(1),
+            ..UserFilter::default()
+        })
+        .await?
+        .pop()
+        .ok_or_else(|| Error::NoSuchUser(email.to_string()))
+    }
+
+    /// Users matching `filter`, by batch name and CSV line.
+    pub async fn find_users(&self, filter: &UserFilter<'_>) -> Result<Vec<BatchUser>> {
+        // The search is a substring of the address: LIKE's own wildcards in
+        // it are escaped.
+        let pattern = filter.search.map(|text| {
+            let escaped = text
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
         let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
              u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE ?1 IS NULL OR b.name = ?1 ORDER BY b.name, u.csv_line",
+             WHERE (?1 IS NULL OR b.name = ?1) AND (?2 IS NULL OR u.status = ?2) \
+             AND (?3 IS NULL OR lower(u.email) LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR lower(u.email) = lower(?4)) \
+             AND (?5 IS NULL OR u.csv_line > ?5) \
+             ORDER BY b.name, u.csv_line LIMIT COALESCE(?6, {no_limit})",
         ))
-        .bind(batch)
+        .bind(filter.batch)
+        .bind(filter.status)
+        .bind(pattern)
+        .bind(filter.email)
+        .bind(filter.after_line.map(totals::db))
+        .bind(filter.limit.map(i64::from))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -314,7 +426,7 @@ impl Store {
                 Ok(BatchUser {
                     batch: row.try_get("batch")?,
                     email: row.try_get("email")?,
-                    csv_line: row.try_get::<i64, _>("csv_line")? as u64,
+                    csv_line: totals::count(row.try_get("csv_line")?),
                     overrides: row.try_get("overrides")?,
                     user_name: row.try_get("user_name")?,
                     status: row.try_get("status")?,
@@ -529,11 +641,20 @@ impl Store {
 
     /// Records what a running sync is doing (JSON), or clears it.
     pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
-        sqlx::query(self.sql("UPDATE batch_user SET progress = ? WHERE id = ?"))
-            .bind(progress)
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
+        let numbers: ProgressNumbers = match progress {
+            Some(json) => totals::parse("progress", json)?,
+            None => ProgressNumbers::default(),
+        };
+        sqlx::query(self.sql(
+            "UPDATE batch_user SET progress = ?, progress_messages_copied = ?, \
+             progress_bytes_copied = ? WHERE id = ?",
+        ))
+        .bind(progress)
+        .bind(totals::db(numbers.messages_copied))
+        .bind(totals::db(numbers.bytes_copied))
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -589,9 +710,18 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
+        let numbers: Option<StatNumbers> =
+            stats.map(|json| totals::parse("stats", json)).transpose()?;
+        let number = |pick: fn(&StatNumbers) -> u64| numbers.as_ref().map(|n| totals::db(pick(n)));
         sqlx::query(self.sql(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
+             stat_folders = COALESCE(?5, stat_folders), stat_messages_found = COALESCE(?6, stat_messages_found), \
+             stat_messages_copied = COALESCE(?7, stat_messages_copied), stat_messages_matched = COALESCE(?8, stat_messages_matched), \
+             stat_messages_skipped = COALESCE(?9, stat_messages_skipped), stat_messages_failed = COALESCE(?10, stat_messages_failed), \
+             stat_messages_altered = COALESCE(?11, stat_messages_altered), stat_bytes_copied = COALESCE(?12, stat_bytes_copied), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
+             progress_messages_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_messages_copied ELSE 0 END, \
+             progress_bytes_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_bytes_copied ELSE 0 END, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END, \
              last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN {now} ELSE last_synced_at END, \
              validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, {now}) ELSE validated_at END, \
@@ -603,6 +733,14 @@ impl Store {
         .bind(error)
         .bind(stats)
         .bind(user_id)
+        .bind(number(|n| n.folders))
+        .bind(number(|n| n.messages_found))
+        .bind(number(|n| n.messages_copied))
+        .bind(number(|n| n.messages_matched))
+        .bind(number(|n| n.messages_skipped))
+        .bind(number(|n| n.messages_failed))
+        .bind(number(|n| n.messages_altered))
+        .bind(number(|n| n.bytes_copied))
         .execute(&mut *tx)
         .await?;
         let old: String = row.try_get("status")?;

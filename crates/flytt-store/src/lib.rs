@@ -16,6 +16,7 @@ mod leases;
 mod mails;
 mod sync_state;
 mod tokens;
+mod totals;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +26,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use batches::{BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, WorkItem};
+pub use batches::{
+    BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, UserFilter, WorkItem,
+};
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
 pub use endpoints::Endpoint;
@@ -34,6 +37,7 @@ pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;
 pub use sync_state::{CopiedMessage, FolderState, InterruptedAppends, PairId};
 pub use tokens::ApiToken;
+pub use totals::Totals;
 
 /// The environment variable that names a PostgreSQL database instead of
 /// the data directory's SQLite file (`--database-url` on the command line).
@@ -54,6 +58,11 @@ pub enum Error {
     Database(#[from] DatabaseError),
     #[error("corrupt value in column {column}: {value}")]
     Corrupt { column: &'static str, value: i64 },
+    #[error("{column} is not the JSON it should be: {reason}")]
+    BadJson {
+        column: &'static str,
+        reason: String,
+    },
     #[error("an endpoint named {0:?} exists already")]
     EndpointExists(String),
     #[error("no endpoint named {0:?}")]
@@ -89,6 +98,7 @@ impl Error {
                 | Error::Migrate(_)
                 | Error::Database(_)
                 | Error::Corrupt { .. }
+                | Error::BadJson { .. }
         )
     }
 }

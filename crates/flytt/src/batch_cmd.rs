@@ -228,10 +228,7 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
         BatchCommand::List(args) => {
             let mut views = Vec::new();
             for batch in store.batches().await? {
-                views.push(BatchView::new(
-                    &batch,
-                    &store.batch_users(Some(&batch.name)).await?,
-                ));
+                views.push(BatchView::new(&batch));
             }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&views)?);
@@ -260,7 +257,7 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
         }
         BatchCommand::Show(args) => {
             let batch = store.batch(&args.name).await?;
-            let view = BatchView::new(&batch, &store.batch_users(Some(&batch.name)).await?);
+            let view = BatchView::new(&batch);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&view)?);
             } else {
@@ -423,12 +420,7 @@ pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
             }
         }
         UserCommand::Show(args) => {
-            let user = store
-                .batch_users(None)
-                .await?
-                .into_iter()
-                .find(|u| u.email.eq_ignore_ascii_case(&args.email))
-                .ok_or(flytt_store::Error::NoSuchUser(args.email.clone()))?;
+            let user = store.user_by_email(&args.email).await?;
             let view = UserView::new(&user);
             let events = store
                 .events(&EventFilter {

@@ -264,25 +264,14 @@ async fn serve(
 /// `flytt worker list`.
 async fn worker_list(home: &home::Home, json: bool) -> anyhow::Result<u8> {
     let store = home.store().await?;
-    let runners = store.runners().await?;
-    let time = |ms: i64| {
-        chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_default()
-    };
+    let runners: Vec<flytt_control::views::WorkerView> = store
+        .runners()
+        .await?
+        .iter()
+        .map(flytt_control::views::WorkerView::new)
+        .collect();
     if json {
-        let list: Vec<serde_json::Value> = runners
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "id": r.id, "host": r.host, "pid": r.pid,
-                    "started_at": time(r.started_at_ms),
-                    "last_heartbeat": time(r.heartbeat_at_ms),
-                    "users_held": r.users_held,
-                })
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", serde_json::to_string_pretty(&runners)?);
         return Ok(EXIT_COMPLETE);
     }
     if runners.is_empty() {
@@ -291,12 +280,7 @@ async fn worker_list(home: &home::Home, json: bool) -> anyhow::Result<u8> {
     for r in &runners {
         println!(
             "{}  host {}  pid {}  started {}  last heartbeat {}  users held {}",
-            r.id,
-            r.host,
-            r.pid,
-            time(r.started_at_ms),
-            time(r.heartbeat_at_ms),
-            r.users_held
+            r.id, r.host, r.pid, r.started_at, r.last_heartbeat, r.users_held
         );
     }
     Ok(EXIT_COMPLETE)

@@ -271,6 +271,59 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
     let per = api.json("/api/v1/users/PER@example.org").await;
     assert_eq!(per["status"], "Failed", "{per}");
 
+    // The users page by page (each page's Link names the next), searched
+    // by address and filtered by status.
+    let emails = |users: &serde_json::Value| -> Vec<String> {
+        users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u["email"].as_str().map(str::to_string))
+            .collect()
+    };
+    let everyone = emails(&api.json("/api/v1/batches/api/users").await);
+    assert_eq!(everyone.len(), 5, "{everyone:?}");
+    let mut paged = Vec::new();
+    let mut next = Some("/api/v1/batches/api/users?limit=2".to_string());
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let response = api.get(&path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        next = response
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.strip_prefix('<'))
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(path, _)| path.to_string());
+        let page: serde_json::Value = response.json().await.expect("JSON");
+        assert!(page.as_array().is_some_and(|p| p.len() <= 2), "{page}");
+        paged.extend(emails(&page));
+        pages += 1;
+        assert!(pages <= 3, "the pages end");
+    }
+    assert_eq!(paged, everyone, "every user once, in CSV order");
+    assert_eq!(
+        emails(&api.json("/api/v1/batches/api/users?q=CEC").await),
+        ["cecilie@example.org"]
+    );
+    assert_eq!(
+        emails(
+            &api.json("/api/v1/batches/api/users?status=Failed&q=example")
+                .await
+        ),
+        ["per@example.org"]
+    );
+    // The runner that synced them is listed; it holds nobody now.
+    let workers = api.json("/api/v1/workers").await;
+    assert_eq!(workers.as_array().map(Vec::len), Some(1), "{workers}");
+    assert_eq!(workers[0]["users_held"], 0, "{workers}");
+    assert!(
+        workers[0]["last_heartbeat"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
+
     // Retry the failed user (still a wrong password: Failed again, alone).
     let retried: serde_json::Value = api
         .post("/api/v1/batches/api/retry", serde_json::json!({}))
@@ -490,6 +543,26 @@ async fn bad_requests_get_clear_errors() {
             api.client.get(api.url("/api/v1/events?after=soon")),
             StatusCode::BAD_REQUEST,
             "after",
+        ),
+        (
+            api.client.get(api.url("/api/v1/batches/nope/users?limit=0")),
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            api.client.get(api.url("/api/v1/batches/nope/users?cursor=abc")),
+            StatusCode::BAD_REQUEST,
+            "cursor",
+        ),
+        (
+            api.client.get(api.url("/api/v1/batches/nope/users?status=Sleeping")),
+            StatusCode::BAD_REQUEST,
+            "Sleeping",
+        ),
+        (
+            api.client.get(api.url("/api/v1/batches/nope/users?limit=5")),
+            StatusCode::NOT_FOUND,
+            "no batch",
         ),
         (
             api.client.post(api.url("/api/v1/csv/validate?type=imap")).body(vec![0xff, 0xfe, 0x00]),

@@ -349,6 +349,49 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     screenshot(&client, "batch-phone.png").await;
     client.set_window_size(1280, 900).await.expect("resize");
 
+    // A batch's users searched by address and filtered by status; the
+    // live refresh keeps the filter.
+    client
+        .goto(&format!("{base}/batches/B%C3%B8lge%203?q=BJ"))
+        .await
+        .expect("goto");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let page = text(&client).await;
+    assert!(
+        page.contains("bjorn@example.org") && !page.contains("anne@example.org"),
+        "{page}"
+    );
+    client
+        .goto(&format!("{base}/batches/B%C3%B8lge%203?status=Failed"))
+        .await
+        .expect("goto");
+    let page = text(&client).await;
+    assert!(
+        page.contains(common::FAILING_USER) && !page.contains("cecilie@example.org"),
+        "{page}"
+    );
+    client
+        .goto(&format!("{base}/batches/B%C3%B8lge%203?after=banana"))
+        .await
+        .expect("goto");
+    assert!(
+        text(&client)
+            .await
+            .contains("page of users that does not exist")
+    );
+
+    // The workers sharing the database are shown with the endpoints.
+    client
+        .goto(&format!("{base}/endpoints"))
+        .await
+        .expect("goto");
+    let page = text(&client).await;
+    let workers = page.split("Workers").nth(1).unwrap_or_default();
+    assert!(
+        workers.to_lowercase().contains("users held") && !workers.contains("No worker is running"),
+        "{page}"
+    );
+
     // The endpoint test, from its page.
     client
         .goto(&format!("{base}/endpoints/ny"))

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use flytt_batch::size::parse_size;
 use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
 use flytt_control::endpoints::EndpointTest;
-use flytt_control::views::{BatchView, EndpointView, UserView};
+use flytt_control::views::{BatchView, EndpointView, UserView, WorkerView};
 use flytt_control::{BatchRequest, ControlError, reports};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -277,8 +277,7 @@ async fn batch_rows_of(state: &AppState) -> Result<Vec<BatchRow>, ControlError> 
     let store = state.control.store();
     let mut rows = Vec::new();
     for batch in store.batches().await? {
-        let users = store.batch_users(Some(&batch.name)).await?;
-        rows.push(BatchRow::new(&BatchView::new(&batch, &users)));
+        rows.push(BatchRow::new(&BatchView::new(&batch)));
     }
     Ok(rows)
 }
@@ -377,13 +376,82 @@ struct Live {
     batch_type: String,
     created_at: String,
     rows: Vec<UserRow>,
+    /// This page's query string (the live updates ask for the same page).
+    query: String,
+    /// The first page's query string, when this is a later page.
+    first: Option<String>,
+    /// The next page's query string, if there are more users.
+    next: Option<String>,
 }
 
-async fn live_of(state: &AppState, session: &Session, name: &str) -> Result<Live, ControlError> {
+/// How many users a batch page shows at a time.
+const USERS_PER_PAGE: u32 = 100;
+
+/// Which of a batch's users its page shows: a search in the addresses, a
+/// status, and where the page starts (after a CSV line).
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPage {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    after: Option<u64>,
+}
+
+impl UserPage {
+    /// The query string that shows this page (empty for the first, unfiltered one).
+    fn query(&self, after: Option<u64>) -> String {
+        let mut parts = Vec::new();
+        if !self.q.is_empty() {
+            parts.push(format!(
+                "q={}",
+                utf8_percent_encode(&self.q, NON_ALPHANUMERIC)
+            ));
+        }
+        if !self.status.is_empty() {
+            parts.push(format!(
+                "status={}",
+                utf8_percent_encode(&self.status, NON_ALPHANUMERIC)
+            ));
+        }
+        if let Some(after) = after {
+            parts.push(format!("after={after}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+async fn live_of(
+    state: &AppState,
+    session: &Session,
+    name: &str,
+    page: &UserPage,
+) -> Result<Live, ControlError> {
     let store = state.control.store();
     let batch = store.batch(name).await?;
-    let users = store.batch_users(Some(name)).await?;
-    let view = BatchView::new(&batch, &users);
+    let view = BatchView::new(&batch);
+    // One more than a page: whether there is a next one.
+    let mut users = store
+        .find_users(&flytt_store::UserFilter {
+            batch: Some(name),
+            status: Some(page.status.as_str()).filter(|s| !s.is_empty()),
+            search: Some(page.q.as_str()).filter(|q| !q.is_empty()),
+            after_line: page.after,
+            limit: Some(USERS_PER_PAGE + 1),
+            ..flytt_store::UserFilter::default()
+        })
+        .await?;
+    let next = if users.len() > USERS_PER_PAGE as usize {
+        users.truncate(USERS_PER_PAGE as usize);
+        users.last().map(|u| page.query(Some(u.csv_line)))
+    } else {
+        None
+    };
     Ok(Live {
         link: link(name),
         csrf: session.csrf.clone(),
@@ -408,7 +476,19 @@ async fn live_of(state: &AppState, session: &Session, name: &str) -> Result<Live
             .iter()
             .map(|u| UserRow::new(&UserView::new(u)))
             .collect(),
+        query: page.query(page.after),
+        first: page.after.map(|_| page.query(None)),
+        next,
     })
+}
+
+fn bad_page_query() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Cannot do that",
+        "The address asks for a page of users that does not exist (q, status, after).".into(),
+        true,
+    )
 }
 
 /// A button on the batch page.
@@ -477,6 +557,8 @@ struct BatchPage {
     name: String,
     link: String,
     live: Live,
+    filter: UserPage,
+    statuses: &'static [&'static str],
 }
 
 #[derive(Template)]
@@ -489,16 +571,22 @@ pub async fn batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    page: Result<axum::extract::Query<UserPage>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some((session, flash)) = signed_in(&state, &headers) else {
         return to_login();
     };
-    match live_of(&state, &session, &name).await {
+    let Ok(axum::extract::Query(filter)) = page else {
+        return bad_page_query();
+    };
+    match live_of(&state, &session, &name, &filter).await {
         Ok(live) => render(&BatchPage {
             page: Page::new(&session, flash, "batches"),
             link: link(&name),
             name,
             live,
+            filter,
+            statuses: status::USER_STATUSES,
         }),
         Err(e) => failure(e),
     }
@@ -508,11 +596,15 @@ pub async fn batch_live(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    page: Result<axum::extract::Query<UserPage>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Some((session, _)) = signed_in(&state, &headers) else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
-    match live_of(&state, &session, &name).await {
+    let Ok(axum::extract::Query(filter)) = page else {
+        return bad_page_query();
+    };
+    match live_of(&state, &session, &name, &filter).await {
         Ok(live) => render(&BatchLivePartial { live }),
         Err(e) => failure(e),
     }
@@ -929,19 +1021,25 @@ impl EndpointRow {
 struct EndpointsPage {
     page: Page,
     endpoints: Vec<EndpointRow>,
+    /// The runners sharing the database (they sync with the endpoints).
+    workers: Vec<WorkerView>,
 }
 
 pub async fn endpoints(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let Some((session, flash)) = signed_in(&state, &headers) else {
         return to_login();
     };
-    match state.control.store().endpoints().await {
-        Ok(endpoints) => render(&EndpointsPage {
+    let store = state.control.store();
+    let listed =
+        async { Ok::<_, flytt_store::Error>((store.endpoints().await?, store.runners().await?)) };
+    match listed.await {
+        Ok((endpoints, runners)) => render(&EndpointsPage {
             page: Page::new(&session, flash, "endpoints"),
             endpoints: endpoints
                 .iter()
                 .map(|e| EndpointRow::new(&EndpointView::new(e)))
                 .collect(),
+            workers: runners.iter().map(WorkerView::new).collect(),
         }),
         Err(e) => failure(e),
     }

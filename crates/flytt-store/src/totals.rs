@@ -1,0 +1,76 @@
+//! A user's statistics as numbers: what the runner records as JSON (the
+//! statistics of its syncs, the progress of a running one) the store also
+//! keeps as columns, so that a batch's totals are a sum in the database.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Statistics added up over a batch's users; a running sync's copies so
+/// far count towards what is copied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub folders: u64,
+    pub messages_found: u64,
+    pub messages_copied: u64,
+    pub messages_matched: u64,
+    pub messages_skipped: u64,
+    pub messages_failed: u64,
+    /// Copied, but kept altered by the target (see the error report).
+    pub messages_altered: u64,
+    pub bytes_copied: u64,
+}
+
+/// The numbers of one user's statistics JSON; absent ones are none (an
+/// older version did not count them), a value of the wrong type is an
+/// error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct StatNumbers {
+    pub folders: u64,
+    pub messages_found: u64,
+    pub messages_copied: u64,
+    pub messages_matched: u64,
+    pub messages_skipped: u64,
+    pub messages_failed: u64,
+    pub messages_altered: u64,
+    pub bytes_copied: u64,
+}
+
+/// The numbers of a running sync's progress JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct ProgressNumbers {
+    pub messages_copied: u64,
+    pub bytes_copied: u64,
+}
+
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(column: &'static str, json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| Error::BadJson {
+        column,
+        reason: e.to_string(),
+    })
+}
+
+/// A count as the databases keep it (a signed 64-bit integer).
+pub(crate) fn db(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored sum back as a count (never negative: the columns are counts).
+pub(crate) fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, other: &Totals) {
+        self.folders += other.folders;
+        self.messages_found += other.messages_found;
+        self.messages_copied += other.messages_copied;
+        self.messages_matched += other.messages_matched;
+        self.messages_skipped += other.messages_skipped;
+        self.messages_failed += other.messages_failed;
+        self.messages_altered += other.messages_altered;
+        self.bytes_copied += other.bytes_copied;
+    }
+}
