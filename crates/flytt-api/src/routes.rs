@@ -485,6 +485,15 @@ async fn batch_users(
         )));
     }
     control.store().batch(&name).await?;
+    if params.limit.is_none() {
+        return Ok(all_users(
+            control,
+            name,
+            params.status,
+            params.q,
+            after_line,
+        ));
+    }
     let users = control
         .store()
         .find_users(&flytt_store::UserFilter {
@@ -521,6 +530,71 @@ async fn batch_users(
         Some(link) => ([(header::LINK, link)], body).into_response(),
         None => body.into_response(),
     })
+}
+
+/// Every user of a batch (no `limit`): the JSON array is written a page
+/// at a time as the store gives them, so a batch of 50,000 users costs the
+/// server a page of memory, not the whole answer.
+fn all_users(
+    control: Control,
+    batch: String,
+    status: Option<String>,
+    search: Option<String>,
+    after_line: Option<u64>,
+) -> Response {
+    const PAGE: u32 = 1_000;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let mut after = after_line;
+        let mut first = true;
+        if sender.send(Ok(Bytes::from_static(b"["))).await.is_err() {
+            return;
+        }
+        loop {
+            let page = control
+                .store()
+                .find_users(&flytt_store::UserFilter {
+                    batch: Some(&batch),
+                    status: status.as_deref(),
+                    search: search.as_deref(),
+                    after_line: after,
+                    limit: Some(PAGE),
+                    ..flytt_store::UserFilter::default()
+                })
+                .await;
+            let users = match page {
+                Ok(users) => users,
+                Err(e) => {
+                    // The status line is sent: end the body short, so the
+                    // client sees a broken answer, not a complete one.
+                    tracing::error!(error = %e, "cannot list a batch's users");
+                    let _ = sender.send(Err(std::io::Error::other("store error"))).await;
+                    return;
+                }
+            };
+            let mut chunk = Vec::new();
+            for user in &users {
+                if !first {
+                    chunk.push(b',');
+                }
+                first = false;
+                if serde_json::to_writer(&mut chunk, &UserView::new(user)).is_err() {
+                    let _ = sender.send(Err(std::io::Error::other("JSON"))).await;
+                    return;
+                }
+            }
+            if sender.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+            match users.last() {
+                Some(last) if users.len() == PAGE as usize => after = Some(last.csv_line),
+                _ => break,
+            }
+        }
+        let _ = sender.send(Ok(Bytes::from_static(b"]"))).await;
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(receiver));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn report(

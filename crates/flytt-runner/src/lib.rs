@@ -26,7 +26,9 @@ use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
 use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
-use flytt_store::{Claim, ClaimOutcome, Endpoint, EndpointLimit, Startable, Store, WorkItem};
+use flytt_store::{
+    BatchState, Claim, ClaimOutcome, Endpoint, EndpointLimit, Startable, Store, WorkItem,
+};
 use flytt_sync::{Account, MailboxScope, SyncError, SyncOptions, sync_mailbox};
 use tokio::task::JoinSet;
 
@@ -170,15 +172,27 @@ pub async fn run(
         // A busy or unreachable database (SQLite locked by another runner,
         // PostgreSQL restarting) is waited out, tick after tick; running
         // syncs stop writing by themselves when their leases lapse.
+        let tick = std::time::Instant::now();
         let step = async {
             take_back_expired(&store).await?;
-            staged::prepare(&store, &keyring, &id, &options).await?;
-            schedule(&store, &keyring, &id, &options, &mut running, &mut tasks).await?;
-            settle_batches(&store).await
+            let batches = store.batch_states().await?;
+            staged::prepare(&store, &keyring, &id, &options, &batches).await?;
+            schedule(
+                &store,
+                &keyring,
+                &id,
+                &options,
+                &batches,
+                &mut running,
+                &mut tasks,
+            )
+            .await?;
+            settle_batches(&store, &batches).await
         };
         if let Err(e) = step.await {
             tracing::warn!(error = %e, "the runner's tick failed; trying again");
         }
+        tracing::debug!(elapsed_ms = tick.elapsed().as_secs_f64() * 1000.0, "tick");
         tokio::select! {
             _ = &mut shutdown => break,
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
@@ -271,11 +285,13 @@ async fn renew_leases(
 /// Starts what may start: for each active batch, asks the database for at
 /// most as many users as its endpoints have free slots (across runners),
 /// and claims them one by one.
+#[allow(clippy::too_many_arguments)]
 async fn schedule(
     store: &Store,
     keyring: &std::sync::Arc<Keyring>,
     runner: &str,
     options: &RunnerOptions,
+    batches: &[BatchState],
     running: &mut HashMap<i64, Running>,
     tasks: &mut JoinSet<i64>,
 ) -> Result<(), RunnerError> {
@@ -288,7 +304,7 @@ async fn schedule(
         .into_iter()
         .map(|e| (e.name.clone(), e))
         .collect();
-    for batch in store.batches().await? {
+    for batch in batches {
         let parameters: BatchParameters = match serde_json::from_str(&batch.parameters) {
             Ok(parameters) => parameters,
             Err(e) => {
@@ -820,21 +836,15 @@ fn time_has_come(when: Option<&str>) -> bool {
 /// its CompleteAfter time when AutoComplete or CompleteAfter asks for it; a
 /// completing one whose users are all done is Completed (or
 /// CompletedWithErrors).
-async fn settle_batches(store: &Store) -> Result<(), RunnerError> {
-    for batch in store.batches().await? {
-        let parameters: BatchParameters =
-            serde_json::from_str(&batch.parameters).unwrap_or_default();
+async fn settle_batches(store: &Store, batches: &[BatchState]) -> Result<(), RunnerError> {
+    for batch in batches {
+        let parameters: BatchParameters = serde_json::from_str(&batch.parameters)
+            .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", batch.name)))?;
         let starts = (parameters.auto_start || parameters.start_after.is_some())
             && time_has_come(parameters.start_after.as_deref());
         let completes = (parameters.auto_complete || parameters.complete_after.is_some())
             && time_has_come(parameters.complete_after.as_deref());
-        let count = |s: &str| {
-            batch
-                .user_counts
-                .iter()
-                .find(|(status, _)| status == s)
-                .map_or(0, |c| c.1)
-        };
+        let count = |s: &str| batch.count(s);
         let failed = count(status::FAILED) > 0;
         let next = match batch.status.as_str() {
             status::CREATED if starts => Some(status::SYNCING),
@@ -928,13 +938,15 @@ mod tests {
     #[tokio::test]
     async fn completion_waits_for_users_still_in_their_initial_sync() {
         let store = batch_with_users(&[status::COMPLETED, status::SYNCING]).await;
-        settle_batches(&store).await.expect("settle");
+        let batches = store.batch_states().await.expect("batches");
+        settle_batches(&store, &batches).await.expect("settle");
         assert_eq!(
             store.batch("b").await.expect("batch").status,
             status::COMPLETING
         );
         let store = batch_with_users(&[status::COMPLETED, status::FAILED]).await;
-        settle_batches(&store).await.expect("settle");
+        let batches = store.batch_states().await.expect("batches");
+        settle_batches(&store, &batches).await.expect("settle");
         assert_eq!(
             store.batch("b").await.expect("batch").status,
             status::COMPLETED_WITH_ERRORS

@@ -18,7 +18,9 @@ use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_sieve::{install_forward, migrate_scripts};
-use flytt_store::{Claim, ClaimOutcome, EndpointLimit, Startable, Store, WorkItem, event_kind};
+use flytt_store::{
+    BatchState, Claim, ClaimOutcome, EndpointLimit, Startable, Store, WorkItem, event_kind,
+};
 
 use crate::{RunnerError, RunnerOptions};
 
@@ -37,8 +39,9 @@ pub(crate) async fn prepare(
     keyring: &Keyring,
     runner: &str,
     options: &RunnerOptions,
+    batches: &[BatchState],
 ) -> Result<(), RunnerError> {
-    for batch in store.batches().await? {
+    for batch in batches {
         if batch.status != status::SYNCING || batch.batch_type != "staged" {
             continue;
         }

@@ -58,6 +58,29 @@ pub struct BatchSummary {
     pub mails_claimed: Vec<BatchMail>,
 }
 
+/// A batch as the runner sees it on every tick.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchState {
+    pub name: String,
+    pub batch_type: String,
+    pub source_endpoint: String,
+    pub target_endpoint: String,
+    pub status: String,
+    pub parameters: String,
+    /// Users per status.
+    pub user_counts: Vec<(String, u64)>,
+}
+
+impl BatchState {
+    /// Users in `status`.
+    pub fn count(&self, status: &str) -> u64 {
+        self.user_counts
+            .iter()
+            .find(|(s, _)| s == status)
+            .map_or(0, |c| c.1)
+    }
+}
+
 /// Everything the job runner needs to sync one user (sealed secrets stay
 /// sealed until the runner opens them).
 #[derive(Clone, Debug)]
@@ -135,6 +158,30 @@ pub struct BatchUser {
     pub runner: Option<String>,
 }
 
+/// The columns of a new user, in the order `bind_user` binds them.
+macro_rules! insert_users {
+    () => {
+        "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, \
+         password_sealed, target_user_name, target_password_sealed)"
+    };
+}
+
+fn bind_user<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    batch_id: i64,
+    user: &'q NewBatchUser,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(batch_id)
+        .bind(&user.email)
+        .bind(totals::db(user.csv_line))
+        .bind(&user.overrides)
+        .bind(&user.user_name)
+        .bind(&user.password_sealed)
+        .bind(&user.target_user_name)
+        .bind(&user.target_password_sealed)
+}
+
 impl Store {
     async fn insert_users(
         &self,
@@ -142,21 +189,29 @@ impl Store {
         batch_id: i64,
         users: &[NewBatchUser],
     ) -> Result<()> {
-        for user in users {
-            sqlx::query(self.sql(
-            "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, password_sealed, \
-             target_user_name, target_password_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(batch_id)
-        .bind(&user.email)
-        .bind(i64::try_from(user.csv_line).unwrap_or(i64::MAX))
-        .bind(&user.overrides)
-        .bind(&user.user_name)
-        .bind(&user.password_sealed)
-        .bind(&user.target_user_name)
-        .bind(&user.target_password_sealed)
-        .execute(&mut **tx)
-        .await?;
+        // Many rows per statement: a batch of 50,000 users is 100 round trips
+        // to a database server, not 50,000.
+        const ROWS: usize = 500;
+        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        static MANY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+        let many = MANY.get_or_init(|| {
+            let rows = vec![ROW; ROWS].join(", ");
+            // Built once, kept for the process (sqlx takes static SQL).
+            Box::leak(format!("{} VALUES {rows}", insert_users!()).into_boxed_str())
+        });
+        let mut chunks = users.chunks_exact(ROWS);
+        for chunk in chunks.by_ref() {
+            let mut query = sqlx::query(self.sql(many));
+            for user in chunk {
+                query = bind_user(query, batch_id, user);
+            }
+            query.execute(&mut **tx).await?;
+        }
+        for user in chunks.remainder() {
+            let one = concat!(insert_users!(), " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+            bind_user(sqlx::query(self.sql(one)), batch_id, user)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -251,7 +306,43 @@ impl Store {
             .collect()
     }
 
-    /// Every batch with its users counted per status.
+    /// Every batch with what the runner decides by: its status,
+    /// parameters and users per status (counted from an index alone; see
+    /// `batches` for the statistics too).
+    pub async fn batch_states(&self) -> Result<Vec<BatchState>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT id, name, batch_type, source_endpoint, target_endpoint, status, parameters \
+             FROM batch ORDER BY name",
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut batches = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let user_counts = sqlx::query(self.sql(
+                "SELECT status, COUNT(*) AS n FROM batch_user WHERE batch_id = ? GROUP BY status",
+            ))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("status")?, totals::count(r.try_get("n")?))))
+            .collect::<Result<Vec<_>>>()?;
+            batches.push(BatchState {
+                name: row.try_get("name")?,
+                batch_type: row.try_get("batch_type")?,
+                source_endpoint: row.try_get("source_endpoint")?,
+                target_endpoint: row.try_get("target_endpoint")?,
+                status: row.try_get("status")?,
+                parameters: row.try_get("parameters")?,
+                user_counts,
+            });
+        }
+        Ok(batches)
+    }
+
+    /// Every batch with its users counted per status and their statistics
+    /// added up.
     pub async fn batches(&self) -> Result<Vec<BatchSummary>> {
         let rows = sqlx::query(self.sql(
             "SELECT name, batch_type, source_endpoint, target_endpoint, status, parameters, created_at, \

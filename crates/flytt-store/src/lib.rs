@@ -27,7 +27,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use batches::{
-    BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, UserFilter, WorkItem,
+    BatchState, BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, UserFilter, WorkItem,
 };
 pub use dialect::Backend;
 pub use directories::StoredDirectory;

@@ -3,12 +3,15 @@
 //!   flytt-lab demo  FLYTT_BINARY
 //!   flytt-lab bench-batch FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench-legacy FLYTT_BINARY [--messages N] [--size BYTES]
+//!   flytt-lab bench-scale FLYTT_BINARY [--users N] [--out FILE]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
 //!                   [--out FILE]
 //!
 //! Both start a source and a target Dovecot on 127.0.0.1, fill the source,
 //! run the real `flytt` binary against them and check the result.
+
+mod scale;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,6 +41,9 @@ async fn main() {
         }
         Some("bench-legacy") if args.len() >= 2 => {
             bench_legacy(Path::new(&args[1]), &args[2..]).await
+        }
+        Some("bench-scale") if args.len() >= 2 => {
+            scale::bench_scale(Path::new(&args[1]), &args[2..]).await
         }
         _ => {
             eprintln!(
