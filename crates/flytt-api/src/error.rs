@@ -91,7 +91,9 @@ impl From<ControlError> for ApiError {
             e @ ControlError::WrongState { .. } => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
-            e @ (ControlError::Secrets(_) | ControlError::Report(_)) => ApiError::internal(&e),
+            e @ (ControlError::Secrets(_)
+            | ControlError::Report(_)
+            | ControlError::OtherKey { .. }) => ApiError::internal(&e),
         }
     }
 }

@@ -149,11 +149,14 @@ async fn create_endpoint(
     body: Bytes,
 ) -> Result<(StatusCode, Json), ApiError> {
     let body: NewEndpointBody = parse_json(&body)?;
-    let sealed = body
-        .admin_password
-        .as_deref()
-        .map(|p| control.seal_admin_password(&body.name, &flytt_secrets::SecretString::new(p)))
-        .transpose()?;
+    let sealed = match body.admin_password.as_deref() {
+        Some(password) => Some(
+            control
+                .seal_admin_password(&body.name, &flytt_secrets::SecretString::new(password))
+                .await?,
+        ),
+        None => None,
+    };
     let migrations = body.max_concurrent_migrations.unwrap_or(20);
     let endpoint = flytt_store::Endpoint {
         name: body.name,

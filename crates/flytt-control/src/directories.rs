@@ -70,7 +70,11 @@ impl Control {
             )));
         }
         let sealed = match bind_password {
-            Some(password) => Some(Keyring::load(&self.data_dir)?.seal(password, &binding(name))?),
+            Some(password) => Some(
+                crate::keyring(&self.store, &self.data_dir)
+                    .await?
+                    .seal(password, &binding(name))?,
+            ),
             None => None,
         };
         let settings = serde_json::to_string(directory)
@@ -87,7 +91,12 @@ impl Control {
 
     /// A stored directory, ready to use (its bind password opened).
     pub async fn open_directory(&self, name: &str) -> Result<Directory> {
-        open_directory(&self.store, &Keyring::load(&self.data_dir)?, name).await
+        open_directory(
+            &self.store,
+            &crate::keyring(&self.store, &self.data_dir).await?,
+            name,
+        )
+        .await
     }
 
     /// Connects and reads the base, and looks `user` up when given. A

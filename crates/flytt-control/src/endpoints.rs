@@ -153,8 +153,12 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Control {
     /// Seals an endpoint's admin password for storing.
-    pub fn seal_admin_password(&self, endpoint: &str, password: &SecretString) -> Result<String> {
-        let keyring = Keyring::load(&self.data_dir)?;
+    pub async fn seal_admin_password(
+        &self,
+        endpoint: &str,
+        password: &SecretString,
+    ) -> Result<String> {
+        let keyring = crate::keyring(&self.store, &self.data_dir).await?;
         Ok(keyring.seal(password, &admin_password_binding(endpoint))?)
     }
 
@@ -185,7 +189,7 @@ impl Control {
         };
         let auth = match user {
             Some(user) => {
-                let keyring = Keyring::load(&self.data_dir)?;
+                let keyring = crate::keyring(&self.store, &self.data_dir).await?;
                 match admin_auth(&endpoint, user, &keyring) {
                     Ok(Some(auth)) => Some(auth),
                     Ok(None) => {

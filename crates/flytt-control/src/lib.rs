@@ -25,6 +25,12 @@ use flytt_store::{NewBatch, NewBatchUser, Store};
 pub enum ControlError {
     #[error(transparent)]
     Store(#[from] flytt_store::Error),
+    #[error(
+        "the stored passwords are sealed with key {stored}, but this machine's key is {here}: \
+         every machine of an installation needs the same key (FLYTT_SECRET_KEY, or the same \
+         secret.key in its data directory)"
+    )]
+    OtherKey { stored: String, here: String },
     #[error("secrets: {0}")]
     Secrets(#[from] flytt_secrets::Error),
     #[error("the CSV file has {}", problems(.0.len()))]
@@ -60,6 +66,24 @@ pub struct BatchRequest {
     pub source_endpoint: String,
     pub target_endpoint: String,
     pub parameters: BatchParameters,
+}
+
+/// The data directory's key (or `FLYTT_SECRET_KEY`), once it is known to
+/// be the key the store's secrets are sealed with. Machines sharing a
+/// database with different keys would each seal what the others cannot
+/// open, and fail every user they pick: they are stopped here instead.
+pub async fn keyring(store: &Store, data_dir: &Path) -> Result<Keyring> {
+    let keyring = Keyring::load(data_dir)?;
+    if let Some(sealed) = store.some_sealed_secret().await?
+        && let Some(stored) = Keyring::sealed_with(&sealed)
+        && stored != keyring.id()
+    {
+        return Err(ControlError::OtherKey {
+            stored: stored.to_string(),
+            here: keyring.id().to_string(),
+        });
+    }
+    Ok(keyring)
 }
 
 /// The administrator's operations over one store.
@@ -113,7 +137,7 @@ impl Control {
             return Err(flytt_store::Error::BatchExists(request.name).into());
         }
         let users = self.validate_csv(csv, request.batch_type).await?;
-        let sealed = self.seal_users(&request.name, &users)?;
+        let sealed = self.seal_users(&request.name, &users).await?;
         let parameters = serde_json::to_string(&request.parameters)
             .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
         self.store
@@ -143,7 +167,7 @@ impl Control {
             return Err(wrong_state(&batch, "given more users"));
         }
         let users = self.validate_csv(csv, batch_type).await?;
-        let sealed = self.seal_users(name, &users)?;
+        let sealed = self.seal_users(name, &users).await?;
         self.store.add_batch_users(name, &sealed).await?;
         if batch.status == status::SYNCED || batch.status == status::SYNCED_WITH_ERRORS {
             self.store.set_batch_status(name, status::SYNCING).await?;
@@ -227,8 +251,8 @@ impl Control {
     }
 
     /// The users as stored: passwords sealed, bound to batch, user and column.
-    fn seal_users(&self, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
-        let keyring = Keyring::load(&self.data_dir)?;
+    async fn seal_users(&self, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
+        let keyring = keyring(&self.store, &self.data_dir).await?;
         let seal = |user: &CsvUser, column: &str, value: Option<&Password>| {
             value
                 .map(|p| {

@@ -40,6 +40,8 @@ pub enum RunnerError {
     Secrets(#[from] flytt_secrets::Error),
     #[error("a stored value does not parse: {0}")]
     Stored(String),
+    #[error(transparent)]
+    Control(#[from] flytt_control::ControlError),
 }
 
 /// How the runner paces itself.
@@ -155,7 +157,7 @@ pub async fn run(
     options: RunnerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunnerError> {
-    let keyring = std::sync::Arc::new(Keyring::load(data_dir)?);
+    let keyring = std::sync::Arc::new(flytt_control::keyring(&store, data_dir).await?);
     let (id, host, pid) = runner_id();
     register(&store, &id, &host, pid).await?;
     expire_dead_local_runners(&store, &host).await?;

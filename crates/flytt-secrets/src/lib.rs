@@ -156,6 +156,15 @@ impl Keyring {
         &self.id
     }
 
+    /// The id of the key a sealed value was sealed with, if it is one.
+    pub fn sealed_with(sealed: &str) -> Option<&str> {
+        let mut parts = sealed.splitn(3, ':');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(VERSION), Some(id), Some(_)) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Seals `secret` for the row named by `binding`:
     /// `v1:<key id>:<base64(nonce ‖ ciphertext)>`.
     pub fn seal(&self, secret: &SecretString, binding: &str) -> Result<String, Error> {

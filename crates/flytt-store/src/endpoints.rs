@@ -172,6 +172,24 @@ impl Store {
         rows.iter().map(endpoint_from_row).collect()
     }
 
+    /// One sealed secret of the store's, if it has any (to tell which key
+    /// they are sealed with).
+    pub async fn some_sealed_secret(&self) -> Result<Option<String>> {
+        for sql in [
+            "SELECT admin_password_sealed AS sealed FROM endpoint WHERE admin_password_sealed IS NOT NULL LIMIT 1",
+            "SELECT password_sealed AS sealed FROM batch_user WHERE password_sealed IS NOT NULL LIMIT 1",
+            "SELECT bind_password_sealed AS sealed FROM directory WHERE bind_password_sealed IS NOT NULL LIMIT 1",
+        ] {
+            if let Some(row) = sqlx::query(self.sql(sql))
+                .fetch_optional(&self.pool)
+                .await?
+            {
+                return Ok(Some(row.try_get("sealed")?));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn remove_endpoint(&self, name: &str) -> Result<()> {
         let done = match sqlx::query(self.sql("DELETE FROM endpoint WHERE name = ?"))
             .bind(name)

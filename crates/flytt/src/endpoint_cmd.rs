@@ -158,7 +158,8 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
     match command {
         EndpointCommand::New(args) => {
             let sealed =
-                seal_admin_password(&control, &args.name, args.admin_password_file.as_deref())?;
+                seal_admin_password(&control, &args.name, args.admin_password_file.as_deref())
+                    .await?;
             let endpoint = Endpoint {
                 name: args.name,
                 url: args.url,
@@ -191,7 +192,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             }
             if let Some(file) = args.admin_password_file.as_deref() {
                 endpoint.admin_password_sealed =
-                    seal_admin_password(&control, &args.name, Some(file))?;
+                    seal_admin_password(&control, &args.name, Some(file)).await?;
             }
             if let Some(n) = args.max_concurrent_migrations {
                 endpoint.max_concurrent_migrations = n;
@@ -293,17 +294,18 @@ fn print_endpoint(endpoint: &Endpoint) {
     }
 }
 
-fn seal_admin_password(
+async fn seal_admin_password(
     control: &Control,
     name: &str,
     file: Option<&Path>,
 ) -> Result<Option<String>> {
     let Some(file) = file else { return Ok(None) };
     let password = read_password_file(file)?;
-    Ok(Some(control.seal_admin_password(
-        name,
-        &SecretString::new(password.expose()),
-    )?))
+    Ok(Some(
+        control
+            .seal_admin_password(name, &SecretString::new(password.expose()))
+            .await?,
+    ))
 }
 
 /// The test: connect, show what the server offers, and log in as a user

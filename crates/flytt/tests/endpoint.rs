@@ -224,3 +224,78 @@ fn a_pinned_self_signed_certificate() {
     let shown = flytt(&data, &["endpoint", "show", "festet", "--json"]);
     assert!(stdout(&shown).contains(&pinned), "{}", stdout(&shown));
 }
+
+/// Machines sharing a database need one key: a command or runner with
+/// another key is stopped with the reason, before it seals anything the
+/// others cannot open or fails users on secrets it cannot open. On
+/// PostgreSQL, as several machines would share it.
+#[test]
+fn a_machine_with_another_key_is_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first");
+    let _database = common::keep_state_in(common::Backend::Postgres, &first);
+    let url = std::fs::read_to_string(dir.path().join("database.url")).expect("url");
+    let password = dir.path().join("admin.pw");
+    std::fs::write(&password, "admin-passord-1\n").expect("write");
+    let password = password.display().to_string();
+    let new = |name: &str| {
+        vec![
+            "endpoint".to_string(),
+            "new".into(),
+            name.into(),
+            "--url".into(),
+            "imaps://mail.example.org".into(),
+            "--admin-user".into(),
+            "admin".into(),
+            "--admin-password-file".into(),
+            password.clone(),
+        ]
+    };
+    let run = |data: &std::path::Path, args: &[String], key: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flytt"));
+        command
+            .args(args)
+            .args([
+                "--data-dir",
+                data.to_str().expect("path"),
+                "--database-url",
+                &url,
+            ])
+            .env_remove("FLYTT_SECRET_KEY");
+        if let Some(key) = key {
+            command.env("FLYTT_SECRET_KEY", key);
+        }
+        command.output().expect("run flytt")
+    };
+    // The first machine seals with its data directory's key.
+    let made = run(&first, &new("gammel"), None);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // A second machine with a key of its own is refused, for a command
+    // that seals and for a runner.
+    let second = dir.path().join("second");
+    // base64 of 32 bytes of 7.
+    let other_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    for args in [new("ny"), vec!["worker".to_string()]] {
+        for key in [None, Some(other_key)] {
+            let refused = run(&second, &args, key);
+            let said = String::from_utf8_lossy(&refused.stderr);
+            assert_eq!(refused.status.code(), Some(2), "{args:?}: {said}");
+            assert!(
+                said.contains("every machine of an installation needs the same key"),
+                "{said}"
+            );
+        }
+    }
+    // With the first machine's key, the second works.
+    let key = std::fs::read_to_string(first.join("secret.key")).expect("key");
+    let made = run(&second, &new("ny"), Some(key.trim()));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+}
