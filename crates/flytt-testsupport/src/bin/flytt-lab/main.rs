@@ -4,6 +4,7 @@
 //!   flytt-lab bench-batch FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench-legacy FLYTT_BINARY [--messages N] [--size BYTES]
 //!   flytt-lab bench-scale FLYTT_BINARY [--users N] [--out FILE]
+//!   flytt-lab bench-workers FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
 //!                   [--out FILE]
@@ -12,6 +13,7 @@
 //! run the real `flytt` binary against them and check the result.
 
 mod scale;
+mod workers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -44,6 +46,9 @@ async fn main() {
         }
         Some("bench-scale") if args.len() >= 2 => {
             scale::bench_scale(Path::new(&args[1]), &args[2..]).await
+        }
+        Some("bench-workers") if args.len() >= 2 => {
+            workers::bench_workers(Path::new(&args[1]), &args[2..]).await
         }
         _ => {
             eprintln!(

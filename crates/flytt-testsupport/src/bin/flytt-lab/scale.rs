@@ -103,14 +103,16 @@ pub async fn bench_scale(flytt: &Path, args: &[String]) -> LabResult<()> {
     Ok(())
 }
 
-struct Runner<'a> {
-    flytt: &'a Path,
-    data: &'a Path,
-    url: Option<String>,
+/// Runs the `flytt` binary on one data directory and, given a URL, one
+/// PostgreSQL database.
+pub(crate) struct Runner<'a> {
+    pub flytt: &'a Path,
+    pub data: &'a Path,
+    pub url: Option<String>,
 }
 
 impl Runner<'_> {
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(self.flytt);
         command.args(args).arg("--data-dir").arg(self.data);
         if let Some(url) = &self.url {
@@ -119,7 +121,7 @@ impl Runner<'_> {
         command
     }
 
-    fn ok(&self, args: &[&str]) -> LabResult<String> {
+    pub fn ok(&self, args: &[&str]) -> LabResult<String> {
         let out = self.command(args).output()?;
         if !out.status.success() {
             return Err(format!(

@@ -1,0 +1,177 @@
+//! `bench-workers`: one batch of many small mailboxes run by 1, 2 and 3
+//! `flytt worker` processes sharing one PostgreSQL database (a fresh
+//! database and target each time), beside the servers' own ceiling. On
+//! one machine the workers share its cores with both servers and the
+//! database, so more workers cannot add capacity the servers do not have:
+//! what this shows is that sharing the work costs little.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use flytt_testsupport::dovecot::MASTER_USER;
+use flytt_testsupport::{Dovecot, Layout, Postgres};
+
+use crate::scale::Runner;
+use crate::{
+    Lab, LabResult, bench_message, dovecot_version, peak_rss_kb, rate, read_all, seed_users,
+};
+
+pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
+    let (mut users_n, mut messages, mut size, mut out) = (200usize, 100usize, 10_000usize, None);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => users_n = value.parse()?,
+            "--messages" => messages = value.parse()?,
+            "--size" => size = value.parse()?,
+            "--out" => out = Some(std::path::PathBuf::from(value)),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let users: Vec<String> = (0..users_n)
+        .map(|i| format!("u{i:03}@example.org"))
+        .collect();
+    let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
+    let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
+    let lab = Lab::start(&all)?;
+    eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
+    seed_users(&lab.source, &users, false, move |u| {
+        (0..messages).map(|n| bench_message(u, n, size)).collect()
+    })
+    .await?;
+    let total = users_n * messages;
+    let (together_read, together_ingest) = tokio::join!(
+        read_all(&lab.source, &users),
+        seed_users(&lab.target, &ceiling_users, true, move |u| {
+            (0..messages).map(|n| bench_message(u, n, size)).collect()
+        })
+    );
+    let (read_time, bytes) = together_read?;
+    let ceiling = rate(total, bytes, read_time.max(together_ingest?));
+    let pairs: Vec<(&str, &str)> = users
+        .iter()
+        .map(|u| (u.as_str(), "user-password-1"))
+        .collect();
+    let password = lab.dir.path().join("master-password");
+    let mut rows = String::new();
+    for workers in [1usize, 2, 3] {
+        let target = Dovecot::start(Layout::Target, &pairs)?;
+        let database = Postgres::start()?;
+        let data = lab.dir.path().join(format!("data-{workers}"));
+        let run = Runner {
+            flytt,
+            data: &data,
+            url: Some(database.url()),
+        };
+        let password = password.display().to_string();
+        for (name, server) in [("gammel", &lab.source), ("ny", &target)] {
+            let (url, ca) = (server.url(), server.ca_file().display().to_string());
+            run.ok(&[
+                "endpoint",
+                "new",
+                name,
+                "--url",
+                &url,
+                "--ca-file",
+                &ca,
+                "--admin-user",
+                MASTER_USER,
+                "--admin-password-file",
+                &password,
+                "--max-concurrent-migrations",
+                "20",
+            ])?;
+        }
+        let csv = lab.dir.path().join(format!("batch-{workers}.csv"));
+        std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
+        run.ok(&[
+            "batch",
+            "new",
+            "--name",
+            "bench",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv.display().to_string(),
+            "--auto-start",
+        ])?;
+        let started = Instant::now();
+        let mut running: Vec<Child> = (0..workers)
+            .map(|_| {
+                run.command(&["worker"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        let outcome = wait_synced(&run, &mut running);
+        let elapsed = started.elapsed();
+        let peak_mb: Vec<String> = running
+            .iter()
+            .map(|w| format!("{}", peak_rss_kb(w.id()) / 1024))
+            .collect();
+        for worker in &mut running {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &worker.id().to_string()])
+                .status();
+            let _ = worker.wait();
+        }
+        outcome?;
+        let copied = rate(total, bytes, elapsed);
+        rows.push_str(&format!(
+            "| {workers} flytt worker{} on one PostgreSQL | {:.0} | {:.1} | {:.0}% | {} MB |\n",
+            if workers == 1 { "" } else { "s" },
+            copied.messages,
+            copied.mb,
+            100.0 * copied.messages / ceiling.messages,
+            peak_mb.join(" / ")
+        ));
+        eprintln!("{workers} workers: {:.1} s", elapsed.as_secs_f64());
+    }
+    let report = format!(
+        "## Workers benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), \
+         MaxConcurrentMigrations 20 across the workers, Dovecot {version}, PostgreSQL, {cores} cores\n\n\
+| what | messages/s | MB/s | of ceiling | peak RSS per worker |\n|---|---:|---:|---:|---:|\n\
+| both servers at once (read + MULTIAPPEND ingest, all users, STARTTLS) | {cm:.0} | {cmb:.1} | | |\n{rows}",
+        mb = bytes as f64 / 1e6,
+        version = dovecot_version(),
+        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cm = ceiling.messages,
+        cmb = ceiling.mb,
+    );
+    println!("{report}");
+    if let Some(out) = out {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
+}
+
+/// Until the batch is Synced (an error if it is not within 30 minutes, a
+/// worker dies, or a user failed).
+fn wait_synced(run: &Runner<'_>, workers: &mut [Child]) -> LabResult<()> {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    loop {
+        let shown: serde_json::Value =
+            serde_json::from_str(&run.ok(&["batch", "show", "bench", "--json"])?)?;
+        match shown["status"].as_str() {
+            Some("Synced") => return Ok(()),
+            Some("SyncedWithErrors") => return Err(format!("users failed: {shown}").into()),
+            _ => {}
+        }
+        for worker in workers.iter_mut() {
+            if let Some(status) = worker.try_wait()? {
+                return Err(format!("a worker exited: {status}").into());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not synced in 30 minutes: {shown}").into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
