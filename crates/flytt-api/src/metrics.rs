@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use flytt_batch::status;
 use flytt_store::Store;
 
 /// A label value as the text format wants it: backslash, quote and
@@ -90,7 +89,10 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
         .collect();
     for batch in store.batches().await? {
         for (user_status, n) in &batch.user_counts {
-            users.add(&[("batch", &batch.name), ("status", user_status)], *n);
+            users.add(
+                &[("batch", &batch.name), ("status", user_status.as_str())],
+                *n,
+            );
         }
         let totals = &batch.totals;
         copied.add(&[("batch", &batch.name)], totals.messages_copied);
@@ -100,12 +102,7 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
         let running: u64 = batch
             .user_counts
             .iter()
-            .filter(|(s, _)| {
-                matches!(
-                    s.as_str(),
-                    status::SYNCING | status::INCREMENTAL_SYNCING | status::COMPLETING
-                )
-            })
+            .filter(|(s, _)| s.is_running())
             .map(|c| c.1)
             .sum();
         *running_per_endpoint

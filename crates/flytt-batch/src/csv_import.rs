@@ -25,6 +25,19 @@ pub enum BatchType {
     Offboarding,
 }
 
+/// A text that names no batch type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no such batch type: {0:?}")]
+pub struct UnknownBatchType(pub String);
+
+impl std::str::FromStr for BatchType {
+    type Err = UnknownBatchType;
+
+    fn from_str(text: &str) -> Result<Self, UnknownBatchType> {
+        BatchType::parse(text).ok_or_else(|| UnknownBatchType(text.to_string()))
+    }
+}
+
 impl BatchType {
     /// The type named as `name` spells it.
     pub fn parse(text: &str) -> Option<BatchType> {

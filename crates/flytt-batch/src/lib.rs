@@ -8,6 +8,8 @@ pub mod size;
 pub mod status;
 
 pub use csv_import::{
-    BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, parse_users,
+    BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, UnknownBatchType,
+    parse_users,
 };
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
+pub use status::{BatchAction, BatchStatus, UnknownStatus, UserStatus};

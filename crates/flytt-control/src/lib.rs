@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use flytt_batch::{
-    BatchParameters, BatchType, CsvError, CsvUser, Password, UserOverrides, parse_users, status,
+    BatchAction, BatchParameters, BatchStatus, BatchType, CsvError, CsvUser, Password,
+    UserOverrides, UserStatus, parse_users,
 };
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{NewBatch, NewBatchUser, Store};
@@ -40,7 +41,7 @@ pub enum ControlError {
     #[error("batch {batch} is {status}; it cannot be {action}")]
     WrongState {
         batch: String,
-        status: String,
+        status: BatchStatus,
         action: &'static str,
     },
     #[error("cannot write the report: {0}")]
@@ -138,15 +139,13 @@ impl Control {
         }
         let users = self.validate_csv(csv, request.batch_type).await?;
         let sealed = self.seal_users(&request.name, &users).await?;
-        let parameters = serde_json::to_string(&request.parameters)
-            .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
         self.store
             .create_batch(&NewBatch {
                 name: request.name,
-                batch_type: request.batch_type.name().to_string(),
+                batch_type: request.batch_type,
                 source_endpoint: request.source_endpoint,
                 target_endpoint: request.target_endpoint,
-                parameters,
+                parameters: request.parameters,
                 users: sealed,
             })
             .await?;
@@ -157,21 +156,11 @@ impl Control {
     /// batch that had finished its initial syncs syncs again.
     pub async fn add_users(&self, name: &str, csv: &[u8]) -> Result<usize> {
         let batch = self.store.batch(name).await?;
-        let batch_type = BatchType::parse(&batch.batch_type).ok_or_else(|| {
-            ControlError::InvalidParameter(format!(
-                "batch {name} has an unknown type {:?}",
-                batch.batch_type
-            ))
-        })?;
-        if is_completed(&batch.status) {
-            return Err(wrong_state(&batch, "given more users"));
-        }
-        let users = self.validate_csv(csv, batch_type).await?;
+        let next = allowed(&batch, BatchAction::AddUsers)?;
+        let users = self.validate_csv(csv, batch.batch_type).await?;
         let sealed = self.seal_users(name, &users).await?;
         self.store.add_batch_users(name, &sealed).await?;
-        if batch.status == status::SYNCED || batch.status == status::SYNCED_WITH_ERRORS {
-            self.store.set_batch_status(name, status::SYNCING).await?;
-        }
+        self.store.set_batch_status(name, next).await?;
         Ok(users.len())
     }
 
@@ -179,43 +168,28 @@ impl Control {
     /// Returns how many were.
     pub async fn start(&self, name: &str) -> Result<u64> {
         let batch = self.store.batch(name).await?;
-        match batch.status.as_str() {
-            status::CREATED
-            | status::STOPPED
-            | status::FAILED
-            | status::SYNCED_WITH_ERRORS
-            | status::SYNCED
-            | status::SYNCING => {}
-            _ => return Err(wrong_state(&batch, "started")),
-        }
+        let next = allowed(&batch, BatchAction::Start)?;
         let retried = self
             .store
-            .move_users(name, status::FAILED, status::QUEUED)
+            .move_users(name, UserStatus::Failed, UserStatus::Queued)
             .await?;
-        self.store.set_batch_status(name, status::SYNCING).await?;
+        self.store.set_batch_status(name, next).await?;
         Ok(retried)
     }
 
     /// Stops a batch: syncs under way finish, no new ones start.
     pub async fn stop(&self, name: &str) -> Result<()> {
         let batch = self.store.batch(name).await?;
-        if is_completed(&batch.status) {
-            return Err(wrong_state(&batch, "stopped"));
-        }
-        self.store.set_batch_status(name, status::STOPPED).await?;
+        let next = allowed(&batch, BatchAction::Stop)?;
+        self.store.set_batch_status(name, next).await?;
         Ok(())
     }
 
     /// Completes a batch: a last incremental sync per user, then Completed.
     pub async fn complete(&self, name: &str) -> Result<()> {
         let batch = self.store.batch(name).await?;
-        match batch.status.as_str() {
-            status::SYNCED | status::SYNCED_WITH_ERRORS | status::SYNCING => {}
-            _ => return Err(wrong_state(&batch, "completed")),
-        }
-        self.store
-            .set_batch_status(name, status::COMPLETING)
-            .await?;
+        let next = allowed(&batch, BatchAction::Complete)?;
+        self.store.set_batch_status(name, next).await?;
         Ok(())
     }
 
@@ -224,22 +198,13 @@ impl Control {
     /// the final sync. Returns how many were queued.
     pub async fn retry_failed(&self, name: &str) -> Result<u64> {
         let batch = self.store.batch(name).await?;
+        let next = allowed(&batch, BatchAction::Retry)?;
         let retried = self
             .store
-            .move_users(name, status::FAILED, status::QUEUED)
+            .move_users(name, UserStatus::Failed, UserStatus::Queued)
             .await?;
         if retried > 0 {
-            match batch.status.as_str() {
-                status::SYNCED | status::SYNCED_WITH_ERRORS => {
-                    self.store.set_batch_status(name, status::SYNCING).await?;
-                }
-                status::COMPLETED | status::COMPLETED_WITH_ERRORS => {
-                    self.store
-                        .set_batch_status(name, status::COMPLETING)
-                        .await?;
-                }
-                _ => {}
-            }
+            self.store.set_batch_status(name, next).await?;
         }
         Ok(retried)
     }
@@ -269,8 +234,7 @@ impl Control {
                 Ok(NewBatchUser {
                     email: user.email.clone(),
                     csv_line: user.line,
-                    overrides: serde_json::to_string(&UserOverrides::from(user))
-                        .map_err(|e| ControlError::InvalidParameter(e.to_string()))?,
+                    overrides: UserOverrides::from(user),
                     user_name: user.user_name.clone(),
                     password_sealed: seal(user, "Password", user.password.as_ref())?,
                     target_user_name: user.target_user_name.clone(),
@@ -285,16 +249,17 @@ impl Control {
     }
 }
 
-fn is_completed(status: &str) -> bool {
-    status == status::COMPLETED || status == status::COMPLETED_WITH_ERRORS
-}
-
-fn wrong_state(batch: &flytt_store::BatchSummary, action: &'static str) -> ControlError {
-    ControlError::WrongState {
-        batch: batch.name.clone(),
-        status: batch.status.clone(),
-        action,
-    }
+/// The batch's status after `action`, or why the action is refused in its
+/// status (`BatchStatus::after` is the table).
+fn allowed(batch: &flytt_store::BatchSummary, action: BatchAction) -> Result<BatchStatus> {
+    batch
+        .status
+        .after(action)
+        .ok_or_else(|| ControlError::WrongState {
+            batch: batch.name.clone(),
+            status: batch.status,
+            action: action.done(),
+        })
 }
 
 /// Batch names appear in file names, URLs and the secrets' bindings: keep

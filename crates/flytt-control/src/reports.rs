@@ -61,7 +61,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
         };
         let row = [
             user.email.clone(),
-            user.status.clone(),
+            user.status.to_string(),
             user.error.clone().unwrap_or_default(),
             number("folders"),
             number("messages_found"),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use flytt_batch::{BatchParameters, BatchStatus, UserOverrides, UserStatus};
 /// The batch's users' statistics added up (by the store).
 pub use flytt_store::Totals;
 use flytt_store::{BatchSummary, BatchUser, Endpoint, Event, RunnerInfo};
@@ -16,14 +17,14 @@ pub struct BatchView {
     pub name: String,
     #[serde(rename = "type")]
     pub batch_type: String,
-    pub status: String,
+    pub status: BatchStatus,
     pub source_endpoint: String,
     pub target_endpoint: String,
     pub created_at: String,
     pub started_at: Option<String>,
     pub initial_sync_done_at: Option<String>,
     pub completed_at: Option<String>,
-    pub parameters: serde_json::Value,
+    pub parameters: BatchParameters,
     /// How many users the batch has.
     pub users: u64,
     pub user_counts: BTreeMap<String, u64>,
@@ -46,9 +47,9 @@ pub struct UserView {
     pub batch: String,
     pub csv_line: u64,
     pub user_name: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     pub error: Option<String>,
-    pub overrides: serde_json::Value,
+    pub overrides: UserOverrides,
     pub started_at: Option<String>,
     /// When the user was first known good (logged in on both sides).
     pub validated_at: Option<String>,
@@ -170,9 +171,9 @@ impl UserView {
             batch: user.batch.clone(),
             csv_line: user.csv_line,
             user_name: user.user_name.clone(),
-            status: user.status.clone(),
+            status: user.status,
             error: user.error.clone(),
-            overrides: serde_json::from_str(&user.overrides).unwrap_or_default(),
+            overrides: user.overrides.clone(),
             started_at: user.started_at.as_deref().map(rfc3339),
             validated_at: user.validated_at.as_deref().map(rfc3339),
             last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
@@ -221,25 +222,29 @@ impl BatchView {
             });
         BatchView {
             name: batch.name.clone(),
-            batch_type: batch.batch_type.clone(),
-            status: batch.status.clone(),
+            batch_type: batch.batch_type.name().to_string(),
+            status: batch.status,
             source_endpoint: batch.source_endpoint.clone(),
             target_endpoint: batch.target_endpoint.clone(),
             created_at: rfc3339(&batch.created_at),
             started_at: batch.started_at.as_deref().map(rfc3339),
             initial_sync_done_at: batch.initial_sync_done_at.as_deref().map(rfc3339),
             completed_at: batch.completed_at.as_deref().map(rfc3339),
-            parameters: serde_json::from_str(&batch.parameters).unwrap_or_default(),
+            parameters: batch.parameters.clone(),
             users: batch.user_counts.iter().map(|c| c.1).sum(),
-            user_counts: batch.user_counts.iter().cloned().collect(),
+            user_counts: batch
+                .user_counts
+                .iter()
+                .map(|(status, n)| (status.to_string(), *n))
+                .collect(),
             totals,
             throughput,
         }
     }
 
     /// Users in `status`.
-    pub fn count(&self, status: &str) -> u64 {
-        self.user_counts.get(status).copied().unwrap_or(0)
+    pub fn count(&self, status: UserStatus) -> u64 {
+        self.user_counts.get(status.as_str()).copied().unwrap_or(0)
     }
 }
 

@@ -2,7 +2,7 @@
 //! which status allows which action, what a bad request gets, and that
 //! nothing is created when anything is wrong.
 
-use flytt_batch::{BatchParameters, BatchType};
+use flytt_batch::{BatchParameters, BatchStatus, BatchType};
 use flytt_control::{BatchRequest, Control, ControlError};
 use flytt_store::{Endpoint, Store};
 
@@ -53,15 +53,15 @@ async fn actions_follow_the_batch_status() {
         Err(ControlError::WrongState { .. })
     ));
     assert_eq!(control.start("wave 1").await.expect("start"), 0);
-    assert_eq!(status(&control).await, "Syncing");
+    assert_eq!(status(&control).await, BatchStatus::Syncing);
     control.stop("wave 1").await.expect("stop");
-    assert_eq!(status(&control).await, "Stopped");
+    assert_eq!(status(&control).await, BatchStatus::Stopped);
     control.start("wave 1").await.expect("start again");
     control.complete("wave 1").await.expect("complete");
-    assert_eq!(status(&control).await, "Completing");
+    assert_eq!(status(&control).await, BatchStatus::Completing);
     control
         .store()
-        .set_batch_status("wave 1", "Completed")
+        .set_batch_status("wave 1", BatchStatus::Completed)
         .await
         .expect("status");
     for refused in [
@@ -70,13 +70,13 @@ async fn actions_follow_the_batch_status() {
         control.add_users("wave 1", CSV).await.map(|_| ()),
     ] {
         assert!(
-            matches!(refused, Err(ControlError::WrongState { ref status, .. }) if status == "Completed"),
+            matches!(refused, Err(ControlError::WrongState { ref status, .. }) if *status == BatchStatus::Completed),
             "{refused:?}"
         );
     }
     // Retrying nothing changes nothing.
     assert_eq!(control.retry_failed("wave 1").await.expect("retry"), 0);
-    assert_eq!(status(&control).await, "Completed");
+    assert_eq!(status(&control).await, BatchStatus::Completed);
     control.remove("wave 1").await.expect("remove");
     assert!(matches!(
         control.start("wave 1").await,

@@ -15,7 +15,7 @@ mod render;
 use std::future::Future;
 use std::time::Duration;
 
-use flytt_batch::{BatchParameters, status};
+use flytt_batch::BatchStatus;
 use flytt_control::reports;
 use flytt_control::views::BatchView;
 use flytt_store::{BatchMail, Store};
@@ -61,13 +61,7 @@ impl Notifier {
     pub async fn send_due(&self, store: &Store) -> Result<usize, NotifyError> {
         let mut sent = 0;
         for batch in store.batches().await? {
-            let parameters: BatchParameters = match serde_json::from_str(&batch.parameters) {
-                Ok(parameters) => parameters,
-                Err(e) => {
-                    tracing::error!(batch = %batch.name, error = %e, "the batch's stored parameters do not parse");
-                    continue;
-                }
-            };
+            let parameters = &batch.parameters;
             if parameters.notification_emails.is_empty() {
                 continue;
             }
@@ -149,7 +143,7 @@ impl Notifier {
 fn due(batch: &BatchView, not_validated: u64) -> Vec<BatchMail> {
     let mut mails = Vec::new();
     let everyone_started =
-        batch.started_at.is_some() && batch.status != status::STOPPED && not_validated == 0;
+        batch.started_at.is_some() && batch.status != BatchStatus::Stopped && not_validated == 0;
     if everyone_started {
         mails.push(BatchMail::Status);
     }

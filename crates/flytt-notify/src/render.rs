@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use flytt_batch::status;
+use flytt_batch::UserStatus;
 use flytt_control::views::BatchView;
 use flytt_store::{BatchMail, BatchUser};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -87,17 +87,17 @@ impl Templates {
         let name = file_name(mail);
         let failed: Vec<serde_json::Value> = users
             .iter()
-            .filter(|u| u.status == status::FAILED)
+            .filter(|u| u.status == UserStatus::Failed)
             .map(|u| serde_json::json!({"email": u.email, "error": u.error}))
             .collect();
         let encoded = utf8_percent_encode(&batch.name, NON_ALPHANUMERIC).to_string();
-        let migrating = batch.users - batch.count(status::FAILED);
+        let migrating = batch.users - batch.count(UserStatus::Failed);
         let context = minijinja::context! {
             batch => minijinja::Value::from_serialize(batch),
             failed => failed,
             migrating => migrating,
-            synced => batch.count(status::SYNCED) + batch.count(status::COMPLETED),
-            completed => batch.count(status::COMPLETED),
+            synced => batch.count(UserStatus::Synced) + batch.count(UserStatus::Completed),
+            completed => batch.count(UserStatus::Completed),
             megabytes => format!("{:.1}", batch.totals.bytes_copied as f64 / 1e6),
             links => minijinja::context! {
                 batch => format!("{dashboard_url}/batches/{encoded}"),

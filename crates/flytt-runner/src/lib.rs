@@ -21,7 +21,7 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use flytt_batch::{BadItemLimit, BatchParameters, MailboxType, UserOverrides, status};
+use flytt_batch::{BadItemLimit, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus};
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
@@ -126,20 +126,20 @@ enum Kind {
 }
 
 impl Kind {
-    fn running_status(self) -> &'static str {
+    fn running_status(self) -> UserStatus {
         match self {
-            Kind::Initial => status::SYNCING,
-            Kind::Incremental => status::INCREMENTAL_SYNCING,
-            Kind::Final => status::COMPLETING,
+            Kind::Initial => UserStatus::Syncing,
+            Kind::Incremental => UserStatus::IncrementalSyncing,
+            Kind::Final => UserStatus::Completing,
         }
     }
 
     /// Where the user goes back to when the sync is abandoned. A final sync
     /// goes back to Queued: a completing batch takes Queued users too.
-    fn resume_status(self) -> &'static str {
+    fn resume_status(self) -> UserStatus {
         match self {
-            Kind::Initial | Kind::Final => status::QUEUED,
-            Kind::Incremental => status::SYNCED,
+            Kind::Initial | Kind::Final => UserStatus::Queued,
+            Kind::Incremental => UserStatus::Synced,
         }
     }
 }
@@ -307,13 +307,7 @@ async fn schedule(
         .map(|e| (e.name.clone(), e))
         .collect();
     for batch in batches {
-        let parameters: BatchParameters = match serde_json::from_str(&batch.parameters) {
-            Ok(parameters) => parameters,
-            Err(e) => {
-                tracing::error!(batch = %batch.name, error = %e, "the batch's stored parameters do not parse; it is skipped");
-                continue;
-            }
-        };
+        let parameters = &batch.parameters;
         let (Some(source), Some(target)) = (
             endpoints.get(&batch.source_endpoint),
             endpoints.get(&batch.target_endpoint),
@@ -323,13 +317,15 @@ async fn schedule(
         let incremental = Startable::Incremental {
             interval_secs: parameters.incremental_sync_interval_secs,
         };
-        let wanted: &[(Startable, Kind)] = match batch.status.as_str() {
-            status::SYNCING => &[
+        let wanted: &[(Startable, Kind)] = match batch.status {
+            BatchStatus::Syncing => &[
                 (Startable::Initial, Kind::Initial),
                 (incremental, Kind::Incremental),
             ],
-            status::SYNCED | status::SYNCED_WITH_ERRORS => &[(incremental, Kind::Incremental)],
-            status::COMPLETING => &[(Startable::Final, Kind::Final)],
+            BatchStatus::Synced | BatchStatus::SyncedWithErrors => {
+                &[(incremental, Kind::Incremental)]
+            }
+            BatchStatus::Completing => &[(Startable::Final, Kind::Final)],
             _ => &[],
         };
         for (which, kind) in wanted {
@@ -369,13 +365,12 @@ async fn start_sync(
     item: WorkItem,
     kind: Kind,
 ) -> Result<bool, RunnerError> {
-    let parameters: BatchParameters = serde_json::from_str(&item.parameters)
-        .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", item.batch)))?;
+    let parameters = item.parameters.clone();
     let claimed_at = std::time::Instant::now();
     let claim = Claim {
         user_id: item.user_id,
         runner,
-        from: &item.status,
+        from: item.status,
         to: kind.running_status(),
         lease: options.lease,
         incremental: kind != Kind::Initial,
@@ -409,14 +404,14 @@ async fn start_sync(
         )
         .await;
         let (done, error, stats) = match &outcome {
-            Ok(stats) if kind == Kind::Final => (status::COMPLETED, None, Some(stats.as_str())),
-            Ok(stats) => (status::SYNCED, None, Some(stats.as_str())),
+            Ok(stats) if kind == Kind::Final => (UserStatus::Completed, None, Some(stats.as_str())),
+            Ok(stats) => (UserStatus::Synced, None, Some(stats.as_str())),
             // The lease lapsed (the database was out of reach): the user
             // goes back, it did not fail.
             Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
             Err(reason) => {
                 tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
-                (status::FAILED, Some(reason.as_str()), None)
+                (UserStatus::Failed, Some(reason.as_str()), None)
             }
         };
         match store
@@ -478,7 +473,7 @@ async fn sync_user(
     kind: Kind,
     lease: &std::sync::Arc<Lease>,
 ) -> Result<String, String> {
-    let overrides: UserOverrides = serde_json::from_str(&item.overrides).unwrap_or_default();
+    let overrides = &item.overrides;
     let source = source_account(item, keyring)?;
     let target = target_account(item, keyring)?;
     let sync_options = SyncOptions {
@@ -535,17 +530,26 @@ async fn sync_user(
     reporter.abort();
     let _ = reporter.await;
     let stats = outcome?;
-    if kind == Kind::Final && item.batch_type == "staged" && parameters.convert_source_on_complete {
+    if kind == Kind::Final
+        && item.batch_type == BatchType::Staged
+        && parameters.convert_source_on_complete
+    {
         staged::convert_source(item, keyring, store).await?;
     }
     // A remote move switches the address over when it completes: the side
     // being left forwards to user@TargetDeliveryDomain.
-    if kind == Kind::Final && matches!(item.batch_type.as_str(), "onboarding" | "offboarding") {
+    if kind == Kind::Final
+        && matches!(
+            item.batch_type,
+            BatchType::Onboarding | BatchType::Offboarding
+        )
+    {
         staged::forward(item, parameters, keyring, store).await?;
     }
     // Incremental syncs leave the scripts; a staged user's moved at
     // provisioning (`staged::prepare`).
-    if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == "staged") {
+    if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == BatchType::Staged)
+    {
         return Ok(stats);
     }
     Ok(with_sieve_scripts(stats, item, &source, &target).await)
@@ -840,39 +844,40 @@ fn time_has_come(when: Option<&str>) -> bool {
 /// CompletedWithErrors).
 async fn settle_batches(store: &Store, batches: &[BatchState]) -> Result<(), RunnerError> {
     for batch in batches {
-        let parameters: BatchParameters = serde_json::from_str(&batch.parameters)
-            .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", batch.name)))?;
+        let parameters = &batch.parameters;
         let starts = (parameters.auto_start || parameters.start_after.is_some())
             && time_has_come(parameters.start_after.as_deref());
         let completes = (parameters.auto_complete || parameters.complete_after.is_some())
             && time_has_come(parameters.complete_after.as_deref());
-        let count = |s: &str| batch.count(s);
-        let failed = count(status::FAILED) > 0;
-        let next = match batch.status.as_str() {
-            status::CREATED if starts => Some(status::SYNCING),
-            status::SYNCED | status::SYNCED_WITH_ERRORS if completes => Some(status::COMPLETING),
-            status::SYNCING if count(status::QUEUED) + count(status::SYNCING) == 0 => {
+        let count = |s: UserStatus| batch.count(s);
+        let failed = count(UserStatus::Failed) > 0;
+        let next = match batch.status {
+            BatchStatus::Created if starts => Some(BatchStatus::Syncing),
+            BatchStatus::Synced | BatchStatus::SyncedWithErrors if completes => {
+                Some(BatchStatus::Completing)
+            }
+            BatchStatus::Syncing if count(UserStatus::Queued) + count(UserStatus::Syncing) == 0 => {
                 Some(if failed {
-                    status::SYNCED_WITH_ERRORS
+                    BatchStatus::SyncedWithErrors
                 } else {
-                    status::SYNCED
+                    BatchStatus::Synced
                 })
             }
             // Every user still to sync holds completion back, also one in
             // its initial sync (completed while a retry ran): it gets its
             // final sync after.
-            status::COMPLETING
-                if count(status::SYNCED)
-                    + count(status::SYNCING)
-                    + count(status::COMPLETING)
-                    + count(status::INCREMENTAL_SYNCING)
-                    + count(status::QUEUED)
+            BatchStatus::Completing
+                if count(UserStatus::Synced)
+                    + count(UserStatus::Syncing)
+                    + count(UserStatus::Completing)
+                    + count(UserStatus::IncrementalSyncing)
+                    + count(UserStatus::Queued)
                     == 0 =>
             {
                 Some(if failed {
-                    status::COMPLETED_WITH_ERRORS
+                    BatchStatus::CompletedWithErrors
                 } else {
-                    status::COMPLETED
+                    BatchStatus::Completed
                 })
             }
             _ => None,
@@ -888,7 +893,7 @@ async fn settle_batches(store: &Store, batches: &[BatchState]) -> Result<(), Run
 mod tests {
     use super::*;
 
-    async fn batch_with_users(statuses: &[&str]) -> Store {
+    async fn batch_with_users(statuses: &[UserStatus]) -> Store {
         let store = Store::in_memory().await.expect("store");
         for name in ["old", "new"] {
             store
@@ -900,7 +905,7 @@ mod tests {
             .map(|i| flytt_store::NewBatchUser {
                 email: format!("user{i}@example.org"),
                 csv_line: i as u64 + 2,
-                overrides: "{}".into(),
+                overrides: flytt_batch::UserOverrides::default(),
                 user_name: None,
                 password_sealed: None,
                 target_user_name: None,
@@ -910,16 +915,16 @@ mod tests {
         store
             .create_batch(&flytt_store::NewBatch {
                 name: "b".into(),
-                batch_type: "imap".into(),
+                batch_type: BatchType::Imap,
                 source_endpoint: "old".into(),
                 target_endpoint: "new".into(),
-                parameters: "{}".into(),
+                parameters: BatchParameters::default(),
                 users,
             })
             .await
             .expect("batch");
         store
-            .set_batch_status("b", status::COMPLETING)
+            .set_batch_status("b", BatchStatus::Completing)
             .await
             .expect("status");
         let items = store
@@ -928,7 +933,7 @@ mod tests {
             .expect("items");
         for (item, user_status) in items.iter().zip(statuses) {
             store
-                .set_user_status(item.user_id, user_status, None, None)
+                .set_user_status(item.user_id, *user_status, None, None)
                 .await
                 .expect("user status");
         }
@@ -939,19 +944,19 @@ mod tests {
     /// for that user (it was once marked Completed with the user unsynced).
     #[tokio::test]
     async fn completion_waits_for_users_still_in_their_initial_sync() {
-        let store = batch_with_users(&[status::COMPLETED, status::SYNCING]).await;
+        let store = batch_with_users(&[UserStatus::Completed, UserStatus::Syncing]).await;
         let batches = store.batch_states().await.expect("batches");
         settle_batches(&store, &batches).await.expect("settle");
         assert_eq!(
             store.batch("b").await.expect("batch").status,
-            status::COMPLETING
+            BatchStatus::Completing
         );
-        let store = batch_with_users(&[status::COMPLETED, status::FAILED]).await;
+        let store = batch_with_users(&[UserStatus::Completed, UserStatus::Failed]).await;
         let batches = store.batch_states().await.expect("batches");
         settle_batches(&store, &batches).await.expect("settle");
         assert_eq!(
             store.batch("b").await.expect("batch").status,
-            status::COMPLETED_WITH_ERRORS
+            BatchStatus::CompletedWithErrors
         );
     }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use flytt_batch::{BatchParameters, Forwarding, UserOverrides, status};
+use flytt_batch::{BatchParameters, BatchStatus, BatchType, Forwarding, UserOverrides, UserStatus};
 use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
@@ -42,11 +42,10 @@ pub(crate) async fn prepare(
     batches: &[BatchState],
 ) -> Result<(), RunnerError> {
     for batch in batches {
-        if batch.status != status::SYNCING || batch.batch_type != "staged" {
+        if batch.status != BatchStatus::Syncing || batch.batch_type != BatchType::Staged {
             continue;
         }
-        let parameters: BatchParameters = serde_json::from_str(&batch.parameters)
-            .map_err(|e| RunnerError::Stored(format!("batch {}: parameters: {e}", batch.name)))?;
+        let parameters = &batch.parameters;
         // The seed's first check: the target directory answers and holds
         // the base (once per directory and pass).
         let mut verified: HashMap<String, Result<(), String>> = HashMap::new();
@@ -57,8 +56,8 @@ pub(crate) async fn prepare(
             let claim = Claim {
                 user_id: item.user_id,
                 runner,
-                from: status::QUEUED,
-                to: status::QUEUED,
+                from: UserStatus::Queued,
+                to: UserStatus::Queued,
                 lease: options.lease,
                 incremental: false,
                 limits: [&item.source, &item.target].map(|e| EndpointLimit {
@@ -72,7 +71,7 @@ pub(crate) async fn prepare(
                 ClaimOutcome::Taken => continue,
                 ClaimOutcome::NoSlot => break,
             }
-            let outcome = prepare_user(store, keyring, &item, &parameters, &mut verified).await;
+            let outcome = prepare_user(store, keyring, &item, parameters, &mut verified).await;
             match outcome {
                 Ok(()) => {
                     store.set_user_validated(item.user_id).await?;
@@ -81,7 +80,13 @@ pub(crate) async fn prepare(
                 Err(reason) => {
                     tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
                     store
-                        .finish_user(item.user_id, runner, status::FAILED, Some(&reason), None)
+                        .finish_user(
+                            item.user_id,
+                            runner,
+                            UserStatus::Failed,
+                            Some(&reason),
+                            None,
+                        )
                         .await?;
                 }
             }
@@ -99,8 +104,7 @@ async fn prepare_user(
     parameters: &BatchParameters,
     verified: &mut HashMap<String, Result<(), String>>,
 ) -> Result<(), String> {
-    let overrides: UserOverrides =
-        serde_json::from_str(&item.overrides).map_err(|e| format!("stored overrides: {e}"))?;
+    let overrides = &item.overrides;
     if let Some(name) = &item.target.directory
         && !verified.contains_key(name)
     {
@@ -117,7 +121,7 @@ async fn prepare_user(
     if let Some(Err(reason)) = item.target.directory.as_ref().and_then(|n| verified.get(n)) {
         return Err(format!("the target directory cannot be verified: {reason}"));
     }
-    provision(item, &overrides, keyring, store).await?;
+    provision(item, overrides, keyring, store).await?;
     copy_scripts(item, keyring, store).await?;
     forward(item, parameters, keyring, store).await
 }

@@ -7,17 +7,19 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::events::kind;
-use crate::totals::{self, ProgressNumbers, StatNumbers};
+use flytt_batch::{BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatus};
+
+use crate::totals::{self, ProgressNumbers, StatNumbers, json, named};
 use crate::{BatchMail, Endpoint, Error, Result, Store, Totals};
 
 /// A new batch and its users, as `create_batch` stores them.
 #[derive(Clone, Debug)]
 pub struct NewBatch {
     pub name: String,
-    pub batch_type: String,
+    pub batch_type: BatchType,
     pub source_endpoint: String,
     pub target_endpoint: String,
-    pub parameters: String,
+    pub parameters: BatchParameters,
     pub users: Vec<NewBatchUser>,
 }
 
@@ -25,7 +27,7 @@ pub struct NewBatch {
 pub struct NewBatchUser {
     pub email: String,
     pub csv_line: u64,
-    pub overrides: String,
+    pub overrides: UserOverrides,
     pub user_name: Option<String>,
     pub password_sealed: Option<String>,
     pub target_user_name: Option<String>,
@@ -36,11 +38,11 @@ pub struct NewBatchUser {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchSummary {
     pub name: String,
-    pub batch_type: String,
+    pub batch_type: BatchType,
     pub source_endpoint: String,
     pub target_endpoint: String,
-    pub status: String,
-    pub parameters: String,
+    pub status: BatchStatus,
+    pub parameters: BatchParameters,
     pub created_at: String,
     /// When the batch first started syncing.
     pub started_at: Option<String>,
@@ -48,7 +50,7 @@ pub struct BatchSummary {
     pub initial_sync_done_at: Option<String>,
     pub completed_at: Option<String>,
     /// Users per status.
-    pub user_counts: Vec<(String, u64)>,
+    pub user_counts: Vec<(UserStatus, u64)>,
     /// The users' statistics added up.
     pub totals: Totals,
     /// Users neither validated (logged in on both sides, or provisioned)
@@ -62,23 +64,31 @@ pub struct BatchSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchState {
     pub name: String,
-    pub batch_type: String,
+    pub batch_type: BatchType,
     pub source_endpoint: String,
     pub target_endpoint: String,
-    pub status: String,
-    pub parameters: String,
+    pub status: BatchStatus,
+    pub parameters: BatchParameters,
     /// Users per status.
-    pub user_counts: Vec<(String, u64)>,
+    pub user_counts: Vec<(UserStatus, u64)>,
 }
 
 impl BatchState {
     /// Users in `status`.
-    pub fn count(&self, status: &str) -> u64 {
-        self.user_counts
-            .iter()
-            .find(|(s, _)| s == status)
-            .map_or(0, |c| c.1)
+    pub fn count(&self, status: UserStatus) -> u64 {
+        count_of(&self.user_counts, status)
     }
+}
+
+impl BatchSummary {
+    /// Users in `status`.
+    pub fn count(&self, status: UserStatus) -> u64 {
+        count_of(&self.user_counts, status)
+    }
+}
+
+fn count_of(counts: &[(UserStatus, u64)], status: UserStatus) -> u64 {
+    counts.iter().find(|(s, _)| *s == status).map_or(0, |c| c.1)
 }
 
 /// Everything the job runner needs to sync one user (sealed secrets stay
@@ -87,16 +97,16 @@ impl BatchState {
 pub struct WorkItem {
     pub user_id: i64,
     pub batch: String,
-    pub batch_type: String,
-    pub batch_status: String,
-    pub parameters: String,
+    pub batch_type: BatchType,
+    pub batch_status: BatchStatus,
+    pub parameters: BatchParameters,
     pub email: String,
-    pub overrides: String,
+    pub overrides: UserOverrides,
     pub user_name: Option<String>,
     pub password_sealed: Option<String>,
     pub target_user_name: Option<String>,
     pub target_password_sealed: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     /// Seconds since the last good sync ended, if there was one.
     pub seconds_since_sync: Option<i64>,
     /// Whether the user was validated (or, staged, provisioned) already.
@@ -124,7 +134,7 @@ pub enum Startable {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct UserFilter<'a> {
     pub batch: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<UserStatus>,
     /// Part of the address, any case.
     pub search: Option<&'a str>,
     /// The whole address, any case.
@@ -141,9 +151,9 @@ pub struct BatchUser {
     pub batch: String,
     pub email: String,
     pub csv_line: u64,
-    pub overrides: String,
+    pub overrides: UserOverrides,
     pub user_name: Option<String>,
-    pub status: String,
+    pub status: UserStatus,
     pub error: Option<String>,
     /// When the current or last sync started.
     pub started_at: Option<String>,
@@ -170,16 +180,16 @@ fn bind_user<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     batch_id: i64,
     user: &'q NewBatchUser,
-) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    query
+) -> Result<sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>> {
+    Ok(query
         .bind(batch_id)
         .bind(&user.email)
         .bind(totals::db(user.csv_line))
-        .bind(&user.overrides)
+        .bind(totals::to_json("overrides", &user.overrides)?)
         .bind(&user.user_name)
         .bind(&user.password_sealed)
         .bind(&user.target_user_name)
-        .bind(&user.target_password_sealed)
+        .bind(&user.target_password_sealed))
 }
 
 impl Store {
@@ -203,13 +213,13 @@ impl Store {
         for chunk in chunks.by_ref() {
             let mut query = sqlx::query(self.sql(many));
             for user in chunk {
-                query = bind_user(query, batch_id, user);
+                query = bind_user(query, batch_id, user)?;
             }
             query.execute(&mut **tx).await?;
         }
         for user in chunks.remainder() {
             let one = concat!(insert_users!(), " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-            bind_user(sqlx::query(self.sql(one)), batch_id, user)
+            bind_user(sqlx::query(self.sql(one)), batch_id, user)?
                 .execute(&mut **tx)
                 .await?;
         }
@@ -233,10 +243,10 @@ impl Store {
              VALUES (?, ?, ?, ?, ?) RETURNING id",
         ))
         .bind(&batch.name)
-        .bind(&batch.batch_type)
+        .bind(batch.batch_type.name())
         .bind(&batch.source_endpoint)
         .bind(&batch.target_endpoint)
-        .bind(&batch.parameters)
+        .bind(totals::to_json("parameters", &batch.parameters)?)
         .fetch_one(&mut *tx)
         .await;
         let batch_id: i64 = match inserted {
@@ -249,7 +259,7 @@ impl Store {
         self.insert_users(&mut tx, batch_id, &batch.users).await?;
         let message = format!(
             "{} batch from {} to {} with {} users",
-            batch.batch_type,
+            batch.batch_type.name(),
             batch.source_endpoint,
             batch.target_endpoint,
             batch.users.len()
@@ -326,15 +336,15 @@ impl Store {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| Ok((r.try_get("status")?, totals::count(r.try_get("n")?))))
+            .map(|r| Ok((named(r, "status")?, totals::count(r.try_get("n")?))))
             .collect::<Result<Vec<_>>>()?;
             batches.push(BatchState {
                 name: row.try_get("name")?,
-                batch_type: row.try_get("batch_type")?,
+                batch_type: named(&row, "batch_type")?,
                 source_endpoint: row.try_get("source_endpoint")?,
                 target_endpoint: row.try_get("target_endpoint")?,
-                status: row.try_get("status")?,
-                parameters: row.try_get("parameters")?,
+                status: named(&row, "status")?,
+                parameters: json(&row, "parameters")?,
                 user_counts,
             });
         }
@@ -383,8 +393,8 @@ impl Store {
                 let number = |column: &str| -> Result<u64> {
                     Ok(totals::count(r.try_get::<i64, _>(column)?))
                 };
-                let status: String = r.try_get("status")?;
-                if status != "Failed" {
+                let status: UserStatus = named(&r, "status")?;
+                if status != UserStatus::Failed {
                     users_not_validated += number("unvalidated")?;
                 }
                 counts.push((status, number("n")?));
@@ -401,11 +411,11 @@ impl Store {
             }
             batches.push(BatchSummary {
                 name,
-                batch_type: row.try_get("batch_type")?,
+                batch_type: named(&row, "batch_type")?,
                 source_endpoint: row.try_get("source_endpoint")?,
                 target_endpoint: row.try_get("target_endpoint")?,
-                status: row.try_get("status")?,
-                parameters: row.try_get("parameters")?,
+                status: named(&row, "status")?,
+                parameters: json(&row, "parameters")?,
                 created_at: row.try_get("created_at")?,
                 started_at: row.try_get("started_at")?,
                 initial_sync_done_at: row.try_get("initial_sync_done_at")?,
@@ -505,7 +515,7 @@ impl Store {
              ORDER BY b.name, u.csv_line LIMIT COALESCE(?6, {no_limit})",
         ))
         .bind(filter.batch)
-        .bind(filter.status)
+        .bind(filter.status.map(UserStatus::as_str))
         .bind(pattern)
         .bind(filter.email)
         .bind(filter.after_line.map(totals::db))
@@ -518,9 +528,9 @@ impl Store {
                     batch: row.try_get("batch")?,
                     email: row.try_get("email")?,
                     csv_line: totals::count(row.try_get("csv_line")?),
-                    overrides: row.try_get("overrides")?,
+                    overrides: json(row, "overrides")?,
                     user_name: row.try_get("user_name")?,
-                    status: row.try_get("status")?,
+                    status: named(row, "status")?,
                     error: row.try_get("error")?,
                     started_at: row.try_get("started_at")?,
                     validated_at: row.try_get("validated_at")?,
@@ -535,7 +545,8 @@ impl Store {
 
     /// Sets a batch's status, stamping when it first started, first
     /// finished its initial syncs and completed; a change is logged.
-    pub async fn set_batch_status(&self, name: &str, status: &str) -> Result<()> {
+    pub async fn set_batch_status(&self, name: &str, status: BatchStatus) -> Result<()> {
+        let status = status.as_str();
         let mut tx = self.write_transaction().await?;
         let row = sqlx::query(self.sql("SELECT status FROM batch WHERE name = ?{for_update}"))
             .bind(name)
@@ -576,17 +587,23 @@ impl Store {
 
     /// Moves a batch's users from one status to another (e.g. Failed ->
     /// Queued on a restart), clearing their errors; returns how many moved.
-    pub async fn move_users(&self, batch: &str, from: &str, to: &str) -> Result<u64> {
+    pub async fn move_users(&self, batch: &str, from: UserStatus, to: UserStatus) -> Result<u64> {
         self.move_users_where(Some(batch), from, to).await
     }
 
     /// Moves users of every batch from one status to another (the runner's
     /// recovery after a crash).
-    pub async fn move_all_users(&self, from: &str, to: &str) -> Result<u64> {
+    pub async fn move_all_users(&self, from: UserStatus, to: UserStatus) -> Result<u64> {
         self.move_users_where(None, from, to).await
     }
 
-    async fn move_users_where(&self, batch: Option<&str>, from: &str, to: &str) -> Result<u64> {
+    async fn move_users_where(
+        &self,
+        batch: Option<&str>,
+        from: UserStatus,
+        to: UserStatus,
+    ) -> Result<u64> {
+        let (from, to) = (from.as_str(), to.as_str());
         let mut tx = self.write_transaction().await?;
         // PostgreSQL: the users stay as they are until this commits.
         sqlx::query(self.sql(
@@ -698,16 +715,16 @@ impl Store {
                 Ok(WorkItem {
                     user_id: row.try_get("id")?,
                     batch: row.try_get("batch")?,
-                    batch_type: row.try_get("batch_type")?,
-                    batch_status: row.try_get("batch_status")?,
-                    parameters: row.try_get("parameters")?,
+                    batch_type: named(row, "batch_type")?,
+                    batch_status: named(row, "batch_status")?,
+                    parameters: json(row, "parameters")?,
                     email: row.try_get("email")?,
-                    overrides: row.try_get("overrides")?,
+                    overrides: json(row, "overrides")?,
                     user_name: row.try_get("user_name")?,
                     password_sealed: row.try_get("password_sealed")?,
                     target_user_name: row.try_get("target_user_name")?,
                     target_password_sealed: row.try_get("target_password_sealed")?,
-                    status: row.try_get("status")?,
+                    status: named(row, "status")?,
                     seconds_since_sync: row.try_get("since")?,
                     validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
                     stats: row.try_get("stats")?,
@@ -755,7 +772,7 @@ impl Store {
     pub async fn set_user_status(
         &self,
         user_id: i64,
-        status: &str,
+        status: UserStatus,
         error: Option<&str>,
         stats: Option<&str>,
     ) -> Result<()> {
@@ -771,7 +788,7 @@ impl Store {
         &self,
         user_id: i64,
         runner: &str,
-        status: &str,
+        status: UserStatus,
         error: Option<&str>,
         stats: Option<&str>,
     ) -> Result<bool> {
@@ -783,10 +800,11 @@ impl Store {
         &self,
         user_id: i64,
         holder: Option<&str>,
-        status: &str,
+        status: UserStatus,
         error: Option<&str>,
         stats: Option<&str>,
     ) -> Result<bool> {
+        let status = status.as_str();
         let mut tx = self.write_transaction().await?;
         let row = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.status FROM batch_user u JOIN batch b ON b.id = u.batch_id \

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use sqlx::Row;
 
+use flytt_batch::UserStatus;
+
 use crate::events::kind;
 use crate::{Result, Store};
 
@@ -62,9 +64,9 @@ pub struct Claim<'a> {
     pub user_id: i64,
     pub runner: &'a str,
     /// The status the user must still have.
-    pub from: &'a str,
+    pub from: UserStatus,
     /// The running status it gets (the same: a lease alone, unlogged).
-    pub to: &'a str,
+    pub to: UserStatus,
     pub lease: Duration,
     /// Whether the sync counts against the incremental limit too (the
     /// users in IncrementalSyncing or Completing fill it).
@@ -245,11 +247,11 @@ impl Store {
              WHERE id = ?4 AND status = ?5 \
              AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ")"
         )))
-        .bind(claim.to)
+        .bind(claim.to.as_str())
         .bind(claim.runner)
         .bind(millis(claim.lease))
         .bind(claim.user_id)
-        .bind(claim.from)
+        .bind(claim.from.as_str())
         .execute(&mut *tx)
         .await?;
         if claimed.rows_affected() == 0 {
@@ -276,7 +278,7 @@ impl Store {
             &batch,
             Some(&email),
             kind::USER_STATUS,
-            Some(claim.to),
+            Some(claim.to.as_str()),
             Some(&message),
         )
         .await?;
@@ -330,7 +332,8 @@ impl Store {
 
     /// Users left in `running` whose lease expired (or who never had one:
     /// a runner of an older version) go back to `resume`; returns how many.
-    pub async fn take_back_expired(&self, running: &str, resume: &str) -> Result<u64> {
+    pub async fn take_back_expired(&self, running: UserStatus, resume: UserStatus) -> Result<u64> {
+        let (running, resume) = (running.as_str(), resume.as_str());
         // Every runner asks every tick: a read first, so that the write lock
         // is taken only when there is something to take back.
         let any = sqlx::query(self.sql(concat!(

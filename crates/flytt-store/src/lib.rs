@@ -58,6 +58,8 @@ pub enum Error {
     Database(#[from] DatabaseError),
     #[error("corrupt value in column {column}: {value}")]
     Corrupt { column: &'static str, value: i64 },
+    #[error("{column} holds {value:?}, which names nothing flytt knows")]
+    Unknown { column: &'static str, value: String },
     #[error("{column} is not the JSON it should be: {reason}")]
     BadJson {
         column: &'static str,
@@ -99,6 +101,7 @@ impl Error {
                 | Error::Database(_)
                 | Error::Corrupt { .. }
                 | Error::BadJson { .. }
+                | Error::Unknown { .. }
         )
     }
 }

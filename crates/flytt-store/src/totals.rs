@@ -3,6 +3,8 @@
 //! keeps as columns, so that a batch's totals are a sum in the database.
 
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use crate::{Error, Result};
 
@@ -50,6 +52,29 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(column: &'static str, json: &s
         column,
         reason: e.to_string(),
     })
+}
+
+pub(crate) fn to_json<T: Serialize>(column: &'static str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::BadJson {
+        column,
+        reason: e.to_string(),
+    })
+}
+
+/// A stored name (a status, a batch type) read back; one that names
+/// nothing is an error, never a default.
+pub(crate) fn named<T: std::str::FromStr>(row: &AnyRow, column: &'static str) -> Result<T> {
+    let text: String = row.try_get(column)?;
+    text.parse().map_err(|_| Error::Unknown {
+        column,
+        value: text,
+    })
+}
+
+/// Stored JSON (parameters, overrides) read back as its type.
+pub(crate) fn json<T: for<'de> Deserialize<'de>>(row: &AnyRow, column: &'static str) -> Result<T> {
+    let text: String = row.try_get(column)?;
+    parse(column, &text)
 }
 
 /// A count as the databases keep it (a signed 64-bit integer).

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use flytt_batch::{BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatus};
 use flytt_store::*;
 use flytt_testsupport::Postgres;
 
@@ -268,7 +269,7 @@ fn user(email: &str, line: u64) -> NewBatchUser {
     NewBatchUser {
         email: email.into(),
         csv_line: line,
-        overrides: "{}".into(),
+        overrides: UserOverrides::default(),
         user_name: None,
         password_sealed: None,
         target_user_name: None,
@@ -284,17 +285,17 @@ async fn started_batch(store: &Store, users: &[&str]) -> Result<Vec<i64>> {
     store
         .create_batch(&NewBatch {
             name: "b1".into(),
-            batch_type: "imap".into(),
+            batch_type: BatchType::Imap,
             source_endpoint: "old".into(),
             target_endpoint: "new".into(),
-            parameters: "{}".into(),
+            parameters: BatchParameters::default(),
             users: (0u64..)
                 .zip(users)
                 .map(|(i, email)| user(email, i + 2))
                 .collect(),
         })
         .await?;
-    store.set_batch_status("b1", "Syncing").await?;
+    store.set_batch_status("b1", BatchStatus::Syncing).await?;
     let items = store.startable_users("b1", Startable::Initial, 100).await?;
     Ok(items.iter().map(|item| item.user_id).collect())
 }
@@ -303,8 +304,8 @@ fn claim<'a>(user_id: i64, runner: &'a str, max: u32, lease: Duration) -> Claim<
     Claim {
         user_id,
         runner,
-        from: "Queued",
-        to: "Syncing",
+        from: UserStatus::Queued,
+        to: UserStatus::Syncing,
         lease,
         incremental: false,
         limits: [
@@ -356,11 +357,16 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     assert_eq!(store.heartbeat("r1", lease).await?, vec![a]);
     assert!(store.heartbeat("r2", lease).await?.is_empty());
     // A live lease is not taken back.
-    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 0);
+    assert_eq!(
+        store
+            .take_back_expired(UserStatus::Syncing, UserStatus::Queued)
+            .await?,
+        0
+    );
     // Only the holder records the end.
     assert!(
         !store
-            .finish_user(a, "r2", "Synced", None, Some("{}"))
+            .finish_user(a, "r2", UserStatus::Synced, None, Some("{}"))
             .await?
     );
     let runners = store.runners().await?;
@@ -369,7 +375,12 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     // r1 dies: its lease ends, the user goes back, r2 takes it, and r1 can
     // neither renew nor record it any more.
     store.expire_runner("r1").await?;
-    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 1);
+    assert_eq!(
+        store
+            .take_back_expired(UserStatus::Syncing, UserStatus::Queued)
+            .await?,
+        1
+    );
     assert_eq!(
         store.claim_user(&claim(a, "r2", 1, lease)).await?,
         ClaimOutcome::Claimed
@@ -377,17 +388,17 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     assert!(store.heartbeat("r1", lease).await?.is_empty());
     assert!(
         !store
-            .finish_user(a, "r1", "Synced", None, Some("{}"))
+            .finish_user(a, "r1", UserStatus::Synced, None, Some("{}"))
             .await?
     );
     assert!(
         store
-            .finish_user(a, "r2", "Synced", None, Some("{}"))
+            .finish_user(a, "r2", UserStatus::Synced, None, Some("{}"))
             .await?
     );
     assert!(store.live_leases().await?.is_empty());
     let users = store.batch_users(Some("b1")).await?;
-    assert_eq!(users[0].status, "Synced");
+    assert_eq!(users[0].status, UserStatus::Synced);
     assert!(users[0].last_synced_at.is_some());
     assert_eq!(store.runners().await?.len(), 1, "r1 is stopped");
 
@@ -399,10 +410,20 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
             .await?,
         ClaimOutcome::Claimed
     );
-    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 0);
+    assert_eq!(
+        store
+            .take_back_expired(UserStatus::Syncing, UserStatus::Queued)
+            .await?,
+        0
+    );
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(store.heartbeat("r3", lease).await?.is_empty(), "too late");
-    assert_eq!(store.take_back_expired("Syncing", "Queued").await?, 1);
+    assert_eq!(
+        store
+            .take_back_expired(UserStatus::Syncing, UserStatus::Queued)
+            .await?,
+        1
+    );
     let log = store
         .events(&EventFilter {
             email: Some("b@example.org".into()),
@@ -459,12 +480,19 @@ async fn status_changes_are_logged_in_order_and_outlive_the_batch(db: &Database)
     let ids = started_batch(&store, &["kari@example.org", "ola@example.org"]).await?;
     let kari = ids[0];
     // Setting the same status again is no change and no event.
-    store.set_batch_status("b1", "Syncing").await?;
-    store.set_user_status(kari, "Syncing", None, None).await?;
+    store.set_batch_status("b1", BatchStatus::Syncing).await?;
     store
-        .set_user_status(kari, "Failed", Some("wrong password"), None)
+        .set_user_status(kari, UserStatus::Syncing, None, None)
         .await?;
-    assert_eq!(store.move_users("b1", "Failed", "Queued").await?, 1);
+    store
+        .set_user_status(kari, UserStatus::Failed, Some("wrong password"), None)
+        .await?;
+    assert_eq!(
+        store
+            .move_users("b1", UserStatus::Failed, UserStatus::Queued)
+            .await?,
+        1
+    );
     let batch = store.batch("b1").await?;
     assert!(batch.started_at.is_some() && batch.completed_at.is_none());
 
@@ -571,10 +599,13 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     kari.user_name = Some("kari".into());
     let batch = NewBatch {
         name: "b1".into(),
-        batch_type: "imap".into(),
+        batch_type: BatchType::Imap,
         source_endpoint: "old".into(),
         target_endpoint: "new".into(),
-        parameters: "{\"verify\":true}".into(),
+        parameters: BatchParameters {
+            verify: true,
+            ..BatchParameters::default()
+        },
         users: vec![kari],
     };
     store.create_batch(&batch).await?;
@@ -590,7 +621,7 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         .add_batch_users("b1", &[user("ola@example.org", 3)])
         .await?;
     assert_eq!(store.active_users().await?.len(), 2);
-    store.set_batch_status("b1", "Syncing").await?;
+    store.set_batch_status("b1", BatchStatus::Syncing).await?;
     let items = store.startable_users("b1", Startable::Initial, 100).await?;
     assert_eq!(items.len(), 2);
     assert_eq!(
@@ -609,7 +640,12 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         .set_user_progress(items[0].user_id, Some("{\"folder\":\"INBOX\"}"))
         .await?;
     store
-        .set_user_status(items[0].user_id, "Synced", None, Some("{\"copied\":3}"))
+        .set_user_status(
+            items[0].user_id,
+            UserStatus::Synced,
+            None,
+            Some("{\"copied\":3}"),
+        )
         .await?;
     let due =
         |interval_secs| store.startable_users("b1", Startable::Incremental { interval_secs }, 100);
@@ -622,14 +658,14 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     let users = store.batch_users(None).await?;
     assert_eq!(users[0].stats.as_deref(), Some("{\"copied\":3}"));
     assert_eq!(users[0].progress, None, "cleared at the end");
-    store.set_batch_status("b1", "Synced").await?;
-    store.set_batch_status("b1", "Completed").await?;
+    store.set_batch_status("b1", BatchStatus::Synced).await?;
+    store.set_batch_status("b1", BatchStatus::Completed).await?;
     let summary = store.batch("b1").await?;
-    assert_eq!(summary.status, "Completed");
+    assert_eq!(summary.status, BatchStatus::Completed);
     assert!(summary.initial_sync_done_at.is_some() && summary.completed_at.is_some());
     assert_eq!(
         summary.user_counts,
-        vec![("Queued".to_string(), 1), ("Synced".to_string(), 1)]
+        vec![(UserStatus::Queued, 1), (UserStatus::Synced, 1)]
     );
     assert!(store.active_users().await?.is_empty());
 

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_batch::size::parse_size;
-use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
+use flytt_batch::{
+    BadItemLimit, BatchParameters, BatchType, MailboxType, UserStatus, parse_duration,
+};
 use flytt_control::views::{BatchView, EventView, UserView};
 use flytt_control::{BatchRequest, Control, ControlError, reports};
 use flytt_store::EventFilter;
@@ -246,10 +248,10 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
                         b.status,
                         b.batch_type,
                         b.users,
-                        b.count(status::SYNCING) + b.count(status::INCREMENTAL_SYNCING),
-                        b.count(status::SYNCED),
-                        b.count(status::COMPLETED),
-                        b.count(status::FAILED),
+                        b.count(UserStatus::Syncing) + b.count(UserStatus::IncrementalSyncing),
+                        b.count(UserStatus::Synced),
+                        b.count(UserStatus::Completed),
+                        b.count(UserStatus::Failed),
                     );
                 }
             }

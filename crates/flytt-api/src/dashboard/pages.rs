@@ -7,7 +7,10 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use flytt_batch::size::parse_size;
-use flytt_batch::{BadItemLimit, BatchParameters, BatchType, MailboxType, parse_duration, status};
+use flytt_batch::{
+    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus,
+    parse_duration,
+};
 use flytt_control::endpoints::EndpointTest;
 use flytt_control::views::{BatchView, EndpointView, UserView, WorkerView};
 use flytt_control::{BatchRequest, ControlError, reports};
@@ -251,23 +254,23 @@ struct BatchRow {
 
 impl BatchRow {
     fn new(view: &BatchView) -> BatchRow {
-        let past_initial = view.count(status::SYNCED)
-            + view.count(status::INCREMENTAL_SYNCING)
-            + view.count(status::COMPLETING)
-            + view.count(status::COMPLETED)
-            + view.count(status::FAILED);
+        let past_initial = view.count(UserStatus::Synced)
+            + view.count(UserStatus::IncrementalSyncing)
+            + view.count(UserStatus::Completing)
+            + view.count(UserStatus::Completed)
+            + view.count(UserStatus::Failed);
         BatchRow {
             name: view.name.clone(),
             link: link(&view.name),
-            status: view.status.clone(),
+            status: view.status.to_string(),
             batch_type: view.batch_type.clone(),
             users: view.users,
-            syncing: view.count(status::SYNCING)
-                + view.count(status::INCREMENTAL_SYNCING)
-                + view.count(status::COMPLETING),
-            synced: view.count(status::SYNCED),
-            completed: view.count(status::COMPLETED),
-            failed: view.count(status::FAILED),
+            syncing: view.count(UserStatus::Syncing)
+                + view.count(UserStatus::IncrementalSyncing)
+                + view.count(UserStatus::Completing),
+            synced: view.count(UserStatus::Synced),
+            completed: view.count(UserStatus::Completed),
+            failed: view.count(UserStatus::Failed),
             percent: (past_initial * 100).checked_div(view.users).unwrap_or(0),
         }
     }
@@ -343,7 +346,7 @@ impl UserRow {
         };
         UserRow {
             email: user.email.clone(),
-            status: user.status.clone(),
+            status: user.status.to_string(),
             copied,
             skipped: number("messages_skipped") + number("messages_failed"),
             megabytes: format!("{:.1}", bytes as f64 / 1e6),
@@ -435,11 +438,18 @@ async fn live_of(
     let store = state.control.store();
     let batch = store.batch(name).await?;
     let view = BatchView::new(&batch);
+    let status = match page.status.as_str() {
+        "" => None,
+        text => Some(
+            text.parse::<UserStatus>()
+                .map_err(|e| ControlError::InvalidParameter(e.to_string()))?,
+        ),
+    };
     // One more than a page: whether there is a next one.
     let mut users = store
         .find_users(&flytt_store::UserFilter {
             batch: Some(name),
-            status: Some(page.status.as_str()).filter(|s| !s.is_empty()),
+            status,
             search: Some(page.q.as_str()).filter(|q| !q.is_empty()),
             after_line: page.after,
             limit: Some(USERS_PER_PAGE + 1),
@@ -456,10 +466,10 @@ async fn live_of(
         link: link(name),
         csrf: session.csrf.clone(),
         actions: actions_for(&view),
-        status: view.status.clone(),
+        status: view.status.to_string(),
         users: view.users,
-        synced: view.count(status::SYNCED) + view.count(status::COMPLETED),
-        failed: view.count(status::FAILED),
+        synced: view.count(UserStatus::Synced) + view.count(UserStatus::Completed),
+        failed: view.count(UserStatus::Failed),
         copied: view.totals.messages_copied,
         skipped: view.totals.messages_skipped,
         bad: view.totals.messages_failed,
@@ -509,16 +519,9 @@ fn actions_for(view: &BatchView) -> Vec<Action> {
         confirm_text: "",
     };
     let mut actions = Vec::new();
-    let s = view.status.as_str();
-    if matches!(
-        s,
-        status::CREATED
-            | status::STOPPED
-            | status::FAILED
-            | status::SYNCED_WITH_ERRORS
-            | status::SYNCED
-    ) {
-        let label = if s == status::STOPPED {
+    let s = view.status;
+    if s != BatchStatus::Syncing && s.after(BatchAction::Start).is_some() {
+        let label = if s == BatchStatus::Stopped {
             "Resume"
         } else {
             "Start"
@@ -527,17 +530,17 @@ fn actions_for(view: &BatchView) -> Vec<Action> {
     }
     if matches!(
         s,
-        status::SYNCING | status::SYNCED | status::SYNCED_WITH_ERRORS | status::COMPLETING
+        BatchStatus::Syncing
+            | BatchStatus::Synced
+            | BatchStatus::SyncedWithErrors
+            | BatchStatus::Completing
     ) {
         actions.push(button("stop", "Stop", "secondary"));
     }
-    if matches!(
-        s,
-        status::SYNCING | status::SYNCED | status::SYNCED_WITH_ERRORS
-    ) {
+    if s.after(BatchAction::Complete).is_some() {
         actions.push(button("complete", "Complete", "secondary"));
     }
-    if view.count(status::FAILED) > 0 {
+    if view.count(UserStatus::Failed) > 0 {
         actions.push(button("retry", "Retry failed users", "secondary"));
     }
     actions.push(Action {
@@ -558,7 +561,7 @@ struct BatchPage {
     link: String,
     live: Live,
     filter: UserPage,
-    statuses: &'static [&'static str],
+    statuses: &'static [UserStatus],
 }
 
 #[derive(Template)]
@@ -586,7 +589,7 @@ pub async fn batch(
             name,
             live,
             filter,
-            statuses: status::USER_STATUSES,
+            statuses: UserStatus::ALL,
         }),
         Err(e) => failure(e),
     }
