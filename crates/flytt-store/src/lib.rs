@@ -1,11 +1,14 @@
 //! flytt's persistent state. The store knows nothing of IMAP: it keeps
 //! numbers and names that the sync engine gives it (ARCHITECTURE.md,
-//! invariant 2). SQLite is the embedded default; its file lives in the data
-//! directory.
+//! invariant 2). Two backends behind one `Store`: SQLite, the embedded
+//! default, in the data directory (WAL and a busy timeout, so that a CLI
+//! command and running jobs share the file), and PostgreSQL, which runners
+//! on several machines share (`Store::connect`). One SQL text serves both
+//! (see `dialect`).
 //!
-//! Writes use WAL and a busy timeout so that a CLI command and a running
-//! job can share the file. The public methods are the interface a
-//! PostgreSQL backend will implement too.
+//! What goes in and out is typed: statuses, batch types, parameters and
+//! overrides are flytt-batch's types; a stored value that does not parse is
+//! an error, never a default.
 
 mod batches;
 mod dialect;
