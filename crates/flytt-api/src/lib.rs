@@ -47,6 +47,7 @@ pub fn router(
         control,
         stopping,
         dashboard: dashboard::DashboardState::new(options.dashboard_password.clone()),
+        batches: Default::default(),
     })
 }
 

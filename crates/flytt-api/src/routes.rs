@@ -2,6 +2,7 @@
 //! flytt-control or the store, and answers with a view from
 //! flytt-control's `views` (the same JSON as the CLI's `--json`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub control: Control,
     pub stopping: tokio::sync::watch::Receiver<bool>,
     pub dashboard: std::sync::Arc<crate::dashboard::DashboardState>,
+    /// What the event streams show of the batches, shared.
+    pub batches: Arc<SharedBatches>,
 }
 
 impl axum::extract::FromRef<AppState> for Control {
@@ -682,9 +685,34 @@ async fn list_events(
     to_json(events.iter().map(EventView::new).collect::<Vec<_>>())
 }
 
-/// How often the stream looks for new events and sends the batches'
-/// counters.
-const STREAM_TICK: Duration = Duration::from_millis(500);
+/// How often the stream sends the batches' counters (when they moved), and
+/// looks for events it was not woken for (another process writing the same
+/// SQLite file).
+const STREAM_TICK: Duration = Duration::from_secs(1);
+
+/// The batches with their counters, read at most once a tick whatever the
+/// number of streams.
+#[derive(Default)]
+pub struct SharedBatches {
+    latest: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<flytt_store::BatchSummary>>)>>,
+}
+
+impl SharedBatches {
+    async fn get(
+        &self,
+        store: &flytt_store::Store,
+    ) -> flytt_store::Result<Arc<Vec<flytt_store::BatchSummary>>> {
+        let mut latest = self.latest.lock().await;
+        if let Some((read, batches)) = latest.as_ref()
+            && read.elapsed() < STREAM_TICK
+        {
+            return Ok(batches.clone());
+        }
+        let batches = Arc::new(store.batches().await?);
+        *latest = Some((std::time::Instant::now(), batches.clone()));
+        Ok(batches)
+    }
+}
 
 /// `GET /api/v1/events/stream`: server-sent events. Each log entry is an
 /// `event: status` with the entry as JSON (its id as the SSE id, so a
@@ -698,6 +726,7 @@ async fn stream_events(
     let AppState {
         control,
         mut stopping,
+        batches: shared,
         ..
     } = state;
     let mut filter = query(params)?.filter();
@@ -717,6 +746,10 @@ async fn stream_events(
         tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
     tokio::spawn(async move {
         let mut last_progress: std::collections::HashMap<String, String> = Default::default();
+        // Woken when events are written (LISTEN/NOTIFY on PostgreSQL), and
+        // once a tick for the counters.
+        let mut changes = control.store().changes();
+        let mut next_progress = tokio::time::Instant::now();
         // Ids are handed out when an event is written, not when it commits:
         // with several runners on PostgreSQL an event may become visible
         // after one with a higher id. Each read goes back a window of ids
@@ -748,12 +781,20 @@ async fn stream_events(
                 Err(e) => tracing::warn!(error = %e, "event stream cannot read the log"),
             }
             sent = sent.split_off(&(highest - LATE_WINDOW));
-            if let Ok(batches) = control.store().batches().await {
-                for batch in batches {
+            let progress_due = tokio::time::Instant::now() >= next_progress;
+            if progress_due {
+                next_progress = tokio::time::Instant::now() + STREAM_TICK;
+            }
+            let batches = match progress_due {
+                true => shared.get(control.store()).await.ok(),
+                false => None,
+            };
+            if let Some(batches) = batches {
+                for batch in batches.iter() {
                     if filter.batch.as_ref().is_some_and(|b| *b != batch.name) {
                         continue;
                     }
-                    let view = BatchView::new(&batch);
+                    let view = BatchView::new(batch);
                     let data = serde_json::json!({
                         "batch": view.name,
                         "status": view.status,
@@ -775,7 +816,8 @@ async fn stream_events(
             tokio::select! {
                 _ = sender.closed() => return,
                 _ = stopping.wait_for(|s| *s) => return,
-                _ = tokio::time::sleep(STREAM_TICK) => {}
+                Ok(()) = changes.changed() => {}
+                _ = tokio::time::sleep_until(next_progress) => {}
             }
         }
     });

@@ -615,6 +615,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         let message = format!("{from} -> {to}");
+        self.announce_events(&mut tx).await?;
         sqlx::query(self.sql(
             "INSERT INTO event (batch, email, kind, status, message) \
              SELECT b.name, u.email, ?1, ?2, ?3 FROM batch_user u JOIN batch b ON b.id = u.batch_id \

@@ -64,8 +64,22 @@ impl Store {
         .bind(kind)
         .bind(status)
         .bind(message)
-        .execute(tx)
+        .execute(&mut *tx)
         .await?;
+        self.announce_events(tx).await
+    }
+
+    /// Announces that the transaction adds events: readers wake at its
+    /// commit (PostgreSQL delivers notifications then), or, in this
+    /// process, now (a reader woken early reads again at its next look).
+    pub(crate) async fn announce_events(&self, tx: &mut sqlx::AnyConnection) -> Result<()> {
+        if self.backend == crate::Backend::Postgres {
+            sqlx::query(self.sql("SELECT pg_notify(?, '')"))
+                .bind(crate::EVENTS_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.announce_change();
         Ok(())
     }
 

@@ -221,6 +221,15 @@ impl Store {
         .bind(claim.limits[1].endpoint)
         .fetch_all(&mut *tx)
         .await?;
+        // A user whose row another transaction holds right now (a finish,
+        // a take-back) is skipped this tick rather than waited for.
+        let free = sqlx::query(self.sql("SELECT id FROM batch_user WHERE id = ?{skip_locked}"))
+            .bind(claim.user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if free.is_none() {
+            return Ok(ClaimOutcome::Taken);
+        }
         for limit in &claim.limits {
             let row = sqlx::query(self.sql(concat!(
                 "SELECT COUNT(*) AS all_live, \

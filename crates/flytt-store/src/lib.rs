@@ -140,7 +140,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Bumped when the event log may have grown (see `changes`).
+    changes: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
+
+/// The PostgreSQL channel every event is announced on.
+const EVENTS_CHANNEL: &str = "flytt_events";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SqliteKind {
@@ -252,10 +257,12 @@ impl Store {
                 source: e.into(),
             })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Store {
-            pool,
-            backend: Backend::Postgres,
-        })
+        let store = Store::with_pool(pool, Backend::Postgres);
+        tokio::spawn(listen_for_events(
+            url.to_string(),
+            std::sync::Arc::downgrade(&store.changes),
+        ));
+        Ok(store)
     }
 
     async fn connect_sqlite(url: &str, place: String, kind: SqliteKind) -> Result<Store> {
@@ -298,10 +305,27 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Store {
+        Ok(Store::with_pool(pool, Backend::Sqlite))
+    }
+
+    fn with_pool(pool: AnyPool, backend: Backend) -> Store {
+        Store {
             pool,
-            backend: Backend::Sqlite,
-        })
+            backend,
+            changes: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Wakes when the event log may have grown: on this process's writes,
+    /// and on PostgreSQL on every runner's (LISTEN/NOTIFY). A hint only:
+    /// readers still read the log by id, and should also look now and then
+    /// (another process on the same SQLite file does not wake them).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    pub(crate) fn announce_change(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn logged(options: AnyConnectOptions) -> AnyConnectOptions {
@@ -332,5 +356,23 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+/// Forwards the database's event notifications to the store's `changes`
+/// until the store is gone; reconnects after a lost connection.
+async fn listen_for_events(url: String, changes: std::sync::Weak<tokio::sync::watch::Sender<u64>>) {
+    while changes.strong_count() > 0 {
+        if let Ok(mut listener) = sqlx::postgres::PgListener::connect(&url).await
+            && listener.listen(EVENTS_CHANNEL).await.is_ok()
+        {
+            while listener.recv().await.is_ok() {
+                match changes.upgrade() {
+                    Some(changes) => changes.send_modify(|n| *n = n.wrapping_add(1)),
+                    None => return,
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }

@@ -81,6 +81,7 @@ on_both_backends!(
     concurrent_claims_never_exceed_a_limit,
     status_changes_are_logged_in_order_and_outlive_the_batch,
     batches_users_tokens_mails_and_directories_round_trip,
+    event_readers_wake_when_events_are_written,
 );
 
 fn state(validity: u32) -> FolderState {
@@ -691,5 +692,28 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         store.remove_token("ci").await,
         Err(Error::NoSuchToken(_))
     ));
+    Ok(())
+}
+
+/// A reader of the event log is woken by a write: in the same process on
+/// both backends, and on PostgreSQL from another connection (another
+/// runner, another machine) by LISTEN/NOTIFY.
+async fn event_readers_wake_when_events_are_written(db: &Database) -> Result<()> {
+    let reader = db.open().await?;
+    let writer = match db {
+        Database::Sqlite(_) => reader.clone(),
+        Database::Postgres(_) => db.open().await?,
+    };
+    let mut changes = reader.changes();
+    // The listener connects in the background: give it a moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    changes.borrow_and_update();
+    started_batch(&writer, &["a@example.org"]).await?;
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("woken within 5 s")
+        .expect("the store is alive");
+    let events = reader.events(&EventFilter::default()).await?;
+    assert_eq!(events.len(), 2, "created and started: {events:?}");
     Ok(())
 }
