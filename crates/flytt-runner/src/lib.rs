@@ -276,6 +276,9 @@ async fn renew_leases(
         if held.contains(user_id) {
             run.lease.renew(started + options.write_window());
             true
+        } else if run.task.is_finished() {
+            // It ended and released its lease; the loop has not reaped it yet.
+            false
         } else {
             tracing::warn!(user_id, "lease lost: the sync stops");
             run.task.abort();

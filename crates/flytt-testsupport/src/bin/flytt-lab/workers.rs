@@ -56,14 +56,15 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
         .collect();
     let password = lab.dir.path().join("master-password");
     let mut rows = String::new();
-    for workers in [1usize, 2, 3] {
+    // One worker on SQLite first: the same shape without a database server.
+    for (workers, postgres) in [(1usize, false), (1, true), (2, true), (3, true)] {
         let target = Dovecot::start(Layout::Target, &pairs)?;
-        let database = Postgres::start()?;
-        let data = lab.dir.path().join(format!("data-{workers}"));
+        let database = postgres.then(Postgres::start).transpose()?;
+        let data = lab.dir.path().join(format!("data-{workers}-{postgres}"));
         let run = Runner {
             flytt,
             data: &data,
-            url: Some(database.url()),
+            url: database.as_ref().map(Postgres::url),
         };
         let password = password.display().to_string();
         for (name, server) in [("gammel", &lab.source), ("ny", &target)] {
@@ -84,7 +85,10 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
                 "20",
             ])?;
         }
-        let csv = lab.dir.path().join(format!("batch-{workers}.csv"));
+        let csv = lab
+            .dir
+            .path()
+            .join(format!("batch-{workers}-{postgres}.csv"));
         std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
         run.ok(&[
             "batch",
@@ -125,14 +129,22 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
         outcome?;
         let copied = rate(total, bytes, elapsed);
         rows.push_str(&format!(
-            "| {workers} flytt worker{} on one PostgreSQL | {:.0} | {:.1} | {:.0}% | {} MB |\n",
+            "| {workers} flytt worker{} on {} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
             if workers == 1 { "" } else { "s" },
+            if postgres {
+                "one PostgreSQL"
+            } else {
+                "SQLite (a data directory)"
+            },
             copied.messages,
             copied.mb,
             100.0 * copied.messages / ceiling.messages,
             peak_mb.join(" / ")
         ));
-        eprintln!("{workers} workers: {:.1} s", elapsed.as_secs_f64());
+        eprintln!(
+            "{workers} workers, PostgreSQL {postgres}: {:.1} s",
+            elapsed.as_secs_f64()
+        );
     }
     let report = format!(
         "## Workers benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), \
