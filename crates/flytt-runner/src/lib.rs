@@ -21,7 +21,9 @@ use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use flytt_batch::{BadItemLimit, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus};
+use flytt_batch::{
+    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus,
+};
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, Secret};
 use flytt_secrets::Keyring;
@@ -855,9 +857,11 @@ async fn settle_batches(store: &Store, batches: &[BatchState]) -> Result<(), Run
         let count = |s: UserStatus| batch.count(s);
         let failed = count(UserStatus::Failed) > 0;
         let next = match batch.status {
-            BatchStatus::Created if starts => Some(BatchStatus::Syncing),
+            // AutoStart and AutoComplete act as the administrator would,
+            // by the same table.
+            BatchStatus::Created if starts => batch.status.after(BatchAction::Start),
             BatchStatus::Synced | BatchStatus::SyncedWithErrors if completes => {
-                Some(BatchStatus::Completing)
+                batch.status.after(BatchAction::Complete)
             }
             BatchStatus::Syncing if count(UserStatus::Queued) + count(UserStatus::Syncing) == 0 => {
                 Some(if failed {
