@@ -141,7 +141,7 @@ struct NewEndpointBody {
     #[serde(default)]
     tls_fingerprints: Vec<String>,
     admin_user: Option<String>,
-    admin_mode: Option<String>,
+    admin_mode: Option<flytt_store::AdminMode>,
     admin_password: Option<String>,
     max_concurrent_migrations: Option<u32>,
     max_concurrent_incremental_syncs: Option<u32>,
@@ -170,9 +170,7 @@ async fn create_endpoint(
         ca_file: body.ca_file,
         tls_fingerprints: body.tls_fingerprints,
         admin_user: body.admin_user,
-        admin_mode: body
-            .admin_mode
-            .unwrap_or_else(|| flytt_control::endpoints::admin_mode::MASTER.to_string()),
+        admin_mode: body.admin_mode.unwrap_or_default(),
         admin_password_sealed: sealed,
         max_concurrent_migrations: migrations,
         max_concurrent_incremental_syncs: body

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flytt_imap::{Auth, Secret, ServerConfig, Session};
 use flytt_secrets::{Keyring, SecretString};
-use flytt_store::Endpoint;
+use flytt_store::{AdminMode, Endpoint};
 use serde::Serialize;
 
 use crate::{Control, ControlError, Result};
@@ -16,14 +16,6 @@ use crate::{Control, ControlError, Result};
 /// The AAD binding of an endpoint's sealed admin password.
 pub fn admin_password_binding(name: &str) -> String {
     format!("endpoint/{name}/admin-password")
-}
-
-/// How the admin account opens a user's mailbox.
-pub mod admin_mode {
-    /// LOGIN as `user*admin` (Dovecot master users).
-    pub const MASTER: &str = "master";
-    /// AUTHENTICATE PLAIN as the admin, with the user as authorization identity.
-    pub const PLAIN: &str = "plain";
 }
 
 /// The endpoint's ManageSieve server, if it has one.
@@ -74,13 +66,13 @@ pub fn admin_auth(
         .open(sealed, &admin_password_binding(&endpoint.name))
         .map_err(|e| format!("the admin password of endpoint {}: {e}", endpoint.name))?;
     let password = Secret::new(password.expose());
-    Ok(Some(match endpoint.admin_mode.as_str() {
-        admin_mode::PLAIN => Auth::Plain {
+    Ok(Some(match endpoint.admin_mode {
+        AdminMode::Plain => Auth::Plain {
             user: admin.clone(),
             password,
             authorize_as: Some(user.to_string()),
         },
-        _ => Auth::Master {
+        AdminMode::Master => Auth::Master {
             user: user.to_string(),
             admin: admin.clone(),
             password,
@@ -106,12 +98,6 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
     }
     if let Err(e) = server_config(endpoint) {
         return invalid(format!("url {:?}: {e}", endpoint.url));
-    }
-    if endpoint.admin_mode != admin_mode::MASTER && endpoint.admin_mode != admin_mode::PLAIN {
-        return invalid(format!(
-            "admin mode {:?}: use master or plain",
-            endpoint.admin_mode
-        ));
     }
     if endpoint.max_concurrent_migrations == 0 {
         return invalid("MaxConcurrentMigrations must be at least 1".into());

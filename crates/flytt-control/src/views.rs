@@ -113,7 +113,7 @@ pub struct EndpointView {
     /// Pinned certificate fingerprints (`sha256:HEX`).
     pub tls_fingerprints: Vec<String>,
     pub admin_user: Option<String>,
-    pub admin_mode: String,
+    pub admin_mode: flytt_store::AdminMode,
     pub admin_password_set: bool,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
@@ -130,7 +130,7 @@ impl EndpointView {
             ca_file: endpoint.ca_file.clone(),
             tls_fingerprints: endpoint.tls_fingerprints.clone(),
             admin_user: endpoint.admin_user.clone(),
-            admin_mode: endpoint.admin_mode.clone(),
+            admin_mode: endpoint.admin_mode,
             admin_password_set: endpoint.admin_password_sealed.is_some(),
             max_concurrent_migrations: endpoint.max_concurrent_migrations,
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,

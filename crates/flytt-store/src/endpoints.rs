@@ -15,8 +15,8 @@ pub struct Endpoint {
     /// Pinned certificate fingerprints (`sha256:HEX`); flytt-tls reads them.
     pub tls_fingerprints: Vec<String>,
     pub admin_user: Option<String>,
-    /// `master` or `plain` (see the migration); the store does not interpret it.
-    pub admin_mode: String,
+    /// How the admin account opens a user's mailbox.
+    pub admin_mode: AdminMode,
     pub admin_password_sealed: Option<String>,
     pub max_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
@@ -37,13 +37,53 @@ impl Endpoint {
             ca_file: None,
             tls_fingerprints: Vec::new(),
             admin_user: None,
-            admin_mode: "master".into(),
+            admin_mode: AdminMode::Master,
             admin_password_sealed: None,
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
             sieve_url: None,
             directory: None,
         }
+    }
+}
+
+/// How an endpoint's admin account opens a user's mailbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminMode {
+    /// LOGIN as `user*admin` (Dovecot master users).
+    #[default]
+    Master,
+    /// AUTHENTICATE PLAIN as the admin, with the user as authorization
+    /// identity (Cyrus, most servers with an admin account).
+    Plain,
+}
+
+impl AdminMode {
+    /// As stored and shown: `master` or `plain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminMode::Master => "master",
+            AdminMode::Plain => "plain",
+        }
+    }
+}
+
+impl std::str::FromStr for AdminMode {
+    type Err = ();
+
+    fn from_str(text: &str) -> std::result::Result<Self, ()> {
+        match text {
+            "master" => Ok(AdminMode::Master),
+            "plain" => Ok(AdminMode::Plain),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for AdminMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -66,7 +106,7 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
         allow_plaintext: row.try_get::<i64, _>("allow_plaintext")? != 0,
         ca_file: row.try_get("ca_file")?,
         admin_user: row.try_get("admin_user")?,
-        admin_mode: row.try_get("admin_mode")?,
+        admin_mode: crate::totals::named(row, "admin_mode")?,
         admin_password_sealed: row.try_get("admin_password_sealed")?,
         max_concurrent_migrations: to_u32(
             "max_concurrent_migrations",
@@ -99,7 +139,7 @@ impl Store {
         .bind(i64::from(endpoint.allow_plaintext))
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
-        .bind(&endpoint.admin_mode)
+        .bind(endpoint.admin_mode.as_str())
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))
@@ -131,7 +171,7 @@ impl Store {
         .bind(i64::from(endpoint.allow_plaintext))
         .bind(&endpoint.ca_file)
         .bind(&endpoint.admin_user)
-        .bind(&endpoint.admin_mode)
+        .bind(endpoint.admin_mode.as_str())
         .bind(&endpoint.admin_password_sealed)
         .bind(i64::from(endpoint.max_concurrent_migrations))
         .bind(i64::from(endpoint.max_concurrent_incremental_syncs))

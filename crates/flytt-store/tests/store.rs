@@ -227,7 +227,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         ca_file: Some("/etc/ca.pem".into()),
         tls_fingerprints: vec![format!("sha256:{}", "ab".repeat(32))],
         admin_user: Some("admin".into()),
-        admin_mode: "master".into(),
+        admin_mode: AdminMode::Plain,
         admin_password_sealed: Some("v1:abcd:xyz".into()),
         max_concurrent_migrations: 20,
         max_concurrent_incremental_syncs: 10,

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_control::Control;
-use flytt_control::endpoints::admin_mode;
 use flytt_control::views::EndpointView;
 use flytt_secrets::SecretString;
 use flytt_store::Endpoint;
@@ -41,11 +40,11 @@ pub enum AdminMode {
     Plain,
 }
 
-impl AdminMode {
-    fn as_str(self) -> &'static str {
-        match self {
-            AdminMode::Master => admin_mode::MASTER,
-            AdminMode::Plain => admin_mode::PLAIN,
+impl From<AdminMode> for flytt_store::AdminMode {
+    fn from(mode: AdminMode) -> Self {
+        match mode {
+            AdminMode::Master => flytt_store::AdminMode::Master,
+            AdminMode::Plain => flytt_store::AdminMode::Plain,
         }
     }
 }
@@ -167,7 +166,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                 ca_file: args.ca_file.map(|p| p.display().to_string()),
                 tls_fingerprints: args.tls_fingerprint.iter().map(|f| f.to_string()).collect(),
                 admin_user: args.admin_user,
-                admin_mode: args.admin_mode.as_str().to_string(),
+                admin_mode: args.admin_mode.into(),
                 admin_password_sealed: sealed,
                 max_concurrent_migrations: args.max_concurrent_migrations,
                 max_concurrent_incremental_syncs: args
@@ -188,7 +187,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                 endpoint.admin_user = Some(user);
             }
             if let Some(mode) = args.admin_mode {
-                endpoint.admin_mode = mode.as_str().to_string();
+                endpoint.admin_mode = mode.into();
             }
             if let Some(file) = args.admin_password_file.as_deref() {
                 endpoint.admin_password_sealed =
