@@ -153,6 +153,30 @@ impl Postgres {
         format!("postgres://{USER}@127.0.0.1:{}/{USER}", self.port)
     }
 
+    /// The database's whole content as SQL text (pg_dump), to check what
+    /// is stored.
+    pub fn dump(&self) -> Result<String> {
+        let out = Command::new(bin_dir()?.join("pg_dump"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                USER,
+            ])
+            .output()
+            .map_err(io("run pg_dump"))?;
+        if !out.status.success() {
+            return Err(Error::Server(format!(
+                "pg_dump failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
     }

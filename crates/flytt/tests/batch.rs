@@ -4,12 +4,22 @@
 
 mod common;
 
-use common::{flytt, json};
+use common::{Backend, flytt, json, keep_state_in};
 
 #[test]
 fn batches_from_csv_files() {
+    batches_from_csv_files_on(Backend::Sqlite);
+}
+
+#[test]
+fn batches_from_csv_files_on_postgres() {
+    batches_from_csv_files_on(Backend::Postgres);
+}
+
+fn batches_from_csv_files_on(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    let database = keep_state_in(backend, &data);
     for name in ["gammel", "ny"] {
         let out = flytt(
             &data,
@@ -62,8 +72,13 @@ fn batches_from_csv_files() {
         String::from_utf8_lossy(&created.stderr)
     );
 
-    let db = std::fs::read(data.join("flytt.db")).expect("db");
-    let db = String::from_utf8_lossy(&db);
+    let db = match &database {
+        Some(server) => server.dump().expect("pg_dump"),
+        None => {
+            String::from_utf8_lossy(&std::fs::read(data.join("flytt.db")).expect("db")).into_owned()
+        }
+    };
+    assert!(db.contains("kari@example.org"), "the dump holds the users");
     assert!(
         !db.contains("Hemmelig-1") && !db.contains("Hemmelig-2"),
         "passwords stored in clear"
