@@ -300,3 +300,118 @@ async fn a_paused_runner_does_not_write_a_user_another_took() {
     assert_eq!(log["status"], "Synced", "{log}");
     drop((first, second));
 }
+
+/// Staged preparation across runners: three workers on one PostgreSQL
+/// prepare a staged batch through a directory hook that is slow on purpose.
+/// Each user's mailbox is made once (two runners never prepare the same
+/// user), and never more preparations run at once than the endpoints'
+/// MaxConcurrentMigrations (2), whichever runner does them.
+#[tokio::test(flavor = "multi_thread")]
+async fn staged_preparation_is_shared_once_within_the_limit() {
+    use std::os::unix::fs::PermissionsExt;
+    let names: Vec<String> = (0..8).map(|i| format!("s{i}@example.org")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let lab = Lab::start_on(Backend::Postgres, &refs, &vec![2; refs.len()], 1_000).await;
+    let data = &lab.data;
+    // Every user is a mail user; making a mailbox takes 300 ms and is
+    // logged with its start and end.
+    let hook = lab.dir.path().join("hook");
+    let log = lab.dir.path().join("hook.log");
+    std::fs::write(
+        &hook,
+        format!(
+            r#"#!/usr/bin/python3
+import json, sys, time
+request = json.load(sys.stdin)
+op = request["operation"]
+if op == "verify":
+    print(json.dumps({{"ok": True}})); sys.exit(0)
+email = request["email"]
+if op == "make_mailbox":
+    with open("{log}", "a") as log:
+        log.write("start " + email + "\n")
+    time.sleep(0.3)
+    with open("{log}", "a") as log:
+        log.write("end " + email + "\n")
+print(json.dumps({{"ok": True, "user": {{"id": email, "state": "mail_user" if op == "lookup" else "mailbox"}}}}))
+"#,
+            log = log.display()
+        ),
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let admin_pw = lab.dir.path().join("admin.pw").display().to_string();
+    let hook = hook.display().to_string();
+    flytt_ok(data, &["directory", "new", "krok", "--hook", &hook]);
+    for (endpoint, extra) in [
+        (
+            "gammel",
+            vec!["--admin-user", "admin", "--admin-password-file", &admin_pw],
+        ),
+        ("ny", vec!["--directory", "krok"]),
+    ] {
+        let mut args = vec![
+            "endpoint",
+            "set",
+            endpoint,
+            "--max-concurrent-migrations",
+            "2",
+            "--max-concurrent-incremental-syncs",
+            "2",
+        ];
+        args.extend(extra);
+        flytt_ok(data, &args);
+    }
+    let csv = lab.dir.path().join("staged.csv");
+    let rows: String = names
+        .iter()
+        .map(|u| format!("{u},Nytt-passord-1\n"))
+        .collect();
+    std::fs::write(&csv, format!("EmailAddress,Password\n{rows}")).expect("csv");
+    let csv = csv.display().to_string();
+    flytt_ok(
+        data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "Bølge 1",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv,
+            "--auto-start",
+        ],
+    );
+    let runners: Vec<Worker> = (0..3).map(|_| worker(data)).collect();
+    wait_until("the batch never synced", data, |s| s["status"] == "Synced");
+    drop(runners);
+    let log = std::fs::read_to_string(&log).expect("hook log");
+    let mut running = 0i32;
+    let mut most = 0;
+    let mut made: std::collections::HashMap<&str, u32> = Default::default();
+    for line in log.lines() {
+        match line.split_once(' ') {
+            Some(("start", email)) => {
+                running += 1;
+                most = most.max(running);
+                *made.entry(email).or_default() += 1;
+            }
+            Some(("end", _)) => running -= 1,
+            _ => panic!("odd log line {line:?}"),
+        }
+    }
+    assert!(
+        names.iter().all(|u| made.get(u.as_str()) == Some(&1)),
+        "each mailbox made once: {made:?}"
+    );
+    assert!(
+        (1..=2).contains(&most),
+        "{most} preparations at once; the limit is 2"
+    );
+    assert_every_mailbox_exact(&lab, &names).await;
+}
