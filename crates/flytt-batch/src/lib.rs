@@ -5,6 +5,7 @@
 pub mod csv_import;
 pub mod params;
 pub mod size;
+pub mod stats;
 pub mod status;
 
 pub use csv_import::{
@@ -12,4 +13,5 @@ pub use csv_import::{
     parse_users,
 };
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
+pub use stats::{StatisticsIssue, UserStatistics};
 pub use status::{BatchAction, BatchStatus, UnknownStatus, UserStatus};

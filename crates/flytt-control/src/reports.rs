@@ -2,6 +2,7 @@
 //! skipped or failed item (and per failed user). A spreadsheet is where
 //! administrators open them, so no cell may run as a formula.
 
+use flytt_batch::UserStatistics;
 use flytt_store::BatchUser;
 
 use crate::{ControlError, Result};
@@ -13,13 +14,6 @@ pub fn cell(value: &str) -> String {
         Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}"),
         _ => value.to_string(),
     }
-}
-
-fn stats(user: &BatchUser) -> serde_json::Value {
-    user.stats
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or_default()
 }
 
 fn finish(writer: csv::Writer<Vec<u8>>) -> Result<Vec<u8>> {
@@ -52,25 +46,25 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
         ])
         .map_err(report_error)?;
     for user in users {
-        let stats = stats(user);
-        let number = |field: &str| {
-            stats[field]
-                .as_u64()
-                .map(|n| n.to_string())
+        // A user not synced yet has empty cells, not zeros.
+        let number = |pick: fn(&UserStatistics) -> u64| {
+            user.stats
+                .as_ref()
+                .map(|stats| pick(stats).to_string())
                 .unwrap_or_default()
         };
         let row = [
             user.email.clone(),
             user.status.to_string(),
             user.error.clone().unwrap_or_default(),
-            number("folders"),
-            number("messages_found"),
-            number("messages_copied"),
-            number("messages_matched"),
-            number("messages_skipped"),
-            number("messages_failed"),
-            number("messages_altered"),
-            number("bytes_copied"),
+            number(|s| s.folders),
+            number(|s| s.messages_found),
+            number(|s| s.messages_copied),
+            number(|s| s.messages_matched),
+            number(|s| s.messages_skipped),
+            number(|s| s.messages_failed),
+            number(|s| s.messages_altered),
+            number(|s| s.bytes_copied),
             user.last_synced_at
                 .as_deref()
                 .map(crate::views::rfc3339)
@@ -101,19 +95,15 @@ pub fn errors_report(users: &[BatchUser]) -> Result<Vec<u8>> {
                 ])
                 .map_err(report_error)?;
         }
-        let stats = stats(user);
-        for issue in stats["issues"].as_array().into_iter().flatten() {
-            let text = |field: &str| issue[field].as_str().unwrap_or_default().to_string();
+        let issues = user.stats.iter().flat_map(|stats| &stats.issues);
+        for issue in issues {
             writer
                 .write_record([
                     cell(&user.email),
-                    cell(&text("kind")),
-                    cell(&text("folder")),
-                    issue["uid"]
-                        .as_u64()
-                        .map(|u| u.to_string())
-                        .unwrap_or_default(),
-                    cell(&text("reason")),
+                    cell(&issue.kind),
+                    cell(&issue.folder),
+                    issue.uid.map(|u| u.to_string()).unwrap_or_default(),
+                    cell(&issue.reason),
                 ])
                 .map_err(report_error)?;
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use flytt_batch::{BatchParameters, BatchStatus, UserOverrides, UserStatus};
+use flytt_batch::{BatchParameters, BatchStatus, UserOverrides, UserStatistics, UserStatus};
 /// The batch's users' statistics added up (by the store).
 pub use flytt_store::Totals;
 use flytt_store::{BatchSummary, BatchUser, Endpoint, Event, RunnerInfo};
@@ -55,7 +55,7 @@ pub struct UserView {
     pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// What the syncs found and did (all syncs added up).
-    pub statistics: Option<serde_json::Value>,
+    pub statistics: Option<UserStatistics>,
     /// What a running sync is doing now: folder, messages and bytes so far.
     pub progress: Option<serde_json::Value>,
     /// The runner holding the user's lease while it syncs.
@@ -177,7 +177,7 @@ impl UserView {
             started_at: user.started_at.as_deref().map(rfc3339),
             validated_at: user.validated_at.as_deref().map(rfc3339),
             last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
-            statistics: json_or_null(user.stats.as_deref()),
+            statistics: user.stats.clone(),
             progress: json_or_null(user.progress.as_deref()),
             runner: user.runner.clone(),
         }

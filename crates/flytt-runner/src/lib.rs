@@ -22,7 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use flytt_batch::{
-    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus,
+    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType,
+    StatisticsIssue, UserStatistics, UserStatus,
 };
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, Secret};
@@ -409,8 +410,8 @@ async fn start_sync(
         )
         .await;
         let (done, error, stats) = match &outcome {
-            Ok(stats) if kind == Kind::Final => (UserStatus::Completed, None, Some(stats.as_str())),
-            Ok(stats) => (UserStatus::Synced, None, Some(stats.as_str())),
+            Ok(stats) if kind == Kind::Final => (UserStatus::Completed, None, Some(stats)),
+            Ok(stats) => (UserStatus::Synced, None, Some(stats)),
             // The lease lapsed (the database was out of reach): the user
             // goes back, it did not fail.
             Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
@@ -466,7 +467,7 @@ fn free_slots(
 }
 
 /// One user's sync, with retries when a connection fails. Returns the
-/// report as JSON, or why the user failed.
+/// statistics (all its syncs so far), or why the user failed.
 /// An initial or final sync also copies the user's Sieve scripts;
 /// incremental syncs leave them.
 async fn sync_user(
@@ -477,7 +478,7 @@ async fn sync_user(
     store: &Store,
     kind: Kind,
     lease: &std::sync::Arc<Lease>,
-) -> Result<String, String> {
+) -> Result<UserStatistics, String> {
     let overrides = &item.overrides;
     let source = source_account(item, keyring)?;
     let target = target_account(item, keyring)?;
@@ -564,11 +565,11 @@ async fn sync_user(
 /// endpoints have a ManageSieve server. What could not be copied is
 /// reported in the statistics' issues; it never fails the user.
 async fn with_sieve_scripts(
-    stats: String,
+    mut stats: UserStatistics,
     item: &WorkItem,
     source: &Account,
     target: &Account,
-) -> String {
+) -> UserStatistics {
     let (Ok(Some(from)), Ok(Some(to))) = (sieve_server(&item.source), sieve_server(&item.target))
     else {
         return stats;
@@ -589,16 +590,17 @@ async fn with_sieve_scripts(
             ..SieveReport::default()
         },
     };
-    let mut stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
-    if let Some(issues) = stats["issues"].as_array_mut() {
-        for issue in &report.issues {
-            issues.push(
-                serde_json::json!({"kind": "sieve", "folder": "", "uid": null, "reason": issue}),
-            );
-        }
+    stats
+        .issues
+        .extend(report.issues.iter().map(|reason| StatisticsIssue {
+            kind: "sieve".into(),
+            reason: reason.clone(),
+            ..StatisticsIssue::default()
+        }));
+    if let Ok(sieve) = serde_json::to_value(&report) {
+        stats.details.insert("sieve".into(), sieve);
     }
-    stats["sieve"] = serde_json::to_value(&report).unwrap_or_default();
-    stats.to_string()
+    stats
 }
 
 /// The IMAP login as a ManageSieve login (SASL PLAIN), where one exists.
@@ -690,7 +692,7 @@ async fn sync_with_retries(
     bad_item_limit: BadItemLimit,
     options: &RunnerOptions,
     progress: &Progress,
-) -> Result<String, String> {
+) -> Result<UserStatistics, String> {
     let mut backoff = options.first_backoff;
     let mut attempt = 1;
     loop {
@@ -704,12 +706,14 @@ async fn sync_with_retries(
                         report.messages_failed
                     ));
                 }
-                let report = serde_json::to_value(&report).map_err(|e| e.to_string())?;
-                let previous = item
-                    .stats
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str(s).ok());
-                return Ok(accumulate(previous, report).to_string());
+                // The sync's report as the statistics the store keeps.
+                let latest: UserStatistics = serde_json::to_value(&report)
+                    .and_then(serde_json::from_value)
+                    .map_err(|e| format!("the sync's report: {e}"))?;
+                return Ok(match &item.stats {
+                    Some(previous) => previous.then(latest),
+                    None => latest,
+                });
             }
             Err(SyncError::Source(e) | SyncError::Target(e))
                 if e.is_connection_lost() && attempt < options.attempts =>
@@ -738,42 +742,6 @@ async fn sync_with_retries(
             Err(e) => return Err(e.to_string()),
         }
     }
-}
-
-/// A user's statistics over all its syncs: what was copied adds up, and so
-/// do the copies the target altered (with their issues, which say what
-/// changed); what describes the mailbox now (found, skipped, failed, the
-/// other issues) is the latest.
-fn accumulate(
-    previous: Option<serde_json::Value>,
-    mut latest: serde_json::Value,
-) -> serde_json::Value {
-    const SUMMED: [&str; 5] = [
-        "messages_copied",
-        "bytes_copied",
-        "messages_matched",
-        "messages_altered",
-        "flags_updated",
-    ];
-    if let Some(previous) = previous {
-        for field in SUMMED {
-            let total = previous[field].as_u64().unwrap_or(0) + latest[field].as_u64().unwrap_or(0);
-            latest[field] = total.into();
-        }
-        let altered = previous["issues"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|issue| issue["kind"] == "altered")
-            .cloned();
-        let mut issues: Vec<serde_json::Value> = altered.collect();
-        issues.extend(latest["issues"].as_array().cloned().unwrap_or_default());
-        latest["issues"] = issues.into();
-        let secs = previous["duration"].as_f64().unwrap_or(0.0)
-            + latest["duration"].as_f64().unwrap_or(0.0);
-        latest["duration"] = secs.into();
-    }
-    latest
 }
 
 fn open_user_secret(
@@ -965,16 +933,5 @@ mod tests {
             store.batch("b").await.expect("batch").status,
             BatchStatus::CompletedWithErrors
         );
-    }
-
-    #[test]
-    fn statistics_add_up_over_syncs() {
-        let first = serde_json::json!({"messages_copied": 40, "bytes_copied": 1000, "messages_found": 40, "duration": 1.5});
-        let second = serde_json::json!({"messages_copied": 2, "bytes_copied": 50, "messages_found": 42, "duration": 0.5});
-        let total = accumulate(Some(first), second);
-        assert_eq!(total["messages_copied"], 42);
-        assert_eq!(total["bytes_copied"], 1050);
-        assert_eq!(total["messages_found"], 42);
-        assert_eq!(total["duration"], 2.0);
     }
 }

@@ -7,9 +7,11 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use crate::events::kind;
-use flytt_batch::{BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatus};
+use flytt_batch::{
+    BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatistics, UserStatus,
+};
 
-use crate::totals::{self, ProgressNumbers, StatNumbers, json, named};
+use crate::totals::{self, ProgressNumbers, json, named, optional_json};
 use crate::{BatchMail, Endpoint, Error, Result, Store, Totals};
 
 /// A new batch and its users, as `create_batch` stores them.
@@ -111,8 +113,8 @@ pub struct WorkItem {
     pub seconds_since_sync: Option<i64>,
     /// Whether the user was validated (or, staged, provisioned) already.
     pub validated: bool,
-    /// The statistics recorded so far (JSON written by the runner).
-    pub stats: Option<String>,
+    /// The statistics recorded so far.
+    pub stats: Option<UserStatistics>,
     pub source: Endpoint,
     pub target: Endpoint,
 }
@@ -146,7 +148,7 @@ pub struct UserFilter<'a> {
 }
 
 /// A user of a batch, without secrets.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BatchUser {
     pub batch: String,
     pub email: String,
@@ -160,8 +162,8 @@ pub struct BatchUser {
     /// When the user was first known good (logged in on both sides).
     pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
-    /// The last sync's statistics (JSON written by the runner).
-    pub stats: Option<String>,
+    /// The statistics of its syncs.
+    pub stats: Option<UserStatistics>,
     /// What a running sync is doing (JSON written by the runner).
     pub progress: Option<String>,
     /// The runner holding the user's lease while it syncs.
@@ -535,7 +537,7 @@ impl Store {
                     started_at: row.try_get("started_at")?,
                     validated_at: row.try_get("validated_at")?,
                     last_synced_at: row.try_get("last_synced_at")?,
-                    stats: row.try_get("stats")?,
+                    stats: optional_json(row, "stats")?,
                     progress: row.try_get("progress")?,
                     runner: row.try_get("lease_runner")?,
                 })
@@ -728,7 +730,7 @@ impl Store {
                     status: named(row, "status")?,
                     seconds_since_sync: row.try_get("since")?,
                     validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
-                    stats: row.try_get("stats")?,
+                    stats: optional_json(row, "stats")?,
                     source: endpoint(&source)?,
                     target: endpoint(&target)?,
                 })
@@ -775,7 +777,7 @@ impl Store {
         user_id: i64,
         status: UserStatus,
         error: Option<&str>,
-        stats: Option<&str>,
+        stats: Option<&UserStatistics>,
     ) -> Result<()> {
         self.update_user_status(user_id, None, status, error, stats)
             .await
@@ -791,7 +793,7 @@ impl Store {
         runner: &str,
         status: UserStatus,
         error: Option<&str>,
-        stats: Option<&str>,
+        stats: Option<&UserStatistics>,
     ) -> Result<bool> {
         self.update_user_status(user_id, Some(runner), status, error, stats)
             .await
@@ -803,7 +805,7 @@ impl Store {
         holder: Option<&str>,
         status: UserStatus,
         error: Option<&str>,
-        stats: Option<&str>,
+        stats: Option<&UserStatistics>,
     ) -> Result<bool> {
         let status = status.as_str();
         let mut tx = self.write_transaction().await?;
@@ -820,9 +822,10 @@ impl Store {
         let Some(row) = row else {
             return Ok(false);
         };
-        let numbers: Option<StatNumbers> =
-            stats.map(|json| totals::parse("stats", json)).transpose()?;
-        let number = |pick: fn(&StatNumbers) -> u64| numbers.as_ref().map(|n| totals::db(pick(n)));
+        let stats_json = stats
+            .map(|stats| totals::to_json("stats", stats))
+            .transpose()?;
+        let number = |pick: fn(&UserStatistics) -> u64| stats.map(|stats| totals::db(pick(stats)));
         sqlx::query(self.sql(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
              stat_folders = COALESCE(?5, stat_folders), stat_messages_found = COALESCE(?6, stat_messages_found), \
@@ -841,7 +844,7 @@ impl Store {
         ))
         .bind(status)
         .bind(error)
-        .bind(stats)
+        .bind(stats_json)
         .bind(user_id)
         .bind(number(|n| n.folders))
         .bind(number(|n| n.messages_found))

@@ -23,22 +23,6 @@ pub struct Totals {
     pub bytes_copied: u64,
 }
 
-/// The numbers of one user's statistics JSON; absent ones are none (an
-/// older version did not count them), a value of the wrong type is an
-/// error.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct StatNumbers {
-    pub folders: u64,
-    pub messages_found: u64,
-    pub messages_copied: u64,
-    pub messages_matched: u64,
-    pub messages_skipped: u64,
-    pub messages_failed: u64,
-    pub messages_altered: u64,
-    pub bytes_copied: u64,
-}
-
 /// The numbers of a running sync's progress JSON.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -69,6 +53,15 @@ pub(crate) fn named<T: std::str::FromStr>(row: &AnyRow, column: &'static str) ->
         column,
         value: text,
     })
+}
+
+/// Stored JSON that may be absent (statistics) read back as its type.
+pub(crate) fn optional_json<T: for<'de> Deserialize<'de>>(
+    row: &AnyRow,
+    column: &'static str,
+) -> Result<Option<T>> {
+    let text: Option<String> = row.try_get(column)?;
+    text.map(|text| parse(column, &text)).transpose()
 }
 
 /// Stored JSON (parameters, overrides) read back as its type.

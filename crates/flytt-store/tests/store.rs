@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use flytt_batch::{BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatus};
+use flytt_batch::{
+    BatchParameters, BatchStatus, BatchType, StatisticsIssue, UserOverrides, UserStatistics,
+    UserStatus,
+};
 use flytt_store::*;
 use flytt_testsupport::Postgres;
 
@@ -367,7 +370,13 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     // Only the holder records the end.
     assert!(
         !store
-            .finish_user(a, "r2", UserStatus::Synced, None, Some("{}"))
+            .finish_user(
+                a,
+                "r2",
+                UserStatus::Synced,
+                None,
+                Some(&UserStatistics::default())
+            )
             .await?
     );
     let runners = store.runners().await?;
@@ -389,12 +398,24 @@ async fn leases_claim_renew_expire_and_limit(db: &Database) -> Result<()> {
     assert!(store.heartbeat("r1", lease).await?.is_empty());
     assert!(
         !store
-            .finish_user(a, "r1", UserStatus::Synced, None, Some("{}"))
+            .finish_user(
+                a,
+                "r1",
+                UserStatus::Synced,
+                None,
+                Some(&UserStatistics::default())
+            )
             .await?
     );
     assert!(
         store
-            .finish_user(a, "r2", UserStatus::Synced, None, Some("{}"))
+            .finish_user(
+                a,
+                "r2",
+                UserStatus::Synced,
+                None,
+                Some(&UserStatistics::default())
+            )
             .await?
     );
     assert!(store.live_leases().await?.is_empty());
@@ -640,13 +661,19 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     store
         .set_user_progress(items[0].user_id, Some("{\"folder\":\"INBOX\"}"))
         .await?;
+    let stats = UserStatistics {
+        messages_copied: 3,
+        bytes_copied: 3_000,
+        issues: vec![StatisticsIssue {
+            kind: "large".into(),
+            folder: "INBOX".into(),
+            uid: Some(7),
+            reason: "over the LargeItemLimit".into(),
+        }],
+        ..UserStatistics::default()
+    };
     store
-        .set_user_status(
-            items[0].user_id,
-            UserStatus::Synced,
-            None,
-            Some("{\"copied\":3}"),
-        )
+        .set_user_status(items[0].user_id, UserStatus::Synced, None, Some(&stats))
         .await?;
     let due =
         |interval_secs| store.startable_users("b1", Startable::Incremental { interval_secs }, 100);
@@ -657,12 +684,17 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     assert!((0..5).contains(&since), "{since}");
     assert!(items[0].validated);
     let users = store.batch_users(None).await?;
-    assert_eq!(users[0].stats.as_deref(), Some("{\"copied\":3}"));
+    assert_eq!(users[0].stats.as_ref(), Some(&stats));
     assert_eq!(users[0].progress, None, "cleared at the end");
     store.set_batch_status("b1", BatchStatus::Synced).await?;
     store.set_batch_status("b1", BatchStatus::Completed).await?;
     let summary = store.batch("b1").await?;
     assert_eq!(summary.status, BatchStatus::Completed);
+    assert_eq!(
+        (summary.totals.messages_copied, summary.totals.bytes_copied),
+        (3, 3_000),
+        "totals are sums of the stored statistics"
+    );
     assert!(summary.initial_sync_done_at.is_some() && summary.completed_at.is_some());
     assert_eq!(
         summary.user_counts,

@@ -460,18 +460,17 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
         );
     }
     if let Some(stats) = &user.statistics {
-        let n = |field: &str| stats[field].as_u64().unwrap_or(0);
         println!(
             "Items:  {} found in {} folders, {} copied, {} already there, {} skipped, {} failed, {} altered by the target",
-            n("messages_found"),
-            n("folders"),
-            n("messages_copied"),
-            n("messages_matched"),
-            n("messages_skipped"),
-            n("messages_failed"),
-            n("messages_altered")
+            stats.messages_found,
+            stats.folders,
+            stats.messages_copied,
+            stats.messages_matched,
+            stats.messages_skipped,
+            stats.messages_failed,
+            stats.messages_altered
         );
-        println!("Bytes:  {} copied", n("bytes_copied"));
+        println!("Bytes:  {} copied", stats.bytes_copied);
     }
     if let Some(last) = &user.last_synced_at {
         println!("Last good sync: {last}");

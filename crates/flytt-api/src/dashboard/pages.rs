@@ -335,10 +335,9 @@ struct UserRow {
 impl UserRow {
     fn new(user: &UserView) -> UserRow {
         let stats = user.statistics.clone().unwrap_or_default();
-        let number = |field: &str| stats[field].as_u64().unwrap_or(0);
         let progress = user.progress.clone().unwrap_or_default();
-        let copied = number("messages_copied") + progress["messages_copied"].as_u64().unwrap_or(0);
-        let bytes = number("bytes_copied") + progress["bytes_copied"].as_u64().unwrap_or(0);
+        let copied = stats.messages_copied + progress["messages_copied"].as_u64().unwrap_or(0);
+        let bytes = stats.bytes_copied + progress["bytes_copied"].as_u64().unwrap_or(0);
         let detail = match (&user.error, progress["folder"].as_str()) {
             (Some(error), _) => error.clone(),
             (None, Some(folder)) if !folder.is_empty() => format!("copying {folder}"),
@@ -348,7 +347,7 @@ impl UserRow {
             email: user.email.clone(),
             status: user.status.to_string(),
             copied,
-            skipped: number("messages_skipped") + number("messages_failed"),
+            skipped: stats.messages_skipped + stats.messages_failed,
             megabytes: format!("{:.1}", bytes as f64 / 1e6),
             last_sync: user
                 .last_synced_at

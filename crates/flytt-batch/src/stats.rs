@@ -1,0 +1,98 @@
+//! A user's statistics, as the runner records them after each sync and the
+//! store keeps them: the counts, and the issues that say what was not
+//! copied as it is on the source (or was changed by the target).
+
+use serde::{Deserialize, Serialize};
+
+/// A user's statistics over all its syncs. Counts a field-by-field older
+/// record lacks read as zero; anything else the sync reported (the folder
+/// map, the excluded folders, the Sieve scripts) is kept as written, in
+/// `details`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UserStatistics {
+    pub folders: u64,
+    pub messages_found: u64,
+    pub messages_copied: u64,
+    pub bytes_copied: u64,
+    /// Found on the target already (a resume) and not copied again.
+    pub messages_matched: u64,
+    pub messages_skipped: u64,
+    pub messages_failed: u64,
+    /// Copied, but kept altered by the target.
+    pub messages_altered: u64,
+    pub flags_updated: u64,
+    /// Seconds, every sync together.
+    pub duration: f64,
+    pub issues: Vec<StatisticsIssue>,
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One message or folder that was not copied as it is, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatisticsIssue {
+    /// `large`, `bad`, `folder`, `renamed`, `flag`, `altered`, `sieve`.
+    pub kind: String,
+    pub folder: String,
+    pub uid: Option<u32>,
+    pub reason: String,
+}
+
+impl UserStatistics {
+    /// The statistics after one more sync (`latest`): what was copied adds
+    /// up, and so do the copies the target altered (with their issues,
+    /// which say what changed); what describes the mailbox now (found,
+    /// skipped, failed, the other issues) is the latest.
+    pub fn then(&self, mut latest: UserStatistics) -> UserStatistics {
+        latest.messages_copied += self.messages_copied;
+        latest.bytes_copied += self.bytes_copied;
+        latest.messages_matched += self.messages_matched;
+        latest.messages_altered += self.messages_altered;
+        latest.flags_updated += self.flags_updated;
+        latest.duration += self.duration;
+        let mut issues: Vec<StatisticsIssue> = self
+            .issues
+            .iter()
+            .filter(|issue| issue.kind == "altered")
+            .cloned()
+            .collect();
+        issues.append(&mut latest.issues);
+        latest.issues = issues;
+        latest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_add_up_over_syncs_and_keep_what_they_do_not_know() {
+        let first: UserStatistics = serde_json::from_value(serde_json::json!({
+            "messages_copied": 40, "bytes_copied": 1000, "messages_found": 40, "duration": 1.5,
+            "issues": [{"kind": "altered", "folder": "INBOX", "uid": 3, "reason": "8-bit header"},
+                       {"kind": "large", "folder": "INBOX", "uid": 4, "reason": "too big"}],
+            "folder_map": [{"source": "INBOX", "target": "INBOX"}]
+        }))
+        .expect("statistics");
+        let second: UserStatistics = serde_json::from_value(serde_json::json!({
+            "messages_copied": 2, "bytes_copied": 50, "messages_found": 42, "duration": 0.5
+        }))
+        .expect("statistics");
+        let total = first.then(second);
+        assert_eq!(total.messages_copied, 42);
+        assert_eq!(total.bytes_copied, 1050);
+        assert_eq!(total.messages_found, 42);
+        assert_eq!(total.duration, 2.0);
+        assert_eq!(
+            total.issues.len(),
+            1,
+            "altered copies stay, the rest is the latest"
+        );
+        let written = serde_json::to_value(&first).expect("JSON");
+        assert_eq!(written["folder_map"][0]["target"], "INBOX");
+        assert!(serde_json::from_str::<UserStatistics>("{\"messages_copied\": \"many\"}").is_err());
+    }
+}
