@@ -839,42 +839,102 @@ fn add_endpoints(
     Ok(())
 }
 
+/// The shape of a batch benchmark (`--users`, `--messages`, `--size`,
+/// `--out`).
+pub(crate) struct BatchShape {
+    pub users_n: usize,
+    pub messages: usize,
+    pub size: usize,
+    pub out: Option<PathBuf>,
+}
+
+/// A source seeded with the shape's users, and the two servers' ceiling
+/// measured with as many other users.
+pub(crate) struct Seeded {
+    pub lab: Lab,
+    pub users: Vec<String>,
+    pub total: usize,
+    pub bytes: u64,
+    pub ceiling: Rate,
+}
+
+impl BatchShape {
+    pub fn parse(args: &[String], default_size: usize) -> LabResult<BatchShape> {
+        let mut shape = BatchShape {
+            users_n: 200,
+            messages: 100,
+            size: default_size,
+            out: None,
+        };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--users" => shape.users_n = value.parse()?,
+                "--messages" => shape.messages = value.parse()?,
+                "--size" => shape.size = value.parse()?,
+                "--out" => shape.out = Some(PathBuf::from(value)),
+                other => return Err(format!("unknown option {other}").into()),
+            }
+        }
+        Ok(shape)
+    }
+
+    /// Seeds the source, then reads it all while the target ingests the
+    /// same amount for other users: the ceiling a copy on this machine
+    /// can reach.
+    pub async fn seed(&self) -> LabResult<Seeded> {
+        let (users_n, messages, size) = (self.users_n, self.messages, self.size);
+        let users: Vec<String> = (0..users_n)
+            .map(|i| format!("u{i:03}@example.org"))
+            .collect();
+        let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
+        let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
+        let lab = Lab::start(&all)?;
+        eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
+        seed_users(&lab.source, &users, false, move |u| {
+            (0..messages).map(|n| bench_message(u, n, size)).collect()
+        })
+        .await?;
+        let total = users_n * messages;
+        let (together_read, together_ingest) = tokio::join!(
+            read_all(&lab.source, &users),
+            seed_users(&lab.target, &ceiling_users, true, move |u| {
+                (0..messages).map(|n| bench_message(u, n, size)).collect()
+            })
+        );
+        let (read_time, bytes) = together_read?;
+        let ceiling = rate(total, bytes, read_time.max(together_ingest?));
+        Ok(Seeded {
+            lab,
+            users,
+            total,
+            bytes,
+            ceiling,
+        })
+    }
+}
+
 /// A batch through `flytt serve`: one batch of many small mailboxes, run
 /// with MaxConcurrentMigrations 1, 5 and 20 (a fresh target each time),
 /// against the servers' own ceiling; the worker's peak memory.
 async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
-    let (mut users_n, mut messages, mut size, mut out) = (200usize, 100usize, 25_000usize, None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--users" => users_n = value.parse()?,
-            "--messages" => messages = value.parse()?,
-            "--size" => size = value.parse()?,
-            "--out" => out = Some(PathBuf::from(value)),
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
-    let users: Vec<String> = (0..users_n)
-        .map(|i| format!("u{i:03}@example.org"))
-        .collect();
-    let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
-    let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
-    let lab = Lab::start(&all)?;
-    eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
-    seed_users(&lab.source, &users, false, move |u| {
-        (0..messages).map(|n| bench_message(u, n, size)).collect()
-    })
-    .await?;
-    let total = users_n * messages;
-    let (together_read, together_ingest) = tokio::join!(
-        read_all(&lab.source, &users),
-        seed_users(&lab.target, &ceiling_users, true, move |u| {
-            (0..messages).map(|n| bench_message(u, n, size)).collect()
-        })
+    let shape = BatchShape::parse(args, 25_000)?;
+    let BatchShape {
+        users_n,
+        messages,
+        size,
+        ..
+    } = shape;
+    let out = shape.out.clone();
+    let seeded = shape.seed().await?;
+    let (lab, users, total, bytes, ceiling) = (
+        &seeded.lab,
+        &seeded.users,
+        seeded.total,
+        seeded.bytes,
+        &seeded.ceiling,
     );
-    let (read_time, bytes) = together_read?;
-    let ceiling = rate(total, bytes, read_time.max(together_ingest?));
 
     let user_pairs: Vec<(&str, &str)> = users
         .iter()

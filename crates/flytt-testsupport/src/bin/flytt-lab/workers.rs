@@ -13,43 +13,24 @@ use flytt_testsupport::dovecot::MASTER_USER;
 use flytt_testsupport::{Dovecot, Layout, Postgres};
 
 use crate::scale::Runner;
-use crate::{
-    Lab, LabResult, bench_message, dovecot_version, peak_rss_kb, rate, read_all, seed_users,
-};
+use crate::{BatchShape, LabResult, dovecot_version, peak_rss_kb, rate};
 
 pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
-    let (mut users_n, mut messages, mut size, mut out) = (200usize, 100usize, 10_000usize, None);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--users" => users_n = value.parse()?,
-            "--messages" => messages = value.parse()?,
-            "--size" => size = value.parse()?,
-            "--out" => out = Some(std::path::PathBuf::from(value)),
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
-    let users: Vec<String> = (0..users_n)
-        .map(|i| format!("u{i:03}@example.org"))
-        .collect();
-    let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
-    let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
-    let lab = Lab::start(&all)?;
-    eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
-    seed_users(&lab.source, &users, false, move |u| {
-        (0..messages).map(|n| bench_message(u, n, size)).collect()
-    })
-    .await?;
-    let total = users_n * messages;
-    let (together_read, together_ingest) = tokio::join!(
-        read_all(&lab.source, &users),
-        seed_users(&lab.target, &ceiling_users, true, move |u| {
-            (0..messages).map(|n| bench_message(u, n, size)).collect()
-        })
+    let shape = BatchShape::parse(args, 10_000)?;
+    let seeded = shape.seed().await?;
+    let (lab, users, total, bytes, ceiling) = (
+        &seeded.lab,
+        &seeded.users,
+        seeded.total,
+        seeded.bytes,
+        &seeded.ceiling,
     );
-    let (read_time, bytes) = together_read?;
-    let ceiling = rate(total, bytes, read_time.max(together_ingest?));
+    let BatchShape {
+        users_n,
+        messages,
+        size,
+        ref out,
+    } = shape;
     let pairs: Vec<(&str, &str)> = users
         .iter()
         .map(|u| (u.as_str(), "user-password-1"))
