@@ -74,9 +74,13 @@ fn batches_from_csv_files_on(backend: Backend) {
 
     let db = match &database {
         Some(server) => server.dump().expect("pg_dump"),
-        None => {
-            String::from_utf8_lossy(&std::fs::read(data.join("flytt.db")).expect("db")).into_owned()
-        }
+        // The file and its write-ahead log: recent writes may be in
+        // either.
+        None => ["flytt.db", "flytt.db-wal"]
+            .iter()
+            .filter_map(|file| std::fs::read(data.join(file)).ok())
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .collect(),
     };
     assert!(db.contains("kari@example.org"), "the dump holds the users");
     assert!(
