@@ -945,25 +945,14 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         let target = Dovecot::start(Layout::Target, &user_pairs)?;
         let data = lab.dir.path().join(format!("data-{limit}"));
         let password = lab.dir.path().join("master-password");
-        let run = |args: &[&str]| flytt_command(flytt, &data, args, false);
         add_endpoints(flytt, &data, &lab.source, &target, &password, limit, false)?;
         let csv = lab.dir.path().join(format!("batch-{limit}.csv"));
-        std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
-        run(&[
-            "batch",
-            "new",
-            "--name",
-            "bench",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            &csv.display().to_string(),
-            "--auto-start",
-        ])?;
+        let run = scale::Runner {
+            flytt,
+            data: &data,
+            url: None,
+        };
+        run.new_bench_batch(&csv, users)?;
         let (elapsed, peak_kb) = run_serve_until(
             flytt,
             &data,

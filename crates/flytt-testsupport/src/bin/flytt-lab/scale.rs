@@ -121,6 +121,28 @@ impl Runner<'_> {
         command
     }
 
+    /// The staged batch `bench` from `gammel` to `ny` with `users` (its CSV
+    /// written to `csv`), starting by itself.
+    pub fn new_bench_batch(&self, csv: &Path, users: &[String]) -> LabResult<()> {
+        std::fs::write(csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
+        self.ok(&[
+            "batch",
+            "new",
+            "--name",
+            "bench",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv.display().to_string(),
+            "--auto-start",
+        ])?;
+        Ok(())
+    }
+
     pub fn ok(&self, args: &[&str]) -> LabResult<String> {
         let out = self.command(args).output()?;
         if !out.status.success() {

@@ -70,22 +70,7 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
             .dir
             .path()
             .join(format!("batch-{workers}-{postgres}.csv"));
-        std::fs::write(&csv, format!("EmailAddress\n{}\n", users.join("\n")))?;
-        run.ok(&[
-            "batch",
-            "new",
-            "--name",
-            "bench",
-            "--type",
-            "staged",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny",
-            "--csv",
-            &csv.display().to_string(),
-            "--auto-start",
-        ])?;
+        run.new_bench_batch(&csv, users)?;
         let started = Instant::now();
         let mut running: Vec<Child> = (0..workers)
             .map(|_| {
