@@ -65,7 +65,10 @@ pub struct Claim<'a> {
     pub runner: &'a str,
     /// The status the user must still have.
     pub from: UserStatus,
-    /// The running status it gets (the same: a lease alone, unlogged).
+    /// The running status it gets. The same status: a lease alone,
+    /// unlogged, for a staged user's preparation, which succeeds only while
+    /// the user is not prepared yet (another runner may have prepared it
+    /// since the candidates were read).
     pub to: UserStatus,
     pub lease: Duration,
     /// Whether the sync counts against the incremental limit too (the
@@ -254,7 +257,8 @@ impl Store {
              lease_expires_ms = ", now_ms!(), " + ?3, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END \
              WHERE id = ?4 AND status = ?5 \
-             AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ")"
+             AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ") \
+             AND (?5 <> ?1 OR validated_at IS NULL)"
         )))
         .bind(claim.to.as_str())
         .bind(claim.runner)

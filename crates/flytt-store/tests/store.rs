@@ -85,6 +85,7 @@ on_both_backends!(
     status_changes_are_logged_in_order_and_outlive_the_batch,
     batches_users_tokens_mails_and_directories_round_trip,
     event_readers_wake_when_events_are_written,
+    a_prepared_user_is_not_prepared_again,
 );
 
 fn state(validity: u32) -> FolderState {
@@ -747,5 +748,41 @@ async fn event_readers_wake_when_events_are_written(db: &Database) -> Result<()>
         .expect("the store is alive");
     let events = reader.events(&EventFilter::default()).await?;
     assert_eq!(events.len(), 2, "created and started: {events:?}");
+    Ok(())
+}
+
+/// A preparation's lease (the status unchanged) is taken only on a user
+/// not prepared yet: a runner that read its candidates before another
+/// runner prepared and released one does not prepare it again.
+async fn a_prepared_user_is_not_prepared_again(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let ids = started_batch(&store, &["a@example.org", "b@example.org"]).await?;
+    let preparation = |user_id| {
+        let mut claim = claim(user_id, "r1", 5, Duration::from_secs(30));
+        claim.to = UserStatus::Queued;
+        claim
+    };
+    store.register_runner("r1", "host", 1).await?;
+    assert_eq!(
+        store.claim_user(&preparation(ids[0])).await?,
+        ClaimOutcome::Claimed
+    );
+    store.set_user_validated(ids[0]).await?;
+    store.release_user(ids[0], "r1").await?;
+    assert_eq!(
+        store.claim_user(&preparation(ids[0])).await?,
+        ClaimOutcome::Taken
+    );
+    assert_eq!(
+        store.claim_user(&preparation(ids[1])).await?,
+        ClaimOutcome::Claimed
+    );
+    // The prepared user's initial sync is claimed as usual.
+    assert_eq!(
+        store
+            .claim_user(&claim(ids[0], "r1", 5, Duration::from_secs(30)))
+            .await?,
+        ClaimOutcome::Claimed
+    );
     Ok(())
 }
