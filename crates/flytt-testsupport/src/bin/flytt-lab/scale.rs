@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use flytt_testsupport::Postgres;
 
-use crate::{LabResult, peak_rss_kb};
+use crate::{LabResult, peak_rss_kb, proc_status_kb};
 
 struct Options {
     users: usize,
@@ -216,7 +216,7 @@ async fn measure(
     let measured = async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (idle_cpu, idle_tick) = watch(&serve, &log, Duration::from_secs(10))?;
-        let idle_rss_mb = rss_kb(serve.id()) / 1024;
+        let idle_rss_mb = proc_status_kb(serve.id(), "VmRSS:") / 1024;
         let http = Http::new(&base, &token, run.data)?;
         let metrics = http.time("/metrics")?;
         let batch_api = http.time("/api/v1/batches/stor")?;
@@ -304,17 +304,6 @@ fn cpu_ticks(pid: u32) -> LabResult<u64> {
     let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
     let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
     Ok(utime + stime)
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 /// Requests by curl, timed by curl (median of five), with a token or a
