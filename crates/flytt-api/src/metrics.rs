@@ -81,12 +81,20 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
         "gauge",
         "Syncs running now, per endpoint (a sync counts on its source and its target).",
     );
-    let mut running_per_endpoint: BTreeMap<String, u64> = store
-        .endpoints()
-        .await?
-        .into_iter()
-        .map(|e| (e.name, 0))
-        .collect();
+    let mut limit = Family::new(
+        "flytt_endpoint_migration_limit",
+        "gauge",
+        "Migrations an endpoint takes at once now: its MaxConcurrentMigrations, or less while the server refuses or throttles.",
+    );
+    let endpoints = store.endpoints().await?;
+    for endpoint in &endpoints {
+        limit.add(
+            &[("endpoint", &endpoint.name)],
+            u64::from(endpoint.migration_limit()),
+        );
+    }
+    let mut running_per_endpoint: BTreeMap<String, u64> =
+        endpoints.into_iter().map(|e| (e.name, 0)).collect();
     for batch in store.batches().await? {
         for (user_status, n) in &batch.user_counts {
             users.add(
@@ -118,7 +126,9 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
         in_flight.add(&[("endpoint", endpoint)], *n);
     }
     let mut out = String::new();
-    for family in [&users, &copied, &bytes, &skipped, &failed, &in_flight] {
+    for family in [
+        &users, &copied, &bytes, &skipped, &failed, &in_flight, &limit,
+    ] {
         family.write(&mut out);
     }
     Ok(out)

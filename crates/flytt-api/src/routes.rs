@@ -178,6 +178,7 @@ async fn create_endpoint(
             .unwrap_or(10.min(migrations)),
         sieve_url: body.sieve_url,
         directory: body.directory,
+        effective_migrations: None,
     };
     control.create_endpoint(&endpoint).await?;
     Ok((StatusCode::CREATED, to_json(EndpointView::new(&endpoint))?))

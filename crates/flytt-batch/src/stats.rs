@@ -64,6 +64,19 @@ impl UserStatistics {
     }
 }
 
+impl UserStatistics {
+    /// The statistics with the copies of a sync that stopped early (a lost
+    /// or busy server) added: they are on the target and the next sync
+    /// will not copy them again, so they count now.
+    pub fn with_copies(&self, messages: u64, bytes: u64) -> UserStatistics {
+        UserStatistics {
+            messages_copied: self.messages_copied + messages,
+            bytes_copied: self.bytes_copied + bytes,
+            ..self.clone()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,28 @@ pub struct UserView {
     pub progress: Option<serde_json::Value>,
     /// The runner holding the user's lease while it syncs.
     pub runner: Option<String>,
+    /// Why the user waits before its next try (a busy, throttling or lost
+    /// server), and for how much longer.
+    pub waiting: Option<WaitingView>,
+}
+
+/// A user waiting out a busy, throttling or lost server.
+#[derive(Clone, Debug, Serialize)]
+pub struct WaitingView {
+    pub reason: String,
+    /// Seconds until the next try may start (0: due, waiting for a slot).
+    pub seconds_left: u64,
+}
+
+impl WaitingView {
+    /// "waiting 40 s: source refused the connection (…)".
+    pub fn sentence(&self) -> String {
+        if self.seconds_left == 0 {
+            format!("next try due after: {}", self.reason)
+        } else {
+            format!("waiting {} s: {}", self.seconds_left, self.reason)
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -116,6 +138,10 @@ pub struct EndpointView {
     pub admin_mode: flytt_store::AdminMode,
     pub admin_password_set: bool,
     pub max_concurrent_migrations: u32,
+    /// How many migrations run at once now: below the maximum while the
+    /// server refuses or throttles (lowered by the runners, raised again by
+    /// good syncs).
+    pub effective_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
     pub sieve_url: Option<String>,
     pub directory: Option<String>,
@@ -133,6 +159,7 @@ impl EndpointView {
             admin_mode: endpoint.admin_mode,
             admin_password_set: endpoint.admin_password_sealed.is_some(),
             max_concurrent_migrations: endpoint.max_concurrent_migrations,
+            effective_concurrent_migrations: endpoint.migration_limit(),
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
             sieve_url: endpoint.sieve_url.clone(),
             directory: endpoint.directory.clone(),
@@ -180,6 +207,15 @@ impl UserView {
             statistics: user.stats.clone(),
             progress: json_or_null(user.progress.as_deref()),
             runner: user.runner.clone(),
+            // Kept until the next try ends; while it runs, it is no wait.
+            waiting: user
+                .waiting
+                .as_ref()
+                .filter(|_| !user.status.is_running())
+                .map(|w| WaitingView {
+                    reason: w.reason.clone(),
+                    seconds_left: w.seconds_left,
+                }),
         }
     }
 }

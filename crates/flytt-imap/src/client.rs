@@ -395,8 +395,17 @@ impl Session {
 
     /// Every UID in the selected mailbox.
     pub async fn uid_search_all(&mut self) -> Result<Vec<Uid>> {
+        self.uid_search("ALL").await
+    }
+
+    /// Which of `uids` (a UID set) the selected mailbox still holds.
+    pub async fn uid_search_among(&mut self, uids: &str) -> Result<Vec<Uid>> {
+        self.uid_search(&format!("UID {uids}")).await
+    }
+
+    async fn uid_search(&mut self, criteria: &str) -> Result<Vec<Uid>> {
         let reply = self
-            .run(self.builder("UID SEARCH").raw("UID SEARCH ALL"))
+            .run(self.builder("UID SEARCH").raw("UID SEARCH ").raw(criteria))
             .await?;
         let mut uids = Vec::new();
         for u in reply.untagged {

@@ -124,7 +124,12 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
             code: body.code.map(convert_code),
             text: body.text.inner().to_string(),
         }),
-        Response::Status(Status::Bye(bye)) => ServerResponse::Bye(bye.text.inner().to_string()),
+        // The code stays in the text: `[UNAVAILABLE]` says why the server
+        // closes, and `Error::class` reads it from there.
+        Response::Status(Status::Bye(bye)) => ServerResponse::Bye(match bye.code {
+            Some(code) => format!("[{}] {}", convert_code(code), bye.text.inner()),
+            None => bye.text.inner().to_string(),
+        }),
         Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut literals)),
     })
 }

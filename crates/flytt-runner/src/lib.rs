@@ -26,7 +26,7 @@ use flytt_batch::{
     StatisticsIssue, UserStatistics, UserStatus,
 };
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
-use flytt_imap::{Auth, Secret};
+use flytt_imap::{Auth, ErrorClass, Secret, Transient};
 use flytt_secrets::Keyring;
 use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
 use flytt_store::{
@@ -51,9 +51,18 @@ pub enum RunnerError {
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
     pub tick: Duration,
-    /// Attempts for a sync whose connection failed, before Failed.
-    pub attempts: u32,
+    /// The wait after a sync's first transient error (a busy, throttling or
+    /// lost server); it doubles with every try that makes no progress.
     pub first_backoff: Duration,
+    /// The longest wait between tries (a server's own suggestion may be
+    /// longer, and is obeyed).
+    pub max_backoff: Duration,
+    /// A user whose tries make no progress for this long fails, with the
+    /// last reason.
+    pub give_up_after: Duration,
+    /// An endpoint's effective limit is lowered at most once per this time,
+    /// and raised no sooner than this after.
+    pub limit_cooldown: Duration,
     /// How often the runner renews its leases.
     pub heartbeat: Duration,
     /// How long a lease lasts without a heartbeat; then another runner may
@@ -65,8 +74,10 @@ impl Default for RunnerOptions {
     fn default() -> Self {
         RunnerOptions {
             tick: Duration::from_millis(500),
-            attempts: 3,
             first_backoff: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(3600),
+            limit_cooldown: Duration::from_secs(10),
             heartbeat: Duration::from_secs(10),
             lease: Duration::from_secs(30),
         }
@@ -79,6 +90,21 @@ impl RunnerOptions {
     /// before another runner may take the user.
     fn write_window(&self) -> Duration {
         self.lease.saturating_sub(self.heartbeat)
+    }
+
+    /// The wait before try `retries + 1`: exponential, with jitter (a
+    /// random half of it), so users refused together do not come back
+    /// together; never shorter than what the server asked for.
+    fn backoff(&self, retries: u32, server_asks: Option<Duration>) -> Duration {
+        let full = self
+            .first_backoff
+            .saturating_mul(1u32 << retries.min(16))
+            .min(self.max_backoff);
+        let mut random = [0u8; 4];
+        let _ = getrandom::fill(&mut random);
+        let fraction = f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX);
+        let jittered = full.mul_f64(0.5 + fraction / 2.0);
+        server_asks.map_or(jittered, |asked| asked.max(jittered))
     }
 }
 
@@ -382,7 +408,7 @@ async fn start_sync(
         incremental: kind != Kind::Initial,
         limits: [&item.source, &item.target].map(|e| EndpointLimit {
             endpoint: &e.name,
-            max_migrations: e.max_concurrent_migrations,
+            max_migrations: e.migration_limit(),
             max_incremental: e.max_concurrent_incremental_syncs,
         }),
     };
@@ -399,39 +425,17 @@ async fn start_sync(
         runner.to_string(),
     );
     let task = tasks.spawn(async move {
-        let outcome = sync_user(
-            &item,
-            &parameters,
-            &keyring,
-            &options,
-            &store,
+        let attempt = Attempt {
+            item: &item,
+            parameters: &parameters,
+            keyring: &keyring,
+            options: &options,
+            store: &store,
             kind,
-            &sync_lease,
-        )
-        .await;
-        let (done, error, stats) = match &outcome {
-            Ok(stats) if kind == Kind::Final => (UserStatus::Completed, None, Some(stats)),
-            Ok(stats) => (UserStatus::Synced, None, Some(stats)),
-            // The lease lapsed (the database was out of reach): the user
-            // goes back, it did not fail.
-            Err(_) if !sync_lease.valid() => (kind.resume_status(), None, None),
-            Err(reason) => {
-                tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
-                (UserStatus::Failed, Some(reason.as_str()), None)
-            }
+            lease: &sync_lease,
+            runner: &runner,
         };
-        match store
-            .finish_user(user_id, &runner, done, error, stats)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(user = %item.email, "the lease was taken over: nothing recorded");
-            }
-            Err(e) => {
-                tracing::error!(user = %item.email, error = %e, "cannot record the user's status");
-            }
-        }
+        attempt.run().await;
         user_id
     });
     running.insert(user_id, Running { kind, lease, task });
@@ -452,7 +456,7 @@ fn free_slots(
         .iter()
         .map(|endpoint| {
             let (all, incremental) = live.get(&endpoint.name).copied().unwrap_or_default();
-            let migrations = endpoint.max_concurrent_migrations.saturating_sub(all);
+            let migrations = endpoint.migration_limit().saturating_sub(all);
             match kind {
                 Kind::Initial => migrations,
                 _ => migrations.min(
@@ -466,22 +470,20 @@ fn free_slots(
         .unwrap_or(0)
 }
 
-/// One user's sync, with retries when a connection fails. Returns the
-/// statistics (all its syncs so far), or why the user failed.
-/// An initial or final sync also copies the user's Sieve scripts;
-/// incremental syncs leave them.
+/// One try at a user's sync. Returns the statistics (all its syncs so
+/// far), or why it stopped. An initial or final sync also copies the
+/// user's Sieve scripts; incremental syncs leave them.
 async fn sync_user(
     item: &WorkItem,
     parameters: &BatchParameters,
     keyring: &Keyring,
-    options: &RunnerOptions,
     store: &Store,
     kind: Kind,
-    lease: &std::sync::Arc<Lease>,
-) -> Result<UserStatistics, String> {
+    progress: &std::sync::Arc<Progress>,
+) -> Result<UserStatistics, Failure> {
     let overrides = &item.overrides;
-    let source = source_account(item, keyring)?;
-    let target = target_account(item, keyring)?;
+    let source = source_account(item, keyring).map_err(Failure::Fatal)?;
+    let target = target_account(item, keyring).map_err(Failure::Fatal)?;
     let sync_options = SyncOptions {
         exclude: parameters.exclude_folders.clone(),
         large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
@@ -500,10 +502,6 @@ async fn sync_user(
         .unwrap_or(BadItemLimit::Count(0));
     // What the sync is doing goes to the store twice a second, for
     // `user show` while it runs.
-    let progress = std::sync::Arc::new(Progress {
-        lease: Some(lease.clone()),
-        ..Progress::default()
-    });
     let reporter = {
         let (progress, store, user_id) = (progress.clone(), store.clone(), item.user_id);
         tokio::spawn(async move {
@@ -520,15 +518,14 @@ async fn sync_user(
             }
         })
     };
-    let outcome = sync_with_retries(
+    let outcome = sync_once(
         item,
         &source,
         &target,
         store,
         &sync_options,
         bad_item_limit,
-        options,
-        &progress,
+        progress,
     )
     .await;
     // Wait for the reporter to be gone, so no late write brings the
@@ -540,7 +537,9 @@ async fn sync_user(
         && item.batch_type == BatchType::Staged
         && parameters.convert_source_on_complete
     {
-        staged::convert_source(item, keyring, store).await?;
+        staged::convert_source(item, keyring, store)
+            .await
+            .map_err(Failure::Fatal)?;
     }
     // A remote move switches the address over when it completes: the side
     // being left forwards to user@TargetDeliveryDomain.
@@ -550,7 +549,9 @@ async fn sync_user(
             BatchType::Onboarding | BatchType::Offboarding
         )
     {
-        staged::forward(item, parameters, keyring, store).await?;
+        staged::forward(item, parameters, keyring, store)
+            .await
+            .map_err(Failure::Fatal)?;
     }
     // Incremental syncs leave the scripts; a staged user's moved at
     // provisioning (`staged::prepare`).
@@ -682,66 +683,236 @@ impl flytt_sync::Observer for Progress {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn sync_with_retries(
+/// Why a try at a user's sync did not succeed.
+#[derive(Debug)]
+enum Failure {
+    /// The user fails, for this reason.
+    Fatal(String),
+    /// A busy, throttling or lost server, a busy database: try again later.
+    Transient(Retry),
+}
+
+/// A transient failure's details.
+#[derive(Debug)]
+struct Retry {
+    /// What happened, in words for the administrator.
+    reason: String,
+    /// The endpoint that refused or throttled (not one that merely lost a
+    /// connection): its effective limit goes down.
+    busy_endpoint: Option<String>,
+    /// How long the server asked to wait.
+    retry_after: Option<Duration>,
+}
+
+/// One try at one user's sync, and what is recorded after it.
+struct Attempt<'a> {
+    item: &'a WorkItem,
+    parameters: &'a BatchParameters,
+    keyring: &'a Keyring,
+    options: &'a RunnerOptions,
+    store: &'a Store,
+    kind: Kind,
+    lease: &'a std::sync::Arc<Lease>,
+    runner: &'a str,
+}
+
+impl Attempt<'_> {
+    async fn run(&self) {
+        let started = std::time::Instant::now();
+        let progress = std::sync::Arc::new(Progress {
+            lease: Some(self.lease.clone()),
+            ..Progress::default()
+        });
+        let outcome = sync_user(
+            self.item,
+            self.parameters,
+            self.keyring,
+            self.store,
+            self.kind,
+            &progress,
+        )
+        .await;
+        let recorded = match outcome {
+            Ok(stats) => self.succeeded(&stats).await,
+            // The lease lapsed (the database was out of reach): the user
+            // goes back, it did not fail.
+            Err(_) if !self.lease.valid() => {
+                self.finish(self.kind.resume_status(), None, None).await
+            }
+            Err(Failure::Fatal(reason)) => self.failed(&reason).await,
+            Err(Failure::Transient(retry)) => {
+                self.postpone(retry, &progress, started.elapsed()).await
+            }
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(user = %self.item.email, "the lease was taken over: nothing recorded");
+            }
+            Err(e) => {
+                tracing::error!(user = %self.item.email, error = %e, "cannot record the user's status");
+            }
+        }
+    }
+
+    async fn succeeded(&self, stats: &UserStatistics) -> flytt_store::Result<bool> {
+        // Good syncs raise limits that a refusal lowered.
+        for endpoint in [&self.item.source.name, &self.item.target.name] {
+            self.store
+                .raise_endpoint_limit(endpoint, self.options.limit_cooldown)
+                .await?;
+        }
+        let done = if self.kind == Kind::Final {
+            UserStatus::Completed
+        } else {
+            UserStatus::Synced
+        };
+        self.finish(done, None, Some(stats)).await
+    }
+
+    async fn failed(&self, reason: &str) -> flytt_store::Result<bool> {
+        let item = self.item;
+        tracing::warn!(user = %item.email, batch = %item.batch, %reason, "user failed");
+        self.finish(UserStatus::Failed, Some(reason), None).await
+    }
+
+    async fn finish(
+        &self,
+        status: UserStatus,
+        error: Option<&str>,
+        stats: Option<&UserStatistics>,
+    ) -> flytt_store::Result<bool> {
+        self.store
+            .finish_user(self.item.user_id, self.runner, status, error, stats)
+            .await
+    }
+
+    /// A transient failure: the user gives its slot back and waits (the
+    /// backoff, or what the server asked for), unless it has gone without
+    /// progress for `give_up_after`; a server that refused or throttled
+    /// gets fewer migrations at once.
+    async fn postpone(
+        &self,
+        retry: Retry,
+        progress: &Progress,
+        elapsed: Duration,
+    ) -> flytt_store::Result<bool> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let item = self.item;
+        let (messages, bytes) = (
+            progress.messages.load(Relaxed),
+            progress.bytes.load(Relaxed),
+        );
+        let progressed = messages > 0;
+        let stalled = Duration::from_millis(item.stalled_ms.unwrap_or(0)) + elapsed;
+        if !progressed && stalled >= self.options.give_up_after {
+            let reason = format!(
+                "no progress for {} min: {}",
+                stalled.as_secs() / 60,
+                retry.reason
+            );
+            return self.failed(&reason).await;
+        }
+        if let Some(endpoint) = &retry.busy_endpoint
+            && let Some(limit) = self
+                .store
+                .lower_endpoint_limit(endpoint, self.options.limit_cooldown)
+                .await?
+        {
+            tracing::info!(endpoint = %endpoint, limit, "the server pushes back: fewer migrations at once");
+        }
+        let retries = if progressed { 0 } else { item.retries };
+        let wait = self.options.backoff(retries, retry.retry_after);
+        tracing::info!(user = %item.email, wait_s = wait.as_secs(), reason = %retry.reason, "waiting before the next try");
+        let copies = item
+            .stats
+            .clone()
+            .unwrap_or_default()
+            .with_copies(messages, bytes);
+        self.store
+            .postpone_user(
+                item.user_id,
+                self.runner,
+                self.kind.resume_status(),
+                Some(&copies),
+                &flytt_store::Postponement {
+                    wait,
+                    reason: &retry.reason,
+                    progressed,
+                },
+            )
+            .await
+    }
+}
+
+/// One sync of the mailbox. Per-message problems are in the statistics; an
+/// error is sorted into a transient one (try later) or the user's failure.
+async fn sync_once(
     item: &WorkItem,
     source: &Account,
     target: &Account,
     store: &Store,
     sync_options: &SyncOptions,
     bad_item_limit: BadItemLimit,
-    options: &RunnerOptions,
     progress: &Progress,
-) -> Result<UserStatistics, String> {
-    let mut backoff = options.first_backoff;
-    let mut attempt = 1;
-    loop {
-        match sync_mailbox(source, target, store, sync_options, progress).await {
-            Ok(report) => {
-                if let BadItemLimit::Count(limit) = bad_item_limit
-                    && report.messages_failed > u64::from(limit)
-                {
-                    return Err(format!(
-                        "{} bad items, more than the BadItemLimit of {limit}",
-                        report.messages_failed
-                    ));
-                }
-                // The sync's report as the statistics the store keeps.
-                let latest: UserStatistics = serde_json::to_value(&report)
-                    .and_then(serde_json::from_value)
-                    .map_err(|e| format!("the sync's report: {e}"))?;
-                return Ok(match &item.stats {
-                    Some(previous) => previous.then(latest),
-                    None => latest,
-                });
-            }
-            Err(SyncError::Source(e) | SyncError::Target(e))
-                if e.is_connection_lost() && attempt < options.attempts =>
-            {
-                tracing::info!(user = %item.email, attempt, error = %e, "retrying after a connection failure");
-                let note = format!(
-                    "connection failed ({e}); retry {attempt} of {} in {}s",
-                    options.attempts - 1,
-                    backoff.as_secs()
-                );
-                if let Err(e) = store
-                    .record_event(
-                        &item.batch,
-                        Some(&item.email),
-                        flytt_store::event_kind::NOTE,
-                        &note,
-                    )
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot record an event");
-                }
-                tokio::time::sleep(backoff).await;
-                backoff *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e.to_string()),
+) -> Result<UserStatistics, Failure> {
+    let report = match sync_mailbox(source, target, store, sync_options, progress).await {
+        Ok(report) => report,
+        Err(e) => {
+            return Err(match e.class() {
+                ErrorClass::Transient(transient) => Failure::Transient(Retry {
+                    reason: waiting_reason(&e, transient),
+                    busy_endpoint: transient
+                        .busy
+                        .then(|| match e {
+                            SyncError::Source(_) => Some(item.source.name.clone()),
+                            SyncError::Target(_) => Some(item.target.name.clone()),
+                            _ => None,
+                        })
+                        .flatten(),
+                    retry_after: transient.retry_after,
+                }),
+                ErrorClass::Fatal | ErrorClass::Refused => Failure::Fatal(e.explain()),
+            });
         }
+    };
+    if let BadItemLimit::Count(limit) = bad_item_limit
+        && report.messages_failed > u64::from(limit)
+    {
+        return Err(Failure::Fatal(format!(
+            "{} bad items, more than the BadItemLimit of {limit}",
+            report.messages_failed
+        )));
     }
+    // The sync's report as the statistics the store keeps.
+    let latest: UserStatistics = serde_json::to_value(&report)
+        .and_then(serde_json::from_value)
+        .map_err(|e| Failure::Fatal(format!("the sync's report: {e}")))?;
+    Ok(match &item.stats {
+        Some(previous) => previous.then(latest),
+        None => latest,
+    })
+}
+
+/// What a transient error means, for `user show`: "source refused the
+/// connection (…)", "target is busy or throttling (…)", "connection to the
+/// source lost (…)".
+fn waiting_reason(error: &SyncError, transient: Transient) -> String {
+    let (side, imap) = match error {
+        SyncError::Source(e) => ("source", e),
+        SyncError::Target(e) => ("target", e),
+        other => return other.explain(),
+    };
+    let what = match imap {
+        flytt_imap::Error::Connect { .. } => format!("{side} refused the connection"),
+        flytt_imap::Error::Closed { .. } if transient.busy => {
+            format!("{side} refused the connection")
+        }
+        flytt_imap::Error::Rejected { .. } => format!("{side} is busy or throttling"),
+        flytt_imap::Error::Timeout { .. } => format!("{side} stopped answering"),
+        _ => format!("connection to the {side} lost"),
+    };
+    format!("{what} ({imap})")
 }
 
 fn open_user_secret(

@@ -62,7 +62,7 @@ pub(crate) async fn prepare(
                 incremental: false,
                 limits: [&item.source, &item.target].map(|e| EndpointLimit {
                     endpoint: &e.name,
-                    max_migrations: e.max_concurrent_migrations,
+                    max_migrations: e.migration_limit(),
                     max_incremental: e.max_concurrent_incremental_syncs,
                 }),
             };

@@ -115,6 +115,10 @@ pub struct WorkItem {
     pub validated: bool,
     /// The statistics recorded so far.
     pub stats: Option<UserStatistics>,
+    /// Tries that met a transient error since the user last made progress.
+    pub retries: u32,
+    /// How long (ms) it has gone without progress, if its last try failed.
+    pub stalled_ms: Option<u64>,
     pub source: Endpoint,
     pub target: Endpoint,
 }
@@ -168,6 +172,32 @@ pub struct BatchUser {
     pub progress: Option<String>,
     /// The runner holding the user's lease while it syncs.
     pub runner: Option<String>,
+    /// Why and how much longer the user waits before its next try, after a
+    /// busy or lost server.
+    pub waiting: Option<Waiting>,
+}
+
+/// A user waiting out a busy, throttling or lost server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// What the last try met ("source refused the connection: …").
+    pub reason: String,
+    /// Seconds until the next try may start (0: due now, waiting for a
+    /// slot).
+    pub seconds_left: u64,
+}
+
+/// A sync that met a transient error gives the user back to wait:
+/// see `Store::postpone_user`.
+#[derive(Clone, Copy, Debug)]
+pub struct Postponement<'a> {
+    /// How long until it may start again.
+    pub wait: std::time::Duration,
+    /// Why it waits, for `user show`, the API and the dashboard.
+    pub reason: &'a str,
+    /// Whether the sync copied anything before the error: the backoff and
+    /// the time without progress start over.
+    pub progressed: bool,
 }
 
 /// The columns of a new user, in the order `bind_user` binds them.
@@ -510,7 +540,8 @@ impl Store {
         });
         let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner, \
+             u.waiting, u.retry_at_ms - {now_ms} AS retry_in_ms FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE (?1 IS NULL OR b.name = ?1) AND (?2 IS NULL OR u.status = ?2) \
              AND (?3 IS NULL OR lower(u.email) LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR lower(u.email) = lower(?4)) \
              AND (?5 IS NULL OR u.csv_line > ?5) \
@@ -540,6 +571,18 @@ impl Store {
                     stats: optional_json(row, "stats")?,
                     progress: row.try_get("progress")?,
                     runner: row.try_get("lease_runner")?,
+                    waiting: match row.try_get::<Option<String>, _>("waiting")? {
+                        Some(reason) => Some(Waiting {
+                            reason,
+                            seconds_left: totals::count(
+                                row.try_get::<Option<i64>, _>("retry_in_ms")?
+                                    .unwrap_or(0)
+                                    .max(0),
+                            )
+                            .div_ceil(1000),
+                        }),
+                        None => None,
+                    },
                 })
             })
             .collect()
@@ -660,9 +703,11 @@ impl Store {
                     "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
                      u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
                      u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
+                     u.retries, {now_ms} - u.stalled_since_ms AS stalled_ms, \
                      b.source_endpoint, b.target_endpoint \
                      FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-                     WHERE b.name = ?1 AND (u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) AND ",
+                     WHERE b.name = ?1 AND (u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) \
+                     AND (u.retry_at_ms IS NULL OR u.retry_at_ms <= {now_ms}) AND ",
                     $condition,
                     " ORDER BY u.csv_line LIMIT ?2"
                 )
@@ -731,6 +776,10 @@ impl Store {
                     seconds_since_sync: row.try_get("since")?,
                     validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),
                     stats: optional_json(row, "stats")?,
+                    retries: crate::to_u32("retries", row.try_get("retries")?)?,
+                    stalled_ms: row
+                        .try_get::<Option<i64>, _>("stalled_ms")?
+                        .map(|ms| totals::count(ms.max(0))),
                     source: endpoint(&source)?,
                     target: endpoint(&target)?,
                 })
@@ -779,7 +828,7 @@ impl Store {
         error: Option<&str>,
         stats: Option<&UserStatistics>,
     ) -> Result<()> {
-        self.update_user_status(user_id, None, status, error, stats)
+        self.update_user_status(user_id, None, status, error, stats, None)
             .await
             .map(|_| ())
     }
@@ -795,8 +844,32 @@ impl Store {
         error: Option<&str>,
         stats: Option<&UserStatistics>,
     ) -> Result<bool> {
-        self.update_user_status(user_id, Some(runner), status, error, stats)
+        self.update_user_status(user_id, Some(runner), status, error, stats, None)
             .await
+    }
+
+    /// Gives a user back after a transient error (a busy, throttling or
+    /// lost server): like `finish_user` to `status` (Queued or Synced), and
+    /// it may start again only after `postponement.wait`, which `user
+    /// show` and the views explain. Counts the try for the backoff, and
+    /// starts the time without progress unless the sync made some.
+    pub async fn postpone_user(
+        &self,
+        user_id: i64,
+        runner: &str,
+        status: UserStatus,
+        stats: Option<&UserStatistics>,
+        postponement: &Postponement<'_>,
+    ) -> Result<bool> {
+        self.update_user_status(
+            user_id,
+            Some(runner),
+            status,
+            None,
+            stats,
+            Some(postponement),
+        )
+        .await
     }
 
     async fn update_user_status(
@@ -806,6 +879,7 @@ impl Store {
         status: UserStatus,
         error: Option<&str>,
         stats: Option<&UserStatistics>,
+        postponed: Option<&Postponement<'_>>,
     ) -> Result<bool> {
         let status = status.as_str();
         let mut tx = self.write_transaction().await?;
@@ -839,7 +913,12 @@ impl Store {
              last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN {now} ELSE last_synced_at END, \
              validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, {now}) ELSE validated_at END, \
              lease_runner = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_runner ELSE NULL END, \
-             lease_expires_ms = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_expires_ms ELSE NULL END \
+             lease_expires_ms = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_expires_ms ELSE NULL END, \
+             retry_at_ms = CASE WHEN ?13 IS NULL THEN NULL ELSE {now_ms} + ?13 END, \
+             waiting = ?14, \
+             retries = CASE WHEN ?13 IS NULL THEN 0 WHEN ?15 = 1 THEN 1 ELSE retries + 1 END, \
+             stalled_since_ms = CASE WHEN ?13 IS NULL OR ?15 = 1 OR stalled_since_ms IS NULL THEN \
+                 CASE WHEN ?13 IS NULL THEN NULL ELSE {now_ms} END ELSE stalled_since_ms END \
              WHERE id = ?4",
         ))
         .bind(status)
@@ -854,15 +933,23 @@ impl Store {
         .bind(number(|n| n.messages_failed))
         .bind(number(|n| n.messages_altered))
         .bind(number(|n| n.bytes_copied))
+        .bind(postponed.map(|p| totals::db(p.wait.as_millis() as u64)))
+        .bind(postponed.map(|p| p.reason))
+        .bind(postponed.map(|p| i64::from(p.progressed)))
         .execute(&mut *tx)
         .await?;
         let old: String = row.try_get("status")?;
         if old != status || error.is_some() {
             let batch: String = row.try_get("batch")?;
             let email: String = row.try_get("email")?;
-            let message = match error {
-                Some(error) => format!("{old} -> {status}: {error}"),
-                None => format!("{old} -> {status}"),
+            let message = match (error, postponed) {
+                (Some(error), _) => format!("{old} -> {status}: {error}"),
+                (None, Some(p)) => format!(
+                    "{old} -> {status}: waiting {} s: {}",
+                    p.wait.as_secs(),
+                    p.reason
+                ),
+                (None, None) => format!("{old} -> {status}"),
             };
             self.record(
                 &mut tx,

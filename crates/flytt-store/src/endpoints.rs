@@ -24,6 +24,10 @@ pub struct Endpoint {
     pub sieve_url: Option<String>,
     /// The directory of the endpoint's users (staged migrations).
     pub directory: Option<String>,
+    /// Below `max_concurrent_migrations` while the server refuses or
+    /// throttles (see `Store::lower_endpoint_limit`); kept by the runners,
+    /// never written by `create_endpoint` or `update_endpoint`.
+    pub effective_migrations: Option<u32>,
 }
 
 impl Endpoint {
@@ -43,7 +47,17 @@ impl Endpoint {
             max_concurrent_incremental_syncs: 10,
             sieve_url: None,
             directory: None,
+            effective_migrations: None,
         }
+    }
+
+    /// How many migrations may run on the endpoint now: the configured
+    /// maximum, or less while the server pushes back.
+    pub fn migration_limit(&self) -> u32 {
+        self.effective_migrations
+            .map_or(self.max_concurrent_migrations, |effective| {
+                effective.min(self.max_concurrent_migrations)
+            })
     }
 }
 
@@ -93,7 +107,8 @@ macro_rules! select_endpoints {
     ($tail:literal) => {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
-            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints FROM endpoint ",
+            "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, ",
+            "effective_migrations FROM endpoint ",
             $tail
         )
     };
@@ -123,6 +138,10 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
             .split_whitespace()
             .map(str::to_string)
             .collect(),
+        effective_migrations: row
+            .try_get::<Option<i64>, _>("effective_migrations")?
+            .map(|n| to_u32("effective_migrations", n))
+            .transpose()?,
     })
 }
 
@@ -244,6 +263,51 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::NoSuchEndpoint(name.to_string()));
         }
+        Ok(())
+    }
+
+    /// The endpoint refused a connection or throttled: its effective limit
+    /// of concurrent migrations drops to three quarters (at least 1), at
+    /// most once per `cooldown` however many users met the refusal at once.
+    /// Returns the limit now in force, if it changed.
+    pub async fn lower_endpoint_limit(
+        &self,
+        name: &str,
+        cooldown: std::time::Duration,
+    ) -> Result<Option<u32>> {
+        let row = sqlx::query(self.sql(
+            "UPDATE endpoint SET limit_changed_ms = {now_ms}, effective_migrations = \
+             CASE WHEN COALESCE(effective_migrations, max_concurrent_migrations) * 3 / 4 < 1 THEN 1 \
+             ELSE COALESCE(effective_migrations, max_concurrent_migrations) * 3 / 4 END \
+             WHERE name = ? AND (limit_changed_ms IS NULL OR limit_changed_ms <= {now_ms} - ?) \
+             RETURNING effective_migrations",
+        ))
+        .bind(name)
+        .bind(crate::totals::db(cooldown.as_millis() as u64))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| to_u32("effective_migrations", row.try_get("effective_migrations")?))
+            .transpose()
+    }
+
+    /// A sync on the endpoint went well: an effective limit grows by one
+    /// (additive increase), no sooner than `cooldown` after it was lowered,
+    /// and is gone once it reaches the configured maximum.
+    pub async fn raise_endpoint_limit(
+        &self,
+        name: &str,
+        cooldown: std::time::Duration,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "UPDATE endpoint SET effective_migrations = \
+             CASE WHEN effective_migrations + 1 >= max_concurrent_migrations THEN NULL \
+             ELSE effective_migrations + 1 END \
+             WHERE name = ? AND effective_migrations IS NOT NULL AND limit_changed_ms <= {now_ms} - ?",
+        ))
+        .bind(name)
+        .bind(crate::totals::db(cooldown.as_millis() as u64))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

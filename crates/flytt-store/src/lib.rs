@@ -30,7 +30,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use batches::{
-    BatchState, BatchSummary, BatchUser, NewBatch, NewBatchUser, Startable, UserFilter, WorkItem,
+    BatchState, BatchSummary, BatchUser, NewBatch, NewBatchUser, Postponement, Startable,
+    UserFilter, Waiting, WorkItem,
 };
 pub use dialect::Backend;
 pub use directories::StoredDirectory;

@@ -86,6 +86,8 @@ on_both_backends!(
     batches_users_tokens_mails_and_directories_round_trip,
     event_readers_wake_when_events_are_written,
     a_prepared_user_is_not_prepared_again,
+    a_postponed_user_waits_and_counts_its_tries,
+    an_endpoint_limit_goes_down_on_refusals_and_up_on_good_syncs,
 );
 
 fn state(validity: u32) -> FolderState {
@@ -237,6 +239,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         max_concurrent_incremental_syncs: 10,
         sieve_url: None,
         directory: None,
+        effective_migrations: None,
     };
     store.create_endpoint(&endpoint).await?;
     assert!(matches!(
@@ -783,6 +786,160 @@ async fn a_prepared_user_is_not_prepared_again(db: &Database) -> Result<()> {
             .claim_user(&claim(ids[0], "r1", 5, Duration::from_secs(30)))
             .await?,
         ClaimOutcome::Claimed
+    );
+    Ok(())
+}
+
+/// A user given back after a transient error is not startable until its
+/// wait is over; it says why it waits; its tries and time without
+/// progress are counted until it progresses or ends.
+async fn a_postponed_user_waits_and_counts_its_tries(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let ids = started_batch(&store, &["a@example.org", "b@example.org"]).await?;
+    store.register_runner("r1", "host", 1).await?;
+    let postpone = |wait_ms: u64, progressed: bool| flytt_store::Postponement {
+        wait: Duration::from_millis(wait_ms),
+        reason: "source refused the connection",
+        progressed,
+    };
+    assert_eq!(
+        store
+            .claim_user(&claim(ids[0], "r1", 5, Duration::from_secs(30)))
+            .await?,
+        ClaimOutcome::Claimed
+    );
+    let copied = UserStatistics {
+        messages_copied: 7,
+        ..UserStatistics::default()
+    };
+    assert!(
+        store
+            .postpone_user(
+                ids[0],
+                "r1",
+                UserStatus::Queued,
+                Some(&copied),
+                &postpone(60_000, false)
+            )
+            .await?
+    );
+    let user = store.user_by_email("a@example.org").await?;
+    assert_eq!(user.status, UserStatus::Queued);
+    assert_eq!(user.runner, None, "the slot is given back");
+    assert_eq!(user.stats.map(|s| s.messages_copied), Some(7));
+    let waiting = user.waiting.expect("waiting");
+    assert_eq!(waiting.reason, "source refused the connection");
+    assert!((55..=60).contains(&waiting.seconds_left), "{waiting:?}");
+    let startable = store.startable_users("b1", Startable::Initial, 10).await?;
+    assert_eq!(
+        startable.iter().map(|i| i.user_id).collect::<Vec<_>>(),
+        vec![ids[1]],
+        "a waiting user is not started"
+    );
+    let events = store
+        .events(&flytt_store::EventFilter {
+            batch: Some("b1".into()),
+            email: Some("a@example.org".into()),
+            after: None,
+            limit: Some(10),
+        })
+        .await?;
+    assert!(
+        events.iter().any(|e| e
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("waiting 60 s: source refused the connection"))),
+        "{events:?}"
+    );
+
+    // A second try without progress after the wait: counted.
+    let claim_b = claim(ids[1], "r1", 5, Duration::from_secs(30));
+    assert_eq!(store.claim_user(&claim_b).await?, ClaimOutcome::Claimed);
+    store
+        .postpone_user(ids[1], "r1", UserStatus::Queued, None, &postpone(0, false))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let item = store.startable_users("b1", Startable::Initial, 10).await?;
+    assert_eq!(item.len(), 1);
+    assert_eq!((item[0].retries, item[0].stalled_ms.is_some()), (1, true));
+    assert_eq!(store.claim_user(&claim_b).await?, ClaimOutcome::Claimed);
+    store
+        .postpone_user(ids[1], "r1", UserStatus::Queued, None, &postpone(0, false))
+        .await?;
+    let item = store.startable_users("b1", Startable::Initial, 10).await?;
+    assert_eq!(item[0].retries, 2);
+    assert!(item[0].stalled_ms.is_some_and(|ms| ms >= 30), "{item:?}");
+    // Progress starts the count over; a good end clears it all.
+    assert_eq!(store.claim_user(&claim_b).await?, ClaimOutcome::Claimed);
+    store
+        .postpone_user(ids[1], "r1", UserStatus::Queued, None, &postpone(0, true))
+        .await?;
+    let item = store.startable_users("b1", Startable::Initial, 10).await?;
+    assert_eq!(item[0].retries, 1);
+    assert!(item[0].stalled_ms.is_some_and(|ms| ms < 30), "{item:?}");
+    assert_eq!(store.claim_user(&claim_b).await?, ClaimOutcome::Claimed);
+    store
+        .finish_user(ids[1], "r1", UserStatus::Synced, None, None)
+        .await?;
+    let user = store.user_by_email("b@example.org").await?;
+    assert_eq!(user.waiting, None);
+    Ok(())
+}
+
+/// An endpoint's effective limit: three quarters on a refusal, at most once
+/// per cooldown; one more per good sync after the cooldown, up to the
+/// configured maximum, where it is gone.
+async fn an_endpoint_limit_goes_down_on_refusals_and_up_on_good_syncs(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let mut endpoint = endpoint("busy");
+    endpoint.max_concurrent_migrations = 10;
+    store.create_endpoint(&endpoint).await?;
+    let cooldown = Duration::from_millis(200);
+    assert_eq!(store.lower_endpoint_limit("busy", cooldown).await?, Some(7));
+    assert_eq!(
+        store.lower_endpoint_limit("busy", cooldown).await?,
+        None,
+        "once per cooldown"
+    );
+    assert_eq!(store.endpoint("busy").await?.migration_limit(), 7);
+    store.raise_endpoint_limit("busy", cooldown).await?;
+    assert_eq!(
+        store.endpoint("busy").await?.migration_limit(),
+        7,
+        "not raised within the cooldown"
+    );
+    tokio::time::sleep(cooldown).await;
+    for _ in 0..2 {
+        assert!(
+            store
+                .lower_endpoint_limit("busy", Duration::ZERO)
+                .await?
+                .is_some()
+        );
+    }
+    assert_eq!(store.endpoint("busy").await?.migration_limit(), 3);
+    for _ in 0..5 {
+        assert!(
+            store
+                .lower_endpoint_limit("busy", Duration::ZERO)
+                .await?
+                .is_some()
+        );
+    }
+    assert_eq!(
+        store.endpoint("busy").await?.migration_limit(),
+        1,
+        "never 0"
+    );
+    for expected in 2..=9 {
+        store.raise_endpoint_limit("busy", Duration::ZERO).await?;
+        assert_eq!(store.endpoint("busy").await?.migration_limit(), expected);
+    }
+    store.raise_endpoint_limit("busy", Duration::ZERO).await?;
+    let endpoint = store.endpoint("busy").await?;
+    assert_eq!(
+        (endpoint.effective_migrations, endpoint.migration_limit()),
+        (None, 10)
     );
     Ok(())
 }

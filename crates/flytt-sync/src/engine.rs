@@ -144,8 +144,12 @@ fn target_has(target_list: &[ListedMailbox], name: &str) -> bool {
         .any(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
 }
 
+/// The server refused this request alone: an issue of the folder or the
+/// message, and the sync goes on. A busy or throttling answer, a full
+/// target or a refused login is not one: it stops the sync, to be retried
+/// later or reported (see `flytt_imap::Error::class`).
 fn is_rejection(e: &ImapError) -> bool {
-    matches!(e, ImapError::Rejected { .. })
+    e.is_refusal()
 }
 
 impl Ctx<'_> {
@@ -891,6 +895,8 @@ impl Ctx<'_> {
         let mut next_chunk = 0;
         let mut fetching: HashMap<String, usize> = HashMap::new();
         let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
+        // UIDs a FETCH answered OK without returning.
+        let mut unanswered: Vec<Uid> = Vec::new();
         let mut appends = Appends {
             window: append_window,
             ready: VecDeque::new(),
@@ -927,16 +933,23 @@ impl Ctx<'_> {
                         }
                         ServerResponse::Tagged(done) => {
                             let Some(index) = fetching.remove(&done.tag) else { continue };
+                            let refusal = match self.src.check("UID FETCH", done) {
+                                Ok(_) => None,
+                                // Busy or throttling: the whole sync waits
+                                // and resumes; never a bad item.
+                                Err(e) if !is_rejection(&e) => return Err(SyncError::Source(e)),
+                                Err(e) => Some(e),
+                            };
                             let mut batch = Vec::new();
                             for &uid in &chunks[index] {
-                                match received.remove(&uid) {
-                                    Some(m) => batch.push(self.pending(uid, m, target, unkept)),
-                                    None if done.status != CompletionStatus::Ok => {
+                                match (received.remove(&uid), &refusal) {
+                                    (Some(m), _) => batch.push(self.pending(uid, m, target, unkept)),
+                                    (None, Some(refusal)) => {
                                         self.report.messages_failed += 1;
-                                        self.issue(IssueKind::Bad, &folder.display, Some(uid), format!("the source could not read it: {} {}", done.status.as_str(), done.text));
+                                        self.issue(IssueKind::Bad, &folder.display, Some(uid), format!("the source could not read it: {refusal}"));
                                     }
-                                    // Expunged on the source meanwhile: nothing to copy.
-                                    None => {}
+                                    // Expunged meanwhile, or left out: see below.
+                                    (None, None) => unanswered.push(uid),
                                 }
                             }
                             if self.multiappend {
@@ -958,17 +971,48 @@ impl Ctx<'_> {
                             // which would otherwise idle the link each time.
                             self.send_appends(folder, &mut appends).await?;
                             self.confirmed(folder, batch, done.code, target).await?;
-                        } else if batch.len() > 1 {
+                            continue;
+                        }
+                        let refusal = match self.tgt.check("APPEND", done) {
+                            Err(e) if is_rejection(&e) => e,
+                            // Throttled, or the mailbox is full: not this
+                            // message's fault.
+                            Err(e) => return Err(SyncError::Target(e)),
+                            Ok(_) => continue,
+                        };
+                        if batch.len() > 1 {
                             // MULTIAPPEND is all or nothing: find the culprit.
                             appends.singles.extend(batch);
                         } else {
                             for p in batch {
                                 self.report.messages_failed += 1;
-                                self.issue(IssueKind::Bad, &folder.display, Some(p.uid), format!("the target refused it: {} {}", done.status.as_str(), done.text));
+                                self.issue(IssueKind::Bad, &folder.display, Some(p.uid), format!("the target refused it: {refusal}"));
                             }
                         }
                     }
                 }
+            }
+        }
+        self.left_out(folder, &unanswered).await
+    }
+
+    /// UIDs the source left out of an OK FETCH: gone only if `UID SEARCH`
+    /// says so (expunged meanwhile); the others stay for the next pass and
+    /// are reported, never counted as copied or silently dropped.
+    async fn left_out(&mut self, folder: &FolderPlan, unanswered: &[Uid]) -> Result<(), SyncError> {
+        for part in unanswered.chunks(UIDS_PER_COMMAND) {
+            let still_there = self
+                .src
+                .uid_search_among(&uid_set(part))
+                .await
+                .map_err(SyncError::Source)?;
+            for uid in still_there {
+                self.issue(
+                    IssueKind::Deferred,
+                    &folder.display,
+                    Some(uid),
+                    "the source answered OK without returning it; it is tried again on the next pass".into(),
+                );
             }
         }
         Ok(())
@@ -1205,13 +1249,15 @@ impl Ctx<'_> {
             for (flags, uids) in groups {
                 for part in uids.chunks(UIDS_PER_COMMAND) {
                     let stored = self.tgt.uid_store(part, add, &flags).await;
+                    // Not recorded: the folder's pass stays unfinished,
+                    // and the next one tries the change again.
                     if self
                         .refused_or(
                             stored,
                             SyncError::Target,
-                            IssueKind::Flag,
+                            IssueKind::Deferred,
                             folder,
-                            "cannot set flags",
+                            "cannot set flags (tried again on the next pass)",
                         )?
                         .is_none()
                     {

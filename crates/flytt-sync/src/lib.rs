@@ -136,6 +136,40 @@ pub enum SyncError {
     Stopped(&'static str),
 }
 
+impl SyncError {
+    /// Whether a later try may succeed (see `flytt_imap::Error::class`): a
+    /// busy, throttling or lost server, a busy state store or a full disk
+    /// are transient; a refused login, a full target mailbox or a bad
+    /// configuration are not.
+    pub fn class(&self) -> flytt_imap::ErrorClass {
+        use flytt_imap::{ErrorClass, Transient};
+        match self {
+            SyncError::Source(e) | SyncError::Target(e) => match e.class() {
+                // A refusal reaching here stopped the whole sync (a folder
+                // list, a login step): it will not pass by itself.
+                ErrorClass::Refused => ErrorClass::Fatal,
+                class => class,
+            },
+            SyncError::Store(_) | SyncError::Spool(_) | SyncError::Stopped(_) => {
+                ErrorClass::Transient(Transient::default())
+            }
+            SyncError::Config(_) => ErrorClass::Fatal,
+        }
+    }
+
+    /// What went wrong, in words for an administrator: a full target says
+    /// so first.
+    pub fn explain(&self) -> String {
+        match self {
+            SyncError::Target(e) if e.is_over_quota() => format!("target mailbox full: {e}"),
+            SyncError::Spool(e) if e.raw_os_error() == Some(28) => {
+                format!("disk full in the data directory while spooling a message: {e}")
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// How long a sync took, for rates.
 pub(crate) fn rate(count: u64, elapsed: Duration) -> f64 {
     let secs = elapsed.as_secs_f64();

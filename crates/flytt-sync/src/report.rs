@@ -29,13 +29,20 @@ pub enum IssueKind {
     Flag,
     /// The target stored the message with other bytes than were sent.
     Altered,
+    /// Left for the next pass: a flag update the target refused, a message
+    /// the source did not return. The folder's pass stays unfinished, so
+    /// the next sync tries again.
+    Deferred,
 }
 
 impl IssueKind {
     /// Whether the message or folder was left behind (counts against the
     /// exit status), as opposed to a notice.
     pub fn is_skip(self) -> bool {
-        matches!(self, IssueKind::Large | IssueKind::Bad | IssueKind::Folder)
+        matches!(
+            self,
+            IssueKind::Large | IssueKind::Bad | IssueKind::Folder | IssueKind::Deferred
+        )
     }
 }
 

@@ -452,6 +452,9 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
     if let Some(error) = &user.error {
         println!("Error:  {error}");
     }
+    if let Some(waiting) = &user.waiting {
+        println!("Now:    {}", waiting.sentence());
+    }
     if let Some(progress) = &user.progress {
         println!(
             "Now:    {} ({} messages copied so far)",

@@ -174,6 +174,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
                 sieve_url: args.sieve_url,
                 directory: args.directory,
+                effective_migrations: None,
             };
             control.create_endpoint(&endpoint).await?;
             println!("Endpoint {} created.", endpoint.name);
@@ -277,6 +278,12 @@ fn print_endpoint(endpoint: &Endpoint) {
         "MaxConcurrentMigrations:        {}",
         endpoint.max_concurrent_migrations
     );
+    if endpoint.migration_limit() < endpoint.max_concurrent_migrations {
+        println!(
+            "  in force now:                 {} (the server refused or throttled; good syncs raise it again)",
+            endpoint.migration_limit()
+        );
+    }
     println!(
         "MaxConcurrentIncrementalSyncs:  {}",
         endpoint.max_concurrent_incremental_syncs

@@ -70,7 +70,8 @@ enum Command {
     Token(token_cmd::TokenCommand),
 }
 
-/// How a runner keeps its leases on the users it syncs.
+/// How a runner keeps its leases on the users it syncs, and how long it
+/// keeps trying a user against a busy server.
 #[derive(clap::Args)]
 struct LeaseArgs {
     /// How often the runner renews its leases (e.g. 10s).
@@ -80,6 +81,11 @@ struct LeaseArgs {
     /// the user over (e.g. 30s; more than the heartbeat).
     #[arg(long, env = "FLYTT_LEASE", default_value = "30s", value_parser = flytt_batch::parse_duration)]
     lease: u64,
+    /// A user whose sync meets busy, throttling or lost servers is tried
+    /// again with backoff while it makes progress; it fails after this long
+    /// without any (e.g. 1h, 30m).
+    #[arg(long, env = "FLYTT_GIVE_UP_AFTER", default_value = "1h", value_parser = flytt_batch::parse_duration)]
+    give_up_after: u64,
 }
 
 impl LeaseArgs {
@@ -94,6 +100,7 @@ impl LeaseArgs {
         Ok(flytt_runner::RunnerOptions {
             heartbeat: std::time::Duration::from_secs(self.heartbeat),
             lease: std::time::Duration::from_secs(self.lease),
+            give_up_after: std::time::Duration::from_secs(self.give_up_after),
             ..flytt_runner::RunnerOptions::default()
         })
     }

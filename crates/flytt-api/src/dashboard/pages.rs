@@ -338,9 +338,10 @@ impl UserRow {
         let progress = user.progress.clone().unwrap_or_default();
         let copied = stats.messages_copied + progress["messages_copied"].as_u64().unwrap_or(0);
         let bytes = stats.bytes_copied + progress["bytes_copied"].as_u64().unwrap_or(0);
-        let detail = match (&user.error, progress["folder"].as_str()) {
-            (Some(error), _) => error.clone(),
-            (None, Some(folder)) if !folder.is_empty() => format!("copying {folder}"),
+        let detail = match (&user.error, &user.waiting, progress["folder"].as_str()) {
+            (Some(error), _, _) => error.clone(),
+            (None, Some(waiting), _) => waiting.sentence(),
+            (None, None, Some(folder)) if !folder.is_empty() => format!("copying {folder}"),
             _ => String::new(),
         };
         UserRow {
@@ -998,7 +999,8 @@ struct EndpointRow {
     link: String,
     url: String,
     admin: String,
-    migrations: u32,
+    /// "20", or "7 of 20" while the server refuses or throttles.
+    migrations: String,
     incremental: u32,
 }
 
@@ -1012,7 +1014,14 @@ impl EndpointRow {
                 Some(admin) => format!("{admin} ({})", view.admin_mode),
                 None => "none (CSV credentials)".into(),
             },
-            migrations: view.max_concurrent_migrations,
+            migrations: if view.effective_concurrent_migrations < view.max_concurrent_migrations {
+                format!(
+                    "{} of {} (server pushing back)",
+                    view.effective_concurrent_migrations, view.max_concurrent_migrations
+                )
+            } else {
+                view.max_concurrent_migrations.to_string()
+            },
             incremental: view.max_concurrent_incremental_syncs,
         }
     }
