@@ -65,15 +65,32 @@ impl UserStatistics {
 }
 
 impl UserStatistics {
-    /// The statistics with the copies of a sync that stopped early (a lost
-    /// or busy server) added: they are on the target and the next sync
-    /// will not copy them again, so they count now.
-    pub fn with_copies(&self, messages: u64, bytes: u64) -> UserStatistics {
+    /// The statistics with what a sync that stopped early (a lost or busy
+    /// server) did added: its copies, and the earlier copies it found on
+    /// the target. They are recorded, and the next sync will neither copy
+    /// nor find them again, so they count now.
+    pub fn with_partial(&self, partial: &PartialSync) -> UserStatistics {
         UserStatistics {
-            messages_copied: self.messages_copied + messages,
-            bytes_copied: self.bytes_copied + bytes,
+            messages_copied: self.messages_copied + partial.messages_copied,
+            bytes_copied: self.bytes_copied + partial.bytes_copied,
+            messages_matched: self.messages_matched + partial.messages_matched,
             ..self.clone()
         }
+    }
+}
+
+/// What a sync that stopped early did before it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PartialSync {
+    pub messages_copied: u64,
+    pub bytes_copied: u64,
+    pub messages_matched: u64,
+}
+
+impl PartialSync {
+    /// Whether it moved the user on at all.
+    pub fn progressed(&self) -> bool {
+        self.messages_copied + self.messages_matched > 0
     }
 }
 

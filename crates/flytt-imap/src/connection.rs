@@ -559,9 +559,16 @@ async fn tls_handshake(
     };
     flytt_tls::handshake(tcp, &config.host, &trust, config.timeout)
         .await
-        .map_err(|detail| Error::Tls {
-            server: config.display_name(),
-            detail,
+        .map_err(|e| match e {
+            // Cut or timed out during the handshake: as any lost connection.
+            flytt_tls::HandshakeError::Interrupted(detail) => Error::Io {
+                server: config.display_name(),
+                source: std::io::Error::other(format!("during the TLS handshake: {detail}")),
+            },
+            flytt_tls::HandshakeError::Refused(detail) => Error::Tls {
+                server: config.display_name(),
+                detail,
+            },
         })
 }
 

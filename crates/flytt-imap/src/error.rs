@@ -48,6 +48,8 @@ pub enum Error {
     InvalidArgument(String),
 }
 
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// What an error means for the work that met it: see `Error::class`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -199,7 +201,10 @@ pub fn suggested_backoff(text: &str) -> Option<std::time::Duration> {
         .find_map(|phrase| lower.find(phrase).map(|at| &lower[at + phrase.len()..]))?;
     let digits_at = after.find(|c: char| c.is_ascii_digit())?;
     // The number must follow the phrase closely ("Backoff Time: 2000 ms").
-    if after[..digits_at].trim_matches(|c: char| c == ':' || c.is_whitespace()) != "" {
+    if !after[..digits_at]
+        .trim_matches(|c: char| c == ':' || c.is_whitespace())
+        .is_empty()
+    {
         return None;
     }
     let rest = &after[digits_at..];
@@ -317,5 +322,3 @@ mod tests {
         }
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

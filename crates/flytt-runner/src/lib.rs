@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use flytt_batch::{
-    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType,
+    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, PartialSync,
     StatisticsIssue, UserStatistics, UserStatus,
 };
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
@@ -643,11 +643,22 @@ struct Progress {
     folder: std::sync::Mutex<String>,
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
+    matched: std::sync::atomic::AtomicU64,
     /// The runner's lease on the user: no write after it lapsed.
     lease: Option<std::sync::Arc<Lease>>,
 }
 
 impl Progress {
+    /// What the sync did so far, for a sync that stops early.
+    fn partial(&self) -> PartialSync {
+        use std::sync::atomic::Ordering::Relaxed;
+        PartialSync {
+            messages_copied: self.messages.load(Relaxed),
+            bytes_copied: self.bytes.load(Relaxed),
+            messages_matched: self.matched.load(Relaxed),
+        }
+    }
+
     fn to_json(&self) -> String {
         use std::sync::atomic::Ordering::Relaxed;
         let folder = self.folder.lock().map(|f| f.clone()).unwrap_or_default();
@@ -676,6 +687,11 @@ impl flytt_sync::Observer for Progress {
         use std::sync::atomic::Ordering::Relaxed;
         self.messages.fetch_add(messages, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn matched(&self, messages: u64) {
+        self.matched
+            .fetch_add(messages, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn may_write(&self) -> bool {
@@ -797,13 +813,9 @@ impl Attempt<'_> {
         progress: &Progress,
         elapsed: Duration,
     ) -> flytt_store::Result<bool> {
-        use std::sync::atomic::Ordering::Relaxed;
         let item = self.item;
-        let (messages, bytes) = (
-            progress.messages.load(Relaxed),
-            progress.bytes.load(Relaxed),
-        );
-        let progressed = messages > 0;
+        let partial = progress.partial();
+        let progressed = partial.progressed();
         let stalled = Duration::from_millis(item.stalled_ms.unwrap_or(0)) + elapsed;
         if !progressed && stalled >= self.options.give_up_after {
             let reason = format!(
@@ -824,17 +836,17 @@ impl Attempt<'_> {
         let retries = if progressed { 0 } else { item.retries };
         let wait = self.options.backoff(retries, retry.retry_after);
         tracing::info!(user = %item.email, wait_s = wait.as_secs(), reason = %retry.reason, "waiting before the next try");
-        let copies = item
+        let stats = item
             .stats
             .clone()
             .unwrap_or_default()
-            .with_copies(messages, bytes);
+            .with_partial(&partial);
         self.store
             .postpone_user(
                 item.user_id,
                 self.runner,
                 self.kind.resume_status(),
-                Some(&copies),
+                Some(&stats),
                 &flytt_store::Postponement {
                     wait,
                     reason: &retry.reason,

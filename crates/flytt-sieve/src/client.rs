@@ -126,9 +126,9 @@ impl SieveSession {
             };
             let tls = flytt_tls::handshake(stream, &config.host, &trust, config.timeout)
                 .await
-                .map_err(|detail| Error::Tls {
+                .map_err(|e| Error::Tls {
                     server: server.clone(),
-                    detail,
+                    detail: e.to_string(),
                 })?;
             session = SieveSession {
                 stream: Box::new(tls),

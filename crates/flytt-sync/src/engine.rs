@@ -615,6 +615,7 @@ impl Ctx<'_> {
                 .filter(|m| matched_uids.contains(&m.uid))
                 .count();
             self.report.messages_matched += newly as u64;
+            self.observer.matched(newly as u64);
             to_copy.retain(|m| !matched_uids.contains(&m.uid));
             if !dry_run {
                 self.store

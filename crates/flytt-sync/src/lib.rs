@@ -104,6 +104,9 @@ pub trait Observer: Send + Sync {
     fn folder_done(&self, _folder: &str) {}
     /// Messages the target confirmed.
     fn copied(&self, _messages: u64, _bytes: u64) {}
+    /// Messages found on the target already (copies of an earlier, broken
+    /// off sync) and recorded without copying them again.
+    fn matched(&self, _messages: u64) {}
     /// Something was skipped or failed.
     fn issue(&self, _issue: &Issue) {}
     /// Whether the sync may still write to the target: a batch runner's

@@ -6,6 +6,7 @@
 pub mod corpus;
 pub mod cyrus;
 pub mod dovecot;
+pub mod faults;
 pub mod oauth;
 pub mod postgres;
 pub mod proxy;
@@ -15,6 +16,7 @@ pub mod smtp;
 
 pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, Layout};
+pub use faults::{Answer, FaultProxy, Faults};
 pub use postgres::Postgres;
 pub use server::{Family, TestServer};
 

@@ -56,6 +56,34 @@ impl TestServer {
         }
     }
 
+    /// The loopback port of its IMAP service.
+    pub fn port(&self) -> u16 {
+        match self {
+            TestServer::Dovecot(d) => d.port,
+            TestServer::Cyrus(c) => c.port,
+        }
+    }
+
+    /// `flytt endpoint new`'s flags for the administrator, whose password
+    /// is in `password_file`: Dovecot's master user, Cyrus's admin by SASL
+    /// PLAIN.
+    pub fn admin_endpoint_args(&self, password_file: &Path) -> Vec<String> {
+        let (user, mode) = match self {
+            TestServer::Dovecot(_) => (dovecot::MASTER_USER, "master"),
+            TestServer::Cyrus(_) => (cyrus::ADMIN_USER, "plain"),
+        };
+        [
+            "--admin-user",
+            user,
+            "--admin-mode",
+            mode,
+            "--admin-password-file",
+            &password_file.display().to_string(),
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         match self {
             TestServer::Dovecot(d) => d.ca_file(),

@@ -147,16 +147,47 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     host: &str,
     trust: &Trust,
     timeout: Duration,
-) -> Result<TlsStream<S>, String> {
-    let config = client_config(trust)?;
-    let name =
-        ServerName::try_from(host.to_string()).map_err(|e| format!("bad server name: {e}"))?;
+) -> Result<TlsStream<S>, HandshakeError> {
+    let config = client_config(trust).map_err(HandshakeError::Refused)?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| HandshakeError::Refused(format!("bad server name: {e}")))?;
     let connector = tokio_rustls::TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(name, stream))
         .await
-        .map_err(|_| "handshake timed out".to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|_| HandshakeError::Interrupted("handshake timed out".into()))?
+        .map_err(|e| {
+            // rustls reports what it refuses (a certificate, a protocol
+            // version) as invalid data; anything else is the connection.
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                HandshakeError::Refused(e.to_string())
+            } else {
+                HandshakeError::Interrupted(e.to_string())
+            }
+        })
 }
+
+/// Why a TLS handshake failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The connection failed during the handshake (timed out, closed,
+    /// reset): a later try may succeed.
+    Interrupted(String),
+    /// The server's certificate or TLS parameters are not acceptable: no
+    /// retry changes that.
+    Refused(String),
+}
+
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HandshakeError::Interrupted(detail) | HandshakeError::Refused(detail) => {
+                f.write_str(detail)
+            }
+        }
+    }
+}
+
+impl std::error::Error for HandshakeError {}
 
 /// webpki's verification, plus certificates trusted as they are: one named
 /// in a CA file, or one with a pinned fingerprint.

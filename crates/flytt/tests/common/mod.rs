@@ -124,7 +124,14 @@ impl Worker {
 
     /// The service and its API's base address (`http://127.0.0.1:PORT`).
     pub fn serve(data: &Path) -> (Worker, String) {
-        let mut child = flytt_command(data, &["serve", "--listen", "127.0.0.1:0"])
+        Worker::serve_with(data, &[])
+    }
+
+    /// Like `serve`, with more of `serve`'s flags.
+    pub fn serve_with(data: &Path, extra: &[&str]) -> (Worker, String) {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        let mut child = flytt_command(data, &args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
