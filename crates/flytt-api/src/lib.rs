@@ -24,10 +24,29 @@ pub use dashboard::DashboardConfig;
 pub use error::ApiError;
 
 /// What `serve` needs besides the store.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// The dashboard's admin password (besides API tokens), if configured.
     pub dashboard_password: Option<String>,
+    /// Mark the dashboard's cookies `Secure` (served behind a TLS proxy);
+    /// also done for a request that says `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
+    /// How long a client may take to send a request's headers, and how
+    /// long a kept-alive connection may sit idle before its next request.
+    pub header_read_timeout: std::time::Duration,
+    /// Live event streams (`/api/v1/events/stream`) open at once at most.
+    pub max_event_streams: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            dashboard_password: None,
+            secure_cookies: false,
+            header_read_timeout: std::time::Duration::from_secs(30),
+            max_event_streams: 64,
+        }
+    }
 }
 
 /// The largest request body: a CSV file of 50,000 rows with long values.
@@ -46,8 +65,12 @@ pub fn router(
     routes::router(routes::AppState {
         control,
         stopping,
-        dashboard: dashboard::DashboardState::new(options.dashboard_password.clone()),
+        dashboard: dashboard::DashboardState::new(
+            options.dashboard_password.clone(),
+            options.secure_cookies,
+        ),
         batches: Default::default(),
+        event_streams: std::sync::Arc::new(tokio::sync::Semaphore::new(options.max_event_streams)),
     })
 }
 
@@ -56,6 +79,12 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves the API on `listener` until `shutdown` resolves; requests under
 /// way get a few seconds to finish, live streams end at once.
+///
+/// Each connection is served by hyper's HTTP/1 server with a timer, so a
+/// client that sends its headers too slowly, or keeps a connection idle,
+/// is cut off after `header_read_timeout` (a connection is not a free
+/// resource). The peer's address goes with each request (`ConnectInfo`)
+/// for the sign-in rate limit.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     control: Control,
@@ -70,14 +99,51 @@ pub async fn serve(
     let until = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|s| *s).await;
     };
-    let server = axum::serve(listener, router(control, &options, stopping.clone()))
-        .with_graceful_shutdown(until(stopping.clone()));
-    let deadline = async {
-        until(stopping).await;
-        tokio::time::sleep(GRACE).await;
-    };
-    tokio::select! {
-        served = server => served,
-        _ = deadline => Ok(()),
+    let app = router(control, &options, stopping.clone());
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of file descriptors, or a connection reset before it
+                // was accepted: wait a little rather than spin or stop.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = until(stopping.clone()) => break,
+        };
+        while connections.try_join_next().is_some() {}
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let mut request = request.map(axum::body::Body::new);
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                tower::ServiceExt::oneshot(app.clone(), request)
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(options.header_read_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = until(stopping) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(GRACE, connection).await;
+                }
+            }
+        });
     }
+    let _ = tokio::time::timeout(GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub dashboard: std::sync::Arc<crate::dashboard::DashboardState>,
     /// What the event streams show of the batches, shared.
     pub batches: Arc<SharedBatches>,
+    /// One permit per live event stream.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl axum::extract::FromRef<AppState> for Control {
@@ -726,8 +728,17 @@ async fn stream_events(
         control,
         mut stopping,
         batches: shared,
+        event_streams,
         ..
     } = state;
+    // Each stream holds a task and reads the store every tick: a bounded
+    // number of them.
+    let permit = event_streams.try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live event streams are open; close one or try again later",
+        )
+    })?;
     let mut filter = query(params)?.filter();
     filter.limit = None;
     if filter.after.is_none() {
@@ -744,6 +755,7 @@ async fn stream_events(
     let (sender, receiver) =
         tokio::sync::mpsc::channel::<Result<SseEvent, std::convert::Infallible>>(64);
     tokio::spawn(async move {
+        let _permit = permit;
         let mut last_progress: std::collections::HashMap<String, String> = Default::default();
         // Woken when events are written (LISTEN/NOTIFY on PostgreSQL), and
         // once a tick for the counters.

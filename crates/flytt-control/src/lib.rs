@@ -74,9 +74,10 @@ pub struct BatchRequest {
 /// database with different keys would each seal what the others cannot
 /// open, and fail every user they pick: they are stopped here instead.
 pub async fn keyring(store: &Store, data_dir: &Path) -> Result<Keyring> {
-    let keyring = Keyring::load(data_dir)?;
-    if let Some(sealed) = store.some_sealed_secret().await?
-        && let Some(stored) = Keyring::sealed_with(&sealed)
+    let sealed = store.some_sealed_secret().await?;
+    let sealed_with = sealed.as_deref().and_then(Keyring::sealed_with);
+    let keyring = Keyring::load_for(data_dir, sealed_with)?;
+    if let Some(stored) = sealed_with
         && stored != keyring.id()
     {
         return Err(ControlError::OtherKey {

@@ -39,6 +39,46 @@ fn default_timeout() -> u64 {
     30
 }
 
+/// The environment variables a hook inherits; everything else is cleared.
+const HOOK_ENVIRONMENT: [&str; 9] = [
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// What a hook wrote for people to read, as it may reach an error message
+/// (`user show`, the API, the reports): without the request's secrets (a
+/// hook that echoes its input must not leak a password), at most 500
+/// characters.
+fn redacted(text: &str, request: &serde_json::Value) -> String {
+    fn secrets<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(fields) => {
+                for (name, value) in fields {
+                    match value {
+                        serde_json::Value::String(secret)
+                            if name.contains("password") && !secret.is_empty() =>
+                        {
+                            out.push(secret)
+                        }
+                        other => secrets(other, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(values) => values.iter().for_each(|v| secrets(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    secrets(request, &mut found);
+    let mut text = text.trim().to_string();
+    for secret in found {
+        text = text.replace(secret, "***");
+    }
+    match text.char_indices().nth(500) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 #[derive(Deserialize)]
 struct Answer {
     ok: bool,
@@ -54,7 +94,19 @@ impl HookSettings {
             directory: self.name.clone(),
             detail,
         };
-        let mut child = tokio::process::Command::new(&self.program)
+        let mut command = tokio::process::Command::new(&self.program);
+        // The hook gets what a program needs to run, and nothing of flytt's
+        // own environment (FLYTT_SECRET_KEY, database URLs, tokens).
+        command.env_clear();
+        for (name, value) in std::env::vars_os() {
+            if name
+                .to_str()
+                .is_some_and(|name| HOOK_ENVIRONMENT.contains(&name))
+            {
+                command.env(name, value);
+            }
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -88,14 +140,17 @@ impl HookSettings {
             unreachable(format!(
                 "{operation}: the hook's answer is not the expected JSON ({e}); exit {}, stderr: {}",
                 output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
+                redacted(&String::from_utf8_lossy(&output.stderr), &request)
             ))
         })?;
         if !answer.ok {
             return Err(DirectoryError::Refused {
                 directory: self.name.clone(),
                 operation,
-                detail: answer.error.unwrap_or_else(|| "no reason given".into()),
+                detail: redacted(
+                    answer.error.as_deref().unwrap_or("no reason given"),
+                    &request,
+                ),
             });
         }
         Ok(answer)

@@ -209,6 +209,27 @@ async fn the_command_hook_does_the_same() {
         matches!(&broken, Err(DirectoryError::Unreachable { detail, .. }) if detail.contains("not the expected JSON")),
         "{broken:?}"
     );
+    // A hook that tells all on stderr: it sees none of flytt's environment
+    // (the test's CARGO_* variables stand for FLYTT_SECRET_KEY), and the
+    // password it was sent is blanked in the error shown.
+    std::fs::write(&program, "#!/bin/sh\ncat >&2\nenv >&2\necho not json\n").expect("hook");
+    let telling = directory
+        .make_mailbox(
+            "kari@example.org",
+            &SecretString::new("Hemmelig-passord-9"),
+            false,
+        )
+        .await;
+    let Err(DirectoryError::Unreachable { detail, .. }) = &telling else {
+        panic!("{telling:?}");
+    };
+    assert!(detail.contains("PATH="), "{detail}");
+    assert!(
+        !detail.contains("CARGO"),
+        "the environment reached the hook: {detail}"
+    );
+    assert!(!detail.contains("Hemmelig-passord-9"), "{detail}");
+    assert!(detail.contains("\"password\":\"***\""), "{detail}");
 }
 
 /// StartTLS on ldap:// and TLS on ldaps://, the server's certificate

@@ -136,7 +136,13 @@ impl Error {
                         .to_ascii_uppercase()
                 });
                 let code = code.as_deref();
-                if code.is_some_and(|c| BUSY_CODES.contains(&c)) || says_busy(text) {
+                // `[LIMIT]` is also how servers refuse one message for its
+                // size (Dovecot's "Mail size is larger than the maximum
+                // size allowed"): that is the message's, not the moment's.
+                let limit_on_size = code == Some("LIMIT") && says_size(text);
+                if !limit_on_size
+                    && (code.is_some_and(|c| BUSY_CODES.contains(&c)) || says_busy(text))
+                {
                     ErrorClass::Transient(Transient {
                         busy: true,
                         retry_after: suggested_backoff(text),
@@ -180,6 +186,13 @@ impl Error {
     pub fn is_over_quota(&self) -> bool {
         matches!(self, Error::Rejected { code: Some(code), .. } if code.eq_ignore_ascii_case("OVERQUOTA"))
     }
+}
+
+fn says_size(text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    ["size", "too large", "too big", "exceeds"]
+        .iter()
+        .any(|t| text.contains(t))
 }
 
 fn says_busy(text: &str) -> bool {
@@ -299,6 +312,12 @@ mod tests {
         for code in ["TOOBIG", "CANNOT", "NONEXISTENT", "PARSE"] {
             assert!(rejected("APPEND", Some(code), "no").is_refusal(), "{code}");
         }
+        let too_large = rejected(
+            "APPEND",
+            Some("LIMIT"),
+            "Mail size is larger than the maximum size allowed by server configuration",
+        );
+        assert!(too_large.is_refusal(), "{:?}", too_large.class());
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct RunnerOptions {
     /// An endpoint's effective limit is lowered at most once per this time,
     /// and raised no sooner than this after.
     pub limit_cooldown: Duration,
+    /// The longest a staged user's preparation (directory, ManageSieve) or
+    /// a Sieve script copy may take; then it is tried again later.
+    pub step_deadline: Duration,
     /// How often the runner renews its leases.
     pub heartbeat: Duration,
     /// How long a lease lasts without a heartbeat; then another runner may
@@ -78,6 +81,7 @@ impl Default for RunnerOptions {
             max_backoff: Duration::from_secs(300),
             give_up_after: Duration::from_secs(3600),
             limit_cooldown: Duration::from_secs(10),
+            step_deadline: Duration::from_secs(120),
             heartbeat: Duration::from_secs(10),
             lease: Duration::from_secs(30),
         }
@@ -146,9 +150,12 @@ fn runner_id() -> (String, String, u32) {
     (id, host, pid)
 }
 
-/// What kind of sync a running user is in.
+/// What a leased user is in: a staged user's preparation or a sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
+    /// Directory and ManageSieve steps before a staged user's initial sync
+    /// (`staged.rs`); the user stays Queued.
+    Preparation,
     Initial,
     Incremental,
     Final,
@@ -157,20 +164,35 @@ enum Kind {
 impl Kind {
     fn running_status(self) -> UserStatus {
         match self {
+            Kind::Preparation => UserStatus::Queued,
             Kind::Initial => UserStatus::Syncing,
             Kind::Incremental => UserStatus::IncrementalSyncing,
             Kind::Final => UserStatus::Completing,
         }
     }
 
-    /// Where the user goes back to when the sync is abandoned. A final sync
+    /// Where the user goes back to when the work is abandoned. A final sync
     /// goes back to Queued: a completing batch takes Queued users too.
     fn resume_status(self) -> UserStatus {
         match self {
-            Kind::Initial | Kind::Final => UserStatus::Queued,
+            Kind::Preparation | Kind::Initial | Kind::Final => UserStatus::Queued,
             Kind::Incremental => UserStatus::Synced,
         }
     }
+
+    /// Whether it counts against the endpoints' incremental limit too.
+    fn is_incremental(self) -> bool {
+        matches!(self, Kind::Incremental | Kind::Final)
+    }
+}
+
+/// What every step of the runner works with.
+pub(crate) struct RunnerContext<'a> {
+    store: &'a Store,
+    keyring: &'a std::sync::Arc<Keyring>,
+    /// This runner's id (the leases' holder).
+    id: &'a str,
+    options: &'a RunnerOptions,
 }
 
 pub(crate) struct Running {
@@ -204,20 +226,17 @@ pub async fn run(
         // PostgreSQL restarting) is waited out, tick after tick; running
         // syncs stop writing by themselves when their leases lapse.
         let tick = std::time::Instant::now();
+        let context = RunnerContext {
+            store: &store,
+            keyring: &keyring,
+            id: &id,
+            options: &options,
+        };
         let step = async {
             take_back_expired(&store).await?;
             let batches = store.batch_states().await?;
-            staged::prepare(&store, &keyring, &id, &options, &batches).await?;
-            schedule(
-                &store,
-                &keyring,
-                &id,
-                &options,
-                &batches,
-                &mut running,
-                &mut tasks,
-            )
-            .await?;
+            staged::prepare(&context, &batches, &mut running, &mut tasks).await?;
+            schedule(&context, &batches, &mut running, &mut tasks).await?;
             settle_batches(&store, &batches).await
         };
         if let Err(e) = step.await {
@@ -319,16 +338,13 @@ async fn renew_leases(
 /// Starts what may start: for each active batch, asks the database for at
 /// most as many users as its endpoints have free slots (across runners),
 /// and claims them one by one.
-#[allow(clippy::too_many_arguments)]
 async fn schedule(
-    store: &Store,
-    keyring: &std::sync::Arc<Keyring>,
-    runner: &str,
-    options: &RunnerOptions,
+    context: &RunnerContext<'_>,
     batches: &[BatchState],
     running: &mut HashMap<i64, Running>,
     tasks: &mut JoinSet<i64>,
 ) -> Result<(), RunnerError> {
+    let store = context.store;
     // Live leases per endpoint, across runners: a cheap first filter; the
     // claim checks again in its transaction.
     let mut live = store.live_leases().await?;
@@ -369,14 +385,13 @@ async fn schedule(
                 if running.contains_key(&item.user_id) {
                     continue;
                 }
-                if !start_sync(store, keyring, runner, options, running, tasks, item, *kind).await?
-                {
+                if !start(context, running, tasks, item, *kind).await? {
                     continue;
                 }
                 for endpoint in [&source.name, &target.name] {
                     let counts = live.entry(endpoint.clone()).or_default();
                     counts.0 += 1;
-                    counts.1 += u32::from(*kind != Kind::Initial);
+                    counts.1 += u32::from(kind.is_incremental());
                 }
             }
         }
@@ -384,55 +399,50 @@ async fn schedule(
     Ok(())
 }
 
-/// Claims `item` for a sync of `kind` and starts it; false when another
-/// runner was first or a limit filled meanwhile.
-#[allow(clippy::too_many_arguments)]
-async fn start_sync(
-    store: &Store,
-    keyring: &std::sync::Arc<Keyring>,
-    runner: &str,
-    options: &RunnerOptions,
+/// Claims `item` for `kind` (a preparation or a sync) and starts it as a
+/// task; false when another runner was first or a limit filled meanwhile.
+async fn start(
+    context: &RunnerContext<'_>,
     running: &mut HashMap<i64, Running>,
     tasks: &mut JoinSet<i64>,
     item: WorkItem,
     kind: Kind,
 ) -> Result<bool, RunnerError> {
-    let parameters = item.parameters.clone();
+    let options = context.options;
     let claimed_at = std::time::Instant::now();
     let claim = Claim {
         user_id: item.user_id,
-        runner,
+        runner: context.id,
         from: item.status,
         to: kind.running_status(),
         lease: options.lease,
-        incremental: kind != Kind::Initial,
+        incremental: kind.is_incremental(),
         limits: [&item.source, &item.target].map(|e| EndpointLimit {
             endpoint: &e.name,
             max_migrations: e.migration_limit(),
             max_incremental: e.max_concurrent_incremental_syncs,
         }),
     };
-    if store.claim_user(&claim).await? != ClaimOutcome::Claimed {
+    if context.store.claim_user(&claim).await? != ClaimOutcome::Claimed {
         return Ok(false);
     }
     let lease = std::sync::Arc::new(Lease::new(claimed_at + options.write_window()));
     let user_id = item.user_id;
-    let (store, keyring, options, sync_lease, runner) = (
-        store.clone(),
-        keyring.clone(),
+    let (store, keyring, options, task_lease, runner) = (
+        context.store.clone(),
+        context.keyring.clone(),
         options.clone(),
         lease.clone(),
-        runner.to_string(),
+        context.id.to_string(),
     );
     let task = tasks.spawn(async move {
         let attempt = Attempt {
             item: &item,
-            parameters: &parameters,
             keyring: &keyring,
             options: &options,
             store: &store,
             kind,
-            lease: &sync_lease,
+            lease: &task_lease,
             runner: &runner,
         };
         attempt.run().await;
@@ -479,6 +489,7 @@ async fn sync_user(
     keyring: &Keyring,
     store: &Store,
     kind: Kind,
+    step_deadline: Duration,
     progress: &std::sync::Arc<Progress>,
 ) -> Result<UserStatistics, Failure> {
     let overrides = &item.overrides;
@@ -559,7 +570,7 @@ async fn sync_user(
     {
         return Ok(stats);
     }
-    Ok(with_sieve_scripts(stats, item, &source, &target).await)
+    Ok(with_sieve_scripts(stats, item, &source, &target, step_deadline).await)
 }
 
 /// After an initial or final sync: the user's Sieve scripts, when both
@@ -570,20 +581,32 @@ async fn with_sieve_scripts(
     item: &WorkItem,
     source: &Account,
     target: &Account,
+    deadline: Duration,
 ) -> UserStatistics {
     let (Ok(Some(from)), Ok(Some(to))) = (sieve_server(&item.source), sieve_server(&item.target))
     else {
         return stats;
     };
     let report = match (sieve_auth(&source.auth), sieve_auth(&target.auth)) {
-        (Some(source_auth), Some(target_auth)) => {
-            migrate_scripts((&from, &source_auth), (&to, &target_auth))
-                .await
-                .unwrap_or_else(|e| SieveReport {
-                    issues: vec![format!("the Sieve scripts were not copied: {e}")],
-                    ..SieveReport::default()
-                })
-        }
+        (Some(source_auth), Some(target_auth)) => match tokio::time::timeout(
+            deadline,
+            migrate_scripts((&from, &source_auth), (&to, &target_auth)),
+        )
+        .await
+        {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => SieveReport {
+                issues: vec![format!("the Sieve scripts were not copied: {e}")],
+                ..SieveReport::default()
+            },
+            Err(_) => SieveReport {
+                issues: vec![format!(
+                    "the Sieve scripts were not copied: ManageSieve did not finish within {} s",
+                    deadline.as_secs()
+                )],
+                ..SieveReport::default()
+            },
+        },
         _ => SieveReport {
             issues: vec![
                 "the Sieve scripts were not copied: OAuth logins cannot open ManageSieve".into(),
@@ -723,7 +746,6 @@ struct Retry {
 /// One try at one user's sync, and what is recorded after it.
 struct Attempt<'a> {
     item: &'a WorkItem,
-    parameters: &'a BatchParameters,
     keyring: &'a Keyring,
     options: &'a RunnerOptions,
     store: &'a Store,
@@ -734,6 +756,59 @@ struct Attempt<'a> {
 
 impl Attempt<'_> {
     async fn run(&self) {
+        let recorded = match self.kind {
+            Kind::Preparation => self.prepare().await,
+            _ => self.sync().await,
+        };
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(user = %self.item.email, "the lease was taken over: nothing recorded");
+            }
+            Err(e) => {
+                tracing::error!(user = %self.item.email, error = %e, "cannot record the user's status");
+            }
+        }
+    }
+
+    /// A staged user's preparation, within `step_deadline`: a directory or
+    /// ManageSieve server that does not answer in time is waited out like
+    /// a busy mail server.
+    async fn prepare(&self) -> flytt_store::Result<bool> {
+        let started = std::time::Instant::now();
+        let deadline = self.options.step_deadline;
+        let item = self.item;
+        let prepared = tokio::time::timeout(
+            deadline,
+            staged::prepare_user(self.store, self.keyring, item, &item.parameters),
+        )
+        .await;
+        match prepared {
+            Ok(Ok(())) => {
+                self.store.set_user_validated(item.user_id).await?;
+                self.store.release_user(item.user_id, self.runner).await?;
+                Ok(true)
+            }
+            Ok(Err(reason)) => {
+                tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
+                self.finish(UserStatus::Failed, Some(&reason), None).await
+            }
+            Err(_) => {
+                let retry = Retry {
+                    reason: format!(
+                        "the directory or ManageSieve server did not finish within {} s",
+                        deadline.as_secs()
+                    ),
+                    busy_endpoint: None,
+                    retry_after: None,
+                };
+                self.postpone(retry, &Progress::default(), started.elapsed())
+                    .await
+            }
+        }
+    }
+
+    async fn sync(&self) -> flytt_store::Result<bool> {
         let started = std::time::Instant::now();
         let progress = std::sync::Arc::new(Progress {
             lease: Some(self.lease.clone()),
@@ -741,14 +816,15 @@ impl Attempt<'_> {
         });
         let outcome = sync_user(
             self.item,
-            self.parameters,
+            &self.item.parameters,
             self.keyring,
             self.store,
             self.kind,
+            self.options.step_deadline,
             &progress,
         )
         .await;
-        let recorded = match outcome {
+        match outcome {
             Ok(stats) => self.succeeded(&stats).await,
             // The lease lapsed (the database was out of reach): the user
             // goes back, it did not fail.
@@ -758,15 +834,6 @@ impl Attempt<'_> {
             Err(Failure::Fatal(reason)) => self.failed(&reason).await,
             Err(Failure::Transient(retry)) => {
                 self.postpone(retry, &progress, started.elapsed()).await
-            }
-        };
-        match recorded {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(user = %self.item.email, "the lease was taken over: nothing recorded");
-            }
-            Err(e) => {
-                tracing::error!(user = %self.item.email, error = %e, "cannot record the user's status");
             }
         }
     }

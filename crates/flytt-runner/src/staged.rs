@@ -13,102 +13,68 @@
 
 use std::collections::HashMap;
 
-use flytt_batch::{BatchParameters, BatchStatus, BatchType, Forwarding, UserOverrides, UserStatus};
+use flytt_batch::{BatchParameters, BatchStatus, BatchType, Forwarding, UserOverrides};
 use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_sieve::{install_forward, migrate_scripts};
-use flytt_store::{
-    BatchState, Claim, ClaimOutcome, EndpointLimit, Startable, Store, WorkItem, event_kind,
-};
+use flytt_store::{BatchState, Startable, Store, WorkItem, event_kind};
 
-use crate::{RunnerError, RunnerOptions};
+use crate::{Kind, RunnerError};
 
 /// How many users one pass prepares, so that the runner's loop keeps
 /// ticking (the rest follow on the next ticks).
 const PER_PASS: u32 = 50;
 
-/// Provisions and forwards the queued users of started staged batches
-/// that are not yet; a failure fails that user alone, with the reason.
-/// Each user is leased while it is prepared, like a sync: two runners never
-/// prepare the same user, and preparations count against the endpoints'
-/// MaxConcurrentMigrations (they use the same servers' directories and
-/// ManageSieve), whichever runner does them.
+/// Starts the preparation of the queued users of started staged batches
+/// that are not prepared yet, each as a task of its own with a deadline
+/// (a slow directory never holds up the runner's loop); a failure fails
+/// that user alone, with the reason. Each user is leased while it is
+/// prepared, like a sync: two runners never prepare the same user, and
+/// preparations count against the endpoints' MaxConcurrentMigrations (they
+/// use the same servers' directories and ManageSieve), whichever runner
+/// does them.
 pub(crate) async fn prepare(
-    store: &Store,
-    keyring: &Keyring,
-    runner: &str,
-    options: &RunnerOptions,
+    runner: &crate::RunnerContext<'_>,
     batches: &[BatchState],
+    running: &mut HashMap<i64, crate::Running>,
+    tasks: &mut tokio::task::JoinSet<i64>,
 ) -> Result<(), RunnerError> {
     for batch in batches {
         if batch.status != BatchStatus::Syncing || batch.batch_type != BatchType::Staged {
             continue;
         }
-        let parameters = &batch.parameters;
-        // The seed's first check: the target directory answers and holds
-        // the base (once per directory and pass).
-        let mut verified: HashMap<String, Result<(), String>> = HashMap::new();
-        let waiting = store
+        let waiting = runner
+            .store
             .startable_users(&batch.name, Startable::Preparation, PER_PASS)
             .await?;
         for item in waiting {
-            let claim = Claim {
-                user_id: item.user_id,
-                runner,
-                from: UserStatus::Queued,
-                to: UserStatus::Queued,
-                lease: options.lease,
-                incremental: false,
-                limits: [&item.source, &item.target].map(|e| EndpointLimit {
-                    endpoint: &e.name,
-                    max_migrations: e.migration_limit(),
-                    max_incremental: e.max_concurrent_incremental_syncs,
-                }),
-            };
-            match store.claim_user(&claim).await? {
-                ClaimOutcome::Claimed => {}
-                ClaimOutcome::Taken => continue,
-                ClaimOutcome::NoSlot => break,
+            if running.contains_key(&item.user_id) {
+                continue;
             }
-            let outcome = prepare_user(store, keyring, &item, parameters, &mut verified).await;
-            match outcome {
-                Ok(()) => {
-                    store.set_user_validated(item.user_id).await?;
-                    store.release_user(item.user_id, runner).await?;
-                }
-                Err(reason) => {
-                    tracing::warn!(user = %item.email, batch = %item.batch, %reason, "provisioning failed");
-                    store
-                        .finish_user(
-                            item.user_id,
-                            runner,
-                            UserStatus::Failed,
-                            Some(&reason),
-                            None,
-                        )
-                        .await?;
-                }
+            // No slot, or another runner was first: the rest wait for the
+            // next tick.
+            if !crate::start(runner, running, tasks, item, Kind::Preparation).await? {
+                break;
             }
         }
     }
     Ok(())
 }
 
-/// One user's preparation: the target directory checked (once per pass),
-/// the mailbox made, the Sieve scripts copied, forwarding set.
-async fn prepare_user(
+/// One user's preparation: the target directory checked (the seed's first
+/// check: it answers and holds the base), the mailbox made, the Sieve
+/// scripts copied, forwarding set.
+pub(crate) async fn prepare_user(
     store: &Store,
     keyring: &Keyring,
     item: &WorkItem,
     parameters: &BatchParameters,
-    verified: &mut HashMap<String, Result<(), String>>,
 ) -> Result<(), String> {
     let overrides = &item.overrides;
-    if let Some(name) = &item.target.directory
-        && !verified.contains_key(name)
-    {
-        let outcome = match flytt_control::directories::open_directory(store, keyring, name).await {
+    if let Some(name) = &item.target.directory {
+        let verified = match flytt_control::directories::open_directory(store, keyring, name).await
+        {
             Ok(directory) => directory
                 .verify()
                 .await
@@ -116,10 +82,9 @@ async fn prepare_user(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        verified.insert(name.clone(), outcome);
-    }
-    if let Some(Err(reason)) = item.target.directory.as_ref().and_then(|n| verified.get(n)) {
-        return Err(format!("the target directory cannot be verified: {reason}"));
+        if let Err(reason) = verified {
+            return Err(format!("the target directory cannot be verified: {reason}"));
+        }
     }
     provision(item, overrides, keyring, store).await?;
     copy_scripts(item, keyring, store).await?;

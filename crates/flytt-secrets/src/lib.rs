@@ -47,6 +47,11 @@ pub enum Error {
     },
     #[error("the key file {path} is readable by others (mode {mode:o}); it must be 0600")]
     KeyFileMode { path: String, mode: u32 },
+    #[error(
+        "the key file {path} is missing, and the database holds secrets sealed with key {sealed_with}: \
+         restore the key file (or set {KEY_ENV}) rather than make a new key that cannot open them"
+    )]
+    MissingKeyFile { path: String, sealed_with: String },
     #[error("no random numbers from the operating system: {0}")]
     Random(String),
     #[error("this secret was sealed under key {found}, not the current key {current}")]
@@ -99,47 +104,75 @@ impl Keyring {
     /// The key from `FLYTT_SECRET_KEY`, or else from the data directory's
     /// key file, which is created (mode 0600) if it does not exist.
     pub fn load(data_dir: &Path) -> Result<Keyring, Error> {
+        Self::load_for(data_dir, None)
+    }
+
+    /// Like `load`, for a database that already holds a secret sealed with
+    /// key `sealed_with` (if any): then a missing key file is an error, not
+    /// a new key.
+    pub fn load_for(data_dir: &Path, sealed_with: Option<&str>) -> Result<Keyring, Error> {
         match std::env::var(KEY_ENV) {
             Ok(text) => {
                 let key = decode_key(&text).ok_or(Error::BadEnvKey)?;
                 Ok(Self::from_key(&key))
             }
-            Err(_) => Self::from_file(&data_dir.join(KEY_FILE)),
+            Err(_) => Self::from_file(&data_dir.join(KEY_FILE), sealed_with),
         }
     }
 
-    fn from_file(path: &Path) -> Result<Keyring, Error> {
+    fn from_file(path: &Path, sealed_with: Option<&str>) -> Result<Keyring, Error> {
         let shown = path.display().to_string();
         let io = |source| Error::KeyFile {
             path: shown.clone(),
             source,
         };
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                let mut key = Zeroizing::new([0u8; 32]);
-                getrandom::fill(key.as_mut()).map_err(|e| Error::Random(e.to_string()))?;
-                let text = Zeroizing::new(STANDARD.encode(key.as_ref()));
-                file.write_all(text.as_bytes()).map_err(io)?;
-                file.sync_all().map_err(io)?;
-                Ok(Self::from_key(&key))
+        if !path.exists() {
+            if let Some(sealed_with) = sealed_with {
+                return Err(Error::MissingKeyFile {
+                    path: shown,
+                    sealed_with: sealed_with.to_string(),
+                });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(Error::KeyFileMode { path: shown, mode });
-                }
-                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
-                let key = decode_key(&text).ok_or(Error::BadKeyFile { path: shown })?;
-                Ok(Self::from_key(&key))
+            match Self::create_key_file(path) {
+                Ok(keyring) => return Ok(keyring),
+                // Another process made it first: read theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
             }
-            Err(e) => Err(io(e)),
         }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::KeyFileMode { path: shown, mode });
+        }
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let key = decode_key(&text).ok_or(Error::BadKeyFile { path: shown })?;
+        Ok(Self::from_key(&key))
+    }
+
+    /// A new random key, written whole to a private temporary file and then
+    /// linked into place: a process reading the key file never sees it half
+    /// written, and two processes creating it at once agree on one key (the
+    /// link fails for the second).
+    fn create_key_file(path: &Path) -> std::io::Result<Keyring> {
+        let mut key = Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut()).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let text = Zeroizing::new(STANDARD.encode(key.as_ref()));
+        let mut suffix = [0u8; 8];
+        getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let temporary = path.with_extension(format!("new-{}", u64::from_le_bytes(suffix)));
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::hard_link(&temporary, path)
+        })();
+        let _ = std::fs::remove_file(&temporary);
+        written.map(|()| Self::from_key(&key))
     }
 
     fn from_key(key: &[u8; 32]) -> Keyring {
@@ -233,7 +266,7 @@ mod tests {
     fn keyring() -> (tempfile::TempDir, Keyring) {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let keyring =
-            Keyring::from_file(&dir.path().join(KEY_FILE)).unwrap_or_else(|e| panic!("{e}"));
+            Keyring::from_file(&dir.path().join(KEY_FILE), None).unwrap_or_else(|e| panic!("{e}"));
         (dir, keyring)
     }
 
@@ -279,12 +312,12 @@ mod tests {
     fn the_key_file_is_created_private_and_reused() -> Result<(), Error> {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join(KEY_FILE);
-        let first = Keyring::from_file(&path)?;
+        let first = Keyring::from_file(&path, None)?;
         let mode = std::fs::metadata(&path)
             .map(|m| m.permissions().mode() & 0o777)
             .unwrap_or(0);
         assert_eq!(mode, 0o600);
-        let again = Keyring::from_file(&path)?;
+        let again = Keyring::from_file(&path, None)?;
         assert_eq!(first.id(), again.id());
         let sealed = first.seal(&SecretString::new("passord123"), "row")?;
         assert_eq!(again.open(&sealed, "row")?.expose(), "passord123");
@@ -292,10 +325,40 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(matches!(
-            Keyring::from_file(&path),
+            Keyring::from_file(&path, None),
             Err(Error::KeyFileMode { mode: 0o644, .. })
         ));
         Ok(())
+    }
+
+    #[test]
+    fn processes_creating_the_key_at_once_agree_and_a_lost_key_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join(KEY_FILE);
+        let ids: Vec<String> = std::thread::scope(|scope| {
+            let makers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| Keyring::from_file(&path, None).map(|k| k.id().to_string()))
+                })
+                .collect();
+            makers
+                .into_iter()
+                .map(|m| m.join().unwrap_or_else(|_| panic!("thread")))
+                .collect::<Result<_, _>>()
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+        let leftovers = std::fs::read_dir(dir.path())
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        assert_eq!(leftovers, 1, "temporary key files were left behind");
+
+        std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            Keyring::from_file(&path, Some(&ids[0])),
+            Err(Error::MissingKeyFile { .. })
+        ));
+        assert!(!path.exists(), "a new key was made beside sealed secrets");
     }
 
     #[test]

@@ -133,6 +133,18 @@ struct ServeArgs {
     /// the data directory, if it is there.
     #[arg(long, env = "FLYTT_CONFIG")]
     config: Option<PathBuf>,
+    /// Mark the dashboard's cookies Secure: set this when a TLS proxy
+    /// serves flytt (a request with `X-Forwarded-Proto: https` gets them
+    /// anyway).
+    #[arg(long, env = "FLYTT_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// How long an HTTP client may take to send its request headers, and
+    /// keep a connection idle between requests.
+    #[arg(long, default_value = "30s", value_parser = flytt_batch::parse_duration)]
+    header_timeout: u64,
+    /// Live event streams (/api/v1/events/stream) open at once at most.
+    #[arg(long, default_value_t = 64)]
+    max_event_streams: usize,
     #[command(flatten)]
     lease: LeaseArgs,
 }
@@ -209,6 +221,11 @@ async fn serve(
     };
     let options = flytt_api::ServeOptions {
         dashboard_password: config.dashboard_password()?,
+        secure_cookies: serve.as_ref().is_some_and(|s| s.secure_cookies),
+        header_read_timeout: std::time::Duration::from_secs(
+            serve.as_ref().map_or(30, |s| s.header_timeout.max(1)),
+        ),
+        max_event_streams: serve.as_ref().map_or(64, |s| s.max_event_streams),
     };
     let listen = serve.map(|s| s.listen);
     let store = home.store().await?;

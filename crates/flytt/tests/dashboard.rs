@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, json, new_token};
+use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, json, login_form, new_token};
 use fantoccini::{Client, ClientBuilder, Locator};
 use flytt_testsupport::free_port;
 
@@ -417,32 +417,6 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     let page_source = client.source().await.expect("source");
     assert!(!page_source.contains(PASSWORD) && !page_source.contains(&token));
     client.close().await.expect("close");
-}
-
-/// The CSRF token of the sign-in form, with the cookie that goes with it.
-async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
-    let form = http
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .expect("GET /login");
-    let cookie = form
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("flytt_login_csrf="))
-        .and_then(|v| v.split(';').next())
-        .expect("the sign-in CSRF cookie")
-        .to_string();
-    let html = form.text().await.expect("html");
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the form's CSRF token")
-        .to_string();
-    (cookie, csrf)
 }
 
 /// Sign-in with the admin password from the config file; a wrong one, or a

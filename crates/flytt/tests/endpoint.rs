@@ -284,9 +284,15 @@ fn a_machine_with_another_key_is_stopped() {
             let refused = run(&second, &args, key);
             let said = String::from_utf8_lossy(&refused.stderr);
             assert_eq!(refused.status.code(), Some(2), "{args:?}: {said}");
+            let why = match key {
+                // No key file and no FLYTT_SECRET_KEY: no new key is made.
+                None => "is missing, and the database holds secrets sealed with key",
+                Some(_) => "every machine of an installation needs the same key",
+            };
+            assert!(said.contains(why), "{said}");
             assert!(
-                said.contains("every machine of an installation needs the same key"),
-                "{said}"
+                !second.join("secret.key").exists(),
+                "a new key file was made beside sealed secrets"
             );
         }
     }

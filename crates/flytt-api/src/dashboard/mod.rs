@@ -77,14 +77,47 @@ async fn asset(Path(file): Path<String>) -> Response {
 pub struct DashboardState {
     pub sessions: Sessions,
     pub admin_password: Option<String>,
+    /// Cookies are `Secure` (the dashboard is served behind TLS).
+    pub secure_cookies: bool,
+    /// Failed sign-ins per client address.
+    pub sign_ins: session::SignInLimit,
 }
 
 impl DashboardState {
-    pub fn new(admin_password: Option<String>) -> Arc<DashboardState> {
+    pub fn new(admin_password: Option<String>, secure_cookies: bool) -> Arc<DashboardState> {
         Arc::new(DashboardState {
             sessions: Sessions::default(),
             admin_password,
+            secure_cookies,
+            sign_ins: session::SignInLimit::default(),
         })
+    }
+
+    /// A `Set-Cookie` value: HttpOnly and SameSite=Strict always, `Secure`
+    /// when configured or when the request came over TLS through a proxy
+    /// (`X-Forwarded-Proto: https`).
+    pub fn cookie(
+        &self,
+        request: &axum::http::HeaderMap,
+        name: &str,
+        value: &str,
+        path: &str,
+        max_age_secs: u64,
+    ) -> Option<axum::http::HeaderValue> {
+        let over_tls = request
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"));
+        let secure = if self.secure_cookies || over_tls {
+            "; Secure"
+        } else {
+            ""
+        };
+        format!(
+            "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+        )
+        .parse()
+        .ok()
     }
 }
 

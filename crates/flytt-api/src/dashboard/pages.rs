@@ -119,9 +119,21 @@ fn failure(error: impl Into<ControlError>) -> Response {
     error_page(status, "Cannot do that", error.to_string(), true)
 }
 
-/// The signed-in session and its flash message, if there is a session.
-fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Session, Option<Flash>)> {
-    state.dashboard.sessions.current(headers)
+/// The signed-in session and its flash message, if there is a session and
+/// the API token it was started with still exists (removing a token ends
+/// its sessions).
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Session, Option<Flash>)> {
+    let (session, flash) = state.dashboard.sessions.current(headers)?;
+    if let Some(token_hash) = &session.token_hash
+        && !matches!(
+            state.control.store().token_by_hash(token_hash).await,
+            Ok(Some(_))
+        )
+    {
+        state.dashboard.sessions.end(headers);
+        return None;
+    }
+    Some((session, flash))
 }
 
 fn to_login() -> Response {
@@ -150,7 +162,12 @@ struct LoginPage {
     error: Option<String>,
 }
 
-fn login_form(error: Option<String>, status: StatusCode) -> Response {
+fn login_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
     let Some(csrf) = super::session::random_token() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness").into_response();
     };
@@ -159,28 +176,43 @@ fn login_form(error: Option<String>, status: StatusCode) -> Response {
         error,
     });
     *response.status_mut() = status;
-    if let Ok(value) =
-        format!("{LOGIN_CSRF_COOKIE}={csrf}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=3600")
-            .parse()
+    if let Some(value) = state
+        .dashboard
+        .cookie(headers, LOGIN_CSRF_COOKIE, &csrf, "/login", 3600)
     {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
 }
 
-pub async fn login_page() -> Response {
-    login_form(None, StatusCode::OK)
+pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    login_form(&state, &headers, None, StatusCode::OK)
 }
 
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
+    let address = peer.map(|axum::Extension(axum::extract::ConnectInfo(p))| p.ip());
+    if let Some(wait) = address.and_then(|a| state.dashboard.sign_ins.wait(a)) {
+        return login_form(
+            &state,
+            &headers,
+            Some(format!(
+                "Too many failed sign-ins from your address; try again in {} minutes.",
+                wait.as_secs().div_ceil(60)
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+    }
     let double_submit = cookie(&headers, LOGIN_CSRF_COOKIE);
     let csrf_ok = matches!((double_submit, form.get("csrf")), (Some(c), Some(f)) if same(&c, f));
     if !csrf_ok {
         return login_form(
+            &state,
+            &headers,
             Some("The sign-in form expired; try again.".into()),
             StatusCode::FORBIDDEN,
         );
@@ -201,18 +233,31 @@ pub async fn login(
             Ok(Some(_))
         );
     if !(by_password || by_token) {
+        if let Some(address) = address {
+            state.dashboard.sign_ins.failed(address);
+        }
         return login_form(
+            &state,
+            &headers,
             Some("That is not a valid token or password.".into()),
             StatusCode::UNAUTHORIZED,
         );
     }
-    let Some((id, _)) = state.dashboard.sessions.start() else {
+    if let Some(address) = address {
+        state.dashboard.sign_ins.succeeded(address);
+    }
+    let token_hash = (by_token && !by_password).then(|| tokens::hash(secret));
+    let Some((id, _)) = state.dashboard.sessions.start(token_hash) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session").into_response();
     };
     let mut response = Redirect::to("/").into_response();
-    if let Ok(value) =
-        format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200").parse()
-    {
+    if let Some(value) = state.dashboard.cookie(
+        &headers,
+        SESSION_COOKIE,
+        &id,
+        "/",
+        super::session::LIFETIME.as_secs(),
+    ) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -223,16 +268,14 @@ pub async fn logout(
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    if let Some((session, _)) = signed_in(&state, &headers) {
+    if let Some((session, _)) = signed_in(&state, &headers).await {
         if !csrf_ok(&session, &form) {
             return csrf_refused();
         }
         state.dashboard.sessions.end(&headers);
     }
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(value) =
-        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0").parse()
-    {
+    if let Some(value) = state.dashboard.cookie(&headers, SESSION_COOKIE, "", "/", 0) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
@@ -299,7 +342,7 @@ struct BatchRowsPartial {
 }
 
 pub async fn batches(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((session, flash)) = signed_in(&state, &headers) else {
+    let Some((session, flash)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     match batch_rows_of(&state).await {
@@ -312,7 +355,7 @@ pub async fn batches(State(state): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 pub async fn batch_rows(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if signed_in(&state, &headers).is_none() {
+    if signed_in(&state, &headers).await.is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     match batch_rows_of(&state).await {
@@ -576,7 +619,7 @@ pub async fn batch(
     Path(name): Path<String>,
     page: Result<axum::extract::Query<UserPage>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some((session, flash)) = signed_in(&state, &headers) else {
+    let Some((session, flash)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     let Ok(axum::extract::Query(filter)) = page else {
@@ -601,7 +644,7 @@ pub async fn batch_live(
     Path(name): Path<String>,
     page: Result<axum::extract::Query<UserPage>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return StatusCode::UNAUTHORIZED.into_response();
     };
     let Ok(axum::extract::Query(filter)) = page else {
@@ -619,7 +662,7 @@ pub async fn batch_action(
     Path((name, action)): Path<(String, String)>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     if !csrf_ok(&session, &form) {
@@ -679,7 +722,7 @@ pub async fn report(
     headers: HeaderMap,
     Path((name, file)): Path<(String, String)>,
 ) -> Response {
-    if signed_in(&state, &headers).is_none() {
+    if signed_in(&state, &headers).await.is_none() {
         return to_login();
     }
     let make: fn(&[flytt_store::BatchUser]) -> flytt_control::Result<Vec<u8>> = match file.as_str()
@@ -817,7 +860,7 @@ async fn new_batch_form(
 }
 
 pub async fn new_batch_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     let form = BatchForm {
@@ -920,7 +963,7 @@ pub async fn create_batch(
     headers: HeaderMap,
     multipart: Multipart,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     let (fields, csv) = match read_multipart(multipart).await {
@@ -1037,7 +1080,7 @@ struct EndpointsPage {
 }
 
 pub async fn endpoints(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((session, flash)) = signed_in(&state, &headers) else {
+    let Some((session, flash)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     let store = state.control.store();
@@ -1088,7 +1131,7 @@ pub async fn endpoint(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     endpoint_page(&state, &session, &name, String::new(), None).await
@@ -1100,7 +1143,7 @@ pub async fn test_endpoint(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers) else {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
         return to_login();
     };
     if !csrf_ok(&session, &form) {

@@ -10,8 +10,13 @@ use crate::tokens;
 
 pub const SESSION_COOKIE: &str = "flytt_session";
 pub const LOGIN_CSRF_COOKIE: &str = "flytt_login_csrf";
-/// A session ends after this long without a request.
-const IDLE: Duration = Duration::from_secs(12 * 3600);
+/// A session ends after this long without a request,
+const IDLE: Duration = Duration::from_secs(2 * 3600);
+/// and this long after sign-in in any case.
+pub const LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Failed sign-ins one client address may make per `SIGN_IN_WINDOW`.
+const SIGN_IN_FAILURES: u32 = 10;
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(300);
 
 /// A message for the next page (after a redirect).
 #[derive(Clone, Debug)]
@@ -23,8 +28,50 @@ pub struct Flash {
 #[derive(Clone, Debug)]
 pub struct Session {
     pub csrf: String,
+    /// The hash of the API token signed in with (none: the admin
+    /// password): the session ends when the token is removed.
+    pub token_hash: Option<String>,
+    started: Instant,
     last_seen: Instant,
     flash: Option<Flash>,
+}
+
+impl Session {
+    fn live(&self) -> bool {
+        self.last_seen.elapsed() < IDLE && self.started.elapsed() < LIFETIME
+    }
+}
+
+/// Failed sign-ins per client address, so that guessing a token or the
+/// password from one address stops after a few tries.
+#[derive(Default)]
+pub struct SignInLimit {
+    failures: Mutex<HashMap<std::net::IpAddr, (Instant, u32)>>,
+}
+
+impl SignInLimit {
+    /// How long `address` must wait before its next try, if it is over the
+    /// limit.
+    pub fn wait(&self, address: std::net::IpAddr) -> Option<Duration> {
+        let failures = self.failures.lock().ok()?;
+        let (since, count) = failures.get(&address)?;
+        let left = SIGN_IN_WINDOW.saturating_sub(since.elapsed());
+        (*count >= SIGN_IN_FAILURES && !left.is_zero()).then_some(left)
+    }
+
+    pub fn failed(&self, address: std::net::IpAddr) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.retain(|_, (since, _)| since.elapsed() < SIGN_IN_WINDOW);
+            let entry = failures.entry(address).or_insert((Instant::now(), 0));
+            entry.1 += 1;
+        }
+    }
+
+    pub fn succeeded(&self, address: std::net::IpAddr) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(&address);
+        }
+    }
 }
 
 /// Sessions by the hash of their id (the id itself is only in the cookie).
@@ -59,16 +106,19 @@ pub fn same(a: &str, b: &str) -> bool {
 }
 
 impl Sessions {
-    /// Starts a session: (cookie value, session).
-    pub fn start(&self) -> Option<(String, Session)> {
+    /// Starts a session (signed in with the API token whose hash is
+    /// `token_hash`, or the password): (cookie value, session).
+    pub fn start(&self, token_hash: Option<String>) -> Option<(String, Session)> {
         let id = random_token()?;
         let session = Session {
             csrf: random_token()?,
+            token_hash,
+            started: Instant::now(),
             last_seen: Instant::now(),
             flash: None,
         };
         let mut sessions = self.sessions.lock().ok()?;
-        sessions.retain(|_, s| s.last_seen.elapsed() < IDLE);
+        sessions.retain(|_, s| s.live());
         sessions.insert(tokens::hash(&id), session.clone());
         Some((id, session))
     }
@@ -80,7 +130,7 @@ impl Sessions {
         let mut sessions = self.sessions.lock().ok()?;
         let key = tokens::hash(&id);
         let session = sessions.get_mut(&key)?;
-        if session.last_seen.elapsed() >= IDLE {
+        if !session.live() {
             sessions.remove(&key);
             return None;
         }
@@ -129,7 +179,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_only() {
         let sessions = Sessions::default();
-        let (id, session) = sessions.start().expect("session");
+        let (id, session) = sessions.start(None).expect("session");
         let mut headers = HeaderMap::new();
         headers.insert(
             axum::http::header::COOKIE,

@@ -302,3 +302,29 @@ pub fn count_logins(
         most
     })
 }
+
+/// The CSRF token of the sign-in form, with the cookie that goes with it.
+pub async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) {
+    let form = http
+        .get(format!("{base}/login"))
+        .send()
+        .await
+        .expect("GET /login");
+    let cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_login_csrf="))
+        .and_then(|v| v.split(';').next())
+        .expect("the sign-in CSRF cookie")
+        .to_string();
+    let html = form.text().await.expect("html");
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's CSRF token")
+        .to_string();
+    (cookie, csrf)
+}
