@@ -5,6 +5,7 @@
 //!   flytt-lab bench-legacy FLYTT_BINARY [--messages N] [--size BYTES]
 //!   flytt-lab bench-scale FLYTT_BINARY [--users N] [--out FILE]
 //!   flytt-lab bench-workers FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
+//!   flytt-lab bench-faults FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
 //!                   [--out FILE]
@@ -12,6 +13,7 @@
 //! Both start a source and a target Dovecot on 127.0.0.1, fill the source,
 //! run the real `flytt` binary against them and check the result.
 
+mod faults;
 mod scale;
 mod workers;
 
@@ -49,6 +51,9 @@ async fn main() {
         }
         Some("bench-workers") if args.len() >= 2 => {
             workers::bench_workers(Path::new(&args[1]), &args[2..]).await
+        }
+        Some("bench-faults") if args.len() >= 2 => {
+            faults::bench_faults(Path::new(&args[1]), &args[2..]).await
         }
         _ => {
             eprintln!(
