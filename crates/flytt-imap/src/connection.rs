@@ -125,6 +125,8 @@ pub struct Session {
     in_flight: VecDeque<(String, &'static str)>,
     bye: Option<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// See `FrameLimits::max_untagged`.
+    max_untagged: usize,
 }
 
 impl Drop for Session {
@@ -230,6 +232,7 @@ impl Session {
             in_flight: VecDeque::new(),
             bye: None,
             tasks: vec![reader_task, writer_task],
+            max_untagged: limits.max_untagged,
         };
         if session.capabilities.is_empty() {
             session.refresh_capabilities().await?;
@@ -340,6 +343,15 @@ impl Session {
         let mut untagged = Vec::new();
         loop {
             match self.next().await? {
+                ServerResponse::Untagged(_) if untagged.len() >= self.max_untagged => {
+                    return Err(Error::Protocol {
+                        server: self.server.clone(),
+                        detail: format!(
+                            "more than {} untagged responses to one {name}",
+                            self.max_untagged
+                        ),
+                    });
+                }
                 ServerResponse::Untagged(data) => untagged.push(data),
                 ServerResponse::Tagged(completion) if completion.tag == tag => {
                     let completion = self.check(name, completion)?;
@@ -574,6 +586,10 @@ async fn tls_handshake(
 
 fn frame_error(error: FrameError, server: &str) -> Error {
     match error {
+        FrameError::Spool(source) => Error::Spool {
+            server: server.to_string(),
+            source,
+        },
         FrameError::Io(source) => Error::Io {
             server: server.to_string(),
             source,

@@ -38,6 +38,9 @@ pub enum Error {
         text: String,
     },
 
+    #[error("{server}: cannot keep a message on disk: {source}")]
+    Spool { server: String, source: io::Error },
+
     #[error("{server}: unparsable answer: {detail}")]
     Protocol { server: String, detail: String },
 
@@ -116,9 +119,12 @@ impl Error {
                 busy: true,
                 retry_after: None,
             }),
-            Error::Io { .. } | Error::Timeout { .. } | Error::Protocol { .. } => {
-                ErrorClass::Transient(Transient::default())
-            }
+            // A full disk (or spool budget) passes when messages in flight
+            // are appended and their spool files go.
+            Error::Io { .. }
+            | Error::Timeout { .. }
+            | Error::Protocol { .. }
+            | Error::Spool { .. } => ErrorClass::Transient(Transient::default()),
             Error::Closed { reason, .. } => ErrorClass::Transient(Transient {
                 busy: reason.as_deref().is_some_and(says_busy),
                 retry_after: reason.as_deref().and_then(suggested_backoff),

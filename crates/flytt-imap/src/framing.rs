@@ -28,6 +28,10 @@ pub struct FrameLimits {
     pub max_response: usize,
     /// The largest literal accepted at all.
     pub max_literal: u64,
+    /// The most untagged responses collected for one command: a folder of
+    /// millions of messages answers a `UID FETCH 1:*` with one each, a
+    /// server that never ends its answer must not fill the memory.
+    pub max_untagged: usize,
 }
 
 impl Default for FrameLimits {
@@ -36,6 +40,7 @@ impl Default for FrameLimits {
             spool_threshold: 1024 * 1024,
             max_response: 64 * 1024 * 1024,
             max_literal: 4 * 1024 * 1024 * 1024,
+            max_untagged: 5_000_000,
         }
     }
 }
@@ -52,6 +57,10 @@ pub struct Frame {
 pub enum FrameError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A literal could not be kept on disk (the disk is full, or the spool
+    /// budget is used up): not the connection's fault.
+    #[error("cannot spool a message to disk: {0}")]
+    Spool(std::io::Error),
     #[error("response longer than {0} bytes")]
     ResponseTooLong(usize),
     #[error("literal of {0} bytes is over the limit")]
@@ -67,9 +76,12 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(
     limits: &FrameLimits,
 ) -> Result<Option<Frame>, FrameError> {
     let mut frame = Frame::default();
+    // Message data kept in memory counts toward the response's budget, as
+    // much as its text: many small literals are as large as one big one.
+    let mut in_memory: usize = 0;
     loop {
         let line_start = frame.bytes.len();
-        let room = limits.max_response.saturating_sub(line_start);
+        let room = limits.max_response.saturating_sub(line_start + in_memory);
         let n = (&mut *reader)
             .take(room as u64 + 1)
             .read_until(b'\n', &mut frame.bytes)
@@ -81,7 +93,7 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(
                 Err(FrameError::Truncated)
             };
         }
-        if frame.bytes.len() > limits.max_response {
+        if frame.bytes.len() + in_memory > limits.max_response {
             return Err(FrameError::ResponseTooLong(limits.max_response));
         }
         if frame.bytes.last() != Some(&b'\n') {
@@ -99,6 +111,11 @@ pub async fn read_frame<R: AsyncBufRead + Unpin>(
             let body = if len > limits.spool_threshold {
                 Body::Spooled(Arc::new(spool_literal(reader, len).await?))
             } else {
+                // Under the spool threshold, so it fits a usize.
+                in_memory += len as usize;
+                if frame.bytes.len() + in_memory > limits.max_response {
+                    return Err(FrameError::ResponseTooLong(limits.max_response));
+                }
                 Body::Memory(read_exactly(reader, len, Vec::new()).await?.into())
             };
             // Rewrite "{N}\r\n" (or "{N+}\r\n") to "{0}\r\n".
@@ -186,11 +203,42 @@ pub fn literal_announcement(line: &[u8]) -> Option<(usize, u64)> {
     Some((open, number))
 }
 
+/// Where literals over the spool threshold are written, and how many
+/// bytes all of the process's spooled literals may hold at once. Set once
+/// by the program (`spool_in`); without it, the system's temporary
+/// directory and no budget.
+static SPOOL: std::sync::OnceLock<(std::path::PathBuf, u64)> = std::sync::OnceLock::new();
+
+/// Spools large literals into `dir` (e.g. the data directory's `spool/`,
+/// where the administrator has planned room, rather than a small /tmp),
+/// with at most `budget` bytes spooled at once: a server sending more gets
+/// a "spool budget used up" error instead of filling the disk. The first
+/// call counts.
+pub fn spool_in(dir: std::path::PathBuf, budget: u64) -> std::io::Result<()> {
+    std::fs::create_dir_all(&dir)?;
+    let _ = SPOOL.set((dir, budget));
+    Ok(())
+}
+
 async fn spool_literal<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     len: u64,
 ) -> Result<Spool, FrameError> {
-    let mut file = tempfile::tempfile()?;
+    let (dir, budget) = match SPOOL.get() {
+        Some((dir, budget)) => (Some(dir), *budget),
+        None => (None, u64::MAX),
+    };
+    let reservation = crate::types::SpoolReservation::take(len, budget).ok_or_else(|| {
+        FrameError::Spool(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("the spool budget of {budget} bytes is used up by messages in flight"),
+        ))
+    })?;
+    let mut file = match dir {
+        Some(dir) => tempfile::tempfile_in(dir),
+        None => tempfile::tempfile(),
+    }
+    .map_err(FrameError::Spool)?;
     let mut buf = vec![0u8; SPOOL_CHUNK];
     let mut left = len;
     while left > 0 {
@@ -199,10 +247,14 @@ async fn spool_literal<R: AsyncBufRead + Unpin>(
         if n == 0 {
             return Err(FrameError::Truncated);
         }
-        file.write_all(&buf[..n])?;
+        file.write_all(&buf[..n]).map_err(FrameError::Spool)?;
         left -= n as u64;
     }
-    Ok(Spool { file, len })
+    Ok(Spool {
+        file,
+        len,
+        _reservation: reservation,
+    })
 }
 
 #[cfg(test)]
@@ -280,6 +332,7 @@ mod tests {
             spool_threshold: 10,
             max_response: 64,
             max_literal: 100,
+            max_untagged: 10,
         };
         let mut r = tokio::io::BufReader::new(&b"* 1 FETCH (BODY[] {5}\r\nhe"[..]);
         assert!(matches!(
@@ -297,5 +350,55 @@ mod tests {
             read_frame(&mut r, &limits).await,
             Err(FrameError::ResponseTooLong(64))
         ));
+        // Small message literals count toward the response's budget: ten
+        // of 9 bytes each are over 64, though each is under the threshold.
+        let mut many = b"* 1 FETCH (".to_vec();
+        for n in 0..10 {
+            many.extend_from_slice(format!("BODY[{n}] {{9}}\r\n123456789 ").as_bytes());
+        }
+        many.extend_from_slice(b")\r\n");
+        let mut r = tokio::io::BufReader::new(&many[..]);
+        assert!(matches!(
+            read_frame(&mut r, &limits).await,
+            Err(FrameError::ResponseTooLong(64))
+        ));
+    }
+
+    #[tokio::test]
+    async fn spooled_literals_keep_to_the_budget_and_give_it_back() {
+        // Only this test sets the process's spool place; the budget leaves
+        // room for the other tests' small spools meanwhile.
+        let dir = tempfile::tempdir().expect("tempdir");
+        spool_in(dir.path().join("spool"), 100).expect("spool dir");
+        let limits = FrameLimits {
+            spool_threshold: 10,
+            ..FrameLimits::default()
+        };
+        let response = |n: u32| {
+            let mut bytes = format!("* {n} FETCH (BODY[] {{60}}\r\n").into_bytes();
+            bytes.extend_from_slice(&[b'x'; 60]);
+            bytes.extend_from_slice(b")\r\n");
+            bytes
+        };
+        let (one, two) = (response(1), response(2));
+        let mut r = tokio::io::BufReader::new(&one[..]);
+        let first = read_frame(&mut r, &limits)
+            .await
+            .expect("frame")
+            .expect("some");
+        assert!(dir.path().join("spool").is_dir());
+        // 60 + 60 is over the budget of 100 while the first is held.
+        let mut r = tokio::io::BufReader::new(&two[..]);
+        assert!(matches!(
+            read_frame(&mut r, &limits).await,
+            Err(FrameError::Spool(e)) if e.kind() == std::io::ErrorKind::StorageFull
+        ));
+        drop(first);
+        let mut r = tokio::io::BufReader::new(&two[..]);
+        let second = read_frame(&mut r, &limits)
+            .await
+            .expect("frame")
+            .expect("some");
+        assert_eq!(second.literals[0].to_vec().ok(), Some(vec![b'x'; 60]));
     }
 }

@@ -17,6 +17,7 @@ pub use client::{Access, Auth};
 pub use command::{CommandBuilder, append, uid_set};
 pub use connection::{Reply, Security, ServerConfig, Session};
 pub use error::{Error, ErrorClass, Result, Transient, suggested_backoff};
+pub use framing::spool_in;
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
@@ -35,6 +36,7 @@ pub fn fuzz_server_output(data: &[u8]) {
         spool_threshold: 64,
         max_response: 64 * 1024,
         max_literal: 1024 * 1024,
+        max_untagged: 1000,
     };
     RUNTIME.with(|runtime| {
         let Some(runtime) = runtime else { return };

@@ -93,6 +93,34 @@ pub enum Body {
 pub struct Spool {
     pub(crate) file: std::fs::File,
     pub(crate) len: u64,
+    pub(crate) _reservation: SpoolReservation,
+}
+
+/// Bytes of the process's spool budget held by one spooled literal, given
+/// back when it is dropped.
+#[derive(Debug)]
+pub(crate) struct SpoolReservation(u64);
+
+/// Bytes spooled now, by every session of the process.
+static SPOOLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl SpoolReservation {
+    /// Reserves `len` bytes if the total stays within `budget`.
+    pub(crate) fn take(len: u64, budget: u64) -> Option<SpoolReservation> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let before = SPOOLED.fetch_add(len, SeqCst);
+        if before.saturating_add(len) > budget {
+            SPOOLED.fetch_sub(len, SeqCst);
+            return None;
+        }
+        Some(SpoolReservation(len))
+    }
+}
+
+impl Drop for SpoolReservation {
+    fn drop(&mut self) {
+        SPOOLED.fetch_sub(self.0, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// How much of a spooled body is read at once.

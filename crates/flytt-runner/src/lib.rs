@@ -211,7 +211,10 @@ pub async fn run(
     let keyring = std::sync::Arc::new(flytt_control::keyring(&store, data_dir).await?);
     let (id, host, pid) = runner_id();
     register(&store, &id, &host, pid).await?;
-    expire_dead_local_runners(&store, &host).await?;
+    // A busy database now only delays the take-over: the leases expire.
+    if let Err(e) = expire_dead_local_runners(&store, &host).await {
+        tracing::warn!(error = %e, "cannot end the leases of this host's dead runners yet");
+    }
     tracing::info!(runner = %id, "runner started");
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut tasks: JoinSet<i64> = JoinSet::new();
@@ -989,6 +992,9 @@ fn waiting_reason(error: &SyncError, transient: Transient) -> String {
         }
         flytt_imap::Error::Rejected { .. } => format!("{side} is busy or throttling"),
         flytt_imap::Error::Timeout { .. } => format!("{side} stopped answering"),
+        flytt_imap::Error::Spool { .. } => {
+            format!("no room to keep the {side}'s messages on disk (--spool-budget)")
+        }
         _ => format!("connection to the {side} lost"),
     };
     format!("{what} ({imap})")

@@ -269,11 +269,24 @@ impl SieveSession {
         self.response(name).await
     }
 
-    /// Reads data lines up to the closing OK / NO / BYE.
+    /// Reads data lines up to the closing OK / NO / BYE, within one
+    /// deadline for the whole answer (a server that trickles a byte at a
+    /// time never times out a single read) and a budget of bytes and lines.
     async fn response(&mut self, name: &'static str) -> Result<Response> {
+        let deadline = tokio::time::Instant::now() + self.timeout * 2;
         let mut lines = Vec::new();
+        let mut bytes = 0usize;
         loop {
-            let line = self.line(name).await?;
+            let (line, used) = self.line(name, deadline).await?;
+            bytes += used;
+            if bytes > MAX_RESPONSE || lines.len() >= MAX_RESPONSE_LINES {
+                return Err(Error::Protocol {
+                    server: self.server.clone(),
+                    detail: format!(
+                        "the answer to {name} is longer than {MAX_RESPONSE} bytes or {MAX_RESPONSE_LINES} lines"
+                    ),
+                });
+            }
             let (status, rest) = match line.first() {
                 Some(Item::Atom(atom)) => (atom.to_ascii_uppercase(), &line[1..]),
                 _ => {
@@ -325,24 +338,34 @@ impl SieveSession {
         }
     }
 
-    /// The next complete response line.
-    async fn line(&mut self, name: &'static str) -> Result<Vec<Item>> {
+    /// The next complete response line and how many bytes it took (its
+    /// literals' octets included). The buffer is parsed again only once it
+    /// holds what the last try said was needed.
+    async fn line(
+        &mut self,
+        name: &'static str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Vec<Item>, usize)> {
+        let mut needed = 0;
         loop {
-            match parse_line(&self.buffer) {
-                Ok((items, used)) => {
-                    self.buffer.drain(..used);
-                    return Ok(items);
+            if self.buffer.len() >= needed {
+                match parse_line(&self.buffer) {
+                    Ok((items, used)) => {
+                        self.buffer.drain(..used);
+                        return Ok((items, used));
+                    }
+                    Err(ParseError::Invalid(detail)) => {
+                        return Err(Error::Protocol {
+                            server: self.server.clone(),
+                            detail,
+                        });
+                    }
+                    Err(ParseError::Incomplete { needed: more }) => needed = more,
                 }
-                Err(ParseError::Invalid(detail)) => {
-                    return Err(Error::Protocol {
-                        server: self.server.clone(),
-                        detail,
-                    });
-                }
-                Err(ParseError::Incomplete) => {}
             }
-            let mut chunk = [0u8; 8192];
-            let read = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
+            let mut chunk = [0u8; 64 * 1024];
+            let read_deadline = deadline.min(tokio::time::Instant::now() + self.timeout);
+            let read = tokio::time::timeout_at(read_deadline, self.stream.read(&mut chunk))
                 .await
                 .map_err(|_| Error::Timeout {
                     server: self.server.clone(),
@@ -363,6 +386,11 @@ impl SieveSession {
         }
     }
 }
+
+/// The most bytes (literals included) and lines one answer may have: a
+/// user's scripts are listed in one, and fetched one at a time.
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+const MAX_RESPONSE_LINES: usize = 10_000;
 
 /// The capabilities of a greeting: `"NAME" ["value"]` lines.
 fn capabilities(response: &Response) -> Vec<(String, String)> {

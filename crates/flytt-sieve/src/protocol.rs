@@ -24,8 +24,12 @@ pub enum Item {
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// More bytes are needed: the buffer must hold at least `needed` bytes
+    /// before parsing again can succeed (a literal's length is known
+    /// before its octets arrive), so a reader does not parse a growing
+    /// buffer over and over.
     #[error("incomplete")]
-    Incomplete,
+    Incomplete { needed: usize },
     #[error("malformed response: {0}")]
     Invalid(String),
 }
@@ -46,7 +50,9 @@ impl Parser<'_> {
         self.input
             .get(self.at)
             .copied()
-            .ok_or(ParseError::Incomplete)
+            .ok_or(ParseError::Incomplete {
+                needed: self.at + 1,
+            })
     }
 
     fn bump(&mut self) -> Result<u8, ParseError> {
@@ -147,7 +153,8 @@ impl Parser<'_> {
         }
         let end = self.at + length;
         let Some(octets) = self.input.get(self.at..end) else {
-            return Err(ParseError::Incomplete);
+            // The octets, and at least the line's end after them.
+            return Err(ParseError::Incomplete { needed: end + 2 });
         };
         self.at = end;
         Ok(octets.to_vec())
@@ -235,8 +242,14 @@ mod tests {
 
     #[test]
     fn incomplete_and_hostile_input_is_told_apart() {
-        assert_eq!(parse_line(b"OK \"half"), Err(ParseError::Incomplete));
-        assert_eq!(parse_line(b"{10}\r\nshort"), Err(ParseError::Incomplete));
+        assert_eq!(
+            parse_line(b"OK \"half"),
+            Err(ParseError::Incomplete { needed: 9 })
+        );
+        assert_eq!(
+            parse_line(b"{10}\r\nshort"),
+            Err(ParseError::Incomplete { needed: 18 })
+        );
         assert!(matches!(
             parse_line(b"{99999999999}\r\n"),
             Err(ParseError::Invalid(_))

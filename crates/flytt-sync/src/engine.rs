@@ -760,7 +760,9 @@ impl Ctx<'_> {
         crash_copies_from: Option<Uid>,
     ) -> Result<Vec<CopiedMessage>, SyncError> {
         const ID_ITEMS: &str =
-            "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]";
+            // The first 2 KB of the field: a Message-ID is far shorter, and
+            // a server cannot make flytt hold a huge "header" per message.
+            "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.2048>";
         let known: HashSet<Uid> = copied.values().filter_map(|c| c.target_uid).collect();
         let all_target = self.tgt.uid_search_all().await.map_err(SyncError::Target)?;
         let unknown: Vec<Uid> = all_target
@@ -898,6 +900,7 @@ impl Ctx<'_> {
         let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
         // UIDs a FETCH answered OK without returning.
         let mut unanswered: Vec<Uid> = Vec::new();
+        let asked: HashSet<Uid> = to_copy.iter().map(|m| m.uid).collect();
         let mut appends = Appends {
             window: append_window,
             ready: VecDeque::new(),
@@ -928,7 +931,10 @@ impl Ctx<'_> {
                 response = self.src.next(), if !fetching.is_empty() => {
                     match response.map_err(SyncError::Source)? {
                         ServerResponse::Untagged(Untagged::Fetch(m)) => {
-                            if let Some(uid) = m.uid && m.body.is_some() {
+                            // Data for a message not asked for (a server's
+                            // mistake, or a hostile one) is dropped, not
+                            // kept until the folder ends.
+                            if let Some(uid) = m.uid && m.body.is_some() && asked.contains(&uid) {
                                 received.insert(uid, m);
                             }
                         }
@@ -944,6 +950,7 @@ impl Ctx<'_> {
                             let mut batch = Vec::new();
                             for &uid in &chunks[index] {
                                 match (received.remove(&uid), &refusal) {
+                                    (Some(m), _) if self.over_large_item_limit(folder, uid, &m) => {}
                                     (Some(m), _) => batch.push(self.pending(uid, m, target, unkept)),
                                     (None, Some(refusal)) => {
                                         self.report.messages_failed += 1;
@@ -1017,6 +1024,27 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// LargeItemLimit on the bytes received, not only on the size the
+    /// server announced (RFC822.SIZE may be wrong, or a lie): a message
+    /// over it is skipped and reported like one announced over it.
+    fn over_large_item_limit(&mut self, folder: &FolderPlan, uid: Uid, m: &FetchedMessage) -> bool {
+        let (Some(limit), Some(body)) = (self.options.large_item_limit, &m.body) else {
+            return false;
+        };
+        let size = body.len();
+        if size <= limit {
+            return false;
+        }
+        self.report.messages_skipped += 1;
+        self.issue(
+            IssueKind::Large,
+            &folder.display,
+            Some(uid),
+            format!("{size} bytes received is over the limit of {limit}"),
+        );
+        true
     }
 
     fn pending(

@@ -39,6 +39,13 @@ struct Cli {
     )]
     database_url: Option<String>,
 
+    /// How much disk the messages being copied may take in the data
+    /// directory's spool/ at once (large messages are kept there between
+    /// FETCH and APPEND), e.g. 4GB: a server sending more is waited out
+    /// rather than filling the disk.
+    #[arg(long, global = true, env = "FLYTT_SPOOL_BUDGET", default_value = "4GB", value_parser = flytt_batch::size::parse_size)]
+    spool_budget: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -86,6 +93,11 @@ struct LeaseArgs {
     /// without any (e.g. 1h, 30m).
     #[arg(long, env = "FLYTT_GIVE_UP_AFTER", default_value = "1h", value_parser = flytt_batch::parse_duration)]
     give_up_after: u64,
+    /// The longest a staged user's directory and ManageSieve steps, or a
+    /// Sieve script copy, may take before they are given up and tried
+    /// again later.
+    #[arg(long, default_value = "2m", value_parser = flytt_batch::parse_duration)]
+    step_deadline: u64,
 }
 
 impl LeaseArgs {
@@ -101,6 +113,7 @@ impl LeaseArgs {
             heartbeat: std::time::Duration::from_secs(self.heartbeat),
             lease: std::time::Duration::from_secs(self.lease),
             give_up_after: std::time::Duration::from_secs(self.give_up_after),
+            step_deadline: std::time::Duration::from_secs(self.step_deadline.max(1)),
             ..flytt_runner::RunnerOptions::default()
         })
     }
@@ -168,6 +181,19 @@ fn main() -> ExitCode {
         data_dir: cli.data_dir.unwrap_or_else(default_data_dir),
         database_url: cli.database_url.filter(|url| !url.is_empty()),
     };
+    let copies_mail = matches!(
+        cli.command,
+        Command::Sync(_) | Command::Serve(_) | Command::Worker(_)
+    );
+    if copies_mail
+        && let Err(e) = flytt_imap::spool_in(home.data_dir.join("spool"), cli.spool_budget)
+    {
+        eprintln!(
+            "error: cannot make the spool directory in {}: {e}",
+            home.data_dir.display()
+        );
+        return ExitCode::from(EXIT_FAILED);
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sync(args) => sync_cmd::run(*args, &home).await,

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, FAILING_USER, Lab, Worker, count_logins, flytt, flytt_command, flytt_ok, json,
+    Backend, FAILING_USER, Lab, USER_PASSWORD, Worker, count_logins, flytt, flytt_command,
+    flytt_ok, json,
 };
 use flytt_testsupport::corpus;
 
@@ -414,4 +415,119 @@ print(json.dumps({{"ok": True, "user": {{"id": email, "state": "mail_user" if op
         "{most} preparations at once; the limit is 2"
     );
     assert_every_mailbox_exact(&lab, &names).await;
+}
+
+/// A directory that hangs does not hold up the runner: a staged user whose
+/// mailbox takes 30 s to make is given up after --step-deadline (and waits
+/// to try again, saying why), while an IMAP batch on the same servers runs
+/// to Synced meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_directory_does_not_hold_up_other_batches() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::start(
+        &["kari@example.org", "ola@example.org", "treg@example.org"],
+        &[20, 20, 5],
+        1_000,
+    )
+    .await;
+    let data = &lab.data;
+    let hook = lab.dir.path().join("hook");
+    std::fs::write(
+        &hook,
+        r#"#!/usr/bin/python3
+import json, sys, time
+request = json.load(sys.stdin)
+op = request["operation"]
+if op == "make_mailbox":
+    time.sleep(30)
+if op == "verify":
+    print(json.dumps({"ok": True})); sys.exit(0)
+print(json.dumps({"ok": True, "user": {"id": request["email"], "state": "mail_user" if op == "lookup" else "mailbox"}}))
+"#,
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let admin_pw = lab.dir.path().join("admin.pw").display().to_string();
+    flytt_ok(
+        data,
+        &[
+            "directory",
+            "new",
+            "treg",
+            "--hook",
+            &hook.display().to_string(),
+        ],
+    );
+    flytt_ok(
+        data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            "admin",
+            "--admin-password-file",
+            &admin_pw,
+        ],
+    );
+    flytt_ok(data, &["endpoint", "set", "ny", "--directory", "treg"]);
+    let staged = lab.dir.path().join("staged.csv");
+    std::fs::write(
+        &staged,
+        "EmailAddress,Password\ntreg@example.org,Nytt-passord-1\n",
+    )
+    .expect("csv");
+    let imap = lab.dir.path().join("imap.csv");
+    std::fs::write(
+        &imap,
+        format!(
+            "EmailAddress,UserName,Password\nkari@example.org,kari@example.org,{USER_PASSWORD}\nola@example.org,ola@example.org,{USER_PASSWORD}\n"
+        ),
+    )
+    .expect("csv");
+    for (name, kind, csv) in [("treg", "staged", &staged), ("rask", "imap", &imap)] {
+        flytt_ok(
+            data,
+            &[
+                "batch",
+                "new",
+                "--name",
+                name,
+                "--type",
+                kind,
+                "--source-endpoint",
+                "gammel",
+                "--target-endpoint",
+                "ny",
+                "--csv",
+                &csv.display().to_string(),
+                "--auto-start",
+            ],
+        );
+    }
+    let started = std::time::Instant::now();
+    let _serve = Worker::serve_with(data, &["--step-deadline", "4s"]);
+    let mut waited = None;
+    loop {
+        let rask = json(&flytt(data, &["batch", "show", "rask", "--json"]));
+        let treg = json(&flytt(
+            data,
+            &["user", "show", "treg@example.org", "--json"],
+        ));
+        if let Some(reason) = treg["waiting"]["reason"].as_str() {
+            waited = Some(reason.to_string());
+        }
+        if rask["status"] == "Synced" && waited.is_some() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(25),
+            "held up: rask {rask}, treg {treg}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let waited = waited.unwrap_or_default();
+    assert!(waited.contains("did not finish within 4 s"), "{waited}");
+    assert_eq!(lab.target_inbox("kari@example.org").await, 20);
+    assert_eq!(lab.target_inbox("ola@example.org").await, 20);
 }
