@@ -37,6 +37,9 @@ pub struct Faults {
     /// The server's answers trickle to the client at most this fast (bytes
     /// per second, per connection): a slow link or a throttled server.
     pub bytes_per_second: Option<u64>,
+    /// Every `RFC822.SIZE` the server announces is replaced by 1: a server
+    /// whose sizes cannot be trusted.
+    pub understate_sizes: bool,
 }
 
 /// A command the proxy answers instead of the server, `times` times in all
@@ -193,7 +196,10 @@ async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
     };
     let responses = async {
         let pace = Pace::new(shared.faults.bytes_per_second);
-        let _ = responses(server_read, client_write, &answered, pace).await;
+        let rewrite = Rewrite {
+            understate_sizes: shared.faults.understate_sizes,
+        };
+        let _ = responses(server_read, client_write, &answered, pace, rewrite).await;
     };
     tokio::select! {
         _ = commands => {}
@@ -201,15 +207,34 @@ async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
     }
 }
 
-/// The line without STARTTLS among its capabilities: the proxy must read
-/// the protocol, so the client is to stay in plaintext (which only an
-/// endpoint with `--allow-plaintext` accepts).
-fn without_starttls(line: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(line);
-    if text.contains("CAPABILITY") && text.contains(" STARTTLS") {
-        text.replace(" STARTTLS", "").into_bytes()
-    } else {
-        line.to_vec()
+/// What the proxy changes in the server's lines (outside literals).
+struct Rewrite {
+    understate_sizes: bool,
+}
+
+impl Rewrite {
+    /// The line as the client gets it. STARTTLS always goes from the
+    /// capabilities: the proxy must read the protocol, so the client is to
+    /// stay in plaintext (which only an endpoint with `--allow-plaintext`
+    /// accepts).
+    fn line(&self, line: &[u8]) -> Vec<u8> {
+        let text = String::from_utf8_lossy(line);
+        let mut text = if text.contains("CAPABILITY") && text.contains(" STARTTLS") {
+            text.replace(" STARTTLS", "")
+        } else {
+            text.into_owned()
+        };
+        if self.understate_sizes
+            && let Some(at) = text.find("RFC822.SIZE ")
+        {
+            let digits_from = at + "RFC822.SIZE ".len();
+            let digits = text[digits_from..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            text.replace_range(digits_from..digits_from + digits, "1");
+        }
+        text.into_bytes()
     }
 }
 
@@ -313,6 +338,7 @@ async fn responses(
     mut client: tokio::net::tcp::OwnedWriteHalf,
     answered: &Mutex<HashMap<String, String>>,
     mut pace: Pace,
+    rewrite: Rewrite,
 ) -> std::io::Result<()> {
     let mut server = BufReader::new(server);
     let mut line = Vec::new();
@@ -334,7 +360,7 @@ async fn responses(
                     .await?;
             }
             None => loop {
-                client.write_all(&without_starttls(&line)).await?;
+                client.write_all(&rewrite.line(&line)).await?;
                 pace.wrote(line.len() as u64).await;
                 let Some(size) = literal_at_end(&line) else {
                     break;

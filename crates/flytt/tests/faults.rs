@@ -254,8 +254,9 @@ fn wait_for(setup: &Setup, statuses: &[&str], limit: Duration, worker: &mut Work
 
 /// The issue's scenario: a source that takes 4 connections at once
 /// (`* BYE [UNAVAILABLE]` for the next), cuts every connection after
-/// 1.5–4 s (a user's copy takes longer: the answers trickle at 1 MB/s) and refuses or throttles some
-/// LOGINs, EXAMINEs and FETCHes, behind an endpoint limit of 10. Every user
+/// 1.5–4 s (a user's copy takes longer: the answers trickle at 1 MB/s)
+/// and refuses or throttles some LOGINs, EXAMINEs and FETCHes, behind an
+/// endpoint limit of 10. Every user
 /// ends Synced with its mailbox exactly as on the source: each message once,
 /// flags and dates kept, and the statistics count each once.
 async fn a_batch_through_a_capped_cutting_throttling_source(family: Family) {
@@ -292,6 +293,7 @@ async fn a_batch_through_a_capped_cutting_throttling_source(family: Family) {
                 times: 2,
             },
         ],
+        ..Faults::default()
     };
     let setup = Setup::new(family, 10, messages, faults, false, 10).await;
     setup.start_batch(&[]);
@@ -470,4 +472,55 @@ async fn messages_a_fetch_leaves_out_are_copied_on_the_next_pass() {
         Some(132),
         "each message copied once: {shown}"
     );
+}
+
+/// A source whose RFC822.SIZE cannot be trusted (every size announced as
+/// 1 byte): LargeItemLimit still holds, on the bytes received. The large
+/// messages are skipped and reported; the rest is copied.
+#[tokio::test(flavor = "multi_thread")]
+async fn large_item_limit_holds_on_the_bytes_received() {
+    let faults = Faults {
+        understate_sizes: true,
+        ..Faults::default()
+    };
+    let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 20, faults, false, 10).await;
+    let email = setup.users[0].clone();
+    let mut session = setup.source.admin_session(&email).await.expect("login");
+    let large: Vec<CorpusMessage> = (100..102)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("stor-{n}")), 40_000),
+            flags: vec![],
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    corpus::append_all(&mut session, "INBOX", &large)
+        .await
+        .expect("seed");
+    drop(session);
+    setup.start_batch(&["--large-item-limit", "10KB"]);
+    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
+    wait_for(
+        &setup,
+        &["Synced", "SyncedWithErrors"],
+        Duration::from_secs(60),
+        &mut worker,
+    );
+    let shown = user(&setup.data, &email);
+    let stats = &shown["statistics"];
+    assert_eq!(shown["status"], "Synced", "{shown}");
+    assert_eq!(stats["messages_skipped"], 2, "{stats}");
+    assert_eq!(stats["messages_copied"], 32, "{stats}");
+    let issues = stats["issues"].as_array().cloned().unwrap_or_default();
+    assert!(
+        issues
+            .iter()
+            .filter(|i| i["kind"] == "large")
+            .all(|i| i["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("bytes received"))),
+        "{issues:?}"
+    );
+    let (_, target) = setup.mailboxes(&email).await;
+    let on_target: usize = target.values().map(Vec::len).sum();
+    assert_eq!(on_target, 32, "the large messages stayed behind");
 }
