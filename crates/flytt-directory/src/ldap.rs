@@ -41,7 +41,8 @@ fn default_forwarding_attribute() -> String {
 pub struct LdapSettings {
     /// A name for messages.
     pub name: String,
-    /// `ldap://HOST[:PORT]` (StartTLS unless plaintext is allowed) or
+    /// `ldap://HOST[:PORT]` (StartTLS; with plaintext allowed, still
+    /// StartTLS when the server offers it) or
     /// `ldaps://HOST[:PORT]`.
     pub url: String,
     #[serde(default)]
@@ -106,18 +107,27 @@ impl LdapSettings {
                 self.url
             )));
         }
-        let mut settings = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
-        if implicit_tls || !self.allow_plaintext {
-            let config = flytt_tls::client_config(&flytt_tls::Trust {
-                ca_files: self.ca_files.clone(),
-                fingerprints: Vec::new(),
-            })
-            .map_err(|e| self.unreachable(e))?;
-            settings = settings.set_config(config).set_starttls(!implicit_tls);
-        }
-        let (connection, mut ldap) = LdapConnAsync::with_settings(settings, &self.url)
-            .await
-            .map_err(|e| self.unreachable(e))?;
+        let plain = LdapConnSettings::new().set_conn_timeout(TIMEOUT);
+        let config = flytt_tls::client_config(&flytt_tls::Trust {
+            ca_files: self.ca_files.clone(),
+            fingerprints: Vec::new(),
+        })
+        .map_err(|e| self.unreachable(e))?;
+        let with_tls = plain.clone().set_config(config).set_starttls(!implicit_tls);
+        let connected = match LdapConnAsync::with_settings(with_tls, &self.url).await {
+            // Plaintext is allowed, and the server has no StartTLS (it
+            // refused the extended operation): only then go on without.
+            // A certificate that cannot be verified is never a reason to
+            // send the bind password in the clear.
+            Err(ldap3::LdapError::LdapResult { result })
+                if !implicit_tls && self.allow_plaintext =>
+            {
+                tracing::info!(directory = %self.name, rc = result.rc, "no StartTLS offered; going on in plaintext as allowed");
+                LdapConnAsync::with_settings(plain, &self.url).await
+            }
+            other => other,
+        };
+        let (connection, mut ldap) = connected.map_err(|e| self.unreachable(e))?;
         ldap3::drive!(connection);
         ldap.with_timeout(TIMEOUT);
         let password = self

@@ -10,8 +10,10 @@ use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, PEOPLE_DN, Sla
 
 fn ldap(slapd: &Slapd, bind_dn: &str, password: &str) -> Directory {
     let mut settings = LdapSettings::new("test", &slapd.url(), bind_dn, BASE_DN);
-    // The test directory listens on loopback without TLS.
+    // Plaintext allowed, yet StartTLS is used since slapd offers it: with
+    // its CA trusted.
     settings.allow_plaintext = true;
+    settings.ca_files = vec![slapd.ca_file()];
     settings.bind_password = Some(SecretString::new(password));
     Directory::Ldap(Box::new(settings))
 }
@@ -247,12 +249,18 @@ async fn ldap_over_tls_verifies_the_certificate() {
             .await
             .unwrap_or_else(|e| panic!("{url}: {e}"));
     }
-    let mut untrusted = LdapSettings::new("tls", &slapd.url(), ADMIN_DN, BASE_DN);
-    untrusted.bind_password = Some(SecretString::new(ADMIN_PASSWORD));
-    let refused = Directory::Ldap(Box::new(untrusted)).verify().await;
-    assert!(
-        matches!(&refused, Err(DirectoryError::Unreachable { detail, .. })
-            if detail.to_lowercase().contains("certificate") || detail.to_lowercase().contains("issuer")),
-        "{refused:?}"
-    );
+    // Without the CA the certificate is refused, also when plaintext is
+    // allowed: a server that offers StartTLS gets it, and a certificate
+    // that does not verify is no reason to bind in the clear.
+    for allow_plaintext in [false, true] {
+        let mut untrusted = LdapSettings::new("tls", &slapd.url(), ADMIN_DN, BASE_DN);
+        untrusted.allow_plaintext = allow_plaintext;
+        untrusted.bind_password = Some(SecretString::new(ADMIN_PASSWORD));
+        let refused = Directory::Ldap(Box::new(untrusted)).verify().await;
+        assert!(
+            matches!(&refused, Err(DirectoryError::Unreachable { detail, .. })
+                if detail.to_lowercase().contains("certificate") || detail.to_lowercase().contains("issuer")),
+            "plaintext allowed: {allow_plaintext}: {refused:?}"
+        );
+    }
 }

@@ -363,26 +363,27 @@ impl SieveSession {
                     Err(ParseError::Incomplete { needed: more }) => needed = more,
                 }
             }
-            let mut chunk = [0u8; 64 * 1024];
+            // Straight into the buffer (no array on the future's stack).
+            self.buffer.reserve(64 * 1024);
             let read_deadline = deadline.min(tokio::time::Instant::now() + self.timeout);
-            let read = tokio::time::timeout_at(read_deadline, self.stream.read(&mut chunk))
-                .await
-                .map_err(|_| Error::Timeout {
-                    server: self.server.clone(),
-                    command: name,
-                    secs: self.timeout.as_secs(),
-                })?
-                .map_err(|source| Error::Io {
-                    server: self.server.clone(),
-                    source,
-                })?;
+            let read =
+                tokio::time::timeout_at(read_deadline, self.stream.read_buf(&mut self.buffer))
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        server: self.server.clone(),
+                        command: name,
+                        secs: self.timeout.as_secs(),
+                    })?
+                    .map_err(|source| Error::Io {
+                        server: self.server.clone(),
+                        source,
+                    })?;
             if read == 0 {
                 return Err(Error::Closed {
                     server: self.server.clone(),
                     reason: None,
                 });
             }
-            self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
 }

@@ -19,6 +19,9 @@ fn directories_are_added_tested_and_named_by_endpoints() {
     let wrong = dir.path().join("wrong.pw");
     std::fs::write(&wrong, "feil").expect("write");
     let url = slapd.url();
+    // Plaintext allowed, but the directory offers StartTLS: it is used,
+    // with the CA verified.
+    let ca = slapd.ca_file().display().to_string();
     for (name, file) in [("corp", &password), ("feil", &wrong)] {
         flytt_ok(
             &data,
@@ -35,6 +38,8 @@ fn directories_are_added_tested_and_named_by_endpoints() {
                 "--base-dn",
                 BASE_DN,
                 "--allow-plaintext",
+                "--ca-file",
+                &ca,
             ],
         );
     }

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Lab, Worker, flytt_ok, json};
+use common::{Lab, Worker, flytt, flytt_ok, json};
 use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, PEOPLE_DN, Slapd};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -272,7 +272,11 @@ async fn wait_for(data: &std::path::Path, batch: &str, status: &str) -> serde_js
         if shown["status"] == status {
             return shown;
         }
-        assert!(Instant::now() < deadline, "{shown}");
+        assert!(
+            Instant::now() < deadline,
+            "{shown}\n{}",
+            String::from_utf8_lossy(&flytt(data, &["batch", "events", batch]).stdout)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -607,7 +611,8 @@ fn add_ldap_directory(lab: &Lab, name: &str, slapd: &Slapd) {
             bind_password.to_str().expect("path"),
             "--base-dn",
             BASE_DN,
-            "--allow-plaintext",
+            "--ca-file",
+            &slapd.ca_file().display().to_string(),
         ],
     );
 }

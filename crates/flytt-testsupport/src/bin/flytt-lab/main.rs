@@ -264,7 +264,8 @@ async fn batch_demo(flytt: &Path, lab: &Lab, users: &[&str]) -> LabResult<()> {
             &bind_password.display().to_string(),
             "--base-dn",
             LDAP_BASE_DN,
-            "--allow-plaintext",
+            "--ca-file",
+            &directory.ca_file().display().to_string(),
         ])?;
         run(&["endpoint", "set", endpoint, "--directory", name])?;
     }
