@@ -524,3 +524,53 @@ async fn large_item_limit_holds_on_the_bytes_received() {
     let on_target: usize = target.values().map(Vec::len).sum();
     assert_eq!(on_target, 32, "the large messages stayed behind");
 }
+
+/// A flag update the target refuses (`NO [CANNOT]` on UID STORE) is not
+/// skipped for good: the pass reports it, and the next pass applies it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_flag_update_is_applied_on_the_next_pass() {
+    let faults = Faults {
+        answers: vec![Answer {
+            command: "UID STORE",
+            containing: None,
+            completion: "NO [CANNOT] Flags cannot be changed now".into(),
+            times: 1,
+        }],
+        ..Faults::default()
+    };
+    let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, true, 10).await;
+    let email = setup.users[0].clone();
+    setup.start_batch(&["--incremental-sync-interval", "1s"]);
+    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
+    wait_for(&setup, &["Synced"], Duration::from_secs(60), &mut worker);
+    // The user flags every message on the source.
+    let mut session = setup.source.admin_session(&email).await.expect("login");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let uids = session.uid_search_all().await.expect("search");
+    let flagged = flytt_imap::Flag::parse("\\Flagged").expect("flag");
+    session
+        .uid_store(&uids, true, &[flagged])
+        .await
+        .expect("store");
+    drop(session);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (source, target) = setup.mailboxes(&email).await;
+        if source == target {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused flag update never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        setup.proxy.counts.answered.load(Ordering::Relaxed),
+        1,
+        "the target refused one flag update"
+    );
+}
