@@ -255,18 +255,28 @@ impl SieveSession {
             self.stream.write_all(line).await?;
             self.stream.flush().await
         };
-        tokio::time::timeout(self.timeout, write)
-            .await
+        let written = tokio::time::timeout(self.timeout, write).await;
+        self.in_time(name, written)?;
+        self.response(name).await
+    }
+
+    /// What an I/O step that had a time limit gave: its timeout and its
+    /// error name the server and the command.
+    fn in_time<T>(
+        &self,
+        command: &'static str,
+        outcome: std::result::Result<std::io::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        outcome
             .map_err(|_| Error::Timeout {
                 server: self.server.clone(),
-                command: name,
+                command,
                 secs: self.timeout.as_secs(),
             })?
             .map_err(|source| Error::Io {
                 server: self.server.clone(),
                 source,
-            })?;
-        self.response(name).await
+            })
     }
 
     /// Reads data lines up to the closing OK / NO / BYE, within one
@@ -368,16 +378,8 @@ impl SieveSession {
             let read_deadline = deadline.min(tokio::time::Instant::now() + self.timeout);
             let read =
                 tokio::time::timeout_at(read_deadline, self.stream.read_buf(&mut self.buffer))
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        server: self.server.clone(),
-                        command: name,
-                        secs: self.timeout.as_secs(),
-                    })?
-                    .map_err(|source| Error::Io {
-                        server: self.server.clone(),
-                        source,
-                    })?;
+                    .await;
+            let read = self.in_time(name, read)?;
             if read == 0 {
                 return Err(Error::Closed {
                     server: self.server.clone(),

@@ -18,7 +18,7 @@ pub use cyrus::Cyrus;
 pub use dovecot::{Dovecot, Layout};
 pub use faults::{Answer, FaultProxy, Faults};
 pub use postgres::Postgres;
-pub use server::{Family, TestServer};
+pub use server::{EndpointAdmin, Family, NewEndpoint, TestServer};
 
 /// Errors from starting servers.
 #[derive(Debug, thiserror::Error)]

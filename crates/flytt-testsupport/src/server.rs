@@ -64,24 +64,18 @@ impl TestServer {
         }
     }
 
-    /// `flytt endpoint new`'s flags for the administrator, whose password
-    /// is in `password_file`: Dovecot's master user, Cyrus's admin by SASL
-    /// PLAIN.
-    pub fn admin_endpoint_args(&self, password_file: &Path) -> Vec<String> {
+    /// The administrator's login for `flytt endpoint new`, its password in
+    /// `password_file`: Dovecot's master user, Cyrus's admin by SASL PLAIN.
+    pub fn admin<'a>(&self, password_file: &'a Path) -> EndpointAdmin<'a> {
         let (user, mode) = match self {
             TestServer::Dovecot(_) => (dovecot::MASTER_USER, "master"),
             TestServer::Cyrus(_) => (cyrus::ADMIN_USER, "plain"),
         };
-        [
-            "--admin-user",
+        EndpointAdmin {
             user,
-            "--admin-mode",
             mode,
-            "--admin-password-file",
-            &password_file.display().to_string(),
-        ]
-        .map(str::to_string)
-        .to_vec()
+            password_file,
+        }
     }
 
     pub fn ca_file(&self) -> PathBuf {
@@ -150,6 +144,75 @@ impl TestServer {
             "--ca-file".into(),
             self.ca_file().display().to_string(),
         ]);
+        args
+    }
+}
+
+/// An endpoint's admin login, as `flytt endpoint new` takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointAdmin<'a> {
+    pub user: &'a str,
+    /// `master` (Dovecot's `user*admin`) or `plain` (SASL PLAIN with the
+    /// user as authorization identity).
+    pub mode: &'a str,
+    pub password_file: &'a Path,
+}
+
+impl EndpointAdmin<'_> {
+    /// Dovecot's master user, its password in `password_file`.
+    pub fn dovecot_master(password_file: &Path) -> EndpointAdmin<'_> {
+        EndpointAdmin {
+            user: dovecot::MASTER_USER,
+            mode: "master",
+            password_file,
+        }
+    }
+}
+
+/// `flytt endpoint new` for a test server (or a proxy in front of one).
+#[derive(Clone, Debug)]
+pub struct NewEndpoint<'a> {
+    pub name: &'a str,
+    pub url: String,
+    pub ca_file: PathBuf,
+    pub admin: Option<EndpointAdmin<'a>>,
+    pub max_migrations: u32,
+    /// For a proxy that reads the protocol: no TLS through it.
+    pub allow_plaintext: bool,
+}
+
+impl NewEndpoint<'_> {
+    /// The command's arguments (after `flytt`).
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "endpoint",
+            "new",
+            self.name,
+            "--url",
+            &self.url,
+            "--ca-file",
+            &self.ca_file.display().to_string(),
+            "--max-concurrent-migrations",
+            &self.max_migrations.to_string(),
+        ]
+        .map(str::to_string)
+        .to_vec();
+        if let Some(admin) = &self.admin {
+            args.extend(
+                [
+                    "--admin-user",
+                    admin.user,
+                    "--admin-mode",
+                    admin.mode,
+                    "--admin-password-file",
+                    &admin.password_file.display().to_string(),
+                ]
+                .map(str::to_string),
+            );
+        }
+        if self.allow_plaintext {
+            args.push("--allow-plaintext".into());
+        }
         args
     }
 }

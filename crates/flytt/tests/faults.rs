@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{Worker, flytt, flytt_ok, json};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
-use flytt_testsupport::{Answer, Family, FaultProxy, Faults, Layout, TestServer};
+use flytt_testsupport::{Answer, Family, FaultProxy, Faults, Layout, NewEndpoint, TestServer};
 
 const PASSWORD: &str = "passord-for-alle-1";
 
@@ -97,26 +97,17 @@ impl Setup {
             } else {
                 server.url()
             };
-            let ca = server.ca_file().display().to_string();
-            let limit = limit.to_string();
-            let mut args = vec![
-                "endpoint",
-                "new",
+            let endpoint = NewEndpoint {
                 name,
-                "--url",
-                &url,
-                "--ca-file",
-                &ca,
-                "--max-concurrent-migrations",
-                &limit,
-            ];
-            if through_proxy {
+                url,
+                ca_file: server.ca_file(),
+                admin: Some(server.admin(&password_file)),
+                max_migrations: limit,
                 // The proxy reads the protocol: no TLS through it.
-                args.push("--allow-plaintext");
-            }
-            let admin = server.admin_endpoint_args(&password_file);
-            args.extend(admin.iter().map(String::as_str));
-            flytt_ok(&data, &args);
+                allow_plaintext: through_proxy,
+            };
+            let args = endpoint.args();
+            flytt_ok(&data, &args.iter().map(String::as_str).collect::<Vec<_>>());
         }
         Setup {
             source,

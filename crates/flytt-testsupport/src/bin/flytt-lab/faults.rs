@@ -10,11 +10,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use flytt_testsupport::dovecot::MASTER_USER;
-use flytt_testsupport::{Dovecot, FaultProxy, Faults, Layout};
+use flytt_testsupport::{Dovecot, FaultProxy, Faults, Layout, NewEndpoint};
 
 use crate::scale::Runner;
-use crate::{BatchShape, LabResult, dovecot_version, rate, run_serve_until};
+use crate::{BatchShape, LabResult, dovecot_version, master_endpoint, rate, run_serve_until};
 
 pub async fn bench_faults(flytt: &Path, args: &[String]) -> LabResult<()> {
     let mut shape = BatchShape::parse(args, 10_000)?;
@@ -54,37 +53,20 @@ pub async fn bench_faults(flytt: &Path, args: &[String]) -> LabResult<()> {
             data: &data,
             url: None,
         };
-        let password = password.display().to_string();
-        let limit = limit.to_string();
-        for (name, url, ca, plaintext) in [
-            (
+        let source = NewEndpoint {
+            allow_plaintext: true,
+            ..master_endpoint(
                 "gammel",
                 format!("imap://127.0.0.1:{}", proxy.port),
-                lab.source.ca_file(),
-                true,
-            ),
-            ("ny", target.url(), target.ca_file(), false),
-        ] {
-            let ca = ca.display().to_string();
-            let mut endpoint = vec![
-                "endpoint",
-                "new",
-                name,
-                "--url",
-                &url,
-                "--ca-file",
-                &ca,
-                "--admin-user",
-                MASTER_USER,
-                "--admin-password-file",
+                &lab.source,
                 &password,
-                "--max-concurrent-migrations",
-                &limit,
-            ];
-            if plaintext {
-                endpoint.push("--allow-plaintext");
-            }
-            run.ok(&endpoint)?;
+                limit,
+            )
+        };
+        let destination = master_endpoint("ny", target.url(), &target, &password, 20);
+        for endpoint in [source, destination] {
+            let args = endpoint.args();
+            run.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         run.new_bench_batch(&lab.dir.path().join(format!("faults-{index}.csv")), users)?;
         let (elapsed, peak_kb) = run_serve_until(

@@ -30,7 +30,7 @@ use flytt_testsupport::slapd::{
     ADMIN_DN as LDAP_ADMIN_DN, ADMIN_PASSWORD as LDAP_ADMIN_PASSWORD, BASE_DN as LDAP_BASE_DN,
     PEOPLE_DN, Slapd,
 };
-use flytt_testsupport::{Cyrus, Dovecot, Layout, TestServer};
+use flytt_testsupport::{Cyrus, Dovecot, EndpointAdmin, Layout, NewEndpoint, TestServer};
 
 type LabResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -825,30 +825,38 @@ fn add_endpoints(
     limit: u32,
     show: bool,
 ) -> LabResult<()> {
-    let (password, limit) = (password.display().to_string(), limit.to_string());
     for (name, server) in [("gammel", source), ("ny", target)] {
-        let (url, ca) = (server.url(), server.ca_file().display().to_string());
-        let args = [
-            "endpoint",
-            "new",
-            name,
-            "--url",
-            &url,
-            "--ca-file",
-            &ca,
-            "--admin-user",
-            MASTER_USER,
-            "--admin-password-file",
-            &password,
-            "--max-concurrent-migrations",
-            &limit,
-        ];
+        let args = master_endpoint(name, server.url(), server, password, limit).args();
         if show {
             println!("\n$ flytt {}", args.join(" "));
         }
-        flytt_command(flytt, data, &args, show)?;
+        flytt_command(
+            flytt,
+            data,
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            show,
+        )?;
     }
     Ok(())
+}
+
+/// `flytt endpoint new NAME` to `url` (a Dovecot's, or a proxy's before
+/// it) with its master user as admin and `limit` migrations at once.
+pub(crate) fn master_endpoint<'a>(
+    name: &'a str,
+    url: String,
+    server: &Dovecot,
+    password: &'a Path,
+    limit: u32,
+) -> NewEndpoint<'a> {
+    NewEndpoint {
+        name,
+        url,
+        ca_file: server.ca_file(),
+        admin: Some(EndpointAdmin::dovecot_master(password)),
+        max_migrations: limit,
+        allow_plaintext: false,
+    }
 }
 
 /// The shape of a batch benchmark (`--users`, `--messages`, `--size`,

@@ -9,11 +9,10 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use flytt_testsupport::dovecot::MASTER_USER;
 use flytt_testsupport::{Dovecot, Layout, Postgres};
 
 use crate::scale::Runner;
-use crate::{BatchShape, LabResult, dovecot_version, peak_rss_kb, rate};
+use crate::{BatchShape, LabResult, dovecot_version, master_endpoint, peak_rss_kb, rate};
 
 pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
     let shape = BatchShape::parse(args, 10_000)?;
@@ -47,24 +46,9 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
             data: &data,
             url: database.as_ref().map(Postgres::url),
         };
-        let password = password.display().to_string();
         for (name, server) in [("gammel", &lab.source), ("ny", &target)] {
-            let (url, ca) = (server.url(), server.ca_file().display().to_string());
-            run.ok(&[
-                "endpoint",
-                "new",
-                name,
-                "--url",
-                &url,
-                "--ca-file",
-                &ca,
-                "--admin-user",
-                MASTER_USER,
-                "--admin-password-file",
-                &password,
-                "--max-concurrent-migrations",
-                "20",
-            ])?;
+            let args = master_endpoint(name, server.url(), server, &password, 20).args();
+            run.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         let csv = lab
             .dir
