@@ -641,7 +641,7 @@ async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
             Ok(other) => Ok(other),
             // The framing is intact, so one unparsable response does not
             // end the connection; the session reports it to its caller.
-            Err(e) => Err(Error::Protocol {
+            Err(e) => Err(Error::Unparsable {
                 server: server.clone(),
                 detail: e.to_string(),
             }),

@@ -44,6 +44,12 @@ pub enum Error {
     #[error("{server}: unparsable answer: {detail}")]
     Protocol { server: String, detail: String },
 
+    /// One response could not be parsed, but the stream's framing is
+    /// intact: the connection goes on, and a caller may skip the response
+    /// (one message's FETCH data, say) rather than give up.
+    #[error("{server}: one answer could not be parsed: {detail}")]
+    Unparsable { server: String, detail: String },
+
     #[error("{server}: {what}")]
     Unsupported { server: String, what: String },
 
@@ -124,6 +130,7 @@ impl Error {
             Error::Io { .. }
             | Error::Timeout { .. }
             | Error::Protocol { .. }
+            | Error::Unparsable { .. }
             | Error::Spool { .. } => ErrorClass::Transient(Transient::default()),
             Error::Closed { reason, .. } => ErrorClass::Transient(Transient {
                 busy: reason.as_deref().is_some_and(says_busy),

@@ -898,8 +898,10 @@ impl Ctx<'_> {
         let mut next_chunk = 0;
         let mut fetching: HashMap<String, usize> = HashMap::new();
         let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
-        // UIDs a FETCH answered OK without returning.
+        // UIDs a FETCH answered OK without returning, and why, if an
+        // answer could not be parsed.
         let mut unanswered: Vec<Uid> = Vec::new();
+        let mut unparsable: Option<String> = None;
         let asked: HashSet<Uid> = to_copy.iter().map(|m| m.uid).collect();
         let mut appends = Appends {
             window: append_window,
@@ -929,7 +931,18 @@ impl Ctx<'_> {
             }
             tokio::select! {
                 response = self.src.next(), if !fetching.is_empty() => {
-                    match response.map_err(SyncError::Source)? {
+                    let response = match response {
+                        // One message's data the parser cannot read: the
+                        // rest of the chunk goes on, and the message is
+                        // left for the next pass (`left_out`), reported.
+                        Err(ImapError::Unparsable { detail, .. }) => {
+                            tracing::warn!(folder = %folder.display, %detail, "an unparsable FETCH answer");
+                            unparsable = Some(detail);
+                            continue;
+                        }
+                        other => other.map_err(SyncError::Source)?,
+                    };
+                    match response {
                         ServerResponse::Untagged(Untagged::Fetch(m)) => {
                             // Data for a message not asked for (a server's
                             // mistake, or a hostile one) is dropped, not
@@ -1001,13 +1014,28 @@ impl Ctx<'_> {
                 }
             }
         }
-        self.left_out(folder, &unanswered).await
+        self.left_out(folder, &unanswered, unparsable.as_deref())
+            .await
     }
 
     /// UIDs the source left out of an OK FETCH: gone only if `UID SEARCH`
     /// says so (expunged meanwhile); the others stay for the next pass and
     /// are reported, never counted as copied or silently dropped.
-    async fn left_out(&mut self, folder: &FolderPlan, unanswered: &[Uid]) -> Result<(), SyncError> {
+    async fn left_out(
+        &mut self,
+        folder: &FolderPlan,
+        unanswered: &[Uid],
+        unparsable: Option<&str>,
+    ) -> Result<(), SyncError> {
+        let why = match unparsable {
+            Some(detail) => format!(
+                "its data from the source could not be parsed ({detail}); it is tried again on the next pass"
+            ),
+            None => {
+                "the source answered OK without returning it; it is tried again on the next pass"
+                    .to_string()
+            }
+        };
         for part in unanswered.chunks(UIDS_PER_COMMAND) {
             let still_there = self
                 .src
@@ -1015,12 +1043,7 @@ impl Ctx<'_> {
                 .await
                 .map_err(SyncError::Source)?;
             for uid in still_there {
-                self.issue(
-                    IssueKind::Deferred,
-                    &folder.display,
-                    Some(uid),
-                    "the source answered OK without returning it; it is tried again on the next pass".into(),
-                );
+                self.issue(IssueKind::Deferred, &folder.display, Some(uid), why.clone());
             }
         }
         Ok(())

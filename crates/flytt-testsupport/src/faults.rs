@@ -40,6 +40,9 @@ pub struct Faults {
     /// Every `RFC822.SIZE` the server announces is replaced by 1: a server
     /// whose sizes cannot be trusted.
     pub understate_sizes: bool,
+    /// The FETCH answers carrying this UID's message body are made
+    /// unparsable (garbage after `FETCH (`), the rest of the stream intact.
+    pub garble_body_of_uid: Option<u32>,
 }
 
 /// A command the proxy answers instead of the server, `times` times in all
@@ -198,6 +201,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
         let pace = Pace::new(shared.faults.bytes_per_second);
         let rewrite = Rewrite {
             understate_sizes: shared.faults.understate_sizes,
+            garble_body_of_uid: shared.faults.garble_body_of_uid,
         };
         let _ = responses(server_read, client_write, &answered, pace, rewrite).await;
     };
@@ -210,6 +214,7 @@ async fn relay(client: TcpStream, server: TcpStream, shared: &Shared) {
 /// What the proxy changes in the server's lines (outside literals).
 struct Rewrite {
     understate_sizes: bool,
+    garble_body_of_uid: Option<u32>,
 }
 
 impl Rewrite {
@@ -233,6 +238,13 @@ impl Rewrite {
                 .take_while(u8::is_ascii_digit)
                 .count();
             text.replace_range(digits_from..digits_from + digits, "1");
+        }
+        if let Some(uid) = self.garble_body_of_uid
+            && text.starts_with("* ")
+            && text.contains("BODY[] {")
+            && (text.contains(&format!("UID {uid} ")) || text.contains(&format!("UID {uid})")))
+        {
+            text = text.replacen(" FETCH (", " FETCH (X-GARBLED (((", 1);
         }
         text.into_bytes()
     }

@@ -565,3 +565,44 @@ async fn a_refused_flag_update_is_applied_on_the_next_pass() {
         "the target refused one flag update"
     );
 }
+
+/// One message whose FETCH answer cannot be parsed: the rest of the folder
+/// is copied, the user is not failed, and the message is reported as left
+/// for the next pass, not lost and not a bad item.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unparsable_message_is_deferred_and_the_rest_copied() {
+    let faults = Faults {
+        garble_body_of_uid: Some(7),
+        ..Faults::default()
+    };
+    let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, false, 10).await;
+    let email = setup.users[0].clone();
+    setup.start_batch(&[]);
+    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
+    wait_for(
+        &setup,
+        &["Synced", "SyncedWithErrors"],
+        Duration::from_secs(60),
+        &mut worker,
+    );
+    let shown = user(&setup.data, &email);
+    let stats = &shown["statistics"];
+    assert_eq!(shown["status"], "Synced", "{shown}");
+    assert_eq!(stats["messages_failed"], 0, "{stats}");
+    // UID 7 of both folders (INBOX has 30 messages, Prosjekter 12).
+    assert_eq!(stats["messages_copied"], 40, "{stats}");
+    let issues = stats["issues"].as_array().cloned().unwrap_or_default();
+    let deferred = issues
+        .iter()
+        .filter(|i| {
+            i["kind"] == "deferred"
+                && i["uid"] == 7
+                && i["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("could not be parsed"))
+        })
+        .count();
+    assert_eq!(deferred, 2, "{issues:?}");
+    let (_, target) = setup.mailboxes(&email).await;
+    assert_eq!(target.values().map(Vec::len).sum::<usize>(), 40);
+}
