@@ -197,12 +197,34 @@ impl LdapSession<'_> {
         .filter(|a| !a.is_empty())
         .collect();
         let filter = self.filter(email);
-        let (entries, _) = self
+        // One address names one entry; a directory that answers with more
+        // is read no further than needed to say so (a hostile or broken
+        // server cannot make flytt hold the whole directory).
+        const MOST: usize = 16;
+        let options = ldap3::SearchOptions::new()
+            .sizelimit(MOST as i32 + 1)
+            .timelimit(TIMEOUT.as_secs() as i32);
+        let mut stream = self
             .ldap
-            .search(&s.base_dn, Scope::Subtree, &filter, attributes)
+            .with_search_options(options)
+            .streaming_search(&s.base_dn, Scope::Subtree, &filter, attributes)
             .await
-            .and_then(|r| r.success())
             .map_err(|e| self.refused("search", e))?;
+        let mut entries = Vec::new();
+        while entries.len() <= MOST {
+            match stream.next().await {
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => break,
+                Err(e) => return Err(self.refused("search", e)),
+            }
+        }
+        if entries.len() <= MOST {
+            stream
+                .finish()
+                .await
+                .success()
+                .map_err(|e| self.refused("search", e))?;
+        }
         match entries.len() {
             0 => Ok(None),
             1 => Ok(entries.into_iter().next().map(SearchEntry::construct)),

@@ -53,6 +53,18 @@ async fn ldap_users_become_mailboxes_and_back() {
         directory.lookup("dup@example.org").await,
         Err(DirectoryError::Ambiguous { count: 2, .. })
     ));
+    // A directory answering with many entries is read no further than
+    // needed to say so: 17 of 20.
+    for n in 0..20 {
+        slapd
+            .add_mail_user(&format!("mange{n}"), "mange@example.org")
+            .expect("user");
+    }
+    let many = directory.lookup("mange@example.org").await;
+    assert!(
+        matches!(many, Err(DirectoryError::Ambiguous { count: 17, .. })),
+        "{many:?}"
+    );
     let kari = directory
         .lookup("kari@example.org")
         .await
