@@ -52,3 +52,43 @@ async fn a_silent_server_times_out_naming_the_command() {
     assert!(!err.to_string().contains("secret-pw"));
     server.abort();
 }
+
+/// A server that answers one command with endless untagged data: the
+/// command ends with an error at the session's cap, memory bounded.
+#[tokio::test]
+async fn endless_untagged_answers_end_at_the_cap() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        socket
+            .write_all(b"* OK [CAPABILITY IMAP4rev1] hello\r\n")
+            .await
+            .expect("greet");
+        // The first command is answered with EXISTS lines, on and on.
+        let mut command = [0u8; 256];
+        let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut command).await;
+        for n in 0u32.. {
+            if socket
+                .write_all(format!("* {n} EXISTS\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut config = ServerConfig::new("127.0.0.1", port, Security::Plain);
+    config.timeout = Duration::from_secs(5);
+    config.limits.max_untagged = 1_000;
+    let mut session = Session::connect(&config).await.expect("connect");
+    let err = session.uid_search_all().await.expect_err("must stop");
+    assert!(
+        err.to_string()
+            .contains("more than 1000 untagged responses"),
+        "{err}"
+    );
+    server.abort();
+}
