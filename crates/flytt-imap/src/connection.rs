@@ -612,6 +612,7 @@ async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
     control: mpsc::UnboundedSender<Control>,
     server: String,
 ) {
+    let mut since_completion: u64 = 0;
     loop {
         let frame = match read_frame(&mut reader, &limits).await {
             Ok(Some(frame)) => frame,
@@ -629,12 +630,35 @@ async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
                 return;
             }
         };
+        // Bytes held in memory (spooled literals are on disk, under their
+        // own budget) since the last completion: what one command's
+        // answers may add up to.
+        since_completion += frame.bytes.len() as u64
+            + frame
+                .literals
+                .iter()
+                .filter(|body| matches!(body, crate::Body::Memory(_)))
+                .map(crate::Body::len)
+                .sum::<u64>();
+        if since_completion > limits.max_command_bytes {
+            let _ = events
+                .send(Err(Error::Protocol {
+                    server: server.clone(),
+                    detail: format!(
+                        "more than {} bytes of answers to one command",
+                        limits.max_command_bytes
+                    ),
+                }))
+                .await;
+            return;
+        }
         let event = match parse(frame) {
             Ok(ServerResponse::Continuation) => {
                 let _ = control.send(Control::Continue);
                 continue;
             }
             Ok(ServerResponse::Tagged(completion)) => {
+                since_completion = 0;
                 let _ = control.send(Control::Done(completion.tag.clone()));
                 Ok(ServerResponse::Tagged(completion))
             }

@@ -32,6 +32,10 @@ pub struct FrameLimits {
     /// millions of messages answers a `UID FETCH 1:*` with one each, a
     /// server that never ends its answer must not fill the memory.
     pub max_untagged: usize,
+    /// The most bytes (line text and message data kept in memory) the
+    /// server may send between two command completions; several pipelined
+    /// FETCH chunks of 4 MB fit many times over.
+    pub max_command_bytes: u64,
 }
 
 impl Default for FrameLimits {
@@ -41,6 +45,7 @@ impl Default for FrameLimits {
             max_response: 64 * 1024 * 1024,
             max_literal: 4 * 1024 * 1024 * 1024,
             max_untagged: 5_000_000,
+            max_command_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -333,6 +338,7 @@ mod tests {
             max_response: 64,
             max_literal: 100,
             max_untagged: 10,
+            max_command_bytes: 1000,
         };
         let mut r = tokio::io::BufReader::new(&b"* 1 FETCH (BODY[] {5}\r\nhe"[..]);
         assert!(matches!(

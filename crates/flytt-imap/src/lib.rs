@@ -37,6 +37,7 @@ pub fn fuzz_server_output(data: &[u8]) {
         max_response: 64 * 1024,
         max_literal: 1024 * 1024,
         max_untagged: 1000,
+        max_command_bytes: 1024 * 1024,
     };
     RUNTIME.with(|runtime| {
         let Some(runtime) = runtime else { return };

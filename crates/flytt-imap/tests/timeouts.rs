@@ -92,3 +92,39 @@ async fn endless_untagged_answers_end_at_the_cap() {
     );
     server.abort();
 }
+
+/// A server answering one command with endless data against a byte budget
+/// per command: the connection ends with the reason once it is passed.
+#[tokio::test]
+async fn endless_answers_end_at_the_byte_budget() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        socket
+            .write_all(b"* OK [CAPABILITY IMAP4rev1] hello\r\n")
+            .await
+            .expect("greet");
+        let mut command = [0u8; 256];
+        let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut command).await;
+        let line = format!("* OK {}\r\n", "x".repeat(1000));
+        loop {
+            if socket.write_all(line.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut config = ServerConfig::new("127.0.0.1", port, Security::Plain);
+    config.timeout = Duration::from_secs(5);
+    config.limits.max_command_bytes = 100_000;
+    let mut session = Session::connect(&config).await.expect("connect");
+    let err = session.uid_search_all().await.expect_err("must stop");
+    assert!(
+        err.to_string()
+            .contains("more than 100000 bytes of answers"),
+        "{err}"
+    );
+    server.abort();
+}
