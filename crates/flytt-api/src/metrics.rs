@@ -136,10 +136,33 @@ pub async fn render(store: &Store) -> Result<String, flytt_store::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::label;
+    use super::{label, render};
 
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    /// The limit in force, lowered after a refusal, is what the metric says.
+    #[tokio::test]
+    async fn the_endpoint_limit_in_force_is_a_metric() {
+        let store = flytt_store::Store::in_memory().await.expect("store");
+        let mut endpoint = flytt_store::Endpoint::new("busy", "imaps://mail.example.org");
+        endpoint.max_concurrent_migrations = 8;
+        store.create_endpoint(&endpoint).await.expect("endpoint");
+        let before = render(&store).await.expect("metrics");
+        assert!(
+            before.contains("flytt_endpoint_migration_limit{endpoint=\"busy\"} 8"),
+            "{before}"
+        );
+        store
+            .lower_endpoint_limit("busy", std::time::Duration::from_secs(10))
+            .await
+            .expect("lower");
+        let after = render(&store).await.expect("metrics");
+        assert!(
+            after.contains("flytt_endpoint_migration_limit{endpoint=\"busy\"} 6"),
+            "{after}"
+        );
     }
 }
