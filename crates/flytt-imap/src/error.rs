@@ -179,15 +179,6 @@ impl Error {
         self.class() == ErrorClass::Refused
     }
 
-    /// The network or the server failed rather than the request: a later
-    /// attempt on a new connection may succeed.
-    pub fn is_connection_lost(&self) -> bool {
-        matches!(
-            self,
-            Error::Io { .. } | Error::Timeout { .. } | Error::Closed { .. } | Error::Connect { .. }
-        )
-    }
-
     /// The login itself was refused (wrong password, unknown user), not
     /// put off by a busy server.
     pub fn is_auth_failure(&self) -> bool {
@@ -220,7 +211,7 @@ fn says_busy(text: &str) -> bool {
 /// ms" (Exchange Online), "retry after 30 seconds", "try again in 5 s".
 /// A number followed by `ms`, `s`, `sec`, `second(s)` or `min(ute(s))`
 /// after one of the phrases.
-pub fn suggested_backoff(text: &str) -> Option<std::time::Duration> {
+fn suggested_backoff(text: &str) -> Option<std::time::Duration> {
     let lower = text.to_ascii_lowercase();
     let after = ["backoff time", "retry after", "try again in", "retry in"]
         .iter()

@@ -16,7 +16,7 @@ mod types;
 pub use client::{Access, Auth};
 pub use command::{CommandBuilder, append, uid_set};
 pub use connection::{Reply, Security, ServerConfig, Session};
-pub use error::{Error, ErrorClass, Result, Transient, suggested_backoff};
+pub use error::{Error, ErrorClass, Result, Transient};
 pub use framing::spool_in;
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
