@@ -139,9 +139,23 @@ enum Created {
 }
 
 fn target_has(target_list: &[ListedMailbox], name: &str) -> bool {
+    target_listing(target_list, name).is_some()
+}
+
+fn target_listing<'l>(target_list: &'l [ListedMailbox], name: &str) -> Option<&'l ListedMailbox> {
     target_list
         .iter()
-        .any(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
+        .find(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
+}
+
+/// Whether the target has the folder as the plan needs it: a folder that
+/// holds mail must be selectable there. A name listed `\Noselect` or
+/// `\NonExistent` (a parent made for a child, a mailbox whose creation a
+/// killed process broke off) is created, else its mail would have nowhere
+/// to go.
+fn target_holds(target_list: &[ListedMailbox], folder: &FolderPlan) -> bool {
+    target_listing(target_list, &folder.target)
+        .is_some_and(|m| !folder.selectable || m.is_selectable())
 }
 
 /// The server refused this request alone: an issue of the folder or the
@@ -236,7 +250,7 @@ impl Ctx<'_> {
             .collect();
         let targets: Vec<String> = plans
             .iter()
-            .filter(|p| p.selectable && target_list.iter().any(|m| m.name == p.target))
+            .filter(|p| p.selectable && target_holds(&target_list, p))
             .map(|p| p.target.clone())
             .collect();
         let (src, tgt) = (&mut self.src, &mut self.tgt);
@@ -268,7 +282,7 @@ impl Ctx<'_> {
         if let Some(note) = &folder.note {
             self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
         }
-        let exists = target_has(target_list, &folder.target);
+        let exists = target_holds(target_list, &folder);
         if !exists && !self.options.dry_run {
             match self.create_target_folder(&mut folder, target_list).await? {
                 Created::New => self.report.folders_created += 1,

@@ -817,3 +817,43 @@ async fn self_signed_certificates_by_file_and_by_fingerprint() {
     let (code, json, _) = setup.sync(&["--tls-fingerprint", &wrong]);
     assert_eq!(code, 2, "{json}");
 }
+
+/// A target folder listed but not selectable (here the parent of another
+/// folder; after a killed run, a mailbox whose creation broke off) is
+/// created, and the source's mail goes into it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_folder_listed_but_not_selectable_is_created() {
+    let setup = Setup::new();
+    let messages: Vec<CorpusMessage> = (0..5u32)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("p-{n}@kilde.example")), 2_000),
+            flags: vec![],
+            date: corpus::spread_date(n),
+        })
+        .collect();
+    setup
+        .seed(&[corpus::CorpusFolder {
+            path: vec!["Prosjekter".into()],
+            subscribed: true,
+            messages,
+        }])
+        .await;
+    let mut session = setup.target.admin_session(USER).await.expect("login");
+    session.create("Prosjekter/Gammelt").await.expect("create");
+    let listed = session.list_all().await.expect("list");
+    assert!(
+        listed
+            .iter()
+            .any(|m| m.name == "Prosjekter" && !m.is_selectable()),
+        "the target's Prosjekter should be a non-selectable parent: {listed:?}"
+    );
+    drop(session);
+    let (code, json, output) = setup.sync(&[]);
+    assert_eq!(
+        code,
+        0,
+        "{json} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    setup.assert_target_matches_source(&[]).await;
+}
