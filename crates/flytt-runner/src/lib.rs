@@ -842,11 +842,16 @@ impl Attempt<'_> {
     }
 
     async fn succeeded(&self, stats: &UserStatistics) -> flytt_store::Result<bool> {
-        // Good syncs raise limits that a refusal lowered.
+        // Good syncs raise limits that a refusal lowered. A busy database
+        // here costs a step of the increase, never the user's status.
         for endpoint in [&self.item.source.name, &self.item.target.name] {
-            self.store
+            if let Err(e) = self
+                .store
                 .raise_endpoint_limit(endpoint, self.options.limit_cooldown)
-                .await?;
+                .await
+            {
+                tracing::warn!(endpoint = %endpoint, error = %e, "cannot raise the endpoint's limit");
+            }
         }
         let done = if self.kind == Kind::Final {
             UserStatus::Completed
@@ -895,13 +900,21 @@ impl Attempt<'_> {
             );
             return self.failed(&reason).await;
         }
-        if let Some(endpoint) = &retry.busy_endpoint
-            && let Some(limit) = self
+        if let Some(endpoint) = &retry.busy_endpoint {
+            match self
                 .store
                 .lower_endpoint_limit(endpoint, self.options.limit_cooldown)
-                .await?
-        {
-            tracing::info!(endpoint = %endpoint, limit, "the server pushes back: fewer migrations at once");
+                .await
+            {
+                Ok(Some(limit)) => {
+                    tracing::info!(endpoint = %endpoint, limit, "the server pushes back: fewer migrations at once");
+                }
+                Ok(None) => {}
+                // The wait is recorded all the same.
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint, error = %e, "cannot lower the endpoint's limit");
+                }
+            }
         }
         let retries = if progressed { 0 } else { item.retries };
         let wait = self.options.backoff(retries, retry.retry_after);
