@@ -53,10 +53,13 @@ async fn a_silent_server_times_out_naming_the_command() {
     server.abort();
 }
 
-/// A server that answers one command with endless untagged data: the
-/// command ends with an error at the session's cap, memory bounded.
-#[tokio::test]
-async fn endless_untagged_answers_end_at_the_cap() {
+/// A server on loopback that greets, reads the first command and answers
+/// it with `line(n)` for n = 0, 1, 2, … until the client goes away; the
+/// error a session limited by `limits` gets for `UID SEARCH ALL`.
+async fn endless_answer(
+    line: fn(u32) -> String,
+    limits: impl FnOnce(&mut flytt_imap::framing::FrameLimits),
+) -> Error {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -67,64 +70,54 @@ async fn endless_untagged_answers_end_at_the_cap() {
             .write_all(b"* OK [CAPABILITY IMAP4rev1] hello\r\n")
             .await
             .expect("greet");
-        // The first command is answered with EXISTS lines, on and on.
         let mut command = [0u8; 256];
         let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut command).await;
         for n in 0u32.. {
-            if socket
-                .write_all(format!("* {n} EXISTS\r\n").as_bytes())
-                .await
-                .is_err()
-            {
+            if socket.write_all(line(n).as_bytes()).await.is_err() {
                 return;
             }
         }
     });
     let mut config = ServerConfig::new("127.0.0.1", port, Security::Plain);
     config.timeout = Duration::from_secs(5);
-    config.limits.max_untagged = 1_000;
+    limits(&mut config.limits);
     let mut session = Session::connect(&config).await.expect("connect");
     let err = session.uid_search_all().await.expect_err("must stop");
+    server.abort();
+    err
+}
+
+/// Endless untagged data for one command ends at the session's cap on
+/// untagged responses, memory bounded.
+#[tokio::test]
+async fn endless_untagged_answers_end_at_the_cap() {
+    let err = endless_answer(
+        |n| format!("* {n} EXISTS\r\n"),
+        |limits| {
+            limits.max_untagged = 1_000;
+        },
+    )
+    .await;
     assert!(
         err.to_string()
             .contains("more than 1000 untagged responses"),
         "{err}"
     );
-    server.abort();
 }
 
-/// A server answering one command with endless data against a byte budget
-/// per command: the connection ends with the reason once it is passed.
+/// Endless data for one command ends at the byte budget per command.
 #[tokio::test]
 async fn endless_answers_end_at_the_byte_budget() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        socket
-            .write_all(b"* OK [CAPABILITY IMAP4rev1] hello\r\n")
-            .await
-            .expect("greet");
-        let mut command = [0u8; 256];
-        let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut command).await;
-        let line = format!("* OK {}\r\n", "x".repeat(1000));
-        loop {
-            if socket.write_all(line.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut config = ServerConfig::new("127.0.0.1", port, Security::Plain);
-    config.timeout = Duration::from_secs(5);
-    config.limits.max_command_bytes = 100_000;
-    let mut session = Session::connect(&config).await.expect("connect");
-    let err = session.uid_search_all().await.expect_err("must stop");
+    let err = endless_answer(
+        |_| format!("* OK {}\r\n", "x".repeat(1000)),
+        |limits| {
+            limits.max_command_bytes = 100_000;
+        },
+    )
+    .await;
     assert!(
         err.to_string()
             .contains("more than 100000 bytes of answers"),
         "{err}"
     );
-    server.abort();
 }

@@ -148,6 +148,19 @@ impl Setup {
         flytt_ok(&self.data, &["batch", "start", "b"]);
     }
 
+    /// `flytt serve` (with `serve_args`) until the batch has one of
+    /// `statuses`, at most `limit`; the service goes on until dropped.
+    fn serve_until(
+        &self,
+        statuses: &[&str],
+        serve_args: &[&str],
+        limit: Duration,
+    ) -> (Worker, Seen) {
+        let (mut worker, _) = Worker::serve_with(&self.data, serve_args);
+        let seen = wait_for(self, statuses, limit, &mut worker);
+        (worker, seen)
+    }
+
     /// Both servers' view of a user's mailbox, for an exact comparison:
     /// the folders that hold messages (the target has empty special-use
     /// folders of its own).
@@ -288,12 +301,10 @@ async fn a_batch_through_a_capped_cutting_throttling_source(family: Family) {
     };
     let setup = Setup::new(family, 10, messages, faults, false, 10).await;
     setup.start_batch(&[]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    let seen = wait_for(
-        &setup,
+    let (worker, seen) = setup.serve_until(
         &["Synced", "SyncedWithErrors"],
+        &[],
         Duration::from_secs(240),
-        &mut worker,
     );
     drop(worker);
 
@@ -378,12 +389,10 @@ async fn a_full_target_fails_the_user_as_such() {
     };
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, true, 10).await;
     setup.start_batch(&[]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    wait_for(
-        &setup,
+    let (_worker, _seen) = setup.serve_until(
         &["SyncedWithErrors", "Synced"],
+        &[],
         Duration::from_secs(60),
-        &mut worker,
     );
     let shown = user(&setup.data, &setup.users[0]);
     assert_eq!(shown["status"], "Failed", "{shown}");
@@ -403,12 +412,10 @@ async fn a_user_without_progress_fails_after_the_give_up_time() {
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 5, faults, false, 10).await;
     setup.start_batch(&[]);
     let started = Instant::now();
-    let (mut worker, _) = Worker::serve_with(&setup.data, &["--give-up-after", "5s"]);
-    let seen = wait_for(
-        &setup,
+    let (_worker, seen) = setup.serve_until(
         &["SyncedWithErrors"],
+        &["--give-up-after", "5s"],
         Duration::from_secs(60),
-        &mut worker,
     );
     let shown = user(&setup.data, &setup.users[0]);
     let error = shown["error"].as_str().unwrap_or_default();
@@ -440,8 +447,7 @@ async fn messages_a_fetch_leaves_out_are_copied_on_the_next_pass() {
     };
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 120, faults, false, 10).await;
     setup.start_batch(&["--incremental-sync-interval", "1s"]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    wait_for(&setup, &["Synced"], Duration::from_secs(60), &mut worker);
+    let (worker, _seen) = setup.serve_until(&["Synced"], &[], Duration::from_secs(60));
     let email = &setup.users[0];
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -489,12 +495,10 @@ async fn large_item_limit_holds_on_the_bytes_received() {
         .expect("seed");
     drop(session);
     setup.start_batch(&["--large-item-limit", "10KB"]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    wait_for(
-        &setup,
+    let (_worker, _seen) = setup.serve_until(
         &["Synced", "SyncedWithErrors"],
+        &[],
         Duration::from_secs(60),
-        &mut worker,
     );
     let shown = user(&setup.data, &email);
     let stats = &shown["statistics"];
@@ -532,8 +536,7 @@ async fn a_refused_flag_update_is_applied_on_the_next_pass() {
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, true, 10).await;
     let email = setup.users[0].clone();
     setup.start_batch(&["--incremental-sync-interval", "1s"]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    wait_for(&setup, &["Synced"], Duration::from_secs(60), &mut worker);
+    let (_worker, _seen) = setup.serve_until(&["Synced"], &[], Duration::from_secs(60));
     // The user flags every message on the source.
     let mut session = setup.source.admin_session(&email).await.expect("login");
     session
@@ -578,12 +581,10 @@ async fn an_unparsable_message_is_deferred_and_the_rest_copied() {
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, false, 10).await;
     let email = setup.users[0].clone();
     setup.start_batch(&[]);
-    let (mut worker, _) = Worker::serve_with(&setup.data, &[]);
-    wait_for(
-        &setup,
+    let (_worker, _seen) = setup.serve_until(
         &["Synced", "SyncedWithErrors"],
+        &[],
         Duration::from_secs(60),
-        &mut worker,
     );
     let shown = user(&setup.data, &email);
     let stats = &shown["statistics"];
