@@ -51,6 +51,33 @@ pub struct ServerConfig {
     /// How long to wait for any sign of progress on a command.
     pub timeout: Duration,
     pub limits: FrameLimits,
+    /// Asked before each command goes on the wire; once it says no, the
+    /// session writes nothing more and closes (see `WriteGate`).
+    pub write_gate: Option<WriteGate>,
+}
+
+/// Whether a session may still write. A batch runner gives the target's
+/// session its lease: commands queued while the lease was valid are not
+/// sent after it lapsed (a process paused with APPENDs queued would
+/// otherwise send them when it resumes, after another runner took the
+/// user over, and the messages would arrive twice).
+#[derive(Clone)]
+pub struct WriteGate(std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl WriteGate {
+    pub fn new(open: impl Fn() -> bool + Send + Sync + 'static) -> WriteGate {
+        WriteGate(std::sync::Arc::new(open))
+    }
+
+    fn is_open(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for WriteGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteGate")
+    }
 }
 
 impl ServerConfig {
@@ -64,6 +91,7 @@ impl ServerConfig {
             tls_fingerprints: Vec::new(),
             timeout: Duration::from_secs(120),
             limits: FrameLimits::default(),
+            write_gate: None,
         }
     }
 
@@ -213,11 +241,13 @@ impl Session {
             )
             .await;
         });
+        let gate = config.write_gate.clone();
         let writer_task = tokio::spawn(async move {
             let _ = writer_loop(
                 BufWriter::with_capacity(256 * 1024, write_half),
                 command_rx,
                 control_rx,
+                gate,
             )
             .await;
         });
@@ -680,9 +710,15 @@ async fn writer_loop<W: AsyncWrite + Unpin>(
     mut writer: BufWriter<W>,
     mut commands: mpsc::Receiver<Outgoing>,
     mut control: mpsc::UnboundedReceiver<Control>,
+    gate: Option<WriteGate>,
 ) -> std::io::Result<()> {
     let mut chunk = vec![0u8; SPOOL_CHUNK];
     while let Some(command) = commands.recv().await {
+        if gate.as_ref().is_some_and(|gate| !gate.is_open()) {
+            // Nothing more goes out: the server sees the connection end,
+            // and the session's caller a closed connection.
+            break;
+        }
         // Continuations and refusals left over concern earlier commands.
         while control.try_recv().is_ok() {}
         'parts: for part in command.parts {

@@ -497,7 +497,12 @@ async fn sync_user(
 ) -> Result<UserStatistics, Failure> {
     let overrides = &item.overrides;
     let source = source_account(item, keyring).map_err(Failure::Fatal)?;
-    let target = target_account(item, keyring).map_err(Failure::Fatal)?;
+    let mut target = target_account(item, keyring).map_err(Failure::Fatal)?;
+    // The engine asks before each APPEND (`Observer::may_write`); the
+    // gate also holds back what was queued before a pause, at the wire.
+    if let Some(lease) = progress.lease.clone() {
+        target.server.write_gate = Some(flytt_imap::WriteGate::new(move || lease.valid()));
+    }
     let sync_options = SyncOptions {
         exclude: parameters.exclude_folders.clone(),
         large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
