@@ -6,18 +6,29 @@ use std::time::{Duration, Instant};
 use flytt_imap::{Auth, Error, Secret, Security, ServerConfig, Session};
 use tokio::io::AsyncWriteExt;
 
-#[tokio::test]
-async fn a_silent_server_times_out_naming_the_command() {
+/// A listener on loopback: its port, and a task that accepts the first
+/// connection and greets it with `greeting`.
+async fn greeting_server(
+    greeting: &'static [u8],
+) -> (u16, tokio::task::JoinHandle<tokio::net::TcpStream>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let server = tokio::spawn(async move {
+    let greeted = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.expect("accept");
+        socket.write_all(greeting).await.expect("greet");
         socket
-            .write_all(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hello\r\n")
-            .await
-            .expect("greet");
+    });
+    (port, greeted)
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_naming_the_command() {
+    let (port, greeted) =
+        greeting_server(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hello\r\n").await;
+    let server = tokio::spawn(async move {
+        let socket = greeted.await.expect("greeted");
         // Read nothing, answer nothing, keep the connection open.
         tokio::time::sleep(Duration::from_secs(30)).await;
         drop(socket);
@@ -60,16 +71,9 @@ async fn endless_answer(
     line: fn(u32) -> String,
     limits: impl FnOnce(&mut flytt_imap::framing::FrameLimits),
 ) -> Error {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (port, greeted) = greeting_server(b"* OK [CAPABILITY IMAP4rev1] hello\r\n").await;
     let server = tokio::spawn(async move {
-        let (mut socket, _) = listener.accept().await.expect("accept");
-        socket
-            .write_all(b"* OK [CAPABILITY IMAP4rev1] hello\r\n")
-            .await
-            .expect("greet");
+        let mut socket = greeted.await.expect("greeted");
         let mut command = [0u8; 256];
         let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut command).await;
         for n in 0u32.. {
