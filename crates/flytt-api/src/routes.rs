@@ -147,6 +147,7 @@ struct NewEndpointBody {
     admin_password: Option<String>,
     max_concurrent_migrations: Option<u32>,
     max_concurrent_incremental_syncs: Option<u32>,
+    connections_per_user: Option<u32>,
     sieve_url: Option<String>,
     directory: Option<String>,
 }
@@ -178,6 +179,9 @@ async fn create_endpoint(
         max_concurrent_incremental_syncs: body
             .max_concurrent_incremental_syncs
             .unwrap_or(10.min(migrations)),
+        connections_per_user: body
+            .connections_per_user
+            .unwrap_or(flytt_store::DEFAULT_CONNECTIONS_PER_USER),
         sieve_url: body.sieve_url,
         directory: body.directory,
         effective_migrations: None,

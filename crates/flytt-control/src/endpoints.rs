@@ -80,6 +80,10 @@ pub fn admin_auth(
     }))
 }
 
+/// Sessions per user and server at most: more would look like an attack to
+/// most servers (Dovecot allows ten per user and address by default).
+pub const MAX_CONNECTIONS_PER_USER: u32 = 16;
+
 /// Settings that cannot work are refused before they are stored.
 pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
     let invalid = |m: String| Err(ControlError::InvalidParameter(m));
@@ -108,6 +112,11 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
         return invalid(format!(
             "MaxConcurrentIncrementalSyncs must be between 1 and MaxConcurrentMigrations ({})",
             endpoint.max_concurrent_migrations
+        ));
+    }
+    if !(1..=MAX_CONNECTIONS_PER_USER).contains(&endpoint.connections_per_user) {
+        return invalid(format!(
+            "ConnectionsPerUser must be between 1 and {MAX_CONNECTIONS_PER_USER}"
         ));
     }
     if let Some(sieve) = &endpoint.sieve_url

@@ -143,6 +143,8 @@ pub struct EndpointView {
     /// good syncs).
     pub effective_concurrent_migrations: u32,
     pub max_concurrent_incremental_syncs: u32,
+    /// Sessions one user's migration opens to this server at most.
+    pub connections_per_user: u32,
     pub sieve_url: Option<String>,
     pub directory: Option<String>,
 }
@@ -161,6 +163,7 @@ impl EndpointView {
             max_concurrent_migrations: endpoint.max_concurrent_migrations,
             effective_concurrent_migrations: endpoint.migration_limit(),
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
+            connections_per_user: endpoint.connections_per_user,
             sieve_url: endpoint.sieve_url.clone(),
             directory: endpoint.directory.clone(),
         }

@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::command::uid_set;
+use crate::command::{CommandBuilder, uid_set};
 use crate::connection::Session;
 use crate::error::{Error, Result};
 use crate::response::Untagged;
@@ -373,24 +373,56 @@ impl Session {
     /// CREATE; with a special-use `role` (`\\sent`) the folder is created
     /// with it where the server offers CREATE-SPECIAL-USE (RFC 6154).
     pub async fn create_with_role(&mut self, mailbox: &str, role: Option<&str>) -> Result<()> {
+        let builder = self.create_command(mailbox, role);
+        already_exists_is_ok(self.run(builder).await.map(|_| ()))
+    }
+
+    /// CREATE of many mailboxes (with their roles) in one round trip, in
+    /// order: each with its own outcome, so a refused name does not fail
+    /// the others. Only a lost connection is the error.
+    pub async fn create_each(
+        &mut self,
+        mailboxes: &[(&str, Option<&str>)],
+    ) -> Result<Vec<Result<()>>> {
+        let builders = mailboxes
+            .iter()
+            .map(|(mailbox, role)| self.create_command(mailbox, *role))
+            .collect();
+        let replies = self.run_each(builders).await?;
+        Ok(replies
+            .into_iter()
+            .map(|reply| already_exists_is_ok(reply.map(|_| ())))
+            .collect())
+    }
+
+    fn create_command(&self, mailbox: &str, role: Option<&str>) -> CommandBuilder {
         let mut builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
         if let Some(role) = role
             && self.has("CREATE-SPECIAL-USE")
         {
             builder = builder.raw(&format!(" (USE ({}))", special_use_name(role)));
         }
-        match self.run(builder).await {
-            Ok(_) => Ok(()),
-            Err(Error::Rejected {
-                code: Some(code), ..
-            }) if code.eq_ignore_ascii_case("ALREADYEXISTS") => Ok(()),
-            Err(e) => Err(e),
-        }
+        builder
     }
 
     pub async fn subscribe(&mut self, mailbox: &str) -> Result<()> {
         let builder = self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(mailbox);
         self.run(builder).await.map(|_| ())
+    }
+
+    /// SUBSCRIBE to many mailboxes in one round trip, each with its own
+    /// outcome.
+    pub async fn subscribe_each(&mut self, mailboxes: &[&str]) -> Result<Vec<Result<()>>> {
+        let builders = mailboxes
+            .iter()
+            .map(|m| self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(m))
+            .collect();
+        Ok(self
+            .run_each(builders)
+            .await?
+            .into_iter()
+            .map(|reply| reply.map(|_| ()))
+            .collect())
     }
 
     /// Every UID in the selected mailbox.
@@ -482,5 +514,15 @@ impl Session {
     pub async fn logout(mut self) {
         let builder = self.builder("LOGOUT").raw("LOGOUT");
         let _ = self.run(builder).await;
+    }
+}
+
+/// A CREATE answered `[ALREADYEXISTS]` leaves the mailbox as wanted.
+fn already_exists_is_ok(result: Result<()>) -> Result<()> {
+    match result {
+        Err(Error::Rejected {
+            code: Some(code), ..
+        }) if code.eq_ignore_ascii_case("ALREADYEXISTS") => Ok(()),
+        other => other,
     }
 }

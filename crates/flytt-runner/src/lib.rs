@@ -513,6 +513,11 @@ async fn sync_user(
         },
         // The last sync before a batch completes checks every copy it makes.
         verify: parameters.verify || kind == Kind::Final,
+        connections: item
+            .source
+            .connections_per_user
+            .min(item.target.connections_per_user)
+            .max(1) as usize,
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides

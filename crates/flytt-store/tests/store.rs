@@ -237,6 +237,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         admin_password_sealed: Some("v1:abcd:xyz".into()),
         max_concurrent_migrations: 20,
         max_concurrent_incremental_syncs: 10,
+        connections_per_user: 3,
         sieve_url: None,
         directory: None,
         effective_migrations: None,
@@ -248,6 +249,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
     ));
     assert_eq!(store.endpoint("gammel").await?, endpoint);
     endpoint.max_concurrent_migrations = 5;
+    endpoint.connections_per_user = 1;
     endpoint.allow_plaintext = false;
     endpoint.directory = Some("nowhere".into());
     assert!(matches!(

@@ -1,19 +1,28 @@
 //! The copy itself. See ARCHITECTURE.md, "A sync, step by step", for the
 //! order of operations and why each step is safe to repeat.
+//!
+//! A sync runs on connection pairs (one session to each side): the lead
+//! pair lists, plans and readies the target folders (`prepare`), then it
+//! and up to `SyncOptions::connections - 1` more pairs, opened meanwhile,
+//! take folders from one queue (`FolderQueue`) and copy them in parallel.
+//! A folder is copied by one pair only, and no two pairs write into one
+//! target folder at once: each folder's checkpoints, reconciliation and
+//! crash markers stay as they are with one pair.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use flytt_imap::{
     Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchedMessage, Flag,
-    FolderStatus, ListedMailbox, MailboxStatus, ResponseCode, ServerResponse, Session, Uid,
-    Untagged, uid_set,
+    MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
 };
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
 
-use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
-use crate::{Account, FolderMapping, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
+use crate::folders::{Excludes, FolderPlan};
+use crate::prepare::Visit;
+use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
 
 /// UIDs per command where a UID set is spelled out (keeps lines short for
 /// servers with a line length limit).
@@ -30,10 +39,7 @@ pub async fn sync_mailbox(
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
     let excludes = Excludes::new(&options.exclude)?;
-    // Both sides at once: each login costs several round trips.
-    let (src, tgt) = tokio::join!(connect(source), connect(target));
-    let src = src.map_err(SyncError::Source)?;
-    let tgt = tgt.map_err(SyncError::Target)?;
+    let (src, tgt) = connect_pair(source, target).await?;
     let legacy = match (source.legacy_key(), target.legacy_key()) {
         (None, None) => None,
         (s, t) => Some((
@@ -44,35 +50,28 @@ pub async fn sync_mailbox(
     let pair = store
         .mailbox_pair(&source.key(), &target.key(), legacy)
         .await?;
-    let mut ctx = Ctx {
-        multiappend: tgt.has("MULTIAPPEND"),
-        uidplus: tgt.has("UIDPLUS"),
-        target_delimiter: '/',
-        renamed: Vec::new(),
-        sent: Vec::new(),
-        suspects: Vec::new(),
-        src,
-        tgt,
+    let shared = Shared {
         store,
         pair,
         options,
         observer,
-        report: Report {
-            dry_run: options.dry_run,
-            ..Report::default()
-        },
     };
-    ctx.run(&excludes).await?;
-    let Ctx {
-        src,
-        tgt,
-        mut report,
-        ..
-    } = ctx;
-    src.logout().await;
-    tgt.logout().await;
+    let mut lead = Worker::new(shared, src, tgt);
+    lead.report.dry_run = options.dry_run;
+    let visits = lead.prepare(&excludes).await?;
+    let mut report = copy_folders(lead, visits, source, target).await?;
     report.duration = started.elapsed();
     Ok(report)
+}
+
+/// One session to each side, both opened at once: each login costs
+/// several round trips.
+async fn connect_pair(source: &Account, target: &Account) -> Result<(Session, Session), SyncError> {
+    let (src, tgt) = tokio::join!(connect(source), connect(target));
+    Ok((
+        src.map_err(SyncError::Source)?,
+        tgt.map_err(SyncError::Target)?,
+    ))
 }
 
 async fn connect(account: &Account) -> flytt_imap::Result<Session> {
@@ -82,20 +81,113 @@ async fn connect(account: &Account) -> flytt_imap::Result<Session> {
     Ok(session)
 }
 
-struct Ctx<'a> {
-    src: Session,
-    tgt: Session,
+/// Syncs the visits on the lead pair and on up to `connections - 1` more
+/// pairs, opened while the lead starts. A pair that cannot be opened is
+/// done without (the others take its share); the first error of any pair
+/// stops the sync, as one pair's would: the others are dropped where they
+/// are, which is as safe as a killed process (see ARCHITECTURE.md).
+async fn copy_folders(
+    lead: Worker<'_>,
+    visits: Vec<Visit>,
+    source: &Account,
+    target: &Account,
+) -> Result<Report, SyncError> {
+    let shared = lead.shared();
+    let extra = shared
+        .options
+        .connections
+        .max(1)
+        .min(visits.len())
+        .saturating_sub(1);
+    let queue = FolderQueue::new(visits);
+    let queue = &queue;
+    let others = (0..extra).map(|_| async move {
+        match connect_pair(source, target).await {
+            Ok((src, tgt)) => Worker::new(shared, src, tgt).work_through(queue).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open another connection pair; going on with fewer");
+                Ok(Report::default())
+            }
+        }
+    });
+    let (mut report, others) = tokio::try_join!(
+        lead.work_through(queue),
+        futures_util::future::try_join_all(others)
+    )?;
+    for other in others {
+        report.absorb(other);
+    }
+    Ok(report)
+}
+
+/// The folders still to visit, handed to the pairs one at a time. A folder
+/// whose target folder another pair is writing into waits (two source
+/// folders may map to one target folder): a pair finds nothing only when
+/// every folder left is held up that way, and the pair holding them takes
+/// them after its own.
+struct FolderQueue {
+    state: Mutex<QueueState>,
+}
+
+struct QueueState {
+    waiting: VecDeque<Visit>,
+    busy_targets: HashSet<String>,
+}
+
+impl FolderQueue {
+    fn new(visits: Vec<Visit>) -> FolderQueue {
+        FolderQueue {
+            state: Mutex::new(QueueState {
+                waiting: visits.into(),
+                busy_targets: HashSet::new(),
+            }),
+        }
+    }
+
+    fn take(&self) -> Option<Visit> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let QueueState {
+            waiting,
+            busy_targets,
+        } = &mut *state;
+        let index = waiting
+            .iter()
+            .position(|v| !busy_targets.contains(&v.folder.target))?;
+        let visit = waiting.remove(index)?;
+        busy_targets.insert(visit.folder.target.clone());
+        Some(visit)
+    }
+
+    fn release(&self, visit: &Visit) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .busy_targets
+            .remove(&visit.folder.target);
+    }
+}
+
+/// What every pair of one sync shares.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<'a> {
     store: &'a Store,
     pair: PairId,
     options: &'a SyncOptions,
     observer: &'a dyn Observer,
-    report: Report,
+}
+
+/// One connection pair and what it found: its own report, merged into the
+/// sync's at the end.
+pub(crate) struct Worker<'a> {
+    pub(crate) src: Session,
+    pub(crate) tgt: Session,
+    pub(crate) store: &'a Store,
+    pub(crate) pair: PairId,
+    pub(crate) options: &'a SyncOptions,
+    pub(crate) observer: &'a dyn Observer,
+    pub(crate) report: Report,
     multiappend: bool,
     uidplus: bool,
-    /// The target's hierarchy delimiter.
-    target_delimiter: char,
-    /// Target folders created under a safe name: (planned, created).
-    renamed: Vec<(String, String)>,
     /// The folder's copies confirmed with a target UID, for the size check:
     /// (source UID, target UID, bytes sent).
     sent: Vec<(Uid, Uid, u64)>,
@@ -123,51 +215,67 @@ fn flag_string(flags: &[Flag]) -> String {
     set.into_iter().collect::<Vec<_>>().join(" ")
 }
 
-/// Both sides' folders' STATUS, by mailbox name.
-struct Statuses {
-    source: HashMap<String, FolderStatus>,
-    target: HashMap<String, FolderStatus>,
-}
-
-/// How creating a target folder ended.
-enum Created {
-    New,
-    /// Under a safe name made by an earlier run.
-    Existing,
-    /// Refused, with the server's reasons.
-    Refused(String),
-}
-
-fn target_has(target_list: &[ListedMailbox], name: &str) -> bool {
-    target_listing(target_list, name).is_some()
-}
-
-fn target_listing<'l>(target_list: &'l [ListedMailbox], name: &str) -> Option<&'l ListedMailbox> {
-    target_list
-        .iter()
-        .find(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
-}
-
-/// Whether the target has the folder as the plan needs it: a folder that
-/// holds mail must be selectable there. A name listed `\Noselect` or
-/// `\NonExistent` (a parent made for a child, a mailbox whose creation a
-/// killed process broke off) is created, else its mail would have nowhere
-/// to go.
-fn target_holds(target_list: &[ListedMailbox], folder: &FolderPlan) -> bool {
-    target_listing(target_list, &folder.target)
-        .is_some_and(|m| !folder.selectable || m.is_selectable())
-}
-
 /// The server refused this request alone: an issue of the folder or the
 /// message, and the sync goes on. A busy or throttling answer, a full
 /// target or a refused login is not one: it stops the sync, to be retried
 /// later or reported (see `flytt_imap::Error::class`).
-fn is_rejection(e: &ImapError) -> bool {
+pub(crate) fn is_rejection(e: &ImapError) -> bool {
     e.is_refusal()
 }
 
-impl Ctx<'_> {
-    fn issue(&mut self, kind: IssueKind, folder: &str, uid: Option<Uid>, reason: String) {
+impl<'a> Worker<'a> {
+    fn new(shared: Shared<'a>, src: Session, tgt: Session) -> Worker<'a> {
+        Worker {
+            multiappend: tgt.has("MULTIAPPEND"),
+            uidplus: tgt.has("UIDPLUS"),
+            src,
+            tgt,
+            store: shared.store,
+            pair: shared.pair,
+            options: shared.options,
+            observer: shared.observer,
+            report: Report {
+                dry_run: shared.options.dry_run,
+                ..Report::default()
+            },
+            sent: Vec::new(),
+            suspects: Vec::new(),
+        }
+    }
+
+    fn shared(&self) -> Shared<'a> {
+        Shared {
+            store: self.store,
+            pair: self.pair,
+            options: self.options,
+            observer: self.observer,
+        }
+    }
+
+    /// Takes folders from the queue until none is left for this pair, then
+    /// logs out; returns what this pair did.
+    async fn work_through(mut self, queue: &FolderQueue) -> Result<Report, SyncError> {
+        while let Some(visit) = queue.take() {
+            self.observer.folder_started(&visit.folder.display);
+            let synced = self.sync_folder(&visit.folder, visit.target_exists).await;
+            queue.release(&visit);
+            synced?;
+            self.observer.folder_done(&visit.folder.display);
+        }
+        let Worker {
+            src, tgt, report, ..
+        } = self;
+        tokio::join!(src.logout(), tgt.logout());
+        Ok(report)
+    }
+
+    pub(crate) fn issue(
+        &mut self,
+        kind: IssueKind,
+        folder: &str,
+        uid: Option<Uid>,
+        reason: String,
+    ) {
         let issue = Issue {
             kind,
             folder: folder.to_string(),
@@ -179,256 +287,10 @@ impl Ctx<'_> {
         self.report.issues.push(issue);
     }
 
-    async fn run(&mut self, excludes: &Excludes) -> Result<(), SyncError> {
-        let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source_side, target_side) = tokio::join!(
-            async {
-                let namespaces = src.namespaces().await?;
-                let (list, subscribed) = src.list_with_subscriptions().await?;
-                Ok::<_, ImapError>((list, subscribed, namespaces))
-            },
-            async {
-                let namespaces = tgt.namespaces().await?;
-                let (list, subscribed) = tgt.list_with_subscriptions().await?;
-                Ok::<_, ImapError>((list, subscribed, namespaces))
-            },
-        );
-        let (mut source_list, source_subscribed, source_namespaces) =
-            source_side.map_err(SyncError::Source)?;
-        // Other users' and shared folders are not this mailbox's to copy.
-        let mut foreign_folders = Vec::new();
-        source_list.retain(|m| {
-            let is_foreign = source_namespaces.foreign.iter().any(|prefix| {
-                m.name.starts_with(prefix.as_str())
-                    || prefix
-                        .strip_suffix(|c: char| Some(c) == m.delimiter)
-                        .is_some_and(|root| m.name == root)
-            });
-            if is_foreign {
-                foreign_folders.push(m.name.clone());
-            }
-            !is_foreign
-        });
-        let (target_list, target_subscribed, target_namespaces) =
-            target_side.map_err(SyncError::Target)?;
-        self.target_delimiter = target_namespaces
-            .personal
-            .delimiter
-            .or_else(|| target_list.iter().find_map(|m| m.delimiter))
-            .unwrap_or('/');
-        let out_of_scope = apply_scope(&mut source_list, self.options.mailbox_scope);
-        let (plans, excluded) = plan(
-            &Side {
-                mailboxes: &source_list,
-                subscribed: &source_subscribed,
-                namespaces: &source_namespaces,
-            },
-            &Side {
-                mailboxes: &target_list,
-                subscribed: &target_subscribed,
-                namespaces: &target_namespaces,
-            },
-            excludes,
-        );
-        self.report.folders_excluded = excluded;
-        self.report.folders_excluded.extend(foreign_folders);
-        self.report.folders_excluded.extend(out_of_scope);
-        self.report.folder_map = plans
-            .iter()
-            .map(|p| FolderMapping {
-                source: p.display.clone(),
-                target: flytt_imap::mutf7::decode(&p.target).unwrap_or_else(|_| p.target.clone()),
-            })
-            .collect();
-        self.observer.planned(plans.len() as u64);
-        // Both sides' folders' STATUS, in a round trip each: a folder that is
-        // empty or unchanged since the last complete pass is not opened.
-        let sources: Vec<String> = plans
-            .iter()
-            .filter(|p| p.selectable)
-            .map(|p| p.source.clone())
-            .collect();
-        let targets: Vec<String> = plans
-            .iter()
-            .filter(|p| p.selectable && target_holds(&target_list, p))
-            .map(|p| p.target.clone())
-            .collect();
-        let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source_statuses, target_statuses) =
-            tokio::join!(src.statuses(&sources), tgt.statuses(&targets));
-        let statuses = Statuses {
-            source: source_statuses.map_err(SyncError::Source)?,
-            target: target_statuses.map_err(SyncError::Target)?,
-        };
-        for folder in &plans {
-            self.observer.folder_started(&folder.display);
-            self.visit(folder, &target_list, &target_subscribed, &statuses)
-                .await?;
-            self.observer.folder_done(&folder.display);
-        }
-        Ok(())
-    }
-
-    /// One folder: create and subscribe it on the target, then sync it.
-    async fn visit(
-        &mut self,
-        planned: &FolderPlan,
-        target_list: &[ListedMailbox],
-        target_subscribed: &[String],
-        statuses: &Statuses,
-    ) -> Result<(), SyncError> {
-        self.report.folders += 1;
-        let mut folder = self.under_renamed_parent(planned);
-        if let Some(note) = &folder.note {
-            self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
-        }
-        let exists = target_holds(target_list, &folder);
-        if !exists && !self.options.dry_run {
-            match self.create_target_folder(&mut folder, target_list).await? {
-                Created::New => self.report.folders_created += 1,
-                Created::Existing => {}
-                Created::Refused(reason) => {
-                    self.left_behind(&folder, statuses, &reason);
-                    return Ok(());
-                }
-            }
-        }
-        if folder.subscribed
-            && !target_subscribed.contains(&folder.target)
-            && !self.options.dry_run
-            && let Err(e) = self.tgt.subscribe(&folder.target).await
-        {
-            if !is_rejection(&e) {
-                return Err(SyncError::Target(e));
-            }
-            tracing::warn!(folder = %folder.display, error = %e, "cannot subscribe");
-        }
-        if folder.selectable && !self.needs_no_visit(&folder, statuses).await? {
-            self.sync_folder(&folder, exists).await?;
-        }
-        Ok(())
-    }
-
-    /// The plan with its target name under a parent that was created under
-    /// another name.
-    fn under_renamed_parent(&self, planned: &FolderPlan) -> FolderPlan {
-        let mut folder = planned.clone();
-        let d = self.target_delimiter;
-        if let Some((old, new)) = self
-            .renamed
-            .iter()
-            .find(|(old, _)| folder.target.starts_with(&format!("{old}{d}")))
-        {
-            folder.target = format!("{new}{}", &folder.target[old.len()..]);
-        }
-        folder
-    }
-
-    /// Creates the target folder: with its special-use role where the
-    /// target offers that; without it if the role is refused; under a safe
-    /// name if the name is refused (reported, and the plan renamed, children
-    /// too). A folder is never left behind because of its name while a safe
-    /// name works.
-    async fn create_target_folder(
-        &mut self,
-        folder: &mut FolderPlan,
-        target_list: &[ListedMailbox],
-    ) -> Result<Created, SyncError> {
-        let mut attempt = self.tgt.create_with_role(&folder.target, folder.role).await;
-        if folder.role.is_some() && attempt.as_ref().is_err_and(is_rejection) {
-            attempt = self.tgt.create(&folder.target).await;
-        }
-        let refusal = match attempt {
-            Ok(()) => return Ok(Created::New),
-            Err(e) if is_rejection(&e) => e.to_string(),
-            Err(e) => return Err(SyncError::Target(e)),
-        };
-        let Some(safe) = safe_name(&folder.target, self.target_delimiter) else {
-            return Ok(Created::Refused(refusal));
-        };
-        let created = if target_has(target_list, &safe) {
-            Created::Existing
-        } else {
-            match self.tgt.create(&safe).await {
-                Ok(()) => Created::New,
-                Err(e) if is_rejection(&e) => {
-                    return Ok(Created::Refused(format!("{refusal}; and as {safe:?}: {e}")));
-                }
-                Err(e) => return Err(SyncError::Target(e)),
-            }
-        };
-        let note = format!(
-            "the target refused the name {:?} ({refusal}); created as {safe:?}",
-            folder.target
-        );
-        self.issue(IssueKind::Renamed, &folder.display, None, note);
-        self.renamed.push((folder.target.clone(), safe.clone()));
-        folder.target = safe;
-        Ok(created)
-    }
-
-    /// A folder the target cannot hold: its messages count as failed, and
-    /// the report says how many stayed behind.
-    fn left_behind(&mut self, folder: &FolderPlan, statuses: &Statuses, reason: &str) {
-        let messages = statuses
-            .source
-            .get(&folder.source)
-            .map_or(0, |s| u64::from(s.messages));
-        self.report.messages_failed += messages;
-        self.issue(
-            IssueKind::Folder,
-            &folder.display,
-            None,
-            format!(
-                "cannot create {:?} on the target: {reason}; {messages} messages stayed behind",
-                folder.target
-            ),
-        );
-    }
-
-    /// Whether a folder can be left unopened: it is empty on the source, or
-    /// nothing changed since the last complete pass (the same UIDVALIDITY
-    /// on both sides, the same HIGHESTMODSEQ and UIDNEXT on the source: the
-    /// check `sync_folder` makes after SELECT, made from STATUS instead).
-    async fn needs_no_visit(
-        &mut self,
-        folder: &FolderPlan,
-        statuses: &Statuses,
-    ) -> Result<bool, SyncError> {
-        let Some(source) = statuses.source.get(&folder.source) else {
-            return Ok(false);
-        };
-        if source.messages == 0 {
-            self.report.folders_unchanged += 1;
-            return Ok(true);
-        }
-        let (Some(target), Some(validity), Some(modseq), Some(uid_next)) = (
-            statuses.target.get(&folder.target),
-            source.uid_validity,
-            source.highest_modseq,
-            source.uid_next,
-        ) else {
-            return Ok(false);
-        };
-        let Some(previous) = self.store.folder_state(self.pair, &folder.source).await? else {
-            return Ok(false);
-        };
-        let unchanged = previous.source_uidvalidity == validity
-            && Some(previous.target_uidvalidity) == target.uid_validity
-            && previous.target_folder == folder.target
-            && previous.highest_modseq == Some(modseq)
-            && previous.uid_next == Some(uid_next);
-        if unchanged {
-            self.report.messages_found += u64::from(source.messages);
-            self.report.folders_unchanged += 1;
-        }
-        Ok(unchanged)
-    }
-
     /// A server's refusal of a folder-level step becomes an issue of `kind`
     /// (`Ok(None)`: skip the rest of the step); a lost connection stops the
     /// sync.
-    fn refused_or<T>(
+    pub(crate) fn refused_or<T>(
         &mut self,
         result: Result<T, ImapError>,
         side: fn(ImapError) -> SyncError,

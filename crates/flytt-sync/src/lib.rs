@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod folders;
+mod prepare;
 mod report;
 
 use std::time::Duration;
@@ -74,6 +75,9 @@ pub struct SyncOptions {
     pub fetch_window: usize,
     /// APPEND commands in flight on the target.
     pub append_window: usize,
+    /// Connection pairs (one session to each side) at most, copying
+    /// folders in parallel.
+    pub connections: usize,
 }
 
 impl Default for SyncOptions {
@@ -88,6 +92,7 @@ impl Default for SyncOptions {
             batch_bytes: 4 * 1024 * 1024,
             fetch_window: 8,
             append_window: 8,
+            connections: flytt_store::DEFAULT_CONNECTIONS_PER_USER as usize,
         }
     }
 }

@@ -99,6 +99,22 @@ impl Report {
         crate::rate(self.bytes_copied, self.duration) / 1_000_000.0
     }
 
+    /// Adds what another connection pair of the same sync did (its folders'
+    /// counts and issues; the plan, the folder map and the exclusions are the
+    /// lead pair's).
+    pub(crate) fn absorb(&mut self, other: Report) {
+        self.messages_found += other.messages_found;
+        self.messages_copied += other.messages_copied;
+        self.bytes_copied += other.bytes_copied;
+        self.messages_matched += other.messages_matched;
+        self.messages_skipped += other.messages_skipped;
+        self.messages_failed += other.messages_failed;
+        self.messages_altered += other.messages_altered;
+        self.flags_updated += other.flags_updated;
+        self.plan.extend(other.plan);
+        self.issues.extend(other.issues);
+    }
+
     /// Whether anything was left behind.
     pub fn has_skips(&self) -> bool {
         self.issues.iter().any(|i| i.kind.is_skip())

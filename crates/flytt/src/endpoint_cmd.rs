@@ -74,6 +74,11 @@ pub struct NewArgs {
     /// Incremental syncs at once (default 10, at most --max-concurrent-migrations).
     #[arg(long)]
     max_concurrent_incremental_syncs: Option<u32>,
+    /// Sessions one user's migration opens to this server at most, to copy
+    /// folders in parallel (1 to 16; a sync uses the smaller of its two
+    /// endpoints' figures).
+    #[arg(long, default_value_t = flytt_store::DEFAULT_CONNECTIONS_PER_USER)]
+    connections_per_user: u32,
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
@@ -110,6 +115,9 @@ pub struct SetArgs {
     max_concurrent_migrations: Option<u32>,
     #[arg(long)]
     max_concurrent_incremental_syncs: Option<u32>,
+    /// Sessions one user's migration opens to this server at most (1 to 16).
+    #[arg(long)]
+    connections_per_user: Option<u32>,
     #[arg(long)]
     allow_plaintext: Option<bool>,
     #[arg(long)]
@@ -172,6 +180,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                 max_concurrent_incremental_syncs: args
                     .max_concurrent_incremental_syncs
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
+                connections_per_user: args.connections_per_user,
                 sieve_url: args.sieve_url,
                 directory: args.directory,
                 effective_migrations: None,
@@ -199,6 +208,9 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             }
             if let Some(n) = args.max_concurrent_incremental_syncs {
                 endpoint.max_concurrent_incremental_syncs = n;
+            }
+            if let Some(n) = args.connections_per_user {
+                endpoint.connections_per_user = n;
             }
             if let Some(allow) = args.allow_plaintext {
                 endpoint.allow_plaintext = allow;
@@ -287,6 +299,10 @@ fn print_endpoint(endpoint: &Endpoint) {
     println!(
         "MaxConcurrentIncrementalSyncs:  {}",
         endpoint.max_concurrent_incremental_syncs
+    );
+    println!(
+        "Connections per user:           {}",
+        endpoint.connections_per_user
     );
     println!(
         "Allow plaintext:                {}",

@@ -96,6 +96,10 @@ pub struct SyncArgs {
     /// Commands in flight per connection.
     #[arg(long, default_value_t = 8, hide = true)]
     window: usize,
+    /// Sessions to each server at most, to copy folders in parallel (1 to 16).
+    #[arg(long, default_value_t = flytt_store::DEFAULT_CONNECTIONS_PER_USER,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    connections: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -155,6 +159,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         batch_messages: args.batch_messages.max(1),
         fetch_window: args.window.clamp(1, 64),
         append_window: args.window.clamp(1, 64),
+        connections: args.connections as usize,
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());

@@ -1,0 +1,433 @@
+//! Before any message moves, on the lead connection pair: both sides'
+//! folders listed, the plan made, missing target folders created and
+//! subscribed (each in one pipelined burst; only a refused name costs
+//! round trips of its own), and the folders that need a visit picked out.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use flytt_imap::{Error as ImapError, FolderStatus, ListedMailbox, Namespaces};
+
+use crate::engine::{Worker, is_rejection};
+use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
+use crate::{FolderMapping, IssueKind, SyncError};
+
+/// A folder whose messages are to be compared and copied.
+pub(crate) struct Visit {
+    pub(crate) folder: FolderPlan,
+    pub(crate) target_exists: bool,
+    /// Messages in the source folder (STATUS), to hand out the largest
+    /// folders first.
+    messages: u32,
+}
+
+/// Both sides' folders, subscriptions and namespaces.
+struct Listings {
+    source: Vec<ListedMailbox>,
+    source_subscribed: Vec<String>,
+    source_namespaces: Namespaces,
+    target: Vec<ListedMailbox>,
+    target_subscribed: Vec<String>,
+    target_namespaces: Namespaces,
+    /// Source folders in other users' or shared namespaces: not copied.
+    foreign: Vec<String>,
+}
+
+/// Both sides' folders' STATUS, by mailbox name.
+struct Statuses {
+    source: HashMap<String, FolderStatus>,
+    target: HashMap<String, FolderStatus>,
+}
+
+/// Target folders created under a safe name, so their children follow.
+struct Renames {
+    delimiter: char,
+    /// (planned name, created name)
+    renamed: Vec<(String, String)>,
+}
+
+impl Renames {
+    /// The plan with its target name under a parent that was created under
+    /// another name.
+    fn apply(&self, planned: &FolderPlan) -> FolderPlan {
+        let mut folder = planned.clone();
+        let d = self.delimiter;
+        if let Some((old, new)) = self
+            .renamed
+            .iter()
+            .find(|(old, _)| folder.target.starts_with(&format!("{old}{d}")))
+        {
+            folder.target = format!("{new}{}", &folder.target[old.len()..]);
+        }
+        folder
+    }
+}
+
+/// How creating a target folder ended.
+enum Created {
+    New,
+    /// Under a safe name made by an earlier run.
+    Existing,
+    /// Refused, with the server's reasons.
+    Refused(String),
+}
+
+fn target_has(target_list: &[ListedMailbox], name: &str) -> bool {
+    target_listing(target_list, name).is_some()
+}
+
+fn target_listing<'l>(target_list: &'l [ListedMailbox], name: &str) -> Option<&'l ListedMailbox> {
+    target_list
+        .iter()
+        .find(|m| m.name == name || (m.name.eq_ignore_ascii_case("INBOX") && name == "INBOX"))
+}
+
+/// Whether the target has the folder as the plan needs it: a folder that
+/// holds mail must be selectable there. A name listed `\Noselect` or
+/// `\NonExistent` (a parent made for a child, a mailbox whose creation a
+/// killed process broke off) is created, else its mail would have nowhere
+/// to go.
+fn target_holds(target_list: &[ListedMailbox], folder: &FolderPlan) -> bool {
+    target_listing(target_list, &folder.target)
+        .is_some_and(|m| !folder.selectable || m.is_selectable())
+}
+
+impl Worker<'_> {
+    /// Lists and plans, readies the target folders, and returns the folders
+    /// to visit, largest first (so that parallel pairs end together).
+    pub(crate) async fn prepare(&mut self, excludes: &Excludes) -> Result<Vec<Visit>, SyncError> {
+        let mut listings = self.list_both_sides().await?;
+        let plans = self.plan_folders(&mut listings, excludes);
+        let statuses = self.statuses(&plans, &listings.target).await?;
+        let mut renames = Renames {
+            delimiter: listings
+                .target_namespaces
+                .personal
+                .delimiter
+                .or_else(|| listings.target.iter().find_map(|m| m.delimiter))
+                .unwrap_or('/'),
+            renamed: Vec::new(),
+        };
+        let mut first_tries = self.create_missing(&plans, &listings.target).await?;
+        let mut visits = Vec::new();
+        let mut to_subscribe = Vec::new();
+        for planned in &plans {
+            self.report.folders += 1;
+            let mut folder = renames.apply(planned);
+            if let Some(note) = &folder.note {
+                self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
+            }
+            let exists = target_holds(&listings.target, &folder);
+            if !exists && !self.options.dry_run {
+                // The burst's try counts only for the name it tried.
+                let first_try = (folder.target == planned.target)
+                    .then(|| first_tries.remove(&folder.target))
+                    .flatten();
+                let created = self
+                    .create_target_folder(&mut folder, &listings.target, &mut renames, first_try)
+                    .await?;
+                match created {
+                    Created::New => self.report.folders_created += 1,
+                    Created::Existing => {}
+                    Created::Refused(reason) => {
+                        self.left_behind(&folder, &statuses, &reason);
+                        self.passed_by(&folder);
+                        continue;
+                    }
+                }
+            }
+            if folder.subscribed
+                && !listings.target_subscribed.contains(&folder.target)
+                && !self.options.dry_run
+            {
+                to_subscribe.push(folder.target.clone());
+            }
+            if folder.selectable && !self.needs_no_visit(&folder, &statuses).await? {
+                let messages = statuses
+                    .source
+                    .get(&folder.source)
+                    .map_or(0, |s| s.messages);
+                visits.push(Visit {
+                    folder,
+                    target_exists: exists,
+                    messages,
+                });
+            } else {
+                self.passed_by(&folder);
+            }
+        }
+        self.subscribe_all(&to_subscribe).await?;
+        visits.sort_by_key(|v| Reverse(v.messages));
+        Ok(visits)
+    }
+
+    /// A folder done without a visit, for the progress display.
+    fn passed_by(&self, folder: &FolderPlan) {
+        self.observer.folder_started(&folder.display);
+        self.observer.folder_done(&folder.display);
+    }
+
+    /// NAMESPACE, LIST and LSUB of both sides, at once.
+    async fn list_both_sides(&mut self) -> Result<Listings, SyncError> {
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (source_side, target_side) = tokio::join!(
+            async {
+                let namespaces = src.namespaces().await?;
+                let (list, subscribed) = src.list_with_subscriptions().await?;
+                Ok::<_, ImapError>((list, subscribed, namespaces))
+            },
+            async {
+                let namespaces = tgt.namespaces().await?;
+                let (list, subscribed) = tgt.list_with_subscriptions().await?;
+                Ok::<_, ImapError>((list, subscribed, namespaces))
+            },
+        );
+        let (mut source, source_subscribed, source_namespaces) =
+            source_side.map_err(SyncError::Source)?;
+        // Other users' and shared folders are not this mailbox's to copy.
+        let mut foreign = Vec::new();
+        source.retain(|m| {
+            let is_foreign = source_namespaces.foreign.iter().any(|prefix| {
+                m.name.starts_with(prefix.as_str())
+                    || prefix
+                        .strip_suffix(|c: char| Some(c) == m.delimiter)
+                        .is_some_and(|root| m.name == root)
+            });
+            if is_foreign {
+                foreign.push(m.name.clone());
+            }
+            !is_foreign
+        });
+        let (target, target_subscribed, target_namespaces) =
+            target_side.map_err(SyncError::Target)?;
+        Ok(Listings {
+            source,
+            source_subscribed,
+            source_namespaces,
+            target,
+            target_subscribed,
+            target_namespaces,
+            foreign,
+        })
+    }
+
+    /// Maps the source folders in scope onto the target's, and says in the
+    /// report what goes where and what is left out.
+    fn plan_folders(&mut self, listings: &mut Listings, excludes: &Excludes) -> Vec<FolderPlan> {
+        let out_of_scope = apply_scope(&mut listings.source, self.options.mailbox_scope);
+        let (plans, excluded) = plan(
+            &Side {
+                mailboxes: &listings.source,
+                subscribed: &listings.source_subscribed,
+                namespaces: &listings.source_namespaces,
+            },
+            &Side {
+                mailboxes: &listings.target,
+                subscribed: &listings.target_subscribed,
+                namespaces: &listings.target_namespaces,
+            },
+            excludes,
+        );
+        self.report.folders_excluded = excluded;
+        self.report
+            .folders_excluded
+            .extend(std::mem::take(&mut listings.foreign));
+        self.report.folders_excluded.extend(out_of_scope);
+        self.report.folder_map = plans
+            .iter()
+            .map(|p| FolderMapping {
+                source: p.display.clone(),
+                target: flytt_imap::mutf7::decode(&p.target).unwrap_or_else(|_| p.target.clone()),
+            })
+            .collect();
+        self.observer.planned(plans.len() as u64);
+        plans
+    }
+
+    /// Both sides' folders' STATUS, in a round trip each: a folder that is
+    /// empty or unchanged since the last complete pass is not opened.
+    async fn statuses(
+        &mut self,
+        plans: &[FolderPlan],
+        target_list: &[ListedMailbox],
+    ) -> Result<Statuses, SyncError> {
+        let sources: Vec<String> = plans
+            .iter()
+            .filter(|p| p.selectable)
+            .map(|p| p.source.clone())
+            .collect();
+        let targets: Vec<String> = plans
+            .iter()
+            .filter(|p| p.selectable && target_holds(target_list, p))
+            .map(|p| p.target.clone())
+            .collect();
+        let (src, tgt) = (&mut self.src, &mut self.tgt);
+        let (source, target) = tokio::join!(src.statuses(&sources), tgt.statuses(&targets));
+        Ok(Statuses {
+            source: source.map_err(SyncError::Source)?,
+            target: target.map_err(SyncError::Target)?,
+        })
+    }
+
+    /// CREATE of every planned folder the target lacks, in one burst: each
+    /// one's outcome by name. A refused one is tried again under other
+    /// names by `create_target_folder`.
+    async fn create_missing(
+        &mut self,
+        plans: &[FolderPlan],
+        target_list: &[ListedMailbox],
+    ) -> Result<HashMap<String, Result<(), ImapError>>, SyncError> {
+        if self.options.dry_run {
+            return Ok(HashMap::new());
+        }
+        let missing: Vec<(&str, Option<&str>)> = plans
+            .iter()
+            .filter(|p| !target_holds(target_list, p))
+            .map(|p| (p.target.as_str(), p.role))
+            .collect();
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let outcomes = self
+            .tgt
+            .create_each(&missing)
+            .await
+            .map_err(SyncError::Target)?;
+        Ok(missing
+            .iter()
+            .map(|(name, _)| name.to_string())
+            .zip(outcomes)
+            .collect())
+    }
+
+    /// SUBSCRIBE of every folder that needs it, in one burst; a refusal is
+    /// logged, not an issue (the mail is there all the same).
+    async fn subscribe_all(&mut self, folders: &[String]) -> Result<(), SyncError> {
+        if folders.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = folders.iter().map(String::as_str).collect();
+        let outcomes = self
+            .tgt
+            .subscribe_each(&names)
+            .await
+            .map_err(SyncError::Target)?;
+        for (folder, outcome) in folders.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {}
+                Err(e) if is_rejection(&e) => {
+                    tracing::warn!(folder = %folder, error = %e, "cannot subscribe");
+                }
+                Err(e) => return Err(SyncError::Target(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the target folder: with its special-use role where the
+    /// target offers that (`first_try`: that CREATE's outcome, when the
+    /// burst made it); without it if the role is refused; under a safe name
+    /// if the name is refused (reported, and the plan renamed, children
+    /// too). A folder is never left behind because of its name while a safe
+    /// name works.
+    async fn create_target_folder(
+        &mut self,
+        folder: &mut FolderPlan,
+        target_list: &[ListedMailbox],
+        renames: &mut Renames,
+        first_try: Option<Result<(), ImapError>>,
+    ) -> Result<Created, SyncError> {
+        let mut attempt = match first_try {
+            Some(outcome) => outcome,
+            None => self.tgt.create_with_role(&folder.target, folder.role).await,
+        };
+        if folder.role.is_some() && attempt.as_ref().is_err_and(is_rejection) {
+            attempt = self.tgt.create(&folder.target).await;
+        }
+        let refusal = match attempt {
+            Ok(()) => return Ok(Created::New),
+            Err(e) if is_rejection(&e) => e.to_string(),
+            Err(e) => return Err(SyncError::Target(e)),
+        };
+        let Some(safe) = safe_name(&folder.target, renames.delimiter) else {
+            return Ok(Created::Refused(refusal));
+        };
+        let created = if target_has(target_list, &safe) {
+            Created::Existing
+        } else {
+            match self.tgt.create(&safe).await {
+                Ok(()) => Created::New,
+                Err(e) if is_rejection(&e) => {
+                    return Ok(Created::Refused(format!("{refusal}; and as {safe:?}: {e}")));
+                }
+                Err(e) => return Err(SyncError::Target(e)),
+            }
+        };
+        let note = format!(
+            "the target refused the name {:?} ({refusal}); created as {safe:?}",
+            folder.target
+        );
+        self.issue(IssueKind::Renamed, &folder.display, None, note);
+        renames.renamed.push((folder.target.clone(), safe.clone()));
+        folder.target = safe;
+        Ok(created)
+    }
+
+    /// A folder the target cannot hold: its messages count as failed, and
+    /// the report says how many stayed behind.
+    fn left_behind(&mut self, folder: &FolderPlan, statuses: &Statuses, reason: &str) {
+        let messages = statuses
+            .source
+            .get(&folder.source)
+            .map_or(0, |s| u64::from(s.messages));
+        self.report.messages_failed += messages;
+        self.issue(
+            IssueKind::Folder,
+            &folder.display,
+            None,
+            format!(
+                "cannot create {:?} on the target: {reason}; {messages} messages stayed behind",
+                folder.target
+            ),
+        );
+    }
+
+    /// Whether a folder can be left unopened: it is empty on the source, or
+    /// nothing changed since the last complete pass (the same UIDVALIDITY
+    /// on both sides, the same HIGHESTMODSEQ and UIDNEXT on the source: the
+    /// check `sync_folder` makes after SELECT, made from STATUS instead).
+    async fn needs_no_visit(
+        &mut self,
+        folder: &FolderPlan,
+        statuses: &Statuses,
+    ) -> Result<bool, SyncError> {
+        let Some(source) = statuses.source.get(&folder.source) else {
+            return Ok(false);
+        };
+        if source.messages == 0 {
+            self.report.folders_unchanged += 1;
+            return Ok(true);
+        }
+        let (Some(target), Some(validity), Some(modseq), Some(uid_next)) = (
+            statuses.target.get(&folder.target),
+            source.uid_validity,
+            source.highest_modseq,
+            source.uid_next,
+        ) else {
+            return Ok(false);
+        };
+        let Some(previous) = self.store.folder_state(self.pair, &folder.source).await? else {
+            return Ok(false);
+        };
+        let unchanged = previous.source_uidvalidity == validity
+            && Some(previous.target_uidvalidity) == target.uid_validity
+            && previous.target_folder == folder.target
+            && previous.highest_modseq == Some(modseq)
+            && previous.uid_next == Some(uid_next);
+        if unchanged {
+            self.report.messages_found += u64::from(source.messages);
+            self.report.folders_unchanged += 1;
+        }
+        Ok(unchanged)
+    }
+}
