@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::types::{
     FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, Namespace,
-    Namespaces, ResponseCode, Secret, Uid,
+    Namespaces, Overview, ResponseCode, Secret, Uid,
 };
 
 /// How to log in.
@@ -179,12 +179,8 @@ impl Session {
     /// Every mailbox (with special-use attributes when the server offers
     /// them) and the names of the subscribed ones, in one round trip.
     pub async fn list_with_subscriptions(&mut self) -> Result<(Vec<ListedMailbox>, Vec<String>)> {
-        let mut list = self.builder("LIST").raw("LIST \"\" \"*\"");
-        if self.has("SPECIAL-USE") && self.has("LIST-EXTENDED") {
-            list = list.raw(" RETURN (SPECIAL-USE)");
-        }
         let lsub = self.builder("LSUB").raw("LSUB \"\" \"*\"");
-        let replies = self.run_many(vec![list, lsub]).await?;
+        let replies = self.run_many(vec![self.list_command(), lsub]).await?;
         let mut mailboxes = Vec::new();
         let mut subscribed = Vec::new();
         for data in replies.into_iter().flat_map(|r| r.untagged) {
@@ -227,6 +223,59 @@ impl Session {
         Ok(statuses)
     }
 
+    /// What a sync asks first, in one round trip: ID (when offered, so
+    /// server logs show who is copying), NAMESPACE, LIST and LSUB. Without
+    /// NAMESPACE, or without a personal delimiter in its answer, the
+    /// namespaces take a round trip or two more (see `namespaces`).
+    pub async fn overview(&mut self) -> Result<Overview> {
+        let mut builders = Vec::new();
+        if self.has("ID") {
+            builders.push(self.builder("ID").raw(&format!(
+                "ID (\"name\" \"flytt\" \"version\" \"{}\")",
+                env!("CARGO_PKG_VERSION")
+            )));
+        }
+        let has_namespace = self.has("NAMESPACE");
+        if has_namespace {
+            builders.push(self.builder("NAMESPACE").raw("NAMESPACE"));
+        }
+        builders.push(self.list_command());
+        builders.push(self.builder("LSUB").raw("LSUB \"\" \"*\""));
+        let replies = self.run_many(builders).await?;
+        let mut mailboxes = Vec::new();
+        let mut subscribed = Vec::new();
+        let mut namespace_answer = None;
+        for data in replies.into_iter().flat_map(|r| r.untagged) {
+            match data {
+                Untagged::List(m) => mailboxes.push(m),
+                Untagged::Lsub(m) if !m.has_attribute("\\noselect") => subscribed.push(m.name),
+                Untagged::Namespace {
+                    personal,
+                    other,
+                    shared,
+                } => namespace_answer = Some((personal, other, shared)),
+                _ => {}
+            }
+        }
+        let namespaces = match namespace_answer {
+            Some(answer) => self.namespaces_from(answer).await?,
+            None => self.namespaces_without_namespace().await?,
+        };
+        Ok(Overview {
+            namespaces,
+            mailboxes,
+            subscribed,
+        })
+    }
+
+    fn list_command(&self) -> CommandBuilder {
+        let mut list = self.builder("LIST").raw("LIST \"\" \"*\"");
+        if self.has("SPECIAL-USE") && self.has("LIST-EXTENDED") {
+            list = list.raw(" RETURN (SPECIAL-USE)");
+        }
+        list
+    }
+
     /// Every mailbox, with special-use attributes when offered.
     pub async fn list_all(&mut self) -> Result<Vec<ListedMailbox>> {
         Ok(self.list_with_subscriptions().await?.0)
@@ -254,9 +303,18 @@ impl Session {
         } else {
             None
         };
-        let Some((personal, other, shared)) = answer else {
-            return self.namespaces_without_namespace().await;
-        };
+        match answer {
+            Some(answer) => self.namespaces_from(answer).await,
+            None => self.namespaces_without_namespace().await,
+        }
+    }
+
+    /// The namespaces from a NAMESPACE answer (personal, other users',
+    /// shared); the delimiter asked for when the answer has none.
+    async fn namespaces_from(
+        &mut self,
+        (personal, other, shared): (Vec<Namespace>, Vec<Namespace>, Vec<Namespace>),
+    ) -> Result<Namespaces> {
         let foreign = other
             .into_iter()
             .chain(shared)

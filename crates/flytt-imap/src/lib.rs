@@ -21,7 +21,7 @@ pub use framing::spool_in;
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
-    Namespace, Namespaces, ResponseCode, Secret, Spool, Uid, UidValidity,
+    Namespace, Namespaces, Overview, ResponseCode, Secret, Spool, Uid, UidValidity,
 };
 
 /// The fuzz target's entry point: frames and parses arbitrary server

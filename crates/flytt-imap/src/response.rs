@@ -103,7 +103,7 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
         Err(ResponseDecodeError::Incomplete)
         | Err(ResponseDecodeError::LiteralFound { .. })
         | Err(ResponseDecodeError::Failed) => {
-            return Err(ParseError {
+            return status_with_8bit_text(&frame.bytes).ok_or_else(|| ParseError {
                 excerpt: excerpt(&frame.bytes),
             });
         }
@@ -131,6 +131,53 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
             None => bye.text.inner().to_string(),
         }),
         Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut literals)),
+    })
+}
+
+/// A status response whose text has raw 8-bit bytes, which IMAP4rev1 does
+/// not allow and servers send anyway (Dovecot names a missing folder in
+/// UTF-8: `NO Mailbox doesn't exist: Kunder.Sør`): parsed with those bytes
+/// masked, its text then taken from the line as UTF-8. Without this the
+/// command's completion would be lost.
+fn status_with_8bit_text(bytes: &[u8]) -> Option<ServerResponse> {
+    let line = bytes.strip_suffix(b"\r\n")?;
+    let mut words = line.splitn(3, |b| *b == b' ');
+    let (_tag, kind) = (words.next()?, words.next()?);
+    let is_status = [&b"OK"[..], b"NO", b"BAD", b"BYE", b"PREAUTH"]
+        .iter()
+        .any(|k| kind.eq_ignore_ascii_case(k));
+    if !is_status || line.is_ascii() {
+        return None;
+    }
+    let masked: Vec<u8> = bytes
+        .iter()
+        .map(|b| if b.is_ascii() { *b } else { b'?' })
+        .collect();
+    let parsed = parse(Frame {
+        bytes: masked,
+        literals: Vec::new(),
+    })
+    .ok()?;
+    // The text is the line's tail, byte for byte as long as its masked form.
+    let original_text = |masked_text: &str| {
+        let start = line.len().checked_sub(masked_text.len())?;
+        Some(String::from_utf8_lossy(&line[start..]).into_owned())
+    };
+    Some(match parsed {
+        ServerResponse::Tagged(mut completion) => {
+            if let Some(text) = original_text(&completion.text) {
+                completion.text = text;
+            }
+            ServerResponse::Tagged(completion)
+        }
+        ServerResponse::Untagged(Untagged::Status { status, code, text }) => {
+            ServerResponse::Untagged(Untagged::Status {
+                status,
+                code,
+                text: original_text(&text).unwrap_or(text),
+            })
+        }
+        other => other,
     })
 }
 
@@ -377,6 +424,28 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no frame"));
         parse(frame).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_completion_with_utf8_text_is_kept() {
+        let line = "F13 NO Mailbox doesn't exist: Kunder.Sør (0.001 + 0.000 secs).\r\n";
+        match parse_bytes(line.as_bytes()) {
+            ServerResponse::Tagged(c) => {
+                assert_eq!(c.tag, "F13");
+                assert_eq!(c.status, CompletionStatus::No);
+                assert_eq!(
+                    c.text,
+                    "Mailbox doesn't exist: Kunder.Sør (0.001 + 0.000 secs)."
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_bytes("* OK [ALERT] Vedlikehold i kveld: tjenesten går ned\r\n".as_bytes()) {
+            ServerResponse::Untagged(Untagged::Status { text, .. }) => {
+                assert_eq!(text, "Vedlikehold i kveld: tjenesten går ned")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -254,6 +254,16 @@ pub struct Namespace {
     pub delimiter: Option<char>,
 }
 
+/// A mailbox's namespaces, folders and subscriptions, as `Session::overview`
+/// reads them at once.
+#[derive(Clone, Debug)]
+pub struct Overview {
+    pub namespaces: Namespaces,
+    pub mailboxes: Vec<ListedMailbox>,
+    /// Names of the subscribed folders.
+    pub subscribed: Vec<String>,
+}
+
 /// Where a mailbox's own folders live, and which folders are not its own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Namespaces {

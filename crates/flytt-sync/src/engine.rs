@@ -39,7 +39,7 @@ pub async fn sync_mailbox(
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
     let excludes = Excludes::new(&options.exclude)?;
-    let (src, tgt) = connect_pair(source, target).await?;
+    let (src, tgt) = connect_pair(source, target, connect).await?;
     let legacy = match (source.legacy_key(), target.legacy_key()) {
         (None, None) => None,
         (s, t) => Some((
@@ -66,7 +66,11 @@ pub async fn sync_mailbox(
 
 /// One session to each side, both opened at once: each login costs
 /// several round trips.
-async fn connect_pair(source: &Account, target: &Account) -> Result<(Session, Session), SyncError> {
+async fn connect_pair(
+    source: &Account,
+    target: &Account,
+    connect: impl AsyncFn(&Account) -> flytt_imap::Result<Session>,
+) -> Result<(Session, Session), SyncError> {
     let (src, tgt) = tokio::join!(connect(source), connect(target));
     Ok((
         src.map_err(SyncError::Source)?,
@@ -74,9 +78,17 @@ async fn connect_pair(source: &Account, target: &Account) -> Result<(Session, Se
     ))
 }
 
+/// A logged-in session. The lead pair's ID goes with its first commands
+/// (`Session::overview`); the other pairs send theirs here, while the lead
+/// already works.
 async fn connect(account: &Account) -> flytt_imap::Result<Session> {
     let mut session = Session::connect(&account.server).await?;
     session.login(&account.auth).await?;
+    Ok(session)
+}
+
+async fn connect_identified(account: &Account) -> flytt_imap::Result<Session> {
+    let mut session = connect(account).await?;
     session.identify().await?;
     Ok(session)
 }
@@ -102,7 +114,7 @@ async fn copy_folders(
     let queue = FolderQueue::new(visits);
     let queue = &queue;
     let others = (0..extra).map(|_| async move {
-        match connect_pair(source, target).await {
+        match connect_pair(source, target, connect_identified).await {
             Ok((src, tgt)) => Worker::new(shared, src, tgt).work_through(queue).await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open another connection pair; going on with fewer");
@@ -406,18 +418,18 @@ impl<'a> Worker<'a> {
         let (flag_source, new_messages) = if src_status.exists == 0 {
             (Vec::new(), Vec::new())
         } else if let (Some((modseq, uid_next)), Some(_)) = (marks, src_status.highest_modseq) {
+            // One round trip: a message new since the last pass has a
+            // mod-sequence above the one recorded then (RFC 7162), so the
+            // changed ones include the new ones.
             let changed = self
                 .src
-                .uid_fetch_changed_since("1:*", "UID FLAGS", modseq)
+                .uid_fetch_changed_since("1:*", "UID FLAGS RFC822.SIZE", modseq)
                 .await
                 .map_err(SyncError::Source)?;
-            let new: Vec<FetchedMessage> = self
-                .src
-                .uid_fetch(&format!("{uid_next}:*"), "UID FLAGS RFC822.SIZE")
-                .await
-                .map_err(SyncError::Source)?
-                .into_iter()
+            let new: Vec<FetchedMessage> = changed
+                .iter()
                 .filter(|m| m.uid.is_some_and(|u| u >= uid_next))
+                .cloned()
                 .collect();
             (changed, new)
         } else {

@@ -6,7 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
-use flytt_imap::{Error as ImapError, FolderStatus, ListedMailbox, Namespaces};
+use flytt_imap::{Error as ImapError, FolderStatus, ListedMailbox, Namespaces, Overview};
 
 use crate::engine::{Worker, is_rejection};
 use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
@@ -167,23 +167,15 @@ impl Worker<'_> {
         self.observer.folder_done(&folder.display);
     }
 
-    /// NAMESPACE, LIST and LSUB of both sides, at once.
+    /// Both sides' namespaces, folders and subscriptions, at once: a round
+    /// trip on each (see `Session::overview`).
     async fn list_both_sides(&mut self) -> Result<Listings, SyncError> {
-        let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source_side, target_side) = tokio::join!(
-            async {
-                let namespaces = src.namespaces().await?;
-                let (list, subscribed) = src.list_with_subscriptions().await?;
-                Ok::<_, ImapError>((list, subscribed, namespaces))
-            },
-            async {
-                let namespaces = tgt.namespaces().await?;
-                let (list, subscribed) = tgt.list_with_subscriptions().await?;
-                Ok::<_, ImapError>((list, subscribed, namespaces))
-            },
-        );
-        let (mut source, source_subscribed, source_namespaces) =
-            source_side.map_err(SyncError::Source)?;
+        let (source_side, target_side) = tokio::join!(self.src.overview(), self.tgt.overview());
+        let Overview {
+            namespaces: source_namespaces,
+            mailboxes: mut source,
+            subscribed: source_subscribed,
+        } = source_side.map_err(SyncError::Source)?;
         // Other users' and shared folders are not this mailbox's to copy.
         let mut foreign = Vec::new();
         source.retain(|m| {
@@ -198,8 +190,11 @@ impl Worker<'_> {
             }
             !is_foreign
         });
-        let (target, target_subscribed, target_namespaces) =
-            target_side.map_err(SyncError::Target)?;
+        let Overview {
+            namespaces: target_namespaces,
+            mailboxes: target,
+            subscribed: target_subscribed,
+        } = target_side.map_err(SyncError::Target)?;
         Ok(Listings {
             source,
             source_subscribed,

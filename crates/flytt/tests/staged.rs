@@ -489,7 +489,7 @@ async fn a_staged_batch_through_a_command_hook() {
     std::fs::write(
         &hook,
         r#"#!/usr/bin/python3
-import json, sys
+import json, os, sys
 STATE = sys.argv[0] + ".json"
 request = json.load(sys.stdin)
 users = json.load(open(STATE))
@@ -503,7 +503,11 @@ if email not in users:
 user = users[email]
 if op == "make_mailbox":
     user.update(state="mailbox", password=request["password"], must_change_password=request["force_change_password"])
-json.dump(users, open(STATE, "w"))
+# Written aside, then renamed: the runner asks for several users at once,
+# and a reader must never see a half-written file.
+with open(STATE + "." + str(os.getpid()), "w") as f:
+    json.dump(users, f)
+os.replace(STATE + "." + str(os.getpid()), STATE)
 print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
 "#,
     )

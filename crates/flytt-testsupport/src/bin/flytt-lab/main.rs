@@ -5,6 +5,8 @@
 //!   flytt-lab bench-legacy FLYTT_BINARY [--messages N] [--size BYTES]
 //!   flytt-lab bench-scale FLYTT_BINARY [--users N] [--out FILE]
 //!   flytt-lab bench-workers FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
+//!   flytt-lab bench-peers FLYTT_BINARY [--users N] [--messages N] [--parallel N]
+//!                   [--large-users N] [--large N] [--latency-ms N] [--out FILE]
 //!   flytt-lab bench-faults FLYTT_BINARY [--users N] [--messages N] [--size BYTES] [--out FILE]
 //!   flytt-lab bench FLYTT_BINARY [--users N] [--messages N] [--size BYTES]
 //!                   [--single N] [--large N] [--large-size BYTES] [--latency-ms N]
@@ -14,6 +16,7 @@
 //! run the real `flytt` binary against them and check the result.
 
 mod faults;
+mod peers;
 mod scale;
 mod workers;
 
@@ -51,6 +54,9 @@ async fn main() {
         }
         Some("bench-workers") if args.len() >= 2 => {
             workers::bench_workers(Path::new(&args[1]), &args[2..]).await
+        }
+        Some("bench-peers") if args.len() >= 2 => {
+            peers::bench_peers(Path::new(&args[1]), &args[2..]).await
         }
         Some("bench-faults") if args.len() >= 2 => {
             faults::bench_faults(Path::new(&args[1]), &args[2..]).await

@@ -1,0 +1,808 @@
+//! `flytt-lab bench-peers`: flytt beside its peers on realistic mailboxes.
+//!
+//! Users of ~20 folders of mixed messages (70 % ~4 KB, 25 % ~40 KB, 5 %
+//! ~200 KB, flags and keywords), copied a few users at a time by the
+//! MULTIAPPEND ceiling (read everything, then append 50 per command),
+//! `doveadm backup` through imapc, mbsync and `flytt sync`, each into users
+//! of its own on the same target server, in one run. Every copy is read
+//! back and compared with the source (bytes, flags, INTERNALDATE). Then an
+//! incremental pass (1 % new messages, 5 % flag changes), large messages,
+//! and one mailbox through a 40 ms round trip.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flytt_imap::{Access, AppendMessage, Body, Flag, Session, mutf7};
+use flytt_testsupport::Dovecot;
+use flytt_testsupport::corpus::{self, Snapshot};
+use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+use flytt_testsupport::proxy::LatencyProxy;
+
+use crate::{Lab, LabResult, ingest, peak_rss_kb};
+
+struct Options {
+    users: usize,
+    messages: usize,
+    parallel: usize,
+    large_users: usize,
+    large: usize,
+    latency_ms: u64,
+    out: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> LabResult<Options> {
+    let mut o = Options {
+        users: 10,
+        messages: 2_000,
+        parallel: 4,
+        large_users: 2,
+        large: 12,
+        latency_ms: 20,
+        out: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--users" => o.users = value.parse()?,
+            "--messages" => o.messages = value.parse()?,
+            "--parallel" => o.parallel = value.parse()?,
+            "--large-users" => o.large_users = value.parse()?,
+            "--large" => o.large = value.parse()?,
+            "--latency-ms" => o.latency_ms = value.parse()?,
+            "--out" => o.out = Some(PathBuf::from(value)),
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    Ok(o)
+}
+
+/// The folders of a mixed mailbox (Unicode paths, `/` between levels) and
+/// their share of its messages.
+const FOLDERS: [(&str, u32); 21] = [
+    ("INBOX", 26),
+    ("Sendte elementer", 6),
+    ("Arkiv", 3),
+    ("Arkiv/2021", 6),
+    ("Arkiv/2022", 7),
+    ("Arkiv/2023", 8),
+    ("Prosjekter", 2),
+    ("Prosjekter/Alfa", 5),
+    ("Prosjekter/Beta", 4),
+    ("Kunder", 2),
+    ("Kunder/Nord", 4),
+    ("Kunder/Sør", 4),
+    ("Lister", 1),
+    ("Lister/rust-users", 6),
+    ("Lister/dovecot", 3),
+    ("Kvitteringer", 3),
+    ("Reiser", 2),
+    ("Familie", 3),
+    ("Styret", 2),
+    ("Gammelt", 3),
+    ("Diverse", 2),
+];
+
+/// A small deterministic hash, so every run builds the same corpus.
+fn mix(n: u64) -> u64 {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x.wrapping_mul(0xBF58_476D_1CE4_E5B9) ^ (x >> 29)
+}
+
+fn folder_of(n: usize) -> usize {
+    let total: u32 = FOLDERS.iter().map(|(_, w)| w).sum();
+    let mut pick = (mix(n as u64) % u64::from(total)) as u32;
+    for (i, (_, weight)) in FOLDERS.iter().enumerate() {
+        if pick < *weight {
+            return i;
+        }
+        pick -= weight;
+    }
+    0
+}
+
+fn mixed_message(user: usize, n: usize) -> AppendMessage {
+    let body_bytes = match mix(n as u64 + 7) % 20 {
+        0 => 200_000,
+        1..=5 => 40_000,
+        _ => 4_000,
+    };
+    let mut flags = Vec::new();
+    for (every, flag) in [
+        (2, "\\Seen"),
+        (7, "\\Flagged"),
+        (11, "\\Answered"),
+        (13, "$Arbeid"),
+    ] {
+        if n % every == 0 {
+            flags.extend(Flag::parse(flag));
+        }
+    }
+    AppendMessage {
+        flags,
+        internal_date: Some(corpus::spread_date(n as u32)),
+        body: Body::Memory(Bytes::from(corpus::generated_message(
+            (user * 100_000 + n) as u32,
+            Some(&format!("mixed-{user}-{n}@kilde.example")),
+            body_bytes,
+        ))),
+    }
+}
+
+/// A folder's name on a server with the given separator.
+fn server_name(path: &str, separator: char) -> String {
+    path.split('/')
+        .map(mutf7::encode)
+        .collect::<Vec<_>>()
+        .join(&separator.to_string())
+}
+
+/// Fills one source user with the mixed corpus: messages `from..to`.
+async fn seed_mixed(
+    source: &Dovecot,
+    user: &str,
+    index: usize,
+    from: usize,
+    to: usize,
+) -> LabResult<()> {
+    let mut session = source.admin_session(user).await?;
+    let mut by_folder: BTreeMap<usize, Vec<AppendMessage>> = BTreeMap::new();
+    for n in from..to {
+        by_folder
+            .entry(folder_of(n))
+            .or_default()
+            .push(mixed_message(index, n));
+    }
+    for (folder, messages) in by_folder {
+        let name = server_name(FOLDERS[folder].0, source.separator());
+        if name != "INBOX" {
+            session.create(&name).await?;
+            session.subscribe(&name).await?;
+        }
+        ingest(&mut session, &name, messages).await?;
+    }
+    session.logout().await;
+    Ok(())
+}
+
+/// Every non-empty folder of a mailbox by path, its messages sorted.
+async fn contents(server: &Dovecot, user: &str) -> LabResult<BTreeMap<String, Vec<Snapshot>>> {
+    let mut session = server.admin_session(user).await?;
+    let mut snapshot = corpus::snapshot(&mut session).await?;
+    session.logout().await;
+    snapshot.retain(|_, messages| !messages.is_empty());
+    Ok(snapshot)
+}
+
+/// Messages that differ between a source and a copy (missing, extra, or
+/// altered in bytes, flags or date), across all folders. flytt puts
+/// special folders where the target has them (`Sendte elementer` into
+/// `Sent`); the peers keep the source's names.
+fn differences(
+    tool: Tool,
+    source: &BTreeMap<String, Vec<Snapshot>>,
+    copy: &BTreeMap<String, Vec<Snapshot>>,
+) -> usize {
+    let source: BTreeMap<String, Vec<Snapshot>> = source
+        .iter()
+        .map(|(path, messages)| {
+            let path = match tool {
+                Tool::Flytt | Tool::FlyttOnePair => corpus::expected_target_path(path),
+                _ => path.clone(),
+            };
+            (path, messages.clone())
+        })
+        .collect();
+    let source = &source;
+    let empty = Vec::new();
+    let mut count = 0;
+    for path in source
+        .keys()
+        .chain(copy.keys().filter(|k| !source.contains_key(*k)))
+    {
+        let (a, b) = (
+            source.get(path).unwrap_or(&empty),
+            copy.get(path).unwrap_or(&empty),
+        );
+        let mut b_left: Vec<&Snapshot> = b.iter().collect();
+        for m in a {
+            match b_left.iter().position(|x| *x == m) {
+                Some(i) => {
+                    b_left.swap_remove(i);
+                }
+                None => count += 1,
+            }
+        }
+        count += b_left.len();
+    }
+    count
+}
+
+/// A copying tool, as the benchmark runs it for one user.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Ceiling,
+    Doveadm,
+    Mbsync,
+    Flytt,
+    FlyttOnePair,
+}
+
+impl Tool {
+    fn prefix(self) -> &'static str {
+        match self {
+            Tool::Ceiling => "ce",
+            Tool::Doveadm => "dv",
+            Tool::Mbsync => "mb",
+            Tool::Flytt => "fl",
+            Tool::FlyttOnePair => "f1",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Ceiling => {
+                "MULTIAPPEND ceiling (read all, then append 50 per command; plaintext)"
+            }
+            Tool::Doveadm => "`doveadm backup` through imapc (plaintext)",
+            Tool::Mbsync => "mbsync (plaintext)",
+            Tool::Flytt => "**flytt sync** (STARTTLS both sides, 4 connection pairs)",
+            Tool::FlyttOnePair => "flytt sync, one connection pair (STARTTLS)",
+        }
+    }
+}
+
+/// Where the benchmark's files go and how it reaches the servers.
+struct Bench<'a> {
+    lab: &'a Lab,
+    flytt: &'a Path,
+}
+
+impl Bench<'_> {
+    fn target_user(tool: Tool, user: &str) -> String {
+        format!("{}-{user}", tool.prefix())
+    }
+
+    /// The command that copies `user` with `tool` (not for the ceiling),
+    /// through the given source and target ports.
+    fn command(&self, tool: Tool, user: &str, ports: (u16, u16)) -> LabResult<Command> {
+        self.command_into(tool, user, &Self::target_user(tool, user), ports)
+    }
+
+    fn command_into(
+        &self,
+        tool: Tool,
+        user: &str,
+        target_user: &str,
+        ports: (u16, u16),
+    ) -> LabResult<Command> {
+        let dir = self.lab.dir.path();
+        Ok(match tool {
+            Tool::Flytt | Tool::FlyttOnePair => {
+                let password = dir.join("master-password");
+                let mut cmd = Command::new(self.flytt);
+                cmd.arg("sync")
+                    .args(["--source", &format!("imap://127.0.0.1:{}", ports.0)])
+                    .args(["--source-user", &format!("{user}*{MASTER_USER}")])
+                    .arg("--source-password-file")
+                    .arg(&password)
+                    .args(["--target", &format!("imap://127.0.0.1:{}", ports.1)])
+                    .args(["--target-user", &format!("{target_user}*{MASTER_USER}")])
+                    .arg("--target-password-file")
+                    .arg(&password)
+                    .arg("--ca-file")
+                    .arg(self.lab.source.ca_file())
+                    .arg("--ca-file")
+                    .arg(self.lab.target.ca_file())
+                    .arg("--data-dir")
+                    .arg(dir.join("data"));
+                if tool == Tool::FlyttOnePair {
+                    cmd.args(["--connections", "1"]);
+                }
+                cmd
+            }
+            Tool::Doveadm => {
+                let mut cmd = Command::new("doveadm");
+                cmd.arg("-c")
+                    .arg(self.lab.target.config_path())
+                    .args(["-o", "imapc_host=127.0.0.1"])
+                    .args(["-o", &format!("imapc_port={}", ports.0)])
+                    .args(["-o", &format!("imapc_user={user}")])
+                    .args(["-o", &format!("imapc_master_user={MASTER_USER}")])
+                    .args(["-o", &format!("imapc_password={MASTER_PASSWORD}")])
+                    .args(["-o", "imapc_ssl=no"])
+                    .args(["-o", "imapc_features=rfc822.size fetch-headers modseq"])
+                    .args(["backup", "-R", "-u", target_user, "imapc:"]);
+                cmd
+            }
+            Tool::Mbsync => {
+                let config = dir.join(format!("mbsync-{user}.rc"));
+                // The target's own empty special folders, which the source
+                // lacks: mbsync would try to open them there and fail.
+                let patterns: String = self
+                    .lab
+                    .target
+                    .role_folders()
+                    .iter()
+                    .map(|(name, _)| format!(" !{name}"))
+                    .collect();
+                let state = dir.join(format!("mbsync-state-{user}/"));
+                std::fs::create_dir_all(&state)?;
+                std::fs::write(
+                    &config,
+                    format!(
+                        "IMAPAccount far\nHost 127.0.0.1\nPort {}\nUser {user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n\
+IMAPStore far\nAccount far\n\n\
+IMAPAccount near\nHost 127.0.0.1\nPort {}\nUser {target_user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n\
+IMAPStore near\nAccount near\n\n\
+Channel copy\nFar :far:\nNear :near:\nPatterns *{patterns}\nCreate Near\nSync Pull\nExpunge None\nCopyArrivalDate yes\nSyncState {}\n",
+                        ports.0,
+                        ports.1,
+                        state.display(),
+                    ),
+                )?;
+                let mut cmd = Command::new("mbsync");
+                cmd.arg("-q").arg("-c").arg(&config).arg("-a");
+                cmd
+            }
+            Tool::Ceiling => return Err("the ceiling is not a command".into()),
+        })
+    }
+
+    /// Copies every user with `tool`, `parallel` at a time; the wall time
+    /// and the largest peak resident memory of one process (kB).
+    async fn run(
+        &self,
+        tool: Tool,
+        users: &[String],
+        parallel: usize,
+    ) -> LabResult<(Duration, u64)> {
+        let started = Instant::now();
+        if tool == Tool::Ceiling {
+            self.ceiling(users, parallel).await?;
+            return Ok((started.elapsed(), 0));
+        }
+        let ports = (self.lab.source.port, self.lab.target.port);
+        let mut waiting = users.iter();
+        let mut running: Vec<(String, Child)> = Vec::new();
+        let mut peak_kb = 0;
+        loop {
+            while running.len() < parallel.max(1) {
+                let Some(user) = waiting.next() else { break };
+                let child = self
+                    .command(tool, user, ports)?
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()?;
+                running.push((user.clone(), child));
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mut still = Vec::new();
+            for (user, mut child) in running {
+                match child.try_wait()? {
+                    None => {
+                        peak_kb = peak_kb.max(peak_rss_kb(child.id()));
+                        still.push((user, child));
+                    }
+                    Some(status) if status.success() => {}
+                    Some(status) => {
+                        return Err(format!("{} for {user}: {status}", tool.label()).into());
+                    }
+                }
+            }
+            running = still;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok((started.elapsed(), peak_kb))
+    }
+
+    /// Reads each user's folders whole, then appends them to the ceiling
+    /// user with MULTIAPPEND: what the two servers do at best.
+    async fn ceiling(&self, users: &[String], parallel: usize) -> LabResult<()> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+        let mut tasks = Vec::new();
+        for user in users {
+            let source = self.lab.source.server_config();
+            let target = self.lab.target.server_config();
+            let source_session = self.lab.source.admin_session_with(user, &source).await?;
+            let target_user = Self::target_user(Tool::Ceiling, user);
+            let target_session = self
+                .lab
+                .target
+                .admin_session_with(&target_user, &target)
+                .await?;
+            let (separator, target_separator) =
+                (self.lab.source.separator(), self.lab.target.separator());
+            let limit = limit.clone();
+            tasks.push(tokio::spawn(async move {
+                let _slot = limit.acquire_owned().await.map_err(|e| e.to_string())?;
+                copy_all(source_session, target_session, separator, target_separator)
+                    .await
+                    .map_err(|e| e.to_string())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+async fn copy_all(
+    mut source: Session,
+    mut target: Session,
+    separator: char,
+    target_separator: char,
+) -> LabResult<()> {
+    for (path, _) in FOLDERS {
+        let name = server_name(path, separator);
+        let status = match source.select(&name, Access::ReadOnly).await {
+            Ok(status) => status,
+            // Not in this mailbox (the large ones have INBOX only).
+            Err(flytt_imap::Error::Rejected { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if status.exists == 0 {
+            continue;
+        }
+        let fetched = source
+            .uid_fetch("1:*", "UID FLAGS INTERNALDATE BODY.PEEK[]")
+            .await?;
+        let messages: Vec<AppendMessage> = fetched
+            .into_iter()
+            .map(|m| AppendMessage {
+                flags: m
+                    .flags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|f| f.as_str() != Flag::RECENT)
+                    .collect(),
+                internal_date: m.internal_date,
+                body: m.body.unwrap_or(Body::Memory(Bytes::new())),
+            })
+            .collect();
+        let target_name = server_name(path, target_separator);
+        if target_name != "INBOX" {
+            target.create(&target_name).await?;
+        }
+        ingest(&mut target, &target_name, messages).await?;
+    }
+    source.logout().await;
+    target.logout().await;
+    Ok(())
+}
+
+/// One table row: a tool's time, its exactness and memory.
+struct Row {
+    label: String,
+    seconds: f64,
+    differences: Option<usize>,
+    peak_mb: u64,
+}
+
+fn table(title: &str, rows: &[Row], messages: usize, bytes: u64, flytt_seconds: f64) -> String {
+    let mut out = format!(
+        "| {title} | time | msgs/s | MB/s | vs flytt | differing messages | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for row in rows {
+        out.push_str(&format!(
+            "| {} | {:.2} s | {:.0} | {:.1} | {:.2} | {} | {} |\n",
+            row.label,
+            row.seconds,
+            messages as f64 / row.seconds.max(1e-9),
+            bytes as f64 / row.seconds.max(1e-9) / 1e6,
+            row.seconds / flytt_seconds.max(1e-9),
+            row.differences.map_or("—".to_string(), |d| d.to_string()),
+            if row.peak_mb == 0 {
+                "—".to_string()
+            } else {
+                format!("{} MB", row.peak_mb)
+            },
+        ));
+    }
+    out
+}
+
+pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
+    let o = parse(args)?;
+    let mbsync = Command::new("mbsync").arg("-v").output().is_ok();
+    let mut tools = vec![Tool::Ceiling, Tool::Doveadm];
+    if mbsync {
+        tools.push(Tool::Mbsync);
+    }
+    tools.extend([Tool::Flytt, Tool::FlyttOnePair]);
+    let users: Vec<String> = (0..o.users)
+        .map(|i| format!("mixed{i:02}@example.org"))
+        .collect();
+    let large_users: Vec<String> = (0..o.large_users)
+        .map(|i| format!("large{i:02}@example.org"))
+        .collect();
+    let latency_user = "far@example.org".to_string();
+    let mut all: Vec<String> = Vec::new();
+    for user in users.iter().chain(&large_users).chain([&latency_user]) {
+        all.push(user.clone());
+        for tool in [
+            Tool::Ceiling,
+            Tool::Doveadm,
+            Tool::Mbsync,
+            Tool::Flytt,
+            Tool::FlyttOnePair,
+        ] {
+            all.push(Bench::target_user(tool, user));
+        }
+        all.push(format!("near-{user}"));
+    }
+    let lab = Lab::start(&all)?;
+    let bench = Bench { lab: &lab, flytt };
+    eprintln!(
+        "seeding {} users x {} mixed messages in {} folders ...",
+        o.users,
+        o.messages,
+        FOLDERS.len()
+    );
+    for (i, user) in users.iter().enumerate() {
+        seed_mixed(&lab.source, user, i, 0, o.messages).await?;
+    }
+    let mut sources = Vec::new();
+    for user in &users {
+        sources.push(contents(&lab.source, user).await?);
+    }
+    let total_bytes: u64 = sources
+        .iter()
+        .flat_map(|s| s.values().flatten())
+        .map(|m| m.bytes.len() as u64)
+        .sum();
+    let total_messages = o.users * o.messages;
+
+    // Initial copies, tool after tool, each into its own users.
+    let mut initial = Vec::new();
+    for &tool in &tools {
+        eprintln!("initial: {}", tool.label());
+        let (time, peak) = bench.run(tool, &users, o.parallel).await?;
+        let mut diff = 0;
+        for (user, source) in users.iter().zip(&sources) {
+            diff += differences(
+                tool,
+                source,
+                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
+            );
+        }
+        initial.push((
+            tool,
+            Row {
+                label: tool.label().into(),
+                seconds: time.as_secs_f64(),
+                differences: Some(diff),
+                peak_mb: peak / 1024,
+            },
+        ));
+    }
+
+    // Incremental: 1 % new messages, 5 % flag changes, then each tool again.
+    let new = (o.messages / 100).max(1);
+    for (i, user) in users.iter().enumerate() {
+        seed_mixed(&lab.source, user, i, o.messages, o.messages + new).await?;
+        let mut session = lab.source.admin_session(user).await?;
+        for (path, _) in FOLDERS {
+            let name = server_name(path, lab.source.separator());
+            let status = session.select(&name, Access::ReadWrite).await?;
+            let step = 20;
+            if status.exists >= step {
+                let set: Vec<String> = (1..=status.exists)
+                    .step_by(step as usize)
+                    .map(|n| n.to_string())
+                    .collect();
+                session
+                    .run(session.builder("STORE").raw(&format!(
+                        "STORE {} +FLAGS.SILENT (\\Flagged $Neste)",
+                        set.join(",")
+                    )))
+                    .await?;
+            }
+        }
+        session.logout().await;
+    }
+    let mut sources = Vec::new();
+    for user in &users {
+        sources.push(contents(&lab.source, user).await?);
+    }
+    let mut incremental = Vec::new();
+    for &tool in tools.iter().filter(|t| **t != Tool::Ceiling) {
+        eprintln!("incremental: {}", tool.label());
+        let (time, peak) = bench.run(tool, &users, o.parallel).await?;
+        let mut diff = 0;
+        for (user, source) in users.iter().zip(&sources) {
+            diff += differences(
+                tool,
+                source,
+                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
+            );
+        }
+        incremental.push(Row {
+            label: tool.label().into(),
+            seconds: time.as_secs_f64(),
+            differences: Some(diff),
+            peak_mb: peak / 1024,
+        });
+    }
+
+    // Large messages: 10 to 25 MB each.
+    let mut large_bytes = 0u64;
+    for (i, user) in large_users.iter().enumerate() {
+        let mut session = lab.source.admin_session(user).await?;
+        let messages: Vec<AppendMessage> = (0..o.large)
+            .map(|n| {
+                let size = 10_000_000 + (mix((i * 1000 + n) as u64) % 15_000_000) as usize;
+                AppendMessage {
+                    flags: Vec::new(),
+                    internal_date: Some(corpus::spread_date(n as u32)),
+                    body: Body::Memory(Bytes::from(corpus::large_message(
+                        (i * 1000 + n) as u32,
+                        size,
+                    ))),
+                }
+            })
+            .collect();
+        large_bytes += messages.iter().map(|m| m.body.len()).sum::<u64>();
+        ingest(&mut session, "INBOX", messages).await?;
+        session.logout().await;
+    }
+    let mut large = Vec::new();
+    for &tool in &tools {
+        eprintln!("large: {}", tool.label());
+        let (time, peak) = bench.run(tool, &large_users, o.parallel).await?;
+        let mut diff = 0;
+        for user in &large_users {
+            let source = contents(&lab.source, user).await?;
+            diff += differences(
+                tool,
+                &source,
+                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
+            );
+        }
+        large.push((
+            tool,
+            Row {
+                label: tool.label().into(),
+                seconds: time.as_secs_f64(),
+                differences: Some(diff),
+                peak_mb: peak / 1024,
+            },
+        ));
+    }
+
+    // One mailbox of the mixed shape through a long round trip.
+    let latency = latency_rows(&bench, &latency_user, o.messages, o.latency_ms).await?;
+
+    let flytt_initial = initial
+        .iter()
+        .find(|(t, _)| *t == Tool::Flytt)
+        .map_or(1.0, |(_, r)| r.seconds);
+    let flytt_incremental = incremental
+        .iter()
+        .find(|r| r.label == Tool::Flytt.label())
+        .map_or(1.0, |r| r.seconds);
+    let flytt_large = large
+        .iter()
+        .find(|(t, _)| *t == Tool::Flytt)
+        .map_or(1.0, |(_, r)| r.seconds);
+    let initial_rows: Vec<Row> = initial.into_iter().map(|(_, r)| r).collect();
+    let large_rows: Vec<Row> = large.into_iter().map(|(_, r)| r).collect();
+    let report = format!(
+        "## Peers (`flytt-lab bench-peers`): {users} users x {messages} mixed messages in {folders} folders ({mb:.0} MB), {parallel} users at a time, Dovecot {version}, {cores} cores\n\n\
+{initial}\n\
+Incremental: {new} new messages per user and flags changed on every 20th message.\n\n\
+{incremental}\n\
+Large messages: {large_users} users x {large} messages of 10 to 25 MB ({large_mb:.0} MB).\n\n\
+{large_table}\n\
+{latency}",
+        users = o.users,
+        messages = o.messages,
+        folders = FOLDERS.len(),
+        mb = total_bytes as f64 / 1e6,
+        parallel = o.parallel,
+        version = crate::dovecot_version(),
+        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
+        initial = table(
+            "initial copy",
+            &initial_rows,
+            total_messages,
+            total_bytes,
+            flytt_initial
+        ),
+        incremental = table(
+            "incremental",
+            &incremental,
+            o.users * new,
+            0,
+            flytt_incremental
+        ),
+        large_users = o.large_users,
+        large = o.large,
+        large_mb = large_bytes as f64 / 1e6,
+        large_table = table(
+            "large messages",
+            &large_rows,
+            o.large_users * o.large,
+            large_bytes,
+            flytt_large
+        ),
+    );
+    println!("{report}");
+    if let Some(out) = o.out {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
+}
+
+/// One mailbox of the mixed shape: flytt on loopback, then through the
+/// latency proxy with four pairs and with one, and an unchanged
+/// incremental through the proxy against the time a login takes there.
+async fn latency_rows(
+    bench: &Bench<'_>,
+    user: &str,
+    messages: usize,
+    latency_ms: u64,
+) -> LabResult<String> {
+    let lab = bench.lab;
+    seed_mixed(&lab.source, user, 99, 0, messages).await?;
+    let delay = Duration::from_millis(latency_ms);
+    let source_proxy = LatencyProxy::start(lab.source.port, delay).await?;
+    let target_proxy = LatencyProxy::start(lab.target.port, delay).await?;
+    let proxied = (source_proxy.port, target_proxy.port);
+    let direct = (lab.source.port, lab.target.port);
+    let time = |tool: Tool, target_user: &str, ports: (u16, u16)| -> LabResult<f64> {
+        let started = Instant::now();
+        let status = bench
+            .command_into(tool, user, target_user, ports)?
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            return Err(format!("flytt sync for {user}: {status}").into());
+        }
+        Ok(started.elapsed().as_secs_f64())
+    };
+    // Each copy into a fresh target user, with fresh state.
+    let fresh_state = || std::fs::remove_dir_all(lab.dir.path().join("data"));
+    let loopback = time(Tool::Flytt, &format!("fl-{user}"), direct)?;
+    fresh_state()?;
+    let loopback_one = time(Tool::FlyttOnePair, &format!("f1-{user}"), direct)?;
+    fresh_state()?;
+    let far_one = time(Tool::FlyttOnePair, &format!("dv-{user}"), proxied)?;
+    fresh_state()?;
+    let far = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
+    // Unchanged: the last copy again through the proxy.
+    let unchanged = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
+    // A login through the proxy, as flytt makes it (STARTTLS, master user).
+    let login = {
+        let mut config = lab.source.starttls_config();
+        config.port = source_proxy.port;
+        let started = Instant::now();
+        let session = lab.source.admin_session_with(user, &config).await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        session.logout().await;
+        elapsed
+    };
+    let rtt = 2.0 * latency_ms as f64 / 1000.0;
+    Ok(format!(
+        "One mailbox of {messages} mixed messages in {folders} folders, {latency_ms} ms added each way on both servers ({rtt_ms} ms round trip):\n\n\
+| flytt sync | loopback | {rtt_ms} ms round trip | of loopback rate |\n|---|---:|---:|---:|\n\
+| 4 connection pairs | {loopback:.2} s | {far:.2} s | {r4:.0}% |\n\
+| 1 connection pair | {loopback_one:.2} s | {far_one:.2} s | {r1:.0}% |\n\n\
+Unchanged incremental through the {rtt_ms} ms link: {unchanged:.2} s; one STARTTLS login there takes {login:.2} s, so {beyond:.1} round trips of waiting beyond the login.\n",
+        folders = FOLDERS.len(),
+        rtt_ms = 2 * latency_ms,
+        r4 = 100.0 * loopback / far,
+        r1 = 100.0 * loopback_one / far_one,
+        beyond = (unchanged - login) / rtt,
+    ))
+}
