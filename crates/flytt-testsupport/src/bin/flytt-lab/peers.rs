@@ -119,7 +119,7 @@ fn mixed_message(user: usize, n: usize) -> AppendMessage {
         (11, "\\Answered"),
         (13, "$Arbeid"),
     ] {
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             flags.extend(Flag::parse(flag));
         }
     }
