@@ -1404,6 +1404,54 @@ async fn hash_bodies(
 mod tests {
     use super::*;
 
+    fn visit(source: &str, target: &str) -> Visit {
+        Visit {
+            folder: FolderPlan {
+                source: source.into(),
+                display: source.into(),
+                target: target.into(),
+                selectable: true,
+                subscribed: true,
+                role: None,
+                note: None,
+            },
+            target_exists: true,
+            messages: 1,
+        }
+    }
+
+    #[test]
+    fn the_queue_hands_out_each_folder_once() {
+        let queue = FolderQueue::new(vec![visit("a", "A"), visit("b", "B"), visit("c", "C")]);
+        let taken: Vec<String> = std::iter::from_fn(|| queue.take())
+            .map(|v| v.folder.source)
+            .collect();
+        assert_eq!(taken, ["a", "b", "c"]);
+        assert!(queue.take().is_none());
+    }
+
+    #[test]
+    fn two_folders_into_one_target_folder_never_run_at_once() {
+        // `a/b` and `a_b` on a source whose separator is `.` both go to
+        // `a_b` on a target whose separator is `/`.
+        let queue = FolderQueue::new(vec![
+            visit("a/b", "a_b"),
+            visit("a_b", "a_b"),
+            visit("c", "C"),
+        ]);
+        let first = queue.take().expect("a folder");
+        assert_eq!(first.folder.source, "a/b");
+        let second = queue.take().expect("another folder");
+        assert_eq!(second.folder.source, "c", "the second into a_b waits");
+        assert!(queue.take().is_none());
+        queue.release(&first);
+        let third = queue.take().expect("the waiting folder");
+        assert_eq!(third.folder.source, "a_b");
+        queue.release(&second);
+        queue.release(&third);
+        assert!(queue.take().is_none());
+    }
+
     #[test]
     fn changes_are_named() {
         let original = b"Subject: R\xe6ker\r\n\r\nBody\r\n";

@@ -18,7 +18,7 @@ pub(crate) struct Visit {
     pub(crate) target_exists: bool,
     /// Messages in the source folder (STATUS), to hand out the largest
     /// folders first.
-    messages: u32,
+    pub(crate) messages: u32,
 }
 
 /// Both sides' folders, subscriptions and namespaces.

@@ -486,6 +486,69 @@ async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
     setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
 }
 
+/// Folders copied in parallel over four connection pairs, killed three
+/// times mid-copy, then run to the end: every message exactly once (no pair
+/// copied what another did, or what a killed run had), flags and dates
+/// kept, and the last run copies only what was left.
+async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
+    const FOLDERS: u32 = 10;
+    const PER_FOLDER: u32 = 120;
+    let setup = Setup::new(source, target, &[USER]).await;
+    let folders: Vec<CorpusFolder> = (0..FOLDERS)
+        .map(|i| CorpusFolder {
+            path: if i == 0 {
+                vec!["INBOX".into()]
+            } else {
+                vec!["Prosjekter".into(), format!("Mappe {i}")]
+            },
+            subscribed: true,
+            messages: new_messages(i * 1_000, PER_FOLDER),
+        })
+        .collect();
+    setup.seed(USER, &folders).await;
+    let on_target = async || {
+        let mut session = setup.target.admin_session(USER).await.expect("login");
+        let names: Vec<String> = session
+            .list_all()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|m| m.is_selectable())
+            .map(|m| m.name)
+            .collect();
+        let statuses = session.statuses(&names).await.expect("status");
+        statuses.values().map(|s| s.messages).sum::<u32>()
+    };
+    kill_at_progress(
+        || setup.command(USER, &["--connections", "4"]),
+        on_target,
+        &[150, 500, 900],
+    )
+    .await;
+    let (code, json, output) = setup.sync_user(USER, &["--connections", "4"]);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    let total = u64::from(FOLDERS * PER_FOLDER);
+    let copied = count(&json, "messages_copied");
+    assert!(
+        copied <= total - 900,
+        "the killed runs' copies were kept: {json}"
+    );
+    setup.assert_exact(USER, |_| false).await;
+    // And nothing is left to do.
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_folders_resume_exactly_once_dovecot_to_cyrus() {
+    parallel_folders_resume_exactly_once(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_folders_resume_exactly_once_cyrus_to_dovecot() {
+    parallel_folders_resume_exactly_once(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
 /// Cyrus refuses a `"` in a folder name: the folder is created under a
 /// safe name, reported as renamed, and its mail is copied.
 #[tokio::test(flavor = "multi_thread")]

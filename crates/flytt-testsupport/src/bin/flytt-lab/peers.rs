@@ -246,13 +246,11 @@ impl Tool {
 
     fn label(self) -> &'static str {
         match self {
-            Tool::Ceiling => {
-                "MULTIAPPEND ceiling (read all, then append 50 per command; plaintext)"
-            }
-            Tool::Doveadm => "`doveadm backup` through imapc (plaintext)",
-            Tool::Mbsync => "mbsync (plaintext)",
-            Tool::Flytt => "**flytt sync** (STARTTLS both sides, 4 connection pairs)",
-            Tool::FlyttOnePair => "flytt sync, one connection pair (STARTTLS)",
+            Tool::Ceiling => "MULTIAPPEND ceiling (read all, then append 50 per command)",
+            Tool::Doveadm => "`doveadm backup` through imapc",
+            Tool::Mbsync => "mbsync",
+            Tool::Flytt => "**flytt sync**",
+            Tool::FlyttOnePair => "flytt sync --connections 1",
         }
     }
 }
@@ -315,7 +313,12 @@ impl Bench<'_> {
                     .args(["-o", &format!("imapc_user={user}")])
                     .args(["-o", &format!("imapc_master_user={MASTER_USER}")])
                     .args(["-o", &format!("imapc_password={MASTER_PASSWORD}")])
-                    .args(["-o", "imapc_ssl=no"])
+                    .args(["-o", "imapc_ssl=starttls"])
+                    .arg("-o")
+                    .arg(format!(
+                        "ssl_client_ca_file={}",
+                        self.lab.source.ca_file().display()
+                    ))
                     .args(["-o", "imapc_features=rfc822.size fetch-headers modseq"])
                     .args(["backup", "-R", "-u", target_user, "imapc:"]);
                 cmd
@@ -336,14 +339,16 @@ impl Bench<'_> {
                 std::fs::write(
                     &config,
                     format!(
-                        "IMAPAccount far\nHost 127.0.0.1\nPort {}\nUser {user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n\
+                        "IMAPAccount far\nHost localhost\nPort {}\nUser {user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType STARTTLS\nCertificateFile {ca_far}\nAuthMechs LOGIN\n\n\
 IMAPStore far\nAccount far\n\n\
-IMAPAccount near\nHost 127.0.0.1\nPort {}\nUser {target_user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType None\nAuthMechs LOGIN\n\n\
+IMAPAccount near\nHost localhost\nPort {}\nUser {target_user}*{MASTER_USER}\nPass {MASTER_PASSWORD}\nSSLType STARTTLS\nCertificateFile {ca_near}\nAuthMechs LOGIN\n\n\
 IMAPStore near\nAccount near\n\n\
 Channel copy\nFar :far:\nNear :near:\nPatterns *{patterns}\nCreate Near\nSync Pull\nExpunge None\nCopyArrivalDate yes\nSyncState {}\n",
                         ports.0,
                         ports.1,
                         state.display(),
+                        ca_far = self.lab.source.ca_file().display(),
+                        ca_near = self.lab.target.ca_file().display(),
                     ),
                 )?;
                 let mut cmd = Command::new("mbsync");
@@ -410,8 +415,8 @@ Channel copy\nFar :far:\nNear :near:\nPatterns *{patterns}\nCreate Near\nSync Pu
         let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
         let mut tasks = Vec::new();
         for user in users {
-            let source = self.lab.source.server_config();
-            let target = self.lab.target.server_config();
+            let source = self.lab.source.starttls_config();
+            let target = self.lab.target.starttls_config();
             let source_session = self.lab.source.admin_session_with(user, &source).await?;
             let target_user = Self::target_user(Tool::Ceiling, user);
             let target_session = self
@@ -697,7 +702,7 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     let initial_rows: Vec<Row> = initial.into_iter().map(|(_, r)| r).collect();
     let large_rows: Vec<Row> = large.into_iter().map(|(_, r)| r).collect();
     let report = format!(
-        "## Peers (`flytt-lab bench-peers`): {users} users x {messages} mixed messages in {folders} folders ({mb:.0} MB), {parallel} users at a time, Dovecot {version}, {cores} cores\n\n\
+        "## Peers (`flytt-lab bench-peers`): {users} users x {messages} mixed messages in {folders} folders ({mb:.0} MB), {parallel} users at a time, every tool over STARTTLS to both servers, Dovecot {version}, {cores} cores\n\n\
 {initial}\n\
 Incremental: {new} new messages per user and flags changed on every 20th message.\n\n\
 {incremental}\n\
