@@ -155,6 +155,8 @@ pub struct Session {
     tasks: Vec<JoinHandle<()>>,
     /// See `FrameLimits::max_untagged`.
     max_untagged: usize,
+    /// The quickest command answered so far (see `round_trip`).
+    fastest_answer: Option<Duration>,
 }
 
 impl Drop for Session {
@@ -263,6 +265,7 @@ impl Session {
             bye: None,
             tasks: vec![reader_task, writer_task],
             max_untagged: limits.max_untagged,
+            fastest_answer: None,
         };
         if session.capabilities.is_empty() {
             session.refresh_capabilities().await?;
@@ -272,6 +275,13 @@ impl Session {
 
     pub fn server(&self) -> &str {
         &self.server
+    }
+
+    /// The network's round trip as this session saw it: the quickest
+    /// answer to a command sent alone (CAPABILITY and LOGIN during connect
+    /// and login, trivial work for a server), or `None` before any.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.fastest_answer
     }
 
     pub fn capabilities(&self) -> &[String] {
@@ -369,6 +379,7 @@ impl Session {
     /// data on the way. Other commands must not be in flight.
     pub async fn run(&mut self, builder: CommandBuilder) -> Result<Reply> {
         let name = builder.name();
+        let sent = std::time::Instant::now();
         let tag = self.send(builder).await?;
         let mut untagged = Vec::new();
         loop {
@@ -384,6 +395,8 @@ impl Session {
                 }
                 ServerResponse::Untagged(data) => untagged.push(data),
                 ServerResponse::Tagged(completion) if completion.tag == tag => {
+                    let took = sent.elapsed();
+                    self.fastest_answer = Some(self.fastest_answer.map_or(took, |t| t.min(took)));
                     let completion = self.check(name, completion)?;
                     return Ok(Reply {
                         untagged,

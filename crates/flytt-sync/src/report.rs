@@ -75,6 +75,10 @@ pub struct Report {
     /// size differs): each is an issue saying what changed.
     pub messages_altered: u64,
     pub flags_updated: u64,
+    /// Connection pairs (a session to each server) that copied folders:
+    /// more than one only where the round trip is long (see
+    /// `SyncOptions::connections`).
+    pub connection_pairs: u64,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,
     /// Where each source folder goes: its path inside the source's personal
@@ -111,6 +115,7 @@ impl Report {
         self.messages_failed += other.messages_failed;
         self.messages_altered += other.messages_altered;
         self.flags_updated += other.flags_updated;
+        self.connection_pairs += other.connection_pairs;
         self.plan.extend(other.plan);
         self.issues.extend(other.issues);
     }

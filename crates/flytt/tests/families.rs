@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
+use flytt_testsupport::proxy::LatencyProxy;
 use flytt_testsupport::{Family, Layout, TestServer, kill_at_progress};
 
 const USER: &str = "kari@example.org";
@@ -486,7 +487,8 @@ async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
     setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
 }
 
-/// Folders copied in parallel over four connection pairs, killed three
+/// Folders copied in parallel over four connection pairs (through proxies
+/// adding 5 ms each way: on loopback flytt uses one pair), killed three
 /// times mid-copy, then run to the end: every message exactly once (no pair
 /// copied what another did, or what a killed run had), flags and dates
 /// kept, and the last run copies only what was left.
@@ -494,6 +496,33 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     const FOLDERS: u32 = 10;
     const PER_FOLDER: u32 = 120;
     let setup = Setup::new(source, target, &[USER]).await;
+    let delay = std::time::Duration::from_millis(5);
+    let source_proxy = LatencyProxy::start(setup.source.port(), delay)
+        .await
+        .expect("proxy");
+    let target_proxy = LatencyProxy::start(setup.target.port(), delay)
+        .await
+        .expect("proxy");
+    // The same command with both servers' URLs through the proxies.
+    let through_proxies = |extra: &[&str]| {
+        let plain = setup.command(USER, extra);
+        let mut cmd = Command::new(plain.get_program());
+        for arg in plain.get_args() {
+            let arg = arg.to_string_lossy();
+            cmd.arg(
+                arg.replace(
+                    &format!(":{}", setup.source.port()),
+                    &format!(":{}", source_proxy.port),
+                )
+                .replace(
+                    &format!(":{}", setup.target.port()),
+                    &format!(":{}", target_proxy.port),
+                ),
+            );
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    };
     let folders: Vec<CorpusFolder> = (0..FOLDERS)
         .map(|i| CorpusFolder {
             path: if i == 0 {
@@ -520,13 +549,21 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
         statuses.values().map(|s| s.messages).sum::<u32>()
     };
     kill_at_progress(
-        || setup.command(USER, &["--connections", "4"]),
+        || through_proxies(&["--connections", "4"]),
         on_target,
         &[150, 500, 900],
     )
     .await;
-    let (code, json, output) = setup.sync_user(USER, &["--connections", "4"]);
-    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
+    let output = through_proxies(&["--connections", "4", "--json"])
+        .output()
+        .expect("run flytt");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert!(count(&json, "connection_pairs") > 1, "{json}");
     let total = u64::from(FOLDERS * PER_FOLDER);
     let copied = count(&json, "messages_copied");
     assert!(

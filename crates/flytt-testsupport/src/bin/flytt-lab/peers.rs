@@ -302,6 +302,7 @@ impl Bench<'_> {
                 if tool == Tool::FlyttOnePair {
                     cmd.args(["--connections", "1"]);
                 }
+                cmd.args(crate::extra_flytt_args());
                 cmd
             }
             Tool::Doveadm => {
