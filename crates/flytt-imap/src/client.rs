@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::command::{CommandBuilder, uid_set};
-use crate::connection::Session;
+use crate::connection::{Reply, Session};
 use crate::error::{Error, Result};
 use crate::response::Untagged;
 use std::collections::HashMap;
@@ -375,52 +375,46 @@ impl Session {
 
     /// SELECT or EXAMINE; with CONDSTORE when the server offers it.
     pub async fn select(&mut self, mailbox: &str, access: Access) -> Result<MailboxStatus> {
-        let verb = match access {
-            Access::ReadOnly => "EXAMINE ",
-            Access::ReadWrite => "SELECT ",
+        let reply = self.run(self.select_command(mailbox, access)).await?;
+        Ok(mailbox_status(reply, access))
+    }
+
+    /// SELECT (or EXAMINE) and a `UID FETCH` in the selected mailbox, in
+    /// one round trip. The FETCH has its own outcome: after a refused
+    /// SELECT the server refuses it too (no mailbox is selected then).
+    pub async fn select_and_fetch(
+        &mut self,
+        mailbox: &str,
+        access: Access,
+        fetch: &FetchRequest<'_>,
+    ) -> Result<(MailboxStatus, Result<Vec<FetchedMessage>>)> {
+        let builders = vec![
+            self.select_command(mailbox, access),
+            self.fetch_command(fetch),
+        ];
+        let mut replies = self.run_each(builders).await?.into_iter();
+        let (Some(selected), Some(fetched)) = (replies.next(), replies.next()) else {
+            return Err(Error::Protocol {
+                server: self.server().to_string(),
+                detail: "two commands sent, fewer completions read".into(),
+            });
         };
-        let name = match access {
-            Access::ReadOnly => "EXAMINE",
-            Access::ReadWrite => "SELECT",
+        Ok((
+            mailbox_status(selected?, access),
+            fetched.map(fetched_messages),
+        ))
+    }
+
+    fn select_command(&self, mailbox: &str, access: Access) -> CommandBuilder {
+        let (name, verb) = match access {
+            Access::ReadOnly => ("EXAMINE", "EXAMINE "),
+            Access::ReadWrite => ("SELECT", "SELECT "),
         };
         let mut builder = self.builder(name).raw(verb).astring(mailbox);
         if self.has("CONDSTORE") {
             builder = builder.raw(" (CONDSTORE)");
         }
-        let reply = self.run(builder).await?;
-        let mut status = MailboxStatus {
-            read_only: access == Access::ReadOnly,
-            ..MailboxStatus::default()
-        };
-        let codes = reply
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::Exists(n) => {
-                    status.exists = n;
-                    None
-                }
-                Untagged::Status { code, .. } => code,
-                _ => None,
-            })
-            .chain(reply.completion.code);
-        for code in codes {
-            match code {
-                ResponseCode::UidValidity(v) => status.uid_validity = Some(v),
-                ResponseCode::UidNext(v) => status.uid_next = Some(v),
-                ResponseCode::HighestModSeq(v) => status.highest_modseq = Some(v),
-                ResponseCode::PermanentFlags {
-                    flags,
-                    keywords_allowed,
-                } => {
-                    status.permanent_flags = Some(flags);
-                    status.keywords_allowed = keywords_allowed;
-                }
-                ResponseCode::ReadOnly => status.read_only = true,
-                _ => {}
-            }
-        }
-        Ok(status)
+        builder
     }
 
     /// CREATE; a mailbox that already exists is not an error.
@@ -509,7 +503,12 @@ impl Session {
 
     /// `UID FETCH set (items)`, collecting the answers.
     pub async fn uid_fetch(&mut self, uids: &str, items: &str) -> Result<Vec<FetchedMessage>> {
-        self.fetch_messages(uids, items, None).await
+        self.fetch(&FetchRequest {
+            uids,
+            items,
+            changed_since: None,
+        })
+        .await
     }
 
     /// `UID FETCH set (items) (CHANGEDSINCE modseq)` (CONDSTORE): only
@@ -520,34 +519,31 @@ impl Session {
         items: &str,
         modseq: ModSeq,
     ) -> Result<Vec<FetchedMessage>> {
-        self.fetch_messages(uids, items, Some(modseq)).await
+        self.fetch(&FetchRequest {
+            uids,
+            items,
+            changed_since: Some(modseq),
+        })
+        .await
     }
 
-    async fn fetch_messages(
-        &mut self,
-        uids: &str,
-        items: &str,
-        changed_since: Option<ModSeq>,
-    ) -> Result<Vec<FetchedMessage>> {
+    pub async fn fetch(&mut self, request: &FetchRequest<'_>) -> Result<Vec<FetchedMessage>> {
+        let reply = self.run(self.fetch_command(request)).await?;
+        Ok(fetched_messages(reply))
+    }
+
+    fn fetch_command(&self, request: &FetchRequest<'_>) -> CommandBuilder {
         let mut builder = self
             .builder("UID FETCH")
             .raw("UID FETCH ")
-            .raw(uids)
+            .raw(request.uids)
             .raw(" (")
-            .raw(items)
+            .raw(request.items)
             .raw(")");
-        if let Some(modseq) = changed_since {
+        if let Some(modseq) = request.changed_since {
             builder = builder.raw(&format!(" (CHANGEDSINCE {modseq})"));
         }
-        let reply = self.run(builder).await?;
-        Ok(reply
-            .untagged
-            .into_iter()
-            .filter_map(|u| match u {
-                Untagged::Fetch(m) if m.uid.is_some() => Some(m),
-                _ => None,
-            })
-            .collect())
+        builder
     }
 
     /// Adds (`+`) or removes (`-`) flags on the given UIDs, silently.
@@ -573,6 +569,63 @@ impl Session {
         let builder = self.builder("LOGOUT").raw("LOGOUT");
         let _ = self.run(builder).await;
     }
+}
+
+/// A `UID FETCH`: which UIDs, which items, and with CONDSTORE only the
+/// messages changed after a mod-sequence.
+#[derive(Clone, Copy, Debug)]
+pub struct FetchRequest<'a> {
+    pub uids: &'a str,
+    pub items: &'a str,
+    pub changed_since: Option<ModSeq>,
+}
+
+fn fetched_messages(reply: Reply) -> Vec<FetchedMessage> {
+    reply
+        .untagged
+        .into_iter()
+        .filter_map(|u| match u {
+            Untagged::Fetch(m) if m.uid.is_some() => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a SELECT or EXAMINE answered about the mailbox.
+fn mailbox_status(reply: Reply, access: Access) -> MailboxStatus {
+    let mut status = MailboxStatus {
+        read_only: access == Access::ReadOnly,
+        ..MailboxStatus::default()
+    };
+    let codes = reply
+        .untagged
+        .into_iter()
+        .filter_map(|u| match u {
+            Untagged::Exists(n) => {
+                status.exists = n;
+                None
+            }
+            Untagged::Status { code, .. } => code,
+            _ => None,
+        })
+        .chain(reply.completion.code);
+    for code in codes {
+        match code {
+            ResponseCode::UidValidity(v) => status.uid_validity = Some(v),
+            ResponseCode::UidNext(v) => status.uid_next = Some(v),
+            ResponseCode::HighestModSeq(v) => status.highest_modseq = Some(v),
+            ResponseCode::PermanentFlags {
+                flags,
+                keywords_allowed,
+            } => {
+                status.permanent_flags = Some(flags);
+                status.keywords_allowed = keywords_allowed;
+            }
+            ResponseCode::ReadOnly => status.read_only = true,
+            _ => {}
+        }
+    }
+    status
 }
 
 /// A CREATE answered `[ALREADYEXISTS]` leaves the mailbox as wanted.

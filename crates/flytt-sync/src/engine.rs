@@ -14,8 +14,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use flytt_imap::{
-    Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchedMessage, Flag,
-    MailboxStatus, ResponseCode, ServerResponse, Session, Uid, Untagged, uid_set,
+    Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchRequest,
+    FetchedMessage, Flag, MailboxStatus, ModSeq, ResponseCode, ServerResponse, Session, Uid,
+    Untagged, uid_set,
 };
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
@@ -271,6 +272,26 @@ pub(crate) struct Worker<'a> {
     suspects: Vec<(Uid, Uid, [u8; 32])>,
 }
 
+/// What is fetched of every source message to compare: its body comes
+/// later, only if it is to be copied.
+const METADATA_ITEMS: &str = "UID FLAGS RFC822.SIZE";
+
+/// A folder open on both sides (see `Worker::open`).
+struct Opened {
+    source: MailboxStatus,
+    target: MailboxStatus,
+    /// The folder's checkpoint from the last pass.
+    previous: Option<FolderState>,
+    prefetched: Option<Prefetched>,
+}
+
+/// Source metadata fetched together with the EXAMINE.
+struct Prefetched {
+    /// Only messages changed since this mod-sequence; `None`: all of them.
+    since: Option<ModSeq>,
+    messages: Vec<FetchedMessage>,
+}
+
 /// What flytt knows of a source message before fetching its body.
 #[derive(Clone, Debug)]
 struct Meta {
@@ -384,46 +405,87 @@ impl<'a> Worker<'a> {
         }
     }
 
-    async fn sync_folder(
+    /// Opens the folder on both sides at once, with the source's metadata
+    /// asked for in the same round trip as its EXAMINE: what changed since
+    /// the last pass where that left marks, else everything (`compare` asks
+    /// again if the guess was wrong: a new UIDVALIDITY, no mod-sequences).
+    /// `None`: a side refused the folder (reported).
+    async fn open(
         &mut self,
         folder: &FolderPlan,
         target_exists: bool,
-    ) -> Result<(), SyncError> {
+    ) -> Result<Option<Opened>, SyncError> {
         let dry_run = self.options.dry_run;
-        // Open both sides at once (one round trip instead of two).
         let open_target = target_exists || !dry_run;
         let target_access = if dry_run {
             Access::ReadOnly
         } else {
             Access::ReadWrite
         };
+        let previous = self.store.folder_state(self.pair, &folder.source).await?;
+        let since = previous
+            .as_ref()
+            .filter(|p| p.target_folder == folder.target && p.uid_next.is_some())
+            .and_then(|p| p.highest_modseq)
+            .filter(|_| self.src.has("CONDSTORE"));
+        let request = FetchRequest {
+            uids: "1:*",
+            items: METADATA_ITEMS,
+            changed_since: since,
+        };
         let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (src_status, tgt_status) =
-            tokio::join!(src.select(&folder.source, Access::ReadOnly), async {
+        let (source, target) = tokio::join!(
+            src.select_and_fetch(&folder.source, Access::ReadOnly, &request),
+            async {
                 if open_target {
                     tgt.select(&folder.target, target_access).await
                 } else {
                     Ok(MailboxStatus::default())
                 }
-            },);
-        let Some(src_status) = self.refused_or(
-            src_status,
+            },
+        );
+        let Some((source, fetched)) = self.refused_or(
+            source,
             SyncError::Source,
             IssueKind::Folder,
             folder,
             "cannot open on the source",
         )?
         else {
-            return Ok(());
+            return Ok(None);
         };
         let what = format!("cannot open {:?} on the target", folder.target);
-        let Some(tgt_status) = self.refused_or(
-            tgt_status,
-            SyncError::Target,
-            IssueKind::Folder,
-            folder,
-            &what,
-        )?
+        let Some(target) =
+            self.refused_or(target, SyncError::Target, IssueKind::Folder, folder, &what)?
+        else {
+            return Ok(None);
+        };
+        let prefetched = match fetched {
+            Ok(messages) => Some(Prefetched { since, messages }),
+            // Asked again where it is needed, and then its refusal counts.
+            Err(e) if is_rejection(&e) => None,
+            Err(e) => return Err(SyncError::Source(e)),
+        };
+        Ok(Some(Opened {
+            source,
+            target,
+            previous,
+            prefetched,
+        }))
+    }
+
+    async fn sync_folder(
+        &mut self,
+        folder: &FolderPlan,
+        target_exists: bool,
+    ) -> Result<(), SyncError> {
+        let dry_run = self.options.dry_run;
+        let Some(Opened {
+            source: src_status,
+            target: tgt_status,
+            previous,
+            mut prefetched,
+        }) = self.open(folder, target_exists).await?
         else {
             return Ok(());
         };
@@ -446,7 +508,6 @@ impl<'a> Worker<'a> {
             highest_modseq: None,
             uid_next: None,
         };
-        let previous = self.store.folder_state(self.pair, &folder.source).await?;
         let same_epoch = previous.as_ref().is_some_and(|p| {
             p.source_uidvalidity == source_validity
                 && p.target_uidvalidity == target_validity
@@ -482,14 +543,17 @@ impl<'a> Worker<'a> {
         let (flag_source, new_messages) = if src_status.exists == 0 {
             (Vec::new(), Vec::new())
         } else if let (Some((modseq, uid_next)), Some(_)) = (marks, src_status.highest_modseq) {
-            // One round trip: a message new since the last pass has a
-            // mod-sequence above the one recorded then (RFC 7162), so the
-            // changed ones include the new ones.
-            let changed = self
-                .src
-                .uid_fetch_changed_since("1:*", "UID FLAGS RFC822.SIZE", modseq)
-                .await
-                .map_err(SyncError::Source)?;
+            // A message new since the last pass has a mod-sequence above
+            // the one recorded then (RFC 7162), so the changed ones include
+            // the new ones.
+            let changed = match prefetched.take() {
+                Some(p) if p.since == Some(modseq) => p.messages,
+                _ => self
+                    .src
+                    .uid_fetch_changed_since("1:*", METADATA_ITEMS, modseq)
+                    .await
+                    .map_err(SyncError::Source)?,
+            };
             let new: Vec<FetchedMessage> = changed
                 .iter()
                 .filter(|m| m.uid.is_some_and(|u| u >= uid_next))
@@ -497,11 +561,14 @@ impl<'a> Worker<'a> {
                 .collect();
             (changed, new)
         } else {
-            let all = self
-                .src
-                .uid_fetch("1:*", "UID FLAGS RFC822.SIZE")
-                .await
-                .map_err(SyncError::Source)?;
+            let all = match prefetched.take() {
+                Some(p) if p.since.is_none() => p.messages,
+                _ => self
+                    .src
+                    .uid_fetch("1:*", METADATA_ITEMS)
+                    .await
+                    .map_err(SyncError::Source)?,
+            };
             (all.clone(), all)
         };
 
