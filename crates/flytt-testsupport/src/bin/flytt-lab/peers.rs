@@ -31,6 +31,9 @@ struct Options {
     large_users: usize,
     large: usize,
     latency_ms: u64,
+    /// One part only: `mixed` (initial and incremental), `large` or
+    /// `latency`.
+    only: Option<String>,
     out: Option<PathBuf>,
 }
 
@@ -42,6 +45,7 @@ fn parse(args: &[String]) -> LabResult<Options> {
         large_users: 2,
         large: 12,
         latency_ms: 20,
+        only: None,
         out: None,
     };
     let mut it = args.iter();
@@ -54,6 +58,7 @@ fn parse(args: &[String]) -> LabResult<Options> {
             "--large-users" => o.large_users = value.parse()?,
             "--large" => o.large = value.parse()?,
             "--latency-ms" => o.latency_ms = value.parse()?,
+            "--only" => o.only = Some(value.clone()),
             "--out" => o.out = Some(PathBuf::from(value)),
             other => return Err(format!("unknown option {other}").into()),
         }
@@ -259,6 +264,10 @@ impl Tool {
 struct Bench<'a> {
     lab: &'a Lab,
     flytt: &'a Path,
+    /// The tools compared, in this order.
+    tools: Vec<Tool>,
+    /// Users copied at once.
+    parallel: usize,
 }
 
 impl Bench<'_> {
@@ -519,9 +528,8 @@ fn table(title: &str, rows: &[Row], messages: usize, bytes: u64, flytt_seconds: 
 
 pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     let o = parse(args)?;
-    let mbsync = Command::new("mbsync").arg("-v").output().is_ok();
     let mut tools = vec![Tool::Ceiling, Tool::Doveadm];
-    if mbsync {
+    if Command::new("mbsync").arg("-v").output().is_ok() {
         tools.push(Tool::Mbsync);
     }
     tools.extend([Tool::Flytt, Tool::FlyttOnePair]);
@@ -547,7 +555,84 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
         all.push(format!("near-{user}"));
     }
     let lab = Lab::start(&all)?;
-    let bench = Bench { lab: &lab, flytt };
+    let bench = Bench {
+        lab: &lab,
+        flytt,
+        tools,
+        parallel: o.parallel,
+    };
+    let wanted = |part: &str| o.only.as_deref().is_none_or(|only| only == part);
+    let mut report = format!(
+        "## Peers (`flytt-lab bench-peers`): every tool over STARTTLS to both servers, Dovecot {}, {} cores\n\n",
+        crate::dovecot_version(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    if wanted("mixed") {
+        report.push_str(&mixed(&bench, &users, &o).await?);
+    }
+    if wanted("large") {
+        report.push_str(&large(&bench, &large_users, o.large).await?);
+    }
+    if wanted("latency") {
+        report.push_str(&latency_rows(&bench, &latency_user, o.messages, o.latency_ms).await?);
+    }
+    println!("{report}");
+    if let Some(out) = o.out {
+        std::fs::write(out, &report)?;
+    }
+    Ok(())
+}
+
+/// Every user's non-empty folders, as the source has them now.
+async fn source_contents(
+    lab: &Lab,
+    users: &[String],
+) -> LabResult<Vec<BTreeMap<String, Vec<Snapshot>>>> {
+    let mut sources = Vec::new();
+    for user in users {
+        sources.push(contents(&lab.source, user).await?);
+    }
+    Ok(sources)
+}
+
+impl Bench<'_> {
+    /// Copies `users` with each tool in turn, each into its own target
+    /// users, and compares every copy with the source.
+    async fn rows(
+        &self,
+        tools: impl Iterator<Item = Tool>,
+        users: &[String],
+        part: &str,
+    ) -> LabResult<(Vec<Row>, f64)> {
+        let sources = source_contents(self.lab, users).await?;
+        let mut rows = Vec::new();
+        let mut flytt_seconds = 1.0;
+        for tool in tools {
+            eprintln!("{part}: {}", tool.label());
+            let (time, peak) = self.run(tool, users, self.parallel).await?;
+            let mut diff = 0;
+            for (user, source) in users.iter().zip(&sources) {
+                let copy = contents(&self.lab.target, &Bench::target_user(tool, user)).await?;
+                diff += differences(tool, source, &copy);
+            }
+            if tool == Tool::Flytt {
+                flytt_seconds = time.as_secs_f64();
+            }
+            rows.push(Row {
+                label: tool.label().into(),
+                seconds: time.as_secs_f64(),
+                differences: Some(diff),
+                peak_mb: peak / 1024,
+            });
+        }
+        Ok((rows, flytt_seconds))
+    }
+}
+
+/// The mixed corpus: the initial copy, then an incremental pass after 1 %
+/// new messages and flag changes on every 20th message.
+async fn mixed(bench: &Bench<'_>, users: &[String], o: &Options) -> LabResult<String> {
+    let lab = bench.lab;
     eprintln!(
         "seeding {} users x {} mixed messages in {} folders ...",
         o.users,
@@ -557,42 +642,16 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     for (i, user) in users.iter().enumerate() {
         seed_mixed(&lab.source, user, i, 0, o.messages).await?;
     }
-    let mut sources = Vec::new();
-    for user in &users {
-        sources.push(contents(&lab.source, user).await?);
-    }
-    let total_bytes: u64 = sources
+    let total_bytes: u64 = source_contents(lab, users)
+        .await?
         .iter()
         .flat_map(|s| s.values().flatten())
         .map(|m| m.bytes.len() as u64)
         .sum();
-    let total_messages = o.users * o.messages;
+    let (initial, flytt_initial) = bench
+        .rows(bench.tools.iter().copied(), users, "initial")
+        .await?;
 
-    // Initial copies, tool after tool, each into its own users.
-    let mut initial = Vec::new();
-    for &tool in &tools {
-        eprintln!("initial: {}", tool.label());
-        let (time, peak) = bench.run(tool, &users, o.parallel).await?;
-        let mut diff = 0;
-        for (user, source) in users.iter().zip(&sources) {
-            diff += differences(
-                tool,
-                source,
-                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
-            );
-        }
-        initial.push((
-            tool,
-            Row {
-                label: tool.label().into(),
-                seconds: time.as_secs_f64(),
-                differences: Some(diff),
-                peak_mb: peak / 1024,
-            },
-        ));
-    }
-
-    // Incremental: 1 % new messages, 5 % flag changes, then each tool again.
     let new = (o.messages / 100).max(1);
     for (i, user) in users.iter().enumerate() {
         seed_mixed(&lab.source, user, i, o.messages, o.messages + new).await?;
@@ -616,35 +675,41 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
         }
         session.logout().await;
     }
-    let mut sources = Vec::new();
-    for user in &users {
-        sources.push(contents(&lab.source, user).await?);
-    }
-    let mut incremental = Vec::new();
-    for &tool in tools.iter().filter(|t| **t != Tool::Ceiling) {
-        eprintln!("incremental: {}", tool.label());
-        let (time, peak) = bench.run(tool, &users, o.parallel).await?;
-        let mut diff = 0;
-        for (user, source) in users.iter().zip(&sources) {
-            diff += differences(
-                tool,
-                source,
-                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
-            );
-        }
-        incremental.push(Row {
-            label: tool.label().into(),
-            seconds: time.as_secs_f64(),
-            differences: Some(diff),
-            peak_mb: peak / 1024,
-        });
-    }
+    let peers = bench.tools.iter().copied().filter(|t| *t != Tool::Ceiling);
+    let (incremental, flytt_incremental) = bench.rows(peers, users, "incremental").await?;
+    Ok(format!(
+        "{users} users x {messages} mixed messages in {folders} folders ({mb:.0} MB), {parallel} users at a time:\n\n\
+{initial}\n\
+Incremental: {new} new messages per user and flags changed on every 20th message.\n\n\
+{incremental}\n",
+        users = o.users,
+        messages = o.messages,
+        folders = FOLDERS.len(),
+        mb = total_bytes as f64 / 1e6,
+        parallel = o.parallel,
+        initial = table(
+            "initial copy",
+            &initial,
+            o.users * o.messages,
+            total_bytes,
+            flytt_initial
+        ),
+        incremental = table(
+            "incremental",
+            &incremental,
+            o.users * new,
+            0,
+            flytt_incremental
+        ),
+    ))
+}
 
-    // Large messages: 10 to 25 MB each.
+/// Mailboxes of large messages, 10 to 25 MB each.
+async fn large(bench: &Bench<'_>, users: &[String], per_user: usize) -> LabResult<String> {
     let mut large_bytes = 0u64;
-    for (i, user) in large_users.iter().enumerate() {
-        let mut session = lab.source.admin_session(user).await?;
-        let messages: Vec<AppendMessage> = (0..o.large)
+    for (i, user) in users.iter().enumerate() {
+        let mut session = bench.lab.source.admin_session(user).await?;
+        let messages: Vec<AppendMessage> = (0..per_user)
             .map(|n| {
                 let size = 10_000_000 + (mix((i * 1000 + n) as u64) % 15_000_000) as usize;
                 AppendMessage {
@@ -661,92 +726,21 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
         ingest(&mut session, "INBOX", messages).await?;
         session.logout().await;
     }
-    let mut large = Vec::new();
-    for &tool in &tools {
-        eprintln!("large: {}", tool.label());
-        let (time, peak) = bench.run(tool, &large_users, o.parallel).await?;
-        let mut diff = 0;
-        for user in &large_users {
-            let source = contents(&lab.source, user).await?;
-            diff += differences(
-                tool,
-                &source,
-                &contents(&lab.target, &Bench::target_user(tool, user)).await?,
-            );
-        }
-        large.push((
-            tool,
-            Row {
-                label: tool.label().into(),
-                seconds: time.as_secs_f64(),
-                differences: Some(diff),
-                peak_mb: peak / 1024,
-            },
-        ));
-    }
-
-    // One mailbox of the mixed shape through a long round trip.
-    let latency = latency_rows(&bench, &latency_user, o.messages, o.latency_ms).await?;
-
-    let flytt_initial = initial
-        .iter()
-        .find(|(t, _)| *t == Tool::Flytt)
-        .map_or(1.0, |(_, r)| r.seconds);
-    let flytt_incremental = incremental
-        .iter()
-        .find(|r| r.label == Tool::Flytt.label())
-        .map_or(1.0, |r| r.seconds);
-    let flytt_large = large
-        .iter()
-        .find(|(t, _)| *t == Tool::Flytt)
-        .map_or(1.0, |(_, r)| r.seconds);
-    let initial_rows: Vec<Row> = initial.into_iter().map(|(_, r)| r).collect();
-    let large_rows: Vec<Row> = large.into_iter().map(|(_, r)| r).collect();
-    let report = format!(
-        "## Peers (`flytt-lab bench-peers`): {users} users x {messages} mixed messages in {folders} folders ({mb:.0} MB), {parallel} users at a time, every tool over STARTTLS to both servers, Dovecot {version}, {cores} cores\n\n\
-{initial}\n\
-Incremental: {new} new messages per user and flags changed on every 20th message.\n\n\
-{incremental}\n\
-Large messages: {large_users} users x {large} messages of 10 to 25 MB ({large_mb:.0} MB).\n\n\
-{large_table}\n\
-{latency}",
-        users = o.users,
-        messages = o.messages,
-        folders = FOLDERS.len(),
-        mb = total_bytes as f64 / 1e6,
-        parallel = o.parallel,
-        version = crate::dovecot_version(),
-        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
-        initial = table(
-            "initial copy",
-            &initial_rows,
-            total_messages,
-            total_bytes,
-            flytt_initial
-        ),
-        incremental = table(
-            "incremental",
-            &incremental,
-            o.users * new,
-            0,
-            flytt_incremental
-        ),
-        large_users = o.large_users,
-        large = o.large,
-        large_mb = large_bytes as f64 / 1e6,
-        large_table = table(
+    let (rows, flytt_seconds) = bench
+        .rows(bench.tools.iter().copied(), users, "large")
+        .await?;
+    Ok(format!(
+        "Large messages: {} users x {per_user} messages of 10 to 25 MB ({:.0} MB).\n\n{}\n",
+        users.len(),
+        large_bytes as f64 / 1e6,
+        table(
             "large messages",
-            &large_rows,
-            o.large_users * o.large,
+            &rows,
+            users.len() * per_user,
             large_bytes,
-            flytt_large
+            flytt_seconds
         ),
-    );
-    println!("{report}");
-    if let Some(out) = o.out {
-        std::fs::write(out, &report)?;
-    }
-    Ok(())
+    ))
 }
 
 /// One mailbox of the mixed shape: flytt on loopback, then through the
