@@ -201,26 +201,72 @@ impl Session {
         &mut self,
         mailboxes: &[String],
     ) -> Result<HashMap<String, FolderStatus>> {
+        Ok(self
+            .statuses_and_changes(mailboxes, &MailboxChanges::default())
+            .await?
+            .0)
+    }
+
+    /// STATUS of `mailboxes` (as `statuses`), then the CREATEs and
+    /// SUBSCRIBEs of `changes` in order, pipelined: one round trip where
+    /// there are at most a hundred STATUS commands. Each CREATE and
+    /// SUBSCRIBE has its own outcome; only a lost connection is the error.
+    pub async fn statuses_and_changes(
+        &mut self,
+        mailboxes: &[String],
+        changes: &MailboxChanges<'_>,
+    ) -> Result<(HashMap<String, FolderStatus>, ChangesMade)> {
         let items = if self.has("CONDSTORE") {
             " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
         } else {
             " (MESSAGES UIDNEXT UIDVALIDITY)"
         };
         let mut statuses = HashMap::new();
-        for chunk in mailboxes.chunks(100) {
-            let builders = chunk
+        let mut chunks: Vec<&[String]> = mailboxes.chunks(100).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        let last = chunks.len() - 1;
+        let mut made = ChangesMade::default();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            let mut builders: Vec<CommandBuilder> = chunk
                 .iter()
                 .map(|m| self.builder("STATUS").raw("STATUS ").astring(m).raw(items))
                 .collect();
-            for reply in self.run_each(builders).await?.into_iter().flatten() {
+            let status_count = builders.len();
+            if i == last {
+                builders.extend(
+                    changes
+                        .create
+                        .iter()
+                        .map(|(mailbox, role)| self.create_command(mailbox, *role)),
+                );
+                builders.extend(
+                    changes
+                        .subscribe
+                        .iter()
+                        .map(|m| self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(m)),
+                );
+            }
+            if builders.is_empty() {
+                continue;
+            }
+            let mut replies = self.run_each(builders).await?.into_iter();
+            for reply in replies.by_ref().take(status_count).flatten() {
                 for data in reply.untagged {
                     if let Untagged::MailboxStatus { mailbox, status } = data {
                         statuses.insert(mailbox, status);
                     }
                 }
             }
+            made.created = replies
+                .by_ref()
+                .take(changes.create.len())
+                .map(|reply| already_exists_is_ok(reply.map(|_| ())))
+                .collect();
+            made.subscribed = replies.map(|reply| reply.map(|_| ())).collect();
         }
-        Ok(statuses)
+        Ok((statuses, made))
     }
 
     /// What a sync asks first, in one round trip: ID (when offered, so
@@ -429,24 +475,6 @@ impl Session {
         already_exists_is_ok(self.run(builder).await.map(|_| ()))
     }
 
-    /// CREATE of many mailboxes (with their roles) in one round trip, in
-    /// order: each with its own outcome, so a refused name does not fail
-    /// the others. Only a lost connection is the error.
-    pub async fn create_each(
-        &mut self,
-        mailboxes: &[(&str, Option<&str>)],
-    ) -> Result<Vec<Result<()>>> {
-        let builders = mailboxes
-            .iter()
-            .map(|(mailbox, role)| self.create_command(mailbox, *role))
-            .collect();
-        let replies = self.run_each(builders).await?;
-        Ok(replies
-            .into_iter()
-            .map(|reply| already_exists_is_ok(reply.map(|_| ())))
-            .collect())
-    }
-
     fn create_command(&self, mailbox: &str, role: Option<&str>) -> CommandBuilder {
         let mut builder = self.builder("CREATE").raw("CREATE ").astring(mailbox);
         if let Some(role) = role
@@ -460,21 +488,6 @@ impl Session {
     pub async fn subscribe(&mut self, mailbox: &str) -> Result<()> {
         let builder = self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(mailbox);
         self.run(builder).await.map(|_| ())
-    }
-
-    /// SUBSCRIBE to many mailboxes in one round trip, each with its own
-    /// outcome.
-    pub async fn subscribe_each(&mut self, mailboxes: &[&str]) -> Result<Vec<Result<()>>> {
-        let builders = mailboxes
-            .iter()
-            .map(|m| self.builder("SUBSCRIBE").raw("SUBSCRIBE ").astring(m))
-            .collect();
-        Ok(self
-            .run_each(builders)
-            .await?
-            .into_iter()
-            .map(|reply| reply.map(|_| ()))
-            .collect())
     }
 
     /// Every UID in the selected mailbox.
@@ -626,6 +639,20 @@ fn mailbox_status(reply: Reply, access: Access) -> MailboxStatus {
         }
     }
     status
+}
+
+/// Folders to create (with their special-use roles) and to subscribe to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MailboxChanges<'a> {
+    pub create: &'a [(&'a str, Option<&'a str>)],
+    pub subscribe: &'a [&'a str],
+}
+
+/// Each CREATE's and SUBSCRIBE's outcome, in the order asked.
+#[derive(Debug, Default)]
+pub struct ChangesMade {
+    pub created: Vec<Result<()>>,
+    pub subscribed: Vec<Result<()>>,
 }
 
 /// A CREATE answered `[ALREADYEXISTS]` leaves the mailbox as wanted.

@@ -13,7 +13,7 @@ pub mod mutf7;
 mod response;
 mod types;
 
-pub use client::{Access, Auth, FetchRequest};
+pub use client::{Access, Auth, ChangesMade, FetchRequest, MailboxChanges};
 pub use command::{CommandBuilder, append, uid_set};
 pub use connection::{Reply, Security, ServerConfig, Session, WriteGate};
 pub use error::{Error, ErrorClass, Result, Transient};

@@ -6,7 +6,9 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
-use flytt_imap::{Error as ImapError, FolderStatus, ListedMailbox, Namespaces, Overview};
+use flytt_imap::{
+    Error as ImapError, FolderStatus, ListedMailbox, MailboxChanges, Namespaces, Overview,
+};
 
 use crate::engine::{Worker, is_rejection};
 use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
@@ -63,6 +65,22 @@ impl Renames {
     }
 }
 
+/// What the burst after planning found and did (see
+/// `statuses_and_target_folders`).
+struct Readied {
+    statuses: Statuses,
+    /// Each missing target folder's CREATE, by name.
+    first_tries: HashMap<String, Result<(), ImapError>>,
+    /// Each SUBSCRIBE, by name.
+    subscriptions: HashMap<String, Result<(), ImapError>>,
+}
+
+/// Whether the target folder is to be subscribed: the source's is, and the
+/// target's is not yet.
+fn needs_subscription(folder: &FolderPlan, listings: &Listings, dry_run: bool) -> bool {
+    !dry_run && folder.subscribed && !listings.target_subscribed.contains(&folder.target)
+}
+
 /// How creating a target folder ended.
 enum Created {
     New,
@@ -98,7 +116,11 @@ impl Worker<'_> {
     pub(crate) async fn prepare(&mut self, excludes: &Excludes) -> Result<Vec<Visit>, SyncError> {
         let mut listings = self.list_both_sides().await?;
         let plans = self.plan_folders(&mut listings, excludes);
-        let statuses = self.statuses(&plans, &listings.target).await?;
+        let Readied {
+            statuses,
+            mut first_tries,
+            mut subscriptions,
+        } = self.statuses_and_target_folders(&plans, &listings).await?;
         let mut renames = Renames {
             delimiter: listings
                 .target_namespaces
@@ -108,19 +130,19 @@ impl Worker<'_> {
                 .unwrap_or('/'),
             renamed: Vec::new(),
         };
-        let mut first_tries = self.create_missing(&plans, &listings.target).await?;
         let mut visits = Vec::new();
-        let mut to_subscribe = Vec::new();
+        let mut late_subscriptions = Vec::new();
         for planned in &plans {
             self.report.folders += 1;
             let mut folder = renames.apply(planned);
             if let Some(note) = &folder.note {
                 self.issue(IssueKind::Renamed, &folder.display, None, note.clone());
             }
+            // The burst's tries count only for the name they tried.
+            let as_planned = folder.target == planned.target;
             let exists = target_holds(&listings.target, &folder);
             if !exists && !self.options.dry_run {
-                // The burst's try counts only for the name it tried.
-                let first_try = (folder.target == planned.target)
+                let first_try = as_planned
                     .then(|| first_tries.remove(&folder.target))
                     .flatten();
                 let created = self
@@ -136,11 +158,12 @@ impl Worker<'_> {
                     }
                 }
             }
-            if folder.subscribed
-                && !listings.target_subscribed.contains(&folder.target)
-                && !self.options.dry_run
-            {
-                to_subscribe.push(folder.target.clone());
+            if folder.target == planned.target {
+                if let Some(outcome) = subscriptions.remove(&folder.target) {
+                    self.subscribed(&folder.target, outcome)?;
+                }
+            } else if needs_subscription(&folder, &listings, self.options.dry_run) {
+                late_subscriptions.push(folder.target.clone());
             }
             if folder.selectable && !self.needs_no_visit(&folder, &statuses).await? {
                 let messages = statuses
@@ -156,7 +179,7 @@ impl Worker<'_> {
                 self.passed_by(&folder);
             }
         }
-        self.subscribe_all(&to_subscribe).await?;
+        self.subscribe_all(&late_subscriptions).await?;
         visits.sort_by_key(|v| Reverse(v.messages));
         Ok(visits)
     }
@@ -239,13 +262,18 @@ impl Worker<'_> {
         plans
     }
 
-    /// Both sides' folders' STATUS, in a round trip each: a folder that is
-    /// empty or unchanged since the last complete pass is not opened.
-    async fn statuses(
+    /// Both sides' folders' STATUS (a folder that is empty or unchanged
+    /// since the last complete pass is not opened) and, in the same burst
+    /// on the target, CREATE of every planned folder it lacks and SUBSCRIBE
+    /// of every one subscribed on the source: a round trip on each side. A
+    /// refused CREATE is tried again under other names by
+    /// `create_target_folder`.
+    async fn statuses_and_target_folders(
         &mut self,
         plans: &[FolderPlan],
-        target_list: &[ListedMailbox],
-    ) -> Result<Statuses, SyncError> {
+        listings: &Listings,
+    ) -> Result<Readied, SyncError> {
+        let dry_run = self.options.dry_run;
         let sources: Vec<String> = plans
             .iter()
             .filter(|p| p.selectable)
@@ -253,68 +281,65 @@ impl Worker<'_> {
             .collect();
         let targets: Vec<String> = plans
             .iter()
-            .filter(|p| p.selectable && target_holds(target_list, p))
+            .filter(|p| p.selectable && target_holds(&listings.target, p))
             .map(|p| p.target.clone())
             .collect();
+        let create: Vec<(&str, Option<&str>)> = plans
+            .iter()
+            .filter(|p| !dry_run && !target_holds(&listings.target, p))
+            .map(|p| (p.target.as_str(), p.role))
+            .collect();
+        let subscribe: Vec<&str> = plans
+            .iter()
+            .filter(|p| needs_subscription(p, listings, dry_run))
+            .map(|p| p.target.as_str())
+            .collect();
+        let changes = MailboxChanges {
+            create: &create,
+            subscribe: &subscribe,
+        };
         let (src, tgt) = (&mut self.src, &mut self.tgt);
-        let (source, target) = tokio::join!(src.statuses(&sources), tgt.statuses(&targets));
-        Ok(Statuses {
-            source: source.map_err(SyncError::Source)?,
-            target: target.map_err(SyncError::Target)?,
+        let (source, target) = tokio::join!(
+            src.statuses(&sources),
+            tgt.statuses_and_changes(&targets, &changes)
+        );
+        let (target, made) = target.map_err(SyncError::Target)?;
+        Ok(Readied {
+            statuses: Statuses {
+                source: source.map_err(SyncError::Source)?,
+                target,
+            },
+            first_tries: create
+                .iter()
+                .map(|(name, _)| name.to_string())
+                .zip(made.created)
+                .collect(),
+            subscriptions: subscribe
+                .iter()
+                .map(|name| name.to_string())
+                .zip(made.subscribed)
+                .collect(),
         })
     }
 
-    /// CREATE of every planned folder the target lacks, in one burst: each
-    /// one's outcome by name. A refused one is tried again under other
-    /// names by `create_target_folder`.
-    async fn create_missing(
-        &mut self,
-        plans: &[FolderPlan],
-        target_list: &[ListedMailbox],
-    ) -> Result<HashMap<String, Result<(), ImapError>>, SyncError> {
-        if self.options.dry_run {
-            return Ok(HashMap::new());
+    /// A SUBSCRIBE's outcome: a refusal is logged, not an issue (the mail
+    /// is there all the same).
+    fn subscribed(&self, folder: &str, outcome: Result<(), ImapError>) -> Result<(), SyncError> {
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) if is_rejection(&e) => {
+                tracing::warn!(folder = %folder, error = %e, "cannot subscribe");
+                Ok(())
+            }
+            Err(e) => Err(SyncError::Target(e)),
         }
-        let missing: Vec<(&str, Option<&str>)> = plans
-            .iter()
-            .filter(|p| !target_holds(target_list, p))
-            .map(|p| (p.target.as_str(), p.role))
-            .collect();
-        if missing.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let outcomes = self
-            .tgt
-            .create_each(&missing)
-            .await
-            .map_err(SyncError::Target)?;
-        Ok(missing
-            .iter()
-            .map(|(name, _)| name.to_string())
-            .zip(outcomes)
-            .collect())
     }
 
-    /// SUBSCRIBE of every folder that needs it, in one burst; a refusal is
-    /// logged, not an issue (the mail is there all the same).
+    /// SUBSCRIBE to folders created under another name than planned.
     async fn subscribe_all(&mut self, folders: &[String]) -> Result<(), SyncError> {
-        if folders.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<&str> = folders.iter().map(String::as_str).collect();
-        let outcomes = self
-            .tgt
-            .subscribe_each(&names)
-            .await
-            .map_err(SyncError::Target)?;
-        for (folder, outcome) in folders.iter().zip(outcomes) {
-            match outcome {
-                Ok(()) => {}
-                Err(e) if is_rejection(&e) => {
-                    tracing::warn!(folder = %folder, error = %e, "cannot subscribe");
-                }
-                Err(e) => return Err(SyncError::Target(e)),
-            }
+        for folder in folders {
+            let outcome = self.tgt.subscribe(folder).await;
+            self.subscribed(folder, outcome)?;
         }
         Ok(())
     }

@@ -310,8 +310,9 @@ impl Bench<'_> {
                     .arg(dir.join("data"));
                 if tool == Tool::FlyttOnePair {
                     cmd.args(["--connections", "1"]);
+                } else {
+                    cmd.args(crate::extra_flytt_args());
                 }
-                cmd.args(crate::extra_flytt_args());
                 cmd
             }
             Tool::Doveadm => {
@@ -759,29 +760,38 @@ async fn latency_rows(
     let target_proxy = LatencyProxy::start(lab.target.port, delay).await?;
     let proxied = (source_proxy.port, target_proxy.port);
     let direct = (lab.source.port, lab.target.port);
-    let time = |tool: Tool, target_user: &str, ports: (u16, u16)| -> LabResult<f64> {
+    // Each run's time and peak resident memory (MB).
+    let time = |tool: Tool, target_user: &str, ports: (u16, u16)| -> LabResult<(f64, u64)> {
         let started = Instant::now();
-        let status = bench
+        let mut child = bench
             .command_into(tool, user, target_user, ports)?
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .status()?;
+            .spawn()?;
+        let mut peak_kb = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            peak_kb = peak_kb.max(peak_rss_kb(child.id()));
+            std::thread::sleep(Duration::from_millis(10));
+        };
         if !status.success() {
             return Err(format!("flytt sync for {user}: {status}").into());
         }
-        Ok(started.elapsed().as_secs_f64())
+        Ok((started.elapsed().as_secs_f64(), peak_kb / 1024))
     };
     // Each copy into a fresh target user, with fresh state.
     let fresh_state = || std::fs::remove_dir_all(lab.dir.path().join("data"));
-    let loopback = time(Tool::Flytt, &format!("fl-{user}"), direct)?;
+    let (loopback, _) = time(Tool::Flytt, &format!("fl-{user}"), direct)?;
     fresh_state()?;
-    let loopback_one = time(Tool::FlyttOnePair, &format!("f1-{user}"), direct)?;
+    let (loopback_one, _) = time(Tool::FlyttOnePair, &format!("f1-{user}"), direct)?;
     fresh_state()?;
-    let far_one = time(Tool::FlyttOnePair, &format!("dv-{user}"), proxied)?;
+    let (far_one, peak_one) = time(Tool::FlyttOnePair, &format!("dv-{user}"), proxied)?;
     fresh_state()?;
-    let far = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
+    let (far, peak) = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
     // Unchanged: the last copy again through the proxy.
-    let unchanged = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
+    let (unchanged, _) = time(Tool::Flytt, &format!("near-{user}"), proxied)?;
     // A login through the proxy, as flytt makes it (STARTTLS, master user).
     let login = {
         let mut config = lab.source.starttls_config();
@@ -795,9 +805,9 @@ async fn latency_rows(
     let rtt = 2.0 * latency_ms as f64 / 1000.0;
     Ok(format!(
         "One mailbox of {messages} mixed messages in {folders} folders, {latency_ms} ms added each way on both servers ({rtt_ms} ms round trip):\n\n\
-| flytt sync | loopback | {rtt_ms} ms round trip | of loopback rate |\n|---|---:|---:|---:|\n\
-| 4 connection pairs | {loopback:.2} s | {far:.2} s | {r4:.0}% |\n\
-| 1 connection pair | {loopback_one:.2} s | {far_one:.2} s | {r1:.0}% |\n\n\
+| flytt sync | loopback | {rtt_ms} ms round trip | of loopback rate | peak RSS there |\n|---|---:|---:|---:|---:|\n\
+| default (one connection pair on loopback, more over the long round trip) | {loopback:.2} s | {far:.2} s | {r4:.0}% | {peak} MB |\n\
+| `--connections 1` | {loopback_one:.2} s | {far_one:.2} s | {r1:.0}% | {peak_one} MB |\n\n\
 Unchanged incremental through the {rtt_ms} ms link: {unchanged:.2} s; one STARTTLS login there takes {login:.2} s, so {beyond:.1} round trips of waiting beyond the login.\n",
         folders = FOLDERS.len(),
         rtt_ms = 2 * latency_ms,
