@@ -679,9 +679,10 @@ impl<'a> Worker<'a> {
             self.store
                 .begin_appending(self.pair, &folder.source, tgt_status.uid_next)
                 .await?;
-            self.copy(folder, &to_copy, &tgt_status, &mut unkept)
+            let stored_sizes = self
+                .copy(folder, &to_copy, &tgt_status, &mut unkept)
                 .await?;
-            self.verify_copies(folder).await?;
+            self.verify_copies(folder, stored_sizes).await?;
             self.store.end_appending(self.pair, &folder.source).await?;
         }
         self.apply_flags(folder, flag_changes).await?;
@@ -894,9 +895,9 @@ impl<'a> Worker<'a> {
         to_copy: &[Meta],
         target: &MailboxStatus,
         unkept: &mut BTreeSet<String>,
-    ) -> Result<(), SyncError> {
+    ) -> Result<HashMap<Uid, u64>, SyncError> {
         if to_copy.is_empty() {
-            return Ok(());
+            return Ok(HashMap::new());
         }
         let chunks = chunk(
             to_copy,
@@ -922,6 +923,7 @@ impl<'a> Worker<'a> {
         let mut unanswered: Vec<Uid> = Vec::new();
         let mut unparsable: Option<String> = None;
         let asked: HashSet<Uid> = to_copy.iter().map(|m| m.uid).collect();
+        let mut sizes = StoredSizes::default();
         let mut appends = Appends {
             window: append_window,
             ready: VecDeque::new(),
@@ -945,7 +947,16 @@ impl<'a> Worker<'a> {
                 next_chunk += 1;
             }
             self.send_appends(folder, &mut appends).await?;
-            if fetching.is_empty() && appends.in_flight.is_empty() {
+            let last_appends_sent = next_chunk == chunks.len()
+                && fetching.is_empty()
+                && appends.ready.is_empty()
+                && appends.singles.is_empty();
+            if last_appends_sent {
+                sizes
+                    .ask_behind(&mut self.tgt, target, self.uidplus)
+                    .await?;
+            }
+            if fetching.is_empty() && appends.in_flight.is_empty() && sizes.tag.is_none() {
                 break;
             }
             tokio::select! {
@@ -1003,8 +1014,12 @@ impl<'a> Worker<'a> {
                         _ => {}
                     }
                 }
-                response = self.tgt.next(), if !appends.in_flight.is_empty() => {
-                    if let ServerResponse::Tagged(done) = response.map_err(SyncError::Target)? {
+                response = self.tgt.next(), if !appends.in_flight.is_empty() || sizes.tag.is_some() => {
+                    let response = response.map_err(SyncError::Target)?;
+                    if sizes.answered(&response) {
+                        continue;
+                    }
+                    if let ServerResponse::Tagged(done) = response {
                         let Some(batch) = appends.in_flight.remove(&done.tag) else { continue };
                         if done.status == CompletionStatus::Ok {
                             // The next APPEND leaves before the state write,
@@ -1034,7 +1049,8 @@ impl<'a> Worker<'a> {
             }
         }
         self.left_out(folder, &unanswered, unparsable.as_deref())
-            .await
+            .await?;
+        Ok(sizes.stored)
     }
 
     /// UIDs the source left out of an OK FETCH: gone only if `UID SEARCH`
@@ -1159,21 +1175,30 @@ impl<'a> Worker<'a> {
     /// `content_to_check` picked: a target that rewrote a message on APPEND
     /// is reported, never silently. The first few of a folder are read back
     /// from both sides to say what changed.
-    async fn verify_copies(&mut self, folder: &FolderPlan) -> Result<(), SyncError> {
+    async fn verify_copies(
+        &mut self,
+        folder: &FolderPlan,
+        mut sizes: HashMap<Uid, u64>,
+    ) -> Result<(), SyncError> {
         const EXPLAINED_PER_FOLDER: usize = 20;
         let sent = std::mem::take(&mut self.sent);
         let suspects = std::mem::take(&mut self.suspects);
         if sent.is_empty() {
             return Ok(());
         }
-        let target_uids: Vec<Uid> = sent.iter().map(|(_, t, _)| *t).collect();
-        let sizes: HashMap<Uid, u64> =
+        // Sizes not asked for behind the APPENDs (see `StoredSizes`).
+        let target_uids: Vec<Uid> = sent
+            .iter()
+            .map(|(_, t, _)| *t)
+            .filter(|t| !sizes.contains_key(t))
+            .collect();
+        sizes.extend(
             fetch_in_chunks(&mut self.tgt, &target_uids, "UID RFC822.SIZE")
                 .await
                 .map_err(SyncError::Target)?
                 .into_iter()
-                .filter_map(|m| Some((m.uid?, u64::from(m.size?))))
-                .collect();
+                .filter_map(|m| Some((m.uid?, u64::from(m.size?)))),
+        );
         let suspect_uids: Vec<Uid> = suspects.iter().map(|(_, t, _)| *t).collect();
         let stored_hashes = hash_bodies(&mut self.tgt, &suspect_uids, self.options.batch_messages)
             .await
@@ -1355,6 +1380,59 @@ struct Appends {
     /// Messages of a refused MULTIAPPEND, retried one by one first.
     singles: VecDeque<Pending>,
     in_flight: HashMap<String, Vec<Pending>>,
+}
+
+/// The sizes the target gives its copies, asked for right behind the last
+/// APPENDs (`UID FETCH uidnext:* (UID RFC822.SIZE)` from the folder's
+/// UIDNEXT when it was opened, which the server answers after them), so
+/// that checking them costs no round trip of its own. Copies appended after
+/// it (a refused MULTIAPPEND's messages one by one) are asked for by
+/// `verify_copies`.
+#[derive(Default)]
+struct StoredSizes {
+    /// The FETCH's tag while it is in flight.
+    tag: Option<String>,
+    asked: bool,
+    stored: HashMap<Uid, u64>,
+}
+
+impl StoredSizes {
+    /// Sends the FETCH once, where copies get target UIDs (UIDPLUS).
+    async fn ask_behind(
+        &mut self,
+        target: &mut Session,
+        status: &MailboxStatus,
+        uidplus: bool,
+    ) -> Result<(), SyncError> {
+        let Some(from) = status.uid_next.filter(|_| uidplus && !self.asked) else {
+            return Ok(());
+        };
+        let builder = target
+            .builder("UID FETCH")
+            .raw(&format!("UID FETCH {from}:* (UID RFC822.SIZE)"));
+        self.tag = Some(target.send(builder).await.map_err(SyncError::Target)?);
+        self.asked = true;
+        Ok(())
+    }
+
+    /// Takes what belongs to the FETCH; `false` for anything else.
+    fn answered(&mut self, response: &ServerResponse) -> bool {
+        let Some(tag) = &self.tag else { return false };
+        match response {
+            ServerResponse::Untagged(Untagged::Fetch(m)) => {
+                if let (Some(uid), Some(size)) = (m.uid, m.size) {
+                    self.stored.insert(uid, u64::from(size));
+                }
+                true
+            }
+            // Refused or not, the sizes missing are asked for again later.
+            ServerResponse::Tagged(done) if done.tag == *tag => {
+                self.tag = None;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Whether the header (up to the first empty line) has raw 8-bit bytes.
