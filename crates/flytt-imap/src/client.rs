@@ -577,10 +577,13 @@ impl Session {
         self.run(builder).await.map(|_| ())
     }
 
-    /// LOGOUT, ignoring a server that hangs up first.
+    /// LOGOUT, without waiting for the answer (a round trip of nothing):
+    /// the command is written out and the connection closed.
     pub async fn logout(mut self) {
         let builder = self.builder("LOGOUT").raw("LOGOUT");
-        let _ = self.run(builder).await;
+        if self.send(builder).await.is_ok() {
+            self.finish_writing().await;
+        }
     }
 }
 

@@ -307,6 +307,16 @@ impl Session {
         CommandBuilder::new(name, self.literal_plus())
     }
 
+    /// Lets the writer send what is queued and stop; nothing more can be
+    /// sent after.
+    pub(crate) async fn finish_writing(&mut self) {
+        let (closed, _) = mpsc::channel(1);
+        drop(std::mem::replace(&mut self.commands, closed));
+        if let Some(writer) = self.tasks.get_mut(1) {
+            let _ = tokio::time::timeout(self.timeout, writer).await;
+        }
+    }
+
     /// Queues a command and returns its tag; does not wait for the answer.
     pub async fn send(&mut self, builder: CommandBuilder) -> Result<String> {
         let tag = format!("F{}", self.next_tag);
