@@ -103,8 +103,9 @@ async fn connect_identified(account: &Account) -> flytt_imap::Result<Session> {
 
 /// The lead pair prepares (lists, plans, creates: `prepare.rs`) and then
 /// copies folders from the queue. Where the round trip is long, up to
-/// `connections - 1` more pairs connect meanwhile and take folders from the
-/// same queue; one still connecting when the queue has run dry is dropped,
+/// `connections - 1` more pairs (no more than there are folders to visit)
+/// connect and take folders from the same queue; one still connecting when
+/// the queue has run dry is dropped,
 /// and one that cannot be opened is done without (the others take its
 /// share). The first error of any pair stops the sync, as one pair's would:
 /// the others are dropped where they are, which is as safe as a killed
@@ -116,22 +117,19 @@ async fn sync_folders(
     target: &Account,
 ) -> Result<Report, SyncError> {
     let shared = lead.shared();
+    let visits = lead.prepare(excludes).await?;
     let round_trip = lead
         .src
         .round_trip()
         .max(lead.tgt.round_trip())
         .unwrap_or_default();
     let extra = if round_trip >= PARALLEL_FROM_ROUND_TRIP {
-        shared.options.connections.saturating_sub(1)
+        let most = shared.options.connections.min(visits.len());
+        most.saturating_sub(1)
     } else {
         0
     };
-    let queue = &FolderQueue::new();
-    let lead_pair = async {
-        let visits = lead.prepare(excludes).await?;
-        queue.fill(visits);
-        lead.work_through(queue).await
-    };
+    let queue = &FolderQueue::new(visits);
     let others = (0..extra).map(|_| async move {
         let connected = tokio::select! {
             pair = connect_pair(source, target, connect_identified) => pair,
@@ -145,38 +143,40 @@ async fn sync_folders(
             }
         }
     });
-    let (mut report, others) =
-        tokio::try_join!(lead_pair, futures_util::future::try_join_all(others))?;
+    let (mut report, others) = tokio::try_join!(
+        lead.work_through(queue),
+        futures_util::future::try_join_all(others)
+    )?;
     for other in others {
         report.absorb(other);
     }
     Ok(report)
 }
 
-/// The folders still to visit, filled by the lead pair once it has
-/// prepared them and handed to the pairs one at a time. A folder whose
-/// target folder another pair is writing into waits (two source folders
-/// may map to one target folder): a pair finds nothing only when every
-/// folder left is held up that way, and the pair holding them takes them
-/// after its own.
+/// The folders still to visit, handed to the pairs one at a time. A folder
+/// whose target folder another pair is writing into waits (two source
+/// folders may map to one target folder): a pair finds nothing only when
+/// every folder left is held up that way, and the pair holding them takes
+/// them after its own.
 struct FolderQueue {
     state: Mutex<QueueState>,
-    /// Wakes the pairs waiting for the queue to be filled or to run dry.
-    changed: Notify,
+    /// Wakes the pairs still connecting once every folder is taken.
+    ran_dry: Notify,
 }
 
-#[derive(Default)]
 struct QueueState {
-    filled: bool,
     waiting: VecDeque<Visit>,
     busy_targets: HashSet<String>,
 }
 
 impl FolderQueue {
-    fn new() -> FolderQueue {
+    fn new(visits: Vec<Visit>) -> FolderQueue {
         FolderQueue {
-            state: Mutex::new(QueueState::default()),
-            changed: Notify::new(),
+            state: Mutex::new(QueueState {
+                waiting: visits.into(),
+                busy_targets: HashSet::new(),
+            }),
+            ran_dry: Notify::new(),
         }
     }
 
@@ -184,32 +184,12 @@ impl FolderQueue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn fill(&self, visits: Vec<Visit>) {
-        let mut state = self.lock();
-        state.waiting = visits.into();
-        state.filled = true;
-        drop(state);
-        self.changed.notify_waiters();
-    }
-
-    /// The next folder this pair may copy, once the queue is filled; `None`
-    /// when none is left for it.
-    async fn next(&self) -> Option<Visit> {
-        loop {
-            let changed = self.changed.notified();
-            if self.lock().filled {
-                return self.take();
-            }
-            changed.await;
-        }
-    }
-
+    /// The next folder this pair may copy; `None` when none is left for it.
     fn take(&self) -> Option<Visit> {
         let mut state = self.lock();
         let QueueState {
             waiting,
             busy_targets,
-            ..
         } = &mut *state;
         let index = waiting
             .iter()
@@ -219,7 +199,7 @@ impl FolderQueue {
         let dry = waiting.is_empty();
         drop(state);
         if dry {
-            self.changed.notify_waiters();
+            self.ran_dry.notify_waiters();
         }
         Some(visit)
     }
@@ -228,17 +208,14 @@ impl FolderQueue {
         self.lock().busy_targets.remove(&visit.folder.target);
     }
 
-    /// Returns once the queue is filled and every folder in it taken.
+    /// Returns once every folder is taken.
     async fn run_dry(&self) {
         loop {
-            let changed = self.changed.notified();
-            {
-                let state = self.lock();
-                if state.filled && state.waiting.is_empty() {
-                    return;
-                }
+            let ran_dry = self.ran_dry.notified();
+            if self.lock().waiting.is_empty() {
+                return;
             }
-            changed.await;
+            ran_dry.await;
         }
     }
 }
@@ -352,7 +329,7 @@ impl<'a> Worker<'a> {
     /// logs out; returns what this pair did.
     async fn work_through(mut self, queue: &FolderQueue) -> Result<Report, SyncError> {
         self.report.connection_pairs = 1;
-        while let Some(visit) = queue.next().await {
+        while let Some(visit) = queue.take() {
             self.observer.folder_started(&visit.folder.display);
             let synced = self.sync_folder(&visit.folder, visit.target_exists).await;
             queue.release(&visit);
@@ -1631,8 +1608,7 @@ mod tests {
 
     #[test]
     fn the_queue_hands_out_each_folder_once() {
-        let queue = FolderQueue::new();
-        queue.fill(vec![visit("a", "A"), visit("b", "B"), visit("c", "C")]);
+        let queue = FolderQueue::new(vec![visit("a", "A"), visit("b", "B"), visit("c", "C")]);
         let taken: Vec<String> = std::iter::from_fn(|| queue.take())
             .map(|v| v.folder.source)
             .collect();
@@ -1641,28 +1617,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pairs_wait_for_the_queue_and_see_it_run_dry() {
-        let queue = FolderQueue::new();
-        let waiting = async {
-            let first = queue.next().await.map(|v| v.folder.source);
-            queue.run_dry().await;
-            first
-        };
-        let filling = async {
+    async fn pairs_still_connecting_see_the_queue_run_dry() {
+        let queue = FolderQueue::new(vec![visit("a", "A"), visit("b", "B")]);
+        let taking = async {
             tokio::task::yield_now().await;
-            queue.fill(vec![visit("a", "A")]);
+            let taken: Vec<String> = std::iter::from_fn(|| queue.take())
+                .map(|v| v.folder.source)
+                .collect();
+            taken
         };
-        let (first, ()) = tokio::join!(waiting, filling);
-        assert_eq!(first.as_deref(), Some("a"));
-        assert!(queue.next().await.is_none());
+        let ((), taken) = tokio::join!(queue.run_dry(), taking);
+        assert_eq!(taken, ["a", "b"]);
+        // Once dry, it stays dry.
+        queue.run_dry().await;
     }
 
     #[test]
     fn two_folders_into_one_target_folder_never_run_at_once() {
         // `a/b` and `a_b` on a source whose separator is `.` both go to
         // `a_b` on a target whose separator is `/`.
-        let queue = FolderQueue::new();
-        queue.fill(vec![
+        let queue = FolderQueue::new(vec![
             visit("a/b", "a_b"),
             visit("a_b", "a_b"),
             visit("c", "C"),

@@ -11,7 +11,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, Worker, add_endpoint, count_logins, flytt, flytt_ok, json, keep_state_in, seed_inbox,
+    Backend, Worker, add_endpoint, count_users, flytt, flytt_ok, json, keep_state_in, seed_inbox,
 };
 use flytt_testsupport::corpus::{self, CorpusMessage};
 use flytt_testsupport::dovecot::MASTER_PASSWORD;
@@ -210,7 +210,7 @@ async fn a_batch_runs_to_completion_on(backend: Backend) {
     // Count the source's concurrent logins while the batch runs: the
     // endpoint allows two migrations at once.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let counter = count_logins(source.config_path().to_path_buf(), stop.clone());
+    let counter = count_users(source.config_path().to_path_buf(), stop.clone());
     let mut worker = Worker::start(&data);
     let status = wait_for(
         &data,
@@ -222,7 +222,7 @@ async fn a_batch_runs_to_completion_on(backend: Backend) {
     let most = counter.join().expect("counter");
     assert!(
         (1..=2).contains(&most),
-        "{most} concurrent source logins; the limit is 2"
+        "{most} users logged in to the source at once; the limit is 2"
     );
     assert_eq!(status["status"], "SyncedWithErrors", "{status}");
     assert_eq!(status["user_counts"]["Synced"], 48, "{status}");

@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, FAILING_USER, Lab, USER_PASSWORD, Worker, count_logins, flytt, flytt_command,
-    flytt_ok, json,
+    Backend, FAILING_USER, Lab, USER_PASSWORD, Worker, count_users, flytt, flytt_command, flytt_ok,
+    json,
 };
 use flytt_testsupport::corpus;
 
@@ -133,7 +133,7 @@ async fn three_runners_share_one_database(backend: Backend, user_count: usize) {
     flytt_ok(data, &["batch", "start", "Bølge 1"]);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let counter = count_logins(lab.source.config_path().to_path_buf(), stop.clone());
+    let counter = count_users(lab.source.config_path().to_path_buf(), stop.clone());
     let mut runners: Vec<Worker> = (0..3).map(|_| worker(data)).collect();
     // All three are registered and share the work.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -183,7 +183,7 @@ async fn three_runners_share_one_database(backend: Backend, user_count: usize) {
     let most = counter.join().expect("counter");
     assert!(
         (1..=3).contains(&most),
-        "{most} source logins at once; the limit is 3"
+        "{most} users logged in to the source at once; the limit is 3"
     );
     let status = batch(data);
     assert_eq!(status["user_counts"]["Synced"], user_count, "{status}");

@@ -279,9 +279,10 @@ pub fn new_token(data: &Path, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Counts the source's logged-in users (`doveadm who`) until `stop`; the
+/// Counts the source's logged-in users (`doveadm who`, one line per user
+/// whatever its sessions: a migration may open several) until `stop`; the
 /// most seen at once.
-pub fn count_logins(
+pub fn count_users(
     config: std::path::PathBuf,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
@@ -291,7 +292,7 @@ pub fn count_logins(
             if let Ok(out) = Command::new("doveadm")
                 .arg("-c")
                 .arg(&config)
-                .args(["who", "-1"])
+                .arg("who")
                 .output()
             {
                 let lines = String::from_utf8_lossy(&out.stdout).lines().count();
