@@ -278,10 +278,15 @@ impl Session {
     }
 
     /// The network's round trip as this session saw it: the quickest
-    /// answer to a command sent alone (CAPABILITY and LOGIN during connect
-    /// and login, trivial work for a server), or `None` before any.
+    /// answer to a command or a burst of them (CAPABILITY and LOGIN while
+    /// connecting, then the first bursts of a sync: little work for a
+    /// server, so the quickest is mostly the network), or `None` before any.
     pub fn round_trip(&self) -> Option<Duration> {
         self.fastest_answer
+    }
+
+    fn answered_in(&mut self, took: Duration) {
+        self.fastest_answer = Some(self.fastest_answer.map_or(took, |t| t.min(took)));
     }
 
     pub fn capabilities(&self) -> &[String] {
@@ -405,8 +410,7 @@ impl Session {
                 }
                 ServerResponse::Untagged(data) => untagged.push(data),
                 ServerResponse::Tagged(completion) if completion.tag == tag => {
-                    let took = sent.elapsed();
-                    self.fastest_answer = Some(self.fastest_answer.map_or(took, |t| t.min(took)));
+                    self.answered_in(sent.elapsed());
                     let completion = self.check(name, completion)?;
                     return Ok(Reply {
                         untagged,
@@ -436,6 +440,7 @@ impl Session {
     /// Like `run_many`, with each command's own outcome: a refused command
     /// does not fail the others. Only a lost connection is the error.
     pub async fn run_each(&mut self, builders: Vec<CommandBuilder>) -> Result<Vec<Result<Reply>>> {
+        let sent = std::time::Instant::now();
         let mut tags = Vec::new();
         for builder in builders {
             let name = builder.name();
@@ -465,6 +470,7 @@ impl Session {
                 ServerResponse::Continuation | ServerResponse::Bye(_) => {}
             }
         }
+        self.answered_in(sent.elapsed());
         Ok(replies.into_iter().flatten().collect())
     }
 

@@ -65,12 +65,16 @@ pub async fn sync_mailbox(
 }
 
 /// Extra connection pairs only where the network's round trip is at least
-/// this long. Below it (a LAN, one machine) one pair's pipelines keep both
-/// servers busy and more pairs only add server load: on loopback, ten
-/// mailboxes four at a time copied in 5.2 s with one pair each and 7.2 s
-/// with four; through a 40 ms round trip one mailbox of 21 folders took
-/// 5.8 s with one pair and 2.2 s with four (docs/performance.md).
-const PARALLEL_FROM_ROUND_TRIP: Duration = Duration::from_millis(5);
+/// this long (the quickest answer a lead session got, see
+/// `Session::round_trip`). Below it (a LAN, one machine) one pair's
+/// pipelines keep both servers busy and more pairs only add server load: on
+/// a loaded two-core machine, ten mailboxes four at a time copied in 7.0 s
+/// with one pair each and 9.2 s when extra pairs opened; through a 40 ms
+/// round trip one mailbox of 21 folders took 4.2 s with one pair and 1.4 s
+/// with eight (docs/performance.md). Fifteen, not less: single answers on
+/// that loaded machine took up to 17 ms, and the quickest of a session's
+/// first ones up to 10 ms.
+const PARALLEL_FROM_ROUND_TRIP: Duration = Duration::from_millis(15);
 
 /// One session to each side, both opened at once: each login costs
 /// several round trips.
@@ -129,6 +133,12 @@ async fn sync_folders(
     } else {
         0
     };
+    tracing::debug!(
+        round_trip_ms = round_trip.as_secs_f64() * 1000.0,
+        folders = visits.len(),
+        pairs = extra + 1,
+        "connection pairs"
+    );
     let queue = &FolderQueue::new(visits);
     let others = (0..extra).map(|_| async move {
         let connected = tokio::select! {

@@ -77,7 +77,7 @@ pub struct SyncOptions {
     pub append_window: usize,
     /// Connection pairs (one session to each side) at most, copying
     /// folders in parallel: the lead pair, and the others only where the
-    /// network's round trip is at least 5 ms (on a LAN one pair's
+    /// network's round trip is at least 15 ms (on a LAN one pair's
     /// pipelines keep both servers busy, and more only add load).
     pub connections: usize,
 }

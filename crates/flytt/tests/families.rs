@@ -488,7 +488,7 @@ async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
 }
 
 /// Folders copied in parallel over four connection pairs (through proxies
-/// adding 5 ms each way: on loopback flytt uses one pair), killed three
+/// adding 10 ms each way: on loopback flytt uses one pair), killed three
 /// times mid-copy, then run to the end: every message exactly once (no pair
 /// copied what another did, or what a killed run had), flags and dates
 /// kept, and the last run copies only what was left.
@@ -496,7 +496,7 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     const FOLDERS: u32 = 10;
     const PER_FOLDER: u32 = 120;
     let setup = Setup::new(source, target, &[USER]).await;
-    let delay = std::time::Duration::from_millis(5);
+    let delay = std::time::Duration::from_millis(10);
     let source_proxy = LatencyProxy::start(setup.source.port(), delay)
         .await
         .expect("proxy");
