@@ -70,7 +70,39 @@ fn endpoints_are_created_tested_shown_and_removed() {
     let show = flytt(&data, &["endpoint", "show", "gammel", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
     assert_eq!(json["max_concurrent_migrations"], 5);
+    assert_eq!(json["connections_per_user"], 8, "the default");
     assert_eq!(json["admin_password_set"], true);
+    // Sessions per user: 1 to 16.
+    for refused in ["0", "17"] {
+        let set = flytt(
+            &data,
+            &[
+                "endpoint",
+                "set",
+                "gammel",
+                "--connections-per-user",
+                refused,
+            ],
+        );
+        assert_eq!(set.status.code(), Some(2), "{refused}");
+        assert!(
+            String::from_utf8_lossy(&set.stderr)
+                .contains("ConnectionsPerUser must be between 1 and 16"),
+            "{}",
+            String::from_utf8_lossy(&set.stderr)
+        );
+    }
+    let set = flytt(
+        &data,
+        &["endpoint", "set", "gammel", "--connections-per-user", "2"],
+    );
+    assert_eq!(set.status.code(), Some(0));
+    let show = flytt(&data, &["endpoint", "show", "gammel"]);
+    assert!(
+        stdout(&show).contains("Connections per user:           2"),
+        "{}",
+        stdout(&show)
+    );
     assert!(!stdout(&show).contains(MASTER_PASSWORD) && !stdout(&show).contains("v1:"));
 
     let test = flytt(

@@ -1045,6 +1045,7 @@ struct EndpointRow {
     /// "20", or "7 of 20" while the server refuses or throttles.
     migrations: String,
     incremental: u32,
+    connections_per_user: u32,
 }
 
 impl EndpointRow {
@@ -1066,6 +1067,7 @@ impl EndpointRow {
                 view.max_concurrent_migrations.to_string()
             },
             incremental: view.max_concurrent_incremental_syncs,
+            connections_per_user: view.connections_per_user,
         }
     }
 }
