@@ -24,46 +24,34 @@ use flytt_testsupport::proxy::LatencyProxy;
 
 use crate::{Lab, LabResult, ingest, peak_rss_kb};
 
+/// `flytt-lab bench-peers FLYTT_BINARY [options]`.
+#[derive(clap::Parser)]
+#[command(name = "bench-peers")]
 struct Options {
+    /// Mailboxes of the mixed corpus.
+    #[arg(long, default_value_t = 10)]
     users: usize,
+    /// Messages per mixed mailbox.
+    #[arg(long, default_value_t = 2_000)]
     messages: usize,
+    /// Mailboxes copied at once.
+    #[arg(long, default_value_t = 4)]
     parallel: usize,
+    /// Mailboxes of large messages.
+    #[arg(long, default_value_t = 2)]
     large_users: usize,
+    /// Large messages per mailbox.
+    #[arg(long, default_value_t = 12)]
     large: usize,
+    /// Delay added each way by the latency proxies.
+    #[arg(long, default_value_t = 20)]
     latency_ms: u64,
-    /// One part only: `mixed` (initial and incremental), `large` or
-    /// `latency`.
+    /// One part only.
+    #[arg(long, value_parser = ["mixed", "large", "latency"])]
     only: Option<String>,
+    /// Also write the tables to this file.
+    #[arg(long)]
     out: Option<PathBuf>,
-}
-
-fn parse(args: &[String]) -> LabResult<Options> {
-    let mut o = Options {
-        users: 10,
-        messages: 2_000,
-        parallel: 4,
-        large_users: 2,
-        large: 12,
-        latency_ms: 20,
-        only: None,
-        out: None,
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--users" => o.users = value.parse()?,
-            "--messages" => o.messages = value.parse()?,
-            "--parallel" => o.parallel = value.parse()?,
-            "--large-users" => o.large_users = value.parse()?,
-            "--large" => o.large = value.parse()?,
-            "--latency-ms" => o.latency_ms = value.parse()?,
-            "--only" => o.only = Some(value.clone()),
-            "--out" => o.out = Some(PathBuf::from(value)),
-            other => return Err(format!("unknown option {other}").into()),
-        }
-    }
-    Ok(o)
 }
 
 /// The folders of a mixed mailbox (Unicode paths, `/` between levels) and
@@ -528,7 +516,9 @@ fn table(title: &str, rows: &[Row], messages: usize, bytes: u64, flytt_seconds: 
 }
 
 pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
-    let o = parse(args)?;
+    let o = <Options as clap::Parser>::try_parse_from(
+        std::iter::once("bench-peers".to_string()).chain(args.iter().cloned()),
+    )?;
     let mut tools = vec![Tool::Ceiling, Tool::Doveadm];
     if Command::new("mbsync").arg("-v").output().is_ok() {
         tools.push(Tool::Mbsync);
