@@ -272,6 +272,35 @@ struct Opened {
     prefetched: Option<Prefetched>,
 }
 
+/// Where a folder stands against its last pass.
+struct Epoch {
+    /// The checkpoint this pass writes when it begins.
+    checkpoint: FolderState,
+    /// Both UIDVALIDITYs and the target folder as in the last pass: its map
+    /// of copies holds.
+    same: bool,
+    /// The last complete pass's HIGHESTMODSEQ and UIDNEXT, in this epoch.
+    marks: Option<(ModSeq, Uid)>,
+}
+
+impl Epoch {
+    /// Nothing changed on the source since the last complete pass.
+    fn unchanged(&self, source: &MailboxStatus) -> bool {
+        matches!(
+            (self.marks, source.highest_modseq),
+            (Some((modseq, uid_next)), Some(now)) if modseq == now && Some(uid_next) == source.uid_next
+        )
+    }
+}
+
+/// The source messages a pass looks at: those whose flags may have changed,
+/// and those new since the last pass (all of them, without marks).
+#[derive(Default)]
+struct Metadata {
+    changed: Vec<FetchedMessage>,
+    new: Vec<FetchedMessage>,
+}
+
 /// Source metadata fetched together with the EXAMINE.
 struct Prefetched {
     /// Only messages changed since this mod-sequence; `None`: all of them.
@@ -461,75 +490,162 @@ impl<'a> Worker<'a> {
         }))
     }
 
+    /// One folder, step by step (ARCHITECTURE.md, steps 4–11): open both
+    /// sides, place the folder against its last pass, read the source's
+    /// metadata, decide what is new, match what the target holds unknown,
+    /// work out flag changes, then copy, check the copies, set the flags and
+    /// record the pass.
     async fn sync_folder(
         &mut self,
         folder: &FolderPlan,
         target_exists: bool,
     ) -> Result<(), SyncError> {
         let dry_run = self.options.dry_run;
-        let Some(Opened {
-            source: src_status,
-            target: tgt_status,
-            previous,
-            mut prefetched,
-        }) = self.open(folder, target_exists).await?
-        else {
+        let Some(opened) = self.open(folder, target_exists).await? else {
             return Ok(());
         };
-        self.report.messages_found += u64::from(src_status.exists);
-        let Some(source_validity) = src_status.uid_validity else {
+        self.report.messages_found += u64::from(opened.source.exists);
+        let Some(epoch) = self.epoch(folder, &opened) else {
+            return Ok(());
+        };
+        if epoch.unchanged(&opened.source) {
+            return Ok(());
+        }
+        if !dry_run {
+            self.store
+                .begin_folder(self.pair, &epoch.checkpoint)
+                .await?;
+        }
+        let mut copied = self.known_copies(folder, &epoch).await?;
+        let metadata = self
+            .source_metadata(opened.prefetched, &opened.source, &epoch)
+            .await?;
+        let skips_before = self.skips();
+        let mut to_copy = self.messages_to_copy(folder, &metadata.new, &copied);
+        let target = self
+            .match_unknown_copies(folder, opened.target, &mut copied, &mut to_copy)
+            .await?;
+        let mut unkept = BTreeSet::new();
+        let flag_changes = self.flag_changes(&metadata.changed, &copied, &target, &mut unkept);
+        if dry_run {
+            let bytes = to_copy.iter().map(|m| m.size).sum();
+            self.report
+                .plan
+                .push((folder.display.clone(), to_copy.len() as u64, bytes));
+            self.report.flags_updated += flag_changes.len() as u64;
+            return Ok(());
+        }
+        let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
+        self.observer
+            .copy_started(&folder.display, to_copy.len() as u64, bytes);
+        if !to_copy.is_empty() {
+            self.store
+                .begin_appending(self.pair, &folder.source, target.uid_next)
+                .await?;
+            let stored_sizes = self.copy(folder, &to_copy, &target, &mut unkept).await?;
+            self.verify_copies(folder, stored_sizes).await?;
+            self.store.end_appending(self.pair, &folder.source).await?;
+        }
+        self.apply_flags(folder, flag_changes).await?;
+        for flag in unkept {
+            self.issue(
+                IssueKind::Flag,
+                &folder.display,
+                None,
+                format!("the target folder cannot keep the flag {flag}"),
+            );
+        }
+        if self.skips() == skips_before {
+            self.store
+                .finish_folder(
+                    self.pair,
+                    &folder.source,
+                    opened.source.highest_modseq,
+                    opened.source.uid_next,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Issues so far that left something behind.
+    fn skips(&self) -> usize {
+        self.report
+            .issues
+            .iter()
+            .filter(|i| i.kind.is_skip())
+            .count()
+    }
+
+    /// The folder's place against its last pass; `None` (reported) when the
+    /// source gives no UIDVALIDITY.
+    fn epoch(&mut self, folder: &FolderPlan, opened: &Opened) -> Option<Epoch> {
+        let Some(source_validity) = opened.source.uid_validity else {
             self.issue(
                 IssueKind::Folder,
                 &folder.display,
                 None,
                 "the source gave no UIDVALIDITY".into(),
             );
-            return Ok(());
+            return None;
         };
-        let target_validity = tgt_status.uid_validity.unwrap_or(0);
-        let checkpoint = FolderState {
-            source_folder: folder.source.clone(),
-            target_folder: folder.target.clone(),
-            source_uidvalidity: source_validity,
-            target_uidvalidity: target_validity,
-            highest_modseq: None,
-            uid_next: None,
-        };
-        let same_epoch = previous.as_ref().is_some_and(|p| {
+        let target_validity = opened.target.uid_validity.unwrap_or(0);
+        let same = opened.previous.as_ref().is_some_and(|p| {
             p.source_uidvalidity == source_validity
                 && p.target_uidvalidity == target_validity
                 && p.target_folder == folder.target
         });
-        let marks = previous
+        let marks = opened
+            .previous
             .as_ref()
-            .filter(|_| same_epoch)
+            .filter(|_| same)
             .and_then(|p| Some((p.highest_modseq?, p.uid_next?)));
-        // Nothing changed on the source since the last complete pass.
-        if let (Some((modseq, uid_next)), Some(now)) = (marks, src_status.highest_modseq)
-            && modseq == now
-            && Some(uid_next) == src_status.uid_next
-        {
-            return Ok(());
-        }
-        if !dry_run {
-            self.store.begin_folder(self.pair, &checkpoint).await?;
-        }
-        let mut copied: HashMap<Uid, CopiedMessage> = if same_epoch {
-            self.store
-                .copied(self.pair, &folder.source)
-                .await?
-                .into_iter()
-                .map(|c| (c.source_uid, c))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+        Some(Epoch {
+            checkpoint: FolderState {
+                source_folder: folder.source.clone(),
+                target_folder: folder.target.clone(),
+                source_uidvalidity: source_validity,
+                target_uidvalidity: target_validity,
+                highest_modseq: None,
+                uid_next: None,
+            },
+            same,
+            marks,
+        })
+    }
 
-        // Source metadata: with CONDSTORE marks, only what changed and what
-        // is new; otherwise everything.
-        let (flag_source, new_messages) = if src_status.exists == 0 {
-            (Vec::new(), Vec::new())
-        } else if let (Some((modseq, uid_next)), Some(_)) = (marks, src_status.highest_modseq) {
+    /// The copies the map knows, by source UID (none after a UIDVALIDITY
+    /// change).
+    async fn known_copies(
+        &self,
+        folder: &FolderPlan,
+        epoch: &Epoch,
+    ) -> Result<HashMap<Uid, CopiedMessage>, SyncError> {
+        if !epoch.same {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .store
+            .copied(self.pair, &folder.source)
+            .await?
+            .into_iter()
+            .map(|c| (c.source_uid, c))
+            .collect())
+    }
+
+    /// Source metadata: with CONDSTORE marks, only what changed and what is
+    /// new; otherwise everything. The FETCH that went with the EXAMINE is
+    /// used when it asked the right question.
+    async fn source_metadata(
+        &mut self,
+        mut prefetched: Option<Prefetched>,
+        source: &MailboxStatus,
+        epoch: &Epoch,
+    ) -> Result<Metadata, SyncError> {
+        if source.exists == 0 {
+            return Ok(Metadata::default());
+        }
+        if let (Some((modseq, uid_next)), Some(_)) = (epoch.marks, source.highest_modseq) {
             // A message new since the last pass has a mod-sequence above
             // the one recorded then (RFC 7162), so the changed ones include
             // the new ones.
@@ -541,32 +657,37 @@ impl<'a> Worker<'a> {
                     .await
                     .map_err(SyncError::Source)?,
             };
-            let new: Vec<FetchedMessage> = changed
+            let new = changed
                 .iter()
                 .filter(|m| m.uid.is_some_and(|u| u >= uid_next))
                 .cloned()
                 .collect();
-            (changed, new)
-        } else {
-            let all = match prefetched.take() {
-                Some(p) if p.since.is_none() => p.messages,
-                _ => self
-                    .src
-                    .uid_fetch("1:*", METADATA_ITEMS)
-                    .await
-                    .map_err(SyncError::Source)?,
-            };
-            (all.clone(), all)
+            return Ok(Metadata { changed, new });
+        }
+        let all = match prefetched.take() {
+            Some(p) if p.since.is_none() => p.messages,
+            _ => self
+                .src
+                .uid_fetch("1:*", METADATA_ITEMS)
+                .await
+                .map_err(SyncError::Source)?,
         };
+        Ok(Metadata {
+            changed: all.clone(),
+            new: all,
+        })
+    }
 
-        let issues_before = self
-            .report
-            .issues
-            .iter()
-            .filter(|i| i.kind.is_skip())
-            .count();
+    /// The new messages not in the map yet; those over LargeItemLimit are
+    /// skipped and reported.
+    fn messages_to_copy(
+        &mut self,
+        folder: &FolderPlan,
+        new: &[FetchedMessage],
+        copied: &HashMap<Uid, CopiedMessage>,
+    ) -> Vec<Meta> {
         let mut to_copy = Vec::new();
-        for m in &new_messages {
+        for m in new {
             let Some(uid) = m.uid else { continue };
             if copied.contains_key(&uid) {
                 continue;
@@ -586,11 +707,25 @@ impl<'a> Worker<'a> {
             }
             to_copy.push(Meta { uid, size });
         }
+        to_copy
+    }
 
+    /// Messages on the target that the map does not know may be copies
+    /// whose confirmation was lost (a crash), or the whole folder after a
+    /// UIDVALIDITY change: found by content before appending, recorded, and
+    /// taken off `to_copy`. Returns the target folder's status, re-read if
+    /// a dead run's APPENDs had to settle first.
+    async fn match_unknown_copies(
+        &mut self,
+        folder: &FolderPlan,
+        mut target: MailboxStatus,
+        copied: &mut HashMap<Uid, CopiedMessage>,
+        to_copy: &mut Vec<Meta>,
+    ) -> Result<MailboxStatus, SyncError> {
+        let dry_run = self.options.dry_run;
         // The last run died with APPENDs in flight: the server may still be
         // committing them. Let the folder settle, or they would land after
         // the reconciliation below and be copied twice.
-        let mut tgt_status = tgt_status;
         let interrupted = if dry_run {
             None
         } else {
@@ -599,44 +734,50 @@ impl<'a> Worker<'a> {
                 .await?
         };
         if interrupted.is_some() {
-            tgt_status = self.settle_target(folder, tgt_status).await?;
+            target = self.settle_target(folder, target).await?;
         }
-
-        // Messages on the target that the map does not know may be copies
-        // whose confirmation was lost (a crash), or the whole folder after a
-        // UIDVALIDITY change: find them by content before appending.
         let needs_target_uid: Vec<Uid> = copied
             .values()
             .filter(|c| c.target_uid.is_none())
             .map(|c| c.source_uid)
             .collect();
-        if (!to_copy.is_empty() || !needs_target_uid.is_empty()) && tgt_status.exists > 0 {
-            let crash_copies_from = interrupted.and_then(|i| i.target_uid_next);
-            let matched = self
-                .reconcile(&copied, &to_copy, &needs_target_uid, crash_copies_from)
-                .await?;
-            let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
-            let newly = to_copy
-                .iter()
-                .filter(|m| matched_uids.contains(&m.uid))
-                .count();
-            self.report.messages_matched += newly as u64;
-            self.observer.matched(newly as u64);
-            to_copy.retain(|m| !matched_uids.contains(&m.uid));
-            if !dry_run {
-                self.store
-                    .record_copied(self.pair, &folder.source, &matched)
-                    .await?;
-            }
-            // Known target UIDs make flag updates possible below.
-            copied.extend(matched.into_iter().map(|m| (m.source_uid, m)));
+        if (to_copy.is_empty() && needs_target_uid.is_empty()) || target.exists == 0 {
+            return Ok(target);
         }
+        let crash_copies_from = interrupted.and_then(|i| i.target_uid_next);
+        let matched = self
+            .reconcile(copied, to_copy, &needs_target_uid, crash_copies_from)
+            .await?;
+        let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
+        let newly = to_copy
+            .iter()
+            .filter(|m| matched_uids.contains(&m.uid))
+            .count();
+        self.report.messages_matched += newly as u64;
+        self.observer.matched(newly as u64);
+        to_copy.retain(|m| !matched_uids.contains(&m.uid));
+        if !dry_run {
+            self.store
+                .record_copied(self.pair, &folder.source, &matched)
+                .await?;
+        }
+        // Known target UIDs make flag updates possible.
+        copied.extend(matched.into_iter().map(|m| (m.source_uid, m)));
+        Ok(target)
+    }
 
-        // Flag changes of messages already on the target (after the
-        // reconciliation, which may have just learnt their target UIDs).
-        let mut unkept: BTreeSet<String> = BTreeSet::new();
-        let mut flag_changes = Vec::new();
-        for m in &flag_source {
+    /// Flag changes of messages already on the target (after the
+    /// reconciliation, which may have just learnt their target UIDs):
+    /// (source UID, target UID, flags last written, flags wanted).
+    fn flag_changes(
+        &self,
+        changed: &[FetchedMessage],
+        copied: &HashMap<Uid, CopiedMessage>,
+        target: &MailboxStatus,
+        unkept: &mut BTreeSet<String>,
+    ) -> Vec<(Uid, Uid, String, Vec<Flag>)> {
+        let mut changes = Vec::new();
+        for m in changed {
             let (Some(uid), Some(flags)) = (m.uid, &m.flags) else {
                 continue;
             };
@@ -644,61 +785,12 @@ impl<'a> Worker<'a> {
             let Some(target_uid) = c.target_uid else {
                 continue;
             };
-            let wanted = self.keepable(flags, &tgt_status, &mut unkept);
-            let wanted_string = flag_string(&wanted);
-            if wanted_string != c.flags {
-                flag_changes.push((uid, target_uid, c.flags.clone(), wanted));
+            let wanted = self.keepable(flags, target, unkept);
+            if flag_string(&wanted) != c.flags {
+                changes.push((uid, target_uid, c.flags.clone(), wanted));
             }
         }
-
-        if dry_run {
-            let bytes = to_copy.iter().map(|m| m.size).sum();
-            self.report
-                .plan
-                .push((folder.display.clone(), to_copy.len() as u64, bytes));
-            self.report.flags_updated += flag_changes.len() as u64;
-            return Ok(());
-        }
-        let bytes: u64 = to_copy.iter().map(|m| m.size).sum();
-        self.observer
-            .copy_started(&folder.display, to_copy.len() as u64, bytes);
-        if !to_copy.is_empty() {
-            self.store
-                .begin_appending(self.pair, &folder.source, tgt_status.uid_next)
-                .await?;
-            let stored_sizes = self
-                .copy(folder, &to_copy, &tgt_status, &mut unkept)
-                .await?;
-            self.verify_copies(folder, stored_sizes).await?;
-            self.store.end_appending(self.pair, &folder.source).await?;
-        }
-        self.apply_flags(folder, flag_changes).await?;
-        for flag in unkept {
-            self.issue(
-                IssueKind::Flag,
-                &folder.display,
-                None,
-                format!("the target folder cannot keep the flag {flag}"),
-            );
-        }
-        let clean = self
-            .report
-            .issues
-            .iter()
-            .filter(|i| i.kind.is_skip())
-            .count()
-            == issues_before;
-        if clean {
-            self.store
-                .finish_folder(
-                    self.pair,
-                    &folder.source,
-                    src_status.highest_modseq,
-                    src_status.uid_next,
-                )
-                .await?;
-        }
-        Ok(())
+        changes
     }
 
     /// Re-opens the target folder until its size and UIDNEXT stay the same
@@ -1614,6 +1706,84 @@ mod tests {
             target_exists: true,
             messages: 1,
         }
+    }
+
+    fn epoch(marks: Option<(ModSeq, Uid)>) -> Epoch {
+        Epoch {
+            checkpoint: FolderState {
+                source_folder: "INBOX".into(),
+                target_folder: "INBOX".into(),
+                source_uidvalidity: 1,
+                target_uidvalidity: 1,
+                highest_modseq: None,
+                uid_next: None,
+            },
+            same: marks.is_some(),
+            marks,
+        }
+    }
+
+    fn status(highest_modseq: Option<ModSeq>, uid_next: Option<Uid>) -> MailboxStatus {
+        MailboxStatus {
+            highest_modseq,
+            uid_next,
+            ..MailboxStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_folder_is_unchanged_only_with_both_marks_equal() {
+        let marked = epoch(Some((40, 17)));
+        assert!(marked.unchanged(&status(Some(40), Some(17))));
+        assert!(
+            !marked.unchanged(&status(Some(41), Some(17))),
+            "a flag changed"
+        );
+        assert!(!marked.unchanged(&status(Some(40), Some(18))), "new mail");
+        assert!(
+            !marked.unchanged(&status(None, Some(17))),
+            "no CONDSTORE now"
+        );
+        assert!(
+            !epoch(None).unchanged(&status(Some(40), Some(17))),
+            "no last pass"
+        );
+    }
+
+    #[test]
+    fn stored_sizes_take_their_fetch_and_nothing_else() {
+        let fetched = |uid: Option<Uid>, size: Option<u32>| {
+            ServerResponse::Untagged(Untagged::Fetch(FetchedMessage {
+                uid,
+                size,
+                ..FetchedMessage::default()
+            }))
+        };
+        let done = |tag: &str| {
+            ServerResponse::Tagged(flytt_imap::Completion {
+                tag: tag.into(),
+                status: CompletionStatus::Ok,
+                code: None,
+                text: String::new(),
+            })
+        };
+        let mut sizes = StoredSizes::default();
+        // Not asked yet: nothing is theirs.
+        assert!(!sizes.answered(&fetched(Some(5), Some(100))));
+        sizes.tag = Some("A9".into());
+        assert!(sizes.answered(&fetched(Some(5), Some(100))));
+        assert!(
+            sizes.answered(&fetched(None, Some(7))),
+            "without a UID: dropped"
+        );
+        assert!(!sizes.answered(&done("A8")), "another command's completion");
+        assert!(sizes.answered(&done("A9")));
+        assert!(sizes.tag.is_none());
+        assert!(
+            !sizes.answered(&fetched(Some(6), Some(100))),
+            "after its completion"
+        );
+        assert_eq!(sizes.stored, HashMap::from([(5, 100)]));
     }
 
     #[test]
