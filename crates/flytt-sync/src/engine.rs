@@ -3,8 +3,9 @@
 //!
 //! A sync runs on connection pairs (one session to each side): the lead
 //! pair lists, plans and readies the target folders (`prepare`), then it
-//! and up to `SyncOptions::connections - 1` more pairs, opened meanwhile,
-//! take folders from one queue (`FolderQueue`) and copy them in parallel.
+//! and, over a long round trip, up to `SyncOptions::connections - 1` more
+//! pairs take folders from one queue (`FolderQueue`) and copy them in
+//! parallel (`sync_folders`).
 //! A folder is copied by one pair only, and no two pairs write into one
 //! target folder at once: each folder's checkpoints, reconciliation and
 //! crash markers stay as they are with one pair.
