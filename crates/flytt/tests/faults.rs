@@ -520,6 +520,45 @@ async fn large_item_limit_holds_on_the_bytes_received() {
     assert_eq!(on_target, 32, "the large messages stayed behind");
 }
 
+/// A target that keeps copies of another size than was sent (here every
+/// size it announces is 1 byte) has every copy reported as altered, never
+/// silently: the sizes come from the FETCH flytt sends right behind a
+/// folder's last APPENDs.
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_the_target_keeps_at_another_size_are_reported() {
+    let faults = Faults {
+        understate_sizes: true,
+        ..Faults::default()
+    };
+    let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 20, faults, true, 10).await;
+    let email = setup.users[0].clone();
+    setup.start_batch(&[]);
+    let (_worker, _seen) = setup.serve_until(
+        &["Synced", "SyncedWithErrors"],
+        &[],
+        Duration::from_secs(60),
+    );
+    let shown = user(&setup.data, &email);
+    let stats = &shown["statistics"];
+    assert_eq!(stats["messages_copied"], 32, "{stats}");
+    assert_eq!(stats["messages_altered"], 32, "{stats}");
+    let issues = stats["issues"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        issues.iter().filter(|i| i["kind"] == "altered").count(),
+        32,
+        "{issues:?}"
+    );
+    assert!(
+        issues
+            .iter()
+            .filter(|i| i["kind"] == "altered")
+            .all(|i| i["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(", 1 stored)"))),
+        "{issues:?}"
+    );
+}
+
 /// A flag update the target refuses (`NO [CANNOT]` on UID STORE) is not
 /// skipped for good: the pass reports it, and the next pass applies it.
 #[tokio::test(flavor = "multi_thread")]
