@@ -161,6 +161,19 @@ impl Setup {
         (worker, seen)
     }
 
+    /// Starts the batch (with `batch_args`), serves until it has synced
+    /// (with or without errors, at most a minute) and returns the first
+    /// user as `user show` gives it.
+    fn one_pass(&self, batch_args: &[&str]) -> serde_json::Value {
+        self.start_batch(batch_args);
+        let _ = self.serve_until(
+            &["Synced", "SyncedWithErrors"],
+            &[],
+            Duration::from_secs(60),
+        );
+        user(&self.data, &self.users[0])
+    }
+
     /// Both servers' view of a user's mailbox, for an exact comparison:
     /// the folders that hold messages (the target has empty special-use
     /// folders of its own).
@@ -388,13 +401,7 @@ async fn a_full_target_fails_the_user_as_such() {
         ..Faults::default()
     };
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, true, 10).await;
-    setup.start_batch(&[]);
-    let (_worker, _seen) = setup.serve_until(
-        &["SyncedWithErrors", "Synced"],
-        &[],
-        Duration::from_secs(60),
-    );
-    let shown = user(&setup.data, &setup.users[0]);
+    let shown = setup.one_pass(&[]);
     assert_eq!(shown["status"], "Failed", "{shown}");
     let error = shown["error"].as_str().unwrap_or_default();
     assert!(error.starts_with("target mailbox full"), "{error}");
@@ -494,13 +501,7 @@ async fn large_item_limit_holds_on_the_bytes_received() {
         .await
         .expect("seed");
     drop(session);
-    setup.start_batch(&["--large-item-limit", "10KB"]);
-    let (_worker, _seen) = setup.serve_until(
-        &["Synced", "SyncedWithErrors"],
-        &[],
-        Duration::from_secs(60),
-    );
-    let shown = user(&setup.data, &email);
+    let shown = setup.one_pass(&["--large-item-limit", "10KB"]);
     let stats = &shown["statistics"];
     assert_eq!(shown["status"], "Synced", "{shown}");
     assert_eq!(stats["messages_skipped"], 2, "{stats}");
@@ -531,14 +532,7 @@ async fn copies_the_target_keeps_at_another_size_are_reported() {
         ..Faults::default()
     };
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 20, faults, true, 10).await;
-    let email = setup.users[0].clone();
-    setup.start_batch(&[]);
-    let (_worker, _seen) = setup.serve_until(
-        &["Synced", "SyncedWithErrors"],
-        &[],
-        Duration::from_secs(60),
-    );
-    let shown = user(&setup.data, &email);
+    let shown = setup.one_pass(&[]);
     let stats = &shown["statistics"];
     assert_eq!(stats["messages_copied"], 32, "{stats}");
     assert_eq!(stats["messages_altered"], 32, "{stats}");
@@ -619,13 +613,7 @@ async fn an_unparsable_message_is_deferred_and_the_rest_copied() {
     };
     let setup = Setup::new(Family::Dovecot(Layout::Source), 1, 30, faults, false, 10).await;
     let email = setup.users[0].clone();
-    setup.start_batch(&[]);
-    let (_worker, _seen) = setup.serve_until(
-        &["Synced", "SyncedWithErrors"],
-        &[],
-        Duration::from_secs(60),
-    );
-    let shown = user(&setup.data, &email);
+    let shown = setup.one_pass(&[]);
     let stats = &shown["statistics"];
     assert_eq!(shown["status"], "Synced", "{shown}");
     assert_eq!(stats["messages_failed"], 0, "{stats}");

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flytt_imap::{Access, AppendMessage, Body, Flag, Session, mutf7};
+use flytt_imap::{Access, AppendMessage, Body, Flag, Session};
 use flytt_testsupport::Dovecot;
 use flytt_testsupport::corpus::{self, Snapshot};
 use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
@@ -127,12 +127,11 @@ fn mixed_message(user: usize, n: usize) -> AppendMessage {
     }
 }
 
-/// A folder's name on a server with the given separator.
+/// A folder's name on a server with the given separator (FOLDERS' paths
+/// are written with `/`).
 fn server_name(path: &str, separator: char) -> String {
-    path.split('/')
-        .map(mutf7::encode)
-        .collect::<Vec<_>>()
-        .join(&separator.to_string())
+    let parts: Vec<String> = path.split('/').map(str::to_string).collect();
+    corpus::server_name(&parts, separator)
 }
 
 /// Fills one source user with the mixed corpus: messages `from..to`.
