@@ -29,6 +29,9 @@ pub struct Outgoing {
     /// which may hold a password).
     pub name: &'static str,
     pub parts: Vec<Part>,
+    /// COMPRESS DEFLATE: once the server has said OK, everything after
+    /// this command is compressed both ways (RFC 4978).
+    pub starts_compression: bool,
 }
 
 /// Builds one command.
@@ -37,6 +40,7 @@ pub struct CommandBuilder {
     literal_plus: bool,
     parts: Vec<Part>,
     line: Vec<u8>,
+    starts_compression: bool,
 }
 
 impl CommandBuilder {
@@ -48,6 +52,7 @@ impl CommandBuilder {
             literal_plus,
             parts: Vec::new(),
             line: Vec::new(),
+            starts_compression: false,
         }
     }
 
@@ -128,6 +133,13 @@ impl CommandBuilder {
         self
     }
 
+    /// Marks the command as COMPRESS DEFLATE: the connection compresses
+    /// after the server's OK (see `Session::compress`).
+    pub(crate) fn starts_compression(mut self) -> Self {
+        self.starts_compression = true;
+        self
+    }
+
     fn flush_line(&mut self) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
@@ -145,6 +157,7 @@ impl CommandBuilder {
             tag: tag.to_string(),
             name: self.name,
             parts: self.parts,
+            starts_compression: self.starts_compression,
         }
     }
 }

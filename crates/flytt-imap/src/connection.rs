@@ -13,7 +13,9 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use async_compression::tokio::bufread::DeflateDecoder;
+use async_compression::tokio::write::DeflateEncoder;
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -35,6 +37,68 @@ pub enum Security {
     Plain,
 }
 
+/// Whether to compress a connection with COMPRESS=DEFLATE (RFC 4978).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// Where the server is remote (its round trip is long: see
+    /// `REMOTE_ROUND_TRIP`): there the link, not the CPU, is what is
+    /// short, and mail text shrinks to a third or less.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Auto => "auto",
+            Compression::Always => "always",
+            Compression::Never => "never",
+        }
+    }
+
+    /// Whether to compress a session whose quickest answer took
+    /// `round_trip`.
+    pub fn wanted(self, round_trip: Option<Duration>) -> bool {
+        match self {
+            Compression::Auto => round_trip.is_some_and(|t| t >= REMOTE_ROUND_TRIP),
+            Compression::Always => true,
+            Compression::Never => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Compression> {
+        match text.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Compression::Auto),
+            "always" => Ok(Compression::Always),
+            "never" => Ok(Compression::Never),
+            _ => Err(Error::InvalidArgument(format!(
+                "compression {text:?}: use auto, always or never"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A server whose quickest answer takes at least this long is remote (see
+/// `Session::round_trip`): several connections and compression pay there.
+/// On a LAN or one machine one connection's pipelines keep a server busy,
+/// and compression only costs CPU. Fifteen milliseconds, not less: single
+/// answers on a loaded two-core machine took up to 17 ms on loopback, and
+/// the quickest of a session's first ones up to 10 ms
+/// (docs/performance.md).
+pub const REMOTE_ROUND_TRIP: Duration = Duration::from_millis(15);
+
 /// Where a server is and how to talk to it.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -54,6 +118,8 @@ pub struct ServerConfig {
     /// Asked before each command goes on the wire; once it says no, the
     /// session writes nothing more and closes (see `WriteGate`).
     pub write_gate: Option<WriteGate>,
+    /// Whether the caller is to compress (see `Session::compress`).
+    pub compression: Compression,
 }
 
 /// Whether a session may still write. A batch runner gives the target's
@@ -92,6 +158,7 @@ impl ServerConfig {
             timeout: Duration::from_secs(120),
             limits: FrameLimits::default(),
             write_gate: None,
+            compression: Compression::Auto,
         }
     }
 
@@ -135,11 +202,23 @@ impl ServerConfig {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
+/// The connection's two directions as the reader and the writer own them;
+/// COMPRESS puts a DEFLATE layer on each while the session runs.
+type Input = Box<dyn AsyncBufRead + Unpin + Send>;
+type Output = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// Buffers per direction: large enough that a FETCH of many small
+/// messages or an APPEND of many is one system call per buffer.
+const BUFFER: usize = 256 * 1024;
+
 /// What the reader tells the writer: the server wants the rest of a
 /// command, or a command is finished (so it needs nothing more).
 enum Control {
     Continue,
     Done(String),
+    /// A COMPRESS command succeeded: the reader inflates from here on, and
+    /// the writer is to deflate.
+    Compressing(String),
 }
 
 /// One authenticated-or-not IMAP connection.
@@ -157,6 +236,10 @@ pub struct Session {
     max_untagged: usize,
     /// The quickest command answered so far (see `round_trip`).
     fastest_answer: Option<Duration>,
+    /// Whether COMPRESS DEFLATE is on (see `compress`).
+    compressed: bool,
+    /// What the configuration asked for (see `wants_compression`).
+    compression: Compression,
 }
 
 impl Drop for Session {
@@ -231,28 +314,28 @@ impl Session {
         let (command_tx, command_rx) = mpsc::channel::<Outgoing>(64);
         let (event_tx, event_rx) = mpsc::channel(4096);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
-        let limits = config.limits;
-        let reader_server = server.clone();
-        let reader_task = tokio::spawn(async move {
-            reader_loop(
-                BufReader::with_capacity(256 * 1024, read_half),
-                limits,
-                event_tx,
-                control_tx,
-                reader_server,
-            )
-            .await;
-        });
-        let gate = config.write_gate.clone();
+        let (compress_tx, compress_rx) = mpsc::unbounded_channel();
+        let reader = Reader {
+            limits: config.limits,
+            events: event_tx,
+            control: control_tx,
+            compress_tags: compress_rx,
+            server: server.clone(),
+        };
+        let reader_task =
+            tokio::spawn(reader.run(Box::new(BufReader::with_capacity(BUFFER, read_half))));
+        let writer = Writer {
+            commands: command_rx,
+            control: control_rx,
+            compress_tags: compress_tx,
+            gate: config.write_gate.clone(),
+        };
         let writer_task = tokio::spawn(async move {
-            let _ = writer_loop(
-                BufWriter::with_capacity(256 * 1024, write_half),
-                command_rx,
-                control_rx,
-                gate,
-            )
-            .await;
+            let _ = writer
+                .run(Box::new(BufWriter::with_capacity(BUFFER, write_half)))
+                .await;
         });
+        let limits = config.limits;
 
         let mut session = Session {
             server,
@@ -266,6 +349,8 @@ impl Session {
             tasks: vec![reader_task, writer_task],
             max_untagged: limits.max_untagged,
             fastest_answer: None,
+            compressed: false,
+            compression: config.compression,
         };
         if session.capabilities.is_empty() {
             session.refresh_capabilities().await?;
@@ -287,6 +372,47 @@ impl Session {
 
     fn answered_in(&mut self, took: Duration) {
         self.fastest_answer = Some(self.fastest_answer.map_or(took, |t| t.min(took)));
+    }
+
+    /// Compresses the connection both ways with DEFLATE (RFC 4978) if the
+    /// server offers COMPRESS=DEFLATE: on a slow link mail text shrinks to
+    /// a third or less; on a fast one it only costs both sides CPU, so the
+    /// caller decides. `false` when the server does not offer it or
+    /// refuses (a refusal changes nothing). No other command may be in
+    /// flight: the server compresses from right after its OK.
+    pub async fn compress(&mut self) -> Result<bool> {
+        if self.compressed {
+            return Ok(true);
+        }
+        if !self.has("COMPRESS=DEFLATE") {
+            return Ok(false);
+        }
+        let builder = self
+            .builder("COMPRESS")
+            .raw("COMPRESS DEFLATE")
+            .starts_compression();
+        match self.run(builder).await {
+            Ok(_) => {
+                self.compressed = true;
+                Ok(true)
+            }
+            Err(Error::Rejected { text, .. }) => {
+                tracing::debug!(server = %self.server, %text, "COMPRESS refused");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the configuration wants this session compressed, given the
+    /// round trip seen so far.
+    pub fn wants_compression(&self) -> bool {
+        self.compression.wanted(self.fastest_answer)
+    }
+
+    /// Whether the connection is compressed (see `compress`).
+    pub fn compressed(&self) -> bool {
+        self.compressed
     }
 
     pub fn capabilities(&self) -> &[String] {
@@ -649,6 +775,14 @@ fn frame_error(error: FrameError, server: &str) -> Error {
             server: server.to_string(),
             source,
         },
+        // The end of a compressed stream in mid-block: the connection
+        // ended, as a plain one's end does.
+        FrameError::Io(source) if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::Closed {
+                server: server.to_string(),
+                reason: None,
+            }
+        }
         FrameError::Io(source) => Error::Io {
             server: server.to_string(),
             source,
@@ -664,121 +798,188 @@ fn frame_error(error: FrameError, server: &str) -> Error {
     }
 }
 
-async fn reader_loop<R: tokio::io::AsyncBufRead + Unpin>(
-    mut reader: R,
+/// The reading half: frames and parses the server's responses and hands
+/// them to the session; continuations and completions go to the writer.
+struct Reader {
     limits: FrameLimits,
     events: mpsc::Sender<Result<ServerResponse>>,
     control: mpsc::UnboundedSender<Control>,
+    /// Tags of COMPRESS commands, from the writer before each goes out.
+    compress_tags: mpsc::UnboundedReceiver<String>,
     server: String,
-) {
-    let mut since_completion: u64 = 0;
-    loop {
-        let frame = match read_frame(&mut reader, &limits).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => {
-                let _ = events
-                    .send(Err(Error::Closed {
-                        server,
-                        reason: None,
+}
+
+impl Reader {
+    async fn run(mut self, mut input: Input) {
+        let mut since_completion: u64 = 0;
+        let mut compress_tag: Option<String> = None;
+        loop {
+            let frame = match read_frame(&mut input, &self.limits).await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    let _ = self
+                        .events
+                        .send(Err(Error::Closed {
+                            server: self.server,
+                            reason: None,
+                        }))
+                        .await;
+                    return;
+                }
+                Err(e) => {
+                    let _ = self.events.send(Err(frame_error(e, &self.server))).await;
+                    return;
+                }
+            };
+            // Bytes held in memory (spooled literals are on disk, under
+            // their own budget) since the last completion: what one
+            // command's answers may add up to.
+            since_completion += frame.bytes.len() as u64
+                + frame
+                    .literals
+                    .iter()
+                    .filter(|body| matches!(body, crate::Body::Memory(_)))
+                    .map(crate::Body::len)
+                    .sum::<u64>();
+            if since_completion > self.limits.max_command_bytes {
+                let _ = self
+                    .events
+                    .send(Err(Error::Protocol {
+                        server: self.server.clone(),
+                        detail: format!(
+                            "more than {} bytes of answers to one command",
+                            self.limits.max_command_bytes
+                        ),
                     }))
                     .await;
                 return;
             }
-            Err(e) => {
-                let _ = events.send(Err(frame_error(e, &server))).await;
+            let event = match parse(frame) {
+                Ok(ServerResponse::Continuation) => {
+                    let _ = self.control.send(Control::Continue);
+                    continue;
+                }
+                Ok(ServerResponse::Tagged(completion)) => {
+                    since_completion = 0;
+                    while let Ok(tag) = self.compress_tags.try_recv() {
+                        compress_tag = Some(tag);
+                    }
+                    let compressing = completion.status == CompletionStatus::Ok
+                        && compress_tag.as_deref() == Some(completion.tag.as_str());
+                    let done = if compressing {
+                        // The server deflates from the byte after this
+                        // line on, bytes already buffered included.
+                        compress_tag = None;
+                        input =
+                            Box::new(BufReader::with_capacity(BUFFER, DeflateDecoder::new(input)));
+                        Control::Compressing(completion.tag.clone())
+                    } else {
+                        Control::Done(completion.tag.clone())
+                    };
+                    let _ = self.control.send(done);
+                    Ok(ServerResponse::Tagged(completion))
+                }
+                Ok(other) => Ok(other),
+                // The framing is intact, so one unparsable response does
+                // not end the connection; the session reports it to its
+                // caller.
+                Err(e) => Err(Error::Unparsable {
+                    server: self.server.clone(),
+                    detail: e.to_string(),
+                }),
+            };
+            if self.events.send(event).await.is_err() {
                 return;
             }
-        };
-        // Bytes held in memory (spooled literals are on disk, under their
-        // own budget) since the last completion: what one command's
-        // answers may add up to.
-        since_completion += frame.bytes.len() as u64
-            + frame
-                .literals
-                .iter()
-                .filter(|body| matches!(body, crate::Body::Memory(_)))
-                .map(crate::Body::len)
-                .sum::<u64>();
-        if since_completion > limits.max_command_bytes {
-            let _ = events
-                .send(Err(Error::Protocol {
-                    server: server.clone(),
-                    detail: format!(
-                        "more than {} bytes of answers to one command",
-                        limits.max_command_bytes
-                    ),
-                }))
-                .await;
-            return;
-        }
-        let event = match parse(frame) {
-            Ok(ServerResponse::Continuation) => {
-                let _ = control.send(Control::Continue);
-                continue;
-            }
-            Ok(ServerResponse::Tagged(completion)) => {
-                since_completion = 0;
-                let _ = control.send(Control::Done(completion.tag.clone()));
-                Ok(ServerResponse::Tagged(completion))
-            }
-            Ok(other) => Ok(other),
-            // The framing is intact, so one unparsable response does not
-            // end the connection; the session reports it to its caller.
-            Err(e) => Err(Error::Unparsable {
-                server: server.clone(),
-                detail: e.to_string(),
-            }),
-        };
-        if events.send(event).await.is_err() {
-            return;
         }
     }
 }
 
-async fn writer_loop<W: AsyncWrite + Unpin>(
-    mut writer: BufWriter<W>,
-    mut commands: mpsc::Receiver<Outgoing>,
-    mut control: mpsc::UnboundedReceiver<Control>,
+/// The writing half: streams each command's parts in order, pausing at
+/// synchronizing literals until the server's continuation.
+struct Writer {
+    commands: mpsc::Receiver<Outgoing>,
+    control: mpsc::UnboundedReceiver<Control>,
+    compress_tags: mpsc::UnboundedSender<String>,
     gate: Option<WriteGate>,
-) -> std::io::Result<()> {
-    let mut chunk = vec![0u8; SPOOL_CHUNK];
-    while let Some(command) = commands.recv().await {
-        if gate.as_ref().is_some_and(|gate| !gate.is_open()) {
-            // Nothing more goes out: the server sees the connection end,
-            // and the session's caller a closed connection.
-            break;
-        }
-        // Continuations and refusals left over concern earlier commands.
-        while control.try_recv().is_ok() {}
-        'parts: for part in command.parts {
-            match part {
-                Part::Bytes(bytes) => writer.write_all(&bytes).await?,
-                Part::Spool(spool) => {
-                    let mut offset = 0;
-                    while offset < spool.len() {
-                        let n = spool.read_at(&mut chunk, offset)?;
-                        writer.write_all(&chunk[..n]).await?;
-                        offset += n as u64;
+}
+
+impl Writer {
+    async fn run(mut self, mut output: Output) -> std::io::Result<()> {
+        let mut chunk = vec![0u8; SPOOL_CHUNK];
+        while let Some(command) = self.commands.recv().await {
+            if self.gate.as_ref().is_some_and(|gate| !gate.is_open()) {
+                // Nothing more goes out: the server sees the connection
+                // end, and the session's caller a closed connection.
+                break;
+            }
+            // Continuations and refusals left over concern earlier commands.
+            while self.control.try_recv().is_ok() {}
+            if command.starts_compression {
+                // Before the command goes out: its answer may come at once.
+                let _ = self.compress_tags.send(command.tag.clone());
+            }
+            'parts: for part in command.parts {
+                match part {
+                    Part::Bytes(bytes) => output.write_all(&bytes).await?,
+                    Part::Spool(spool) => {
+                        let mut offset = 0;
+                        while offset < spool.len() {
+                            let n = spool.read_at(&mut chunk, offset)?;
+                            output.write_all(&chunk[..n]).await?;
+                            offset += n as u64;
+                        }
                     }
-                }
-                Part::AwaitContinuation => {
-                    writer.flush().await?;
-                    loop {
-                        match control.recv().await {
-                            Some(Control::Continue) => break,
-                            // Refused, or finished without needing the rest
-                            // (a SASL exchange that succeeded early).
-                            Some(Control::Done(tag)) if tag == command.tag => break 'parts,
-                            Some(Control::Done(_)) => {}
-                            None => return Ok(()),
+                    Part::AwaitContinuation => {
+                        output.flush().await?;
+                        loop {
+                            match self.control.recv().await {
+                                Some(Control::Continue) => break,
+                                // Refused, or finished without needing the
+                                // rest (a SASL exchange that succeeded early).
+                                Some(Control::Done(tag)) if tag == command.tag => break 'parts,
+                                Some(_) => {}
+                                None => return Ok(()),
+                            }
                         }
                     }
                 }
             }
+            if command.starts_compression {
+                output.flush().await?;
+                match self.compression_answer(&command.tag).await {
+                    Some(true) => output = deflating(output),
+                    Some(false) => {}
+                    None => return Ok(()),
+                }
+            } else if self.commands.is_empty() {
+                output.flush().await?;
+            }
         }
-        if commands.is_empty() {
-            writer.flush().await?;
+        output.shutdown().await
+    }
+
+    /// Whether the server said OK to the COMPRESS command `tag`; `None`
+    /// once the reader is gone.
+    async fn compression_answer(&mut self, tag: &str) -> Option<bool> {
+        loop {
+            match self.control.recv().await? {
+                Control::Compressing(done) if done == tag => return Some(true),
+                Control::Done(done) if done == tag => return Some(false),
+                _ => {}
+            }
         }
     }
-    writer.shutdown().await
+}
+
+/// The writer's DEFLATE layer. The fastest level: on a link slow enough
+/// for compression to pay, most of the gain is in the first level, and a
+/// higher one would make flytt's CPU the limit on a faster link. Each
+/// flush ends in a sync flush, so a command is on the wire when the
+/// writer has no more queued.
+fn deflating(output: Output) -> Output {
+    Box::new(BufWriter::with_capacity(
+        BUFFER,
+        DeflateEncoder::with_quality(output, async_compression::Level::Fastest),
+    ))
 }

@@ -65,17 +65,14 @@ pub async fn sync_mailbox(
     Ok(report)
 }
 
-/// Extra connection pairs only where the network's round trip is at least
-/// this long (the quickest answer a lead session got, see
-/// `Session::round_trip`). Below it (a LAN, one machine) one pair's
-/// pipelines keep both servers busy and more pairs only add server load: on
-/// a loaded two-core machine, ten mailboxes four at a time copied in 7.0 s
-/// with one pair each and 9.2 s when extra pairs opened; through a 40 ms
-/// round trip one mailbox of 21 folders took 4.2 s with one pair and 1.4 s
-/// with eight (docs/performance.md). Fifteen, not less: single answers on
-/// that loaded machine took up to 17 ms, and the quickest of a session's
-/// first ones up to 10 ms.
-const PARALLEL_FROM_ROUND_TRIP: Duration = Duration::from_millis(15);
+/// Extra connection pairs only where a server is remote (its quickest
+/// answer took `REMOTE_ROUND_TRIP` or more). Below it (a LAN, one machine)
+/// one pair's pipelines keep both servers busy and more pairs only add
+/// server load: on a loaded two-core machine, ten mailboxes four at a time
+/// copied in 7.0 s with one pair each and 9.2 s when extra pairs opened;
+/// through a 40 ms round trip one mailbox of 21 folders took 4.2 s with
+/// one pair and 1.4 s with eight (docs/performance.md).
+const PARALLEL_FROM_ROUND_TRIP: Duration = flytt_imap::REMOTE_ROUND_TRIP;
 
 /// One session to each side, both opened at once: each login costs
 /// several round trips.
@@ -123,6 +120,12 @@ async fn sync_folders(
 ) -> Result<Report, SyncError> {
     let shared = lead.shared();
     let visits = lead.prepare(excludes).await?;
+    // Decided on what the lead's sessions saw, for every pair alike.
+    let compress = Compress {
+        source: lead.src.wants_compression(),
+        target: lead.tgt.wants_compression(),
+    };
+    lead.compress(compress).await?;
     let round_trip = lead
         .src
         .round_trip()
@@ -147,7 +150,11 @@ async fn sync_folders(
             () = queue.run_dry() => return Ok(Report::default()),
         };
         match connected {
-            Ok((src, tgt)) => Worker::new(shared, src, tgt).work_through(queue).await,
+            Ok((src, tgt)) => {
+                let mut worker = Worker::new(shared, src, tgt);
+                worker.compress(compress).await?;
+                worker.work_through(queue).await
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open another connection pair; going on with fewer");
                 Ok(Report::default())
@@ -162,6 +169,26 @@ async fn sync_folders(
         report.absorb(other);
     }
     Ok(report)
+}
+
+/// Which sides of a pair to compress (see `flytt_imap::Compression`).
+#[derive(Clone, Copy, Debug)]
+struct Compress {
+    source: bool,
+    target: bool,
+}
+
+/// Compresses `session` if `wanted` and the server offers it; whether it
+/// now is.
+async fn compress_if(session: &mut Session, wanted: bool) -> flytt_imap::Result<bool> {
+    if !wanted {
+        return Ok(false);
+    }
+    let compressed = session.compress().await?;
+    if !compressed {
+        tracing::debug!(server = session.server(), "no COMPRESS=DEFLATE here");
+    }
+    Ok(compressed)
 }
 
 /// The folders still to visit, handed to the pairs one at a time. A folder
@@ -367,6 +394,19 @@ impl<'a> Worker<'a> {
 
     /// Takes folders from the queue until none is left for this pair, then
     /// logs out; returns what this pair did.
+    /// Turns COMPRESS=DEFLATE on where wanted and offered, on both sides
+    /// at once (a round trip each).
+    async fn compress(&mut self, wanted: Compress) -> Result<(), SyncError> {
+        let (source, target) = tokio::join!(
+            compress_if(&mut self.src, wanted.source),
+            compress_if(&mut self.tgt, wanted.target)
+        );
+        let compressed = u64::from(source.map_err(SyncError::Source)?)
+            + u64::from(target.map_err(SyncError::Target)?);
+        self.report.compressed_sessions += compressed;
+        Ok(())
+    }
+
     async fn work_through(mut self, queue: &FolderQueue) -> Result<Report, SyncError> {
         self.report.connection_pairs = 1;
         while let Some(visit) = queue.take() {

@@ -79,6 +79,9 @@ pub struct Report {
     /// more than one only where the round trip is long (see
     /// `SyncOptions::connections`).
     pub connection_pairs: u64,
+    /// Sessions compressed with COMPRESS=DEFLATE (by default those to a
+    /// remote server: see `flytt_imap::Compression`).
+    pub compressed_sessions: u64,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,
     /// Where each source folder goes: its path inside the source's personal
@@ -116,6 +119,7 @@ impl Report {
         self.messages_altered += other.messages_altered;
         self.flags_updated += other.flags_updated;
         self.connection_pairs += other.connection_pairs;
+        self.compressed_sessions += other.compressed_sessions;
         self.plan.extend(other.plan);
         self.issues.extend(other.issues);
     }

@@ -568,6 +568,10 @@ service lmtp {{
     port = {lmtp_port}
   }}
 }}
+# COMPRESS=DEFLATE (RFC 4978), as servers on the internet offer it.
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
+}}
 # Delivery runs the user's active Sieve script (a redirect leaves through
 # submission_host, which a test sets to its SMTP sink).
 protocol lmtp {{

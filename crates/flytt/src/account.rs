@@ -39,6 +39,7 @@ pub struct Side<'a> {
     pub ca_files: &'a [PathBuf],
     pub tls_fingerprints: &'a [flytt_tls::Fingerprint],
     pub timeout_secs: u64,
+    pub compression: flytt_imap::Compression,
 }
 
 pub fn account(side: &Side<'_>) -> Result<Account> {
@@ -51,6 +52,7 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
     .with_context(|| format!("--{}", side.name))?;
     let mut server = server;
     server.tls_fingerprints = side.tls_fingerprints.to_vec();
+    server.compression = side.compression;
     let user = match (side.user, url_user) {
         (Some(flag), _) => flag.to_string(),
         (None, Some(url_user)) => url_user,

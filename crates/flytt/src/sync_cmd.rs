@@ -69,6 +69,10 @@ pub struct SyncArgs {
     /// Seconds to wait for a server's answer before giving up.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// COMPRESS=DEFLATE where a server offers it: auto (for a server whose
+    /// round trip is 15 ms or more), always or never.
+    #[arg(long, default_value_t = flytt_imap::Compression::Auto, value_name = "auto|always|never")]
+    compression: flytt_imap::Compression,
 
     /// List what would be copied; change nothing.
     #[arg(long)]
@@ -125,6 +129,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         ca_files: &args.ca_file,
         tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
+        compression: args.compression,
     })?;
     let target = account(&Side {
         name: "target",
@@ -138,6 +143,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         ca_files: &args.ca_file,
         tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
+        compression: args.compression,
     })?;
     // A dry run reads the state of earlier runs (so it lists only what is
     // new) but copies nothing and creates no state of its own.

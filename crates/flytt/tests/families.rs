@@ -564,6 +564,13 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert!(count(&json, "connection_pairs") > 1, "{json}");
+    // Both servers are remote through the proxies and offer COMPRESS: every
+    // session of the last run was compressed.
+    assert_eq!(
+        count(&json, "compressed_sessions"),
+        2 * count(&json, "connection_pairs"),
+        "{json}"
+    );
     let total = u64::from(FOLDERS * PER_FOLDER);
     let copied = count(&json, "messages_copied");
     assert!(
