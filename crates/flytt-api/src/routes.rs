@@ -148,6 +148,7 @@ struct NewEndpointBody {
     max_concurrent_migrations: Option<u32>,
     max_concurrent_incremental_syncs: Option<u32>,
     connections_per_user: Option<u32>,
+    compression: Option<flytt_store::Compression>,
     sieve_url: Option<String>,
     directory: Option<String>,
 }
@@ -182,6 +183,7 @@ async fn create_endpoint(
         connections_per_user: body
             .connections_per_user
             .unwrap_or(flytt_store::DEFAULT_CONNECTIONS_PER_USER),
+        compression: body.compression.unwrap_or_default(),
         sieve_url: body.sieve_url,
         directory: body.directory,
         effective_migrations: None,

@@ -38,7 +38,17 @@ pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, S
     server.allow_plaintext = endpoint.allow_plaintext;
     server.ca_files = endpoint.ca_file.iter().map(PathBuf::from).collect();
     server.tls_fingerprints = tls_fingerprints(endpoint)?;
+    server.compression = compression(endpoint.compression);
     Ok(server)
+}
+
+/// An endpoint's compression setting as the IMAP client takes it.
+pub fn compression(setting: flytt_store::Compression) -> flytt_imap::Compression {
+    match setting {
+        flytt_store::Compression::Auto => flytt_imap::Compression::Auto,
+        flytt_store::Compression::Always => flytt_imap::Compression::Always,
+        flytt_store::Compression::Never => flytt_imap::Compression::Never,
+    }
 }
 
 /// The endpoint's pinned certificates.

@@ -145,6 +145,9 @@ pub struct EndpointView {
     pub max_concurrent_incremental_syncs: u32,
     /// Sessions one user's migration opens to this server at most.
     pub connections_per_user: u32,
+    /// Whether sessions to this server are compressed (COMPRESS=DEFLATE):
+    /// `auto` (where the server is remote), `always` or `never`.
+    pub compression: flytt_store::Compression,
     pub sieve_url: Option<String>,
     pub directory: Option<String>,
 }
@@ -164,6 +167,7 @@ impl EndpointView {
             effective_concurrent_migrations: endpoint.migration_limit(),
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
             connections_per_user: endpoint.connections_per_user,
+            compression: endpoint.compression,
             sieve_url: endpoint.sieve_url.clone(),
             directory: endpoint.directory.clone(),
         }

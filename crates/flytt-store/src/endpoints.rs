@@ -33,6 +33,8 @@ pub struct Endpoint {
     /// folders are copied in parallel over them); a sync uses the smaller
     /// of its two endpoints' figures.
     pub connections_per_user: u32,
+    /// Whether sessions to this server are compressed.
+    pub compression: Compression,
     /// The ManageSieve server (`sieve://HOST[:PORT]`), if scripts move too.
     pub sieve_url: Option<String>,
     /// The directory of the endpoint's users (staged migrations).
@@ -59,6 +61,7 @@ impl Endpoint {
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
             connections_per_user: DEFAULT_CONNECTIONS_PER_USER,
+            compression: Compression::Auto,
             sieve_url: None,
             directory: None,
             effective_migrations: None,
@@ -115,6 +118,49 @@ impl std::fmt::Display for AdminMode {
     }
 }
 
+/// Whether sessions to an endpoint are compressed with COMPRESS=DEFLATE
+/// (where the server offers it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Where the server is remote (a long round trip): there the link is
+    /// what is short; on a LAN compression only costs CPU.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl Compression {
+    /// As stored and shown: `auto`, `always` or `never`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Auto => "auto",
+            Compression::Always => "always",
+            Compression::Never => "never",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = ();
+
+    fn from_str(text: &str) -> std::result::Result<Self, ()> {
+        match text {
+            "auto" => Ok(Compression::Auto),
+            "always" => Ok(Compression::Always),
+            "never" => Ok(Compression::Never),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Compression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
 /// (sqlx takes only those, against injection).
 macro_rules! select_endpoints {
@@ -122,7 +168,7 @@ macro_rules! select_endpoints {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
             "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, ",
-            "effective_migrations, connections_per_user FROM endpoint ",
+            "effective_migrations, connections_per_user, compression FROM endpoint ",
             $tail
         )
     };
@@ -157,6 +203,7 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
             .map(|n| to_u32("effective_migrations", n))
             .transpose()?,
         connections_per_user: to_u32("connections_per_user", row.try_get("connections_per_user")?)?,
+        compression: crate::totals::named(row, "compression")?,
     })
 }
 
@@ -166,7 +213,7 @@ impl Store {
         let result = sqlx::query(self.sql(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
              max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, \
-             connections_per_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             connections_per_user, compression) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -181,6 +228,7 @@ impl Store {
         .bind(&endpoint.directory)
         .bind(endpoint.tls_fingerprints.join(" "))
         .bind(i64::from(endpoint.connections_per_user))
+        .bind(endpoint.compression.as_str())
         .execute(&self.pool)
         .await;
         match result {
@@ -200,7 +248,8 @@ impl Store {
         let done = sqlx::query(self.sql(
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
-             sieve_url = ?, directory = ?, tls_fingerprints = ?, connections_per_user = ? WHERE name = ?",
+             sieve_url = ?, directory = ?, tls_fingerprints = ?, connections_per_user = ?, \
+             compression = ? WHERE name = ?",
         ))
         .bind(&endpoint.url)
         .bind(i64::from(endpoint.allow_plaintext))
@@ -214,6 +263,7 @@ impl Store {
         .bind(&endpoint.directory)
         .bind(endpoint.tls_fingerprints.join(" "))
         .bind(i64::from(endpoint.connections_per_user))
+        .bind(endpoint.compression.as_str())
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await

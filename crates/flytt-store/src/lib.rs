@@ -35,7 +35,7 @@ pub use batches::{
 };
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
-pub use endpoints::{AdminMode, DEFAULT_CONNECTIONS_PER_USER, Endpoint};
+pub use endpoints::{AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, Endpoint};
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;

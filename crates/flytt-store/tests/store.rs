@@ -238,6 +238,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         max_concurrent_migrations: 20,
         max_concurrent_incremental_syncs: 10,
         connections_per_user: 3,
+        compression: flytt_store::Compression::Always,
         sieve_url: None,
         directory: None,
         effective_migrations: None,
@@ -250,6 +251,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
     assert_eq!(store.endpoint("gammel").await?, endpoint);
     endpoint.max_concurrent_migrations = 5;
     endpoint.connections_per_user = 1;
+    endpoint.compression = flytt_store::Compression::Never;
     endpoint.allow_plaintext = false;
     endpoint.directory = Some("nowhere".into());
     assert!(matches!(

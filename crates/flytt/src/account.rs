@@ -39,7 +39,7 @@ pub struct Side<'a> {
     pub ca_files: &'a [PathBuf],
     pub tls_fingerprints: &'a [flytt_tls::Fingerprint],
     pub timeout_secs: u64,
-    pub compression: flytt_imap::Compression,
+    pub compression: flytt_store::Compression,
 }
 
 pub fn account(side: &Side<'_>) -> Result<Account> {
@@ -52,7 +52,7 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
     .with_context(|| format!("--{}", side.name))?;
     let mut server = server;
     server.tls_fingerprints = side.tls_fingerprints.to_vec();
-    server.compression = side.compression;
+    server.compression = flytt_control::endpoints::compression(side.compression);
     let user = match (side.user, url_user) {
         (Some(flag), _) => flag.to_string(),
         (None, Some(url_user)) => url_user,
@@ -97,6 +97,12 @@ pub fn server_config(
     server.ca_files = ca_files.to_vec();
     server.timeout = std::time::Duration::from_secs(timeout_secs.max(1));
     Ok((server, user))
+}
+
+/// `--compression auto|always|never`, for `flytt sync` and endpoints.
+pub fn parse_compression(text: &str) -> std::result::Result<flytt_store::Compression, String> {
+    text.parse()
+        .map_err(|()| format!("{text:?}: use auto, always or never"))
 }
 
 /// Reads a password file: one trailing line break is the file's, not the

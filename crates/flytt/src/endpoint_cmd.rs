@@ -79,6 +79,11 @@ pub struct NewArgs {
     /// endpoints' figures).
     #[arg(long, default_value_t = flytt_store::DEFAULT_CONNECTIONS_PER_USER)]
     connections_per_user: u32,
+    /// COMPRESS=DEFLATE where the server offers it: auto (when its round
+    /// trip is 15 ms or more: a remote server), always or never.
+    #[arg(long, default_value = "auto", value_name = "auto|always|never",
+          value_parser = crate::account::parse_compression)]
+    compression: flytt_store::Compression,
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
@@ -118,6 +123,9 @@ pub struct SetArgs {
     /// Sessions one user's migration opens to this server at most (1 to 16).
     #[arg(long)]
     connections_per_user: Option<u32>,
+    /// COMPRESS=DEFLATE: auto, always or never.
+    #[arg(long, value_name = "auto|always|never", value_parser = crate::account::parse_compression)]
+    compression: Option<flytt_store::Compression>,
     #[arg(long)]
     allow_plaintext: Option<bool>,
     #[arg(long)]
@@ -181,6 +189,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                     .max_concurrent_incremental_syncs
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
                 connections_per_user: args.connections_per_user,
+                compression: args.compression,
                 sieve_url: args.sieve_url,
                 directory: args.directory,
                 effective_migrations: None,
@@ -211,6 +220,9 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             }
             if let Some(n) = args.connections_per_user {
                 endpoint.connections_per_user = n;
+            }
+            if let Some(compression) = args.compression {
+                endpoint.compression = compression;
             }
             if let Some(allow) = args.allow_plaintext {
                 endpoint.allow_plaintext = allow;
@@ -304,6 +316,7 @@ fn print_endpoint(endpoint: &Endpoint) {
         "Connections per user:           {}",
         endpoint.connections_per_user
     );
+    println!("Compression:                    {}", endpoint.compression);
     println!(
         "Allow plaintext:                {}",
         endpoint.allow_plaintext

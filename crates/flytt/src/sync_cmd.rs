@@ -71,8 +71,9 @@ pub struct SyncArgs {
     timeout: u64,
     /// COMPRESS=DEFLATE where a server offers it: auto (for a server whose
     /// round trip is 15 ms or more), always or never.
-    #[arg(long, default_value_t = flytt_imap::Compression::Auto, value_name = "auto|always|never")]
-    compression: flytt_imap::Compression,
+    #[arg(long, default_value = "auto", value_name = "auto|always|never",
+          value_parser = crate::account::parse_compression)]
+    compression: flytt_store::Compression,
 
     /// List what would be copied; change nothing.
     #[arg(long)]

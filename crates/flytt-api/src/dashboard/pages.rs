@@ -1046,6 +1046,7 @@ struct EndpointRow {
     migrations: String,
     incremental: u32,
     connections_per_user: u32,
+    compression: flytt_store::Compression,
 }
 
 impl EndpointRow {
@@ -1068,6 +1069,7 @@ impl EndpointRow {
             },
             incremental: view.max_concurrent_incremental_syncs,
             connections_per_user: view.connections_per_user,
+            compression: view.compression,
         }
     }
 }

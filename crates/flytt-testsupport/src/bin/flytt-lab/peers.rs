@@ -46,8 +46,12 @@ struct Options {
     /// Delay added each way by the latency proxies.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// The bandwidth of each server's link in the bandwidth part, in
+    /// Mbit/s each way.
+    #[arg(long, default_value_t = 50)]
+    mbit: u64,
     /// One part only.
-    #[arg(long, value_parser = ["mixed", "large", "latency"])]
+    #[arg(long, value_parser = ["mixed", "large", "latency", "bandwidth"])]
     only: Option<String>,
     /// Also write the tables to this file.
     #[arg(long)]
@@ -119,9 +123,9 @@ fn mixed_message(user: usize, n: usize) -> AppendMessage {
     AppendMessage {
         flags,
         internal_date: Some(corpus::spread_date(n as u32)),
-        body: Body::Memory(Bytes::from(corpus::generated_message(
+        body: Body::Memory(Bytes::from(corpus::realistic_message(
             (user * 100_000 + n) as u32,
-            Some(&format!("mixed-{user}-{n}@kilde.example")),
+            &format!("mixed-{user}-{n}@kilde.example"),
             body_bytes,
         ))),
     }
@@ -266,6 +270,24 @@ impl Bench<'_> {
     /// through the given source and target ports.
     fn command(&self, tool: Tool, user: &str, ports: (u16, u16)) -> LabResult<Command> {
         self.command_into(tool, user, &Self::target_user(tool, user), ports)
+    }
+
+    /// Runs a copy: its time and its peak resident memory (MB).
+    fn time_run(&self, mut command: Command, user: &str) -> LabResult<(f64, u64)> {
+        let started = Instant::now();
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::null()).spawn()?;
+        let mut peak_kb = 0;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            peak_kb = peak_kb.max(peak_rss_kb(child.id()));
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if !status.success() {
+            return Err(format!("the copy of {user}: {status}").into());
+        }
+        Ok((started.elapsed().as_secs_f64(), peak_kb / 1024))
     }
 
     fn command_into(
@@ -530,8 +552,13 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
         .map(|i| format!("large{i:02}@example.org"))
         .collect();
     let latency_user = "far@example.org".to_string();
+    let bandwidth_user = "slow@example.org".to_string();
     let mut all: Vec<String> = Vec::new();
-    for user in users.iter().chain(&large_users).chain([&latency_user]) {
+    for user in users
+        .iter()
+        .chain(&large_users)
+        .chain([&latency_user, &bandwidth_user])
+    {
         all.push(user.clone());
         for tool in [
             Tool::Ceiling,
@@ -565,6 +592,9 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     }
     if wanted("latency") {
         report.push_str(&latency_rows(&bench, &latency_user, o.messages, o.latency_ms).await?);
+    }
+    if wanted("bandwidth") {
+        report.push_str(&bandwidth_rows(&bench, &bandwidth_user, &o).await?);
     }
     println!("{report}");
     if let Some(out) = o.out {
@@ -749,26 +779,8 @@ async fn latency_rows(
     let target_proxy = LatencyProxy::start(lab.target.port, delay).await?;
     let proxied = (source_proxy.port, target_proxy.port);
     let direct = (lab.source.port, lab.target.port);
-    // Each run's time and peak resident memory (MB).
-    let time = |tool: Tool, target_user: &str, ports: (u16, u16)| -> LabResult<(f64, u64)> {
-        let started = Instant::now();
-        let mut child = bench
-            .command_into(tool, user, target_user, ports)?
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()?;
-        let mut peak_kb = 0;
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            peak_kb = peak_kb.max(peak_rss_kb(child.id()));
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        if !status.success() {
-            return Err(format!("flytt sync for {user}: {status}").into());
-        }
-        Ok((started.elapsed().as_secs_f64(), peak_kb / 1024))
+    let time = |tool: Tool, target_user: &str, ports: (u16, u16)| {
+        bench.time_run(bench.command_into(tool, user, target_user, ports)?, user)
     };
     // Each copy into a fresh target user, with fresh state.
     let fresh_state = || std::fs::remove_dir_all(lab.dir.path().join("data"));
@@ -803,5 +815,50 @@ Unchanged incremental through the {rtt_ms} ms link: {unchanged:.2} s; one STARTT
         r4 = 100.0 * loopback / far,
         r1 = 100.0 * loopback_one / far_one,
         beyond = (unchanged - login) / rtt,
+    ))
+}
+
+/// One mailbox of the mixed shape through a slow link on both servers
+/// (`--mbit` each way, shared by all connections, and the latency proxy's
+/// delay): flytt compressed, as it is by default for a remote server,
+/// against `--compression never`, each into a fresh target user.
+async fn bandwidth_rows(bench: &Bench<'_>, user: &str, o: &Options) -> LabResult<String> {
+    let lab = bench.lab;
+    let (index, messages) = (98, o.messages);
+    seed_mixed(&lab.source, user, index, 0, messages).await?;
+    let bytes: u64 = (0..messages)
+        .map(|n| mixed_message(index, n).body.len())
+        .sum();
+    let delay = Duration::from_millis(o.latency_ms);
+    let rate = o.mbit * 1_000_000 / 8;
+    let source_proxy = LatencyProxy::start_shaped(lab.source.port, delay, rate).await?;
+    let target_proxy = LatencyProxy::start_shaped(lab.target.port, delay, rate).await?;
+    let proxied = (source_proxy.port, target_proxy.port);
+    let fresh_state = || std::fs::remove_dir_all(lab.dir.path().join("data"));
+    let mut rows = String::new();
+    for (label, compression, target_user) in [
+        ("`--compression never`", "never", format!("fl-{user}")),
+        (
+            "default (compressed: the servers are remote)",
+            "auto",
+            format!("dv-{user}"),
+        ),
+    ] {
+        let mut command = bench.command_into(Tool::Flytt, user, &target_user, proxied)?;
+        command.args(["--compression", compression]);
+        let (seconds, peak) = bench.time_run(command, user)?;
+        fresh_state()?;
+        rows.push_str(&format!(
+            "| {label} | {seconds:.2} s | {mb:.1} MB/s | {share:.0}% | {peak} MB |\n",
+            mb = bytes as f64 / 1e6 / seconds,
+            share = 100.0 * bytes as f64 / seconds / rate as f64,
+        ));
+    }
+    Ok(format!(
+        "One mailbox of {messages} mixed messages ({mb:.0} MB: text, and base64 attachments of incompressible data) through a {mbit} Mbit/s link each way on both servers, {latency} ms added each way:\n\n\
+| flytt sync | time | mail moved | of the link's rate | peak RSS |\n|---|---:|---:|---:|---:|\n{rows}\n",
+        mb = bytes as f64 / 1e6,
+        mbit = o.mbit,
+        latency = o.latency_ms,
     ))
 }
