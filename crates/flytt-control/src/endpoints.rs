@@ -45,7 +45,6 @@ pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, S
 /// An endpoint's compression setting as the IMAP client takes it.
 pub fn compression(setting: flytt_store::Compression) -> flytt_imap::Compression {
     match setting {
-        flytt_store::Compression::Auto => flytt_imap::Compression::Auto,
         flytt_store::Compression::Always => flytt_imap::Compression::Always,
         flytt_store::Compression::Never => flytt_imap::Compression::Never,
     }
@@ -241,5 +240,22 @@ impl Control {
             Err(e) => test.error = Some(e.to_string()),
         }
         Ok(test)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The endpoint's compression setting reaches the sessions the runner
+    /// opens for it.
+    #[test]
+    fn the_compression_setting_reaches_the_connection() {
+        let mut endpoint = Endpoint::new("gammel", "imaps://old.example.org");
+        let config = server_config(&endpoint).expect("config");
+        assert_eq!(config.compression, flytt_imap::Compression::Never);
+        endpoint.compression = flytt_store::Compression::Always;
+        let config = server_config(&endpoint).expect("config");
+        assert_eq!(config.compression, flytt_imap::Compression::Always);
     }
 }

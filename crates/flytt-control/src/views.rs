@@ -146,7 +146,7 @@ pub struct EndpointView {
     /// Sessions one user's migration opens to this server at most.
     pub connections_per_user: u32,
     /// Whether sessions to this server are compressed (COMPRESS=DEFLATE):
-    /// `auto` (where the server is remote), `always` or `never`.
+    /// `never` or `always`.
     pub compression: flytt_store::Compression,
     pub sieve_url: Option<String>,
     pub directory: Option<String>,

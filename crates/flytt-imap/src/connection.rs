@@ -37,38 +37,19 @@ pub enum Security {
     Plain,
 }
 
-/// Whether to compress a connection with COMPRESS=DEFLATE (RFC 4978).
+/// Whether to compress a connection with COMPRESS=DEFLATE (RFC 4978). Off
+/// unless asked for: it pays on a slow link (a mailbox with attachments
+/// moved a sixth faster through 50 Mbit/s) and costs on a fast one, where
+/// both servers' CPU becomes the limit (through a 40 ms round trip without
+/// a bandwidth limit the same copy took twice as long; docs/performance.md).
+/// Nothing flytt sees tells a slow link from a busy server, so the
+/// administrator, who knows the link, decides.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Compression {
-    /// Where the server is remote (its round trip is long: see
-    /// `REMOTE_ROUND_TRIP`): there the link, not the CPU, is what is
-    /// short, and mail text shrinks to a third or less.
     #[default]
-    Auto,
-    Always,
     Never,
+    Always,
 }
-
-impl Compression {
-    /// Whether to compress a session whose quickest answer took
-    /// `round_trip`.
-    pub fn wanted(self, round_trip: Option<Duration>) -> bool {
-        match self {
-            Compression::Auto => round_trip.is_some_and(|t| t >= REMOTE_ROUND_TRIP),
-            Compression::Always => true,
-            Compression::Never => false,
-        }
-    }
-}
-
-/// A server whose quickest answer takes at least this long is remote (see
-/// `Session::round_trip`): several connections and compression pay there.
-/// On a LAN or one machine one connection's pipelines keep a server busy,
-/// and compression only costs CPU. Fifteen milliseconds, not less: single
-/// answers on a loaded two-core machine took up to 17 ms on loopback, and
-/// the quickest of a session's first ones up to 10 ms
-/// (docs/performance.md).
-pub const REMOTE_ROUND_TRIP: Duration = Duration::from_millis(15);
 
 /// Where a server is and how to talk to it.
 #[derive(Clone, Debug)]
@@ -129,7 +110,7 @@ impl ServerConfig {
             timeout: Duration::from_secs(120),
             limits: FrameLimits::default(),
             write_gate: None,
-            compression: Compression::Auto,
+            compression: Compression::Never,
         }
     }
 
@@ -213,7 +194,7 @@ pub struct Session {
     fastest_answer: Option<Duration>,
     /// Whether COMPRESS DEFLATE is on (see `compress`).
     compressed: bool,
-    /// What the configuration asked for (see `wants_compression`).
+    /// What the configuration asks for (see `wants_compression`).
     compression: Compression,
 }
 
@@ -351,8 +332,8 @@ impl Session {
 
     /// Compresses the connection both ways with DEFLATE (RFC 4978) if the
     /// server offers COMPRESS=DEFLATE: on a slow link mail text shrinks to
-    /// a third or less; on a fast one it only costs both sides CPU, so the
-    /// caller decides. `false` when the server does not offer it or
+    /// a third or less; on a fast one it only costs both sides CPU (see
+    /// `Compression`). `false` when the server does not offer it or
     /// refuses (a refusal changes nothing). No other command may be in
     /// flight: the server compresses from right after its OK.
     pub async fn compress(&mut self) -> Result<bool> {
@@ -379,10 +360,9 @@ impl Session {
         }
     }
 
-    /// Whether the configuration wants this session compressed, given the
-    /// round trip seen so far.
+    /// Whether the configuration wants this session compressed.
     pub fn wants_compression(&self) -> bool {
-        self.compression.wanted(self.fastest_answer)
+        self.compression == Compression::Always
     }
 
     /// Whether the connection is compressed (see `compress`).

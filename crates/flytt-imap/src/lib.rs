@@ -15,9 +15,7 @@ mod types;
 
 pub use client::{Access, Auth, ChangesMade, FetchRequest, MailboxChanges};
 pub use command::{CommandBuilder, append, uid_set};
-pub use connection::{
-    Compression, REMOTE_ROUND_TRIP, Reply, Security, ServerConfig, Session, WriteGate,
-};
+pub use connection::{Compression, Reply, Security, ServerConfig, Session, WriteGate};
 pub use error::{Error, ErrorClass, Result, Transient};
 pub use framing::spool_in;
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};

@@ -61,7 +61,7 @@ impl Endpoint {
             max_concurrent_migrations: 20,
             max_concurrent_incremental_syncs: 10,
             connections_per_user: DEFAULT_CONNECTIONS_PER_USER,
-            compression: Compression::Auto,
+            compression: Compression::Never,
             sieve_url: None,
             directory: None,
             effective_migrations: None,
@@ -119,25 +119,22 @@ impl std::fmt::Display for AdminMode {
 }
 
 /// Whether sessions to an endpoint are compressed with COMPRESS=DEFLATE
-/// (where the server offers it).
+/// (where the server offers it): for a slow link; off by default, as on a
+/// fast one it only costs both servers CPU (see `flytt_imap::Compression`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// Where the server is remote (a long round trip): there the link is
-    /// what is short; on a LAN compression only costs CPU.
     #[default]
-    Auto,
-    Always,
     Never,
+    Always,
 }
 
 impl Compression {
-    /// As stored and shown: `auto`, `always` or `never`.
+    /// As stored and shown: `never` or `always`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Compression::Auto => "auto",
-            Compression::Always => "always",
             Compression::Never => "never",
+            Compression::Always => "always",
         }
     }
 }
@@ -147,9 +144,8 @@ impl std::str::FromStr for Compression {
 
     fn from_str(text: &str) -> std::result::Result<Self, ()> {
         match text {
-            "auto" => Ok(Compression::Auto),
-            "always" => Ok(Compression::Always),
             "never" => Ok(Compression::Never),
+            "always" => Ok(Compression::Always),
             _ => Err(()),
         }
     }

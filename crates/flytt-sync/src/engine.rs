@@ -65,14 +65,17 @@ pub async fn sync_mailbox(
     Ok(report)
 }
 
-/// Extra connection pairs only where a server is remote (its quickest
-/// answer took `REMOTE_ROUND_TRIP` or more). Below it (a LAN, one machine)
-/// one pair's pipelines keep both servers busy and more pairs only add
-/// server load: on a loaded two-core machine, ten mailboxes four at a time
-/// copied in 7.0 s with one pair each and 9.2 s when extra pairs opened;
-/// through a 40 ms round trip one mailbox of 21 folders took 4.2 s with
-/// one pair and 1.4 s with eight (docs/performance.md).
-const PARALLEL_FROM_ROUND_TRIP: Duration = flytt_imap::REMOTE_ROUND_TRIP;
+/// Extra connection pairs only where the network's round trip is at least
+/// this long (the quickest answer a lead session got, see
+/// `Session::round_trip`). Below it (a LAN, one machine) one pair's
+/// pipelines keep both servers busy and more pairs only add server load: on
+/// a loaded two-core machine, ten mailboxes four at a time copied in 7.0 s
+/// with one pair each and 9.2 s when extra pairs opened; through a 40 ms
+/// round trip one mailbox of 21 folders took 4.2 s with one pair and 1.4 s
+/// with eight (docs/performance.md). Fifteen, not less: single answers on
+/// that loaded machine took up to 17 ms, and the quickest of a session's
+/// first ones up to 10 ms.
+const PARALLEL_FROM_ROUND_TRIP: Duration = Duration::from_millis(15);
 
 /// One session to each side, both opened at once: each login costs
 /// several round trips.
@@ -120,10 +123,11 @@ async fn sync_folders(
 ) -> Result<Report, SyncError> {
     let shared = lead.shared();
     let visits = lead.prepare(excludes).await?;
-    // Decided on what the lead's sessions saw, for every pair alike.
+    // After preparing, and only if there is mail to move: COMPRESS costs
+    // a round trip, and an unchanged mailbox moves only listings.
     let compress = Compress {
-        source: lead.src.wants_compression(),
-        target: lead.tgt.wants_compression(),
+        source: lead.src.wants_compression() && !visits.is_empty(),
+        target: lead.tgt.wants_compression() && !visits.is_empty(),
     };
     lead.compress(compress).await?;
     let round_trip = lead

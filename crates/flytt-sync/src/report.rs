@@ -79,8 +79,8 @@ pub struct Report {
     /// more than one only where the round trip is long (see
     /// `SyncOptions::connections`).
     pub connection_pairs: u64,
-    /// Sessions compressed with COMPRESS=DEFLATE (by default those to a
-    /// remote server: see `flytt_imap::Compression`).
+    /// Sessions compressed with COMPRESS=DEFLATE (where asked for and
+    /// offered: see `flytt_imap::Compression`).
     pub compressed_sessions: u64,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,

@@ -99,10 +99,10 @@ pub fn server_config(
     Ok((server, user))
 }
 
-/// `--compression auto|always|never`, for `flytt sync` and endpoints.
+/// `--compression never|always`, for `flytt sync` and endpoints.
 pub fn parse_compression(text: &str) -> std::result::Result<flytt_store::Compression, String> {
     text.parse()
-        .map_err(|()| format!("{text:?}: use auto, always or never"))
+        .map_err(|()| format!("{text:?}: use never or always"))
 }
 
 /// Reads a password file: one trailing line break is the file's, not the

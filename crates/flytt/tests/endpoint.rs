@@ -71,7 +71,7 @@ fn endpoints_are_created_tested_shown_and_removed() {
     let json: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
     assert_eq!(json["max_concurrent_migrations"], 5);
     assert_eq!(json["connections_per_user"], 8, "the default");
-    assert_eq!(json["compression"], "auto", "the default");
+    assert_eq!(json["compression"], "never", "the default");
     assert_eq!(json["admin_password_set"], true);
     // Sessions per user: 1 to 16.
     for refused in ["0", "17"] {
@@ -105,25 +105,25 @@ fn endpoints_are_created_tested_shown_and_removed() {
         stdout(&show)
     );
     assert!(!stdout(&show).contains(MASTER_PASSWORD) && !stdout(&show).contains("v1:"));
-    // Compression: auto, always or never; anything else is refused.
+    // Compression: never or always; anything else is refused.
     let set = flytt(
         &data,
         &["endpoint", "set", "gammel", "--compression", "sometimes"],
     );
     assert_eq!(set.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&set.stderr).contains("use auto, always or never"),
+        String::from_utf8_lossy(&set.stderr).contains("use never or always"),
         "{}",
         String::from_utf8_lossy(&set.stderr)
     );
     let set = flytt(
         &data,
-        &["endpoint", "set", "gammel", "--compression", "never"],
+        &["endpoint", "set", "gammel", "--compression", "always"],
     );
     assert_eq!(set.status.code(), Some(0));
     let show = flytt(&data, &["endpoint", "show", "gammel"]);
     assert!(
-        stdout(&show).contains("Compression:                    never"),
+        stdout(&show).contains("Compression:                    always"),
         "{}",
         stdout(&show)
     );

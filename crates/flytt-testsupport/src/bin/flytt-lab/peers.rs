@@ -820,8 +820,8 @@ Unchanged incremental through the {rtt_ms} ms link: {unchanged:.2} s; one STARTT
 
 /// One mailbox of the mixed shape through a slow link on both servers
 /// (`--mbit` each way, shared by all connections, and the latency proxy's
-/// delay): flytt compressed, as it is by default for a remote server,
-/// against `--compression never`, each into a fresh target user.
+/// delay): flytt with `--compression always` against the default
+/// (uncompressed), each into a fresh target user.
 async fn bandwidth_rows(bench: &Bench<'_>, user: &str, o: &Options) -> LabResult<String> {
     let lab = bench.lab;
     let (index, messages) = (98, o.messages);
