@@ -837,12 +837,8 @@ async fn bandwidth_rows(bench: &Bench<'_>, user: &str, o: &Options) -> LabResult
     let fresh_state = || std::fs::remove_dir_all(lab.dir.path().join("data"));
     let mut rows = String::new();
     for (label, compression, target_user) in [
-        ("`--compression never`", "never", format!("fl-{user}")),
-        (
-            "default (compressed: the servers are remote)",
-            "auto",
-            format!("dv-{user}"),
-        ),
+        ("default (uncompressed)", "never", format!("fl-{user}")),
+        ("`--compression always`", "always", format!("dv-{user}")),
     ] {
         let mut command = bench.command_into(Tool::Flytt, user, &target_user, proxied)?;
         command.args(["--compression", compression]);
