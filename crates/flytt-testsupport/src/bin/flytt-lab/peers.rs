@@ -851,7 +851,7 @@ async fn bandwidth_rows(bench: &Bench<'_>, user: &str, o: &Options) -> LabResult
         ));
     }
     Ok(format!(
-        "One mailbox of {messages} mixed messages ({mb:.0} MB: text, and base64 attachments of incompressible data) through a {mbit} Mbit/s link each way on both servers, {latency} ms added each way:\n\n\
+        "\nOne mailbox of {messages} mixed messages ({mb:.0} MB: text, and base64 attachments of incompressible data) through a {mbit} Mbit/s link each way on both servers, {latency} ms added each way:\n\n\
 | flytt sync | time | mail moved | of the link's rate | peak RSS |\n|---|---:|---:|---:|---:|\n{rows}\n",
         mb = bytes as f64 / 1e6,
         mbit = o.mbit,
