@@ -39,7 +39,7 @@ pub enum Security {
 
 /// Whether to compress a connection with COMPRESS=DEFLATE (RFC 4978). Off
 /// unless asked for: it pays on a slow link (a mailbox with attachments
-/// moved a sixth faster through 50 Mbit/s) and costs on a fast one, where
+/// moved a fifth faster through 50 Mbit/s) and costs on a fast one, where
 /// both servers' CPU becomes the limit (through a 40 ms round trip without
 /// a bandwidth limit the same copy took twice as long; docs/performance.md).
 /// Nothing flytt sees tells a slow link from a busy server, so the
