@@ -101,7 +101,8 @@ impl Dovecot {
                     uid,
                     gid,
                     &run_as,
-                ) + extra_config,
+                ) + extra_config
+                    + PROTOCOL_PLUGINS,
             )
             .map_err(io("write dovecot.conf"))?;
             let mut child = Command::new("dovecot")
@@ -274,6 +275,22 @@ pub fn self_signed_certificate(dir: &Path) -> Result<(String, PathBuf)> {
     );
     Ok((config, cert))
 }
+
+/// The protocols' own plugins, written after any extra configuration:
+/// Dovecot expands `$mail_plugins` where it reads it, so a block written
+/// before an extra global `mail_plugins` (the quota of [`max_mail_size`])
+/// would leave that plugin out of IMAP.
+const PROTOCOL_PLUGINS: &str = "\
+# COMPRESS=DEFLATE (RFC 4978), as servers on the internet offer it.
+protocol imap {
+  mail_plugins = $mail_plugins imap_zlib
+}
+# Delivery runs the user's active Sieve script (a redirect leaves through
+# submission_host, which a test sets to its SMTP sink).
+protocol lmtp {
+  mail_plugins = $mail_plugins sieve
+}
+";
 
 /// Configuration that makes a server refuse messages over `size` (e.g.
 /// "1M"), with the server's own reason: the quota plugin's max mail size.
@@ -567,15 +584,6 @@ service lmtp {{
     address = 127.0.0.1
     port = {lmtp_port}
   }}
-}}
-# COMPRESS=DEFLATE (RFC 4978), as servers on the internet offer it.
-protocol imap {{
-  mail_plugins = $mail_plugins imap_zlib
-}}
-# Delivery runs the user's active Sieve script (a redirect leaves through
-# submission_host, which a test sets to its SMTP sink).
-protocol lmtp {{
-  mail_plugins = $mail_plugins sieve
 }}
 service managesieve-login {{
   inet_listener sieve {{

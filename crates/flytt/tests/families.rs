@@ -492,7 +492,8 @@ async fn sigkill_into_a_rewriting_target_copies_exactly_once() {
 /// compressed (COMPRESS=DEFLATE), killed three times mid-copy, then run to
 /// the end: every message exactly once (no pair copied what another did,
 /// or what a killed run had), flags and dates kept, and the last run copies
-/// only what was left.
+/// only what was left; then an incremental over the pairs copies the new
+/// mail and changed flags once.
 async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     const FOLDERS: u32 = 10;
     const PER_FOLDER: u32 = 120;
@@ -552,7 +553,10 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     kill_at_progress(
         || through_proxies(&["--connections", "4", "--compression", "always"]),
         on_target,
-        &[150, 500, 900],
+        // Low enough that the last killed run cannot have finished the
+        // copy before the (slow, login-per-poll) progress check saw 500:
+        // the run after it must still have folders for several pairs.
+        &[100, 300, 500],
     )
     .await;
     let output = through_proxies(&["--connections", "4", "--compression", "always", "--json"])
@@ -575,13 +579,53 @@ async fn parallel_folders_resume_exactly_once(source: Family, target: Family) {
     let total = u64::from(FOLDERS * PER_FOLDER);
     let copied = count(&json, "messages_copied");
     assert!(
-        copied <= total - 900,
+        copied <= total - 500,
         "the killed runs' copies were kept: {json}"
     );
     setup.assert_exact(USER, |_| false).await;
     // And nothing is left to do.
     let json = setup.sync();
     assert_eq!(count(&json, "messages_copied"), 0, "{json}");
+
+    // An incremental over the pairs: new mail in three folders and flags
+    // changed in INBOX, each copied or changed once.
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    let separator = setup.source.separator();
+    let namespaces = session.namespaces().await.expect("namespaces");
+    for (i, folder) in [1u32, 4, 7].into_iter().enumerate() {
+        let path = ["Prosjekter".to_string(), format!("Mappe {folder}")];
+        let name = namespaces.absolute(&corpus::server_name(&path, separator));
+        corpus::append_all(
+            &mut session,
+            &name,
+            &new_messages(20_000 + 10 * i as u32, 4),
+        )
+        .await
+        .expect("append");
+    }
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let flagged = flytt_imap::Flag::parse("\\Flagged").expect("flag");
+    session
+        .uid_store(&[3, 30, 60, 90], true, &[flagged])
+        .await
+        .expect("store");
+    drop(session);
+    let output = through_proxies(&["--connections", "4", "--json"])
+        .output()
+        .expect("run flytt");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(count(&json, "messages_copied"), 12, "{json}");
+    assert_eq!(count(&json, "flags_updated"), 4, "{json}");
+    assert!(count(&json, "connection_pairs") > 1, "{json}");
+    setup.assert_exact(USER, |_| false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -368,8 +368,8 @@ async fn large_and_refused_messages_are_reported_and_the_rest_is_copied() {
     let (code, json, _) = setup.sync(&["--large-item-limit", "5MB"]);
     assert_eq!(code, 1, "skipped items give exit code 1: {json}");
     assert_eq!(json["status"], "completed_with_skips");
-    assert_eq!(count(&json, "messages_skipped"), 1);
-    assert_eq!(count(&json, "messages_failed"), 1);
+    assert_eq!(count(&json, "messages_skipped"), 1, "{json}");
+    assert_eq!(count(&json, "messages_failed"), 1, "{json}");
     let issues = json["issues"].as_array().expect("issues");
     assert!(
         issues
