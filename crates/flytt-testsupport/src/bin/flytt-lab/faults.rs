@@ -69,7 +69,7 @@ pub async fn bench_faults(flytt: &Path, args: &[String]) -> LabResult<()> {
             run.ok(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         run.new_bench_batch(&lab.dir.path().join(format!("faults-{index}.csv")), users)?;
-        let (elapsed, peak_kb) = run_serve_until(
+        let served = run_serve_until(
             flytt,
             &data,
             "bench",
@@ -78,20 +78,20 @@ pub async fn bench_faults(flytt: &Path, args: &[String]) -> LabResult<()> {
             Duration::from_secs(3600),
         )?;
         let counts = &proxy.counts;
-        let copied = rate(total, bytes, elapsed);
+        let copied = rate(total, bytes, served.elapsed);
         use std::sync::atomic::Ordering::Relaxed;
         rows.push_str(&format!(
             "| {what} | {:.1} s | {:.0} | {:.1} | {} | {} | {} | {} MB |\n",
-            elapsed.as_secs_f64(),
+            served.elapsed.as_secs_f64(),
             copied.messages,
             copied.mb,
             counts.most_at_once.load(Relaxed),
             counts.refused.load(Relaxed),
             counts.cut.load(Relaxed),
-            peak_kb / 1024
+            served.peak_kb / 1024
         ));
-        times.push(elapsed.as_secs_f64());
-        eprintln!("{what}: {:.1} s", elapsed.as_secs_f64());
+        times.push(served.elapsed.as_secs_f64());
+        eprintln!("{what}: {:.1} s", served.elapsed.as_secs_f64());
     }
     let ratio = times[1] / times[0];
     let report = format!(

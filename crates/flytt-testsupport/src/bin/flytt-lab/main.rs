@@ -754,6 +754,52 @@ fn dovecot_version() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
+/// Every user's logins alone, `at_once` users at a time: a STARTTLS
+/// connection, a login and a LOGOUT on each server, as every sync pays
+/// them before its first message (Dovecot starts a login process and an
+/// IMAP process per connection). What a batch of small mailboxes costs the
+/// servers beyond the ceiling's reading and writing.
+async fn login_floor(
+    source: &Dovecot,
+    target: &Dovecot,
+    users: &[String],
+    at_once: usize,
+) -> LabResult<Duration> {
+    let configs = std::sync::Arc::new((source.starttls_config(), target.starttls_config()));
+    let started = Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for user in users {
+        if in_flight.len() >= at_once
+            && let Some(done) = in_flight.join_next().await
+        {
+            done??;
+        }
+        let (configs, login) = (configs.clone(), format!("{user}*{MASTER_USER}"));
+        in_flight.spawn(async move {
+            let log_in = |config| {
+                let login = login.clone();
+                async move {
+                    let mut session = Session::connect(config).await?;
+                    session
+                        .login(&flytt_imap::Auth::Login {
+                            user: login,
+                            password: flytt_imap::Secret::new(MASTER_PASSWORD),
+                        })
+                        .await?;
+                    session.logout().await;
+                    Ok::<(), flytt_imap::Error>(())
+                }
+            };
+            let (source, target) = tokio::join!(log_in(&configs.0), log_in(&configs.1));
+            source.and(target).map_err(|e| e.to_string())
+        });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
 /// Runs `flytt serve` on DATA until `batch` reaches one of `done` (one of
 /// `failed`, or the timeout, is an error), then stops it. Returns the time
 /// taken and the worker's peak resident memory in kB.
@@ -764,8 +810,9 @@ fn run_serve_until(
     done: &[&str],
     failed: &[&str],
     timeout: Duration,
-) -> LabResult<(Duration, u64)> {
+) -> LabResult<ServeRun> {
     let started = Instant::now();
+    let busy_before = machine_busy_ticks()?;
     let mut worker = Command::new(flytt)
         .args(["serve", "--listen", "127.0.0.1:0"])
         .arg("--data-dir")
@@ -797,12 +844,52 @@ fn run_serve_until(
         std::thread::sleep(Duration::from_millis(20));
     };
     let elapsed = started.elapsed();
+    let serve_ticks = scale::cpu_ticks(worker.id())?;
+    let busy_ticks = machine_busy_ticks()? - busy_before;
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(worker.id().to_string())
         .status();
     let _ = worker.wait();
-    outcome.map(|()| (elapsed, peak_kb)).map_err(Into::into)
+    outcome?;
+    Ok(ServeRun {
+        elapsed,
+        peak_kb,
+        serve_cpu: ticks_to_seconds(serve_ticks),
+        machine_busy: ticks_to_seconds(busy_ticks),
+    })
+}
+
+/// What one `flytt serve` run until a batch status cost.
+struct ServeRun {
+    elapsed: Duration,
+    /// The service's peak resident memory.
+    peak_kb: u64,
+    /// The service's own CPU time (user and system), in seconds.
+    serve_cpu: f64,
+    /// CPU time every process on the machine spent meanwhile (the
+    /// servers, the service, the status polls), in seconds: how close the
+    /// run came to the cores' limit.
+    machine_busy: f64,
+}
+
+/// /proc's clock ticks, 100 per second on Linux.
+fn ticks_to_seconds(ticks: u64) -> f64 {
+    ticks as f64 / 100.0
+}
+
+/// Busy clock ticks of all cores since boot: /proc/stat's first line less
+/// idle and iowait.
+fn machine_busy_ticks() -> LabResult<u64> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let line = stat.lines().next().ok_or("empty /proc/stat")?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    Ok(fields.iter().take(8).sum::<u64>() - idle)
 }
 
 /// Runs `flytt ARGS --data-dir DATA`; `show` lets its output through.
@@ -966,6 +1053,7 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         .iter()
         .map(|u| (u.as_str(), "user-password-1"))
         .collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = String::new();
     for limit in [1u32, 5, 20] {
         let target = Dovecot::start(Layout::Target, &user_pairs)?;
@@ -979,7 +1067,8 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             url: None,
         };
         run.new_bench_batch(&csv, users)?;
-        let (elapsed, peak_kb) = run_serve_until(
+        let logins = login_floor(&lab.source, &target, users, limit as usize).await?;
+        let served = run_serve_until(
             flytt,
             &data,
             "bench",
@@ -987,22 +1076,28 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             &["SyncedWithErrors"],
             Duration::from_secs(1800),
         )?;
-        let copied = rate(total, bytes, elapsed);
+        let copied = rate(total, bytes, served.elapsed);
+        // The ceiling's time plus the logins': what the servers need at
+        // the least for the batch, logins included.
+        let floor = total as f64 / ceiling.messages + logins.as_secs_f64();
         rows.push_str(&format!(
-            "| flytt serve, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {} MB |\n",
+            "| flytt serve, MaxConcurrentMigrations {limit} | {:.0} | {:.1} | {:.0}% | {:.1} s | {:.0}% | {} MB | {:.1} s | {:.0}% |\n",
             copied.messages,
             copied.mb,
             100.0 * copied.messages / ceiling.messages,
-            peak_kb / 1024
+            logins.as_secs_f64(),
+            100.0 * floor / served.elapsed.as_secs_f64(),
+            served.peak_kb / 1024,
+            served.serve_cpu,
+            100.0 * served.machine_busy / (served.elapsed.as_secs_f64() * cores as f64),
         ));
     }
     let report = format!(
         "## Batch benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), Dovecot {version}, {cores} cores\n\n\
-| what | messages/s | MB/s | of ceiling | worker peak RSS |\n|---|---:|---:|---:|---:|\n\
-| both servers at once (read + MULTIAPPEND ingest, all users, STARTTLS) | {cm:.0} | {cmb:.1} | | |\n{rows}",
+| what | messages/s | MB/s | of ceiling | logins alone | of ceiling + logins | serve peak RSS | serve CPU | cores busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n\
+| both servers at once (read + MULTIAPPEND ingest, all users, STARTTLS) | {cm:.0} | {cmb:.1} | | | | | | |\n{rows}",
         mb = bytes as f64 / 1e6,
         version = dovecot_version(),
-        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
         cm = ceiling.messages,
         cmb = ceiling.mb,
     );

@@ -295,7 +295,7 @@ fn watch(serve: &Child, log: &Path, window: Duration) -> LabResult<(f64, Ticks)>
     Ok((cpu, ticks))
 }
 
-fn cpu_ticks(pid: u32) -> LabResult<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> LabResult<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command's closing parenthesis: utime and stime are
     // the 12th and 13th.
