@@ -1002,7 +1002,13 @@ impl BatchShape {
             .map(|i| format!("u{i:03}@example.org"))
             .collect();
         let ceiling_users: Vec<String> = users.iter().map(|u| format!("ceiling-{u}")).collect();
-        let all: Vec<String> = users.iter().chain(&ceiling_users).cloned().collect();
+        let peer_users = users.iter().flat_map(|u| peers::batch_peer_users(u));
+        let all: Vec<String> = users
+            .iter()
+            .chain(&ceiling_users)
+            .cloned()
+            .chain(peer_users)
+            .collect();
         let lab = Lab::start(&all)?;
         eprintln!("seeding {users_n} users x {messages} messages of ~{size} bytes ...");
         seed_users(&lab.source, &users, false, move |u| {
@@ -1092,6 +1098,16 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             100.0 * served.machine_busy / (served.elapsed.as_secs_f64() * cores as f64),
         ));
     }
+    rows.push_str(
+        &peers::batch_peer_rows(
+            lab,
+            flytt,
+            users,
+            20,
+            (total, bytes, ceiling.messages),
+        )
+        .await?,
+    );
     let report = format!(
         "## Batch benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), Dovecot {version}, {cores} cores\n\n\
 | what | messages/s | MB/s | of ceiling | logins alone | of ceiling + logins | serve peak RSS | serve CPU | cores busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n\

@@ -603,6 +603,48 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     Ok(())
 }
 
+/// Peers for `bench-batch`: every user copied by `doveadm backup` and by a
+/// `flytt sync` process of its own, `parallel` at a time, into users of
+/// their own on the lab's target (see `batch_peer_users`). Rows in
+/// bench-batch's columns, the rate against the batch's `ceiling` rate.
+pub(crate) async fn batch_peer_rows(
+    lab: &Lab,
+    flytt: &Path,
+    users: &[String],
+    parallel: usize,
+    (total, bytes, ceiling): (usize, u64, f64),
+) -> LabResult<String> {
+    let tools = vec![Tool::Doveadm, Tool::Flytt];
+    let bench = Bench {
+        lab,
+        flytt,
+        tools: tools.clone(),
+        parallel,
+    };
+    let mut rows = String::new();
+    for tool in tools {
+        let (elapsed, peak_kb) = bench.run(tool, users, parallel).await?;
+        let copied = crate::rate(total, bytes, elapsed);
+        rows.push_str(&format!(
+            "| {}, {parallel} at a time | {:.0} | {:.1} | {:.0}% | | | {} MB | | |\n",
+            tool.label().trim_matches('*'),
+            copied.messages,
+            copied.mb,
+            100.0 * copied.messages / ceiling,
+            peak_kb / 1024,
+        ));
+    }
+    Ok(rows)
+}
+
+/// The target users `batch_peer_rows` copies `user` into.
+pub(crate) fn batch_peer_users(user: &str) -> [String; 2] {
+    [
+        Bench::target_user(Tool::Doveadm, user),
+        Bench::target_user(Tool::Flytt, user),
+    ]
+}
+
 /// Every user's non-empty folders, as the source has them now.
 async fn source_contents(
     lab: &Lab,
