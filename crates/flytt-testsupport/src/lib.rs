@@ -5,6 +5,7 @@
 
 pub mod corpus;
 pub mod cyrus;
+pub mod dav;
 pub mod dovecot;
 pub mod faults;
 pub mod oauth;
@@ -15,6 +16,7 @@ pub mod slapd;
 pub mod smtp;
 
 pub use cyrus::Cyrus;
+pub use dav::{DavFamily, DavServer};
 pub use dovecot::{Dovecot, Layout};
 pub use faults::{Answer, FaultProxy, Faults};
 pub use postgres::Postgres;

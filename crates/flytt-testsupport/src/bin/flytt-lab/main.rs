@@ -1099,14 +1099,7 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         ));
     }
     rows.push_str(
-        &peers::batch_peer_rows(
-            lab,
-            flytt,
-            users,
-            20,
-            (total, bytes, ceiling.messages),
-        )
-        .await?,
+        &peers::batch_peer_rows(lab, flytt, users, 20, (total, bytes, ceiling.messages)).await?,
     );
     let report = format!(
         "## Batch benchmark: {users_n} users x {messages} messages of ~{size} bytes ({mb:.0} MB), Dovecot {version}, {cores} cores\n\n\

@@ -1,0 +1,255 @@
+//! A user's address books and calendars copied between real servers:
+//! Radicale to Xandikos and Xandikos to Radicale.
+
+use std::collections::BTreeMap;
+
+use flytt_dav::{
+    Collection, CollectionKind, DavAccount, DavClient, DavReport, Put, Resource, copy_user,
+};
+use flytt_testsupport::dav::{self, DavFamily, DavServer};
+use url::Url;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "dav-password-1";
+
+fn client(server: &DavServer) -> DavClient {
+    let account = DavAccount {
+        url: Url::parse(&server.url(USER).expect("user")).expect("url"),
+        user: USER.into(),
+        password: PASSWORD.into(),
+        trust: flytt_tls::Trust::default(),
+    };
+    DavClient::new(account).expect("client")
+}
+
+fn start(family: DavFamily) -> DavServer {
+    DavServer::start(family, &[(USER, PASSWORD)]).expect("DAV server starts")
+}
+
+async fn home(client: &DavClient, kind: CollectionKind) -> Url {
+    client.homes(kind).await.expect("discovery")[0].clone()
+}
+
+fn collection(url: &Url, kind: CollectionKind, props: flytt_dav::xml::Props) -> Collection {
+    Collection {
+        url: url.clone(),
+        kind,
+        props,
+    }
+}
+
+/// The source's collections: an address book and a calendar with their
+/// properties, and the corpus in them.
+async fn seed(source: &DavClient) {
+    let books = home(source, CollectionKind::AddressBook).await;
+    let contacts = books.join("kontakter/").expect("url");
+    let props = flytt_dav::xml::Props {
+        display_name: Some("Kontakter på jobb".into()),
+        description: Some("Kolleger & kunder".into()),
+        ..Default::default()
+    };
+    source
+        .make_collection(
+            &contacts,
+            &collection(&contacts, CollectionKind::AddressBook, props),
+        )
+        .await
+        .expect("address book made");
+    put_all(source, &contacts, &dav::contacts(), "text/vcard").await;
+
+    let calendars = home(source, CollectionKind::Calendar).await;
+    let work = calendars.join("arbeid/").expect("url");
+    let props = flytt_dav::xml::Props {
+        display_name: Some("Arbeid".into()),
+        description: Some("Møter og frister".into()),
+        color: Some("#3A87ADFF".into()),
+        components: vec!["VEVENT".into(), "VTODO".into()],
+        ..Default::default()
+    };
+    source
+        .make_collection(&work, &collection(&work, CollectionKind::Calendar, props))
+        .await
+        .expect("calendar made");
+    put_all(source, &work, &dav::calendar_items(), "text/calendar").await;
+}
+
+async fn put_all(client: &DavClient, collection: &Url, items: &[(String, String)], mime: &str) {
+    for (name, body) in items {
+        let resource = Resource {
+            body: body.clone(),
+            content_type: Some(format!("{mime}; charset=utf-8")),
+            etag: None,
+        };
+        let url = collection.join(name).expect("url");
+        let put = client.put_new(&url, &resource).await.expect("PUT");
+        assert!(matches!(put, Put::Created { .. }), "{name}: {put:?}");
+    }
+}
+
+/// Every resource of `kind` on `client`, by collection name and file name,
+/// normalised.
+async fn contents(
+    client: &DavClient,
+    kind: CollectionKind,
+) -> BTreeMap<(String, String), Vec<String>> {
+    let home = home(client, kind).await;
+    let mut found = BTreeMap::new();
+    for collection in client.collections(&home, kind).await.expect("collections") {
+        let name = segment(&collection.url);
+        for listed in client.resources(&collection.url).await.expect("resources") {
+            let body = client.get(&listed.url).await.expect("GET").body;
+            found.insert((name.clone(), segment(&listed.url)), dav::normalise(&body));
+        }
+    }
+    found
+}
+
+fn segment(url: &Url) -> String {
+    url.path_segments()
+        .and_then(|mut s| s.rfind(|s| !s.is_empty()))
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn collection_props(
+    client: &DavClient,
+    kind: CollectionKind,
+    name: &str,
+) -> flytt_dav::xml::Props {
+    let home = home(client, kind).await;
+    client
+        .collections(&home, kind)
+        .await
+        .expect("collections")
+        .into_iter()
+        .find(|c| segment(&c.url) == name)
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .props
+}
+
+fn assert_counts(report: &DavReport, copied: u64, already: u64) {
+    assert_eq!(report.contacts.found, 4, "{report:?}");
+    assert_eq!(report.events.found, 2, "{report:?}");
+    assert_eq!(report.tasks.found, 1, "{report:?}");
+    let copied_all = report.contacts.copied + report.events.copied + report.tasks.copied;
+    let already_all =
+        report.contacts.already_there + report.events.already_there + report.tasks.already_there;
+    assert_eq!((copied_all, already_all), (copied, already), "{report:?}");
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+}
+
+async fn copies_everything_once(from: DavFamily, to: DavFamily) {
+    let (source_server, target_server) = (start(from), start(to));
+    let (source, target) = (client(&source_server), client(&target_server));
+    seed(&source).await;
+
+    let first = copy_user(&source, &target).await.expect("copy");
+    assert_counts(&first, 7, 0);
+    assert_eq!(first.collections_created, 2, "{first:?}");
+    for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
+        let (on_source, on_target) = (contents(&source, kind).await, contents(&target, kind).await);
+        assert!(!on_source.is_empty());
+        assert_eq!(
+            on_source,
+            on_target,
+            "{} → {}: {kind}",
+            from.name(),
+            to.name()
+        );
+    }
+    // The collections keep what the source has of their properties, and
+    // what a target did not keep is in the report, by name.
+    for (kind, name) in [
+        (CollectionKind::AddressBook, "kontakter"),
+        (CollectionKind::Calendar, "arbeid"),
+    ] {
+        let calendar = kind == CollectionKind::Calendar;
+        let on_source = collection_props(&source, kind, name).await;
+        let on_target = collection_props(&target, kind, name).await;
+        assert!(on_source.display_name.is_some());
+        let lost = flytt_dav::xml::missing_properties(&on_source, &on_target, calendar);
+        let lost = flytt_dav::xml::property_names(&lost, calendar);
+        let reported: Vec<&str> = first
+            .properties_refused
+            .iter()
+            .filter(|(path, _)| path.trim_end_matches('/').ends_with(name))
+            .map(|(_, property)| property.as_str())
+            .collect();
+        assert_eq!(lost, reported, "{} → {}: {name}", from.name(), to.name());
+    }
+    if from == DavFamily::Radicale {
+        // Radicale keeps every property the test sets: the comparison
+        // above covered them all.
+        let calendar = collection_props(&source, CollectionKind::Calendar, "arbeid").await;
+        assert_eq!(calendar.description.as_deref(), Some("Møter og frister"));
+        assert_eq!(calendar.color.as_deref(), Some("#3A87ADFF"));
+        assert_eq!(calendar.components.len(), 2);
+        let book = collection_props(&source, CollectionKind::AddressBook, "kontakter").await;
+        assert_eq!(book.description.as_deref(), Some("Kolleger & kunder"));
+        // A Xandikos target keeps neither a calendar's description nor
+        // its components: flytt says so.
+        assert!(
+            first
+                .properties_refused
+                .iter()
+                .any(|(_, p)| p == "calendar-description"),
+            "{first:?}"
+        );
+    } else {
+        // Radicale keeps everything.
+        assert!(first.properties_refused.is_empty(), "{first:?}");
+    }
+
+    // Again: nothing is written twice.
+    let second = copy_user(&source, &target).await.expect("second copy");
+    assert_counts(&second, 0, 7);
+    assert_eq!(second.collections_created, 0);
+    assert_eq!(
+        contents(&source, CollectionKind::AddressBook).await,
+        contents(&target, CollectionKind::AddressBook).await
+    );
+}
+
+#[tokio::test]
+async fn radicale_to_xandikos_copies_contacts_and_calendars_once() {
+    copies_everything_once(DavFamily::Radicale, DavFamily::Xandikos).await;
+}
+
+#[tokio::test]
+async fn xandikos_to_radicale_copies_contacts_and_calendars_once() {
+    copies_everything_once(DavFamily::Xandikos, DavFamily::Radicale).await;
+}
+
+/// A run broken off after some resources: the next copies the rest and
+/// nothing twice.
+#[tokio::test]
+async fn a_copy_broken_off_midway_is_finished_without_doubles() {
+    let (source_server, target_server) = (start(DavFamily::Radicale), start(DavFamily::Radicale));
+    let (source, target) = (client(&source_server), client(&target_server));
+    seed(&source).await;
+    // What a killed run left: the address book made, two contacts in it.
+    let books = home(&target, CollectionKind::AddressBook).await;
+    let contacts = books.join("kontakter/").expect("url");
+    let props = flytt_dav::xml::Props {
+        display_name: Some("Kontakter på jobb".into()),
+        ..Default::default()
+    };
+    target
+        .make_collection(
+            &contacts,
+            &collection(&contacts, CollectionKind::AddressBook, props),
+        )
+        .await
+        .expect("address book made");
+    put_all(&target, &contacts, &dav::contacts()[..2], "text/vcard").await;
+
+    let report = copy_user(&source, &target).await.expect("copy");
+    assert_counts(&report, 5, 2);
+    assert_eq!(
+        report.collections_created, 1,
+        "only the calendar was missing"
+    );
+    for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
+        assert_eq!(contents(&source, kind).await, contents(&target, kind).await);
+    }
+}
