@@ -150,6 +150,7 @@ struct NewEndpointBody {
     connections_per_user: Option<u32>,
     compression: Option<flytt_store::Compression>,
     sieve_url: Option<String>,
+    dav_url: Option<String>,
     directory: Option<String>,
 }
 
@@ -185,6 +186,7 @@ async fn create_endpoint(
             .unwrap_or(flytt_store::DEFAULT_CONNECTIONS_PER_USER),
         compression: body.compression.unwrap_or_default(),
         sieve_url: body.sieve_url,
+        dav_url: body.dav_url,
         directory: body.directory,
         effective_migrations: None,
     };

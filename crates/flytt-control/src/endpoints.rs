@@ -32,6 +32,41 @@ pub fn sieve_server(
     Ok(Some(server))
 }
 
+/// The endpoint's CardDAV/CalDAV server, where it has one: for `user`
+/// with `password` (DAV servers have no admin login to open a user's
+/// collections that works everywhere, so the user's own is needed).
+pub fn dav_account(
+    endpoint: &Endpoint,
+    user: &str,
+    password: &str,
+) -> std::result::Result<Option<flytt_dav::DavAccount>, String> {
+    let Some(url) = &endpoint.dav_url else {
+        return Ok(None);
+    };
+    Ok(Some(flytt_dav::DavAccount {
+        url: dav_url(url, endpoint.allow_plaintext)?,
+        user: user.to_string(),
+        password: password.to_string(),
+        trust: flytt_tls::Trust {
+            ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
+            fingerprints: tls_fingerprints(endpoint)?,
+        },
+    }))
+}
+
+/// A DAV URL: https, or http where the endpoint allows plaintext.
+fn dav_url(text: &str, allow_plaintext: bool) -> std::result::Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if allow_plaintext => Ok(url),
+        "http" => Err(format!(
+            "{text} is plain HTTP: passwords would cross the network readable (use https, or --allow-plaintext on a trusted network)"
+        )),
+        other => Err(format!("{text}: {other}: is not http or https")),
+    }
+}
+
 /// The connection settings of an endpoint.
 pub fn server_config(endpoint: &Endpoint) -> std::result::Result<ServerConfig, String> {
     let (mut server, _) = ServerConfig::from_url(&endpoint.url).map_err(|e| e.to_string())?;
@@ -132,6 +167,11 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
         && let Err(e) = flytt_sieve::SieveServer::from_url(sieve)
     {
         return invalid(format!("sieve url: {e}"));
+    }
+    if let Some(dav) = &endpoint.dav_url
+        && let Err(e) = dav_url(dav, endpoint.allow_plaintext)
+    {
+        return invalid(format!("dav url: {e}"));
     }
     if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
         return invalid("the admin user and the admin password go together".into());

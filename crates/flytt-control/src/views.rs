@@ -149,6 +149,8 @@ pub struct EndpointView {
     /// `never` or `always`.
     pub compression: flytt_store::Compression,
     pub sieve_url: Option<String>,
+    /// The CardDAV/CalDAV server, if contacts and calendars move too.
+    pub dav_url: Option<String>,
     pub directory: Option<String>,
 }
 
@@ -169,6 +171,7 @@ impl EndpointView {
             connections_per_user: endpoint.connections_per_user,
             compression: endpoint.compression,
             sieve_url: endpoint.sieve_url.clone(),
+            dav_url: endpoint.dav_url.clone(),
             directory: endpoint.directory.clone(),
         }
     }

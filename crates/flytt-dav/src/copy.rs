@@ -41,7 +41,7 @@ impl ItemKind {
 }
 
 /// Found / copied / already on the target, for one kind of item.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ItemCounts {
     pub found: u64,
     pub copied: u64,
@@ -50,7 +50,7 @@ pub struct ItemCounts {
 }
 
 /// A resource or collection the target would not take, with its reason.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Refusal {
     /// The source's path.
     pub source: String,
@@ -58,7 +58,7 @@ pub struct Refusal {
 }
 
 /// What one user's copy did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DavReport {
     pub contacts: ItemCounts,
     pub events: ItemCounts,

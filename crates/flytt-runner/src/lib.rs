@@ -577,6 +577,7 @@ async fn sync_user(
             .await
             .map_err(Failure::Fatal)?;
     }
+    let stats = with_dav_collections(stats, item, &source, &target, step_deadline).await;
     // Incremental syncs leave the scripts; a staged user's moved at
     // provisioning (`staged::prepare`).
     if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == BatchType::Staged)
@@ -638,6 +639,91 @@ async fn with_sieve_scripts(
         stats.details.insert("sieve".into(), sieve);
     }
     stats
+}
+
+/// After every sync: the user's address books and calendars, when both
+/// endpoints have a DAV server. What could not be copied is reported in
+/// the statistics' issues (kind `dav`); it never fails the user.
+async fn with_dav_collections(
+    mut stats: UserStatistics,
+    item: &WorkItem,
+    source: &Account,
+    target: &Account,
+    deadline: Duration,
+) -> UserStatistics {
+    if item.source.dav_url.is_none() || item.target.dav_url.is_none() {
+        return stats;
+    }
+    let outcome = match (dav_login(&source.auth), dav_login(&target.auth)) {
+        (Some(from), Some(to)) => {
+            match tokio::time::timeout(deadline, copy_dav(item, from, to)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(format!("DAV did not finish within {} s", deadline.as_secs())),
+            }
+        }
+        _ => Err("both sides need the user's own login (an admin login cannot open a user's DAV collections)".into()),
+    };
+    let mut issues: Vec<String> = Vec::new();
+    match outcome {
+        Ok(report) => {
+            issues.extend(
+                report
+                    .refused
+                    .iter()
+                    .map(|r| format!("{}: {}", r.source, r.reason)),
+            );
+            issues.extend(
+                report
+                    .properties_refused
+                    .iter()
+                    .map(|(collection, property)| {
+                        format!("{collection}: the target did not keep its {property}")
+                    }),
+            );
+            if let Ok(dav) = serde_json::to_value(&report) {
+                stats.details.insert("dav".into(), dav);
+            }
+        }
+        Err(e) => issues.push(format!("contacts and calendars were not copied: {e}")),
+    }
+    stats
+        .issues
+        .extend(issues.into_iter().map(|reason| StatisticsIssue {
+            kind: "dav".into(),
+            reason,
+            ..StatisticsIssue::default()
+        }));
+    stats
+}
+
+async fn copy_dav(
+    item: &WorkItem,
+    (source_user, source_password): (&str, &str),
+    (target_user, target_password): (&str, &str),
+) -> Result<flytt_dav::DavReport, String> {
+    let account = |endpoint, user, password| {
+        flytt_control::endpoints::dav_account(endpoint, user, password)?
+            .ok_or_else(|| "no DAV server".to_string())
+            .and_then(|account| flytt_dav::DavClient::new(account).map_err(|e| e.to_string()))
+    };
+    let source = account(&item.source, source_user, source_password)?;
+    let target = account(&item.target, target_user, target_password)?;
+    flytt_dav::copy_user(&source, &target)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The IMAP login as a DAV login (HTTP Basic): only a user's own.
+fn dav_login(auth: &Auth) -> Option<(&str, &str)> {
+    match auth {
+        Auth::Login { user, password }
+        | Auth::Plain {
+            user,
+            password,
+            authorize_as: None,
+        } => Some((user, password.expose())),
+        _ => None,
+    }
 }
 
 /// The IMAP login as a ManageSieve login (SASL PLAIN), where one exists.

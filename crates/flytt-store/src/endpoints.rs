@@ -37,6 +37,9 @@ pub struct Endpoint {
     pub compression: Compression,
     /// The ManageSieve server (`sieve://HOST[:PORT]`), if scripts move too.
     pub sieve_url: Option<String>,
+    /// The CardDAV/CalDAV server (`https://HOST[:PORT][/path]`), if
+    /// contacts and calendars move too.
+    pub dav_url: Option<String>,
     /// The directory of the endpoint's users (staged migrations).
     pub directory: Option<String>,
     /// Below `max_concurrent_migrations` while the server refuses or
@@ -63,6 +66,7 @@ impl Endpoint {
             connections_per_user: DEFAULT_CONNECTIONS_PER_USER,
             compression: Compression::Never,
             sieve_url: None,
+            dav_url: None,
             directory: None,
             effective_migrations: None,
         }
@@ -164,7 +168,7 @@ macro_rules! select_endpoints {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
             "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, ",
-            "effective_migrations, connections_per_user, compression FROM endpoint ",
+            "effective_migrations, connections_per_user, compression, dav_url FROM endpoint ",
             $tail
         )
     };
@@ -200,6 +204,7 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
             .transpose()?,
         connections_per_user: to_u32("connections_per_user", row.try_get("connections_per_user")?)?,
         compression: crate::totals::named(row, "compression")?,
+        dav_url: row.try_get("dav_url")?,
     })
 }
 
@@ -209,7 +214,7 @@ impl Store {
         let result = sqlx::query(self.sql(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
              max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, \
-             connections_per_user, compression) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             connections_per_user, compression, dav_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -225,6 +230,7 @@ impl Store {
         .bind(endpoint.tls_fingerprints.join(" "))
         .bind(i64::from(endpoint.connections_per_user))
         .bind(endpoint.compression.as_str())
+        .bind(&endpoint.dav_url)
         .execute(&self.pool)
         .await;
         match result {
@@ -245,7 +251,7 @@ impl Store {
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
              sieve_url = ?, directory = ?, tls_fingerprints = ?, connections_per_user = ?, \
-             compression = ? WHERE name = ?",
+             compression = ?, dav_url = ? WHERE name = ?",
         ))
         .bind(&endpoint.url)
         .bind(i64::from(endpoint.allow_plaintext))
@@ -260,6 +266,7 @@ impl Store {
         .bind(endpoint.tls_fingerprints.join(" "))
         .bind(i64::from(endpoint.connections_per_user))
         .bind(endpoint.compression.as_str())
+        .bind(&endpoint.dav_url)
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await

@@ -240,6 +240,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         connections_per_user: 3,
         compression: flytt_store::Compression::Always,
         sieve_url: None,
+        dav_url: Some("https://dav.example.org/".into()),
         directory: None,
         effective_migrations: None,
     };

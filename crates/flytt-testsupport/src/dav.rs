@@ -32,6 +32,8 @@ impl DavFamily {
 /// A running DAV server (or, for Xandikos, one per user) for `users`.
 pub struct DavServer {
     family: DavFamily,
+    /// `https` with a certificate, else `http`.
+    scheme: &'static str,
     /// The port each user reaches their collections on.
     ports: BTreeMap<String, u16>,
     children: Vec<Child>,
@@ -44,12 +46,13 @@ impl DavServer {
         let dir = tempfile::tempdir().map_err(io("create the DAV server's directory"))?;
         let mut server = DavServer {
             family,
+            scheme: "http",
             ports: BTreeMap::new(),
             children: Vec::new(),
             dir,
         };
         match family {
-            DavFamily::Radicale => server.start_radicale(users)?,
+            DavFamily::Radicale => server.start_radicale(users, None)?,
             DavFamily::Xandikos => {
                 for (user, _) in users {
                     server.start_xandikos(user)?;
@@ -59,13 +62,43 @@ impl DavServer {
         Ok(server)
     }
 
-    fn start_radicale(&mut self, users: &[(&str, &str)]) -> Result<()> {
+    /// Radicale over HTTPS with `certificate` (a PEM certificate and its
+    /// key, e.g. a Dovecot's: one CA file then trusts both servers).
+    pub fn start_radicale_tls(
+        users: &[(&str, &str)],
+        certificate: (&Path, &Path),
+    ) -> Result<DavServer> {
+        let dir = tempfile::tempdir().map_err(io("create the DAV server's directory"))?;
+        let mut server = DavServer {
+            family: DavFamily::Radicale,
+            scheme: "https",
+            ports: BTreeMap::new(),
+            children: Vec::new(),
+            dir,
+        };
+        server.start_radicale(users, Some(certificate))?;
+        Ok(server)
+    }
+
+    fn start_radicale(
+        &mut self,
+        users: &[(&str, &str)],
+        certificate: Option<(&Path, &Path)>,
+    ) -> Result<()> {
         let root = self.dir.path();
         let htpasswd: String = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
         std::fs::write(root.join("users"), htpasswd).map_err(io("write Radicale's users"))?;
         let port = free_port()?;
+        let tls = match certificate {
+            Some((cert, key)) => format!(
+                "ssl = True\ncertificate = {}\nkey = {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "[server]\nhosts = 127.0.0.1:{port}\n\
+            "[server]\nhosts = 127.0.0.1:{port}\n{tls}\
 [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain\n\
 [storage]\nfilesystem_folder = {storage}\n\
 [rights]\ntype = owner_only\n\
@@ -134,7 +167,7 @@ impl DavServer {
             .ports
             .get(user)
             .ok_or_else(|| Error::Server(format!("{user} is not a user of this DAV server")))?;
-        Ok(format!("http://127.0.0.1:{port}/"))
+        Ok(format!("{}://127.0.0.1:{port}/", self.scheme))
     }
 }
 

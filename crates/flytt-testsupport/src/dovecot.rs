@@ -219,6 +219,15 @@ impl Dovecot {
         self.dir.path().join("ca.pem")
     }
 
+    /// The instance's certificate and key (for 127.0.0.1), for another
+    /// server on the same host (a DAV server) that the same CA file trusts.
+    pub fn certificate(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.conf
     }

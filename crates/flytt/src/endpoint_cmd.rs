@@ -99,6 +99,10 @@ pub struct NewArgs {
     /// move too when both endpoints have one.
     #[arg(long)]
     sieve_url: Option<String>,
+    /// The server's CardDAV/CalDAV (https://HOST[:PORT][/path]): users'
+    /// address books and calendars move too when both endpoints have one.
+    #[arg(long)]
+    dav_url: Option<String>,
     /// The directory of this server's users (`flytt directory new`), for
     /// staged migrations.
     #[arg(long)]
@@ -139,6 +143,9 @@ pub struct SetArgs {
     /// The ManageSieve server (an empty value removes it).
     #[arg(long)]
     sieve_url: Option<String>,
+    /// The CardDAV/CalDAV server (an empty value removes it).
+    #[arg(long)]
+    dav_url: Option<String>,
     /// The directory of this server's users (an empty value removes it).
     #[arg(long)]
     directory: Option<String>,
@@ -191,6 +198,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                 connections_per_user: args.connections_per_user,
                 compression: args.compression,
                 sieve_url: args.sieve_url,
+                dav_url: args.dav_url,
                 directory: args.directory,
                 effective_migrations: None,
             };
@@ -232,6 +240,9 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             }
             if let Some(sieve) = args.sieve_url {
                 endpoint.sieve_url = Some(sieve).filter(|s| !s.is_empty());
+            }
+            if let Some(dav) = args.dav_url {
+                endpoint.dav_url = Some(dav).filter(|s| !s.is_empty());
             }
             if let Some(ca) = args.ca_file {
                 endpoint.ca_file = Some(ca.display().to_string());
