@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH};
+use reqwest::header::{CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_MATCH, IF_NONE_MATCH};
 use reqwest::{Method, StatusCode};
 use url::Url;
 
@@ -93,13 +93,25 @@ pub struct Resource {
     pub etag: Option<String>,
 }
 
-/// What a PUT of a new resource came to.
+/// When a PUT may write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only where nothing is (`If-None-Match: *`).
+    New,
+    /// Only over the resource with this ETag (`If-Match`): not over a
+    /// change made on the target meanwhile.
+    Matching(String),
+    /// Over whatever is there.
+    Any,
+}
+
+/// What a PUT came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Put {
     /// Stored; the target's ETag if it said.
     Created { etag: Option<String> },
-    /// The target has a resource of that name already (412 on
-    /// `If-None-Match: *`).
+    /// The precondition failed (412): for `New`, the target has a
+    /// resource of that name already; for `Matching`, it changed there.
     Exists,
     /// The target would not store it: its status and reason.
     Refused { status: u16, reason: String },
@@ -132,6 +144,22 @@ impl DavClient {
     /// The server, for messages: `host:port`.
     pub fn server(&self) -> String {
         server_of(&self.account.url)
+    }
+
+    /// The URL the account was given.
+    pub fn base_url(&self) -> &Url {
+        &self.account.url
+    }
+
+    /// Names the account for the store's checkpoints: `dav:USER@HOST:PORT/PATH`
+    /// (no secret).
+    pub fn account_key(&self) -> String {
+        format!(
+            "dav:{}@{}{}",
+            self.account.user,
+            self.server(),
+            self.account.url.path()
+        )
     }
 
     /// The user's home sets of `kind`: `current-user-principal` asked of
@@ -225,8 +253,28 @@ impl DavClient {
 
     /// Stores a new resource at `url`, never over one already there.
     pub async fn put_new(&self, url: &Url, resource: &Resource) -> Result<Put> {
+        self.put(url, resource, &Precondition::New).await
+    }
+
+    /// Stores `resource` at `url` if `condition` holds.
+    pub async fn put(
+        &self,
+        url: &Url,
+        resource: &Resource,
+        condition: &Precondition,
+    ) -> Result<Put> {
         let mut headers = HeaderMap::new();
-        headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        match condition {
+            Precondition::New => {
+                headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+            }
+            Precondition::Matching(etag) => {
+                if let Ok(etag) = HeaderValue::from_str(etag) {
+                    headers.insert(IF_MATCH, etag);
+                }
+            }
+            Precondition::Any => {}
+        }
         let content_type = resource
             .content_type
             .as_deref()

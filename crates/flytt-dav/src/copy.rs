@@ -2,18 +2,21 @@
 //! made on the target with its properties, every resource copied under its
 //! own name, read back, and counted by what it holds.
 //!
-//! Safe to run again: a resource is written only with `If-None-Match: *`,
-//! so one the target has already (from an earlier or a broken-off run) is
-//! never written twice, and a collection the target has is used as it is.
-//! A resource that changed on the source after it was copied is not
-//! copied again yet: that needs the source ETags kept from the last run
-//! (checkpoints in the store, the next step of issue 13).
+//! Exactly once, with checkpoints in the store (`dav_copied`, per pair of
+//! DAV accounts): a resource is recorded after the target has it, with the
+//! source's ETag. The next run skips it unless that ETag changed, and then
+//! updates it on the target only if the target's copy is as flytt left it
+//! (`If-Match`). A new resource is written with `If-None-Match: *`, so one
+//! a killed run wrote but did not record is found (412) and recorded, never
+//! written twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use url::Url;
 
-use crate::client::{Collection, CollectionKind, DavClient, Put, Resource};
+use flytt_store::{DavCopied, PairId, Store};
+
+use crate::client::{Collection, CollectionKind, DavClient, Precondition, Put, Resource};
 use crate::{Error, Result, xml};
 
 /// What a resource holds, for the statistics.
@@ -26,6 +29,27 @@ pub enum ItemKind {
 }
 
 impl ItemKind {
+    /// The name the store keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemKind::Contact => "contact",
+            ItemKind::Event => "event",
+            ItemKind::Task => "task",
+            ItemKind::Journal => "journal",
+        }
+    }
+
+    fn from_stored(name: &str) -> Option<ItemKind> {
+        [
+            ItemKind::Contact,
+            ItemKind::Event,
+            ItemKind::Task,
+            ItemKind::Journal,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
     /// From the content: a vCard is a contact (a group too); an iCalendar
     /// object by its first component that is not a time zone.
     pub fn of(body: &str) -> Option<ItemKind> {
@@ -45,7 +69,9 @@ impl ItemKind {
 pub struct ItemCounts {
     pub found: u64,
     pub copied: u64,
-    /// On the target already under the same name (an earlier run).
+    /// Changed on the source since an earlier run, and updated on the target.
+    pub updated: u64,
+    /// On the target already, unchanged since (an earlier run).
     pub already_there: u64,
 }
 
@@ -88,68 +114,103 @@ impl DavReport {
 }
 
 /// Copies the user's address books and calendars from `source` to
-/// `target`. An error is one that stops the whole copy (a login refused,
-/// a server gone); what the target refuses item by item is in the report.
-pub async fn copy_user(source: &DavClient, target: &DavClient) -> Result<DavReport> {
-    let mut report = DavReport::default();
+/// `target`, with checkpoints in `store`. An error is one that stops the
+/// whole copy (a login refused, a server gone); what the target refuses
+/// item by item is in the report.
+pub async fn copy_user(source: &DavClient, target: &DavClient, store: &Store) -> Result<DavReport> {
+    let pair = store
+        .mailbox_pair(&source.account_key(), &target.account_key(), None)
+        .await?;
+    let mut copy = Copy {
+        source,
+        target,
+        store,
+        pair,
+        known: store
+            .dav_copied(pair)
+            .await?
+            .into_iter()
+            .map(|c| (c.source_href.clone(), c))
+            .collect(),
+        report: DavReport::default(),
+    };
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
-        copy_kind(source, target, kind, &mut report).await?;
+        copy.kind(kind).await?;
     }
-    Ok(report)
+    Ok(copy.report)
 }
 
-async fn copy_kind(
-    source: &DavClient,
-    target: &DavClient,
-    kind: CollectionKind,
-    report: &mut DavReport,
-) -> Result<()> {
-    let source_homes = source.homes(kind).await?;
-    if source_homes.is_empty() {
-        return Ok(());
-    }
-    let target_home = target
-        .homes(kind)
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Discovery {
-            server: target.server(),
-            detail: format!("the target has no {kind} home for the user"),
-        })?;
-    let existing: HashSet<Url> = target
-        .collections(&target_home, kind)
-        .await?
-        .into_iter()
-        .map(|c| c.url)
-        .collect();
-    for home in &source_homes {
-        for collection in source.collections(home, kind).await? {
-            let Some(name) = last_segment(&collection.url) else {
-                continue;
-            };
-            let target_url = join_segment(&target_home, &name, true)?;
-            if !existing.contains(&target_url) {
-                match target.make_collection(&target_url, &collection).await {
-                    Ok(()) => report.collections_created += 1,
-                    // The mail goes on without this collection.
-                    Err(Error::Status { status, reason, .. }) => {
-                        report.refused.push(Refusal {
-                            source: collection.url.path().to_string(),
-                            reason: format!(
-                                "cannot make the {kind} on the target: {status} {reason}"
-                            ),
-                        });
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-                keep_properties(target, &target_url, &collection, report).await?;
-            }
-            copy_collection(source, target, &collection, &target_url, report).await?;
+/// One user's copy under way.
+struct Copy<'a> {
+    source: &'a DavClient,
+    target: &'a DavClient,
+    store: &'a Store,
+    pair: PairId,
+    /// The checkpoints, by source path.
+    known: HashMap<String, DavCopied>,
+    report: DavReport,
+}
+
+/// What to do with one source resource, from its checkpoint.
+enum Step {
+    /// On the target, unchanged since.
+    Unchanged(ItemKind),
+    /// On the target, changed on the source since: update it there.
+    Changed(DavCopied),
+    /// Not on the target as far as the store knows.
+    New,
+}
+
+impl Copy<'_> {
+    async fn kind(&mut self, kind: CollectionKind) -> Result<()> {
+        let (source, target) = (self.source, self.target);
+        let source_homes = source.homes(kind).await?;
+        if source_homes.is_empty() {
+            return Ok(());
         }
+        let target_home = target
+            .homes(kind)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Discovery {
+                server: target.server(),
+                detail: format!("the target has no {kind} home for the user"),
+            })?;
+        let existing: HashSet<Url> = target
+            .collections(&target_home, kind)
+            .await?
+            .into_iter()
+            .map(|c| c.url)
+            .collect();
+        for home in &source_homes {
+            for collection in source.collections(home, kind).await? {
+                let Some(name) = last_segment(&collection.url) else {
+                    continue;
+                };
+                let target_url = join_segment(&target_home, &name, true)?;
+                if !existing.contains(&target_url) {
+                    match target.make_collection(&target_url, &collection).await {
+                        Ok(()) => self.report.collections_created += 1,
+                        // The mail goes on without this collection.
+                        Err(Error::Status { status, reason, .. }) => {
+                            self.report.refused.push(Refusal {
+                                source: collection.url.path().to_string(),
+                                reason: format!(
+                                    "cannot make the {kind} on the target: {status} {reason}"
+                                ),
+                            });
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    keep_properties(target, &target_url, &collection, &mut self.report).await?;
+                }
+                self.collection(&collection, &target_url).await?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Reads a new target collection's properties back and sets those it did
@@ -181,58 +242,170 @@ async fn keep_properties(
     Ok(())
 }
 
-async fn copy_collection(
-    source: &DavClient,
-    target: &DavClient,
-    collection: &Collection,
-    target_url: &Url,
-    report: &mut DavReport,
-) -> Result<()> {
-    let on_target: HashSet<String> = target
-        .resources(target_url)
-        .await?
-        .iter()
-        .filter_map(|r| last_segment(&r.url))
-        .collect();
-    for listed in source.resources(&collection.url).await? {
-        let Some(name) = last_segment(&listed.url) else {
-            continue;
-        };
-        let resource = source.get(&listed.url).await?;
-        let Some(kind) = ItemKind::of(&resource.body) else {
-            report.refused.push(Refusal {
-                source: listed.url.path().to_string(),
-                reason: "neither a vCard nor an iCalendar object".into(),
-            });
-            continue;
-        };
-        report.counts(kind).found += 1;
-        if on_target.contains(&name) {
-            report.counts(kind).already_there += 1;
-            continue;
-        }
-        let destination = join_segment(target_url, &name, false)?;
-        match target.put_new(&destination, &resource).await? {
-            Put::Created { .. } => {
-                report.counts(kind).copied += 1;
-                if read_back_differs(target, &destination, &resource).await? {
-                    report.rewritten.push(listed.url.path().to_string());
+impl Copy<'_> {
+    async fn collection(&mut self, collection: &Collection, target_url: &Url) -> Result<()> {
+        for listed in self.source.resources(&collection.url).await? {
+            let source_path = listed.url.path().to_string();
+            let Some(name) = last_segment(&listed.url) else {
+                continue;
+            };
+            match self.step(&source_path, listed.etag.as_deref()) {
+                Step::Unchanged(kind) => {
+                    let counts = self.report.counts(kind);
+                    counts.found += 1;
+                    counts.already_there += 1;
+                }
+                Step::Changed(known) => self.update(&listed.url, listed.etag, known).await?,
+                Step::New => {
+                    let destination = join_segment(target_url, &name, false)?;
+                    self.copy_new(&listed.url, listed.etag, &destination)
+                        .await?;
                 }
             }
-            Put::Exists => report.counts(kind).already_there += 1,
-            Put::Refused { status, reason } => report.refused.push(Refusal {
-                source: listed.url.path().to_string(),
-                reason: format!("{status} {reason}"),
-            }),
+        }
+        Ok(())
+    }
+
+    fn step(&self, source_path: &str, etag: Option<&str>) -> Step {
+        let Some(known) = self.known.get(source_path) else {
+            return Step::New;
+        };
+        match (ItemKind::from_stored(&known.kind), etag) {
+            (Some(kind), Some(etag)) if known.source_etag.as_deref() == Some(etag) => {
+                Step::Unchanged(kind)
+            }
+            // No ETag to compare, or one that changed: read it again.
+            _ => Step::Changed(known.clone()),
         }
     }
-    Ok(())
-}
 
-/// Whether the target keeps `sent` other than byte for byte.
-async fn read_back_differs(target: &DavClient, url: &Url, sent: &Resource) -> Result<bool> {
-    let stored = target.get(url).await?;
-    Ok(stored.body != sent.body)
+    /// Reads a source resource and its kind; `None` (reported) when it is
+    /// neither a vCard nor an iCalendar object.
+    async fn read(&mut self, url: &Url) -> Result<Option<(Resource, ItemKind)>> {
+        let resource = self.source.get(url).await?;
+        match ItemKind::of(&resource.body) {
+            Some(kind) => {
+                self.report.counts(kind).found += 1;
+                Ok(Some((resource, kind)))
+            }
+            None => {
+                self.report.refused.push(Refusal {
+                    source: url.path().to_string(),
+                    reason: "neither a vCard nor an iCalendar object".into(),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    async fn copy_new(&mut self, url: &Url, etag: Option<String>, destination: &Url) -> Result<()> {
+        let Some((resource, kind)) = self.read(url).await? else {
+            return Ok(());
+        };
+        // The ETag of the listing, or the one GET answered with: the
+        // content read is at least that new.
+        let source_etag = etag.or_else(|| resource.etag.clone());
+        match self.target.put_new(destination, &resource).await? {
+            Put::Created { etag } => {
+                self.report.counts(kind).copied += 1;
+                let target_etag = self.read_back(destination, &resource, url, etag).await?;
+                self.record(url, source_etag, destination, target_etag, kind)
+                    .await
+            }
+            // A killed run's copy (or the user's own resource of that
+            // name): there already, recorded now, not written twice.
+            Put::Exists => {
+                self.report.counts(kind).already_there += 1;
+                self.record(url, source_etag, destination, None, kind).await
+            }
+            Put::Refused { status, reason } => {
+                self.report.refused.push(Refusal {
+                    source: url.path().to_string(),
+                    reason: format!("{status} {reason}"),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    async fn update(&mut self, url: &Url, etag: Option<String>, known: DavCopied) -> Result<()> {
+        let Some((resource, kind)) = self.read(url).await? else {
+            return Ok(());
+        };
+        let source_etag = etag.or_else(|| resource.etag.clone());
+        let destination = self.target_url(&known.target_href)?;
+        let condition = match &known.target_etag {
+            Some(etag) => Precondition::Matching(etag.clone()),
+            None => Precondition::Any,
+        };
+        match self.target.put(&destination, &resource, &condition).await? {
+            Put::Created { etag } => {
+                self.report.counts(kind).updated += 1;
+                let target_etag = self.read_back(&destination, &resource, url, etag).await?;
+                self.record(url, source_etag, &destination, target_etag, kind)
+                    .await
+            }
+            Put::Exists => {
+                self.report.refused.push(Refusal {
+                    source: url.path().to_string(),
+                    reason: "changed on the source and on the target since it was copied: the target's version is kept".into(),
+                });
+                Ok(())
+            }
+            Put::Refused { status, reason } => {
+                self.report.refused.push(Refusal {
+                    source: url.path().to_string(),
+                    reason: format!("{status} {reason}"),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads a written resource back: whether the target rewrote it goes
+    /// into the report; its ETag now (the PUT's, if it gave one and kept
+    /// the bytes) is returned for a later conditional update.
+    async fn read_back(
+        &mut self,
+        url: &Url,
+        sent: &Resource,
+        source: &Url,
+        put_etag: Option<String>,
+    ) -> Result<Option<String>> {
+        let stored = self.target.get(url).await?;
+        if stored.body != sent.body {
+            self.report.rewritten.push(source.path().to_string());
+        }
+        Ok(stored.etag.or(put_etag))
+    }
+
+    async fn record(
+        &mut self,
+        source: &Url,
+        source_etag: Option<String>,
+        target: &Url,
+        target_etag: Option<String>,
+        kind: ItemKind,
+    ) -> Result<()> {
+        let copied = DavCopied {
+            source_href: source.path().to_string(),
+            source_etag,
+            target_href: target.path().to_string(),
+            target_etag,
+            kind: kind.as_str().to_string(),
+        };
+        self.store.record_dav_copied(self.pair, &copied).await?;
+        self.known.insert(copied.source_href.clone(), copied);
+        Ok(())
+    }
+
+    /// A target path from the store, as a URL on the target's server.
+    fn target_url(&self, path: &str) -> Result<Url> {
+        let mut url = self.target.base_url().clone();
+        url.set_path(path);
+        url.set_query(None);
+        Ok(url)
+    }
 }
 
 /// A URL's last path segment, still percent-encoded: the name a resource

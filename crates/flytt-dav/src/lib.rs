@@ -12,7 +12,9 @@ mod client;
 mod copy;
 pub mod xml;
 
-pub use client::{Collection, CollectionKind, DavAccount, DavClient, Put, Resource, ResourceRef};
+pub use client::{
+    Collection, CollectionKind, DavAccount, DavClient, Precondition, Put, Resource, ResourceRef,
+};
 pub use copy::{DavReport, ItemCounts, ItemKind, Refusal, copy_user};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub enum Error {
     },
     #[error("{server}: {detail}")]
     Discovery { server: String, detail: String },
+    #[error("the checkpoints: {0}")]
+    Store(#[from] flytt_store::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

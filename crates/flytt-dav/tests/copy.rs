@@ -132,6 +132,11 @@ fn assert_counts(report: &DavReport, copied: u64, already: u64) {
     assert_eq!(report.events.found, 2, "{report:?}");
     assert_eq!(report.tasks.found, 1, "{report:?}");
     let copied_all = report.contacts.copied + report.events.copied + report.tasks.copied;
+    assert_eq!(
+        report.contacts.updated + report.events.updated,
+        0,
+        "{report:?}"
+    );
     let already_all =
         report.contacts.already_there + report.events.already_there + report.tasks.already_there;
     assert_eq!((copied_all, already_all), (copied, already), "{report:?}");
@@ -141,9 +146,10 @@ fn assert_counts(report: &DavReport, copied: u64, already: u64) {
 async fn copies_everything_once(from: DavFamily, to: DavFamily) {
     let (source_server, target_server) = (start(from), start(to));
     let (source, target) = (client(&source_server), client(&target_server));
+    let store = flytt_store::Store::in_memory().await.expect("store");
     seed(&source).await;
 
-    let first = copy_user(&source, &target).await.expect("copy");
+    let first = copy_user(&source, &target, &store).await.expect("copy");
     assert_counts(&first, 7, 0);
     assert_eq!(first.collections_created, 2, "{first:?}");
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
@@ -201,7 +207,9 @@ async fn copies_everything_once(from: DavFamily, to: DavFamily) {
     }
 
     // Again: nothing is written twice.
-    let second = copy_user(&source, &target).await.expect("second copy");
+    let second = copy_user(&source, &target, &store)
+        .await
+        .expect("second copy");
     assert_counts(&second, 0, 7);
     assert_eq!(second.collections_created, 0);
     assert_eq!(
@@ -226,6 +234,7 @@ async fn xandikos_to_radicale_copies_contacts_and_calendars_once() {
 async fn a_copy_broken_off_midway_is_finished_without_doubles() {
     let (source_server, target_server) = (start(DavFamily::Radicale), start(DavFamily::Radicale));
     let (source, target) = (client(&source_server), client(&target_server));
+    let store = flytt_store::Store::in_memory().await.expect("store");
     seed(&source).await;
     // What a killed run left: the address book made, two contacts in it.
     let books = home(&target, CollectionKind::AddressBook).await;
@@ -243,7 +252,7 @@ async fn a_copy_broken_off_midway_is_finished_without_doubles() {
         .expect("address book made");
     put_all(&target, &contacts, &dav::contacts()[..2], "text/vcard").await;
 
-    let report = copy_user(&source, &target).await.expect("copy");
+    let report = copy_user(&source, &target, &store).await.expect("copy");
     assert_counts(&report, 5, 2);
     assert_eq!(
         report.collections_created, 1,
@@ -252,4 +261,86 @@ async fn a_copy_broken_off_midway_is_finished_without_doubles() {
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
         assert_eq!(contents(&source, kind).await, contents(&target, kind).await);
     }
+}
+
+/// A contact changed on the source after the copy is updated on the
+/// target on the next run; one changed on both sides keeps the target's
+/// version and says so. On both server families as target.
+async fn changes_follow(from: DavFamily, to: DavFamily) {
+    let (source_server, target_server) = (start(from), start(to));
+    let (source, target) = (client(&source_server), client(&target_server));
+    let store = flytt_store::Store::in_memory().await.expect("store");
+    seed(&source).await;
+    copy_user(&source, &target, &store).await.expect("copy");
+
+    let books = home(&source, CollectionKind::AddressBook).await;
+    let ola = books.join("kontakter/ola-nordmann.vcf").expect("url");
+    let changed = dav::contacts()[0]
+        .1
+        .replace("+47 912 34 567", "+47 400 00 000");
+    let resource = |body: &str| Resource {
+        body: body.to_string(),
+        content_type: Some("text/vcard".into()),
+        etag: None,
+    };
+    let put = source
+        .put(&ola, &resource(&changed), &flytt_dav::Precondition::Any)
+        .await
+        .expect("PUT");
+    assert!(matches!(put, Put::Created { .. }), "{put:?}");
+
+    let second = copy_user(&source, &target, &store).await.expect("copy");
+    assert_eq!(second.contacts.updated, 1, "{second:?}");
+    assert_eq!(second.contacts.already_there, 3, "{second:?}");
+    assert_eq!(second.contacts.copied, 0, "{second:?}");
+    assert!(second.refused.is_empty(), "{second:?}");
+    assert_eq!(
+        contents(&source, CollectionKind::AddressBook).await,
+        contents(&target, CollectionKind::AddressBook).await,
+        "{} → {}",
+        from.name(),
+        to.name()
+    );
+
+    // Changed on both sides: the target's own change is not overwritten.
+    let target_books = home(&target, CollectionKind::AddressBook).await;
+    let ola_there = target_books
+        .join("kontakter/ola-nordmann.vcf")
+        .expect("url");
+    let theirs = changed.replace("+47 400 00 000", "+47 111 11 111");
+    target
+        .put(
+            &ola_there,
+            &resource(&theirs),
+            &flytt_dav::Precondition::Any,
+        )
+        .await
+        .expect("PUT");
+    let ours = changed.replace("+47 400 00 000", "+47 222 22 222");
+    source
+        .put(&ola, &resource(&ours), &flytt_dav::Precondition::Any)
+        .await
+        .expect("PUT");
+    let third = copy_user(&source, &target, &store).await.expect("copy");
+    assert_eq!(third.contacts.updated, 0, "{third:?}");
+    assert!(
+        third
+            .refused
+            .iter()
+            .any(|r| r.source.ends_with("ola-nordmann.vcf")
+                && r.reason.contains("changed on the source and on the target")),
+        "{third:?}"
+    );
+    let kept = target.get(&ola_there).await.expect("GET").body;
+    assert!(kept.contains("+47 111 11 111"), "{kept}");
+}
+
+#[tokio::test]
+async fn a_change_on_the_source_reaches_a_xandikos_target() {
+    changes_follow(DavFamily::Radicale, DavFamily::Xandikos).await;
+}
+
+#[tokio::test]
+async fn a_change_on_the_source_reaches_a_radicale_target() {
+    changes_follow(DavFamily::Xandikos, DavFamily::Radicale).await;
 }

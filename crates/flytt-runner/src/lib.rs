@@ -577,7 +577,7 @@ async fn sync_user(
             .await
             .map_err(Failure::Fatal)?;
     }
-    let stats = with_dav_collections(stats, item, &source, &target, step_deadline).await;
+    let stats = with_dav_collections(stats, item, (&source, &target), store, step_deadline).await;
     // Incremental syncs leave the scripts; a staged user's moved at
     // provisioning (`staged::prepare`).
     if kind == Kind::Incremental || (kind == Kind::Initial && item.batch_type == BatchType::Staged)
@@ -647,8 +647,8 @@ async fn with_sieve_scripts(
 async fn with_dav_collections(
     mut stats: UserStatistics,
     item: &WorkItem,
-    source: &Account,
-    target: &Account,
+    (source, target): (&Account, &Account),
+    store: &Store,
     deadline: Duration,
 ) -> UserStatistics {
     if item.source.dav_url.is_none() || item.target.dav_url.is_none() {
@@ -656,7 +656,7 @@ async fn with_dav_collections(
     }
     let outcome = match (dav_login(&source.auth), dav_login(&target.auth)) {
         (Some(from), Some(to)) => {
-            match tokio::time::timeout(deadline, copy_dav(item, from, to)).await {
+            match tokio::time::timeout(deadline, copy_dav(item, from, to, store)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(format!("DAV did not finish within {} s", deadline.as_secs())),
             }
@@ -700,6 +700,7 @@ async fn copy_dav(
     item: &WorkItem,
     (source_user, source_password): (&str, &str),
     (target_user, target_password): (&str, &str),
+    store: &Store,
 ) -> Result<flytt_dav::DavReport, String> {
     let account = |endpoint, user, password| {
         flytt_control::endpoints::dav_account(endpoint, user, password)?
@@ -708,7 +709,7 @@ async fn copy_dav(
     };
     let source = account(&item.source, source_user, source_password)?;
     let target = account(&item.target, target_user, target_password)?;
-    flytt_dav::copy_user(&source, &target)
+    flytt_dav::copy_user(&source, &target, store)
         .await
         .map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@
 //! an error, never a default.
 
 mod batches;
+mod dav_state;
 mod dialect;
 mod directories;
 mod endpoints;
@@ -33,6 +34,7 @@ pub use batches::{
     BatchState, BatchSummary, BatchUser, NewBatch, NewBatchUser, Postponement, Startable,
     UserFilter, Waiting, WorkItem,
 };
+pub use dav_state::DavCopied;
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
 pub use endpoints::{AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, Endpoint};

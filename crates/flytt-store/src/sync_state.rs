@@ -10,6 +10,12 @@ use crate::{Result, Store, to_u32};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PairId(i64);
 
+impl PairId {
+    pub(crate) fn id(self) -> i64 {
+        self.0
+    }
+}
+
 /// A folder's checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderState {

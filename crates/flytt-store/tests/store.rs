@@ -88,7 +88,32 @@ on_both_backends!(
     a_prepared_user_is_not_prepared_again,
     a_postponed_user_waits_and_counts_its_tries,
     an_endpoint_limit_goes_down_on_refusals_and_up_on_good_syncs,
+    dav_checkpoints_are_per_pair_and_updated_in_place,
 );
+
+async fn dav_checkpoints_are_per_pair_and_updated_in_place(db: &Database) -> Result<()> {
+    let store = db.open().await?;
+    let pair = store
+        .mailbox_pair("dav:kari@a:443/", "dav:kari@b:443/", None)
+        .await?;
+    let other = store
+        .mailbox_pair("dav:ola@a:443/", "dav:ola@b:443/", None)
+        .await?;
+    let mut copied = flytt_store::DavCopied {
+        source_href: "/kari/kontakter/1.vcf".into(),
+        source_etag: Some("\"e1\"".into()),
+        target_href: "/dav/kari/kontakter/1.vcf".into(),
+        target_etag: None,
+        kind: "contact".into(),
+    };
+    store.record_dav_copied(pair, &copied).await?;
+    copied.source_etag = Some("\"e2\"".into());
+    copied.target_etag = Some("\"t2\"".into());
+    store.record_dav_copied(pair, &copied).await?;
+    assert_eq!(db.open().await?.dav_copied(pair).await?, vec![copied]);
+    assert!(store.dav_copied(other).await?.is_empty());
+    Ok(())
+}
 
 fn state(validity: u32) -> FolderState {
     FolderState {
