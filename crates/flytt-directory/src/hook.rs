@@ -5,7 +5,7 @@
 //! ```text
 //! → {"operation": "verify"}
 //! → {"operation": "lookup", "email": "kari@example.org"}
-//! → {"operation": "make_mailbox", "email": "…", "password": "…", "force_change_password": true}
+//! → {"operation": "make_mailbox", "email": "…", "password": "…" (null: leave it as it is), "force_change_password": true}
 //! → {"operation": "set_forwarding", "email": "…", "address": "kari@target.example"}
 //! → {"operation": "make_mail_user", "email": "…"}
 //! ← {"ok": true, "user": {"id": "…", "state": "mail_user" | "mailbox", "forwarding": […]}}
@@ -175,13 +175,13 @@ impl HookSettings {
     pub async fn make_mailbox(
         &self,
         email: &str,
-        password: &SecretString,
+        password: Option<&SecretString>,
         force_change: bool,
     ) -> Result<()> {
         self.call(
             "make_mailbox",
             serde_json::json!({"operation": "make_mailbox", "email": email,
-                               "password": password.expose(),
+                               "password": password.map(SecretString::expose),
                                "force_change_password": force_change}),
         )
         .await?;

@@ -299,20 +299,22 @@ impl LdapSession<'_> {
     pub async fn make_mailbox(
         mut self,
         email: &str,
-        new_password: &SecretString,
+        new_password: Option<&SecretString>,
         force_change: bool,
     ) -> Result<()> {
         let entry = self.required(email).await?;
         let s = self.settings;
-        self.ldap
-            .extended(PasswordModify {
-                user_id: Some(&entry.dn),
-                old_pass: None,
-                new_pass: Some(new_password.expose()),
-            })
-            .await
-            .and_then(|r| r.success())
-            .map_err(|e| self.refused("setting the password", e))?;
+        if let Some(new_password) = new_password {
+            self.ldap
+                .extended(PasswordModify {
+                    user_id: Some(&entry.dn),
+                    old_pass: None,
+                    new_pass: Some(new_password.expose()),
+                })
+                .await
+                .and_then(|r| r.success())
+                .map_err(|e| self.refused("setting the password", e))?;
+        }
         let change = if force_change { "TRUE" } else { "FALSE" };
         self.replace(
             &entry.dn,

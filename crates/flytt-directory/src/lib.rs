@@ -88,14 +88,15 @@ impl Directory {
         }
     }
 
-    /// Makes a mail user into a mailbox with `new_password`, and marks
-    /// whether the password must be changed at the next login. A user that
-    /// is a mailbox already gets the password and mark again (the seed lets
-    /// a batch be retried).
+    /// Makes a mail user into a mailbox with `new_password` (none: the
+    /// password is left as it is, as for a resource mailbox whose calendars
+    /// move but which nobody logs in to), and marks whether the password
+    /// must be changed at the next login. A user that is a mailbox already
+    /// gets the password and mark again (the seed lets a batch be retried).
     pub async fn make_mailbox(
         &self,
         email: &str,
-        new_password: &flytt_secrets::SecretString,
+        new_password: Option<&flytt_secrets::SecretString>,
         force_change: bool,
     ) -> Result<()> {
         match self {

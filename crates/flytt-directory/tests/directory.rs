@@ -76,7 +76,7 @@ async fn ldap_users_become_mailboxes_and_back() {
     directory
         .make_mailbox(
             "kari@example.org",
-            &SecretString::new("Nytt-passord-1"),
+            Some(&SecretString::new("Nytt-passord-1")),
             true,
         )
         .await
@@ -97,6 +97,27 @@ async fn ldap_users_become_mailboxes_and_back() {
     assert_eq!(stored.len(), 1);
     assert!(stored[0].starts_with("{SSHA}"), "{stored:?}");
     assert!(!stored[0].contains("Nytt-passord-1"));
+
+    // A row without a Password (a resource mailbox): a mailbox all the
+    // same, its password left as it was.
+    slapd
+        .add_mail_user("rom1", "rom1@example.org")
+        .expect("user");
+    let before = slapd.values("(uid=rom1)", "userPassword").expect("read");
+    directory
+        .make_mailbox("rom1@example.org", None, false)
+        .await
+        .expect("make mailbox without a password");
+    let room = directory
+        .lookup("rom1@example.org")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(room.state, UserState::Mailbox);
+    assert_eq!(
+        slapd.values("(uid=rom1)", "userPassword").expect("read"),
+        before
+    );
 
     directory
         .set_forwarding("kari@example.org", "kari@ny.example.org")
@@ -185,7 +206,7 @@ async fn the_command_hook_does_the_same() {
     directory
         .make_mailbox(
             "kari@example.org",
-            &SecretString::new("Nytt-passord-1"),
+            Some(&SecretString::new("Nytt-passord-1")),
             true,
         )
         .await
@@ -210,7 +231,7 @@ async fn the_command_hook_does_the_same() {
 
     // The hook's refusal comes back with its reason.
     let refused = directory
-        .make_mailbox("kari@example.org", &SecretString::new("kort"), false)
+        .make_mailbox("kari@example.org", Some(&SecretString::new("kort")), false)
         .await;
     assert!(
         matches!(&refused, Err(DirectoryError::Refused { detail, .. }) if detail == "password too short"),
@@ -230,7 +251,7 @@ async fn the_command_hook_does_the_same() {
     let telling = directory
         .make_mailbox(
             "kari@example.org",
-            &SecretString::new("Hemmelig-passord-9"),
+            Some(&SecretString::new("Hemmelig-passord-9")),
             false,
         )
         .await;

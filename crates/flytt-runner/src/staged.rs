@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use flytt_batch::{BatchParameters, BatchStatus, BatchType, Forwarding, UserOverrides};
 use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
-use flytt_secrets::{Keyring, SecretString};
+use flytt_secrets::Keyring;
 use flytt_sieve::{install_forward, migrate_scripts};
 use flytt_store::{BatchState, Startable, Store, WorkItem, event_kind};
 
@@ -124,14 +124,18 @@ async fn provision(
     let directory = flytt_control::directories::open_directory(store, keyring, name)
         .await
         .map_err(|e| e.to_string())?;
-    let Some(sealed) = &item.password_sealed else {
-        return Err("the CSV gave no Password for the new mailbox".into());
-    };
-    let password = keyring
-        .open(
-            sealed,
-            &format!("batch/{}/user/{}/Password", item.batch, item.email),
-        )
+    // No Password (the seed makes it optional): the mailbox is made
+    // without setting one, as for a resource mailbox.
+    let password = item
+        .password_sealed
+        .as_ref()
+        .map(|sealed| {
+            keyring.open(
+                sealed,
+                &format!("batch/{}/user/{}/Password", item.batch, item.email),
+            )
+        })
+        .transpose()
         .map_err(|e| format!("the stored Password: {e}"))?;
     let user = directory
         .lookup(&item.email)
@@ -144,11 +148,7 @@ async fn provision(
         })?;
     let force_change = overrides.force_change_password.unwrap_or(false);
     directory
-        .make_mailbox(
-            &item.email,
-            &SecretString::new(password.expose()),
-            force_change,
-        )
+        .make_mailbox(&item.email, password.as_ref(), force_change)
         .await
         .map_err(|e| e.to_string())?;
     let was = match user.state {
@@ -159,7 +159,11 @@ async fn provision(
         store,
         item,
         &format!(
-            "provisioned in directory {name} (was a {was}; must change password: {force_change})"
+            "provisioned in directory {name} (was a {was}; {})",
+            match password {
+                Some(_) => format!("must change password: {force_change}"),
+                None => "no Password in the CSV: its password left as it was".to_string(),
+            }
         ),
     )
     .await;

@@ -483,8 +483,9 @@ async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_through_a_command_hook() {
     use std::os::unix::fs::PermissionsExt;
-    let users = ["anne@example.org"];
-    let lab = Lab::start(&users, &[4], 1_000).await;
+    // rom@ is a resource mailbox: its row has no Password.
+    let users = ["anne@example.org", "rom@example.org"];
+    let lab = Lab::start(&users, &[4, 2], 1_000).await;
     let hook = lab.dir.path().join("directory-hook");
     std::fs::write(
         &hook,
@@ -514,7 +515,11 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
     .expect("hook");
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let state = lab.dir.path().join("directory-hook.json");
-    std::fs::write(&state, r#"{"anne@example.org": {"state": "mail_user"}}"#).expect("state");
+    std::fs::write(
+        &state,
+        r#"{"anne@example.org": {"state": "mail_user"}, "rom@example.org": {"state": "mail_user"}}"#,
+    )
+    .expect("state");
 
     let data = lab.data.clone();
     flytt_ok(
@@ -539,18 +544,26 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
         &csv,
         "EmailAddress,Password,ForceChangePassword\n\
          anne@example.org,Nytt-passord-1,True\n\
+         rom@example.org,,\n\
          carl@example.org,Nytt-passord-3,False\n",
     )
     .expect("csv");
     new_batch(&data, "krok", "staged", &csv, &["--auto-start"]);
     let _server = Worker::serve(&data);
     let shown = wait_for(&data, "krok", "SyncedWithErrors").await;
-    assert_eq!(shown["user_counts"]["Synced"], 1, "{shown}");
+    assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
     let hook_state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
     assert_eq!(hook_state["anne@example.org"]["state"], "mailbox");
     assert_eq!(hook_state["anne@example.org"]["password"], "Nytt-passord-1");
     assert_eq!(hook_state["anne@example.org"]["must_change_password"], true);
+    // Without a Password: a mailbox all the same, none set.
+    assert_eq!(hook_state["rom@example.org"]["state"], "mailbox");
+    assert_eq!(
+        hook_state["rom@example.org"]["password"],
+        serde_json::Value::Null
+    );
+    assert_eq!(lab.target_inbox(users[1]).await, 2);
     let carl = json(&flytt_ok(
         &data,
         &["user", "show", "carl@example.org", "--json"],
