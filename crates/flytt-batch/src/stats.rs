@@ -25,8 +25,57 @@ pub struct UserStatistics {
     /// Seconds, every sync together.
     pub duration: f64,
     pub issues: Vec<StatisticsIssue>,
+    /// Contacts and calendars, when both endpoints have a DAV server.
+    pub dav: Option<DavStatistics>,
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A user's contacts and calendar items (CardDAV/CalDAV), by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DavStatistics {
+    pub collections_created: u64,
+    pub contacts: ItemCounts,
+    pub events: ItemCounts,
+    pub tasks: ItemCounts,
+    pub journals: ItemCounts,
+    /// Stored other than they were sent (the target re-serialised them).
+    pub rewritten: u64,
+}
+
+/// Found / copied / updated / already on the target, for one kind of
+/// contact or calendar item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemCounts {
+    pub found: u64,
+    pub copied: u64,
+    /// Changed on the source since an earlier sync, and updated on the target.
+    pub updated: u64,
+    /// On the target already, unchanged since (an earlier sync).
+    pub already_there: u64,
+}
+
+impl DavStatistics {
+    /// After one more sync: copies, updates, collections made and
+    /// rewrites add up; what was found (and found there already) is the
+    /// latest.
+    pub fn then(&self, latest: &DavStatistics) -> DavStatistics {
+        let add = |before: &ItemCounts, now: &ItemCounts| ItemCounts {
+            copied: before.copied + now.copied,
+            updated: before.updated + now.updated,
+            ..*now
+        };
+        DavStatistics {
+            collections_created: self.collections_created + latest.collections_created,
+            contacts: add(&self.contacts, &latest.contacts),
+            events: add(&self.events, &latest.events),
+            tasks: add(&self.tasks, &latest.tasks),
+            journals: add(&self.journals, &latest.journals),
+            rewritten: self.rewritten + latest.rewritten,
+        }
+    }
 }
 
 /// One message or folder that was not copied as it is, and why.
@@ -52,6 +101,12 @@ impl UserStatistics {
         latest.messages_altered += self.messages_altered;
         latest.flags_updated += self.flags_updated;
         latest.duration += self.duration;
+        latest.dav = match (&self.dav, &latest.dav) {
+            (Some(before), Some(now)) => Some(before.then(now)),
+            // A sync without DAV (a DAV step that failed) keeps the counts.
+            (before, None) => *before,
+            (None, now) => *now,
+        };
         let mut issues: Vec<StatisticsIssue> = self
             .issues
             .iter()
@@ -97,6 +152,32 @@ impl PartialSync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contacts_copied_add_up_and_what_is_found_is_the_latest() {
+        let first: UserStatistics = serde_json::from_value(serde_json::json!({
+            "dav": {"collections_created": 2, "contacts": {"found": 4, "copied": 4}}
+        }))
+        .expect("parses");
+        let second: UserStatistics = serde_json::from_value(serde_json::json!({
+            "dav": {"contacts": {"found": 5, "copied": 1, "updated": 1, "already_there": 3}}
+        }))
+        .expect("parses");
+        let both = first.then(second).dav.expect("dav");
+        assert_eq!(both.collections_created, 2);
+        assert_eq!(
+            both.contacts,
+            ItemCounts {
+                found: 5,
+                copied: 5,
+                updated: 1,
+                already_there: 3
+            }
+        );
+        // A sync without a DAV step keeps the counts.
+        let kept = first.then(UserStatistics::default()).dav.expect("dav");
+        assert_eq!(kept.contacts.copied, 4);
+    }
 
     #[test]
     fn statistics_add_up_over_syncs_and_keep_what_they_do_not_know() {

@@ -43,6 +43,12 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "ItemsAlteredByTarget",
             "BytesCopied",
             "LastSyncedAt",
+            "ContactsFound",
+            "ContactsCopied",
+            "EventsFound",
+            "EventsCopied",
+            "TasksFound",
+            "TasksCopied",
         ])
         .map_err(report_error)?;
     for user in users {
@@ -51,6 +57,14 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             user.stats
                 .as_ref()
                 .map(|stats| pick(stats).to_string())
+                .unwrap_or_default()
+        };
+        // Empty too where the user's endpoints have no DAV server.
+        let dav = |pick: fn(&flytt_batch::DavStatistics) -> u64| {
+            user.stats
+                .as_ref()
+                .and_then(|stats| stats.dav.as_ref())
+                .map(|dav| pick(dav).to_string())
                 .unwrap_or_default()
         };
         let row = [
@@ -69,6 +83,12 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
                 .as_deref()
                 .map(crate::views::rfc3339)
                 .unwrap_or_default(),
+            dav(|d| d.contacts.found),
+            dav(|d| d.contacts.copied),
+            dav(|d| d.events.found),
+            dav(|d| d.events.copied),
+            dav(|d| d.tasks.found),
+            dav(|d| d.tasks.copied),
         ];
         writer
             .write_record(row.iter().map(|v| cell(v)))

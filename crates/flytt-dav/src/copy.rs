@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use url::Url;
 
+use flytt_batch::{DavStatistics, ItemCounts};
 use flytt_store::{DavCopied, PairId, Store};
 
 use crate::client::{Collection, CollectionKind, DavClient, Precondition, Put, Resource};
@@ -64,19 +65,8 @@ impl ItemKind {
     }
 }
 
-/// Found / copied / already on the target, for one kind of item.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ItemCounts {
-    pub found: u64,
-    pub copied: u64,
-    /// Changed on the source since an earlier run, and updated on the target.
-    pub updated: u64,
-    /// On the target already, unchanged since (an earlier run).
-    pub already_there: u64,
-}
-
 /// A resource or collection the target would not take, with its reason.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
     /// The source's path.
     pub source: String,
@@ -84,7 +74,7 @@ pub struct Refusal {
 }
 
 /// What one user's copy did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DavReport {
     pub contacts: ItemCounts,
     pub events: ItemCounts,
@@ -103,6 +93,18 @@ pub struct DavReport {
 }
 
 impl DavReport {
+    /// The counts the user's statistics keep.
+    pub fn statistics(&self) -> DavStatistics {
+        DavStatistics {
+            collections_created: self.collections_created,
+            contacts: self.contacts,
+            events: self.events,
+            tasks: self.tasks,
+            journals: self.journals,
+            rewritten: self.rewritten.len() as u64,
+        }
+    }
+
     fn counts(&mut self, kind: ItemKind) -> &mut ItemCounts {
         match kind {
             ItemKind::Contact => &mut self.contacts,

@@ -15,7 +15,8 @@ pub mod xml;
 pub use client::{
     Collection, CollectionKind, DavAccount, DavClient, Precondition, Put, Resource, ResourceRef,
 };
-pub use copy::{DavReport, ItemCounts, ItemKind, Refusal, copy_user};
+pub use copy::{DavReport, ItemKind, Refusal, copy_user};
+pub use flytt_batch::ItemCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -680,9 +680,9 @@ async fn with_dav_collections(
                         format!("{collection}: the target did not keep its {property}")
                     }),
             );
-            if let Ok(dav) = serde_json::to_value(&report) {
-                stats.details.insert("dav".into(), dav);
-            }
+            // `stats` holds the earlier syncs' counts (`UserStatistics::then`).
+            let now = report.statistics();
+            stats.dav = Some(stats.dav.map_or(now, |before| before.then(&now)));
         }
         Err(e) => issues.push(format!("contacts and calendars were not copied: {e}")),
     }

@@ -219,9 +219,36 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
     }
     let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
     let dav = &anne["statistics"]["dav"];
+    // Found there already this time; copied once over both syncs.
     assert_eq!(dav["contacts"]["already_there"], 4, "{anne}");
-    assert_eq!(dav["contacts"]["copied"], 0, "{anne}");
+    assert_eq!(dav["contacts"]["copied"], 4, "{anne}");
     assert_eq!(dav["events"]["already_there"], 2, "{anne}");
+    assert_eq!(dav["events"]["copied"], 2, "{anne}");
+
+    // The users report counts them; a user without any has zeros.
+    let out = lab.dir.path().join("reports");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "report",
+            "dav",
+            "--out",
+            out.to_str().expect("path"),
+        ],
+    );
+    let report = std::fs::read_to_string(out.join("dav-users.csv")).expect("report");
+    let mut lines = report.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).expect(name);
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    let anne_row = rows.iter().find(|r| r[0] == users[0]).expect("anne's row");
+    assert_eq!(anne_row[column("ContactsFound")], "4", "{report}");
+    assert_eq!(anne_row[column("ContactsCopied")], "4", "{report}");
+    assert_eq!(anne_row[column("EventsCopied")], "2", "{report}");
+    assert_eq!(anne_row[column("TasksCopied")], "1", "{report}");
+    let bjorn_row = rows.iter().find(|r| r[0] == users[1]).expect("bjorn's row");
+    assert_eq!(bjorn_row[column("ContactsFound")], "0", "{report}");
     assert_eq!(
         contents(&client(&target_dav, &lab.target, users[0])).await,
         on_source
