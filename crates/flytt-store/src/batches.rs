@@ -411,6 +411,12 @@ impl Store {
                  CAST(SUM(u.stat_messages_failed) AS BIGINT) AS messages_failed, \
                  CAST(SUM(u.stat_messages_altered) AS BIGINT) AS messages_altered, \
                  CAST(SUM(u.stat_bytes_copied + u.progress_bytes_copied) AS BIGINT) AS bytes_copied, \
+                 CAST(SUM(u.stat_contacts_found) AS BIGINT) AS contacts_found, \
+                 CAST(SUM(u.stat_contacts_copied) AS BIGINT) AS contacts_copied, \
+                 CAST(SUM(u.stat_events_found) AS BIGINT) AS events_found, \
+                 CAST(SUM(u.stat_events_copied) AS BIGINT) AS events_copied, \
+                 CAST(SUM(u.stat_tasks_found) AS BIGINT) AS tasks_found, \
+                 CAST(SUM(u.stat_tasks_copied) AS BIGINT) AS tasks_copied, \
                  CAST(SUM(CASE WHEN u.validated_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unvalidated \
                  FROM batch_user u WHERE u.batch_id = (SELECT id FROM batch WHERE name = ?) \
                  GROUP BY u.status ORDER BY u.status",
@@ -439,6 +445,12 @@ impl Store {
                     messages_failed: number("messages_failed")?,
                     messages_altered: number("messages_altered")?,
                     bytes_copied: number("bytes_copied")?,
+                    contacts_found: number("contacts_found")?,
+                    contacts_copied: number("contacts_copied")?,
+                    events_found: number("events_found")?,
+                    events_copied: number("events_copied")?,
+                    tasks_found: number("tasks_found")?,
+                    tasks_copied: number("tasks_copied")?,
                 });
             }
             batches.push(BatchSummary {
@@ -900,12 +912,18 @@ impl Store {
             .map(|stats| totals::to_json("stats", stats))
             .transpose()?;
         let number = |pick: fn(&UserStatistics) -> u64| stats.map(|stats| totals::db(pick(stats)));
+        let dav = |pick: fn(&flytt_batch::DavStatistics) -> u64| {
+            stats.map(|stats| totals::db(stats.dav.as_ref().map_or(0, pick)))
+        };
         sqlx::query(self.sql(
             "UPDATE batch_user SET status = ?1, error = ?2, stats = COALESCE(?3, stats), \
              stat_folders = COALESCE(?5, stat_folders), stat_messages_found = COALESCE(?6, stat_messages_found), \
              stat_messages_copied = COALESCE(?7, stat_messages_copied), stat_messages_matched = COALESCE(?8, stat_messages_matched), \
              stat_messages_skipped = COALESCE(?9, stat_messages_skipped), stat_messages_failed = COALESCE(?10, stat_messages_failed), \
              stat_messages_altered = COALESCE(?11, stat_messages_altered), stat_bytes_copied = COALESCE(?12, stat_bytes_copied), \
+             stat_contacts_found = COALESCE(?16, stat_contacts_found), stat_contacts_copied = COALESCE(?17, stat_contacts_copied), \
+             stat_events_found = COALESCE(?18, stat_events_found), stat_events_copied = COALESCE(?19, stat_events_copied), \
+             stat_tasks_found = COALESCE(?20, stat_tasks_found), stat_tasks_copied = COALESCE(?21, stat_tasks_copied), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
              progress_messages_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_messages_copied ELSE 0 END, \
              progress_bytes_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_bytes_copied ELSE 0 END, \
@@ -936,6 +954,12 @@ impl Store {
         .bind(postponed.map(|p| totals::db(p.wait.as_millis() as u64)))
         .bind(postponed.map(|p| p.reason))
         .bind(postponed.map(|p| i64::from(p.progressed)))
+        .bind(dav(|d| d.contacts.found))
+        .bind(dav(|d| d.contacts.copied))
+        .bind(dav(|d| d.events.found))
+        .bind(dav(|d| d.events.copied))
+        .bind(dav(|d| d.tasks.found))
+        .bind(dav(|d| d.tasks.copied))
         .execute(&mut *tx)
         .await?;
         let old: String = row.try_get("status")?;

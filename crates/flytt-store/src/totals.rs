@@ -21,6 +21,13 @@ pub struct Totals {
     /// Copied, but kept altered by the target (see the error report).
     pub messages_altered: u64,
     pub bytes_copied: u64,
+    /// Contacts and calendar items (CardDAV/CalDAV).
+    pub contacts_found: u64,
+    pub contacts_copied: u64,
+    pub events_found: u64,
+    pub events_copied: u64,
+    pub tasks_found: u64,
+    pub tasks_copied: u64,
 }
 
 /// The numbers of a running sync's progress JSON.
@@ -90,5 +97,11 @@ impl Totals {
         self.messages_failed += other.messages_failed;
         self.messages_altered += other.messages_altered;
         self.bytes_copied += other.bytes_copied;
+        self.contacts_found += other.contacts_found;
+        self.contacts_copied += other.contacts_copied;
+        self.events_found += other.events_found;
+        self.events_copied += other.events_copied;
+        self.tasks_found += other.tasks_found;
+        self.tasks_copied += other.tasks_copied;
     }
 }

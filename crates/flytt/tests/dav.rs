@@ -225,6 +225,13 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
     assert_eq!(dav["events"]["already_there"], 2, "{anne}");
     assert_eq!(dav["events"]["copied"], 2, "{anne}");
 
+    // The batch's totals add them up.
+    let shown = json(&flytt_ok(&data, &["batch", "show", "dav", "--json"]));
+    assert_eq!(shown["totals"]["contacts_found"], 4, "{shown}");
+    assert_eq!(shown["totals"]["contacts_copied"], 4, "{shown}");
+    assert_eq!(shown["totals"]["events_copied"], 2, "{shown}");
+    assert_eq!(shown["totals"]["tasks_copied"], 1, "{shown}");
+
     // The users report counts them; a user without any has zeros.
     let out = lab.dir.path().join("reports");
     flytt_ok(

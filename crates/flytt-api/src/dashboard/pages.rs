@@ -402,6 +402,23 @@ impl UserRow {
     }
 }
 
+/// "copied of found" for contacts, events and tasks; empty when the batch
+/// found none (its endpoints have no DAV server).
+fn dav_fact(totals: &flytt_store::Totals) -> String {
+    if totals.contacts_found + totals.events_found + totals.tasks_found == 0 {
+        return String::new();
+    }
+    format!(
+        "{} of {} / {} of {} / {} of {}",
+        totals.contacts_copied,
+        totals.contacts_found,
+        totals.events_copied,
+        totals.events_found,
+        totals.tasks_copied,
+        totals.tasks_found
+    )
+}
+
 /// A batch's live part: its buttons (they follow the status), facts and
 /// users.
 struct Live {
@@ -416,6 +433,8 @@ struct Live {
     skipped: u64,
     bad: u64,
     altered: u64,
+    /// Contacts / events / tasks copied, empty where the batch moves none.
+    dav: String,
     megabytes: String,
     speed: String,
     endpoints: String,
@@ -517,6 +536,7 @@ async fn live_of(
         skipped: view.totals.messages_skipped,
         bad: view.totals.messages_failed,
         altered: view.totals.messages_altered,
+        dav: dav_fact(&view.totals),
         megabytes: format!("{:.1}", view.totals.bytes_copied as f64 / 1e6),
         speed: view.throughput.as_ref().map_or_else(
             || "–".to_string(),
