@@ -338,6 +338,15 @@ fn print_endpoint(endpoint: &Endpoint) {
     for fingerprint in &endpoint.tls_fingerprints {
         println!("Pinned certificate:             {fingerprint}");
     }
+    if let Some(sieve) = &endpoint.sieve_url {
+        println!("ManageSieve:                    {sieve}");
+    }
+    if let Some(dav) = &endpoint.dav_url {
+        println!("CardDAV/CalDAV:                 {dav}");
+    }
+    if let Some(directory) = &endpoint.directory {
+        println!("Directory:                      {directory}");
+    }
 }
 
 async fn seal_admin_password(

@@ -135,6 +135,12 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
         &data,
         &["endpoint", "set", "gammel", "--dav-url", &source_url],
     );
+    let shown = flytt_ok(&data, &["endpoint", "show", "gammel"]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout)
+            .contains(&format!("CardDAV/CalDAV:                 {source_url}")),
+        "{shown:?}"
+    );
     // The target's DAV server needs the user's own login: an endpoint
     // without an admin, the CSV's target credentials.
     let target_url = target_dav.url(users[0]).expect("url");

@@ -1067,6 +1067,8 @@ struct EndpointRow {
     incremental: u32,
     connections_per_user: u32,
     compression: flytt_store::Compression,
+    /// The CardDAV/CalDAV server, or "none".
+    dav: String,
 }
 
 impl EndpointRow {
@@ -1090,6 +1092,7 @@ impl EndpointRow {
             incremental: view.max_concurrent_incremental_syncs,
             connections_per_user: view.connections_per_user,
             compression: view.compression,
+            dav: view.dav_url.clone().unwrap_or_else(|| "none".into()),
         }
     }
 }
