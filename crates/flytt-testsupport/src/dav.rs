@@ -109,21 +109,9 @@ impl DavServer {
         );
         let config_path = root.join("radicale.conf");
         std::fs::write(&config_path, config).map_err(io("write Radicale's configuration"))?;
-        let log = root.join("radicale.log");
-        let child = Command::new("radicale")
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file(&log)?)
-            .spawn()
-            .map_err(io("start radicale (Debian package radicale)"))?;
-        self.children.push(child);
-        let child = self
-            .children
-            .last_mut()
-            .ok_or_else(|| Error::Server("no child".into()))?;
-        wait_listening(child, "radicale", &[port], || read_log(&log))?;
+        let mut command = Command::new("radicale");
+        command.arg("--config").arg(&config_path);
+        self.spawn(command, "radicale", port, &root.join("radicale.log"))?;
         for (user, _) in users {
             self.ports.insert(user.to_string(), port);
         }
@@ -134,26 +122,33 @@ impl DavServer {
         let root = self.dir.path().join(user);
         std::fs::create_dir_all(&root).map_err(io("make Xandikos's directory"))?;
         let port = free_port()?;
-        let log = root.join("xandikos.log");
-        let child = Command::new("xandikos")
+        let mut command = Command::new("xandikos");
+        command
             .arg("-d")
             .arg(&root)
             .args(["-l", "127.0.0.1", "-p", &port.to_string()])
             .arg("--autocreate")
-            .args(["--current-user-principal", &format!("/{user}/")])
+            .args(["--current-user-principal", &format!("/{user}/")]);
+        self.spawn(command, "xandikos", port, &root.join("xandikos.log"))?;
+        self.ports.insert(user.to_string(), port);
+        Ok(())
+    }
+
+    /// Starts `program` (a Debian package of that name), its stderr in
+    /// `log`, and waits until it listens on `port`.
+    fn spawn(&mut self, mut command: Command, program: &str, port: u16, log: &Path) -> Result<()> {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log_file(&log)?)
+            .stderr(log_file(log)?)
             .spawn()
-            .map_err(io("start xandikos (Debian package xandikos)"))?;
+            .map_err(io(format!("start {program} (Debian package {program})")))?;
         self.children.push(child);
         let child = self
             .children
             .last_mut()
             .ok_or_else(|| Error::Server("no child".into()))?;
-        wait_listening(child, "xandikos", &[port], || read_log(&log))?;
-        self.ports.insert(user.to_string(), port);
-        Ok(())
+        wait_listening(child, program, &[port], || read_log(log))
     }
 
     pub fn family(&self) -> DavFamily {

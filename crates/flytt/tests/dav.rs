@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{Lab, USER_PASSWORD, Worker, add_endpoint, flytt_ok, json};
 use flytt_dav::{Collection, CollectionKind, DavAccount, DavClient, Resource, xml::Props};
 use flytt_testsupport::{DavServer, Dovecot, dav};
@@ -178,15 +176,7 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
         ],
     );
     let _server = Worker::serve(&data);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let shown = json(&flytt_ok(&data, &["batch", "show", "dav", "--json"]));
-        if shown["status"] == "Synced" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_batch(&data, "dav", "Synced").await;
 
     let on_source = contents(&client(&source_dav, &lab.source, users[0])).await;
     assert_eq!(on_source.len(), 7);
@@ -214,15 +204,7 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
 
     // The final sync goes over them again and copies nothing twice.
     flytt_ok(&data, &["batch", "complete", "dav"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let shown = json(&flytt_ok(&data, &["batch", "show", "dav", "--json"]));
-        if shown["status"] == "Completed" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_batch(&data, "dav", "Completed").await;
     let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
     let dav = &anne["statistics"]["dav"];
     // Found there already this time; copied once over both syncs.

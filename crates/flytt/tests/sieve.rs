@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{Lab, USER_PASSWORD, Worker, flytt_ok, json};
 use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
 use flytt_testsupport::Dovecot;
@@ -102,15 +100,7 @@ async fn sieve_scripts_move_with_the_mailbox() {
         ],
     );
     let _server = Worker::serve(&data);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let shown = json(&flytt_ok(&data, &["batch", "show", "sieve", "--json"]));
-        if shown["status"] == "SyncedWithErrors" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{shown}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_batch(&data, "sieve", "SyncedWithErrors").await;
 
     let on_source = scripts_of(&lab.source, users[0]).await;
     assert_eq!(on_source.len(), 2);

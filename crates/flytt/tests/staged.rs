@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Lab, Worker, flytt, flytt_ok, json};
+use common::{Lab, Worker, flytt_ok, json};
 use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, PEOPLE_DN, Slapd};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +102,7 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
             .is_err()
     );
     let _server = Worker::serve(&data);
-    let shown = wait_for(&data, "trinnvis", "SyncedWithErrors").await;
+    let shown = common::wait_for_batch(&data, "trinnvis", "SyncedWithErrors").await;
     assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
     assert_eq!(shown["user_counts"]["Failed"], 1, "{shown}");
 
@@ -216,7 +216,7 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
     // Completion converts the source mailboxes of completed users into mail
     // users that keep their forwarding; carl, who failed, stays as he was.
     flytt_ok(&data, &["batch", "complete", "trinnvis"]);
-    wait_for(&data, "trinnvis", "CompletedWithErrors").await;
+    common::wait_for_batch(&data, "trinnvis", "CompletedWithErrors").await;
     for (uid, enabled) in [("anne", "FALSE"), ("bjorn", "FALSE"), ("carl", "TRUE")] {
         assert_eq!(
             source_directory
@@ -248,7 +248,7 @@ async fn a_staged_batch_provisions_copies_and_forwards() {
         &again,
         &["--auto-start", "--auto-complete"],
     );
-    wait_for(&data, "igjen", "Completed").await;
+    common::wait_for_batch(&data, "igjen", "Completed").await;
     assert_eq!(
         source_directory
             .values("(uid=anne)", "mailboxEnabled")
@@ -263,22 +263,6 @@ fn set_mailbox(slapd: &Slapd, uid: &str, value: &str) {
             "dn: uid={uid},{PEOPLE_DN}\nchangetype: modify\nreplace: mailboxEnabled\nmailboxEnabled: {value}\n"
         ))
         .expect("modify");
-}
-
-async fn wait_for(data: &std::path::Path, batch: &str, status: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let shown = json(&flytt_ok(data, &["batch", "show", batch, "--json"]));
-        if shown["status"] == status {
-            return shown;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{shown}\n{}",
-            String::from_utf8_lossy(&flytt(data, &["batch", "events", batch]).stdout)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Forwarding with a Sieve redirect on a source without a directory: the
@@ -364,7 +348,7 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         ],
     );
     let _server = Worker::serve(&data);
-    wait_for(&data, "sieve", "Synced").await;
+    common::wait_for_batch(&data, "sieve", "Synced").await;
     // The status mail went out once the user was provisioned and forwarded.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !sink
@@ -459,7 +443,7 @@ async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
         &["--target-delivery-domain", "ny.example.org", "--auto-start"],
     );
     let _server = Worker::serve(&data);
-    wait_for(&data, "inn", "Synced").await;
+    common::wait_for_batch(&data, "inn", "Synced").await;
     assert_eq!(lab.target_inbox(users[0]).await, 6);
     assert!(
         source_directory
@@ -469,7 +453,7 @@ async fn a_remote_move_forwards_from_the_side_left_when_it_completes() {
         "no forwarding before the move completes"
     );
     flytt_ok(&data, &["batch", "complete", "inn"]);
-    wait_for(&data, "inn", "Completed").await;
+    common::wait_for_batch(&data, "inn", "Completed").await;
     assert_eq!(
         source_directory
             .values("(uid=anne)", "mailForwardingAddress")
@@ -550,7 +534,7 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
     .expect("csv");
     new_batch(&data, "krok", "staged", &csv, &["--auto-start"]);
     let _server = Worker::serve(&data);
-    let shown = wait_for(&data, "krok", "SyncedWithErrors").await;
+    let shown = common::wait_for_batch(&data, "krok", "SyncedWithErrors").await;
     assert_eq!(shown["user_counts"]["Synced"], 2, "{shown}");
     let hook_state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).expect("state")).expect("json");
@@ -597,7 +581,7 @@ print(json.dumps({"ok": True, "user": {"id": email, "state": user["state"]}}))
     )
     .expect("csv");
     new_batch(&data, "borte", "staged", &csv, &["--auto-start"]);
-    wait_for(&data, "borte", "SyncedWithErrors").await;
+    common::wait_for_batch(&data, "borte", "SyncedWithErrors").await;
     let dina = json(&flytt_ok(
         &data,
         &["user", "show", "dina@example.org", "--json"],

@@ -329,3 +329,21 @@ pub async fn login_form(http: &reqwest::Client, base: &str) -> (String, String) 
         .to_string();
     (cookie, csrf)
 }
+
+/// Waits (90 s at most) for `batch` to reach `status`, and returns what
+/// `batch show` said then; the batch's events go with a failure.
+pub async fn wait_for_batch(data: &Path, batch: &str, status: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let shown = json(&flytt_ok(data, &["batch", "show", batch, "--json"]));
+        if shown["status"] == status {
+            return shown;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{shown}\n{}",
+            String::from_utf8_lossy(&flytt(data, &["batch", "events", batch]).stdout)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
