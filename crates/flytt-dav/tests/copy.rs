@@ -30,35 +30,38 @@ async fn home(client: &DavClient, kind: CollectionKind) -> Url {
     client.homes(kind).await.expect("discovery")[0].clone()
 }
 
-fn collection(url: &Url, kind: CollectionKind, props: flytt_dav::xml::Props) -> Collection {
-    Collection {
+/// Makes the collection `name` of `kind` in the user's home with `props`;
+/// its URL.
+async fn make(
+    client: &DavClient,
+    kind: CollectionKind,
+    name: &str,
+    props: flytt_dav::xml::Props,
+) -> Url {
+    let url = home(client, kind).await.join(name).expect("url");
+    let like = Collection {
         url: url.clone(),
         kind,
         props,
-    }
+    };
+    client
+        .make_collection(&url, &like)
+        .await
+        .expect("collection made");
+    url
 }
 
 /// The source's collections: an address book and a calendar with their
 /// properties, and the corpus in them.
 async fn seed(source: &DavClient) {
-    let books = home(source, CollectionKind::AddressBook).await;
-    let contacts = books.join("kontakter/").expect("url");
     let props = flytt_dav::xml::Props {
         display_name: Some("Kontakter på jobb".into()),
         description: Some("Kolleger & kunder".into()),
         ..Default::default()
     };
-    source
-        .make_collection(
-            &contacts,
-            &collection(&contacts, CollectionKind::AddressBook, props),
-        )
-        .await
-        .expect("address book made");
+    let contacts = make(source, CollectionKind::AddressBook, "kontakter/", props).await;
     put_all(source, &contacts, &dav::contacts(), "text/vcard").await;
 
-    let calendars = home(source, CollectionKind::Calendar).await;
-    let work = calendars.join("arbeid/").expect("url");
     let props = flytt_dav::xml::Props {
         display_name: Some("Arbeid".into()),
         description: Some("Møter og frister".into()),
@@ -66,10 +69,7 @@ async fn seed(source: &DavClient) {
         components: vec!["VEVENT".into(), "VTODO".into()],
         ..Default::default()
     };
-    source
-        .make_collection(&work, &collection(&work, CollectionKind::Calendar, props))
-        .await
-        .expect("calendar made");
+    let work = make(source, CollectionKind::Calendar, "arbeid/", props).await;
     put_all(source, &work, &dav::calendar_items(), "text/calendar").await;
 }
 
@@ -237,19 +237,11 @@ async fn a_copy_broken_off_midway_is_finished_without_doubles() {
     let store = flytt_store::Store::in_memory().await.expect("store");
     seed(&source).await;
     // What a killed run left: the address book made, two contacts in it.
-    let books = home(&target, CollectionKind::AddressBook).await;
-    let contacts = books.join("kontakter/").expect("url");
     let props = flytt_dav::xml::Props {
         display_name: Some("Kontakter på jobb".into()),
         ..Default::default()
     };
-    target
-        .make_collection(
-            &contacts,
-            &collection(&contacts, CollectionKind::AddressBook, props),
-        )
-        .await
-        .expect("address book made");
+    let contacts = make(&target, CollectionKind::AddressBook, "kontakter/", props).await;
     put_all(&target, &contacts, &dav::contacts()[..2], "text/vcard").await;
 
     let report = copy_user(&source, &target, &store).await.expect("copy");
