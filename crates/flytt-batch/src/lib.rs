@@ -13,5 +13,7 @@ pub use csv_import::{
     parse_users,
 };
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
-pub use stats::{DavStatistics, ItemCounts, PartialSync, StatisticsIssue, UserStatistics};
+pub use stats::{
+    DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, UserStatistics,
+};
 pub use status::{BatchAction, BatchStatus, UnknownStatus, UserStatus};

@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A user's statistics over all its syncs. Counts a field-by-field older
 /// record lacks read as zero; anything else the sync reported (the folder
-/// map, the excluded folders, the Sieve scripts) is kept as written, in
-/// `details`.
+/// map, the excluded folders) is kept as written, in `details`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct UserStatistics {
@@ -27,6 +26,8 @@ pub struct UserStatistics {
     pub issues: Vec<StatisticsIssue>,
     /// Contacts and calendars, when both endpoints have a DAV server.
     pub dav: Option<DavStatistics>,
+    /// The Sieve scripts, when both endpoints have a ManageSieve server.
+    pub sieve: Option<SieveStatistics>,
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
 }
@@ -42,6 +43,17 @@ pub struct DavStatistics {
     pub journals: ItemCounts,
     /// Stored other than they were sent (the target re-serialised them).
     pub rewritten: u64,
+}
+
+/// A user's Sieve scripts (ManageSieve), as the last sync that copied
+/// them left them. What could not be copied is in the issues (`sieve`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SieveStatistics {
+    /// The scripts now on the target, by name.
+    pub copied: Vec<String>,
+    /// The script active on the target, if the source had one.
+    pub active: Option<String>,
 }
 
 /// Found / copied / updated / already on the target, for one kind of
@@ -107,6 +119,10 @@ impl UserStatistics {
             (before, None) => *before,
             (None, now) => *now,
         };
+        // Syncs that leave the scripts (incrementals) keep the last copy's.
+        if latest.sieve.is_none() {
+            latest.sieve = self.sieve.clone();
+        }
         let mut issues: Vec<StatisticsIssue> = self
             .issues
             .iter()
@@ -177,6 +193,26 @@ mod tests {
         // A sync without a DAV step keeps the counts.
         let kept = first.then(UserStatistics::default()).dav.expect("dav");
         assert_eq!(kept.contacts.copied, 4);
+    }
+
+    /// The scripts a staged user's provisioning copied stay counted through
+    /// the syncs that leave the scripts; a later copy replaces them.
+    #[test]
+    fn sieve_scripts_are_the_last_copys() {
+        let prepared: UserStatistics = serde_json::from_value(serde_json::json!({
+            "sieve": {"copied": ["ferie", "filter"], "active": "ferie"}
+        }))
+        .expect("parses");
+        let synced = prepared.then(UserStatistics::default());
+        assert_eq!(synced.sieve, prepared.sieve);
+        let recopied = UserStatistics {
+            sieve: Some(SieveStatistics::default()),
+            ..UserStatistics::default()
+        };
+        assert_eq!(
+            synced.then(recopied).sieve,
+            Some(SieveStatistics::default())
+        );
     }
 
     #[test]

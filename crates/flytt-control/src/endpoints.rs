@@ -32,26 +32,83 @@ pub fn sieve_server(
     Ok(Some(server))
 }
 
-/// The endpoint's CardDAV/CalDAV server, where it has one: for `user`
-/// with `password` (DAV servers have no admin login to open a user's
-/// collections that works everywhere, so the user's own is needed).
+/// Stands for the user in an endpoint's DAV URL: where each user's
+/// principal or home is, for an admin login.
+pub const DAV_USER_PLACEHOLDER: &str = "{user}";
+
+/// The endpoint's CardDAV/CalDAV server, where it has one, opened with the
+/// IMAP login `auth`: a user's own login as it is; an admin login (a
+/// Dovecot master user or SASL PLAIN with an authorization identity) as
+/// the admin with HTTP Basic, on the URL with `{user}` replaced by the
+/// user, since DAV has no standard way to ask for another user's
+/// principal. The admin needs the DAV server's rights to every user's
+/// collections.
 pub fn dav_account(
     endpoint: &Endpoint,
-    user: &str,
-    password: &str,
+    auth: &Auth,
 ) -> std::result::Result<Option<flytt_dav::DavAccount>, String> {
-    let Some(url) = &endpoint.dav_url else {
+    let Some(template) = &endpoint.dav_url else {
         return Ok(None);
     };
+    let (login, password, owner) = match auth {
+        Auth::Login { user, password }
+        | Auth::Plain {
+            user,
+            password,
+            authorize_as: None,
+        } => (user, password, None),
+        Auth::Master {
+            user,
+            admin,
+            password,
+        } => (admin, password, Some(user)),
+        Auth::Plain {
+            user,
+            password,
+            authorize_as: Some(owner),
+        } => (user, password, Some(owner)),
+        Auth::XOAuth2 { .. } | Auth::OAuthBearer { .. } => {
+            return Err(
+                "an OAuth login cannot open DAV collections (HTTP Basic needs a password)".into(),
+            );
+        }
+    };
+    if owner.is_some() && !template.contains(DAV_USER_PLACEHOLDER) {
+        return Err(admin_dav_url_needs_user(template));
+    }
+    let whose = owner.unwrap_or(login);
     Ok(Some(flytt_dav::DavAccount {
-        url: dav_url(url, endpoint.allow_plaintext)?,
-        user: user.to_string(),
-        password: password.to_string(),
+        url: dav_url(&user_dav_url(template, whose), endpoint.allow_plaintext)?,
+        user: login.clone(),
+        password: password.expose().to_string(),
+        owner: owner.cloned(),
         trust: flytt_tls::Trust {
             ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
             fingerprints: tls_fingerprints(endpoint)?,
         },
     }))
+}
+
+fn admin_dav_url_needs_user(template: &str) -> String {
+    format!(
+        "{template}: the endpoint logs in as an admin, so its DAV URL must say where each user's collections are, with {DAV_USER_PLACEHOLDER} (e.g. https://dav.example.org/{DAV_USER_PLACEHOLDER}/)"
+    )
+}
+
+/// `template` with `{user}` replaced by `user`, encoded as a path segment
+/// (an address's `@` kept: servers name principals that way).
+fn user_dav_url(template: &str, user: &str) -> String {
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'@')
+        .remove(b'.')
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'+');
+    template.replace(
+        DAV_USER_PLACEHOLDER,
+        &percent_encoding::utf8_percent_encode(user, SEGMENT).to_string(),
+    )
 }
 
 /// A DAV URL: https, or http where the endpoint allows plaintext.
@@ -168,10 +225,13 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
     {
         return invalid(format!("sieve url: {e}"));
     }
-    if let Some(dav) = &endpoint.dav_url
-        && let Err(e) = dav_url(dav, endpoint.allow_plaintext)
-    {
-        return invalid(format!("dav url: {e}"));
+    if let Some(dav) = &endpoint.dav_url {
+        if let Err(e) = dav_url(&user_dav_url(dav, "user"), endpoint.allow_plaintext) {
+            return invalid(format!("dav url: {e}"));
+        }
+        if endpoint.admin_user.is_some() && !dav.contains(DAV_USER_PLACEHOLDER) {
+            return invalid(format!("dav url: {}", admin_dav_url_needs_user(dav)));
+        }
     }
     if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
         return invalid("the admin user and the admin password go together".into());
@@ -297,5 +357,80 @@ mod tests {
         endpoint.compression = flytt_store::Compression::Always;
         let config = server_config(&endpoint).expect("config");
         assert_eq!(config.compression, flytt_imap::Compression::Always);
+    }
+
+    /// A user's own login opens the URL as given; an admin login opens the
+    /// user's place in the `{user}` template, as the admin, with the user
+    /// as the owner of what it finds; an OAuth login opens nothing.
+    #[test]
+    fn dav_logins_follow_the_imap_login() {
+        let mut endpoint = Endpoint::new("ny", "imaps://new.example.org");
+        endpoint.dav_url = Some("https://dav.example.org/{user}/".into());
+        let own = Auth::Login {
+            user: "anne@example.org".into(),
+            password: Secret::new("pw"),
+        };
+        let account = dav_account(&endpoint, &own).expect("valid").expect("dav");
+        assert_eq!(
+            account.url.as_str(),
+            "https://dav.example.org/anne@example.org/"
+        );
+        assert_eq!(
+            (account.user.as_str(), account.owner),
+            ("anne@example.org", None)
+        );
+
+        let master = Auth::Master {
+            user: "bjørn ås@example.org".into(),
+            admin: "admin".into(),
+            password: Secret::new("pw"),
+        };
+        let account = dav_account(&endpoint, &master)
+            .expect("valid")
+            .expect("dav");
+        assert_eq!(
+            account.url.as_str(),
+            "https://dav.example.org/bj%C3%B8rn%20%C3%A5s@example.org/"
+        );
+        assert_eq!(account.user, "admin");
+        assert_eq!(account.owner.as_deref(), Some("bjørn ås@example.org"));
+        let proxy = Auth::Plain {
+            user: "proxy".into(),
+            password: Secret::new("pw"),
+            authorize_as: Some("../x".into()),
+        };
+        let account = dav_account(&endpoint, &proxy).expect("valid").expect("dav");
+        assert_eq!(
+            account.url.as_str(),
+            "https://dav.example.org/..%2Fx/",
+            "a name stays one segment"
+        );
+
+        let oauth = Auth::XOAuth2 {
+            user: "anne@example.org".into(),
+            token: Secret::new("t"),
+        };
+        assert!(dav_account(&endpoint, &oauth).is_err());
+        endpoint.dav_url = Some("https://dav.example.org/".into());
+        let refused = dav_account(&endpoint, &master).expect_err("no {user}");
+        assert!(refused.contains("{user}"), "{refused}");
+    }
+
+    /// An endpoint with an admin login and a DAV server must say where
+    /// each user's collections are: refused when stored, not at the first
+    /// sync.
+    #[test]
+    fn an_admin_endpoints_dav_url_names_the_user() {
+        let mut endpoint = Endpoint::new("ny", "imaps://new.example.org");
+        endpoint.dav_url = Some("https://dav.example.org/".into());
+        assert!(check_endpoint(&endpoint).is_ok());
+        endpoint.admin_user = Some("admin".into());
+        endpoint.admin_password_sealed = Some("sealed".into());
+        let refused = check_endpoint(&endpoint).expect_err("refused");
+        assert!(refused.to_string().contains("{user}"), "{refused}");
+        endpoint.dav_url = Some("https://dav.example.org/dav/{user}/".into());
+        check_endpoint(&endpoint).expect("valid");
+        endpoint.dav_url = Some("http://dav.example.org/{user}/".into());
+        assert!(check_endpoint(&endpoint).is_err(), "plain HTTP");
     }
 }

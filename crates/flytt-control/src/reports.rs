@@ -49,6 +49,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "EventsCopied",
             "TasksFound",
             "TasksCopied",
+            "SieveScripts",
         ])
         .map_err(report_error)?;
     for user in users {
@@ -89,6 +90,12 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             dav(|d| d.events.copied),
             dav(|d| d.tasks.found),
             dav(|d| d.tasks.copied),
+            // Empty where the user's endpoints have no ManageSieve server.
+            user.stats
+                .as_ref()
+                .and_then(|stats| stats.sieve.as_ref())
+                .map(|sieve| sieve.copied.len().to_string())
+                .unwrap_or_default(),
         ];
         writer
             .write_record(row.iter().map(|v| cell(v)))

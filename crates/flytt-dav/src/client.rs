@@ -21,10 +21,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct DavAccount {
     /// The server's URL as the administrator gave it: its root, or the
-    /// user's principal or home on it.
+    /// user's principal or home on it. For an admin login (`owner`), the
+    /// owner's principal or home.
     pub url: Url,
+    /// The login name (HTTP Basic).
     pub user: String,
     pub password: String,
+    /// Whose collections, when `user` is an admin or proxy opening another
+    /// user's: `current-user-principal` names the admin's own, so discovery
+    /// starts from `url` instead. `None`: the login's own.
+    pub owner: Option<String>,
     pub trust: flytt_tls::Trust,
 }
 
@@ -33,6 +39,7 @@ impl fmt::Debug for DavAccount {
         f.debug_struct("DavAccount")
             .field("url", &self.url.as_str())
             .field("user", &self.user)
+            .field("owner", &self.owner)
             .field("password", &"***")
             .finish()
     }
@@ -152,20 +159,53 @@ impl DavClient {
     }
 
     /// Names the account for the store's checkpoints: `dav:USER@HOST:PORT/PATH`
-    /// (no secret).
+    /// (no secret), USER being whose collections they are: another admin
+    /// opening the same user finds the same checkpoints.
     pub fn account_key(&self) -> String {
         format!(
             "dav:{}@{}{}",
-            self.account.user,
+            self.account.owner.as_deref().unwrap_or(&self.account.user),
             self.server(),
             self.account.url.path()
         )
     }
 
-    /// The user's home sets of `kind`: `current-user-principal` asked of
-    /// the URL given, then of the well-known URL (RFC 6764 §5), then the
-    /// home set asked of the principal. Empty when the server has none.
+    /// The user's home sets of `kind`. Empty when the user has none on
+    /// this server (for an admin login: nothing at the URL given yet).
     pub async fn homes(&self, kind: CollectionKind) -> Result<Vec<Url>> {
+        match self.account.owner {
+            Some(_) => self.owner_homes(kind).await,
+            None => self.own_homes(kind).await,
+        }
+    }
+
+    /// Where new collections of `kind` go: the first home; for an admin
+    /// login where the user has nothing yet, the URL given, made a plain
+    /// collection (as Radicale makes a principal at a user's first login).
+    pub async fn home_for_writing(&self, kind: CollectionKind) -> Result<Url> {
+        if let Some(home) = self.homes(kind).await?.into_iter().next() {
+            return Ok(home);
+        }
+        if self.account.owner.is_none() {
+            return Err(Error::Discovery {
+                server: self.server(),
+                detail: format!("the user has no {kind} home"),
+            });
+        }
+        let url = &self.account.url;
+        let (status, _, answer) = self
+            .send(dav_method("MKCOL"), url, HeaderMap::new(), None)
+            .await?;
+        if !status.is_success() || status == StatusCode::MULTI_STATUS {
+            return Err(self.status_error("MKCOL", url, status, &answer));
+        }
+        Ok(url.clone())
+    }
+
+    /// The login's own homes: `current-user-principal` asked of the URL
+    /// given, then of the well-known URL (RFC 6764 §5), then the home set
+    /// asked of the principal.
+    async fn own_homes(&self, kind: CollectionKind) -> Result<Vec<Url>> {
         let principal = match self.principal(&self.account.url).await? {
             Some(principal) => principal,
             None => {
@@ -179,11 +219,44 @@ impl DavClient {
         let answer = self
             .propfind(&principal, "0", &xml::propfind(&[kind.home_property()]))
             .await?;
+        self.home_sets(&principal, answer, kind)
+    }
+
+    /// An admin login's view of the owner's homes: the home sets of the
+    /// URL given if it is a principal, else the URL itself as the home
+    /// (a plain collection the collections are in); none if nothing is
+    /// there, answered as a 404 or, as Xandikos does, a 207 holding one.
+    async fn owner_homes(&self, kind: CollectionKind) -> Result<Vec<Url>> {
+        let url = &self.account.url;
+        let answer = match self
+            .propfind(url, "0", &xml::propfind(&[kind.home_property()]))
+            .await
+        {
+            Err(Error::Status { status: 404, .. }) => return Ok(Vec::new()),
+            answer => answer?,
+        };
+        if answer.responses.iter().any(|r| r.status == Some(404)) {
+            return Ok(Vec::new());
+        }
+        let homes = self.home_sets(url, answer, kind)?;
+        Ok(if homes.is_empty() {
+            vec![url.clone()]
+        } else {
+            homes
+        })
+    }
+
+    fn home_sets(
+        &self,
+        principal: &Url,
+        answer: Multistatus,
+        kind: CollectionKind,
+    ) -> Result<Vec<Url>> {
         let homes = answer.responses.into_iter().flat_map(|r| match kind {
             CollectionKind::AddressBook => r.props.addressbook_home_set,
             CollectionKind::Calendar => r.props.calendar_home_set,
         });
-        homes.map(|href| self.resolve(&principal, &href)).collect()
+        homes.map(|href| self.resolve(principal, &href)).collect()
     }
 
     async fn principal(&self, url: &Url) -> Result<Option<Url>> {

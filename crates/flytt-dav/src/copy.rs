@@ -170,15 +170,7 @@ impl Copy<'_> {
         if source_homes.is_empty() {
             return Ok(());
         }
-        let target_home = target
-            .homes(kind)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Discovery {
-                server: target.server(),
-                detail: format!("the target has no {kind} home for the user"),
-            })?;
+        let target_home = target.home_for_writing(kind).await?;
         let existing: HashSet<Url> = target
             .collections(&target_home, kind)
             .await?

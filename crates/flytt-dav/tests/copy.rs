@@ -17,6 +17,23 @@ fn client(server: &DavServer) -> DavClient {
         url: Url::parse(&server.url(USER).expect("user")).expect("url"),
         user: USER.into(),
         password: PASSWORD.into(),
+        owner: None,
+        trust: flytt_tls::Trust::default(),
+    };
+    DavClient::new(account).expect("client")
+}
+
+const ADMIN: (&str, &str) = ("dav-admin", "admin-password-1");
+
+/// The admin opening `user`'s collections, at the server's URL template
+/// with the user in it (as an endpoint's `{user}` DAV URL is used).
+fn admin_client(server: &DavServer, user: &str) -> DavClient {
+    let template = server.url_template().expect("template");
+    let account = DavAccount {
+        url: Url::parse(&template.replace("{user}", user)).expect("url"),
+        user: ADMIN.0.into(),
+        password: ADMIN.1.into(),
+        owner: Some(user.into()),
         trust: flytt_tls::Trust::default(),
     };
     DavClient::new(account).expect("client")
@@ -38,7 +55,12 @@ async fn make(
     name: &str,
     props: flytt_dav::xml::Props,
 ) -> Url {
-    let url = home(client, kind).await.join(name).expect("url");
+    let url = client
+        .home_for_writing(kind)
+        .await
+        .expect("home")
+        .join(name)
+        .expect("url");
     let like = Collection {
         url: url.clone(),
         kind,
@@ -335,4 +357,62 @@ async fn a_change_on_the_source_reaches_a_xandikos_target() {
 #[tokio::test]
 async fn a_change_on_the_source_reaches_a_radicale_target() {
     changes_follow(DavFamily::Xandikos, DavFamily::Radicale).await;
+}
+
+/// An admin login opens a user's collections where the endpoint's URL
+/// template says they are: the copy lands where the user's own login sees
+/// it, on a target where the user never logged in, and a second run by the
+/// admin finds the first one's checkpoints.
+async fn an_admin_copies_for_the_user(from: DavFamily, to: DavFamily) {
+    let users = [(USER, PASSWORD), ("bob", "dav-password-2")];
+    let start = |family| DavServer::start_with_admin(family, ADMIN, &users, None).expect("start");
+    let (source_server, target_server) = (start(from), start(to));
+    let store = flytt_store::Store::in_memory().await.expect("store");
+    seed(&admin_client(&source_server, USER)).await;
+    let (source, target) = (
+        admin_client(&source_server, USER),
+        admin_client(&target_server, USER),
+    );
+
+    let first = copy_user(&source, &target, &store).await.expect("copy");
+    assert_counts(&first, 7, 0);
+    // Where the user looks: their own login on Radicale; Xandikos has no
+    // logins, its admin sees the user's collections.
+    let seen_by_user = |server: &DavServer| match server.family() {
+        DavFamily::Radicale => client(server),
+        DavFamily::Xandikos => admin_client(server, USER),
+    };
+    for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
+        let on_source = contents(&seen_by_user(&source_server), kind).await;
+        assert!(!on_source.is_empty());
+        assert_eq!(
+            on_source,
+            contents(&seen_by_user(&target_server), kind).await,
+            "{} → {}: {kind}",
+            from.name(),
+            to.name()
+        );
+    }
+    // Bob has nothing: nothing to copy, and nothing made for him.
+    let bob = copy_user(
+        &admin_client(&source_server, "bob"),
+        &admin_client(&target_server, "bob"),
+        &store,
+    )
+    .await
+    .expect("copy");
+    assert_eq!(bob, DavReport::default());
+
+    let again = copy_user(&source, &target, &store).await.expect("copy");
+    assert_counts(&again, 0, 7);
+}
+
+#[tokio::test]
+async fn an_admin_copies_from_radicale_to_xandikos() {
+    an_admin_copies_for_the_user(DavFamily::Radicale, DavFamily::Xandikos).await;
+}
+
+#[tokio::test]
+async fn an_admin_copies_from_xandikos_to_radicale() {
+    an_admin_copies_for_the_user(DavFamily::Xandikos, DavFamily::Radicale).await;
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use flytt_batch::{
     BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, PartialSync,
-    StatisticsIssue, UserStatistics, UserStatus,
+    SieveStatistics, StatisticsIssue, UserStatistics, UserStatus,
 };
 use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, ErrorClass, Secret, Transient};
@@ -635,9 +635,10 @@ async fn with_sieve_scripts(
             reason: reason.clone(),
             ..StatisticsIssue::default()
         }));
-    if let Ok(sieve) = serde_json::to_value(&report) {
-        stats.details.insert("sieve".into(), sieve);
-    }
+    stats.sieve = Some(SieveStatistics {
+        copied: report.copied,
+        active: report.active,
+    });
     stats
 }
 
@@ -654,14 +655,13 @@ async fn with_dav_collections(
     if item.source.dav_url.is_none() || item.target.dav_url.is_none() {
         return stats;
     }
-    let outcome = match (dav_login(&source.auth), dav_login(&target.auth)) {
-        (Some(from), Some(to)) => {
-            match tokio::time::timeout(deadline, copy_dav(item, from, to, store)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(format!("DAV did not finish within {} s", deadline.as_secs())),
-            }
-        }
-        _ => Err("both sides need the user's own login (an admin login cannot open a user's DAV collections)".into()),
+    let outcome = match tokio::time::timeout(deadline, copy_dav(item, source, target, store)).await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!(
+            "DAV did not finish within {} s",
+            deadline.as_secs()
+        )),
     };
     let mut issues: Vec<String> = Vec::new();
     match outcome {
@@ -698,33 +698,20 @@ async fn with_dav_collections(
 
 async fn copy_dav(
     item: &WorkItem,
-    (source_user, source_password): (&str, &str),
-    (target_user, target_password): (&str, &str),
+    source: &Account,
+    target: &Account,
     store: &Store,
 ) -> Result<flytt_dav::DavReport, String> {
-    let account = |endpoint, user, password| {
-        flytt_control::endpoints::dav_account(endpoint, user, password)?
+    let client = |endpoint, auth| {
+        flytt_control::endpoints::dav_account(endpoint, auth)?
             .ok_or_else(|| "no DAV server".to_string())
             .and_then(|account| flytt_dav::DavClient::new(account).map_err(|e| e.to_string()))
     };
-    let source = account(&item.source, source_user, source_password)?;
-    let target = account(&item.target, target_user, target_password)?;
+    let source = client(&item.source, &source.auth)?;
+    let target = client(&item.target, &target.auth)?;
     flytt_dav::copy_user(&source, &target, store)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// The IMAP login as a DAV login (HTTP Basic): only a user's own.
-fn dav_login(auth: &Auth) -> Option<(&str, &str)> {
-    match auth {
-        Auth::Login { user, password }
-        | Auth::Plain {
-            user,
-            password,
-            authorize_as: None,
-        } => Some((user, password.expose())),
-        _ => None,
-    }
 }
 
 /// The IMAP login as a ManageSieve login (SASL PLAIN), where one exists.
@@ -884,7 +871,16 @@ impl Attempt<'_> {
         )
         .await;
         match prepared {
-            Ok(Ok(())) => {
+            Ok(Ok(scripts)) => {
+                if let Some(sieve) = scripts {
+                    let stats = UserStatistics {
+                        sieve: Some(sieve),
+                        ..item.stats.clone().unwrap_or_default()
+                    };
+                    self.store
+                        .record_user_statistics(item.user_id, &stats)
+                        .await?;
+                }
                 self.store.set_user_validated(item.user_id).await?;
                 self.store.release_user(item.user_id, self.runner).await?;
                 Ok(true)

@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 
-use flytt_batch::{BatchParameters, BatchStatus, BatchType, Forwarding, UserOverrides};
+use flytt_batch::{
+    BatchParameters, BatchStatus, BatchType, Forwarding, SieveStatistics, UserOverrides,
+};
 use flytt_control::endpoints::sieve_server;
 use flytt_directory::UserState;
 use flytt_secrets::Keyring;
@@ -64,13 +66,14 @@ pub(crate) async fn prepare(
 
 /// One user's preparation: the target directory checked (the seed's first
 /// check: it answers and holds the base), the mailbox made, the Sieve
-/// scripts copied, forwarding set.
+/// scripts copied (what was copied returned, for the statistics),
+/// forwarding set.
 pub(crate) async fn prepare_user(
     store: &Store,
     keyring: &Keyring,
     item: &WorkItem,
     parameters: &BatchParameters,
-) -> Result<(), String> {
+) -> Result<Option<SieveStatistics>, String> {
     let overrides = &item.overrides;
     if let Some(name) = &item.target.directory {
         let verified = match flytt_control::directories::open_directory(store, keyring, name).await
@@ -87,8 +90,9 @@ pub(crate) async fn prepare_user(
         }
     }
     provision(item, overrides, keyring, store).await?;
-    copy_scripts(item, keyring, store).await?;
-    forward(item, parameters, keyring, store).await
+    let scripts = copy_scripts(item, keyring, store).await?;
+    forward(item, parameters, keyring, store).await?;
+    Ok(scripts)
 }
 
 async fn note(store: &Store, item: &WorkItem, text: &str) {
@@ -260,9 +264,13 @@ pub(crate) async fn forward(
 
 /// Copies the user's Sieve scripts before forwarding replaces the
 /// source's active one (a staged user's scripts move at provisioning).
-async fn copy_scripts(item: &WorkItem, keyring: &Keyring, store: &Store) -> Result<(), String> {
+async fn copy_scripts(
+    item: &WorkItem,
+    keyring: &Keyring,
+    store: &Store,
+) -> Result<Option<SieveStatistics>, String> {
     let (Some(from), Some(to)) = (sieve_server(&item.source)?, sieve_server(&item.target)?) else {
-        return Ok(());
+        return Ok(None);
     };
     let source = crate::source_account(item, keyring)?;
     let target = crate::target_account(item, keyring)?;
@@ -276,7 +284,7 @@ async fn copy_scripts(item: &WorkItem, keyring: &Keyring, store: &Store) -> Resu
             "Sieve scripts not copied: OAuth logins cannot open ManageSieve",
         )
         .await;
-        return Ok(());
+        return Ok(None);
     };
     let report = migrate_scripts((&from, &source_auth), (&to, &target_auth))
         .await
@@ -289,7 +297,10 @@ async fn copy_scripts(item: &WorkItem, keyring: &Keyring, store: &Store) -> Resu
         text.push_str(&format!("; {issue}"));
     }
     note(store, item, &text).await;
-    Ok(())
+    Ok(Some(SieveStatistics {
+        copied: report.copied,
+        active: report.active,
+    }))
 }
 
 /// After the final sync: the source mailbox becomes a mail user that keeps

@@ -811,6 +811,19 @@ impl Store {
         Ok(())
     }
 
+    /// Keeps what a user's preparation found before any sync (a staged
+    /// user's Sieve scripts, copied at provisioning) in its statistics; the
+    /// syncs add theirs (`UserStatistics::then`). The count columns are
+    /// the syncs' to write.
+    pub async fn record_user_statistics(&self, user_id: i64, stats: &UserStatistics) -> Result<()> {
+        sqlx::query(self.sql("UPDATE batch_user SET stats = ? WHERE id = ?"))
+            .bind(totals::to_json("stats", stats)?)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records what a running sync is doing (JSON), or clears it.
     pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
         let numbers: ProgressNumbers = match progress {

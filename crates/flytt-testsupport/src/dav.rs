@@ -2,6 +2,9 @@
 //! Radicale (one process, htpasswd users, each user's collections under
 //! `/USER/`) and Xandikos (no authentication and one principal per
 //! process: `DavServer::start` runs one instance per user).
+//! `DavServer::start_with_admin` adds an administrator who may open every
+//! user's collections: a Radicale rights file, or one Xandikos whose
+//! principal is the admin's with the users' collections under `/USER/`.
 //!
 //! Both re-serialise what they store (Radicale vCards and iCalendar,
 //! Xandikos iCalendar), so tests compare after `normalise`. `contacts` and `calendar_items` are the
@@ -52,7 +55,7 @@ impl DavServer {
             dir,
         };
         match family {
-            DavFamily::Radicale => server.start_radicale(users, None)?,
+            DavFamily::Radicale => server.start_radicale(users, None, None)?,
             DavFamily::Xandikos => {
                 for (user, _) in users {
                     server.start_xandikos(user)?;
@@ -76,18 +79,80 @@ impl DavServer {
             children: Vec::new(),
             dir,
         };
-        server.start_radicale(users, Some(certificate))?;
+        server.start_radicale(users, None, Some(certificate))?;
+        Ok(server)
+    }
+
+    /// Starts `family` for `users` and an administrator `admin` (name,
+    /// password) with rights to every user's collections, over HTTPS with
+    /// `certificate` where one is given (Radicale only). Each user's
+    /// collections are at `url_template()` with the user in it.
+    pub fn start_with_admin(
+        family: DavFamily,
+        admin: (&str, &str),
+        users: &[(&str, &str)],
+        certificate: Option<(&Path, &Path)>,
+    ) -> Result<DavServer> {
+        let dir = tempfile::tempdir().map_err(io("create the DAV server's directory"))?;
+        let mut server = DavServer {
+            family,
+            scheme: if certificate.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            ports: BTreeMap::new(),
+            children: Vec::new(),
+            dir,
+        };
+        match (family, certificate) {
+            (DavFamily::Radicale, _) => server.start_radicale(users, Some(admin), certificate)?,
+            (DavFamily::Xandikos, None) => {
+                server.start_xandikos(admin.0)?;
+                let port = server.ports[admin.0];
+                for (user, _) in users {
+                    server.ports.insert(user.to_string(), port);
+                }
+            }
+            (DavFamily::Xandikos, Some(_)) => {
+                return Err(Error::Server(
+                    "the test Xandikos serves plain HTTP only".into(),
+                ));
+            }
+        }
         Ok(server)
     }
 
     fn start_radicale(
         &mut self,
         users: &[(&str, &str)],
+        admin: Option<(&str, &str)>,
         certificate: Option<(&Path, &Path)>,
     ) -> Result<()> {
         let root = self.dir.path();
-        let htpasswd: String = users.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
+        let htpasswd: String = users
+            .iter()
+            .chain(&admin)
+            .map(|(u, p)| format!("{u}:{p}\n"))
+            .collect();
         std::fs::write(root.join("users"), htpasswd).map_err(io("write Radicale's users"))?;
+        let rights = match admin {
+            // Each user their own collections, the admin everyone's.
+            Some((admin, _)) => {
+                let file = root.join("rights");
+                std::fs::write(
+                    &file,
+                    format!(
+                        "[admin]\nuser: {admin}\ncollection: .*\npermissions: RrWw\n\n\
+                         [owner]\nuser: .+\ncollection: {{user}}(/.*)?\npermissions: RrWw\n\n\
+                         [root]\nuser: .+\ncollection:\npermissions: R\n"
+                    ),
+                )
+                .map_err(io("write Radicale's rights"))?;
+                format!("type = from_file\nfile = {}\n", file.display())
+            }
+            None => "type = owner_only\n".to_string(),
+        };
         let port = free_port()?;
         let tls = match certificate {
             Some((cert, key)) => format!(
@@ -101,7 +166,7 @@ impl DavServer {
             "[server]\nhosts = 127.0.0.1:{port}\n{tls}\
 [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain\n\
 [storage]\nfilesystem_folder = {storage}\n\
-[rights]\ntype = owner_only\n\
+[rights]\n{rights}\
 [web]\ntype = none\n\
 [logging]\nlevel = warning\n",
             users = root.join("users").display(),
@@ -153,6 +218,17 @@ impl DavServer {
 
     pub fn family(&self) -> DavFamily {
         self.family
+    }
+
+    /// Where each user's collections are, for an admin login: the URL
+    /// with `{user}` (as an endpoint's DAV URL takes it).
+    pub fn url_template(&self) -> Result<String> {
+        let port = self
+            .ports
+            .values()
+            .next()
+            .ok_or_else(|| Error::Server("the DAV server has no users".into()))?;
+        Ok(format!("{}://127.0.0.1:{port}/{{user}}/", self.scheme))
     }
 
     /// The URL `user` is given: the server's root, from which discovery

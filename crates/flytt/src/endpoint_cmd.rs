@@ -101,6 +101,8 @@ pub struct NewArgs {
     sieve_url: Option<String>,
     /// The server's CardDAV/CalDAV (https://HOST[:PORT][/path]): users'
     /// address books and calendars move too when both endpoints have one.
+    /// With an admin login, {user} says where each user's collections are
+    /// (https://dav.example.org/{user}/): the admin opens them there.
     #[arg(long)]
     dav_url: Option<String>,
     /// The directory of this server's users (`flytt directory new`), for
@@ -143,7 +145,8 @@ pub struct SetArgs {
     /// The ManageSieve server (an empty value removes it).
     #[arg(long)]
     sieve_url: Option<String>,
-    /// The CardDAV/CalDAV server (an empty value removes it).
+    /// The CardDAV/CalDAV server, with {user} where an admin login opens
+    /// each user's collections (an empty value removes it).
     #[arg(long)]
     dav_url: Option<String>,
     /// The directory of this server's users (an empty value removes it).

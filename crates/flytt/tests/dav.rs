@@ -16,6 +16,7 @@ fn client(server: &DavServer, dovecot: &Dovecot, user: &str) -> DavClient {
         url: Url::parse(&server.url(user).expect("user")).expect("url"),
         user: user.into(),
         password: USER_PASSWORD.into(),
+        owner: None,
         trust: flytt_tls::Trust {
             ca_files: vec![dovecot.ca_file()],
             fingerprints: Vec::new(),
@@ -221,31 +222,164 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
     assert_eq!(shown["totals"]["tasks_copied"], 1, "{shown}");
 
     // The users report counts them; a user without any has zeros.
-    let out = lab.dir.path().join("reports");
-    flytt_ok(
-        &data,
-        &[
-            "batch",
-            "report",
-            "dav",
-            "--out",
-            out.to_str().expect("path"),
-        ],
-    );
-    let report = std::fs::read_to_string(out.join("dav-users.csv")).expect("report");
-    let mut lines = report.lines();
-    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-    let column = |name: &str| header.iter().position(|h| *h == name).expect(name);
-    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    let anne_row = rows.iter().find(|r| r[0] == users[0]).expect("anne's row");
-    assert_eq!(anne_row[column("ContactsFound")], "4", "{report}");
-    assert_eq!(anne_row[column("ContactsCopied")], "4", "{report}");
-    assert_eq!(anne_row[column("EventsCopied")], "2", "{report}");
-    assert_eq!(anne_row[column("TasksCopied")], "1", "{report}");
-    let bjorn_row = rows.iter().find(|r| r[0] == users[1]).expect("bjorn's row");
-    assert_eq!(bjorn_row[column("ContactsFound")], "0", "{report}");
+    let report = UsersReport::of(&data, "dav", lab.dir.path());
+    let anne_row = report.row(users[0]);
+    assert_eq!(anne_row["ContactsFound"], "4", "{anne_row:?}");
+    assert_eq!(anne_row["ContactsCopied"], "4", "{anne_row:?}");
+    assert_eq!(anne_row["EventsCopied"], "2", "{anne_row:?}");
+    assert_eq!(anne_row["TasksCopied"], "1", "{anne_row:?}");
+    assert_eq!(report.row(users[1])["ContactsFound"], "0");
     assert_eq!(
         contents(&client(&target_dav, &lab.target, users[0])).await,
         on_source
     );
+}
+
+/// `flytt batch report`'s users report, by column name.
+struct UsersReport(Vec<std::collections::BTreeMap<String, String>>);
+
+impl UsersReport {
+    fn of(data: &std::path::Path, batch: &str, dir: &std::path::Path) -> UsersReport {
+        let out = dir.join(format!("{batch}-reports"));
+        flytt_ok(
+            data,
+            &[
+                "batch",
+                "report",
+                batch,
+                "--out",
+                out.to_str().expect("path"),
+            ],
+        );
+        let mut reader =
+            csv::Reader::from_path(out.join(format!("{batch}-users.csv"))).expect("users report");
+        UsersReport(reader.deserialize().map(|row| row.expect("row")).collect())
+    }
+
+    fn row(&self, user: &str) -> &std::collections::BTreeMap<String, String> {
+        self.0
+            .iter()
+            .find(|row| row["EmailAddress"] == user)
+            .unwrap_or_else(|| panic!("no row for {user}"))
+    }
+}
+
+/// A staged batch carries no user passwords: both endpoints open the DAV
+/// servers with their admin logins (Radicale admins with rights to every
+/// user's collections, the endpoints' DAV URLs with `{user}`), and one
+/// sync moves the mail, the contacts, the calendars and the Sieve scripts,
+/// all four counted in the users report. The user sees the copies with
+/// their own login on the target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
+    use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
+    use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
+    let users = ["anne@example.org"];
+    let lab = Lab::start(&users, &[6], 1_000).await;
+    let logins = [(users[0], USER_PASSWORD)];
+    let admin = (MASTER_USER, MASTER_PASSWORD);
+    let dav_server = |dovecot: &Dovecot| {
+        let (cert, key) = dovecot.certificate();
+        DavServer::start_with_admin(
+            dav::DavFamily::Radicale,
+            admin,
+            &logins,
+            Some((&cert, &key)),
+        )
+        .expect("start")
+    };
+    let (source_dav, target_dav) = (dav_server(&lab.source), dav_server(&lab.target));
+    seed(&client(&source_dav, &lab.source, users[0])).await;
+    let mut sieve_server = SieveServer::from_url(&lab.source.sieve_url()).expect("url");
+    sieve_server.ca_files = vec![lab.source.ca_file()];
+    let mut session = SieveSession::connect(&sieve_server).await.expect("connect");
+    session
+        .authenticate(&SieveAuth {
+            authorize_as: None,
+            user: users[0],
+            password: USER_PASSWORD,
+        })
+        .await
+        .expect("login");
+    session
+        .put_script(
+            "ferie",
+            b"require \"vacation\";\r\nvacation :days 3 \"Borte.\";\r\n",
+        )
+        .await
+        .expect("upload");
+    session.set_active("ferie").await.expect("activate");
+    session.logout().await;
+
+    let data = lab.data.clone();
+    let admin_pw = lab.dir.path().join("admin.pw");
+    let source_template = source_dav.url_template().expect("template");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "gammel",
+            "--admin-user",
+            MASTER_USER,
+            "--admin-password-file",
+            admin_pw.to_str().expect("path"),
+            "--sieve-url",
+            &lab.source.sieve_url(),
+            "--dav-url",
+            &source_template,
+        ],
+    );
+    let target_template = target_dav.url_template().expect("template");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "set",
+            "ny",
+            "--sieve-url",
+            &lab.target.sieve_url(),
+            "--dav-url",
+            &target_template,
+        ],
+    );
+    let csv = lab.dir.path().join("staged.csv");
+    std::fs::write(&csv, format!("EmailAddress\n{}\n", users[0])).expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "trinnvis",
+            "--type",
+            "staged",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--target-delivery-domain",
+            "ny.example.org",
+            "--auto-start",
+        ],
+    );
+    let _server = Worker::serve(&data);
+    common::wait_for_batch(&data, "trinnvis", "Synced").await;
+
+    assert_eq!(lab.target_inbox(users[0]).await, 6);
+    let on_source = contents(&client(&source_dav, &lab.source, users[0])).await;
+    assert_eq!(on_source.len(), 7);
+    assert_eq!(
+        contents(&client(&target_dav, &lab.target, users[0])).await,
+        on_source
+    );
+    let report = UsersReport::of(&data, "trinnvis", lab.dir.path());
+    let row = report.row(users[0]);
+    assert_eq!(row["ItemsCopied"], "6", "{row:?}");
+    assert_eq!(row["ContactsCopied"], "4", "{row:?}");
+    assert_eq!(row["EventsCopied"], "2", "{row:?}");
+    assert_eq!(row["TasksCopied"], "1", "{row:?}");
+    assert_eq!(row["SieveScripts"], "1", "{row:?}");
 }
