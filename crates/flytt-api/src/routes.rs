@@ -292,6 +292,8 @@ struct NewBatchBody {
     forwarding: Option<String>,
     #[serde(default)]
     verify: bool,
+    #[serde(default)]
+    deletion_sync: bool,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -363,6 +365,7 @@ impl NewBatchBody {
                 convert_source_on_complete: self.convert_source_on_complete,
                 forwarding,
                 verify: self.verify,
+                deletion_sync: self.deletion_sync,
             },
         };
         Ok((request, self.csv))

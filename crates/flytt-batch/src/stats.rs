@@ -67,16 +67,20 @@ pub struct ItemCounts {
     pub updated: u64,
     /// On the target already, unchanged since (an earlier sync).
     pub already_there: u64,
+    /// Deleted on the source since they were copied, and so on the target
+    /// (deletion sync).
+    pub deleted: u64,
 }
 
 impl DavStatistics {
-    /// After one more sync: copies, updates, collections made and
-    /// rewrites add up; what was found (and found there already) is the
+    /// After one more sync: copies, updates, deletions, collections made
+    /// and rewrites add up; what was found (and found there already) is the
     /// latest.
     pub fn then(&self, latest: &DavStatistics) -> DavStatistics {
         let add = |before: &ItemCounts, now: &ItemCounts| ItemCounts {
             copied: before.copied + now.copied,
             updated: before.updated + now.updated,
+            deleted: before.deleted + now.deleted,
             ..*now
         };
         DavStatistics {
@@ -187,7 +191,8 @@ mod tests {
                 found: 5,
                 copied: 5,
                 updated: 1,
-                already_there: 3
+                already_there: 3,
+                deleted: 0
             }
         );
         // A sync without a DAV step keeps the counts.

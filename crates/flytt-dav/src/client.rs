@@ -100,7 +100,7 @@ pub struct Resource {
     pub etag: Option<String>,
 }
 
-/// When a PUT may write.
+/// When a PUT or DELETE may write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Precondition {
     /// Only where nothing is (`If-None-Match: *`).
@@ -122,6 +122,21 @@ pub enum Put {
     Exists,
     /// The target would not store it: its status and reason.
     Refused { status: u16, reason: String },
+}
+
+/// What a DELETE came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delete {
+    Deleted,
+    /// The precondition failed (412): it changed there.
+    Changed,
+    /// Nothing was there (404, 410).
+    Gone,
+    /// The server would not delete it: its status and reason.
+    Refused {
+        status: u16,
+        reason: String,
+    },
 }
 
 /// A session with one server as one user.
@@ -336,18 +351,7 @@ impl DavClient {
         resource: &Resource,
         condition: &Precondition,
     ) -> Result<Put> {
-        let mut headers = HeaderMap::new();
-        match condition {
-            Precondition::New => {
-                headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
-            }
-            Precondition::Matching(etag) => {
-                if let Ok(etag) = HeaderValue::from_str(etag) {
-                    headers.insert(IF_MATCH, etag);
-                }
-            }
-            Precondition::Any => {}
-        }
+        let mut headers = precondition_headers(condition);
         let content_type = resource
             .content_type
             .as_deref()
@@ -367,6 +371,29 @@ impl DavClient {
                 return Err(self.status_error("PUT", url, status, &body));
             }
             s => Put::Refused {
+                status: s.as_u16(),
+                reason: reason(&body),
+            },
+        })
+    }
+
+    /// Deletes the resource at `url` if `condition` holds.
+    pub async fn delete(&self, url: &Url, condition: &Precondition) -> Result<Delete> {
+        let headers = precondition_headers(condition);
+        let (status, _, body) = self.send(Method::DELETE, url, headers, None).await?;
+        Ok(match status {
+            StatusCode::PRECONDITION_FAILED => Delete::Changed,
+            StatusCode::NOT_FOUND | StatusCode::GONE => Delete::Gone,
+            // A 207 names the members that could not be deleted.
+            StatusCode::MULTI_STATUS => Delete::Refused {
+                status: status.as_u16(),
+                reason: reason(&body),
+            },
+            s if s.is_success() => Delete::Deleted,
+            s if s.is_server_error() || s == StatusCode::UNAUTHORIZED => {
+                return Err(self.status_error("DELETE", url, status, &body));
+            }
+            s => Delete::Refused {
                 status: s.as_u16(),
                 reason: reason(&body),
             },
@@ -543,6 +570,23 @@ fn collection_propfind() -> String {
         "cal:calendar-timezone",
         "cal:supported-calendar-component-set",
     ])
+}
+
+/// The headers that make a write conditional.
+fn precondition_headers(condition: &Precondition) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    match condition {
+        Precondition::New => {
+            headers.insert(IF_NONE_MATCH, HeaderValue::from_static("*"));
+        }
+        Precondition::Matching(etag) => {
+            if let Ok(etag) = HeaderValue::from_str(etag) {
+                headers.insert(IF_MATCH, etag);
+            }
+        }
+        Precondition::Any => {}
+    }
+    headers
 }
 
 fn dav_method(name: &'static str) -> Method {

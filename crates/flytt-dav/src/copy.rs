@@ -9,6 +9,14 @@
 //! (`If-Match`). A new resource is written with `If-None-Match: *`, so one
 //! a killed run wrote but did not record is found (412) and recorded, never
 //! written twice.
+//!
+//! Deletion sync (`CopyOptions::delete_removed`, off by default): a
+//! resource flytt copied that is gone from its source collection is deleted
+//! on the target, only if the target's copy is still as flytt left it
+//! (`If-Match` on the recorded ETag). Never a resource flytt did not copy,
+//! and never a whole collection: one gone from the source is reported and
+//! kept, since a source that lists nothing for a moment must not empty the
+//! target.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,7 +25,7 @@ use url::Url;
 use flytt_batch::{DavStatistics, ItemCounts};
 use flytt_store::{DavCopied, PairId, Store};
 
-use crate::client::{Collection, CollectionKind, DavClient, Precondition, Put, Resource};
+use crate::client::{Collection, CollectionKind, DavClient, Delete, Precondition, Put, Resource};
 use crate::{Error, Result, xml};
 
 /// What a resource holds, for the statistics.
@@ -73,6 +81,14 @@ pub struct Refusal {
     pub reason: String,
 }
 
+/// How a copy treats what is gone from the source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// Deletion sync: delete on the target what flytt copied there and the
+    /// source has deleted since.
+    pub delete_removed: bool,
+}
+
 /// What one user's copy did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DavReport {
@@ -85,7 +101,8 @@ pub struct DavReport {
     /// Collection properties the target would not set: (collection path,
     /// property name).
     pub properties_refused: Vec<(String, String)>,
-    /// Collections the target could not make, and resources it refused.
+    /// What was not done, with the reason: collections the target could
+    /// not make, resources it refused, deletions not carried over.
     pub refused: Vec<Refusal>,
     /// Resources the target stores other than they were sent (it
     /// re-serialises them): their source paths.
@@ -119,7 +136,12 @@ impl DavReport {
 /// `target`, with checkpoints in `store`. An error is one that stops the
 /// whole copy (a login refused, a server gone); what the target refuses
 /// item by item is in the report.
-pub async fn copy_user(source: &DavClient, target: &DavClient, store: &Store) -> Result<DavReport> {
+pub async fn copy_user(
+    source: &DavClient,
+    target: &DavClient,
+    store: &Store,
+    options: CopyOptions,
+) -> Result<DavReport> {
     let pair = store
         .mailbox_pair(&source.account_key(), &target.account_key(), None)
         .await?;
@@ -134,10 +156,15 @@ pub async fn copy_user(source: &DavClient, target: &DavClient, store: &Store) ->
             .into_iter()
             .map(|c| (c.source_href.clone(), c))
             .collect(),
+        options,
+        listed_collections: HashSet::new(),
         report: DavReport::default(),
     };
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
         copy.kind(kind).await?;
+    }
+    if options.delete_removed {
+        copy.report_collections_gone();
     }
     Ok(copy.report)
 }
@@ -150,6 +177,9 @@ struct Copy<'a> {
     pair: PairId,
     /// The checkpoints, by source path.
     known: HashMap<String, DavCopied>,
+    options: CopyOptions,
+    /// The source collections' paths this run listed.
+    listed_collections: HashSet<String>,
     report: DavReport,
 }
 
@@ -238,8 +268,12 @@ async fn keep_properties(
 
 impl Copy<'_> {
     async fn collection(&mut self, collection: &Collection, target_url: &Url) -> Result<()> {
+        let collection_path = collection.url.path().to_string();
+        self.listed_collections.insert(collection_path.clone());
+        let mut listed_paths = HashSet::new();
         for listed in self.source.resources(&collection.url).await? {
             let source_path = listed.url.path().to_string();
+            listed_paths.insert(source_path.clone());
             let Some(name) = last_segment(&listed.url) else {
                 continue;
             };
@@ -257,7 +291,78 @@ impl Copy<'_> {
                 }
             }
         }
+        if self.options.delete_removed {
+            let gone: Vec<DavCopied> = self
+                .known
+                .values()
+                .filter(|known| {
+                    parent_path(&known.source_href) == collection_path
+                        && !listed_paths.contains(&known.source_href)
+                })
+                .cloned()
+                .collect();
+            for known in gone {
+                self.delete_removed(known).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Deletes the target's copy of a resource the source deleted, if the
+    /// copy is as flytt left it.
+    async fn delete_removed(&mut self, known: DavCopied) -> Result<()> {
+        let keep = |reason: &str| Refusal {
+            source: known.source_href.clone(),
+            reason: format!("deleted on the source; {reason}"),
+        };
+        let Some(etag) = &known.target_etag else {
+            // Found on the target rather than written (a killed run's copy,
+            // or the target's own resource of that name): not flytt's to delete.
+            self.report.refused.push(keep(
+                "the target's resource of that name is kept (flytt cannot tell it is its copy)",
+            ));
+            return Ok(());
+        };
+        let url = self.target_url(&known.target_href)?;
+        match self
+            .target
+            .delete(&url, &Precondition::Matching(etag.clone()))
+            .await?
+        {
+            Delete::Deleted | Delete::Gone => {
+                if let Some(kind) = ItemKind::from_stored(&known.kind) {
+                    self.report.counts(kind).deleted += 1;
+                }
+                self.store
+                    .forget_dav_copied(self.pair, &known.source_href)
+                    .await?;
+                self.known.remove(&known.source_href);
+            }
+            Delete::Changed => self.report.refused.push(keep(
+                "changed on the target since it was copied: the target's version is kept",
+            )),
+            Delete::Refused { status, reason } => self.report.refused.push(keep(&format!(
+                "the target would not delete it: {status} {reason}"
+            ))),
+        }
+        Ok(())
+    }
+
+    /// Collections flytt copied from that the source no longer lists: kept
+    /// on the target, and said.
+    fn report_collections_gone(&mut self) {
+        let gone: HashSet<String> = self
+            .known
+            .values()
+            .map(|known| parent_path(&known.source_href))
+            .filter(|path| !self.listed_collections.contains(path))
+            .collect();
+        for path in gone {
+            self.report.refused.push(Refusal {
+                source: path,
+                reason: "gone from the source: a whole address book or calendar is not deleted on the target (delete it there if it should go)".into(),
+            });
+        }
     }
 
     fn step(&self, source_path: &str, etag: Option<&str>) -> Step {
@@ -402,6 +507,14 @@ impl Copy<'_> {
     }
 }
 
+/// The collection a resource's path is in: the path up to its last `/`.
+fn parent_path(path: &str) -> String {
+    match path.trim_end_matches('/').rfind('/') {
+        Some(end) => path[..=end].to_string(),
+        None => "/".to_string(),
+    }
+}
+
 /// A URL's last path segment, still percent-encoded: the name a resource
 /// or collection keeps on the target.
 fn last_segment(url: &Url) -> Option<String> {
@@ -454,6 +567,10 @@ mod tests {
         assert_eq!(collection.path(), "/u/alice/Kontakter%20%C3%B8/");
         let item = join_segment(&collection, "a%40b.vcf", false).expect("joins");
         assert_eq!(item.path(), "/u/alice/Kontakter%20%C3%B8/a%40b.vcf");
+        assert_eq!(
+            parent_path("/alice/kontakter/a%40b.vcf"),
+            "/alice/kontakter/"
+        );
         // A name that looks like a URL stays a name under the home.
         let odd = join_segment(&home, "http:x", false).expect("joins");
         assert_eq!(odd.as_str(), "http://t/u/alice/http:x");

@@ -13,9 +13,10 @@ mod copy;
 pub mod xml;
 
 pub use client::{
-    Collection, CollectionKind, DavAccount, DavClient, Precondition, Put, Resource, ResourceRef,
+    Collection, CollectionKind, DavAccount, DavClient, Delete, Precondition, Put, Resource,
+    ResourceRef,
 };
-pub use copy::{DavReport, ItemKind, Refusal, copy_user};
+pub use copy::{CopyOptions, DavReport, ItemKind, Refusal, copy_user};
 pub use flytt_batch::ItemCounts;
 
 #[derive(Debug, thiserror::Error)]

@@ -4,10 +4,16 @@
 use std::collections::BTreeMap;
 
 use flytt_dav::{
-    Collection, CollectionKind, DavAccount, DavClient, DavReport, Put, Resource, copy_user,
+    Collection, CollectionKind, CopyOptions, DavAccount, DavClient, DavReport, Put, Resource,
+    copy_user,
 };
 use flytt_testsupport::dav::{self, DavFamily, DavServer};
 use url::Url;
+
+/// Without deletion sync, as batches copy by default.
+const KEEP: CopyOptions = CopyOptions {
+    delete_removed: false,
+};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "dav-password-1";
@@ -171,7 +177,9 @@ async fn copies_everything_once(from: DavFamily, to: DavFamily) {
     let store = flytt_store::Store::in_memory().await.expect("store");
     seed(&source).await;
 
-    let first = copy_user(&source, &target, &store).await.expect("copy");
+    let first = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_counts(&first, 7, 0);
     assert_eq!(first.collections_created, 2, "{first:?}");
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
@@ -229,7 +237,7 @@ async fn copies_everything_once(from: DavFamily, to: DavFamily) {
     }
 
     // Again: nothing is written twice.
-    let second = copy_user(&source, &target, &store)
+    let second = copy_user(&source, &target, &store, KEEP)
         .await
         .expect("second copy");
     assert_counts(&second, 0, 7);
@@ -266,7 +274,9 @@ async fn a_copy_broken_off_midway_is_finished_without_doubles() {
     let contacts = make(&target, CollectionKind::AddressBook, "kontakter/", props).await;
     put_all(&target, &contacts, &dav::contacts()[..2], "text/vcard").await;
 
-    let report = copy_user(&source, &target, &store).await.expect("copy");
+    let report = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_counts(&report, 5, 2);
     assert_eq!(
         report.collections_created, 1,
@@ -285,7 +295,9 @@ async fn changes_follow(from: DavFamily, to: DavFamily) {
     let (source, target) = (client(&source_server), client(&target_server));
     let store = flytt_store::Store::in_memory().await.expect("store");
     seed(&source).await;
-    copy_user(&source, &target, &store).await.expect("copy");
+    copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
 
     let books = home(&source, CollectionKind::AddressBook).await;
     let ola = books.join("kontakter/ola-nordmann.vcf").expect("url");
@@ -303,7 +315,9 @@ async fn changes_follow(from: DavFamily, to: DavFamily) {
         .expect("PUT");
     assert!(matches!(put, Put::Created { .. }), "{put:?}");
 
-    let second = copy_user(&source, &target, &store).await.expect("copy");
+    let second = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_eq!(second.contacts.updated, 1, "{second:?}");
     assert_eq!(second.contacts.already_there, 3, "{second:?}");
     assert_eq!(second.contacts.copied, 0, "{second:?}");
@@ -335,7 +349,9 @@ async fn changes_follow(from: DavFamily, to: DavFamily) {
         .put(&ola, &resource(&ours), &flytt_dav::Precondition::Any)
         .await
         .expect("PUT");
-    let third = copy_user(&source, &target, &store).await.expect("copy");
+    let third = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_eq!(third.contacts.updated, 0, "{third:?}");
     assert!(
         third
@@ -374,7 +390,9 @@ async fn an_admin_copies_for_the_user(from: DavFamily, to: DavFamily) {
         admin_client(&target_server, USER),
     );
 
-    let first = copy_user(&source, &target, &store).await.expect("copy");
+    let first = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_counts(&first, 7, 0);
     // Where the user looks: their own login on Radicale; Xandikos has no
     // logins, its admin sees the user's collections.
@@ -398,12 +416,15 @@ async fn an_admin_copies_for_the_user(from: DavFamily, to: DavFamily) {
         &admin_client(&source_server, "bob"),
         &admin_client(&target_server, "bob"),
         &store,
+        KEEP,
     )
     .await
     .expect("copy");
     assert_eq!(bob, DavReport::default());
 
-    let again = copy_user(&source, &target, &store).await.expect("copy");
+    let again = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
     assert_counts(&again, 0, 7);
 }
 
@@ -415,4 +436,130 @@ async fn an_admin_copies_from_radicale_to_xandikos() {
 #[tokio::test]
 async fn an_admin_copies_from_xandikos_to_radicale() {
     an_admin_copies_for_the_user(DavFamily::Xandikos, DavFamily::Radicale).await;
+}
+
+/// Deletions on the source reach the target only with deletion sync, and
+/// only for what flytt copied and the target left as it was: a contact
+/// changed on the target is kept and reported, one the target made itself
+/// is never touched, and a whole calendar gone from the source is kept and
+/// reported. On both families as target.
+async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
+    let (source_server, target_server) = (start(from), start(to));
+    let (source, target) = (client(&source_server), client(&target_server));
+    let store = flytt_store::Store::in_memory().await.expect("store");
+    seed(&source).await;
+    copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
+    let target_books = home(&target, CollectionKind::AddressBook)
+        .await
+        .join("kontakter/")
+        .expect("url");
+    put_all(
+        &target,
+        &target_books,
+        &[(
+            "egen.vcf".into(),
+            "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:egen\r\nFN:Egen Kontakt\r\nN:Kontakt;Egen;;;\r\nEND:VCARD\r\n".into(),
+        )],
+        "text/vcard",
+    )
+    .await;
+    // Two contacts deleted on the source; one of them changed on the
+    // target meanwhile. And the calendar deleted as a whole.
+    let source_books = home(&source, CollectionKind::AddressBook)
+        .await
+        .join("kontakter/")
+        .expect("url");
+    let names: Vec<String> = dav::contacts().into_iter().map(|(name, _)| name).collect();
+    for name in &names[..2] {
+        let url = source_books.join(name).expect("url");
+        let deleted = source
+            .delete(&url, &flytt_dav::Precondition::Any)
+            .await
+            .expect("DELETE");
+        assert_eq!(deleted, flytt_dav::Delete::Deleted);
+    }
+    let changed_there = target_books.join(&names[1]).expect("url");
+    let mut body = target.get(&changed_there).await.expect("GET").body;
+    body = body.replace("END:VCARD", "NOTE:endret på målet\r\nEND:VCARD");
+    let resource = Resource {
+        body,
+        content_type: Some("text/vcard".into()),
+        etag: None,
+    };
+    target
+        .put(&changed_there, &resource, &flytt_dav::Precondition::Any)
+        .await
+        .expect("PUT");
+    let calendar = home(&source, CollectionKind::Calendar)
+        .await
+        .join("arbeid/")
+        .expect("url");
+    source
+        .delete(&calendar, &flytt_dav::Precondition::Any)
+        .await
+        .expect("DELETE");
+
+    // Without deletion sync, nothing goes.
+    let kept = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
+    assert_eq!(kept.contacts.deleted, 0, "{kept:?}");
+    assert_eq!(
+        contents(&target, CollectionKind::AddressBook).await.len(),
+        5
+    );
+
+    let delete = CopyOptions {
+        delete_removed: true,
+    };
+    let synced = copy_user(&source, &target, &store, delete)
+        .await
+        .expect("copy");
+    assert_eq!(synced.contacts.deleted, 1, "{synced:?}");
+    let on_target: Vec<String> = contents(&target, CollectionKind::AddressBook)
+        .await
+        .into_keys()
+        .map(|(_, name)| name)
+        .collect();
+    let mut expected = vec![
+        "egen.vcf".to_string(),
+        names[1].clone(),
+        names[2].clone(),
+        names[3].clone(),
+    ];
+    expected.sort();
+    assert_eq!(on_target, expected, "{} → {}", from.name(), to.name());
+    assert!(
+        synced
+            .refused
+            .iter()
+            .any(|r| r.source.ends_with(&names[1]) && r.reason.contains("changed on the target")),
+        "{synced:?}"
+    );
+    assert!(
+        synced
+            .refused
+            .iter()
+            .any(|r| r.source.ends_with("/arbeid/") && r.reason.contains("gone from the source")),
+        "{synced:?}"
+    );
+    assert_eq!(contents(&target, CollectionKind::Calendar).await.len(), 3);
+
+    // Done once: the next run deletes nothing more.
+    let again = copy_user(&source, &target, &store, delete)
+        .await
+        .expect("copy");
+    assert_eq!(again.contacts.deleted, 0, "{again:?}");
+}
+
+#[tokio::test]
+async fn deletions_reach_a_xandikos_target_when_asked() {
+    deletions_follow_when_asked(DavFamily::Radicale, DavFamily::Xandikos).await;
+}
+
+#[tokio::test]
+async fn deletions_reach_a_radicale_target_when_asked() {
+    deletions_follow_when_asked(DavFamily::Xandikos, DavFamily::Radicale).await;
 }

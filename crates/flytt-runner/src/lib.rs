@@ -709,7 +709,10 @@ async fn copy_dav(
     };
     let source = client(&item.source, &source.auth)?;
     let target = client(&item.target, &target.auth)?;
-    flytt_dav::copy_user(&source, &target, store)
+    let options = flytt_dav::CopyOptions {
+        delete_removed: item.parameters.deletion_sync,
+    };
+    flytt_dav::copy_user(&source, &target, store, options)
         .await
         .map_err(|e| e.to_string())
 }

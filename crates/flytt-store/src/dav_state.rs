@@ -62,4 +62,15 @@ impl Store {
         .await?;
         Ok(())
     }
+
+    /// Forgets a resource: deleted on the target because it was on the
+    /// source (deletion sync).
+    pub async fn forget_dav_copied(&self, pair: PairId, source_href: &str) -> Result<()> {
+        sqlx::query(self.sql("DELETE FROM dav_copied WHERE pair_id = ? AND source_href = ?"))
+            .bind(pair.id())
+            .bind(source_href)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -110,8 +110,16 @@ async fn dav_checkpoints_are_per_pair_and_updated_in_place(db: &Database) -> Res
     copied.source_etag = Some("\"e2\"".into());
     copied.target_etag = Some("\"t2\"".into());
     store.record_dav_copied(pair, &copied).await?;
-    assert_eq!(db.open().await?.dav_copied(pair).await?, vec![copied]);
+    assert_eq!(
+        db.open().await?.dav_copied(pair).await?,
+        vec![copied.clone()]
+    );
     assert!(store.dav_copied(other).await?.is_empty());
+    // Forgotten in its own pair only.
+    store.record_dav_copied(other, &copied).await?;
+    store.forget_dav_copied(pair, &copied.source_href).await?;
+    assert!(store.dav_copied(pair).await?.is_empty());
+    assert_eq!(store.dav_copied(other).await?, vec![copied]);
     Ok(())
 }
 

@@ -171,6 +171,11 @@ pub struct NewArgs {
     /// every sync (final syncs always do).
     #[arg(long)]
     verify: bool,
+    /// Deletion sync: contacts and calendar items deleted on the source
+    /// since they were copied are deleted on the target too, if unchanged
+    /// there (mail deletions are not carried over yet).
+    #[arg(long)]
+    deletion_sync: bool,
     /// Staged batches: where forwarding is set on the source
     /// (auto: the directory if the endpoint has one, else a Sieve redirect).
     #[arg(long, default_value = "auto", value_parser = parse_forwarding)]
@@ -531,6 +536,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         convert_source_on_complete: args.convert_source_on_complete,
         forwarding: args.forwarding,
         verify: args.verify,
+        deletion_sync: args.deletion_sync,
     };
     let request = BatchRequest {
         name: args.name.clone(),

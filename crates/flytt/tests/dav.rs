@@ -269,7 +269,8 @@ impl UsersReport {
 /// user's collections, the endpoints' DAV URLs with `{user}`), and one
 /// sync moves the mail, the contacts, the calendars and the Sieve scripts,
 /// all four counted in the users report. The user sees the copies with
-/// their own login on the target.
+/// their own login on the target. With deletion sync, what the source
+/// deletes before the final sync goes on the target too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
@@ -362,6 +363,7 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
             csv.to_str().expect("path"),
             "--target-delivery-domain",
             "ny.example.org",
+            "--deletion-sync",
             "--auto-start",
         ],
     );
@@ -382,4 +384,32 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     assert_eq!(row["EventsCopied"], "2", "{row:?}");
     assert_eq!(row["TasksCopied"], "1", "{row:?}");
     assert_eq!(row["SieveScripts"], "1", "{row:?}");
+
+    // With deletion sync, an event deleted on the source before the final
+    // sync is deleted on the target too.
+    let source = client(&source_dav, &lab.source, users[0]);
+    let weekly = home(&source, CollectionKind::Calendar)
+        .await
+        .join("kalender/weekly.ics")
+        .expect("url");
+    let deleted = source
+        .delete(&weekly, &flytt_dav::Precondition::Any)
+        .await
+        .expect("DELETE");
+    assert_eq!(deleted, flytt_dav::Delete::Deleted);
+    flytt_ok(&data, &["batch", "complete", "trinnvis"]);
+    common::wait_for_batch(&data, "trinnvis", "Completed").await;
+    let on_source = contents(&source).await;
+    assert_eq!(on_source.len(), 6);
+    assert_eq!(
+        contents(&client(&target_dav, &lab.target, users[0])).await,
+        on_source
+    );
+    let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
+    assert_eq!(anne["statistics"]["dav"]["events"]["deleted"], 1, "{anne}");
+    assert_eq!(
+        anne["statistics"]["sieve"]["copied"],
+        serde_json::json!(["ferie"]),
+        "{anne}"
+    );
 }

@@ -813,6 +813,7 @@ struct BatchForm {
     forwarding: String,
     convert_source_on_complete: bool,
     verify: bool,
+    deletion_sync: bool,
 }
 
 struct Problem {
@@ -973,6 +974,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             forwarding,
             convert_source_on_complete: form.convert_source_on_complete,
             verify: form.verify,
+            deletion_sync: form.deletion_sync,
             ..BatchParameters::default()
         },
     })
@@ -1013,6 +1015,7 @@ pub async fn create_batch(
         forwarding: text("forwarding"),
         convert_source_on_complete: fields.contains_key("convert_source_on_complete"),
         verify: fields.contains_key("verify"),
+        deletion_sync: fields.contains_key("deletion_sync"),
     };
     let request = match batch_request(&form) {
         Ok(request) => request,
