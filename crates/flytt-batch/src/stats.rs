@@ -70,6 +70,10 @@ pub struct ItemCounts {
     /// Deleted on the source since they were copied, and so on the target
     /// (deletion sync).
     pub deleted: u64,
+    /// Not copied: refused by the target, or changed on both sides (the
+    /// target's version kept). Tried again on the next sync; the issues
+    /// say why.
+    pub skipped: u64,
 }
 
 impl DavStatistics {
@@ -192,7 +196,8 @@ mod tests {
                 copied: 5,
                 updated: 1,
                 already_there: 3,
-                deleted: 0
+                deleted: 0,
+                skipped: 0
             }
         );
         // A sync without a DAV step keeps the counts.

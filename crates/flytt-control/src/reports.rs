@@ -49,6 +49,9 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "EventsCopied",
             "TasksFound",
             "TasksCopied",
+            "ContactsSkipped",
+            "EventsSkipped",
+            "TasksSkipped",
             "SieveScripts",
         ])
         .map_err(report_error)?;
@@ -90,6 +93,9 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             dav(|d| d.events.copied),
             dav(|d| d.tasks.found),
             dav(|d| d.tasks.copied),
+            dav(|d| d.contacts.skipped),
+            dav(|d| d.events.skipped),
+            dav(|d| d.tasks.skipped),
             // Empty where the user's endpoints have no ManageSieve server.
             user.stats
                 .as_ref()

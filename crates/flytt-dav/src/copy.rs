@@ -418,13 +418,19 @@ impl Copy<'_> {
                 self.record(url, source_etag, destination, None, kind).await
             }
             Put::Refused { status, reason } => {
-                self.report.refused.push(Refusal {
-                    source: url.path().to_string(),
-                    reason: format!("{status} {reason}"),
-                });
+                self.skip(url, kind, format!("{status} {reason}"));
                 Ok(())
             }
         }
+    }
+
+    /// A resource not copied, counted and reported with the reason.
+    fn skip(&mut self, url: &Url, kind: ItemKind, reason: String) {
+        self.report.counts(kind).skipped += 1;
+        self.report.refused.push(Refusal {
+            source: url.path().to_string(),
+            reason,
+        });
     }
 
     async fn update(&mut self, url: &Url, etag: Option<String>, known: DavCopied) -> Result<()> {
@@ -445,17 +451,11 @@ impl Copy<'_> {
                     .await
             }
             Put::Exists => {
-                self.report.refused.push(Refusal {
-                    source: url.path().to_string(),
-                    reason: "changed on the source and on the target since it was copied: the target's version is kept".into(),
-                });
+                self.skip(url, kind, "changed on the source and on the target since it was copied: the target's version is kept".into());
                 Ok(())
             }
             Put::Refused { status, reason } => {
-                self.report.refused.push(Refusal {
-                    source: url.path().to_string(),
-                    reason: format!("{status} {reason}"),
-                });
+                self.skip(url, kind, format!("{status} {reason}"));
                 Ok(())
             }
         }

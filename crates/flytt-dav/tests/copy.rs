@@ -353,6 +353,7 @@ async fn changes_follow(from: DavFamily, to: DavFamily) {
         .await
         .expect("copy");
     assert_eq!(third.contacts.updated, 0, "{third:?}");
+    assert_eq!(third.contacts.skipped, 1, "{third:?}");
     assert!(
         third
             .refused

@@ -417,6 +417,9 @@ impl Store {
                  CAST(SUM(u.stat_events_copied) AS BIGINT) AS events_copied, \
                  CAST(SUM(u.stat_tasks_found) AS BIGINT) AS tasks_found, \
                  CAST(SUM(u.stat_tasks_copied) AS BIGINT) AS tasks_copied, \
+                 CAST(SUM(u.stat_contacts_skipped) AS BIGINT) AS contacts_skipped, \
+                 CAST(SUM(u.stat_events_skipped) AS BIGINT) AS events_skipped, \
+                 CAST(SUM(u.stat_tasks_skipped) AS BIGINT) AS tasks_skipped, \
                  CAST(SUM(CASE WHEN u.validated_at IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unvalidated \
                  FROM batch_user u WHERE u.batch_id = (SELECT id FROM batch WHERE name = ?) \
                  GROUP BY u.status ORDER BY u.status",
@@ -451,6 +454,9 @@ impl Store {
                     events_copied: number("events_copied")?,
                     tasks_found: number("tasks_found")?,
                     tasks_copied: number("tasks_copied")?,
+                    contacts_skipped: number("contacts_skipped")?,
+                    events_skipped: number("events_skipped")?,
+                    tasks_skipped: number("tasks_skipped")?,
                 });
             }
             batches.push(BatchSummary {
@@ -937,6 +943,8 @@ impl Store {
              stat_contacts_found = COALESCE(?16, stat_contacts_found), stat_contacts_copied = COALESCE(?17, stat_contacts_copied), \
              stat_events_found = COALESCE(?18, stat_events_found), stat_events_copied = COALESCE(?19, stat_events_copied), \
              stat_tasks_found = COALESCE(?20, stat_tasks_found), stat_tasks_copied = COALESCE(?21, stat_tasks_copied), \
+             stat_contacts_skipped = COALESCE(?22, stat_contacts_skipped), stat_events_skipped = COALESCE(?23, stat_events_skipped), \
+             stat_tasks_skipped = COALESCE(?24, stat_tasks_skipped), \
              progress = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress ELSE NULL END, \
              progress_messages_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_messages_copied ELSE 0 END, \
              progress_bytes_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_bytes_copied ELSE 0 END, \
@@ -973,6 +981,9 @@ impl Store {
         .bind(dav(|d| d.events.copied))
         .bind(dav(|d| d.tasks.found))
         .bind(dav(|d| d.tasks.copied))
+        .bind(dav(|d| d.contacts.skipped))
+        .bind(dav(|d| d.events.skipped))
+        .bind(dav(|d| d.tasks.skipped))
         .execute(&mut *tx)
         .await?;
         let old: String = row.try_get("status")?;

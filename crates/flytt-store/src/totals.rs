@@ -28,6 +28,11 @@ pub struct Totals {
     pub events_copied: u64,
     pub tasks_found: u64,
     pub tasks_copied: u64,
+    /// Refused by the target, or changed on both sides (see the error
+    /// report).
+    pub contacts_skipped: u64,
+    pub events_skipped: u64,
+    pub tasks_skipped: u64,
 }
 
 /// The numbers of a running sync's progress JSON.
@@ -103,5 +108,8 @@ impl Totals {
         self.events_copied += other.events_copied;
         self.tasks_found += other.tasks_found;
         self.tasks_copied += other.tasks_copied;
+        self.contacts_skipped += other.contacts_skipped;
+        self.events_skipped += other.events_skipped;
+        self.tasks_skipped += other.tasks_skipped;
     }
 }

@@ -220,6 +220,7 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
     assert_eq!(shown["totals"]["contacts_copied"], 4, "{shown}");
     assert_eq!(shown["totals"]["events_copied"], 2, "{shown}");
     assert_eq!(shown["totals"]["tasks_copied"], 1, "{shown}");
+    assert_eq!(shown["totals"]["contacts_skipped"], 0, "{shown}");
 
     // The users report counts them; a user without any has zeros.
     let report = UsersReport::of(&data, "dav", lab.dir.path());
@@ -228,6 +229,7 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
     assert_eq!(anne_row["ContactsCopied"], "4", "{anne_row:?}");
     assert_eq!(anne_row["EventsCopied"], "2", "{anne_row:?}");
     assert_eq!(anne_row["TasksCopied"], "1", "{anne_row:?}");
+    assert_eq!(anne_row["ContactsSkipped"], "0", "{anne_row:?}");
     assert_eq!(report.row(users[1])["ContactsFound"], "0");
     assert_eq!(
         contents(&client(&target_dav, &lab.target, users[0])).await,
