@@ -92,6 +92,18 @@ pub struct ResourceRef {
     pub etag: Option<String>,
 }
 
+/// What changed in a collection since a sync token (RFC 6578).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Changes {
+    /// Members new or changed since (every member, without a token), with
+    /// their ETags.
+    pub changed: Vec<ResourceRef>,
+    /// Members removed since.
+    pub removed: Vec<Url>,
+    /// The token to ask with next time.
+    pub token: String,
+}
+
 /// A resource's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resource {
@@ -325,6 +337,58 @@ impl DavClient {
             });
         }
         Ok(found)
+    }
+
+    /// The changes in a collection since `token` (every member for
+    /// `None`): a sync-collection REPORT (RFC 6578). `None` where the
+    /// server cannot say: it has no sync-collection, or no longer knows
+    /// the token (403 or 409 with `valid-sync-token`); then the caller
+    /// lists the collection.
+    pub async fn changes(&self, collection: &Url, token: Option<&str>) -> Result<Option<Changes>> {
+        let (status, _, answer) = self
+            .send(
+                dav_method("REPORT"),
+                collection,
+                xml_headers(Some("0")),
+                Some(xml::sync_collection(token)),
+            )
+            .await?;
+        if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
+            return Err(self.status_error("REPORT", collection, status, &answer));
+        }
+        if status != StatusCode::MULTI_STATUS {
+            tracing::debug!(
+                server = self.server(),
+                url = collection.path(),
+                status = status.as_u16(),
+                "no changes since the token: the collection is listed"
+            );
+            return Ok(None);
+        }
+        let answer = xml::parse_multistatus(&answer).map_err(|e| self.xml_error(collection, e))?;
+        let Some(token) = answer.sync_token else {
+            return Ok(None);
+        };
+        let mut changes = Changes {
+            changed: Vec::new(),
+            removed: Vec::new(),
+            token,
+        };
+        for response in answer.responses {
+            let url = self.resolve(collection, &response.href)?;
+            if url.path() == collection.path() || response.props.resource_type.collection {
+                continue;
+            }
+            if response.status == Some(404) {
+                changes.removed.push(url);
+            } else {
+                changes.changed.push(ResourceRef {
+                    url,
+                    etag: response.props.etag,
+                });
+            }
+        }
+        Ok(Some(changes))
     }
 
     pub async fn get(&self, url: &Url) -> Result<Resource> {
@@ -569,6 +633,7 @@ fn collection_propfind() -> String {
         "ical:calendar-color",
         "cal:calendar-timezone",
         "cal:supported-calendar-component-set",
+        "d:sync-token",
     ])
 }
 

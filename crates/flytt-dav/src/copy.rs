@@ -10,6 +10,11 @@
 //! a killed run wrote but did not record is found (412) and recorded, never
 //! written twice.
 //!
+//! Where the source keeps sync-collection tokens (RFC 6578), a collection
+//! is listed in full once; later syncs ask only for what changed since the
+//! token, stored after the changes are copied (and only if none was
+//! refused: those are tried again from the old token).
+//!
 //! Deletion sync (`CopyOptions::delete_removed`, off by default): a
 //! resource flytt copied that is gone from its source collection is deleted
 //! on the target, only if the target's copy is still as flytt left it
@@ -25,7 +30,10 @@ use url::Url;
 use flytt_batch::{DavStatistics, ItemCounts};
 use flytt_store::{DavCopied, PairId, Store};
 
-use crate::client::{Collection, CollectionKind, DavClient, Delete, Precondition, Put, Resource};
+use crate::client::{
+    Changes, Collection, CollectionKind, DavClient, Delete, Precondition, Put, Resource,
+    ResourceRef,
+};
 use crate::{Error, Result, xml};
 
 /// What a resource holds, for the statistics.
@@ -183,6 +191,17 @@ struct Copy<'a> {
     report: DavReport,
 }
 
+/// A source collection's members as this run sees them.
+struct Listing {
+    /// The changes since the stored token (a delta), or every member.
+    present: Vec<ResourceRef>,
+    /// For a delta, the members removed since (paths); for a full listing
+    /// `None`: what it lacks is gone.
+    removed: Option<Vec<String>>,
+    /// The token to store once the collection is copied.
+    token: Option<String>,
+}
+
 /// What to do with one source resource, from its checkpoint.
 enum Step {
     /// On the target, unchanged since.
@@ -268,43 +287,155 @@ async fn keep_properties(
 
 impl Copy<'_> {
     async fn collection(&mut self, collection: &Collection, target_url: &Url) -> Result<()> {
-        let collection_path = collection.url.path().to_string();
-        self.listed_collections.insert(collection_path.clone());
-        let mut listed_paths = HashSet::new();
-        for listed in self.source.resources(&collection.url).await? {
-            let source_path = listed.url.path().to_string();
-            listed_paths.insert(source_path.clone());
-            let Some(name) = last_segment(&listed.url) else {
-                continue;
-            };
-            match self.step(&source_path, listed.etag.as_deref()) {
-                Step::Unchanged(kind) => {
-                    let counts = self.report.counts(kind);
-                    counts.found += 1;
-                    counts.already_there += 1;
-                }
-                Step::Changed(known) => self.update(&listed.url, listed.etag, known).await?,
-                Step::New => {
-                    let destination = join_segment(target_url, &name, false)?;
-                    self.copy_new(&listed.url, listed.etag, &destination)
-                        .await?;
-                }
-            }
+        let path = collection.url.path().to_string();
+        self.listed_collections.insert(path.clone());
+        let listing = self.listing(collection, &path).await?;
+        let refusals_before = self.report.refused.len();
+        let present: HashSet<String> = listing
+            .present
+            .iter()
+            .map(|listed| listed.url.path().to_string())
+            .collect();
+        for listed in listing.present {
+            self.resource(listed, target_url).await?;
         }
-        if self.options.delete_removed {
-            let gone: Vec<DavCopied> = self
+        let gone: Vec<DavCopied> = match &listing.removed {
+            Some(removed) => {
+                self.count_unchanged(&path, &present, removed);
+                removed
+                    .iter()
+                    .filter_map(|path| self.known.get(path).cloned())
+                    .collect()
+            }
+            None => self
                 .known
                 .values()
                 .filter(|known| {
-                    parent_path(&known.source_href) == collection_path
-                        && !listed_paths.contains(&known.source_href)
+                    parent_path(&known.source_href) == path && !present.contains(&known.source_href)
                 })
                 .cloned()
-                .collect();
-            for known in gone {
+                .collect(),
+        };
+        for known in gone {
+            if self.options.delete_removed {
                 self.delete_removed(known).await?;
+            } else {
+                // Without deletion sync the target keeps it, and flytt
+                // forgets it: a checkpoint stands for a resource the source
+                // has (a delta names a removal only once).
+                self.forget(&known.source_href).await?;
             }
         }
+        // Up to the token only if all of it was done: what was refused is
+        // tried again, from the old token, next time.
+        if let Some(token) = listing.token
+            && self.report.refused.len() == refusals_before
+        {
+            self.store
+                .set_dav_sync_token(self.pair, &path, &token)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The source collection's members to look at: the changes since the
+    /// stored token where the server keeps tokens (RFC 6578), every member
+    /// otherwise (from sync-collection, to get a first token, or PROPFIND).
+    async fn listing(&self, collection: &Collection, path: &str) -> Result<Listing> {
+        if collection.props.sync_token.is_some() {
+            if let Some(token) = self.store.dav_sync_token(self.pair, path).await?
+                && let Some(changes) = self.changes_since(&collection.url, &token).await?
+            {
+                return Ok(Listing {
+                    present: changes.changed,
+                    removed: Some(
+                        changes
+                            .removed
+                            .iter()
+                            .map(|u| u.path().to_string())
+                            .collect(),
+                    ),
+                    token: Some(changes.token),
+                });
+            }
+            if let Some(all) = self.source.changes(&collection.url, None).await? {
+                return Ok(Listing {
+                    present: all.changed,
+                    removed: None,
+                    token: Some(all.token),
+                });
+            }
+        }
+        Ok(Listing {
+            present: self.source.resources(&collection.url).await?,
+            removed: None,
+            token: None,
+        })
+    }
+
+    /// The changes since a stored token; `None` where the server cannot
+    /// say. Xandikos answers a token it does not know with a 500 rather
+    /// than RFC 6578's 403: a server error here means a full listing too,
+    /// which fails in its turn if the server is really in trouble.
+    async fn changes_since(&self, collection: &Url, token: &str) -> Result<Option<Changes>> {
+        match self.source.changes(collection, Some(token)).await {
+            Err(Error::Status { status, .. }) if status >= 500 => {
+                tracing::debug!(
+                    collection = collection.path(),
+                    status,
+                    "the changes since the stored token failed: listing the collection"
+                );
+                Ok(None)
+            }
+            changes => changes,
+        }
+    }
+
+    /// One listed source resource: counted if unchanged, else copied or
+    /// updated.
+    async fn resource(&mut self, listed: ResourceRef, target_url: &Url) -> Result<()> {
+        let source_path = listed.url.path().to_string();
+        let Some(name) = last_segment(&listed.url) else {
+            return Ok(());
+        };
+        match self.step(&source_path, listed.etag.as_deref()) {
+            Step::Unchanged(kind) => {
+                let counts = self.report.counts(kind);
+                counts.found += 1;
+                counts.already_there += 1;
+                Ok(())
+            }
+            Step::Changed(known) => self.update(&listed.url, listed.etag, known).await,
+            Step::New => {
+                let destination = join_segment(target_url, &name, false)?;
+                self.copy_new(&listed.url, listed.etag, &destination).await
+            }
+        }
+    }
+
+    /// After a delta: the collection's resources it did not name are on
+    /// the target unchanged, and counted so from their checkpoints.
+    fn count_unchanged(&mut self, path: &str, present: &HashSet<String>, removed: &[String]) {
+        let kinds: Vec<ItemKind> = self
+            .known
+            .values()
+            .filter(|known| {
+                parent_path(&known.source_href) == path
+                    && !present.contains(&known.source_href)
+                    && !removed.contains(&known.source_href)
+            })
+            .filter_map(|known| ItemKind::from_stored(&known.kind))
+            .collect();
+        for kind in kinds {
+            let counts = self.report.counts(kind);
+            counts.found += 1;
+            counts.already_there += 1;
+        }
+    }
+
+    async fn forget(&mut self, source_href: &str) -> Result<()> {
+        self.store.forget_dav_copied(self.pair, source_href).await?;
+        self.known.remove(source_href);
         Ok(())
     }
 
@@ -333,10 +464,7 @@ impl Copy<'_> {
                 if let Some(kind) = ItemKind::from_stored(&known.kind) {
                     self.report.counts(kind).deleted += 1;
                 }
-                self.store
-                    .forget_dav_copied(self.pair, &known.source_href)
-                    .await?;
-                self.known.remove(&known.source_href);
+                self.forget(&known.source_href).await?;
             }
             Delete::Changed => self.report.refused.push(keep(
                 "changed on the target since it was copied: the target's version is kept",

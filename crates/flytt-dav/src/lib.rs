@@ -13,8 +13,8 @@ mod copy;
 pub mod xml;
 
 pub use client::{
-    Collection, CollectionKind, DavAccount, DavClient, Delete, Precondition, Put, Resource,
-    ResourceRef,
+    Changes, Collection, CollectionKind, DavAccount, DavClient, Delete, Precondition, Put,
+    Resource, ResourceRef,
 };
 pub use copy::{CopyOptions, DavReport, ItemKind, Refusal, copy_user};
 pub use flytt_batch::ItemCounts;

@@ -241,6 +241,15 @@ pub fn propfind(properties: &[&str]) -> String {
     )
 }
 
+/// A sync-collection REPORT body (RFC 6578 §3.2): the members changed or
+/// removed since `token`, every member for none, with their ETags.
+pub fn sync_collection(token: Option<&str>) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?><d:sync-collection {NAMESPACES}><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/><d:resourcetype/></d:prop></d:sync-collection>"#,
+        escape(token.unwrap_or(""))
+    )
+}
+
 /// The properties a collection is made with (extended MKCOL, RFC 5689, or
 /// MKCALENDAR, RFC 4791 §5.3.1): a `d:set` of the ones given.
 pub fn collection_properties(props: &Props, calendar: bool) -> String {

@@ -236,6 +236,34 @@ async fn copies_everything_once(from: DavFamily, to: DavFamily) {
         assert!(first.properties_refused.is_empty(), "{first:?}");
     }
 
+    // Both families keep sync-collection tokens: the next copy asks for
+    // the changes since them, not for every member.
+    let pair = store
+        .mailbox_pair(&source.account_key(), &target.account_key(), None)
+        .await
+        .expect("pair");
+    for (kind, name) in [
+        (CollectionKind::AddressBook, "kontakter/"),
+        (CollectionKind::Calendar, "arbeid/"),
+    ] {
+        let path = home(&source, kind).await.join(name).expect("url");
+        assert!(
+            store
+                .dav_sync_token(pair, path.path())
+                .await
+                .expect("token")
+                .is_some(),
+            "{}: {name}",
+            from.name()
+        );
+        // A token the server no longer knows (it forgot its history):
+        // refused, and the collection is listed in full instead.
+        store
+            .set_dav_sync_token(pair, path.path(), "http://127.0.0.1/sync/forgotten-0")
+            .await
+            .expect("token");
+    }
+
     // Again: nothing is written twice.
     let second = copy_user(&source, &target, &store, KEEP)
         .await
@@ -443,7 +471,8 @@ async fn an_admin_copies_from_xandikos_to_radicale() {
 /// only for what flytt copied and the target left as it was: a contact
 /// changed on the target is kept and reported, one the target made itself
 /// is never touched, and a whole calendar gone from the source is kept and
-/// reported. On both families as target.
+/// reported. A sync without deletion sync leaves a deletion on the target
+/// for good. On both families as target.
 async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
     let (source_server, target_server) = (start(from), start(to));
     let (source, target) = (client(&source_server), client(&target_server));
@@ -466,21 +495,45 @@ async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
         "text/vcard",
     )
     .await;
-    // Two contacts deleted on the source; one of them changed on the
-    // target meanwhile. And the calendar deleted as a whole.
     let source_books = home(&source, CollectionKind::AddressBook)
         .await
         .join("kontakter/")
         .expect("url");
     let names: Vec<String> = dav::contacts().into_iter().map(|(name, _)| name).collect();
-    for name in &names[..2] {
+    let delete_on_source = |name: &str| {
         let url = source_books.join(name).expect("url");
-        let deleted = source
-            .delete(&url, &flytt_dav::Precondition::Any)
+        let source = &source;
+        async move {
+            let deleted = source
+                .delete(&url, &flytt_dav::Precondition::Any)
+                .await
+                .expect("DELETE");
+            assert_eq!(deleted, flytt_dav::Delete::Deleted);
+        }
+    };
+    let names_on_target = || async {
+        let mut names: Vec<String> = contents(&target, CollectionKind::AddressBook)
             .await
-            .expect("DELETE");
-        assert_eq!(deleted, flytt_dav::Delete::Deleted);
-    }
+            .into_keys()
+            .map(|(_, name)| name)
+            .collect();
+        names.sort();
+        names
+    };
+
+    // Without deletion sync, a deletion stays on the source.
+    delete_on_source(&names[0]).await;
+    let kept = copy_user(&source, &target, &store, KEEP)
+        .await
+        .expect("copy");
+    assert_eq!(kept.contacts.deleted, 0, "{kept:?}");
+    assert_eq!(kept.contacts.found, 3, "{kept:?}");
+    assert_eq!(names_on_target().await.len(), 5);
+
+    // With it: two more contacts deleted on the source, one of them
+    // changed on the target meanwhile, and the calendar as a whole.
+    delete_on_source(&names[1]).await;
+    delete_on_source(&names[2]).await;
     let changed_there = target_books.join(&names[1]).expect("url");
     let mut body = target.get(&changed_there).await.expect("GET").body;
     body = body.replace("END:VCARD", "NOTE:endret på målet\r\nEND:VCARD");
@@ -501,17 +554,6 @@ async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
         .delete(&calendar, &flytt_dav::Precondition::Any)
         .await
         .expect("DELETE");
-
-    // Without deletion sync, nothing goes.
-    let kept = copy_user(&source, &target, &store, KEEP)
-        .await
-        .expect("copy");
-    assert_eq!(kept.contacts.deleted, 0, "{kept:?}");
-    assert_eq!(
-        contents(&target, CollectionKind::AddressBook).await.len(),
-        5
-    );
-
     let delete = CopyOptions {
         delete_removed: true,
     };
@@ -519,19 +561,21 @@ async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
         .await
         .expect("copy");
     assert_eq!(synced.contacts.deleted, 1, "{synced:?}");
-    let on_target: Vec<String> = contents(&target, CollectionKind::AddressBook)
-        .await
-        .into_keys()
-        .map(|(_, name)| name)
-        .collect();
+    assert_eq!(synced.contacts.found, 1, "{synced:?}");
     let mut expected = vec![
         "egen.vcf".to_string(),
+        names[0].clone(),
         names[1].clone(),
-        names[2].clone(),
         names[3].clone(),
     ];
     expected.sort();
-    assert_eq!(on_target, expected, "{} → {}", from.name(), to.name());
+    assert_eq!(
+        names_on_target().await,
+        expected,
+        "{} → {}",
+        from.name(),
+        to.name()
+    );
     assert!(
         synced
             .refused
@@ -548,11 +592,13 @@ async fn deletions_follow_when_asked(from: DavFamily, to: DavFamily) {
     );
     assert_eq!(contents(&target, CollectionKind::Calendar).await.len(), 3);
 
-    // Done once: the next run deletes nothing more.
+    // Done once: the next run deletes nothing more, and still keeps the
+    // contact changed on the target.
     let again = copy_user(&source, &target, &store, delete)
         .await
         .expect("copy");
     assert_eq!(again.contacts.deleted, 0, "{again:?}");
+    assert_eq!(names_on_target().await, expected);
 }
 
 #[tokio::test]

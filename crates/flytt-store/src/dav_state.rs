@@ -1,6 +1,7 @@
 //! The DAV copy's checkpoints: per pair of DAV accounts (a `mailbox_pair`
 //! whose keys name the DAV servers and users), which source resources are
-//! on the target, and the source's ETag when they were copied.
+//! on the target, and the source's ETag when they were copied; and each
+//! source collection's sync-collection token (RFC 6578).
 
 use sqlx::Row;
 
@@ -71,6 +72,37 @@ impl Store {
             .bind(source_href)
             .execute(&self.pool)
             .await?;
+        Ok(())
+    }
+
+    /// The sync token a source collection's changes were last copied up to.
+    pub async fn dav_sync_token(&self, pair: PairId, collection: &str) -> Result<Option<String>> {
+        let row = sqlx::query(
+            self.sql("SELECT token FROM dav_sync_token WHERE pair_id = ? AND collection = ?"),
+        )
+        .bind(pair.id())
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| row.try_get("token")).transpose()?)
+    }
+
+    /// Records that a source collection's changes up to `token` are copied.
+    pub async fn set_dav_sync_token(
+        &self,
+        pair: PairId,
+        collection: &str,
+        token: &str,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO dav_sync_token (pair_id, collection, token) VALUES (?, ?, ?) \
+             ON CONFLICT (pair_id, collection) DO UPDATE SET token = excluded.token",
+        ))
+        .bind(pair.id())
+        .bind(collection)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 }

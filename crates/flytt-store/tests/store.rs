@@ -120,6 +120,27 @@ async fn dav_checkpoints_are_per_pair_and_updated_in_place(db: &Database) -> Res
     store.forget_dav_copied(pair, &copied.source_href).await?;
     assert!(store.dav_copied(pair).await?.is_empty());
     assert_eq!(store.dav_copied(other).await?, vec![copied]);
+
+    // Sync tokens: per pair and collection, replaced in place.
+    assert_eq!(store.dav_sync_token(pair, "/kari/kontakter/").await?, None);
+    store
+        .set_dav_sync_token(pair, "/kari/kontakter/", "tok-1")
+        .await?;
+    store
+        .set_dav_sync_token(pair, "/kari/kontakter/", "tok-2")
+        .await?;
+    store
+        .set_dav_sync_token(other, "/kari/kontakter/", "other")
+        .await?;
+    assert_eq!(
+        db.open()
+            .await?
+            .dav_sync_token(pair, "/kari/kontakter/")
+            .await?
+            .as_deref(),
+        Some("tok-2")
+    );
+    assert_eq!(store.dav_sync_token(pair, "/kari/kalender/").await?, None);
     Ok(())
 }
 
