@@ -250,6 +250,24 @@ pub struct EndpointTest {
     pub capabilities_before_login: Vec<String>,
     /// Why the test failed.
     pub error: Option<String>,
+    /// The CardDAV/CalDAV server, where the endpoint has one.
+    pub dav: Option<DavTest>,
+}
+
+/// What an endpoint test found of its CardDAV/CalDAV server.
+#[derive(Clone, Debug, Serialize)]
+pub struct DavTest {
+    pub ok: bool,
+    /// The URL asked: the endpoint's DAV URL, up to `{user}` without a user.
+    pub url: String,
+    /// The DAV classes the server names (OPTIONS), without logging in.
+    pub classes: Vec<String>,
+    /// With a user: how many address books and calendars the endpoint's
+    /// login finds for them.
+    pub address_books: Option<usize>,
+    pub calendars: Option<usize>,
+    /// Why the test failed.
+    pub error: Option<String>,
 }
 
 /// How long an endpoint test waits for the server.
@@ -290,6 +308,7 @@ impl Control {
             capabilities: Vec::new(),
             capabilities_before_login: Vec::new(),
             error: None,
+            dav: None,
         };
         let auth = match user {
             Some(user) => {
@@ -339,8 +358,76 @@ impl Control {
             }
             Err(e) => test.error = Some(e.to_string()),
         }
+        if let Some(template) = &endpoint.dav_url {
+            test.dav = Some(test_dav(&endpoint, template, user.zip(auth.as_ref())).await);
+        }
         Ok(test)
     }
+}
+
+/// The endpoint's DAV server: that it answers as one over trusted TLS
+/// (OPTIONS, no login); with a user, that the endpoint's login finds the
+/// user's address books and calendars.
+async fn test_dav(endpoint: &Endpoint, template: &str, user: Option<(&str, &Auth)>) -> DavTest {
+    let mut test = DavTest {
+        ok: false,
+        url: template.to_string(),
+        classes: Vec::new(),
+        address_books: None,
+        calendars: None,
+        error: None,
+    };
+    let outcome = async {
+        let (url, account) = match user {
+            Some((user, auth)) => {
+                let account = dav_account(endpoint, auth)?.ok_or("no DAV server")?;
+                test.url = user_dav_url(template, user);
+                (account.url.clone(), Some(account))
+            }
+            // Where a user's part starts, the server without one.
+            None => {
+                let before_user = template
+                    .split(DAV_USER_PLACEHOLDER)
+                    .next()
+                    .unwrap_or(template);
+                test.url = before_user.to_string();
+                (dav_url(before_user, endpoint.allow_plaintext)?, None)
+            }
+        };
+        let trust = flytt_tls::Trust {
+            ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
+            fingerprints: tls_fingerprints(endpoint)?,
+        };
+        test.classes = flytt_dav::dav_classes(&url, &trust)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(account) = account {
+            let client = flytt_dav::DavClient::new(account).map_err(|e| e.to_string())?;
+            let count = |kind| {
+                let client = &client;
+                async move {
+                    let mut found = 0;
+                    for home in client.homes(kind).await.map_err(|e| e.to_string())? {
+                        found += client
+                            .collections(&home, kind)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .len();
+                    }
+                    Ok::<_, String>(found)
+                }
+            };
+            test.address_books = Some(count(flytt_dav::CollectionKind::AddressBook).await?);
+            test.calendars = Some(count(flytt_dav::CollectionKind::Calendar).await?);
+        }
+        Ok::<_, String>(())
+    };
+    match tokio::time::timeout(TEST_TIMEOUT, outcome).await {
+        Ok(Ok(())) => test.ok = true,
+        Ok(Err(e)) => test.error = Some(e),
+        Err(_) => test.error = Some(format!("no answer within {} s", TEST_TIMEOUT.as_secs())),
+    }
+    test
 }
 
 #[cfg(test)]

@@ -159,19 +159,7 @@ pub struct DavClient {
 
 impl DavClient {
     pub fn new(account: DavAccount) -> Result<DavClient> {
-        let tls = flytt_tls::client_config(&account.trust).map_err(|detail| Error::Tls {
-            server: server_of(&account.url),
-            detail,
-        })?;
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Http {
-                server: server_of(&account.url),
-                detail: e.to_string(),
-            })?;
+        let http = http_client(&account.url, &account.trust)?;
         Ok(DavClient { http, account })
     }
 
@@ -621,6 +609,58 @@ impl DavClient {
             detail: format!("{}: {e}", url.path()),
         }
     }
+}
+
+/// An HTTP client for the server at `url` that trusts what `trust` says.
+fn http_client(url: &Url, trust: &flytt_tls::Trust) -> Result<reqwest::Client> {
+    let tls = flytt_tls::client_config(trust).map_err(|detail| Error::Tls {
+        server: server_of(url),
+        detail,
+    })?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .map_err(|e| Error::Http {
+            server: server_of(url),
+            detail: e.to_string(),
+        })
+}
+
+/// What the server at `url` says it speaks, without logging in: the DAV
+/// classes of its OPTIONS answer (`1`, `3`, `addressbook`,
+/// `calendar-access`, …). Shows that it answers, over TLS flytt trusts.
+pub async fn dav_classes(url: &Url, trust: &flytt_tls::Trust) -> Result<Vec<String>> {
+    let server = server_of(url);
+    let response = http_client(url, trust)?
+        .request(Method::OPTIONS, url.clone())
+        .send()
+        .await
+        .map_err(|e| Error::Http {
+            server: server.clone(),
+            detail: e.without_url().to_string(),
+        })?;
+    let classes: Vec<String> = response
+        .headers()
+        .get_all("DAV")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|class| class.trim().to_string())
+        .filter(|class| !class.is_empty())
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::Protocol {
+            server,
+            detail: format!(
+                "{} answered OPTIONS {} without a DAV header: not a WebDAV server",
+                response.status().as_u16(),
+                url.path()
+            ),
+        });
+    }
+    Ok(classes)
 }
 
 /// A PROPFIND for what a collection is and the properties flytt copies.

@@ -14,7 +14,7 @@ pub mod xml;
 
 pub use client::{
     Changes, Collection, CollectionKind, DavAccount, DavClient, Delete, Precondition, Put,
-    Resource, ResourceRef,
+    Resource, ResourceRef, dav_classes,
 };
 pub use copy::{CopyOptions, DavReport, ItemKind, Refusal, copy_user};
 pub use flytt_batch::ItemCounts;

@@ -14,7 +14,88 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use flytt_dav::{Collection, CollectionKind, DavClient, Put, Resource};
+use url::Url;
+
 use crate::{Error, Result, free_port, io, wait_listening};
+
+/// Makes an address book (`kontakter/`) and a calendar (`kalender/`) in
+/// the home `client` writes to, with `contacts` and `calendar_items` in
+/// them; how many items.
+pub async fn seed(client: &DavClient) -> Result<usize> {
+    let mut count = 0;
+    for (kind, name, items, mime) in [
+        (
+            CollectionKind::AddressBook,
+            "kontakter/",
+            contacts(),
+            "text/vcard",
+        ),
+        (
+            CollectionKind::Calendar,
+            "kalender/",
+            calendar_items(),
+            "text/calendar",
+        ),
+    ] {
+        let home = client.home_for_writing(kind).await.map_err(dav_error)?;
+        let url = home.join(name).map_err(|e| Error::Server(e.to_string()))?;
+        let like = Collection {
+            url: url.clone(),
+            kind,
+            props: flytt_dav::xml::Props {
+                display_name: Some(format!("Min {kind}")),
+                ..Default::default()
+            },
+        };
+        client
+            .make_collection(&url, &like)
+            .await
+            .map_err(dav_error)?;
+        for (file, body) in items {
+            let resource = Resource {
+                body,
+                content_type: Some(mime.into()),
+                etag: None,
+            };
+            let item = url.join(&file).map_err(|e| Error::Server(e.to_string()))?;
+            match client.put_new(&item, &resource).await.map_err(dav_error)? {
+                Put::Created { .. } => count += 1,
+                other => return Err(Error::Server(format!("PUT {file}: {other:?}"))),
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// Every resource `client` sees, normalised, by collection and file name.
+pub async fn contents(client: &DavClient) -> Result<Vec<(String, String, Vec<String>)>> {
+    let name = |u: &Url| {
+        u.path()
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut found = Vec::new();
+    for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
+        for home in client.homes(kind).await.map_err(dav_error)? {
+            for collection in client.collections(&home, kind).await.map_err(dav_error)? {
+                for listed in client.resources(&collection.url).await.map_err(dav_error)? {
+                    let body = client.get(&listed.url).await.map_err(dav_error)?.body;
+                    found.push((name(&collection.url), name(&listed.url), normalise(&body)));
+                }
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn dav_error(e: flytt_dav::Error) -> Error {
+    Error::Server(e.to_string())
+}
 
 /// Which DAV server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -367,7 +367,8 @@ async fn seal_admin_password(
 }
 
 /// The test: connect, show what the server offers, and log in as a user
-/// through the admin account when asked. Exit 2 when anything fails.
+/// through the admin account when asked; the same for the DAV server.
+/// Exit 2 when anything fails.
 async fn test(control: &Control, args: &TestArgs) -> Result<u8> {
     let test = control
         .test_endpoint(&args.name, args.user.as_deref())
@@ -385,6 +386,25 @@ async fn test(control: &Control, args: &TestArgs) -> Result<u8> {
             println!("Logged in as {user} through the admin account.");
         }
         println!("Capabilities: {}", test.capabilities.join(" "));
+    }
+    let Some(dav) = &test.dav else {
+        return Ok(0);
+    };
+    if let Some(error) = &dav.error {
+        eprintln!("error: CardDAV/CalDAV {}: {error}", dav.url);
+        return Ok(crate::EXIT_FAILED);
+    }
+    if !args.json {
+        println!(
+            "CardDAV/CalDAV {} answers (DAV: {}).",
+            dav.url,
+            dav.classes.join(", ")
+        );
+        if let (Some(user), Some(books), Some(calendars)) =
+            (&test.logged_in_as, dav.address_books, dav.calendars)
+        {
+            println!("{user} has {books} address books and {calendars} calendars there.");
+        }
     }
     Ok(0)
 }

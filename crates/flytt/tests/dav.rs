@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Lab, USER_PASSWORD, Worker, add_endpoint, flytt_ok, json};
-use flytt_dav::{Collection, CollectionKind, DavAccount, DavClient, Resource, xml::Props};
+use flytt_dav::{CollectionKind, DavAccount, DavClient};
 use flytt_testsupport::{DavServer, Dovecot, dav};
 use url::Url;
 
@@ -29,75 +29,12 @@ async fn home(client: &DavClient, kind: CollectionKind) -> Url {
     client.homes(kind).await.expect("discovery")[0].clone()
 }
 
-/// An address book and a calendar holding the test corpus.
-async fn seed(source: &DavClient) {
-    for (kind, name, items, mime) in [
-        (
-            CollectionKind::AddressBook,
-            "kontakter/",
-            dav::contacts(),
-            "text/vcard",
-        ),
-        (
-            CollectionKind::Calendar,
-            "kalender/",
-            dav::calendar_items(),
-            "text/calendar",
-        ),
-    ] {
-        let url = home(source, kind).await.join(name).expect("url");
-        let like = Collection {
-            url: url.clone(),
-            kind,
-            props: Props {
-                display_name: Some(format!("Min {kind}")),
-                ..Props::default()
-            },
-        };
-        source
-            .make_collection(&url, &like)
-            .await
-            .expect("collection");
-        for (file, body) in items {
-            let resource = Resource {
-                body,
-                content_type: Some(mime.into()),
-                etag: None,
-            };
-            let put = source
-                .put_new(&url.join(&file).expect("url"), &resource)
-                .await
-                .expect("PUT");
-            assert!(matches!(put, flytt_dav::Put::Created { .. }), "{put:?}");
-        }
-    }
+async fn seed(client: &DavClient) {
+    dav::seed(client).await.expect("seed");
 }
 
-/// Every resource the user has, normalised, by collection and file name.
 async fn contents(client: &DavClient) -> Vec<(String, String, Vec<String>)> {
-    let mut found = Vec::new();
-    for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
-        let home = home(client, kind).await;
-        for collection in client.collections(&home, kind).await.expect("list") {
-            for listed in client.resources(&collection.url).await.expect("list") {
-                let body = client.get(&listed.url).await.expect("GET").body;
-                let name = |u: &Url| {
-                    u.path()
-                        .trim_end_matches('/')
-                        .rsplit('/')
-                        .next()
-                        .map(str::to_string)
-                };
-                found.push((
-                    name(&collection.url).unwrap_or_default(),
-                    name(&listed.url).unwrap_or_default(),
-                    dav::normalise(&body),
-                ));
-            }
-        }
-    }
-    found.sort();
-    found
+    dav::contents(client).await.expect("contents")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,6 +283,41 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
             &target_template,
         ],
     );
+    // `endpoint test` tries the DAV server too: without a user, that it
+    // answers over the TLS the endpoint trusts; with one, what the admin
+    // finds of theirs.
+    let tested = flytt_ok(&data, &["endpoint", "test", "gammel"]);
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        said.contains(&format!(
+            "CardDAV/CalDAV {} answers (DAV: ",
+            source_template.trim_end_matches("{user}/")
+        )) && said.contains("addressbook"),
+        "{said}"
+    );
+    let tested = flytt_ok(&data, &["endpoint", "test", "gammel", "--user", users[0]]);
+    let said = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        said.contains(&format!(
+            "{} has 1 address books and 1 calendars there.",
+            users[0]
+        )),
+        "{said}"
+    );
+    add_endpoint(
+        &data,
+        "uten-dav",
+        &lab.target,
+        None,
+        &["--dav-url", "https://127.0.0.1:1/"],
+    );
+    let failed = common::flytt(&data, &["endpoint", "test", "uten-dav"]);
+    assert_eq!(failed.status.code(), Some(2), "{failed:?}");
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("CardDAV/CalDAV https://127.0.0.1:1/"),
+        "{failed:?}"
+    );
+
     let csv = lab.dir.path().join("staged.csv");
     std::fs::write(&csv, format!("EmailAddress\n{}\n", users[0])).expect("csv");
     flytt_ok(
