@@ -392,6 +392,20 @@ fn print_batch(view: &BatchView) {
         t.messages_failed,
         t.messages_altered
     );
+    if t.contacts_found + t.events_found + t.tasks_found > 0 {
+        for (what, found, copied, skipped) in [
+            (
+                "Contacts:",
+                t.contacts_found,
+                t.contacts_copied,
+                t.contacts_skipped,
+            ),
+            ("Events:", t.events_found, t.events_copied, t.events_skipped),
+            ("Tasks:", t.tasks_found, t.tasks_copied, t.tasks_skipped),
+        ] {
+            println!("{what:<10} {found} found, {copied} copied, {skipped} skipped");
+        }
+    }
     println!("Copied:    {:.1} MB", t.bytes_copied as f64 / 1e6);
     if let Some(speed) = &view.throughput {
         println!(
@@ -479,6 +493,35 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
             stats.messages_altered
         );
         println!("Bytes:  {} copied", stats.bytes_copied);
+        if let Some(dav) = &stats.dav {
+            for (what, counts) in [
+                ("Contacts:", &dav.contacts),
+                ("Events:", &dav.events),
+                ("Tasks:", &dav.tasks),
+                ("Journals:", &dav.journals),
+            ] {
+                println!(
+                    "{what:<10} {} found, {} copied, {} updated, {} already there, {} skipped, {} deleted",
+                    counts.found,
+                    counts.copied,
+                    counts.updated,
+                    counts.already_there,
+                    counts.skipped,
+                    counts.deleted
+                );
+            }
+        }
+        if let Some(sieve) = &stats.sieve {
+            println!(
+                "Sieve:  {} scripts copied{}",
+                sieve.copied.len(),
+                sieve
+                    .active
+                    .as_deref()
+                    .map(|a| format!(", {a:?} active"))
+                    .unwrap_or_default()
+            );
+        }
     }
     if let Some(last) = &user.last_synced_at {
         println!("Last good sync: {last}");

@@ -387,3 +387,135 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
         "{anne}"
     );
 }
+
+/// A runner killed (SIGKILL) twice while it copies a large address book,
+/// then another that finishes: every contact is on the target once, and
+/// the last run copies only what the killed ones had not (the checkpoints
+/// and `If-None-Match: *` carry over what they did).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_killed_mid_copy_copies_each_contact_once() {
+    const CONTACTS: usize = 200;
+    let users = ["anne@example.org"];
+    let lab = Lab::start(&users, &[3], 1_000).await;
+    let logins = [(users[0], USER_PASSWORD)];
+    let dav_server = |dovecot: &Dovecot| {
+        let (cert, key) = dovecot.certificate();
+        DavServer::start_radicale_tls(&logins, (&cert, &key)).expect("start")
+    };
+    let (source_dav, target_dav) = (dav_server(&lab.source), dav_server(&lab.target));
+    let source = client(&source_dav, &lab.source, users[0]);
+    let book = source
+        .home_for_writing(CollectionKind::AddressBook)
+        .await
+        .expect("home")
+        .join("mange/")
+        .expect("url");
+    let like = flytt_dav::Collection {
+        url: book.clone(),
+        kind: CollectionKind::AddressBook,
+        props: Default::default(),
+    };
+    source.make_collection(&book, &like).await.expect("book");
+    for n in 0..CONTACTS {
+        let resource = flytt_dav::Resource {
+            body: format!(
+                "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:person-{n}\r\nFN:Person {n}\r\nN:{n};Person;;;\r\nEMAIL:p{n}@example.org\r\nEND:VCARD\r\n"
+            ),
+            content_type: Some("text/vcard".into()),
+            etag: None,
+        };
+        let url = book.join(&format!("person-{n}.vcf")).expect("url");
+        source.put_new(&url, &resource).await.expect("PUT");
+    }
+
+    let data = lab.data.clone();
+    let source_url = source_dav.url(users[0]).expect("url");
+    flytt_ok(
+        &data,
+        &["endpoint", "set", "gammel", "--dav-url", &source_url],
+    );
+    let target_url = target_dav.url(users[0]).expect("url");
+    add_endpoint(
+        &data,
+        "ny-dav",
+        &lab.target,
+        None,
+        &["--dav-url", &target_url],
+    );
+    let csv = lab.dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "EmailAddress,UserName,Password,TargetUserName,TargetPassword\n{0},{0},{1},{0},{1}\n",
+            users[0], USER_PASSWORD
+        ),
+    )
+    .expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "drept",
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny-dav",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--auto-start",
+        ],
+    );
+    // Short leases: the next runner takes the killed one's user over soon.
+    let runner = || {
+        let mut command = common::flytt_command(&data, &["worker"]);
+        command
+            .env("FLYTT_HEARTBEAT", "1s")
+            .env("FLYTT_LEASE", "3s");
+        command
+    };
+    let target = client(&target_dav, &lab.target, users[0]);
+    let on_target = || async {
+        let mut count = 0;
+        for home in target
+            .homes(CollectionKind::AddressBook)
+            .await
+            .unwrap_or_default()
+        {
+            for collection in target
+                .collections(&home, CollectionKind::AddressBook)
+                .await
+                .unwrap_or_default()
+            {
+                count += target
+                    .resources(&collection.url)
+                    .await
+                    .map_or(0, |r| r.len());
+            }
+        }
+        u32::try_from(count).unwrap_or(u32::MAX)
+    };
+    flytt_testsupport::kill_at_progress(runner, on_target, &[40, 120]).await;
+    assert!(on_target().await >= 120, "the killed runs copied");
+
+    let _finisher = common::Worker(
+        runner()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("worker"),
+    );
+    common::wait_for_batch(&data, "drept", "Synced").await;
+    let on_source = contents(&source).await;
+    assert_eq!(on_source.len(), CONTACTS);
+    assert_eq!(contents(&target).await, on_source);
+    let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
+    let contacts = &anne["statistics"]["dav"]["contacts"];
+    let copied = contacts["copied"].as_u64().unwrap_or_default();
+    let there = contacts["already_there"].as_u64().unwrap_or_default();
+    assert_eq!(copied + there, CONTACTS as u64, "{anne}");
+    assert!(copied <= (CONTACTS - 120) as u64, "{anne}");
+}
