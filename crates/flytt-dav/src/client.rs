@@ -416,6 +416,11 @@ impl DavClient {
             .await?;
         Ok(match status {
             StatusCode::PRECONDITION_FAILED => Put::Exists,
+            // A 2xx that is not a success: the failure is inside.
+            StatusCode::MULTI_STATUS => Put::Refused {
+                status: status.as_u16(),
+                reason: reason(&body),
+            },
             s if s.is_success() => Put::Created {
                 etag: header(&headers, ETAG.as_str()),
             },
