@@ -402,20 +402,27 @@ impl UserRow {
     }
 }
 
-/// "copied of found" for contacts, events and tasks; empty when the batch
-/// found none (its endpoints have no DAV server).
+/// "copied of found" for contacts, events and tasks, and how many were
+/// skipped if any; empty when the batch found none (its endpoints have no
+/// DAV server).
 fn dav_fact(totals: &flytt_store::Totals) -> String {
     if totals.contacts_found + totals.events_found + totals.tasks_found == 0 {
         return String::new();
     }
+    let skipped = totals.contacts_skipped + totals.events_skipped + totals.tasks_skipped;
     format!(
-        "{} of {} / {} of {} / {} of {}",
+        "{} of {} / {} of {} / {} of {}{}",
         totals.contacts_copied,
         totals.contacts_found,
         totals.events_copied,
         totals.events_found,
         totals.tasks_copied,
-        totals.tasks_found
+        totals.tasks_found,
+        if skipped > 0 {
+            format!(" ({skipped} skipped: see the error report)")
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -1187,5 +1194,28 @@ pub async fn test_endpoint(
     match state.control.test_endpoint(&name, asked).await {
         Ok(test) => endpoint_page(&state, &session, &name, user.clone(), Some(test)).await,
         Err(e) => failure(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batch page's contacts fact: nothing without DAV, copied of
+    /// found with it, and the skipped ones where there are any.
+    #[test]
+    fn the_dav_fact_counts_what_was_skipped() {
+        let mut totals = flytt_store::Totals::default();
+        assert_eq!(dav_fact(&totals), "");
+        totals.contacts_found = 4;
+        totals.contacts_copied = 3;
+        totals.events_found = 2;
+        totals.events_copied = 2;
+        assert_eq!(dav_fact(&totals), "3 of 4 / 2 of 2 / 0 of 0");
+        totals.contacts_skipped = 1;
+        assert_eq!(
+            dav_fact(&totals),
+            "3 of 4 / 2 of 2 / 0 of 0 (1 skipped: see the error report)"
+        );
     }
 }
