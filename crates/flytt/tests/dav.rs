@@ -37,6 +37,57 @@ async fn contents(client: &DavClient) -> Vec<(String, String, Vec<String>)> {
     dav::contents(client).await.expect("contents")
 }
 
+/// Both endpoints with a DAV server for the users' own logins (`gammel`,
+/// and `ny-dav`: the target without an admin, so the CSV's target
+/// credentials log in), and an IMAP batch `name` of `users`, started.
+fn own_login_batch(
+    lab: &Lab,
+    (source_dav, target_dav): (&DavServer, &DavServer),
+    users: &[&str],
+    name: &str,
+) {
+    let data = &lab.data;
+    let source_url = source_dav.url(users[0]).expect("url");
+    flytt_ok(
+        data,
+        &["endpoint", "set", "gammel", "--dav-url", &source_url],
+    );
+    let target_url = target_dav.url(users[0]).expect("url");
+    add_endpoint(
+        data,
+        "ny-dav",
+        &lab.target,
+        None,
+        &["--dav-url", &target_url],
+    );
+    let csv = lab.dir.path().join(format!("{name}.csv"));
+    let mut rows = String::from("EmailAddress,UserName,Password,TargetUserName,TargetPassword\n");
+    for user in users {
+        rows.push_str(&format!(
+            "{user},{user},{USER_PASSWORD},{user},{USER_PASSWORD}\n"
+        ));
+    }
+    std::fs::write(&csv, rows).expect("csv");
+    flytt_ok(
+        data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            name,
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny-dav",
+            "--csv",
+            csv.to_str().expect("path"),
+            "--auto-start",
+        ],
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn contacts_and_calendars_move_with_the_mailbox() {
     let users = ["anne@example.org", "bjorn@example.org"];
@@ -66,52 +117,13 @@ async fn contacts_and_calendars_move_with_the_mailbox() {
         String::from_utf8_lossy(&refused.stderr).contains("plain HTTP"),
         "{refused:?}"
     );
+    own_login_batch(&lab, (&source_dav, &target_dav), &users, "dav");
     let source_url = source_dav.url(users[0]).expect("url");
-    flytt_ok(
-        &data,
-        &["endpoint", "set", "gammel", "--dav-url", &source_url],
-    );
     let shown = flytt_ok(&data, &["endpoint", "show", "gammel"]);
     assert!(
         String::from_utf8_lossy(&shown.stdout)
             .contains(&format!("CardDAV/CalDAV:                 {source_url}")),
         "{shown:?}"
-    );
-    // The target's DAV server needs the user's own login: an endpoint
-    // without an admin, the CSV's target credentials.
-    let target_url = target_dav.url(users[0]).expect("url");
-    add_endpoint(
-        &data,
-        "ny-dav",
-        &lab.target,
-        None,
-        &["--dav-url", &target_url],
-    );
-    let csv = lab.dir.path().join("users.csv");
-    let mut rows = String::from("EmailAddress,UserName,Password,TargetUserName,TargetPassword\n");
-    for user in users {
-        rows.push_str(&format!(
-            "{user},{user},{USER_PASSWORD},{user},{USER_PASSWORD}\n"
-        ));
-    }
-    std::fs::write(&csv, rows).expect("csv");
-    flytt_ok(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "dav",
-            "--type",
-            "imap",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny-dav",
-            "--csv",
-            csv.to_str().expect("path"),
-            "--auto-start",
-        ],
     );
     let _server = Worker::serve(&data);
     common::wait_for_batch(&data, "dav", "Synced").await;
@@ -212,7 +224,6 @@ impl UsersReport {
 /// deletes before the final sync goes on the target too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
-    use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
     use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
     let users = ["anne@example.org"];
     let lab = Lab::start(&users, &[6], 1_000).await;
@@ -230,26 +241,7 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     };
     let (source_dav, target_dav) = (dav_server(&lab.source), dav_server(&lab.target));
     seed(&client(&source_dav, &lab.source, users[0])).await;
-    let mut sieve_server = SieveServer::from_url(&lab.source.sieve_url()).expect("url");
-    sieve_server.ca_files = vec![lab.source.ca_file()];
-    let mut session = SieveSession::connect(&sieve_server).await.expect("connect");
-    session
-        .authenticate(&SieveAuth {
-            authorize_as: None,
-            user: users[0],
-            password: USER_PASSWORD,
-        })
-        .await
-        .expect("login");
-    session
-        .put_script(
-            "ferie",
-            b"require \"vacation\";\r\nvacation :days 3 \"Borte.\";\r\n",
-        )
-        .await
-        .expect("upload");
-    session.set_active("ferie").await.expect("activate");
-    session.logout().await;
+    common::upload_sieve_scripts(&lab.source, users[0], &[("ferie", common::VACATION)]).await;
 
     let data = lab.data.clone();
     let admin_pw = lab.dir.path().join("admin.pw");
@@ -429,46 +421,7 @@ async fn a_runner_killed_mid_copy_copies_each_contact_once() {
     }
 
     let data = lab.data.clone();
-    let source_url = source_dav.url(users[0]).expect("url");
-    flytt_ok(
-        &data,
-        &["endpoint", "set", "gammel", "--dav-url", &source_url],
-    );
-    let target_url = target_dav.url(users[0]).expect("url");
-    add_endpoint(
-        &data,
-        "ny-dav",
-        &lab.target,
-        None,
-        &["--dav-url", &target_url],
-    );
-    let csv = lab.dir.path().join("users.csv");
-    std::fs::write(
-        &csv,
-        format!(
-            "EmailAddress,UserName,Password,TargetUserName,TargetPassword\n{0},{0},{1},{0},{1}\n",
-            users[0], USER_PASSWORD
-        ),
-    )
-    .expect("csv");
-    flytt_ok(
-        &data,
-        &[
-            "batch",
-            "new",
-            "--name",
-            "drept",
-            "--type",
-            "imap",
-            "--source-endpoint",
-            "gammel",
-            "--target-endpoint",
-            "ny-dav",
-            "--csv",
-            csv.to_str().expect("path"),
-            "--auto-start",
-        ],
-    );
+    own_login_batch(&lab, (&source_dav, &target_dav), &users, "drept");
     // Short leases: the next runner takes the killed one's user over soon.
     let runner = || {
         let mut command = common::flytt_command(&data, &["worker"]);

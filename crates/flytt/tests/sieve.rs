@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{Lab, USER_PASSWORD, Worker, flytt_ok, json};
-use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
+use common::{Lab, Worker, flytt_ok, json};
+use flytt_sieve::{SieveAuth, SieveSession};
 use flytt_testsupport::Dovecot;
 use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
 
@@ -13,14 +13,8 @@ const VACATION: &str =
     "require \"vacation\";\r\nvacation :days 7 \"Jeg er på ferie. Hilsen Anne\";\r\n";
 const FILTER: &str = "require \"fileinto\";\r\nif address :is \"from\" \"sjef@example.org\" {\r\n  fileinto \"Viktig\";\r\n}\r\n";
 
-fn sieve(dovecot: &Dovecot) -> SieveServer {
-    let mut server = SieveServer::from_url(&dovecot.sieve_url()).expect("url");
-    server.ca_files = vec![dovecot.ca_file()];
-    server
-}
-
 async fn scripts_of(dovecot: &Dovecot, user: &str) -> Vec<(String, bool, Vec<u8>)> {
-    let mut session = SieveSession::connect(&sieve(dovecot))
+    let mut session = SieveSession::connect(&common::sieve_server(dovecot))
         .await
         .expect("connect");
     session
@@ -44,27 +38,12 @@ async fn scripts_of(dovecot: &Dovecot, user: &str) -> Vec<(String, bool, Vec<u8>
 async fn sieve_scripts_move_with_the_mailbox() {
     let users = ["anne@example.org", "bjorn@example.org"];
     let lab = Lab::start(&users, &[5, 5], 1_000).await;
-    let mut session = SieveSession::connect(&sieve(&lab.source))
-        .await
-        .expect("connect");
-    session
-        .authenticate(&SieveAuth {
-            authorize_as: None,
-            user: users[0],
-            password: USER_PASSWORD,
-        })
-        .await
-        .expect("login");
-    session
-        .put_script("ferie", VACATION.as_bytes())
-        .await
-        .expect("upload");
-    session
-        .put_script("sortering", FILTER.as_bytes())
-        .await
-        .expect("upload");
-    session.set_active("ferie").await.expect("activate");
-    session.logout().await;
+    common::upload_sieve_scripts(
+        &lab.source,
+        users[0],
+        &[("ferie", VACATION), ("sortering", FILTER)],
+    )
+    .await;
 
     let data = lab.data.clone();
     for (endpoint, server) in [("gammel", &lab.source), ("ny", &lab.target)] {

@@ -271,7 +271,7 @@ fn set_mailbox(slapd: &Slapd, uid: &str, value: &str) {
 /// it for user@TargetDeliveryDomain, caught by a real SMTP sink.
 #[tokio::test(flavor = "multi_thread")]
 async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
-    use flytt_sieve::{SieveAuth, SieveServer, SieveSession};
+    use flytt_sieve::{SieveAuth, SieveSession};
     let sink = flytt_testsupport::smtp::SmtpSink::start().expect("sink");
     let users = ["anne@example.org"];
     let lab = Lab::start_with(
@@ -281,31 +281,7 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
         &format!("submission_host = 127.0.0.1:{}\n", sink.port()),
     )
     .await;
-    let sieve = |dovecot: &flytt_testsupport::Dovecot| {
-        let mut server = SieveServer::from_url(&dovecot.sieve_url()).expect("url");
-        server.ca_files = vec![dovecot.ca_file()];
-        server
-    };
-    let mut session = SieveSession::connect(&sieve(&lab.source))
-        .await
-        .expect("connect");
-    session
-        .authenticate(&SieveAuth {
-            authorize_as: None,
-            user: users[0],
-            password: common::USER_PASSWORD,
-        })
-        .await
-        .expect("login");
-    session
-        .put_script(
-            "ferie",
-            b"require \"vacation\";\r\nvacation :days 3 \"Borte.\";\r\n",
-        )
-        .await
-        .expect("upload");
-    session.set_active("ferie").await.expect("activate");
-    session.logout().await;
+    common::upload_sieve_scripts(&lab.source, users[0], &[("ferie", common::VACATION)]).await;
 
     let data = lab.data.clone();
     // Notification mails go to the same sink as the redirected mail.
@@ -366,7 +342,7 @@ async fn sieve_forwarding_sends_new_mail_to_the_new_mailbox() {
     assert_eq!(lab.target_inbox(users[0]).await, 5);
 
     // The target has the user's script, active; not flytt's redirect.
-    let mut target = SieveSession::connect(&sieve(&lab.target))
+    let mut target = SieveSession::connect(&common::sieve_server(&lab.target))
         .await
         .expect("connect");
     target

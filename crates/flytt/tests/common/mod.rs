@@ -347,3 +347,39 @@ pub async fn wait_for_batch(data: &Path, batch: &str, status: &str) -> serde_jso
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// A vacation reply, as users have them.
+pub const VACATION: &str = "require \"vacation\";\r\nvacation :days 3 \"Borte.\";\r\n";
+
+/// `dovecot`'s ManageSieve server, trusted through its CA file.
+pub fn sieve_server(dovecot: &Dovecot) -> flytt_sieve::SieveServer {
+    let mut server = flytt_sieve::SieveServer::from_url(&dovecot.sieve_url()).expect("url");
+    server.ca_files = vec![dovecot.ca_file()];
+    server
+}
+
+/// Uploads `scripts` (name, text) as `user` with their own login; the
+/// first is made active, as a user's vacation reply would be.
+pub async fn upload_sieve_scripts(dovecot: &Dovecot, user: &str, scripts: &[(&str, &str)]) {
+    let mut session = flytt_sieve::SieveSession::connect(&sieve_server(dovecot))
+        .await
+        .expect("connect");
+    session
+        .authenticate(&flytt_sieve::SieveAuth {
+            authorize_as: None,
+            user,
+            password: USER_PASSWORD,
+        })
+        .await
+        .expect("login");
+    for (name, text) in scripts {
+        session
+            .put_script(name, text.as_bytes())
+            .await
+            .expect("upload");
+    }
+    if let Some((active, _)) = scripts.first() {
+        session.set_active(active).await.expect("activate");
+    }
+    session.logout().await;
+}
