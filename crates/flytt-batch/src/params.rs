@@ -31,8 +31,9 @@ pub struct BatchParameters {
     /// hashed) on every sync; final syncs always do.
     pub verify: bool,
     /// Deletion sync: what the source deleted since a sync copied it is
-    /// deleted on the target too, if unchanged there. Off by default.
-    /// Contacts and calendar items today; mail not yet.
+    /// deleted on the target too: messages (flytt's own copies, where the
+    /// target has UIDPLUS), contacts and calendar items (if unchanged on
+    /// the target). Off by default.
     pub deletion_sync: bool,
 }
 

@@ -21,6 +21,9 @@ pub struct UserStatistics {
     /// Copied, but kept altered by the target.
     pub messages_altered: u64,
     pub flags_updated: u64,
+    /// Copies expunged on the target because the source deleted the
+    /// message (deletion sync), over all syncs.
+    pub messages_deleted: u64,
     /// Seconds, every sync together.
     pub duration: f64,
     pub issues: Vec<StatisticsIssue>,
@@ -120,6 +123,7 @@ impl UserStatistics {
         latest.messages_matched += self.messages_matched;
         latest.messages_altered += self.messages_altered;
         latest.flags_updated += self.flags_updated;
+        latest.messages_deleted += self.messages_deleted;
         latest.duration += self.duration;
         latest.dav = match (&self.dav, &latest.dav) {
             (Some(before), Some(now)) => Some(before.then(now)),

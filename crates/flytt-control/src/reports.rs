@@ -41,6 +41,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "ItemsSkipped",
             "ItemsFailed",
             "ItemsAlteredByTarget",
+            "ItemsDeleted",
             "BytesCopied",
             "LastSyncedAt",
             "ContactsFound",
@@ -82,6 +83,7 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             number(|s| s.messages_skipped),
             number(|s| s.messages_failed),
             number(|s| s.messages_altered),
+            number(|s| s.messages_deleted),
             number(|s| s.bytes_copied),
             user.last_synced_at
                 .as_deref()

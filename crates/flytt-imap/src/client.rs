@@ -577,6 +577,19 @@ impl Session {
         self.run(builder).await.map(|_| ())
     }
 
+    /// `UID EXPUNGE set` (UIDPLUS, RFC 4315): removes exactly these
+    /// messages, if they are marked `\Deleted`, and no other that is.
+    pub async fn uid_expunge(&mut self, uids: &[Uid]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let builder = self
+            .builder("UID EXPUNGE")
+            .raw("UID EXPUNGE ")
+            .raw(&uid_set(uids));
+        self.run(builder).await.map(|_| ())
+    }
+
     /// LOGOUT, without waiting for the answer (a round trip of nothing):
     /// the command is written out and the connection closed.
     pub async fn logout(mut self) {

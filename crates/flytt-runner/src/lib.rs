@@ -518,6 +518,7 @@ async fn sync_user(
             .connections_per_user
             .min(item.target.connections_per_user)
             .max(1) as usize,
+        delete_removed: parameters.deletion_sync,
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides

@@ -284,6 +284,29 @@ impl Store {
             .collect()
     }
 
+    /// Forgets copies whose source message is gone and whose target copy
+    /// was expunged (deletion sync), in one transaction.
+    pub async fn forget_copied(
+        &self,
+        pair: PairId,
+        source_folder: &str,
+        source_uids: &[u32],
+    ) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        for uid in source_uids {
+            sqlx::query(self.sql(
+                "DELETE FROM message_map WHERE pair_id = ? AND source_folder = ? AND source_uid = ?",
+            ))
+            .bind(pair.0)
+            .bind(source_folder)
+            .bind(i64::from(*uid))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Records copies the target confirmed, in one transaction; a row that
     /// exists is replaced (its target UID became known, or flags changed).
     pub async fn record_copied(

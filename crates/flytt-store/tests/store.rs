@@ -198,6 +198,10 @@ async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) ->
         2,
         "same epoch keeps the map"
     );
+    // Deletion sync forgets the copies it expunged, and only those.
+    store.forget_copied(pair, "INBOX", &[1]).await?;
+    assert_eq!(store.copied(pair, "INBOX").await?, copied[1..].to_vec());
+    store.record_copied(pair, "INBOX", &copied[..1]).await?;
     assert_eq!(
         store
             .folder_state(pair, "INBOX")

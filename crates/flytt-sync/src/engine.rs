@@ -600,6 +600,9 @@ impl<'a> Worker<'a> {
                 format!("the target folder cannot keep the flag {flag}"),
             );
         }
+        if self.options.delete_removed {
+            self.expunge_removed(folder, &copied).await?;
+        }
         if self.skips() == skips_before {
             self.store
                 .finish_folder(
@@ -610,6 +613,103 @@ impl<'a> Worker<'a> {
                 )
                 .await?;
         }
+        Ok(())
+    }
+
+    /// Deletion sync: the copies of messages the source no longer holds are
+    /// expunged on the target by the target UIDs the map recorded (so only
+    /// flytt's own copies, never mail that arrived on the target), then
+    /// forgotten. A message moved between source folders so arrives moved,
+    /// not doubled. A kill between the expunge and the forgetting is
+    /// harmless: the next pass expunges UIDs that are gone, which is
+    /// nothing.
+    async fn expunge_removed(
+        &mut self,
+        folder: &FolderPlan,
+        copied: &HashMap<Uid, CopiedMessage>,
+    ) -> Result<(), SyncError> {
+        if copied.is_empty() {
+            return Ok(());
+        }
+        let present: HashSet<Uid> = self
+            .src
+            .uid_search_all()
+            .await
+            .map_err(SyncError::Source)?
+            .into_iter()
+            .collect();
+        let removed: Vec<&CopiedMessage> = copied
+            .values()
+            .filter(|c| !present.contains(&c.source_uid))
+            .collect();
+        if removed.is_empty() {
+            return Ok(());
+        }
+        if !self.tgt.has("UIDPLUS") {
+            self.issue(
+                IssueKind::Kept,
+                &folder.display,
+                None,
+                format!(
+                    "{} messages deleted on the source are kept: the target cannot expunge single messages (no UIDPLUS)",
+                    removed.len()
+                ),
+            );
+            return Ok(());
+        }
+        let mut target_uids = Vec::new();
+        let mut forgotten = Vec::new();
+        for c in &removed {
+            match c.target_uid {
+                Some(target_uid) => {
+                    target_uids.push(target_uid);
+                    forgotten.push(c.source_uid);
+                }
+                None => self.issue(
+                    IssueKind::Kept,
+                    &folder.display,
+                    Some(c.source_uid),
+                    "deleted on the source; its copy's UID on the target is unknown, so it is kept"
+                        .into(),
+                ),
+            }
+        }
+        if target_uids.is_empty() {
+            return Ok(());
+        }
+        target_uids.sort_unstable();
+        self.ensure_may_write()?;
+        let deleted = Flag::parse("\\Deleted").into_iter().collect::<Vec<_>>();
+        let marked = self.tgt.uid_store(&target_uids, true, &deleted).await;
+        if self
+            .refused_or(
+                marked,
+                SyncError::Target,
+                IssueKind::Kept,
+                folder,
+                "marking the source's deletions",
+            )?
+            .is_none()
+        {
+            return Ok(());
+        }
+        let expunged = self.tgt.uid_expunge(&target_uids).await;
+        if self
+            .refused_or(
+                expunged,
+                SyncError::Target,
+                IssueKind::Kept,
+                folder,
+                "expunging the source's deletions",
+            )?
+            .is_none()
+        {
+            return Ok(());
+        }
+        self.store
+            .forget_copied(self.pair, &folder.source, &forgotten)
+            .await?;
+        self.report.messages_deleted += target_uids.len() as u64;
         Ok(())
     }
 

@@ -80,6 +80,10 @@ pub struct SyncOptions {
     /// network's round trip is at least 15 ms (on a LAN one pair's
     /// pipelines keep both servers busy, and more only add load).
     pub connections: usize,
+    /// Deletion sync: the copies of messages the source deleted since they
+    /// were copied are expunged on the target (never a message flytt did
+    /// not copy).
+    pub delete_removed: bool,
 }
 
 impl Default for SyncOptions {
@@ -95,6 +99,7 @@ impl Default for SyncOptions {
             fetch_window: 8,
             append_window: 8,
             connections: flytt_store::DEFAULT_CONNECTIONS_PER_USER as usize,
+            delete_removed: false,
         }
     }
 }

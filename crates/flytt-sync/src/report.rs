@@ -33,6 +33,9 @@ pub enum IssueKind {
     /// the source did not return. The folder's pass stays unfinished, so
     /// the next sync tries again.
     Deferred,
+    /// Deleted on the source, kept on the target (deletion sync): the
+    /// target cannot expunge single messages (no UIDPLUS), or refused to.
+    Kept,
 }
 
 impl IssueKind {
@@ -75,6 +78,9 @@ pub struct Report {
     /// size differs): each is an issue saying what changed.
     pub messages_altered: u64,
     pub flags_updated: u64,
+    /// Copies expunged on the target because the source deleted the
+    /// message since (deletion sync).
+    pub messages_deleted: u64,
     /// Connection pairs (a session to each server) that copied folders:
     /// more than one only where the round trip is long (see
     /// `SyncOptions::connections`).

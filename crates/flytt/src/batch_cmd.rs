@@ -171,9 +171,9 @@ pub struct NewArgs {
     /// every sync (final syncs always do).
     #[arg(long)]
     verify: bool,
-    /// Deletion sync: contacts and calendar items deleted on the source
-    /// since they were copied are deleted on the target too, if unchanged
-    /// there (mail deletions are not carried over yet).
+    /// Deletion sync: messages, contacts and calendar items deleted on the
+    /// source since they were copied are deleted on the target too (only
+    /// flytt's own copies; contacts and items only if unchanged there).
     #[arg(long)]
     deletion_sync: bool,
     /// Staged batches: where forwarding is set on the source
@@ -493,6 +493,12 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
             stats.messages_altered
         );
         println!("Bytes:  {} copied", stats.bytes_copied);
+        if stats.messages_deleted > 0 {
+            println!(
+                "Deleted: {} copies whose source message was deleted (deletion sync)",
+                stats.messages_deleted
+            );
+        }
         if let Some(dav) = &stats.dav {
             for (what, counts) in [
                 ("Contacts:", &dav.contacts),

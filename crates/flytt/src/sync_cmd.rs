@@ -83,6 +83,11 @@ pub struct SyncArgs {
     /// 8-bit header bytes).
     #[arg(long)]
     verify: bool,
+    /// Deletion sync: messages deleted on the source since an earlier run
+    /// copied them are expunged on the target too (only those copies;
+    /// needs UIDPLUS on the target).
+    #[arg(long)]
+    deletion_sync: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -167,6 +172,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         fetch_window: args.window.clamp(1, 64),
         append_window: args.window.clamp(1, 64),
         connections: args.connections as usize,
+        delete_removed: args.deletion_sync,
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());

@@ -221,7 +221,8 @@ impl UsersReport {
 /// sync moves the mail, the contacts, the calendars and the Sieve scripts,
 /// all four counted in the users report. The user sees the copies with
 /// their own login on the target. With deletion sync, what the source
-/// deletes before the final sync goes on the target too.
+/// deletes before the final sync (an event, a message) goes on the target
+/// too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
@@ -363,6 +364,16 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
         .await
         .expect("DELETE");
     assert_eq!(deleted, flytt_dav::Delete::Deleted);
+    // And a message.
+    let mut session = lab.source.admin_session(users[0]).await.expect("login");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let flag = flytt_imap::Flag::parse("\\Deleted").expect("flag");
+    session.uid_store(&[1], true, &[flag]).await.expect("store");
+    session.uid_expunge(&[1]).await.expect("expunge");
+    drop(session);
     flytt_ok(&data, &["batch", "complete", "trinnvis"]);
     common::wait_for_batch(&data, "trinnvis", "Completed").await;
     let on_source = contents(&source).await;
@@ -373,6 +384,8 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     );
     let anne = json(&flytt_ok(&data, &["user", "show", users[0], "--json"]));
     assert_eq!(anne["statistics"]["dav"]["events"]["deleted"], 1, "{anne}");
+    assert_eq!(anne["statistics"]["messages_deleted"], 1, "{anne}");
+    assert_eq!(lab.target_inbox(users[0]).await, 5);
     assert_eq!(
         anne["statistics"]["sieve"]["copied"],
         serde_json::json!(["ferie"]),

@@ -638,6 +638,129 @@ async fn parallel_folders_resume_exactly_once_cyrus_to_dovecot() {
     parallel_folders_resume_exactly_once(Family::Cyrus, DOVECOT_TARGET).await;
 }
 
+/// Deletion sync: messages deleted on the source, and one moved to another
+/// folder, are expunged on the target only with `--deletion-sync`; the
+/// moved one arrives moved, not doubled; a message that arrived on the
+/// target itself is never touched. Dovecot → Cyrus and Cyrus → Dovecot.
+async fn deletions_follow_with_deletion_sync(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    let inbox = new_messages(0, 10);
+    let folder = |path: &str, messages: Vec<CorpusMessage>| CorpusFolder {
+        path: vec![path.into()],
+        subscribed: true,
+        messages,
+    };
+    setup
+        .seed(
+            USER,
+            &[
+                folder("INBOX", inbox.clone()),
+                folder("Prosjekter", new_messages(100, 3)),
+            ],
+        )
+        .await;
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_copied"), 13, "{json}");
+
+    // Mail that arrived on the target meanwhile.
+    let native = CorpusMessage {
+        bytes: corpus::generated_message(500, Some("native@target.example"), 2_000),
+        flags: vec![],
+        date: corpus::spread_date(500),
+    };
+    let mut on_target = setup.target.admin_session(USER).await.expect("login");
+    corpus::append_all(&mut on_target, "INBOX", std::slice::from_ref(&native))
+        .await
+        .expect("append");
+    drop(on_target);
+    // On the source: one message deleted; a sync without deletion sync
+    // keeps it on the target.
+    let delete_on_source = async |uids: &[u32], moved: &[CorpusMessage]| {
+        let mut session = setup.source.admin_session(USER).await.expect("login");
+        let projects = session
+            .namespaces()
+            .await
+            .expect("namespace")
+            .absolute("Prosjekter");
+        corpus::append_all(&mut session, &projects, moved)
+            .await
+            .expect("append");
+        session
+            .select("INBOX", flytt_imap::Access::ReadWrite)
+            .await
+            .expect("select");
+        let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
+        session
+            .uid_store(uids, true, &[deleted])
+            .await
+            .expect("store");
+        session.uid_expunge(uids).await.expect("expunge");
+    };
+    let target_inbox = async || {
+        let (_, target) = setup.snapshots(USER).await;
+        target.get("INBOX").cloned().unwrap_or_default()
+    };
+    delete_on_source(&[1], &[]).await;
+    let json = setup.sync();
+    assert_eq!(count(&json, "messages_deleted"), 0, "{json}");
+    assert_eq!(target_inbox().await.len(), 11);
+
+    // Then another deleted and a third moved to Prosjekter: with deletion
+    // sync, all three go from the target's INBOX, and the moved one is in
+    // Prosjekter once.
+    delete_on_source(&[2, 3], &inbox[2..3]).await;
+    let (code, json, output) = setup.sync_user(USER, &["--deletion-sync"]);
+    assert_eq!(
+        code,
+        0,
+        "{json} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count(&json, "messages_deleted"), 3, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 1, "{json}");
+    let inbox_now = target_inbox().await;
+    assert_eq!(inbox_now.len(), 8, "7 of the source's and the target's own");
+    assert!(
+        inbox_now.iter().any(|m| m.bytes == native.bytes),
+        "the target's own message is kept"
+    );
+    // Without it, the target is the source exactly.
+    let mut on_target = setup.target.admin_session(USER).await.expect("login");
+    on_target
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let native_uid = on_target
+        .uid_search_all()
+        .await
+        .expect("search")
+        .into_iter()
+        .max()
+        .expect("a message");
+    let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
+    on_target
+        .uid_store(&[native_uid], true, &[deleted])
+        .await
+        .expect("store");
+    on_target.uid_expunge(&[native_uid]).await.expect("expunge");
+    drop(on_target);
+    setup.assert_exact(USER, rewritten_by(target)).await;
+
+    // Done once: nothing more to delete.
+    let (_, json, _) = setup.sync_user(USER, &["--deletion-sync"]);
+    assert_eq!(count(&json, "messages_deleted"), 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletions_follow_with_deletion_sync_dovecot_to_cyrus() {
+    deletions_follow_with_deletion_sync(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deletions_follow_with_deletion_sync_cyrus_to_dovecot() {
+    deletions_follow_with_deletion_sync(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
 /// Cyrus refuses a `"` in a folder name: the folder is created under a
 /// safe name, reported as renamed, and its mail is copied.
 #[tokio::test(flavor = "multi_thread")]
