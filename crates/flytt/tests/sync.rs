@@ -558,7 +558,8 @@ async fn target_without_literal_plus_or_multiappend() {
 
 /// A target without UIDPLUS gives no target UIDs: copies are recorded
 /// without them, found again by content later, and flag changes still
-/// arrive; nothing is duplicated.
+/// arrive; nothing is duplicated. Deletion sync keeps what it cannot
+/// expunge alone, and says so.
 #[tokio::test(flavor = "multi_thread")]
 async fn target_without_uidplus() {
     let caps = "imap_capability = IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+ MULTIAPPEND CONDSTORE SPECIAL-USE LIST-EXTENDED NAMESPACE\n";
@@ -595,6 +596,24 @@ async fn target_without_uidplus() {
     assert_eq!(code, 0);
     assert_eq!(count(&json, "messages_copied"), 0);
     setup.assert_target_matches_source(&[]).await;
+
+    // Deletion sync cannot expunge single messages there: the copy is
+    // kept, and the run says why.
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let first = session.uid_search_all().await.expect("search")[0];
+    let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
+    session
+        .uid_store(&[first], true, &[deleted])
+        .await
+        .expect("store");
+    session.uid_expunge(&[first]).await.expect("expunge");
+    let (code, json, _) = setup.sync(&["--deletion-sync"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(count(&json, "messages_deleted"), 0, "{json}");
+    assert!(json["issues"].to_string().contains("no UIDPLUS"), "{json}");
 }
 
 /// A source without CONDSTORE: changes are found by comparing every flag.
