@@ -92,6 +92,7 @@ impl BatchType {
                 MailboxType,
                 BadItemLimit,
                 LargeItemLimit,
+                DeletionSync,
             ],
             BatchType::Staged => &[
                 EmailAddress,
@@ -99,10 +100,15 @@ impl BatchType {
                 ForceChangePassword,
                 BadItemLimit,
                 LargeItemLimit,
+                DeletionSync,
             ],
-            BatchType::Onboarding | BatchType::Offboarding => {
-                &[EmailAddress, MailboxType, BadItemLimit, LargeItemLimit]
-            }
+            BatchType::Onboarding | BatchType::Offboarding => &[
+                EmailAddress,
+                MailboxType,
+                BadItemLimit,
+                LargeItemLimit,
+                DeletionSync,
+            ],
         }
     }
 }
@@ -119,10 +125,11 @@ pub enum Column {
     MailboxType,
     BadItemLimit,
     LargeItemLimit,
+    DeletionSync,
 }
 
 impl Column {
-    const ALL: [Column; 9] = [
+    const ALL: [Column; 10] = [
         Column::EmailAddress,
         Column::UserName,
         Column::Password,
@@ -132,6 +139,7 @@ impl Column {
         Column::MailboxType,
         Column::BadItemLimit,
         Column::LargeItemLimit,
+        Column::DeletionSync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -145,6 +153,7 @@ impl Column {
             Column::MailboxType => "MailboxType",
             Column::BadItemLimit => "BadItemLimit",
             Column::LargeItemLimit => "LargeItemLimit",
+            Column::DeletionSync => "DeletionSync",
         }
     }
 
@@ -232,6 +241,7 @@ pub struct CsvUser {
     pub mailbox_type: Option<MailboxType>,
     pub bad_item_limit: Option<BadItemLimit>,
     pub large_item_limit: Option<u64>,
+    pub deletion_sync: Option<bool>,
 }
 
 /// One problem in the file.
@@ -494,6 +504,7 @@ fn parse_row(
         mailbox_type: None,
         bad_item_limit: None,
         large_item_limit: None,
+        deletion_sync: None,
     };
     for (value, column) in record.iter().zip(columns) {
         let Some(column) = column else { continue };
@@ -537,15 +548,22 @@ fn parse_row(
                     user.target_password = Some(Password(value.to_string()));
                 }
             }
-            Column::ForceChangePassword => {
-                if trimmed.eq_ignore_ascii_case("true") {
-                    user.force_change_password = Some(true);
+            Column::ForceChangePassword | Column::DeletionSync => {
+                let value = if trimmed.eq_ignore_ascii_case("true") {
+                    true
                 } else if trimmed.eq_ignore_ascii_case("false") {
-                    user.force_change_password = Some(false);
+                    false
                 } else {
                     error(format!(
-                        "ForceChangePassword must be True or False, not {trimmed:?}"
+                        "{} must be True or False, not {trimmed:?}",
+                        column.name()
                     ));
+                    continue;
+                };
+                if *column == Column::DeletionSync {
+                    user.deletion_sync = Some(value);
+                } else {
+                    user.force_change_password = Some(value);
                 }
             }
             Column::MailboxType => match MailboxType::parse(trimmed) {
@@ -649,13 +667,34 @@ mod tests {
         assert_eq!(
             errors(csv, BatchType::Staged),
             vec![
-                "line 1: unknown column \"Colour\"; a staged batch takes: EmailAddress, Password, ForceChangePassword, BadItemLimit, LargeItemLimit",
+                "line 1: unknown column \"Colour\"; a staged batch takes: EmailAddress, Password, ForceChangePassword, BadItemLimit, LargeItemLimit, DeletionSync",
                 "line 2: Password is shorter than 8 characters",
                 "line 2: ForceChangePassword must be True or False, not \"Maybe\"",
                 "line 3: \"not-an-address\" is not a valid email address",
                 "line 4: Kari@Example.org is already on line 2",
                 "line 5: has 2 values but the header has 4 columns",
             ]
+        );
+    }
+
+    /// DeletionSync per row: True or False, any case; empty takes the
+    /// batch's; anything else is an error on its line.
+    #[test]
+    fn deletion_sync_is_a_per_row_choice() {
+        let csv = "EmailAddress,DeletionSync\n\
+                   kari@example.org,TRUE\n\
+                   ola@example.org,false\n\
+                   per@example.org,\n";
+        let users =
+            parse_users(csv.as_bytes(), BatchType::Onboarding, &|_: &str| None).expect("valid");
+        let chosen: Vec<Option<bool>> = users.iter().map(|u| u.deletion_sync).collect();
+        assert_eq!(chosen, vec![Some(true), Some(false), None]);
+        assert_eq!(
+            errors(
+                "EmailAddress,DeletionSync\nkari@example.org,yes\n",
+                BatchType::Staged
+            ),
+            vec!["line 2: DeletionSync must be True or False, not \"yes\""]
         );
     }
 

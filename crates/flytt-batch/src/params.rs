@@ -69,6 +69,16 @@ pub struct UserOverrides {
     pub bad_item_limit: Option<BadItemLimit>,
     pub large_item_limit: Option<u64>,
     pub force_change_password: Option<bool>,
+    #[serde(default)]
+    pub deletion_sync: Option<bool>,
+}
+
+impl UserOverrides {
+    /// Whether deletion sync is on for this user: the CSV row's
+    /// DeletionSync, else the batch's.
+    pub fn deletion_sync(&self, batch: &BatchParameters) -> bool {
+        self.deletion_sync.unwrap_or(batch.deletion_sync)
+    }
 }
 
 impl From<&CsvUser> for UserOverrides {
@@ -78,6 +88,7 @@ impl From<&CsvUser> for UserOverrides {
             bad_item_limit: user.bad_item_limit,
             large_item_limit: user.large_item_limit,
             force_change_password: user.force_change_password,
+            deletion_sync: user.deletion_sync,
         }
     }
 }
@@ -127,6 +138,23 @@ mod tests {
         assert!(parse_duration("soon").is_err());
     }
 
+    /// A row's DeletionSync wins; an empty cell takes the batch's.
+    #[test]
+    fn deletion_sync_is_the_rows_else_the_batchs() {
+        let batch = BatchParameters {
+            deletion_sync: true,
+            ..BatchParameters::default()
+        };
+        let row = |deletion_sync| UserOverrides {
+            deletion_sync,
+            ..UserOverrides::default()
+        };
+        assert!(row(None).deletion_sync(&batch));
+        assert!(!row(Some(false)).deletion_sync(&batch));
+        assert!(row(Some(true)).deletion_sync(&BatchParameters::default()));
+        assert!(!row(None).deletion_sync(&BatchParameters::default()));
+    }
+
     #[test]
     fn overrides_round_trip_as_json() {
         let overrides = UserOverrides {
@@ -134,6 +162,7 @@ mod tests {
             bad_item_limit: Some(BadItemLimit::Unlimited),
             large_item_limit: Some(1 << 20),
             force_change_password: None,
+            deletion_sync: Some(true),
         };
         let json = serde_json::to_string(&overrides).unwrap_or_default();
         assert_eq!(

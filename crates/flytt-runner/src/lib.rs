@@ -518,7 +518,7 @@ async fn sync_user(
             .connections_per_user
             .min(item.target.connections_per_user)
             .max(1) as usize,
-        delete_removed: parameters.deletion_sync,
+        delete_removed: overrides.deletion_sync(parameters),
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides
@@ -711,7 +711,7 @@ async fn copy_dav(
     let source = client(&item.source, &source.auth)?;
     let target = client(&item.target, &target.auth)?;
     let options = flytt_dav::CopyOptions {
-        delete_removed: item.parameters.deletion_sync,
+        delete_removed: item.overrides.deletion_sync(&item.parameters),
     };
     flytt_dav::copy_user(&source, &target, store, options)
         .await

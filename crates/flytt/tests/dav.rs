@@ -220,9 +220,9 @@ impl UsersReport {
 /// user's collections, the endpoints' DAV URLs with `{user}`), and one
 /// sync moves the mail, the contacts, the calendars and the Sieve scripts,
 /// all four counted in the users report. The user sees the copies with
-/// their own login on the target. With deletion sync, what the source
-/// deletes before the final sync (an event, a message) goes on the target
-/// too.
+/// their own login on the target. With deletion sync (the CSV row's
+/// DeletionSync), what the source deletes before the final sync (an event,
+/// a message) goes on the target too.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
@@ -312,7 +312,12 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     );
 
     let csv = lab.dir.path().join("staged.csv");
-    std::fs::write(&csv, format!("EmailAddress\n{}\n", users[0])).expect("csv");
+    // Deletion sync for this user by the CSV row (the batch has it off).
+    std::fs::write(
+        &csv,
+        format!("EmailAddress,DeletionSync\n{},True\n", users[0]),
+    )
+    .expect("csv");
     flytt_ok(
         &data,
         &[
@@ -330,7 +335,6 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
             csv.to_str().expect("path"),
             "--target-delivery-domain",
             "ny.example.org",
-            "--deletion-sync",
             "--auto-start",
         ],
     );
