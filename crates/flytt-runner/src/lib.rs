@@ -636,9 +636,17 @@ async fn with_sieve_scripts(
             reason: reason.clone(),
             ..StatisticsIssue::default()
         }));
+    // A copy that made none active left the target's as it was: after a
+    // staged user's forwarding, the source's active script is flytt's
+    // redirect, which stays behind, and the user's stays active.
+    let still_active = stats
+        .sieve
+        .as_ref()
+        .and_then(|before| before.active.clone())
+        .filter(|active| report.copied.contains(active));
     stats.sieve = Some(SieveStatistics {
+        active: report.active.or(still_active),
         copied: report.copied,
-        active: report.active,
     });
     stats
 }

@@ -395,6 +395,9 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
         serde_json::json!(["ferie"]),
         "{anne}"
     );
+    // The final copy made none active (the source's active one is
+    // flytt's forward by then): the user's stays active, and says so.
+    assert_eq!(anne["statistics"]["sieve"]["active"], "ferie", "{anne}");
 }
 
 /// A runner killed (SIGKILL) twice while it copies a large address book,
