@@ -422,6 +422,20 @@ pub async fn append_all(
     Ok(())
 }
 
+/// Deletes `uids` from `mailbox` for good, as a user's client does: marked
+/// `\Deleted`, then `UID EXPUNGE` of exactly those (UIDPLUS).
+pub async fn expunge(session: &mut Session, mailbox: &str, uids: &[u32]) -> Result<()> {
+    session
+        .select(mailbox, flytt_imap::Access::ReadWrite)
+        .await?;
+    let deleted = flytt_imap::Flag::parse("\\Deleted")
+        .into_iter()
+        .collect::<Vec<_>>();
+    session.uid_store(uids, true, &deleted).await?;
+    session.uid_expunge(uids).await?;
+    Ok(())
+}
+
 /// Appends many messages fast: MULTIAPPEND, 100 messages per command (for
 /// seeding large mailboxes; `append_all` is the one-by-one reference).
 pub async fn append_many(

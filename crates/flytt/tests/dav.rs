@@ -370,13 +370,9 @@ async fn a_staged_batch_moves_mail_contacts_calendars_and_sieve_scripts() {
     assert_eq!(deleted, flytt_dav::Delete::Deleted);
     // And a message.
     let mut session = lab.source.admin_session(users[0]).await.expect("login");
-    session
-        .select("INBOX", flytt_imap::Access::ReadWrite)
+    flytt_testsupport::corpus::expunge(&mut session, "INBOX", &[1])
         .await
-        .expect("select");
-    let flag = flytt_imap::Flag::parse("\\Deleted").expect("flag");
-    session.uid_store(&[1], true, &[flag]).await.expect("store");
-    session.uid_expunge(&[1]).await.expect("expunge");
+        .expect("expunge");
     drop(session);
     flytt_ok(&data, &["batch", "complete", "trinnvis"]);
     common::wait_for_batch(&data, "trinnvis", "Completed").await;

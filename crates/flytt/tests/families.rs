@@ -685,16 +685,9 @@ async fn deletions_follow_with_deletion_sync(source: Family, target: Family) {
         corpus::append_all(&mut session, &projects, moved)
             .await
             .expect("append");
-        session
-            .select("INBOX", flytt_imap::Access::ReadWrite)
+        corpus::expunge(&mut session, "INBOX", uids)
             .await
-            .expect("select");
-        let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
-        session
-            .uid_store(uids, true, &[deleted])
-            .await
-            .expect("store");
-        session.uid_expunge(uids).await.expect("expunge");
+            .expect("expunge");
     };
     let target_inbox = async || {
         let (_, target) = setup.snapshots(USER).await;
@@ -737,12 +730,9 @@ async fn deletions_follow_with_deletion_sync(source: Family, target: Family) {
         .into_iter()
         .max()
         .expect("a message");
-    let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
-    on_target
-        .uid_store(&[native_uid], true, &[deleted])
+    corpus::expunge(&mut on_target, "INBOX", &[native_uid])
         .await
-        .expect("store");
-    on_target.uid_expunge(&[native_uid]).await.expect("expunge");
+        .expect("expunge");
     drop(on_target);
     setup.assert_exact(USER, rewritten_by(target)).await;
 

@@ -604,12 +604,9 @@ async fn target_without_uidplus() {
         .await
         .expect("select");
     let first = session.uid_search_all().await.expect("search")[0];
-    let deleted = flytt_imap::Flag::parse("\\Deleted").expect("flag");
-    session
-        .uid_store(&[first], true, &[deleted])
+    corpus::expunge(&mut session, "INBOX", &[first])
         .await
-        .expect("store");
-    session.uid_expunge(&[first]).await.expect("expunge");
+        .expect("expunge");
     let (code, json, _) = setup.sync(&["--deletion-sync"]);
     assert_eq!(code, 0, "{json}");
     assert_eq!(count(&json, "messages_deleted"), 0, "{json}");
