@@ -400,9 +400,7 @@ impl Copy<'_> {
         };
         match self.step(&source_path, listed.etag.as_deref()) {
             Step::Unchanged(kind) => {
-                let counts = self.report.counts(kind);
-                counts.found += 1;
-                counts.already_there += 1;
+                self.count_unchanged_one(kind);
                 Ok(())
             }
             Step::Changed(known) => self.update(&listed.url, listed.etag, known).await,
@@ -427,10 +425,15 @@ impl Copy<'_> {
             .filter_map(|known| ItemKind::from_stored(&known.kind))
             .collect();
         for kind in kinds {
-            let counts = self.report.counts(kind);
-            counts.found += 1;
-            counts.already_there += 1;
+            self.count_unchanged_one(kind);
         }
+    }
+
+    /// A resource on the target as it is on the source: found, and there.
+    fn count_unchanged_one(&mut self, kind: ItemKind) {
+        let counts = self.report.counts(kind);
+        counts.found += 1;
+        counts.already_there += 1;
     }
 
     async fn forget(&mut self, source_href: &str) -> Result<()> {
