@@ -82,11 +82,17 @@ pub fn dav_account(
         user: login.clone(),
         password: password.expose().to_string(),
         owner: owner.cloned(),
-        trust: flytt_tls::Trust {
-            ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
-            fingerprints: tls_fingerprints(endpoint)?,
-        },
+        trust: trust(endpoint)?,
     }))
+}
+
+/// What the endpoint trusts for TLS beside the system's roots: its CA file
+/// and pinned certificates (for the DAV server as for IMAP).
+fn trust(endpoint: &Endpoint) -> std::result::Result<flytt_tls::Trust, String> {
+    Ok(flytt_tls::Trust {
+        ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
+        fingerprints: tls_fingerprints(endpoint)?,
+    })
 }
 
 fn admin_dav_url_needs_user(template: &str) -> String {
@@ -394,28 +400,17 @@ async fn test_dav(endpoint: &Endpoint, template: &str, user: Option<(&str, &Auth
                 (dav_url(before_user, endpoint.allow_plaintext)?, None)
             }
         };
-        let trust = flytt_tls::Trust {
-            ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
-            fingerprints: tls_fingerprints(endpoint)?,
-        };
-        test.classes = flytt_dav::dav_classes(&url, &trust)
+        test.classes = flytt_dav::dav_classes(&url, &trust(endpoint)?)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(account) = account {
             let client = flytt_dav::DavClient::new(account).map_err(|e| e.to_string())?;
-            let count = |kind| {
-                let client = &client;
-                async move {
-                    let mut found = 0;
-                    for home in client.homes(kind).await.map_err(|e| e.to_string())? {
-                        found += client
-                            .collections(&home, kind)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .len();
-                    }
-                    Ok::<_, String>(found)
-                }
+            let count = async |kind| {
+                client
+                    .all_collections(kind)
+                    .await
+                    .map(|found| found.len())
+                    .map_err(|e| e.to_string())
             };
             test.address_books = Some(count(flytt_dav::CollectionKind::AddressBook).await?);
             test.calendars = Some(count(flytt_dav::CollectionKind::Calendar).await?);

@@ -290,6 +290,15 @@ impl DavClient {
         href.map(|href| self.resolve(url, &href)).transpose()
     }
 
+    /// Every collection of `kind` the user has, in all their homes.
+    pub async fn all_collections(&self, kind: CollectionKind) -> Result<Vec<Collection>> {
+        let mut found = Vec::new();
+        for home in self.homes(kind).await? {
+            found.extend(self.collections(&home, kind).await?);
+        }
+        Ok(found)
+    }
+
     /// The collections of `kind` in `home`.
     pub async fn collections(&self, home: &Url, kind: CollectionKind) -> Result<Vec<Collection>> {
         let answer = self.propfind(home, "1", &collection_propfind()).await?;

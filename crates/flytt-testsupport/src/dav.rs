@@ -80,12 +80,10 @@ pub async fn contents(client: &DavClient) -> Result<Vec<(String, String, Vec<Str
     };
     let mut found = Vec::new();
     for kind in [CollectionKind::AddressBook, CollectionKind::Calendar] {
-        for home in client.homes(kind).await.map_err(dav_error)? {
-            for collection in client.collections(&home, kind).await.map_err(dav_error)? {
-                for listed in client.resources(&collection.url).await.map_err(dav_error)? {
-                    let body = client.get(&listed.url).await.map_err(dav_error)?.body;
-                    found.push((name(&collection.url), name(&listed.url), normalise(&body)));
-                }
+        for collection in client.all_collections(kind).await.map_err(dav_error)? {
+            for listed in client.resources(&collection.url).await.map_err(dav_error)? {
+                let body = client.get(&listed.url).await.map_err(dav_error)?.body;
+                found.push((name(&collection.url), name(&listed.url), normalise(&body)));
             }
         }
     }

@@ -449,21 +449,15 @@ async fn a_runner_killed_mid_copy_copies_each_contact_once() {
     let target = client(&target_dav, &lab.target, users[0]);
     let on_target = || async {
         let mut count = 0;
-        for home in target
-            .homes(CollectionKind::AddressBook)
+        for collection in target
+            .all_collections(CollectionKind::AddressBook)
             .await
             .unwrap_or_default()
         {
-            for collection in target
-                .collections(&home, CollectionKind::AddressBook)
+            count += target
+                .resources(&collection.url)
                 .await
-                .unwrap_or_default()
-            {
-                count += target
-                    .resources(&collection.url)
-                    .await
-                    .map_or(0, |r| r.len());
-            }
+                .map_or(0, |r| r.len());
         }
         u32::try_from(count).unwrap_or(u32::MAX)
     };
