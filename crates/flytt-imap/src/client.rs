@@ -463,6 +463,13 @@ impl Session {
         builder
     }
 
+    /// DELETE of one mailbox (its children, where it has any, stay or go as
+    /// the server decides: callers delete only mailboxes without them).
+    pub async fn delete(&mut self, mailbox: &str) -> Result<()> {
+        let builder = self.builder("DELETE").raw("DELETE ").astring(mailbox);
+        self.run(builder).await.map(|_| ())
+    }
+
     /// CREATE; a mailbox that already exists is not an error.
     pub async fn create(&mut self, mailbox: &str) -> Result<()> {
         self.create_with_role(mailbox, None).await

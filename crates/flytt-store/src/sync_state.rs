@@ -94,6 +94,43 @@ impl Store {
         Ok(PairId(row.try_get("id")?))
     }
 
+    /// Every folder of the pair that a pass has begun.
+    pub async fn folder_states(&self, pair: PairId) -> Result<Vec<FolderState>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT source_folder FROM folder_state WHERE pair_id = ? ORDER BY source_folder",
+        ))
+        .bind(pair.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut states = Vec::new();
+        for row in rows {
+            let folder: String = row.try_get("source_folder")?;
+            if let Some(state) = self.folder_state(pair, &folder).await? {
+                states.push(state);
+            }
+        }
+        Ok(states)
+    }
+
+    /// Forgets a folder the source no longer has: its checkpoint and its
+    /// copies' map, in one transaction (deletion sync, once the target's
+    /// copies are gone).
+    pub async fn forget_folder(&self, pair: PairId, source_folder: &str) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        for sql in [
+            "DELETE FROM message_map WHERE pair_id = ? AND source_folder = ?",
+            "DELETE FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+        ] {
+            sqlx::query(self.sql(sql))
+                .bind(pair.0)
+                .bind(source_folder)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn folder_state(
         &self,
         pair: PairId,

@@ -214,6 +214,18 @@ async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) ->
         store.copied(pair, "INBOX").await?.is_empty(),
         "new UIDVALIDITY drops the map"
     );
+    // A folder gone from the source is forgotten with its map.
+    store.record_copied(pair, "INBOX", &copied).await?;
+    let folders: Vec<String> = store
+        .folder_states(pair)
+        .await?
+        .into_iter()
+        .map(|s| s.source_folder)
+        .collect();
+    assert_eq!(folders, vec!["INBOX".to_string()]);
+    store.forget_folder(pair, "INBOX").await?;
+    assert!(store.folder_states(pair).await?.is_empty());
+    assert!(store.copied(pair, "INBOX").await?.is_empty());
     Ok(())
 }
 

@@ -1523,7 +1523,7 @@ impl<'a> Worker<'a> {
     }
 
     /// Stops the sync when its writer no longer may write (a lost lease).
-    fn ensure_may_write(&self) -> Result<(), SyncError> {
+    pub(crate) fn ensure_may_write(&self) -> Result<(), SyncError> {
         if self.observer.may_write() {
             Ok(())
         } else {

@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod folders;
+mod gone;
 mod prepare;
 mod report;
 

@@ -115,6 +115,8 @@ impl Worker<'_> {
     /// to visit, largest first (so that parallel pairs end together).
     pub(crate) async fn prepare(&mut self, excludes: &Excludes) -> Result<Vec<Visit>, SyncError> {
         let mut listings = self.list_both_sides().await?;
+        self.clear_gone_folders(&listings.source, &listings.target)
+            .await?;
         let plans = self.plan_folders(&mut listings, excludes);
         let Readied {
             statuses,

@@ -34,7 +34,8 @@ pub enum IssueKind {
     /// the next sync tries again.
     Deferred,
     /// Deleted on the source, kept on the target (deletion sync): the
-    /// target cannot expunge single messages (no UIDPLUS), or refused to.
+    /// target cannot expunge single messages (no UIDPLUS) or refused to,
+    /// or a folder gone from the source still holds other mail there.
     Kept,
 }
 
@@ -62,6 +63,9 @@ pub struct Report {
     pub dry_run: bool,
     pub folders: u64,
     pub folders_created: u64,
+    /// Target folders deleted because the source no longer has them and
+    /// nothing but flytt's copies was in them (deletion sync).
+    pub folders_deleted: u64,
     /// Left unopened: empty on the source, or unchanged since the last
     /// complete pass.
     pub folders_unchanged: u64,
@@ -124,6 +128,8 @@ impl Report {
         self.messages_failed += other.messages_failed;
         self.messages_altered += other.messages_altered;
         self.flags_updated += other.flags_updated;
+        self.messages_deleted += other.messages_deleted;
+        self.folders_deleted += other.folders_deleted;
         self.connection_pairs += other.connection_pairs;
         self.compressed_sessions += other.compressed_sessions;
         self.plan.extend(other.plan);

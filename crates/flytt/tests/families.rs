@@ -741,6 +741,110 @@ async fn deletions_follow_with_deletion_sync(source: Family, target: Family) {
     assert_eq!(count(&json, "messages_deleted"), 0, "{json}");
 }
 
+/// Deletion sync for folders: a folder deleted on the source, and one
+/// renamed there, go from the target (the renamed one's mail arrives under
+/// the new name, once); a deleted folder that also holds mail the target
+/// got itself loses only flytt's copies and stays.
+async fn gone_folders_follow_with_deletion_sync(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    let folder = |path: &str, messages: Vec<CorpusMessage>| CorpusFolder {
+        path: vec![path.into()],
+        subscribed: true,
+        messages,
+    };
+    let projects = new_messages(200, 3);
+    setup
+        .seed(
+            USER,
+            &[
+                folder("INBOX", new_messages(0, 3)),
+                folder("Gammelt", new_messages(100, 3)),
+                folder("Prosjekter", projects.clone()),
+                folder("Delt", new_messages(300, 2)),
+            ],
+        )
+        .await;
+    let (code, json, _) = setup.sync_user(USER, &["--deletion-sync"]);
+    assert_eq!((code, count(&json, "messages_copied")), (0, 11), "{json}");
+
+    // Mail the target got itself, in a folder the source will delete.
+    let shared_there = setup.expected_path("Delt");
+    let native = new_messages(900, 1);
+    let mut on_target = setup.target.admin_session(USER).await.expect("login");
+    let shared_there = on_target
+        .namespaces()
+        .await
+        .expect("namespace")
+        .absolute(&shared_there);
+    corpus::append_all(&mut on_target, &shared_there, &native)
+        .await
+        .expect("append");
+    drop(on_target);
+    // On the source: two folders deleted, one renamed (made anew with the
+    // same mail, as a rename looks to a client).
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    let namespaces = session.namespaces().await.expect("namespace");
+    let renamed = namespaces.absolute("Prosjekter-2024");
+    session.create(&renamed).await.expect("create");
+    corpus::append_all(&mut session, &renamed, &projects)
+        .await
+        .expect("append");
+    for gone in ["Gammelt", "Prosjekter", "Delt"] {
+        session
+            .delete(&namespaces.absolute(gone))
+            .await
+            .expect("delete");
+    }
+    drop(session);
+
+    let (code, json, output) = setup.sync_user(USER, &["--deletion-sync"]);
+    assert_eq!(
+        code,
+        0,
+        "{json} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count(&json, "messages_copied"), 3, "{json}");
+    assert_eq!(count(&json, "messages_deleted"), 8, "{json}");
+    assert_eq!(count(&json, "folders_deleted"), 2, "{json}");
+    let (_, on_target) = setup.snapshots(USER).await;
+    assert!(
+        !on_target.contains_key(&setup.expected_path("Gammelt")),
+        "{:?}",
+        on_target.keys()
+    );
+    assert!(
+        !on_target.contains_key(&setup.expected_path("Prosjekter")),
+        "{:?}",
+        on_target.keys()
+    );
+    let kept = on_target
+        .get(&setup.expected_path("Delt"))
+        .unwrap_or_else(|| panic!("Delt kept: {:?}", on_target.keys()));
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].bytes, native[0].bytes);
+    assert!(json["issues"].to_string().contains("is kept"), "{json}");
+
+    // Without the target's own folder, the target is the source exactly.
+    let mut on_target = setup.target.admin_session(USER).await.expect("login");
+    on_target.delete(&shared_there).await.expect("delete");
+    drop(on_target);
+    setup.assert_exact(USER, rewritten_by(target)).await;
+    // Done once.
+    let (_, json, _) = setup.sync_user(USER, &["--deletion-sync"]);
+    assert_eq!(count(&json, "folders_deleted"), 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_folders_follow_with_deletion_sync_dovecot_to_cyrus() {
+    gone_folders_follow_with_deletion_sync(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gone_folders_follow_with_deletion_sync_cyrus_to_dovecot() {
+    gone_folders_follow_with_deletion_sync(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn deletions_follow_with_deletion_sync_dovecot_to_cyrus() {
     deletions_follow_with_deletion_sync(DOVECOT_SOURCE, Family::Cyrus).await;
