@@ -450,9 +450,13 @@ async fn a_staged_batch_through_a_command_hook() {
     std::fs::write(
         &hook,
         r#"#!/usr/bin/python3
-import json, os, sys
+import fcntl, json, os, sys
 STATE = sys.argv[0] + ".json"
 request = json.load(sys.stdin)
+# The runner asks for several users at once: one hook at a time reads,
+# changes and writes the file, or one's change is lost.
+lock = open(STATE + ".lock", "w")
+fcntl.flock(lock, fcntl.LOCK_EX)
 users = json.load(open(STATE))
 op = request["operation"]
 if op == "verify":
@@ -464,8 +468,7 @@ if email not in users:
 user = users[email]
 if op == "make_mailbox":
     user.update(state="mailbox", password=request["password"], must_change_password=request["force_change_password"])
-# Written aside, then renamed: the runner asks for several users at once,
-# and a reader must never see a half-written file.
+# Written aside, then renamed: a reader never sees a half-written file.
 with open(STATE + "." + str(os.getpid()), "w") as f:
     json.dump(users, f)
 os.replace(STATE + "." + str(os.getpid()), STATE)
