@@ -14,7 +14,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flytt_batch::size::parse_size;
 use flytt_batch::{
-    BadItemLimit, BatchParameters, BatchType, MailboxType, UserStatus, parse_duration,
+    BadItemLimit, BatchParameters, BatchType, FolderMapping, MailboxType, UserStatus,
+    parse_duration,
 };
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
@@ -294,6 +295,8 @@ struct NewBatchBody {
     verify: bool,
     #[serde(default)]
     deletion_sync: bool,
+    #[serde(default)]
+    folder_mapping: Vec<String>,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -342,6 +345,8 @@ impl NewBatchBody {
                 ))
             })?,
         };
+        let folder_mapping = FolderMapping::parse_all(&self.folder_mapping)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let interval =
             parse_duration(self.incremental_sync_interval.as_deref().unwrap_or("24h"))
                 .map_err(|e| ApiError::bad_request(format!("incremental_sync_interval: {e}")))?;
@@ -366,6 +371,7 @@ impl NewBatchBody {
                 forwarding,
                 verify: self.verify,
                 deletion_sync: self.deletion_sync,
+                folder_mapping,
             },
         };
         Ok((request, self.csv))

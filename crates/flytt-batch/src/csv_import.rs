@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::folder_mapping::FolderMapping;
 use crate::size::parse_size;
 
 /// The kinds of migration batch (SPEC §3).
@@ -93,6 +94,7 @@ impl BatchType {
                 BadItemLimit,
                 LargeItemLimit,
                 DeletionSync,
+                FolderMapping,
             ],
             BatchType::Staged => &[
                 EmailAddress,
@@ -101,6 +103,7 @@ impl BatchType {
                 BadItemLimit,
                 LargeItemLimit,
                 DeletionSync,
+                FolderMapping,
             ],
             BatchType::Onboarding | BatchType::Offboarding => &[
                 EmailAddress,
@@ -108,6 +111,7 @@ impl BatchType {
                 BadItemLimit,
                 LargeItemLimit,
                 DeletionSync,
+                FolderMapping,
             ],
         }
     }
@@ -126,10 +130,11 @@ pub enum Column {
     BadItemLimit,
     LargeItemLimit,
     DeletionSync,
+    FolderMapping,
 }
 
 impl Column {
-    const ALL: [Column; 10] = [
+    const ALL: [Column; 11] = [
         Column::EmailAddress,
         Column::UserName,
         Column::Password,
@@ -140,6 +145,7 @@ impl Column {
         Column::BadItemLimit,
         Column::LargeItemLimit,
         Column::DeletionSync,
+        Column::FolderMapping,
     ];
 
     pub fn name(self) -> &'static str {
@@ -154,6 +160,7 @@ impl Column {
             Column::BadItemLimit => "BadItemLimit",
             Column::LargeItemLimit => "LargeItemLimit",
             Column::DeletionSync => "DeletionSync",
+            Column::FolderMapping => "FolderMapping",
         }
     }
 
@@ -242,6 +249,8 @@ pub struct CsvUser {
     pub bad_item_limit: Option<BadItemLimit>,
     pub large_item_limit: Option<u64>,
     pub deletion_sync: Option<bool>,
+    /// The row's folder mapping rules, tried before the batch's.
+    pub folder_mapping: Option<FolderMapping>,
 }
 
 /// One problem in the file.
@@ -505,6 +514,7 @@ fn parse_row(
         bad_item_limit: None,
         large_item_limit: None,
         deletion_sync: None,
+        folder_mapping: None,
     };
     for (value, column) in record.iter().zip(columns) {
         let Some(column) = column else { continue };
@@ -581,6 +591,10 @@ fn parse_row(
             Column::LargeItemLimit => match parse_size(trimmed) {
                 Ok(size) => user.large_item_limit = Some(size),
                 Err(e) => error(format!("LargeItemLimit: {e}")),
+            },
+            Column::FolderMapping => match FolderMapping::parse(trimmed) {
+                Ok(rules) => user.folder_mapping = Some(rules),
+                Err(e) => error(e.to_string()),
             },
         }
     }
@@ -667,7 +681,7 @@ mod tests {
         assert_eq!(
             errors(csv, BatchType::Staged),
             vec![
-                "line 1: unknown column \"Colour\"; a staged batch takes: EmailAddress, Password, ForceChangePassword, BadItemLimit, LargeItemLimit, DeletionSync",
+                "line 1: unknown column \"Colour\"; a staged batch takes: EmailAddress, Password, ForceChangePassword, BadItemLimit, LargeItemLimit, DeletionSync, FolderMapping",
                 "line 2: Password is shorter than 8 characters",
                 "line 2: ForceChangePassword must be True or False, not \"Maybe\"",
                 "line 3: \"not-an-address\" is not a valid email address",
@@ -695,6 +709,46 @@ mod tests {
                 BatchType::Staged
             ),
             vec!["line 2: DeletionSync must be True or False, not \"yes\""]
+        );
+    }
+
+    /// FolderMapping per row: rules as for the batch (quoted in the CSV
+    /// cell as any value with commas or quotes is); a rule that does not
+    /// read is an error on its line.
+    #[test]
+    fn folder_mapping_is_read_per_row() {
+        let csv = "EmailAddress,FolderMapping\n\
+               kari@example.org,\"\"\"Sendte elementer\"\" -> Gammelt/Sendt; Arkiv/* -> Archive/*\"\n\
+               ola@example.org,\n";
+        let users =
+            parse_users(csv.as_bytes(), BatchType::Onboarding, &|_: &str| None).expect("valid");
+        let rules: Vec<Vec<String>> = users
+            .iter()
+            .map(|u| {
+                u.folder_mapping
+                    .as_ref()
+                    .map(|m| m.rules())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                vec![
+                    "\"Sendte elementer\" -> \"Gammelt/Sendt\"".to_string(),
+                    "\"Arkiv/*\" -> \"Archive/*\"".to_string()
+                ],
+                vec![]
+            ]
+        );
+        assert_eq!(
+            errors(
+                "EmailAddress,FolderMapping\nkari@example.org,Arkiv/* -> X/**\n",
+                BatchType::Onboarding
+            ),
+            vec![
+                "line 2: folder mapping \"Arkiv/* -> X/**\": the target's wildcards must be the source's, in the same order (* for *, ** for **), or none"
+            ]
         );
     }
 

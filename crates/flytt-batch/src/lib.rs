@@ -3,6 +3,7 @@
 //! once with its line number (SPEC §1.2, §4.1).
 
 pub mod csv_import;
+pub mod folder_mapping;
 pub mod params;
 pub mod size;
 pub mod stats;
@@ -12,6 +13,7 @@ pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, UnknownBatchType,
     parse_users,
 };
+pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
 pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, UserStatistics,

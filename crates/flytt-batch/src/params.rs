@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::csv_import::{BadItemLimit, CsvUser, MailboxType};
+use crate::folder_mapping::FolderMapping;
 
 /// What a batch was created with. Per-user CSV values override the
 /// matching fields (`UserOverrides`). A field missing from stored JSON
@@ -35,6 +36,10 @@ pub struct BatchParameters {
     /// target has UIDPLUS), contacts and calendar items (if unchanged on
     /// the target). Off by default.
     pub deletion_sync: bool,
+    /// Where source folders go on the target when not by their own path
+    /// (`"Old/Path" -> "New/Path"` rules, applied before special-use
+    /// mapping).
+    pub folder_mapping: FolderMapping,
 }
 
 /// Where a staged batch sets forwarding on the source.
@@ -71,6 +76,9 @@ pub struct UserOverrides {
     pub force_change_password: Option<bool>,
     #[serde(default)]
     pub deletion_sync: Option<bool>,
+    /// The row's own folder mapping rules, tried before the batch's.
+    #[serde(default)]
+    pub folder_mapping: Option<FolderMapping>,
 }
 
 impl UserOverrides {
@@ -78,6 +86,15 @@ impl UserOverrides {
     /// DeletionSync, else the batch's.
     pub fn deletion_sync(&self, batch: &BatchParameters) -> bool {
         self.deletion_sync.unwrap_or(batch.deletion_sync)
+    }
+
+    /// This user's folder mapping rules: the CSV row's FolderMapping
+    /// first, then the batch's, so a row's rule wins where both match.
+    pub fn folder_mapping(&self, batch: &BatchParameters) -> FolderMapping {
+        match &self.folder_mapping {
+            Some(own) => batch.folder_mapping.after(own),
+            None => batch.folder_mapping.clone(),
+        }
     }
 }
 
@@ -89,6 +106,7 @@ impl From<&CsvUser> for UserOverrides {
             large_item_limit: user.large_item_limit,
             force_change_password: user.force_change_password,
             deletion_sync: user.deletion_sync,
+            folder_mapping: user.folder_mapping.clone(),
         }
     }
 }
@@ -163,6 +181,7 @@ mod tests {
             large_item_limit: Some(1 << 20),
             force_change_password: None,
             deletion_sync: Some(true),
+            folder_mapping: FolderMapping::parse("Arkiv/* -> Archive/*").ok(),
         };
         let json = serde_json::to_string(&overrides).unwrap_or_default();
         assert_eq!(

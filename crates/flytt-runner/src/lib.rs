@@ -519,6 +519,7 @@ async fn sync_user(
             .min(item.target.connections_per_user)
             .max(1) as usize,
         delete_removed: overrides.deletion_sync(parameters),
+        folder_mapping: overrides.folder_mapping(parameters),
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides

@@ -890,8 +890,15 @@ impl<'a> Worker<'a> {
             return Ok(target);
         }
         let crash_copies_from = interrupted.and_then(|i| i.target_uid_next);
+        let merged = self.merged_copies(folder, &target).await?;
         let matched = self
-            .reconcile(copied, to_copy, &needs_target_uid, crash_copies_from)
+            .reconcile(
+                copied,
+                &merged,
+                to_copy,
+                &needs_target_uid,
+                crash_copies_from,
+            )
             .await?;
         let matched_uids: HashSet<Uid> = matched.iter().map(|m| m.source_uid).collect();
         let newly = to_copy
@@ -909,6 +916,30 @@ impl<'a> Worker<'a> {
         // Known target UIDs make flag updates possible.
         copied.extend(matched.into_iter().map(|m| (m.source_uid, m)));
         Ok(target)
+    }
+
+    /// The target UIDs of the copies of the other source folders that go
+    /// into the same target folder (a merge, by a mapping rule or by
+    /// role): never this folder's to match, or one of two identical
+    /// messages in two merged folders would be taken for the other's copy.
+    async fn merged_copies(
+        &self,
+        folder: &FolderPlan,
+        target: &MailboxStatus,
+    ) -> Result<HashSet<Uid>, SyncError> {
+        let mut uids = HashSet::new();
+        for other in &folder.merged_with {
+            let state = self.store.folder_state(self.pair, other).await?;
+            let same_target = state.is_some_and(|s| {
+                s.target_folder == folder.target
+                    && s.target_uidvalidity == target.uid_validity.unwrap_or(0)
+            });
+            if same_target {
+                let copies = self.store.copied(self.pair, other).await?;
+                uids.extend(copies.into_iter().filter_map(|c| c.target_uid));
+            }
+        }
+        Ok(uids)
     }
 
     /// Flag changes of messages already on the target (after the
@@ -999,6 +1030,7 @@ impl<'a> Worker<'a> {
     async fn reconcile(
         &mut self,
         copied: &HashMap<Uid, CopiedMessage>,
+        merged: &HashSet<Uid>,
         to_copy: &[Meta],
         needs_target_uid: &[Uid],
         crash_copies_from: Option<Uid>,
@@ -1007,7 +1039,11 @@ impl<'a> Worker<'a> {
             // The first 2 KB of the field: a Message-ID is far shorter, and
             // a server cannot make flytt hold a huge "header" per message.
             "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]<0.2048>";
-        let known: HashSet<Uid> = copied.values().filter_map(|c| c.target_uid).collect();
+        let known: HashSet<Uid> = copied
+            .values()
+            .filter_map(|c| c.target_uid)
+            .chain(merged.iter().copied())
+            .collect();
         let all_target = self.tgt.uid_search_all().await.map_err(SyncError::Target)?;
         let unknown: Vec<Uid> = all_target
             .into_iter()
@@ -1847,6 +1883,8 @@ mod tests {
                 subscribed: true,
                 role: None,
                 note: None,
+                rule: None,
+                merged_with: Vec::new(),
             },
             target_exists: true,
             messages: 1,

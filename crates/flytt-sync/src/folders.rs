@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use flytt_batch::{FolderMapping, Mapped};
 use flytt_imap::{ListedMailbox, Namespaces, mutf7};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
@@ -31,6 +32,11 @@ pub struct FolderPlan {
     pub role: Option<&'static str>,
     /// Why the target name differs from a plain translation, if it does.
     pub note: Option<String>,
+    /// The folder mapping rule that decided the target name, if one did.
+    pub rule: Option<String>,
+    /// The other source folders (raw names) that go into the same target
+    /// folder.
+    pub merged_with: Vec<String>,
 }
 
 /// Folders excluded by pattern, matched against the decoded path with `/`
@@ -275,35 +281,15 @@ impl Side<'_> {
 
 /// Plans every source folder: its name on the target, whether it is
 /// subscribed, and the role it is created with where the target has no
-/// folder of that role yet.
+/// folder of that role yet. A folder a mapping rule matches goes where the
+/// rule says, whatever its role.
 pub fn plan(
     source: &Side<'_>,
     target: &Side<'_>,
     excludes: &Excludes,
+    mapping: &FolderMapping,
 ) -> (Vec<FolderPlan>, Vec<String>) {
-    let target_delimiter = target.delimiter().unwrap_or('/');
-    let target_roles: HashMap<&'static str, String> = target
-        .roles()
-        .into_iter()
-        .map(|(name, role)| (role, name))
-        .collect();
-    let source_roles = source.roles();
-    // Source folders whose role the target has, longest first so children
-    // map under the most specific special folder.
-    let mut role_prefixes: Vec<(&ListedMailbox, &str)> = source
-        .mailboxes
-        .iter()
-        .filter_map(|m| {
-            let role = source_roles.get(&m.name)?;
-            target_roles.get(role).map(|t| (m, t.as_str()))
-        })
-        .collect();
-    role_prefixes.sort_by_key(|(m, _)| std::cmp::Reverse(m.name.len()));
-    // `INBOX.Sent` ↔ `Sent`: a child of INBOX goes beside INBOX on a target
-    // whose folders live under `INBOX.` anyway.
-    let target_prefix_is_inbox =
-        target.namespaces.personal.prefix.to_lowercase() == format!("inbox{target_delimiter}");
-
+    let naming = TargetNaming::new(source, target);
     let mut plans = Vec::new();
     let mut excluded = Vec::new();
     for mailbox in source.mailboxes {
@@ -317,73 +303,185 @@ pub fn plan(
             excluded.push(display);
             continue;
         }
-        let mut note = None;
-        let mut role = None;
-        let target_name = if is_inbox(&mailbox.name) {
-            "INBOX".to_string()
-        } else {
-            // The special folder this one is, or is under.
-            let role_base = role_prefixes.iter().find(|(m, _)| {
-                m.name == mailbox.name
-                    || mailbox
-                        .delimiter
-                        .is_some_and(|d| mailbox.name.starts_with(&format!("{}{d}", m.name)))
-            });
-            let (base, rest): (Option<String>, Vec<(String, bool)>) = match role_base {
-                Some((m, target_name)) => {
-                    let skip = source.relative_parts(m).len();
-                    (
-                        Some(target_name.to_string()),
-                        parts.iter().skip(skip).cloned().collect(),
-                    )
-                }
-                None => {
-                    role = source_roles.get(&mailbox.name).copied();
-                    let mut rest = parts.clone();
-                    if target_prefix_is_inbox
-                        && rest.len() > 1
-                        && rest.first().is_some_and(|(p, _)| is_inbox(p))
-                    {
-                        rest.remove(0);
-                    }
-                    (None, rest)
-                }
-            };
-            let mut encoded: Vec<String> = Vec::new();
-            for (text, decoded) in rest {
-                let safe = if text.contains(target_delimiter) {
-                    let replaced = text.replace(target_delimiter, "_");
-                    note = Some(format!(
-                        "{text:?} contains the target's separator {target_delimiter:?}; created as {replaced:?}"
-                    ));
-                    replaced
-                } else {
-                    text
-                };
-                encoded.push(if decoded { mutf7::encode(&safe) } else { safe });
-            }
-            let path = encoded.join(&target_delimiter.to_string());
-            match base {
-                Some(base) if path.is_empty() => base,
-                Some(base) => format!("{base}{target_delimiter}{path}"),
-                None => target.namespaces.absolute(&path),
-            }
+        let names: Vec<&str> = parts.iter().map(|(p, _)| p.as_str()).collect();
+        let placed = match mapping.apply(&names) {
+            Some(mapped) => naming.by_rule(mapped, &parts),
+            None => naming.by_role_or_path(mailbox, parts),
         };
         plans.push(FolderPlan {
             source: mailbox.name.clone(),
             display,
-            target: target_name,
+            target: placed.target,
             selectable: mailbox.is_selectable(),
             subscribed: source.subscribed.contains(&mailbox.name) || is_inbox(&mailbox.name),
-            role,
-            note,
+            role: placed.role,
+            note: placed.note,
+            rule: placed.rule,
+            merged_with: Vec::new(),
         });
+    }
+    let mut by_target: HashMap<String, Vec<String>> = HashMap::new();
+    for p in &plans {
+        by_target
+            .entry(p.target.clone())
+            .or_default()
+            .push(p.source.clone());
+    }
+    for p in &mut plans {
+        p.merged_with = by_target[&p.target]
+            .iter()
+            .filter(|other| **other != p.source)
+            .cloned()
+            .collect();
     }
     // Parents before children, INBOX first.
     plans.sort_by(|a, b| {
         (!is_inbox(&a.source), a.target.as_str()).cmp(&(!is_inbox(&b.source), b.target.as_str()))
     });
     (plans, excluded)
+}
+
+/// Where one source folder goes.
+struct Placement {
+    target: String,
+    role: Option<&'static str>,
+    note: Option<String>,
+    rule: Option<String>,
+}
+
+/// What naming a folder on the target needs to know about both sides.
+struct TargetNaming<'a> {
+    source: &'a Side<'a>,
+    target: &'a Side<'a>,
+    delimiter: char,
+    /// Source folders whose role the target has, with the target folder of
+    /// that role; longest first so children map under the most specific
+    /// special folder.
+    role_prefixes: Vec<(&'a ListedMailbox, String)>,
+    source_roles: HashMap<String, &'static str>,
+    /// `INBOX.Sent` ↔ `Sent`: a child of INBOX goes beside INBOX on a
+    /// target whose folders live under `INBOX.` anyway.
+    prefix_is_inbox: bool,
+}
+
+impl<'a> TargetNaming<'a> {
+    fn new(source: &'a Side<'a>, target: &'a Side<'a>) -> TargetNaming<'a> {
+        let delimiter = target.delimiter().unwrap_or('/');
+        let target_roles: HashMap<&'static str, String> = target
+            .roles()
+            .into_iter()
+            .map(|(name, role)| (role, name))
+            .collect();
+        let source_roles = source.roles();
+        let mut role_prefixes: Vec<(&ListedMailbox, String)> = source
+            .mailboxes
+            .iter()
+            .filter_map(|m| {
+                let role = source_roles.get(&m.name)?;
+                target_roles.get(role).map(|t| (m, t.clone()))
+            })
+            .collect();
+        role_prefixes.sort_by_key(|(m, _)| std::cmp::Reverse(m.name.len()));
+        let prefix_is_inbox =
+            target.namespaces.personal.prefix.to_lowercase() == format!("inbox{delimiter}");
+        TargetNaming {
+            source,
+            target,
+            delimiter,
+            role_prefixes,
+            source_roles,
+            prefix_is_inbox,
+        }
+    }
+
+    /// Where a rule sends the folder: its path on the target, no role.
+    fn by_rule(&self, mapped: Mapped, parts: &[(String, bool)]) -> Placement {
+        // The names the rule wrote are text; the ones it kept from the
+        // source path keep whether they decoded.
+        let written = mapped.path.len().saturating_sub(mapped.kept);
+        let kept = parts.len().saturating_sub(mapped.kept);
+        let path: Vec<(String, bool)> = mapped.path[..written]
+            .iter()
+            .map(|name| (name.clone(), true))
+            .chain(parts[kept..].iter().cloned())
+            .collect();
+        let mut note = None;
+        Placement {
+            target: self.in_namespace(path, &mut note),
+            role: None,
+            note,
+            rule: Some(mapped.rule),
+        }
+    }
+
+    /// Where the folder goes by itself: INBOX to INBOX, a special folder
+    /// (and what is under it) to the target's folder of the same role,
+    /// anything else by its path.
+    fn by_role_or_path(&self, mailbox: &ListedMailbox, parts: Vec<(String, bool)>) -> Placement {
+        let mut placement = Placement {
+            target: "INBOX".to_string(),
+            role: None,
+            note: None,
+            rule: None,
+        };
+        if is_inbox(&mailbox.name) {
+            return placement;
+        }
+        // The special folder this one is, or is under.
+        let role_base = self.role_prefixes.iter().find(|(m, _)| {
+            m.name == mailbox.name
+                || mailbox
+                    .delimiter
+                    .is_some_and(|d| mailbox.name.starts_with(&format!("{}{d}", m.name)))
+        });
+        placement.target = match role_base {
+            Some((m, base)) => {
+                let skip = self.source.relative_parts(m).len();
+                let rest: Vec<(String, bool)> = parts.into_iter().skip(skip).collect();
+                let path = self.encoded(rest, &mut placement.note);
+                if path.is_empty() {
+                    base.clone()
+                } else {
+                    format!("{base}{}{path}", self.delimiter)
+                }
+            }
+            None => {
+                placement.role = self.source_roles.get(&mailbox.name).copied();
+                self.in_namespace(parts, &mut placement.note)
+            }
+        };
+        placement
+    }
+
+    /// The full target name of a path in the personal namespace.
+    fn in_namespace(&self, mut path: Vec<(String, bool)>, note: &mut Option<String>) -> String {
+        if self.prefix_is_inbox && path.len() > 1 && path.first().is_some_and(|(p, _)| is_inbox(p))
+        {
+            path.remove(0);
+        }
+        let path = self.encoded(path, note);
+        self.target.namespaces.absolute(&path)
+    }
+
+    /// Folder names encoded for the target and joined with its separator;
+    /// a name holding the separator has it replaced, and says so in `note`.
+    fn encoded(&self, path: Vec<(String, bool)>, note: &mut Option<String>) -> String {
+        let delimiter = self.delimiter;
+        let mut encoded: Vec<String> = Vec::new();
+        for (text, decoded) in path {
+            let safe = if text.contains(delimiter) {
+                let replaced = text.replace(delimiter, "_");
+                *note = Some(format!(
+                    "{text:?} contains the target's separator {delimiter:?}; created as {replaced:?}"
+                ));
+                replaced
+            } else {
+                text
+            };
+            encoded.push(if decoded { mutf7::encode(&safe) } else { safe });
+        }
+        encoded.join(&delimiter.to_string())
+    }
 }
 
 /// A name the target may accept where it refused `name`: every character
@@ -467,6 +565,7 @@ mod tests {
                 namespaces: target_ns,
             },
             &excludes,
+            &FolderMapping::default(),
         );
         plans
             .into_iter()
@@ -503,6 +602,7 @@ mod tests {
                 namespaces: &namespaces("", '/'),
             },
             &excludes,
+            &FolderMapping::default(),
         );
         let map: HashMap<&str, &str> = plans
             .iter()
@@ -604,6 +704,73 @@ mod tests {
         );
         assert_eq!(well_known_role("gesendete objekte"), Some("\\sent"));
         assert_eq!(well_known_role("Prosjekter"), None);
+    }
+
+    /// Rules come before roles, keep the names under the folder they
+    /// match as they were, and end up in the target's namespace with its
+    /// separator.
+    #[test]
+    fn mapping_rules_decide_before_roles() {
+        let source = vec![
+            listed("INBOX", '/', &[]),
+            listed("INBOX/Kunder", '/', &[]),
+            listed("Sent", '/', &["\\sent"]),
+            listed("Sent/2019", '/', &[]),
+            listed("Arkiv", '/', &[]),
+            listed("Arkiv/2019", '/', &[]),
+            listed("Arkiv/2019/v1.0", '/', &[]),
+            listed("Arkiv/2020/&-broken", '/', &[]),
+        ];
+        let target = vec![
+            listed("INBOX", '.', &[]),
+            listed("INBOX.Sent Items", '.', &["\\sent"]),
+        ];
+        let mapping = FolderMapping::parse(
+            "Sent -> Gammelt/Sendt; Arkiv/* -> Archive/*; INBOX/** -> Fra innboksen/**",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let excludes = Excludes::new(&[]).unwrap_or_else(|e| panic!("{e}"));
+        let (plans, _) = plan(
+            &Side {
+                mailboxes: &source,
+                subscribed: &[],
+                namespaces: &namespaces("", '/'),
+            },
+            &Side {
+                mailboxes: &target,
+                subscribed: &[],
+                namespaces: &namespaces("INBOX.", '.'),
+            },
+            &excludes,
+            &mapping,
+        );
+        let by_source: HashMap<&str, &FolderPlan> =
+            plans.iter().map(|p| (p.source.as_str(), p)).collect();
+        let target_of = |name: &str| by_source[name].target.as_str();
+        // INBOX itself: `INBOX/**` is what is under it.
+        assert_eq!(target_of("INBOX"), "INBOX");
+        assert_eq!(target_of("INBOX/Kunder"), "INBOX.Fra innboksen.Kunder");
+        // The rule wins over the \Sent role, for the folder and its child.
+        assert_eq!(target_of("Sent"), "INBOX.Gammelt.Sendt");
+        assert_eq!(by_source["Sent"].role, None);
+        assert_eq!(target_of("Sent/2019"), "INBOX.Gammelt.Sendt.2019");
+        assert_eq!(
+            by_source["Sent/2019"].rule.as_deref(),
+            Some("\"Sent\" -> \"Gammelt/Sendt\"")
+        );
+        // No rule for Arkiv itself: by its path.
+        assert_eq!(target_of("Arkiv"), "INBOX.Arkiv");
+        assert_eq!(by_source["Arkiv"].rule, None);
+        assert_eq!(target_of("Arkiv/2019"), "INBOX.Archive.2019");
+        // The target's separator in a kept name is replaced and said.
+        assert_eq!(target_of("Arkiv/2019/v1.0"), "INBOX.Archive.2019.v1_0");
+        assert!(by_source["Arkiv/2019/v1.0"].note.is_some());
+        // A name that is not modified UTF-7 stays as it was.
+        assert_eq!(
+            target_of("Arkiv/2020/&-broken"),
+            "INBOX.Archive.2020.&-broken"
+        );
+        assert_eq!(plans[0].target, "INBOX");
     }
 
     #[test]

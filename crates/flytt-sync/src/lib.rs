@@ -17,8 +17,9 @@ use std::time::Duration;
 
 pub use engine::sync_mailbox;
 pub use folders::MailboxScope;
-pub use report::{FolderMapping, Issue, IssueKind, Report};
+pub use report::{Issue, IssueKind, MappedFolder, Report};
 
+use flytt_batch::FolderMapping;
 use flytt_imap::{Auth, ServerConfig};
 
 /// One side of a sync: where the server is and how to log in.
@@ -85,6 +86,9 @@ pub struct SyncOptions {
     /// were copied are expunged on the target (never a message flytt did
     /// not copy).
     pub delete_removed: bool,
+    /// Where source folders go when not by their own path: rules applied
+    /// before the special-use mapping (`flytt_batch::FolderMapping`).
+    pub folder_mapping: FolderMapping,
 }
 
 impl Default for SyncOptions {
@@ -101,6 +105,7 @@ impl Default for SyncOptions {
             append_window: 8,
             connections: flytt_store::DEFAULT_CONNECTIONS_PER_USER as usize,
             delete_removed: false,
+            folder_mapping: FolderMapping::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use flytt_imap::{
 
 use crate::engine::{Worker, is_rejection};
 use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
-use crate::{FolderMapping, IssueKind, SyncError};
+use crate::{IssueKind, MappedFolder, SyncError};
 
 /// A folder whose messages are to be compared and copied.
 pub(crate) struct Visit {
@@ -247,6 +247,7 @@ impl Worker<'_> {
                 namespaces: &listings.target_namespaces,
             },
             excludes,
+            &self.options.folder_mapping,
         );
         self.report.folders_excluded = excluded;
         self.report
@@ -255,9 +256,10 @@ impl Worker<'_> {
         self.report.folders_excluded.extend(out_of_scope);
         self.report.folder_map = plans
             .iter()
-            .map(|p| FolderMapping {
+            .map(|p| MappedFolder {
                 source: p.display.clone(),
                 target: flytt_imap::mutf7::decode(&p.target).unwrap_or_else(|_| p.target.clone()),
+                rule: p.rule.clone(),
             })
             .collect();
         self.observer.planned(plans.len() as u64);

@@ -52,9 +52,12 @@ impl IssueKind {
 
 /// One source folder and the target folder it goes to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FolderMapping {
+pub struct MappedFolder {
     pub source: String,
     pub target: String,
+    /// The folder mapping rule that sent it there, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 /// The outcome of one sync.
@@ -97,7 +100,7 @@ pub struct Report {
     /// Where each source folder goes: its path inside the source's personal
     /// namespace, and the target folder's full name (namespace prefix and
     /// separator included, decoded).
-    pub folder_map: Vec<FolderMapping>,
+    pub folder_map: Vec<MappedFolder>,
     pub issues: Vec<Issue>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use flytt_batch::FolderMapping;
 use flytt_batch::size::parse_size;
 use flytt_batch::{
     BadItemLimit, BatchParameters, BatchType, MailboxType, UserStatus, parse_duration,
@@ -158,6 +159,12 @@ pub struct NewArgs {
     large_item_limit: Option<u64>,
     #[arg(long, num_args = 1..)]
     exclude_folders: Vec<String>,
+    /// Where source folders go when not by their own path: rules such as
+    /// '"Sendte elementer" -> "Gammelt/Sendt"' or 'Arkiv/* -> Archive/*'
+    /// (see `flytt sync --help`); a CSV row's FolderMapping is tried first.
+    /// Repeatable.
+    #[arg(long, value_name = "RULES", value_parser = FolderMapping::parse)]
+    folder_mapping: Vec<FolderMapping>,
     /// Time between incremental syncs (e.g. 24h, 30m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     incremental_sync_interval: u64,
@@ -368,6 +375,13 @@ fn print_batch(view: &BatchView) {
         "Endpoints: {} -> {}",
         view.source_endpoint, view.target_endpoint
     );
+    let parameters = &view.parameters;
+    if !parameters.exclude_folders.is_empty() {
+        println!("Excluded:  {}", parameters.exclude_folders.join(", "));
+    }
+    if !parameters.folder_mapping.is_empty() {
+        println!("Mapping:   {}", parameters.folder_mapping);
+    }
     println!("Created:   {}", view.created_at);
     if let Some(started) = &view.started_at {
         println!("Started:   {started}");
@@ -586,6 +600,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         forwarding: args.forwarding,
         verify: args.verify,
         deletion_sync: args.deletion_sync,
+        folder_mapping: args.folder_mapping.into_iter().collect(),
     };
     let request = BatchRequest {
         name: args.name.clone(),

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::account::{AuthMethod, Side, account};
 use crate::{EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL};
+use flytt_batch::FolderMapping;
 use flytt_batch::size::parse_size;
 
 #[derive(Args)]
@@ -94,6 +95,13 @@ pub struct SyncArgs {
     /// Folders not to copy: glob patterns over the folder path with "/" (e.g. Junk, "Arkiv/**").
     #[arg(long, num_args = 1.., value_name = "PATTERN")]
     exclude_folders: Vec<String>,
+    /// Where source folders go when not by their own path: rules such as
+    /// '"Sendte elementer" -> "Gammelt/Sendt"' or 'Arkiv/* -> Archive/*'
+    /// (paths with "/", `*` within a name, `**` for any folders; separated
+    /// by ";"), applied before the special-use mapping; the first that
+    /// matches a folder decides. Repeatable.
+    #[arg(long, value_name = "RULES", value_parser = FolderMapping::parse)]
+    folder_mapping: Vec<FolderMapping>,
     /// Primary mailbox, archive (the tree under the \Archive folder), or both.
     #[arg(long, value_enum, default_value = "PrimaryAndArchive")]
     mailbox_type: ScopeArg,
@@ -173,6 +181,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         append_window: args.window.clamp(1, 64),
         connections: args.connections as usize,
         delete_removed: args.deletion_sync,
+        folder_mapping: args.folder_mapping.iter().cloned().collect(),
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());
@@ -225,13 +234,14 @@ fn print_summary(report: &Report) {
         println!("Dry run: nothing was changed.");
         for (folder, messages, bytes) in &report.plan {
             if *messages > 0 {
-                let to = report
-                    .folder_map
-                    .iter()
-                    .find(|m| &m.source == folder)
-                    .map_or(folder.as_str(), |m| m.target.as_str());
+                let mapped = report.folder_map.iter().find(|m| &m.source == folder);
+                let to = mapped.map_or(folder.as_str(), |m| m.target.as_str());
+                let rule = mapped
+                    .and_then(|m| m.rule.as_deref())
+                    .map(|rule| format!(" (by the rule {rule})"))
+                    .unwrap_or_default();
                 println!(
-                    "  would copy {messages:>7} messages ({}) from {folder} to {to}",
+                    "  would copy {messages:>7} messages ({}) from {folder} to {to}{rule}",
                     human_bytes(*bytes)
                 );
             }

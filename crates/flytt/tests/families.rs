@@ -855,6 +855,157 @@ async fn deletions_follow_with_deletion_sync_cyrus_to_dovecot() {
     deletions_follow_with_deletion_sync(Family::Cyrus, DOVECOT_TARGET).await;
 }
 
+/// Folder mapping rules place folders where they say, before roles: a
+/// special folder and its child under another name, a subtree by a
+/// wildcard, and a folder merged into INBOX, where a message that is in
+/// both source folders byte for byte arrives twice (the merge is not a
+/// match of one for the other's copy), then once more when the source
+/// gets a third. A dry run shows the rules and changes nothing.
+async fn folder_mapping_places_folders(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    // The source's sent folder: marked on Dovecot, by its well-known name
+    // on Cyrus (which marks none).
+    let sent = setup
+        .source
+        .role_folders()
+        .iter()
+        .find(|(_, role)| *role == "\\Sent")
+        .map_or("Sendt", |(name, _)| *name);
+    let folder = |path: &[&str], messages: Vec<CorpusMessage>| CorpusFolder {
+        path: path.iter().map(|p| p.to_string()).collect(),
+        subscribed: true,
+        messages,
+    };
+    let inbox = new_messages(0, 3);
+    let mut old_inbox = new_messages(10, 2);
+    old_inbox.push(inbox[1].clone());
+    setup
+        .seed(
+            USER,
+            &[
+                folder(&["INBOX"], inbox.clone()),
+                folder(&["Gammel innboks"], old_inbox),
+                folder(&[sent], new_messages(20, 2)),
+                folder(&[sent, "2019"], new_messages(30, 1)),
+                folder(&["Prosjekter"], new_messages(40, 1)),
+                folder(&["Prosjekter", "Nordvik"], new_messages(50, 2)),
+                folder(&["Prosjekter", "Nordvik", "Tilbud"], new_messages(60, 1)),
+            ],
+        )
+        .await;
+    let rules = format!(
+        "\"{sent}\" -> \"Gammelt/Sendt\"; Prosjekter/* -> Kunder/*; \"Gammel innboks\" -> INBOX"
+    );
+    let expected = |path: &str| -> String {
+        match path {
+            "Gammel innboks" => "INBOX".into(),
+            p if p == sent => "Gammelt/Sendt".into(),
+            p if p.starts_with(&format!("{sent}/")) => {
+                format!("Gammelt/Sendt/{}", &p[sent.len() + 1..])
+            }
+            p => match p.strip_prefix("Prosjekter/") {
+                Some(rest) => format!("Kunder/{rest}"),
+                None => p.into(),
+            },
+        }
+    };
+
+    let (code, json, _) = setup.sync_user(USER, &["--folder-mapping", &rules, "--dry-run"]);
+    assert_eq!(code, 0, "{json}");
+    let by_rule: Vec<(String, String, String)> = json["folder_map"]
+        .as_array()
+        .expect("folder_map")
+        .iter()
+        .filter(|m| m["rule"].is_string())
+        .map(|m| {
+            (
+                m["source"].as_str().unwrap_or_default().to_string(),
+                m["target"].as_str().unwrap_or_default().to_string(),
+                m["rule"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by_rule.len(), 5, "{by_rule:?}");
+    assert!(
+        by_rule
+            .iter()
+            .any(|(s, t, r)| s == "Prosjekter/Nordvik/Tilbud"
+                && t.ends_with("Tilbud")
+                && r == "\"Prosjekter/*\" -> \"Kunder/*\""),
+        "{by_rule:?}"
+    );
+    let (_, before) = setup.snapshots(USER).await;
+    assert!(
+        !before.contains_key("Kunder/Nordvik"),
+        "a dry run made folders"
+    );
+
+    let (code, json, output) = setup.sync_user(USER, &["--folder-mapping", &rules]);
+    assert_eq!(
+        code,
+        0,
+        "{json} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(count(&json, "messages_copied"), 13, "{json}");
+    let (source_box, target_box) = setup.snapshots(USER).await;
+    let mut wanted: BTreeMap<String, Vec<&Snapshot>> = BTreeMap::new();
+    for (path, messages) in &source_box {
+        wanted.entry(expected(path)).or_default().extend(messages);
+    }
+    let may_alter = rewritten_by(target);
+    for (path, messages) in &wanted {
+        let there = target_box
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} missing on target: {:?}", target_box.keys()));
+        assert_eq!(there.len(), messages.len(), "{path}");
+        for m in messages {
+            assert!(
+                there.iter().any(|t| t.flags == m.flags
+                    && t.date == m.date
+                    && (t.bytes == m.bytes || may_alter(m))),
+                "{path}: a message is missing"
+            );
+        }
+    }
+    let mail_elsewhere: Vec<&String> = target_box
+        .iter()
+        .filter(|(path, messages)| !messages.is_empty() && !wanted.contains_key(*path))
+        .map(|(path, _)| path)
+        .collect();
+    assert!(mail_elsewhere.is_empty(), "{mail_elsewhere:?}");
+    assert_eq!(target_box["INBOX"].len(), 6, "3 + 3, the shared one twice");
+
+    // Unchanged: nothing copied again. Then the shared message once more
+    // in the old inbox: it arrives.
+    let (_, json, _) = setup.sync_user(USER, &["--folder-mapping", &rules]);
+    assert_eq!(count(&json, "messages_copied"), 0, "{json}");
+    let mut session = setup.source.admin_session(USER).await.expect("login");
+    let old = session
+        .namespaces()
+        .await
+        .expect("namespace")
+        .absolute("Gammel innboks");
+    corpus::append_all(&mut session, &old, &inbox[2..3])
+        .await
+        .expect("append");
+    drop(session);
+    let (_, json, _) = setup.sync_user(USER, &["--folder-mapping", &rules]);
+    assert_eq!(count(&json, "messages_copied"), 1, "{json}");
+    let (_, target_box) = setup.snapshots(USER).await;
+    assert_eq!(target_box["INBOX"].len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn folder_mapping_places_folders_dovecot_to_cyrus() {
+    folder_mapping_places_folders(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn folder_mapping_places_folders_cyrus_to_dovecot() {
+    folder_mapping_places_folders(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
 /// Cyrus refuses a `"` in a folder name: the folder is created under a
 /// safe name, reported as renamed, and its mail is copied.
 #[tokio::test(flavor = "multi_thread")]

@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use flytt_batch::size::parse_size;
 use flytt_batch::{
-    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus,
-    parse_duration,
+    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, FolderMapping, MailboxType,
+    UserStatus, parse_duration,
 };
 use flytt_control::endpoints::EndpointTest;
 use flytt_control::views::{BatchView, EndpointView, UserView, WorkerView};
@@ -815,6 +815,7 @@ struct BatchForm {
     bad_item_limit: String,
     large_item_limit: String,
     exclude_folders: String,
+    folder_mapping: String,
     incremental_sync_interval: String,
     target_delivery_domain: String,
     forwarding: String,
@@ -958,6 +959,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             flytt_batch::Forwarding::parse(f).ok_or_else(|| format!("unknown forwarding {f:?}"))?
         }
     };
+    let folder_mapping = FolderMapping::parse(&form.folder_mapping).map_err(|e| e.to_string())?;
     let interval = match form.incremental_sync_interval.trim() {
         "" => 86_400,
         i => parse_duration(i).map_err(|e| format!("incremental sync interval: {e}"))?,
@@ -982,6 +984,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             convert_source_on_complete: form.convert_source_on_complete,
             verify: form.verify,
             deletion_sync: form.deletion_sync,
+            folder_mapping,
             ..BatchParameters::default()
         },
     })
@@ -1017,6 +1020,7 @@ pub async fn create_batch(
         bad_item_limit: text("bad_item_limit"),
         large_item_limit: text("large_item_limit"),
         exclude_folders: text("exclude_folders"),
+        folder_mapping: text("folder_mapping"),
         incremental_sync_interval: text("incremental_sync_interval"),
         target_delivery_domain: text("target_delivery_domain"),
         forwarding: text("forwarding"),
