@@ -204,7 +204,8 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
             "/api/v1/batches",
             serde_json::json!({"name": "api", "type": "imap", "source_endpoint": "gammel",
                                "target_endpoint": "ny", "csv": csv, "large_item_limit": "10MB",
-                               "incremental_sync_interval": "1h"}),
+                               "incremental_sync_interval": "1h",
+                               "folder_mapping": ["Arkiv/* -> Archive/*; Gammelt -> \"Gammel post\""]}),
         )
         .await;
     assert_eq!(created.status(), StatusCode::CREATED);
@@ -214,6 +215,14 @@ async fn a_batch_through_the_api_from_upload_to_reports() {
     assert_eq!(
         batch["parameters"]["large_item_limit"],
         10 * 1024 * 1024,
+        "{batch}"
+    );
+    assert_eq!(
+        batch["parameters"]["folder_mapping"],
+        serde_json::json!([
+            "\"Arkiv/*\" -> \"Archive/*\"",
+            "\"Gammelt\" -> \"Gammel post\""
+        ]),
         "{batch}"
     );
     let again = api
@@ -526,6 +535,13 @@ async fn bad_requests_get_clear_errors() {
             ),
             StatusCode::BAD_REQUEST,
             "bad_item_limit",
+        ),
+        (
+            api.client.post(api.url("/api/v1/batches")).body(
+                r#"{"name":"x","type":"imap","source_endpoint":"a","target_endpoint":"b","csv":"","folder_mapping":["Arkiv/* -> X/**"]}"#,
+            ),
+            StatusCode::BAD_REQUEST,
+            "the target's wildcards must be the source's",
         ),
         (
             api.client.post(api.url("/api/v1/batches")).body(

@@ -230,12 +230,26 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         .await
         .expect("choose file");
     fill(&client, "target_delivery_domain", "ny.example.org").await;
+    fill(
+        &client,
+        "folder_mapping",
+        "Arkiv/* -> Archive/*\nGammelt -> \"Gammel post\"",
+    )
+    .await;
     click_button(&client, "Validate and create").await;
     let page = wait_for_text(&client, "the new batch", |t| t.contains("Batch Bølge 3")).await;
     assert!(page.contains("created with 4 users"), "{page}");
     let parameters = json(&flytt_ok(&data, &["batch", "show", "Bølge 3", "--json"]));
     assert_eq!(
         parameters["parameters"]["target_delivery_domain"], "ny.example.org",
+        "{parameters}"
+    );
+    assert_eq!(
+        parameters["parameters"]["folder_mapping"],
+        serde_json::json!([
+            "\"Arkiv/*\" -> \"Archive/*\"",
+            "\"Gammelt\" -> \"Gammel post\""
+        ]),
         "{parameters}"
     );
     assert!(page.contains("Created"), "{page}");

@@ -563,3 +563,109 @@ async fn auto_start_and_auto_complete() {
         3
     );
 }
+
+/// FolderMapping: the batch's rules for every user, a CSV row's own rules
+/// before them; `batch show` and `user show` say which.
+#[tokio::test(flavor = "multi_thread")]
+async fn folder_mapping_per_batch_and_per_row() {
+    let users = ["kari@example.org", "ola@example.org"];
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
+    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    for user in users {
+        let mut session = source.admin_session(user).await.expect("login");
+        let folders = [
+            (vec!["Prosjekter".to_string(), "Nordvik".to_string()], 2),
+            (vec!["Gammelt".to_string()], 1),
+        ];
+        for (n, (path, count)) in folders.into_iter().enumerate() {
+            let messages: Vec<CorpusMessage> = (0..count)
+                .map(|i| CorpusMessage {
+                    bytes: corpus::generated_message(10 * n as u32 + i, None, 1_000),
+                    flags: vec!["\\Seen".into()],
+                    date: corpus::spread_date(i),
+                })
+                .collect();
+            corpus::seed(
+                &mut session,
+                source.separator(),
+                &[corpus::CorpusFolder {
+                    path,
+                    subscribed: true,
+                    messages,
+                }],
+            )
+            .await
+            .expect("seed");
+        }
+    }
+    let place = lab(Backend::Sqlite);
+    let data = place.data.clone();
+    add_endpoint(&data, "gammel", &source, Some(&place.admin_pw), &[]);
+    add_endpoint(&data, "ny", &target, Some(&place.admin_pw), &[]);
+    let csv = place.dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "EmailAddress,FolderMapping\n\
+         kari@example.org,\"Prosjekter/* -> Kari/*; Gammelt -> \"\"Gammel post\"\"\"\n\
+         ola@example.org,\n",
+    )
+    .expect("csv");
+    new_batch(
+        &data,
+        &csv,
+        "onboarding",
+        &["--folder-mapping", "Prosjekter/* -> Kunder/*"],
+    );
+    let shown =
+        String::from_utf8_lossy(&flytt_ok(&data, &["batch", "show", "Bølge 1"]).stdout).to_string();
+    assert!(
+        shown.contains("Mapping:   \"Prosjekter/*\" -> \"Kunder/*\""),
+        "{shown}"
+    );
+    let kari = json(&flytt_ok(
+        &data,
+        &["user", "show", "kari@example.org", "--json"],
+    ));
+    assert_eq!(
+        kari["overrides"]["folder_mapping"],
+        serde_json::json!([
+            "\"Prosjekter/*\" -> \"Kari/*\"",
+            "\"Gammelt\" -> \"Gammel post\""
+        ]),
+        "{kari}"
+    );
+    flytt_ok(&data, &["batch", "start", "Bølge 1"]);
+    let mut worker = Worker::start(&data);
+    let status = wait_for(
+        &data,
+        "Bølge 1",
+        &["Synced", "SyncedWithErrors"],
+        &mut worker.0,
+    );
+    assert_eq!(status["status"], "Synced", "{status}");
+    drop(worker);
+    let folder_sizes = async |user: &str| {
+        let mut session = target.admin_session(user).await.expect("login");
+        let snapshot = corpus::snapshot(&mut session).await.expect("snapshot");
+        snapshot
+            .into_iter()
+            .filter(|(_, messages)| !messages.is_empty())
+            .map(|(path, messages)| (path, messages.len()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let sizes = |pairs: &[(&str, usize)]| {
+        pairs
+            .iter()
+            .map(|(p, n)| (p.to_string(), *n))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        folder_sizes("kari@example.org").await,
+        sizes(&[("Kari/Nordvik", 2), ("Gammel post", 1)])
+    );
+    assert_eq!(
+        folder_sizes("ola@example.org").await,
+        sizes(&[("Kunder/Nordvik", 2), ("Gammelt", 1)])
+    );
+}
