@@ -557,4 +557,37 @@ mod tests {
         );
         assert!(serde_json::from_str::<FolderMapping>(r#"["nonsense"]"#).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever an administrator types, the parser answers with rules
+        /// or a reason, never a panic; and rules read back from their
+        /// canonical text are the same rules, mapping the same way.
+        #[test]
+        fn any_text_parses_or_fails_cleanly(text in "[ -~\\n\u{e5}\u{f8}]{0,60}") {
+            if let Ok(rules) = FolderMapping::parse(&text) {
+                let again = FolderMapping::parse_all(&rules.rules());
+                proptest::prop_assert_eq!(again.as_ref(), Ok(&rules));
+            }
+        }
+
+        #[test]
+        fn canonical_rules_round_trip(
+            source in "[a-zA-Z\u{f8} \"*;>-]{1,8}(/[a-zA-Z*]{1,6}){0,3}",
+            target in "[a-zA-Z\u{e5} \"\\;-]{1,8}(/[a-zA-Z]{1,6}){0,2}",
+            path in "[a-zA-Z\u{f8} ]{1,6}(/[a-zA-Z]{1,6}){0,4}",
+        ) {
+            let text = format!("{} -> {}", quote(&source), quote(&target));
+            if let Ok(rules) = FolderMapping::parse(&text) {
+                let again = FolderMapping::parse_all(&rules.rules());
+                proptest::prop_assert_eq!(again.as_ref(), Ok(&rules));
+                let names: Vec<&str> = path.split('/').collect();
+                let mapped = again.ok().and_then(|a| a.apply(&names));
+                proptest::prop_assert_eq!(mapped, rules.apply(&names));
+            }
+        }
+    }
+
+    fn quote(path: &str) -> String {
+        format!("\"{}\"", path.replace('\\', "\\\\").replace('"', "\\\""))
+    }
 }
