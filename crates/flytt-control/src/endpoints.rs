@@ -490,7 +490,7 @@ mod tests {
 
         let oauth = Auth::XOAuth2 {
             user: "anne@example.org".into(),
-            token: Secret::new("t"),
+            token: flytt_imap::OAuthToken::Fixed(Secret::new("t")),
         };
         assert!(dav_account(&endpoint, &oauth).is_err());
         endpoint.dav_url = Some("https://dav.example.org/".into());

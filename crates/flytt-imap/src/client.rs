@@ -6,6 +6,7 @@ use base64::engine::general_purpose::STANDARD;
 use crate::command::{CommandBuilder, uid_set};
 use crate::connection::{Reply, Session};
 use crate::error::{Error, Result};
+use crate::oauth::OAuthToken;
 use crate::response::Untagged;
 use std::collections::HashMap;
 
@@ -33,9 +34,9 @@ pub enum Auth {
         authorize_as: Option<String>,
     },
     /// AUTHENTICATE XOAUTH2 with a bearer token.
-    XOAuth2 { user: String, token: Secret },
+    XOAuth2 { user: String, token: OAuthToken },
     /// AUTHENTICATE OAUTHBEARER (RFC 7628) with a bearer token.
-    OAuthBearer { user: String, token: Secret },
+    OAuthBearer { user: String, token: OAuthToken },
 }
 
 impl Auth {
@@ -86,8 +87,24 @@ fn special_use_name(role: &str) -> String {
 }
 
 impl Session {
-    /// Logs in. Uses SASL-IR when offered (one round trip less).
+    /// Logs in. Uses SASL-IR when offered (one round trip less). An OAuth
+    /// login whose token source can renew tokens asks it for a new one
+    /// and tries once more when the server refuses the token.
     pub async fn login(&mut self, auth: &Auth) -> Result<()> {
+        let renews = match auth {
+            Auth::XOAuth2 { token, .. } | Auth::OAuthBearer { token, .. } => token.renews(),
+            _ => false,
+        };
+        match self.login_once(auth, false).await {
+            Err(e) if renews && e.is_auth_failure() => {
+                tracing::info!(server = %self.server(), "the OAuth token was refused; renewing it");
+                self.login_once(auth, true).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn login_once(&mut self, auth: &Auth, renew: bool) -> Result<()> {
         // After a failed XOAUTH2 or OAUTHBEARER, the server sends its error as
         // a challenge and waits for a dummy answer before its NO.
         let mut error_ack = None;
@@ -120,11 +137,13 @@ impl Session {
             }
             Auth::XOAuth2 { user, token } => {
                 error_ack = Some("");
+                let token = self.oauth_token(token, renew).await?;
                 let raw = format!("user={user}\x01auth=Bearer {}\x01\x01", token.expose());
                 ("XOAUTH2", STANDARD.encode(raw))
             }
             Auth::OAuthBearer { user, token } => {
                 error_ack = Some("AQ=="); // RFC 7628 3.2.3: a single %x01
+                let token = self.oauth_token(token, renew).await?;
                 let raw = format!("n,a={user},\x01auth=Bearer {}\x01\x01", token.expose());
                 ("OAUTHBEARER", STANDARD.encode(raw))
             }
@@ -154,6 +173,14 @@ impl Session {
         }
         let reply = self.run(builder).await?;
         self.after_login(reply.completion.code).await
+    }
+
+    async fn oauth_token(&self, token: &OAuthToken, renew: bool) -> Result<Secret> {
+        token.get(renew).await.map_err(|e| Error::Token {
+            server: self.server().to_string(),
+            reason: e.reason,
+            transient: e.transient,
+        })
     }
 
     async fn after_login(&mut self, code: Option<ResponseCode>) -> Result<()> {

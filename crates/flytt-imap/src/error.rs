@@ -55,6 +55,14 @@ pub enum Error {
 
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+
+    /// No OAuth access token for the login (`TokenSource`).
+    #[error("{server}: no OAuth access token: {reason}")]
+    Token {
+        server: String,
+        reason: String,
+        transient: bool,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -170,6 +178,13 @@ impl Error {
             }
             Error::Tls { .. } | Error::Unsupported { .. } | Error::InvalidArgument(_) => {
                 ErrorClass::Fatal
+            }
+            Error::Token { transient, .. } => {
+                if *transient {
+                    ErrorClass::Transient(Transient::default())
+                } else {
+                    ErrorClass::Fatal
+                }
             }
         }
     }

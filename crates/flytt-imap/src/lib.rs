@@ -10,6 +10,7 @@ mod connection;
 mod error;
 pub mod framing;
 pub mod mutf7;
+mod oauth;
 mod response;
 mod types;
 
@@ -18,6 +19,7 @@ pub use command::{CommandBuilder, append, uid_set};
 pub use connection::{Compression, Reply, Security, ServerConfig, Session, WriteGate};
 pub use error::{Error, ErrorClass, Result, Transient};
 pub use framing::spool_in;
+pub use oauth::{OAuthToken, TokenError, TokenFuture, TokenSource};
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,

@@ -1,7 +1,7 @@
 //! The test servers themselves: both layouts start, accept the master user,
 //! keep what is appended, and speak TLS with the generated CA.
 
-use flytt_imap::{Auth, Secret, Security, ServerConfig, Session};
+use flytt_imap::{Auth, OAuthToken, Secret, Security, ServerConfig, Session};
 use flytt_testsupport::corpus;
 use flytt_testsupport::{Dovecot, Layout};
 
@@ -133,11 +133,11 @@ async fn xoauth2_and_oauthbearer_with_a_token() {
     for good in [
         Auth::XOAuth2 {
             user: "ola@example.org".into(),
-            token: Secret::new("ya29.good-token"),
+            token: OAuthToken::Fixed(Secret::new("ya29.good-token")),
         },
         Auth::OAuthBearer {
             user: "ola@example.org".into(),
-            token: Secret::new("ya29.good-token"),
+            token: OAuthToken::Fixed(Secret::new("ya29.good-token")),
         },
     ] {
         let mut session = Session::connect(&config).await.expect("connect");
@@ -158,7 +158,7 @@ async fn xoauth2_and_oauthbearer_with_a_token() {
     let err = session
         .login(&Auth::XOAuth2 {
             user: "ola@example.org".into(),
-            token: Secret::new("stolen"),
+            token: OAuthToken::Fixed(Secret::new("stolen")),
         })
         .await
         .expect_err("an unknown token is refused");

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use flytt_imap::{Auth, Secret, ServerConfig};
+use flytt_imap::{Auth, OAuthToken, Secret, ServerConfig};
 use flytt_sync::Account;
 
 /// How to authenticate.
@@ -75,11 +75,11 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
         },
         AuthMethod::Xoauth2 => Auth::XOAuth2 {
             user,
-            token: secret,
+            token: OAuthToken::Fixed(secret),
         },
         AuthMethod::Oauthbearer => Auth::OAuthBearer {
             user,
-            token: secret,
+            token: OAuthToken::Fixed(secret),
         },
     };
     Ok(Account { server, auth })
