@@ -377,3 +377,36 @@ impl TokenSource for MailboxTokens {
         })
     }
 }
+
+/// An OAuth client as an endpoint or `flytt sync` configures it: the token
+/// endpoint, and the service account's key where it has one. Which grant
+/// a mailbox's tokens come by is decided here, once: the user's own
+/// refresh token where there is one, else the service account's assertion
+/// for the user, else the client's credentials.
+#[derive(Clone, Debug)]
+pub struct OAuthClient {
+    endpoint: Arc<TokenEndpoint>,
+    service_account: Option<Arc<ServiceAccountKey>>,
+}
+
+impl OAuthClient {
+    pub fn new(
+        settings: ClientSettings,
+        service_account: Option<ServiceAccountKey>,
+    ) -> Result<OAuthClient, OAuthError> {
+        Ok(OAuthClient {
+            endpoint: Arc::new(TokenEndpoint::new(settings)?),
+            service_account: service_account.map(Arc::new),
+        })
+    }
+
+    /// The token source for `user`'s mailbox.
+    pub fn tokens(&self, user: &str, refresh_token: Option<Secret>) -> Arc<MailboxTokens> {
+        let grant = match (refresh_token, &self.service_account) {
+            (Some(token), _) => Grant::RefreshToken(token),
+            (None, Some(key)) => Grant::ServiceAccount(key.clone()),
+            (None, None) => Grant::ClientCredentials,
+        };
+        Arc::new(MailboxTokens::new(self.endpoint.clone(), grant, user))
+    }
+}

@@ -40,6 +40,19 @@ pub struct Side<'a> {
     pub tls_fingerprints: &'a [flytt_tls::Fingerprint],
     pub timeout_secs: u64,
     pub compression: flytt_store::Compression,
+    /// With an OAuth login: where its tokens come from, instead of a
+    /// token in the password file.
+    pub oauth: Option<&'a OAuthFlags>,
+}
+
+/// One side's OAuth client flags (`--source-oauth-*`).
+pub struct OAuthFlags {
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_file: Option<PathBuf>,
+    pub scope: Option<String>,
+    pub refresh_token_file: Option<PathBuf>,
+    pub service_account_file: Option<PathBuf>,
 }
 
 pub fn account(side: &Side<'_>) -> Result<Account> {
@@ -62,6 +75,9 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
             side.name
         ),
     };
+    if let Some(oauth) = side.oauth {
+        return oauth_account(side, oauth, server, user);
+    }
     let secret = password(side, &user)?;
     let auth = match side.auth {
         AuthMethod::Login => Auth::Login {
@@ -81,6 +97,61 @@ pub fn account(side: &Side<'_>) -> Result<Account> {
             user,
             token: OAuthToken::Fixed(secret),
         },
+    };
+    Ok(Account { server, auth })
+}
+
+/// An account whose OAuth tokens come from a token endpoint, renewed as
+/// they expire (flytt-oauth).
+fn oauth_account(
+    side: &Side<'_>,
+    flags: &OAuthFlags,
+    server: ServerConfig,
+    user: String,
+) -> Result<Account> {
+    let name = side.name;
+    let read = |path: &Option<PathBuf>, flag: &str| -> Result<Option<Secret>> {
+        path.as_deref()
+            .map(|p| read_password_file(p).with_context(|| format!("--{name}-oauth-{flag}")))
+            .transpose()
+    };
+    let service_account = match &flags.service_account_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("--{name}-oauth-service-account-file {}", path.display())
+            })?;
+            Some(
+                flytt_oauth::ServiceAccountKey::from_json(&text)
+                    .with_context(|| format!("--{name}-oauth-service-account-file"))?,
+            )
+        }
+        None => None,
+    };
+    let client = flytt_oauth::OAuthClient::new(
+        flytt_oauth::ClientSettings {
+            token_url: flags.token_url.clone(),
+            client_id: flags.client_id.clone(),
+            client_secret: read(&flags.client_secret_file, "client-secret-file")?,
+            scope: flags.scope.clone(),
+            trust: flytt_tls::Trust {
+                ca_files: side.ca_files.to_vec(),
+                fingerprints: Vec::new(),
+            },
+        },
+        service_account,
+    )
+    .with_context(|| format!("--{name}-oauth-token-url"))?;
+    let tokens = client.tokens(
+        &user,
+        read(&flags.refresh_token_file, "refresh-token-file")?,
+    );
+    let token = OAuthToken::Refreshing(tokens);
+    let auth = match side.auth {
+        AuthMethod::Xoauth2 => Auth::XOAuth2 { user, token },
+        AuthMethod::Oauthbearer => Auth::OAuthBearer { user, token },
+        AuthMethod::Login | AuthMethod::Plain => {
+            bail!("--{name}-oauth-token-url needs --{name}-auth xoauth2 or oauthbearer")
+        }
     };
     Ok(Account { server, auth })
 }

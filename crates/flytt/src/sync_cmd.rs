@@ -11,7 +11,7 @@ use flytt_store::Store;
 use flytt_sync::{Issue, MailboxScope, Observer, Report, SyncOptions, sync_mailbox};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::account::{AuthMethod, Side, account};
+use crate::account::{AuthMethod, OAuthFlags, Side, account};
 use crate::{EXIT_COMPLETE, EXIT_FAILED, EXIT_PARTIAL};
 use flytt_batch::FolderMapping;
 use flytt_batch::size::parse_size;
@@ -36,6 +36,28 @@ pub struct SyncArgs {
     /// With --source-auth plain: open this user's mailbox with the admin's credentials.
     #[arg(long, value_name = "USER")]
     source_authorize_as: Option<String>,
+    /// OAuth: the token endpoint the source's access tokens come from,
+    /// renewed as they expire (with --source-auth xoauth2 or oauthbearer;
+    /// no password file then). The grant: --source-oauth-refresh-token-file,
+    /// else --source-oauth-service-account-file, else client credentials.
+    #[arg(long, value_name = "URL", requires = "source_oauth_client_id")]
+    source_oauth_token_url: Option<String>,
+    /// OAuth client id.
+    #[arg(long, value_name = "ID")]
+    source_oauth_client_id: Option<String>,
+    /// File holding the OAuth client secret.
+    #[arg(long, value_name = "FILE")]
+    source_oauth_client_secret_file: Option<PathBuf>,
+    /// OAuth scopes, space-separated (e.g. https://mail.google.com/).
+    #[arg(long, value_name = "SCOPE")]
+    source_oauth_scope: Option<String>,
+    /// File holding the user's OAuth refresh token.
+    #[arg(long, value_name = "FILE")]
+    source_oauth_refresh_token_file: Option<PathBuf>,
+    /// A service account's JSON key file (Google Workspace domain-wide
+    /// delegation: a token per user).
+    #[arg(long, value_name = "FILE")]
+    source_oauth_service_account_file: Option<PathBuf>,
 
     /// Target server: imaps://HOST:PORT (TLS) or imap://HOST:PORT (STARTTLS).
     #[arg(long)]
@@ -55,6 +77,28 @@ pub struct SyncArgs {
     /// With --target-auth plain: open this user's mailbox with the admin's credentials.
     #[arg(long, value_name = "USER")]
     target_authorize_as: Option<String>,
+    /// OAuth: the token endpoint the target's access tokens come from,
+    /// renewed as they expire (with --target-auth xoauth2 or oauthbearer;
+    /// no password file then). The grant: --target-oauth-refresh-token-file,
+    /// else --target-oauth-service-account-file, else client credentials.
+    #[arg(long, value_name = "URL", requires = "target_oauth_client_id")]
+    target_oauth_token_url: Option<String>,
+    /// OAuth client id.
+    #[arg(long, value_name = "ID")]
+    target_oauth_client_id: Option<String>,
+    /// File holding the OAuth client secret.
+    #[arg(long, value_name = "FILE")]
+    target_oauth_client_secret_file: Option<PathBuf>,
+    /// OAuth scopes, space-separated (e.g. https://mail.google.com/).
+    #[arg(long, value_name = "SCOPE")]
+    target_oauth_scope: Option<String>,
+    /// File holding the user's OAuth refresh token.
+    #[arg(long, value_name = "FILE")]
+    target_oauth_refresh_token_file: Option<PathBuf>,
+    /// A service account's JSON key file (Google Workspace domain-wide
+    /// delegation: a token per user).
+    #[arg(long, value_name = "FILE")]
+    target_oauth_service_account_file: Option<PathBuf>,
 
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
@@ -131,6 +175,28 @@ enum ScopeArg {
 }
 
 pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
+    let source_oauth = args
+        .source_oauth_token_url
+        .clone()
+        .map(|token_url| OAuthFlags {
+            token_url,
+            client_id: args.source_oauth_client_id.clone().unwrap_or_default(),
+            client_secret_file: args.source_oauth_client_secret_file.clone(),
+            scope: args.source_oauth_scope.clone(),
+            refresh_token_file: args.source_oauth_refresh_token_file.clone(),
+            service_account_file: args.source_oauth_service_account_file.clone(),
+        });
+    let target_oauth = args
+        .target_oauth_token_url
+        .clone()
+        .map(|token_url| OAuthFlags {
+            token_url,
+            client_id: args.target_oauth_client_id.clone().unwrap_or_default(),
+            client_secret_file: args.target_oauth_client_secret_file.clone(),
+            scope: args.target_oauth_scope.clone(),
+            refresh_token_file: args.target_oauth_refresh_token_file.clone(),
+            service_account_file: args.target_oauth_service_account_file.clone(),
+        });
     let source = account(&Side {
         name: "source",
         url: &args.source,
@@ -144,6 +210,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
         compression: args.compression,
+        oauth: source_oauth.as_ref(),
     })?;
     let target = account(&Side {
         name: "target",
@@ -158,6 +225,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         tls_fingerprints: &args.tls_fingerprint,
         timeout_secs: args.timeout,
         compression: args.compression,
+        oauth: target_oauth.as_ref(),
     })?;
     // A dry run reads the state of earlier runs (so it lists only what is
     // new) but copies nothing and creates no state of its own.
