@@ -153,6 +153,21 @@ struct NewEndpointBody {
     sieve_url: Option<String>,
     dav_url: Option<String>,
     directory: Option<String>,
+    oauth: Option<NewOAuthBody>,
+}
+
+/// An endpoint's OAuth client; its secrets are write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOAuthBody {
+    #[serde(default)]
+    mechanism: flytt_store::OAuthMechanism,
+    token_url: String,
+    client_id: String,
+    client_secret: Option<String>,
+    scope: Option<String>,
+    /// A service account's JSON key file's content.
+    service_account_key: Option<String>,
 }
 
 async fn create_endpoint(
@@ -164,6 +179,26 @@ async fn create_endpoint(
         Some(password) => Some(
             control
                 .seal_admin_password(&body.name, &flytt_secrets::SecretString::new(password))
+                .await?,
+        ),
+        None => None,
+    };
+    let oauth = match body.oauth {
+        Some(oauth) => Some(
+            control
+                .seal_oauth(
+                    &body.name,
+                    flytt_control::endpoints::OAuthSettings {
+                        mechanism: oauth.mechanism,
+                        token_url: oauth.token_url,
+                        client_id: oauth.client_id,
+                        client_secret: oauth.client_secret.map(flytt_secrets::SecretString::new),
+                        scope: oauth.scope,
+                        service_account_key: oauth
+                            .service_account_key
+                            .map(flytt_secrets::SecretString::new),
+                    },
+                )
                 .await?,
         ),
         None => None,
@@ -189,6 +224,7 @@ async fn create_endpoint(
         sieve_url: body.sieve_url,
         dav_url: body.dav_url,
         directory: body.directory,
+        oauth,
         effective_migrations: None,
     };
     control.create_endpoint(&endpoint).await?;

@@ -95,6 +95,7 @@ impl BatchType {
                 LargeItemLimit,
                 DeletionSync,
                 FolderMapping,
+                RefreshToken,
             ],
             BatchType::Staged => &[
                 EmailAddress,
@@ -112,6 +113,7 @@ impl BatchType {
                 LargeItemLimit,
                 DeletionSync,
                 FolderMapping,
+                RefreshToken,
             ],
         }
     }
@@ -131,10 +133,12 @@ pub enum Column {
     LargeItemLimit,
     DeletionSync,
     FolderMapping,
+    /// The source mailbox's OAuth refresh token (a secret, like Password).
+    RefreshToken,
 }
 
 impl Column {
-    const ALL: [Column; 11] = [
+    const ALL: [Column; 12] = [
         Column::EmailAddress,
         Column::UserName,
         Column::Password,
@@ -146,6 +150,7 @@ impl Column {
         Column::LargeItemLimit,
         Column::DeletionSync,
         Column::FolderMapping,
+        Column::RefreshToken,
     ];
 
     pub fn name(self) -> &'static str {
@@ -161,6 +166,7 @@ impl Column {
             Column::LargeItemLimit => "LargeItemLimit",
             Column::DeletionSync => "DeletionSync",
             Column::FolderMapping => "FolderMapping",
+            Column::RefreshToken => "RefreshToken",
         }
     }
 
@@ -251,6 +257,8 @@ pub struct CsvUser {
     pub deletion_sync: Option<bool>,
     /// The row's folder mapping rules, tried before the batch's.
     pub folder_mapping: Option<FolderMapping>,
+    /// The source's OAuth refresh token.
+    pub refresh_token: Option<Password>,
 }
 
 /// One problem in the file.
@@ -515,6 +523,7 @@ fn parse_row(
         large_item_limit: None,
         deletion_sync: None,
         folder_mapping: None,
+        refresh_token: None,
     };
     for (value, column) in record.iter().zip(columns) {
         let Some(column) = column else { continue };
@@ -592,6 +601,9 @@ fn parse_row(
                 Ok(size) => user.large_item_limit = Some(size),
                 Err(e) => error(format!("LargeItemLimit: {e}")),
             },
+            // A token has no spaces: trimming only takes what a
+            // spreadsheet added.
+            Column::RefreshToken => user.refresh_token = Some(Password(trimmed.to_string())),
             Column::FolderMapping => match FolderMapping::parse(trimmed) {
                 Ok(rules) => user.folder_mapping = Some(rules),
                 Err(e) => error(e.to_string()),

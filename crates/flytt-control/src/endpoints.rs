@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flytt_imap::{Auth, Secret, ServerConfig, Session};
+use flytt_imap::{Auth, OAuthToken, Secret, ServerConfig, Session};
 use flytt_secrets::{Keyring, SecretString};
-use flytt_store::{AdminMode, Endpoint};
+use flytt_store::{AdminMode, Endpoint, EndpointOAuth, OAuthMechanism};
 use serde::Serialize;
 
 use crate::{Control, ControlError, Result};
@@ -187,6 +187,95 @@ pub fn admin_auth(
     }))
 }
 
+/// The AAD bindings of an endpoint's sealed OAuth secrets.
+pub fn oauth_client_secret_binding(name: &str) -> String {
+    format!("endpoint/{name}/oauth-client-secret")
+}
+
+pub fn oauth_service_account_binding(name: &str) -> String {
+    format!("endpoint/{name}/oauth-service-account")
+}
+
+/// How an endpoint opens `user`'s mailbox when the CSV gives no password:
+/// its OAuth client (with the user's refresh token from the CSV, if any),
+/// else its admin account; `None` when it has neither. The one rule for
+/// the runner and `endpoint test`.
+pub fn endpoint_auth(
+    endpoint: &Endpoint,
+    user: &str,
+    keyring: &Keyring,
+    refresh_token: Option<Secret>,
+) -> std::result::Result<Option<Auth>, String> {
+    let Some(oauth) = &endpoint.oauth else {
+        return admin_auth(endpoint, user, keyring);
+    };
+    let client = oauth_client(endpoint, oauth, keyring)?;
+    let token = OAuthToken::Refreshing(client.tokens(user, refresh_token));
+    let user = user.to_string();
+    Ok(Some(match oauth.mechanism {
+        OAuthMechanism::Xoauth2 => Auth::XOAuth2 { user, token },
+        OAuthMechanism::Oauthbearer => Auth::OAuthBearer { user, token },
+    }))
+}
+
+/// The endpoint's OAuth client, its secrets opened; its token endpoint
+/// trusts what the endpoint's IMAP connections trust.
+fn oauth_client(
+    endpoint: &Endpoint,
+    oauth: &EndpointOAuth,
+    keyring: &Keyring,
+) -> std::result::Result<flytt_oauth::OAuthClient, String> {
+    let open = |sealed: &Option<String>, binding: String, what: &str| {
+        sealed
+            .as_ref()
+            .map(|sealed| {
+                keyring
+                    .open(sealed, &binding)
+                    .map_err(|e| format!("the OAuth {what} of endpoint {}: {e}", endpoint.name))
+            })
+            .transpose()
+    };
+    let client_secret = open(
+        &oauth.client_secret_sealed,
+        oauth_client_secret_binding(&endpoint.name),
+        "client secret",
+    )?;
+    let service_account = open(
+        &oauth.service_account_sealed,
+        oauth_service_account_binding(&endpoint.name),
+        "service account key",
+    )?
+    .map(|key| flytt_oauth::ServiceAccountKey::from_json(key.expose()))
+    .transpose()
+    .map_err(|e| format!("endpoint {}: {e}", endpoint.name))?;
+    flytt_oauth::OAuthClient::new(
+        flytt_oauth::ClientSettings {
+            token_url: oauth.token_url.clone(),
+            client_id: oauth.client_id.clone(),
+            client_secret: client_secret.map(|s| Secret::new(s.expose())),
+            scope: oauth.scope.clone(),
+            trust: flytt_tls::Trust {
+                ca_files: endpoint.ca_file.iter().map(PathBuf::from).collect(),
+                fingerprints: Vec::new(),
+            },
+        },
+        service_account,
+    )
+    .map_err(|e| format!("endpoint {}: {e}", endpoint.name))
+}
+
+/// An endpoint's OAuth client as given (CLI, API), secrets in the clear;
+/// `Control::seal_oauth` checks and seals it.
+pub struct OAuthSettings {
+    pub mechanism: OAuthMechanism,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub scope: Option<String>,
+    /// A service account's JSON key file's content.
+    pub service_account_key: Option<SecretString>,
+}
+
 /// Sessions per user and server at most: more would look like an attack to
 /// most servers (Dovecot allows ten per user and address by default).
 pub const MAX_CONNECTIONS_PER_USER: u32 = 16;
@@ -242,6 +331,27 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
     if endpoint.admin_password_sealed.is_some() != endpoint.admin_user.is_some() {
         return invalid("the admin user and the admin password go together".into());
     }
+    if let Some(oauth) = &endpoint.oauth {
+        if endpoint.admin_user.is_some() {
+            return invalid(
+                "an endpoint opens users' mailboxes with an admin account or an OAuth client, not both"
+                    .into(),
+            );
+        }
+        if oauth.client_id.trim().is_empty() {
+            return invalid("the OAuth client id is empty".into());
+        }
+        let settings = flytt_oauth::ClientSettings {
+            token_url: oauth.token_url.clone(),
+            client_id: oauth.client_id.clone(),
+            client_secret: None,
+            scope: None,
+            trust: flytt_tls::Trust::default(),
+        };
+        if let Err(e) = flytt_oauth::TokenEndpoint::new(settings) {
+            return invalid(e.to_string());
+        }
+    }
     Ok(())
 }
 
@@ -290,6 +400,40 @@ impl Control {
         Ok(keyring.seal(password, &admin_password_binding(endpoint))?)
     }
 
+    /// Checks an OAuth client's settings (a service account key must read
+    /// as one) and seals its secrets for storing.
+    pub async fn seal_oauth(
+        &self,
+        endpoint: &str,
+        settings: OAuthSettings,
+    ) -> Result<EndpointOAuth> {
+        if let Some(key) = &settings.service_account_key {
+            flytt_oauth::ServiceAccountKey::from_json(key.expose())
+                .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
+        }
+        let keyring = crate::keyring(&self.store, &self.data_dir).await?;
+        let seal = |secret: &Option<SecretString>, binding: String| {
+            secret
+                .as_ref()
+                .map(|secret| keyring.seal(secret, &binding))
+                .transpose()
+        };
+        Ok(EndpointOAuth {
+            mechanism: settings.mechanism,
+            token_url: settings.token_url,
+            client_id: settings.client_id,
+            client_secret_sealed: seal(
+                &settings.client_secret,
+                oauth_client_secret_binding(endpoint),
+            )?,
+            scope: settings.scope,
+            service_account_sealed: seal(
+                &settings.service_account_key,
+                oauth_service_account_binding(endpoint),
+            )?,
+        })
+    }
+
     /// Checks and stores a new endpoint (its admin password sealed already).
     pub async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<()> {
         check_endpoint(endpoint)?;
@@ -319,11 +463,11 @@ impl Control {
         let auth = match user {
             Some(user) => {
                 let keyring = crate::keyring(&self.store, &self.data_dir).await?;
-                match admin_auth(&endpoint, user, &keyring) {
+                match endpoint_auth(&endpoint, user, &keyring, None) {
                     Ok(Some(auth)) => Some(auth),
                     Ok(None) => {
                         test.error = Some(format!(
-                            "endpoint {name} has no admin account to log in with"
+                            "endpoint {name} has no admin account or OAuth client to log in with"
                         ));
                         return Ok(test);
                     }

@@ -139,6 +139,8 @@ impl Control {
             return Err(flytt_store::Error::BatchExists(request.name).into());
         }
         let users = self.validate_csv(csv, request.batch_type).await?;
+        self.check_refresh_tokens(&request.source_endpoint, &users)
+            .await?;
         let sealed = self.seal_users(&request.name, &users).await?;
         self.store
             .create_batch(&NewBatch {
@@ -159,6 +161,8 @@ impl Control {
         let batch = self.store.batch(name).await?;
         let next = allowed(&batch, BatchAction::AddUsers)?;
         let users = self.validate_csv(csv, batch.batch_type).await?;
+        self.check_refresh_tokens(&batch.source_endpoint, &users)
+            .await?;
         let sealed = self.seal_users(name, &users).await?;
         self.store.add_batch_users(name, &sealed).await?;
         self.store.set_batch_status(name, next).await?;
@@ -216,6 +220,21 @@ impl Control {
         Ok(self.store.remove_batch(name).await?)
     }
 
+    /// A RefreshToken in the CSV is the source's: its endpoint must have
+    /// an OAuth client to use it with.
+    async fn check_refresh_tokens(&self, source: &str, users: &[CsvUser]) -> Result<()> {
+        let with_token = users.iter().find(|u| u.refresh_token.is_some());
+        if let Some(user) = with_token
+            && self.store.endpoint(source).await?.oauth.is_none()
+        {
+            return Err(ControlError::InvalidParameter(format!(
+                "line {}: a RefreshToken needs an OAuth client on the source endpoint {source} (endpoint set {source} --oauth-token-url ...)",
+                user.line
+            )));
+        }
+        Ok(())
+    }
+
     /// The users as stored: passwords sealed, bound to batch, user and column.
     async fn seal_users(&self, batch: &str, users: &[CsvUser]) -> Result<Vec<NewBatchUser>> {
         let keyring = keyring(&self.store, &self.data_dir).await?;
@@ -244,6 +263,7 @@ impl Control {
                         "TargetPassword",
                         user.target_password.as_ref(),
                     )?,
+                    refresh_token_sealed: seal(user, "RefreshToken", user.refresh_token.as_ref())?,
                 })
             })
             .collect()

@@ -152,6 +152,19 @@ pub struct EndpointView {
     /// The CardDAV/CalDAV server, if contacts and calendars move too.
     pub dav_url: Option<String>,
     pub directory: Option<String>,
+    /// The OAuth client that opens users' mailboxes, if it has one.
+    pub oauth: Option<OAuthView>,
+}
+
+/// An endpoint's OAuth client, its secrets only said to be set.
+#[derive(Clone, Debug, Serialize)]
+pub struct OAuthView {
+    pub mechanism: flytt_store::OAuthMechanism,
+    pub token_url: String,
+    pub client_id: String,
+    pub scope: Option<String>,
+    pub client_secret_set: bool,
+    pub service_account_set: bool,
 }
 
 impl EndpointView {
@@ -173,6 +186,14 @@ impl EndpointView {
             sieve_url: endpoint.sieve_url.clone(),
             dav_url: endpoint.dav_url.clone(),
             directory: endpoint.directory.clone(),
+            oauth: endpoint.oauth.as_ref().map(|oauth| OAuthView {
+                mechanism: oauth.mechanism,
+                token_url: oauth.token_url.clone(),
+                client_id: oauth.client_id.clone(),
+                scope: oauth.scope.clone(),
+                client_secret_set: oauth.client_secret_sealed.is_some(),
+                service_account_set: oauth.service_account_sealed.is_some(),
+            }),
         }
     }
 }

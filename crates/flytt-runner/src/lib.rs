@@ -25,7 +25,7 @@ use flytt_batch::{
     BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, MailboxType, PartialSync,
     SieveStatistics, StatisticsIssue, UserStatistics, UserStatus,
 };
-use flytt_control::endpoints::{admin_auth, server_config as server, sieve_server};
+use flytt_control::endpoints::{endpoint_auth, server_config as server, sieve_server};
 use flytt_imap::{Auth, ErrorClass, Secret, Transient};
 use flytt_secrets::Keyring;
 use flytt_sieve::{SieveAuth, SieveReport, migrate_scripts};
@@ -1147,10 +1147,15 @@ fn source_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String>
             },
         });
     }
-    match admin_auth(&item.source, &item.email, keyring)? {
+    let refresh_token = item
+        .refresh_token_sealed
+        .as_ref()
+        .map(|sealed| open_user_secret(item, keyring, sealed, "RefreshToken"))
+        .transpose()?;
+    match endpoint_auth(&item.source, &item.email, keyring, refresh_token)? {
         Some(auth) => Ok(Account { server, auth }),
         None => Err(format!(
-            "no way to log in to the source: the CSV has no UserName/Password and endpoint {} has no admin account",
+            "no way to log in to the source: the CSV has no UserName/Password and endpoint {} has no admin account or OAuth client",
             item.source.name
         )),
     }
@@ -1160,7 +1165,7 @@ fn source_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String>
 /// TargetUserName and TargetPassword.
 fn target_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String> {
     let server = server(&item.target)?;
-    if let Some(auth) = admin_auth(&item.target, &item.email, keyring)? {
+    if let Some(auth) = endpoint_auth(&item.target, &item.email, keyring, None)? {
         return Ok(Account { server, auth });
     }
     match (&item.target_user_name, &item.target_password_sealed) {
@@ -1172,7 +1177,7 @@ fn target_account(item: &WorkItem, keyring: &Keyring) -> Result<Account, String>
             },
         }),
         _ => Err(format!(
-            "no way to log in to the target: endpoint {} has no admin account and the CSV has no TargetUserName/TargetPassword",
+            "no way to log in to the target: endpoint {} has no admin account or OAuth client and the CSV has no TargetUserName/TargetPassword",
             item.target.name
         )),
     }
@@ -1260,6 +1265,7 @@ mod tests {
                 password_sealed: None,
                 target_user_name: None,
                 target_password_sealed: None,
+                refresh_token_sealed: None,
             })
             .collect();
         store

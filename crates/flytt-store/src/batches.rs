@@ -34,6 +34,8 @@ pub struct NewBatchUser {
     pub password_sealed: Option<String>,
     pub target_user_name: Option<String>,
     pub target_password_sealed: Option<String>,
+    /// The CSV's RefreshToken: the source's OAuth refresh token, sealed.
+    pub refresh_token_sealed: Option<String>,
 }
 
 /// A batch as listed.
@@ -108,6 +110,7 @@ pub struct WorkItem {
     pub password_sealed: Option<String>,
     pub target_user_name: Option<String>,
     pub target_password_sealed: Option<String>,
+    pub refresh_token_sealed: Option<String>,
     pub status: UserStatus,
     /// Seconds since the last good sync ended, if there was one.
     pub seconds_since_sync: Option<i64>,
@@ -204,7 +207,7 @@ pub struct Postponement<'a> {
 macro_rules! insert_users {
     () => {
         "INSERT INTO batch_user (batch_id, email, csv_line, overrides, user_name, \
-         password_sealed, target_user_name, target_password_sealed)"
+         password_sealed, target_user_name, target_password_sealed, refresh_token_sealed)"
     };
 }
 
@@ -221,7 +224,8 @@ fn bind_user<'q>(
         .bind(&user.user_name)
         .bind(&user.password_sealed)
         .bind(&user.target_user_name)
-        .bind(&user.target_password_sealed))
+        .bind(&user.target_password_sealed)
+        .bind(&user.refresh_token_sealed))
 }
 
 impl Store {
@@ -234,7 +238,7 @@ impl Store {
         // Many rows per statement: a batch of 50,000 users is 100 round trips
         // to a database server, not 50,000.
         const ROWS: usize = 500;
-        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
         static MANY: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
         let many = MANY.get_or_init(|| {
             let rows = vec![ROW; ROWS].join(", ");
@@ -250,7 +254,7 @@ impl Store {
             query.execute(&mut **tx).await?;
         }
         for user in chunks.remainder() {
-            let one = concat!(insert_users!(), " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+            let one = concat!(insert_users!(), " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
             bind_user(sqlx::query(self.sql(one)), batch_id, user)?
                 .execute(&mut **tx)
                 .await?;
@@ -720,6 +724,7 @@ impl Store {
                 concat!(
                     "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
                      u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
+                     u.refresh_token_sealed, \
                      u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
                      u.retries, {now_ms} - u.stalled_since_ms AS stalled_ms, \
                      b.source_endpoint, b.target_endpoint \
@@ -790,6 +795,7 @@ impl Store {
                     password_sealed: row.try_get("password_sealed")?,
                     target_user_name: row.try_get("target_user_name")?,
                     target_password_sealed: row.try_get("target_password_sealed")?,
+                    refresh_token_sealed: row.try_get("refresh_token_sealed")?,
                     status: named(row, "status")?,
                     seconds_since_sync: row.try_get("since")?,
                     validated: row.try_get::<Option<String>, _>("validated_at")?.is_some(),

@@ -42,6 +42,9 @@ pub struct Endpoint {
     pub dav_url: Option<String>,
     /// The directory of the endpoint's users (staged migrations).
     pub directory: Option<String>,
+    /// An OAuth client that opens users' mailboxes (XOAUTH2 or
+    /// OAUTHBEARER) instead of an admin password.
+    pub oauth: Option<EndpointOAuth>,
     /// Below `max_concurrent_migrations` while the server refuses or
     /// throttles (see `Store::lower_endpoint_limit`); kept by the runners,
     /// never written by `create_endpoint` or `update_endpoint`.
@@ -68,6 +71,7 @@ impl Endpoint {
             sieve_url: None,
             dav_url: None,
             directory: None,
+            oauth: None,
             effective_migrations: None,
         }
     }
@@ -80,6 +84,33 @@ impl Endpoint {
                 effective.min(self.max_concurrent_migrations)
             })
     }
+}
+
+/// An endpoint's OAuth client: where each user's access tokens come from
+/// (the grant: a user's refresh token from the CSV, else the service
+/// account's assertion for the user, else the client's credentials).
+/// Stored as JSON; its secrets sealed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EndpointOAuth {
+    pub mechanism: OAuthMechanism,
+    pub token_url: String,
+    pub client_id: String,
+    pub client_secret_sealed: Option<String>,
+    /// Space-separated scopes; none: the token endpoint's default.
+    pub scope: Option<String>,
+    /// A service account's JSON key (Google), sealed.
+    pub service_account_sealed: Option<String>,
+}
+
+/// Which SASL mechanism carries the token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OAuthMechanism {
+    /// XOAUTH2 (Gmail, Microsoft 365, Dovecot).
+    #[default]
+    Xoauth2,
+    /// OAUTHBEARER (RFC 7628).
+    Oauthbearer,
 }
 
 /// How an endpoint's admin account opens a user's mailbox.
@@ -168,7 +199,7 @@ macro_rules! select_endpoints {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
             "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, ",
-            "effective_migrations, connections_per_user, compression, dav_url FROM endpoint ",
+            "effective_migrations, connections_per_user, compression, dav_url, oauth FROM endpoint ",
             $tail
         )
     };
@@ -205,7 +236,16 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
         connections_per_user: to_u32("connections_per_user", row.try_get("connections_per_user")?)?,
         compression: crate::totals::named(row, "compression")?,
         dav_url: row.try_get("dav_url")?,
+        oauth: crate::totals::optional_json(row, "oauth")?,
     })
+}
+
+fn oauth_json(endpoint: &Endpoint) -> Result<Option<String>> {
+    endpoint
+        .oauth
+        .as_ref()
+        .map(|oauth| crate::totals::to_json("oauth", oauth))
+        .transpose()
 }
 
 impl Store {
@@ -214,7 +254,7 @@ impl Store {
         let result = sqlx::query(self.sql(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
              max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, \
-             connections_per_user, compression, dav_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             connections_per_user, compression, dav_url, oauth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -231,6 +271,7 @@ impl Store {
         .bind(i64::from(endpoint.connections_per_user))
         .bind(endpoint.compression.as_str())
         .bind(&endpoint.dav_url)
+        .bind(oauth_json(endpoint)?)
         .execute(&self.pool)
         .await;
         match result {
@@ -251,7 +292,7 @@ impl Store {
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
              sieve_url = ?, directory = ?, tls_fingerprints = ?, connections_per_user = ?, \
-             compression = ?, dav_url = ? WHERE name = ?",
+             compression = ?, dav_url = ?, oauth = ? WHERE name = ?",
         ))
         .bind(&endpoint.url)
         .bind(i64::from(endpoint.allow_plaintext))
@@ -267,6 +308,7 @@ impl Store {
         .bind(i64::from(endpoint.connections_per_user))
         .bind(endpoint.compression.as_str())
         .bind(&endpoint.dav_url)
+        .bind(oauth_json(endpoint)?)
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await

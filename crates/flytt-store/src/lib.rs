@@ -37,7 +37,9 @@ pub use batches::{
 pub use dav_state::DavCopied;
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
-pub use endpoints::{AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, Endpoint};
+pub use endpoints::{
+    AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, Endpoint, EndpointOAuth, OAuthMechanism,
+};
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;

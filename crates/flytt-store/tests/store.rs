@@ -312,6 +312,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         sieve_url: None,
         dav_url: Some("https://dav.example.org/".into()),
         directory: None,
+        oauth: None,
         effective_migrations: None,
     };
     store.create_endpoint(&endpoint).await?;
@@ -330,6 +331,14 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         Err(Error::NoSuchDirectory(name)) if name == "nowhere"
     ));
     endpoint.directory = None;
+    endpoint.oauth = Some(flytt_store::EndpointOAuth {
+        mechanism: flytt_store::OAuthMechanism::Oauthbearer,
+        token_url: "https://oauth2.googleapis.com/token".into(),
+        client_id: "1234.apps.googleusercontent.com".into(),
+        client_secret_sealed: Some("v1:abcd:secret".into()),
+        scope: Some("https://mail.google.com/".into()),
+        service_account_sealed: None,
+    });
     store.update_endpoint(&endpoint).await?;
     assert_eq!(store.endpoints().await?, vec![endpoint]);
     store.remove_endpoint("gammel").await?;
@@ -357,6 +366,7 @@ fn user(email: &str, line: u64) -> NewBatchUser {
         password_sealed: None,
         target_user_name: None,
         target_password_sealed: None,
+        refresh_token_sealed: None,
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::home::Home;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_control::Control;
 use flytt_control::views::EndpointView;
@@ -109,6 +109,39 @@ pub struct NewArgs {
     /// staged migrations.
     #[arg(long)]
     directory: Option<String>,
+    #[command(flatten)]
+    oauth: OAuthArgs,
+}
+
+/// An OAuth client that opens users' mailboxes instead of an admin
+/// account: each user's token by their RefreshToken from the CSV, else by
+/// the service account's assertion, else by the client's credentials.
+#[derive(Args)]
+pub struct OAuthArgs {
+    /// The token endpoint (https; e.g. https://oauth2.googleapis.com/token).
+    #[arg(long, value_name = "URL", requires = "oauth_client_id")]
+    oauth_token_url: Option<String>,
+    #[arg(long, value_name = "ID", requires = "oauth_token_url")]
+    oauth_client_id: Option<String>,
+    /// File holding the client secret.
+    #[arg(long, value_name = "FILE", requires = "oauth_token_url")]
+    oauth_client_secret_file: Option<PathBuf>,
+    /// Space-separated scopes (e.g. https://mail.google.com/).
+    #[arg(long, value_name = "SCOPE", requires = "oauth_token_url")]
+    oauth_scope: Option<String>,
+    /// A service account's JSON key file (Google Workspace domain-wide
+    /// delegation: a token per user).
+    #[arg(long, value_name = "FILE", requires = "oauth_token_url")]
+    oauth_service_account_file: Option<PathBuf>,
+    /// The SASL mechanism that carries the token.
+    #[arg(long, value_enum, default_value = "xoauth2")]
+    oauth_mechanism: OAuthMechanismArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OAuthMechanismArg {
+    Xoauth2,
+    Oauthbearer,
 }
 
 #[derive(Args)]
@@ -152,6 +185,12 @@ pub struct SetArgs {
     /// The directory of this server's users (an empty value removes it).
     #[arg(long)]
     directory: Option<String>,
+    /// A new OAuth client (replaces the endpoint's; flags as for `new`).
+    #[command(flatten)]
+    oauth: OAuthArgs,
+    /// Remove the endpoint's OAuth client.
+    #[arg(long, conflicts_with = "oauth_token_url")]
+    no_oauth: bool,
 }
 
 #[derive(Args)]
@@ -185,6 +224,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             let sealed =
                 seal_admin_password(&control, &args.name, args.admin_password_file.as_deref())
                     .await?;
+            let oauth = seal_oauth(&control, &args.name, &args.oauth).await?;
             let endpoint = Endpoint {
                 name: args.name,
                 url: args.url,
@@ -203,6 +243,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                 sieve_url: args.sieve_url,
                 dav_url: args.dav_url,
                 directory: args.directory,
+                oauth,
                 effective_migrations: None,
             };
             control.create_endpoint(&endpoint).await?;
@@ -250,6 +291,11 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             if let Some(ca) = args.ca_file {
                 endpoint.ca_file = Some(ca.display().to_string());
             }
+            if args.no_oauth {
+                endpoint.oauth = None;
+            } else if let Some(oauth) = seal_oauth(&control, &args.name, &args.oauth).await? {
+                endpoint.oauth = Some(oauth);
+            }
             if args.clear_tls_fingerprints {
                 endpoint.tls_fingerprints.clear();
             } else if !args.tls_fingerprint.is_empty() {
@@ -295,6 +341,41 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
     Ok(0)
 }
 
+/// The OAuth client the flags give, checked and its secrets sealed.
+async fn seal_oauth(
+    control: &flytt_control::Control,
+    endpoint: &str,
+    args: &OAuthArgs,
+) -> Result<Option<flytt_store::EndpointOAuth>> {
+    let Some(token_url) = &args.oauth_token_url else {
+        return Ok(None);
+    };
+    let read = |path: &Option<PathBuf>, flag: &str| -> Result<Option<SecretString>> {
+        path.as_deref()
+            .map(|p| {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("--{flag} {}", p.display()))?;
+                Ok(SecretString::new(text.trim_end_matches(['\r', '\n'])))
+            })
+            .transpose()
+    };
+    let settings = flytt_control::endpoints::OAuthSettings {
+        mechanism: match args.oauth_mechanism {
+            OAuthMechanismArg::Xoauth2 => flytt_store::OAuthMechanism::Xoauth2,
+            OAuthMechanismArg::Oauthbearer => flytt_store::OAuthMechanism::Oauthbearer,
+        },
+        token_url: token_url.clone(),
+        client_id: args.oauth_client_id.clone().unwrap_or_default(),
+        client_secret: read(&args.oauth_client_secret_file, "oauth-client-secret-file")?,
+        scope: args.oauth_scope.clone(),
+        service_account_key: read(
+            &args.oauth_service_account_file,
+            "oauth-service-account-file",
+        )?,
+    };
+    Ok(Some(control.seal_oauth(endpoint, settings).await?))
+}
+
 fn describe(endpoint: &Endpoint) -> serde_json::Value {
     serde_json::to_value(EndpointView::new(endpoint)).unwrap_or_default()
 }
@@ -312,6 +393,24 @@ fn print_endpoint(endpoint: &Endpoint) {
             "not set"
         }
     );
+    if let Some(oauth) = &endpoint.oauth {
+        let grant = if oauth.service_account_sealed.is_some() {
+            "each user's RefreshToken from the CSV, else the service account's assertion"
+        } else {
+            "each user's RefreshToken from the CSV, else the client's credentials"
+        };
+        println!(
+            "OAuth:                          {:?} at {}, client {} ({grant}; secret {})",
+            oauth.mechanism,
+            oauth.token_url,
+            oauth.client_id,
+            if oauth.client_secret_sealed.is_some() {
+                "set"
+            } else {
+                "not set"
+            }
+        );
+    }
     println!(
         "MaxConcurrentMigrations:        {}",
         endpoint.max_concurrent_migrations

@@ -56,7 +56,7 @@ enum Command {
     Sync(Box<sync_cmd::SyncArgs>),
     /// Migration endpoints: named servers with their concurrency limits.
     #[command(subcommand)]
-    Endpoint(endpoint_cmd::EndpointCommand),
+    Endpoint(Box<endpoint_cmd::EndpointCommand>),
     /// Directories of staged migrations (LDAP or a command hook).
     #[command(subcommand)]
     Directory(directory_cmd::DirectoryCommand),
@@ -197,7 +197,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Sync(args) => sync_cmd::run(*args, &home).await,
-            Command::Endpoint(command) => endpoint_cmd::run(command, &home).await,
+            Command::Endpoint(command) => endpoint_cmd::run(*command, &home).await,
             Command::Batch(command) => batch_cmd::run(command, &home).await,
             Command::Directory(command) => directory_cmd::run(command, &home).await,
             Command::User(command) => batch_cmd::run_user(command, &home).await,

@@ -43,7 +43,10 @@ async fn flytt_sync_logs_in_with_a_refresh_token() {
         let secret_file = file("client.secret", secret);
         Command::new(env!("CARGO_BIN_EXE_flytt"))
             .args(["sync", "--source", &source.url(), "--source-user"])
-            .arg(format!("{USER}*{}", flytt_testsupport::dovecot::MASTER_USER))
+            .arg(format!(
+                "{USER}*{}",
+                flytt_testsupport::dovecot::MASTER_USER
+            ))
             .args(["--source-password-file", &admin, "--target", &target.url()])
             .args(["--target-user", USER, "--target-auth", "xoauth2"])
             .args(["--target-oauth-token-url", &tokens.token_url()])
@@ -94,4 +97,136 @@ async fn flytt_sync_logs_in_with_a_refresh_token() {
         .expect("select");
     assert_eq!(inbox.exists, 40);
     assert_eq!(tokens.grants(), vec!["refresh_token"; 2]);
+}
+
+/// A batch whose source endpoint logs in by OAuth: each user's token by
+/// the RefreshToken of their CSV row (sealed, never shown), through a slow
+/// link that cuts every connection after 3 to 5 s, each user's copy taking
+/// longer than a token lives (4 s; Dovecot refuses an expired one). Every
+/// try gets a token that is still good, and every message arrives once.
+/// A RefreshToken for a source without an OAuth client is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_renews_tokens_through_cuts_longer_than_their_life() {
+    use common::{Worker, add_endpoint, flytt, flytt_ok, json, wait_for_batch};
+    use flytt_testsupport::{FaultProxy, Faults};
+    let users = ["kari@example.org", "ola@example.org"];
+    let tokens = TokenServer::issuing(Issuer {
+        client_id: "flytt-test".into(),
+        client_secret: CLIENT_SECRET.into(),
+        lifetime: std::time::Duration::from_secs(4),
+        refresh_tokens: users
+            .iter()
+            .map(|u| (format!("1//refresh-{u}"), u.to_string()))
+            .collect(),
+        ..Issuer::default()
+    })
+    .await
+    .expect("token server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
+    let extra = tokens.dovecot_config(dir.path()).expect("oauth2 passdb");
+    let source = Dovecot::start_with(Layout::Source, &pairs, &extra).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    for user in users {
+        seed_inbox(&source, user, 400, 4_000).await;
+    }
+    // The proxy reads the protocol: no TLS through it.
+    let proxy = FaultProxy::start(
+        source.port,
+        Faults {
+            cut_after: Some((
+                std::time::Duration::from_secs(3),
+                std::time::Duration::from_secs(5),
+            )),
+            bytes_per_second: Some(300_000),
+            ..Faults::default()
+        },
+    )
+    .await
+    .expect("proxy");
+    let data = dir.path().join("data");
+    let secret = dir.path().join("client.secret");
+    std::fs::write(&secret, CLIENT_SECRET).expect("secret");
+    let admin = dir.path().join("admin.pw");
+    std::fs::write(&admin, flytt_testsupport::dovecot::MASTER_PASSWORD).expect("admin");
+    flytt_ok(
+        &data,
+        &[
+            "endpoint",
+            "new",
+            "gammel",
+            "--url",
+            &format!("imap://127.0.0.1:{}", proxy.port),
+            "--allow-plaintext",
+            "--oauth-token-url",
+            &tokens.token_url(),
+            "--oauth-client-id",
+            "flytt-test",
+            "--oauth-client-secret-file",
+            secret.to_str().expect("path"),
+        ],
+    );
+    add_endpoint(&data, "ny", &target, Some(&admin), &[]);
+    add_endpoint(&data, "uten-oauth", &target, Some(&admin), &[]);
+    let shown = json(&flytt_ok(&data, &["endpoint", "show", "gammel", "--json"]));
+    assert_eq!(shown["oauth"]["client_secret_set"], true, "{shown}");
+    assert!(!shown.to_string().contains(CLIENT_SECRET), "{shown}");
+
+    let csv = dir.path().join("users.csv");
+    let mut rows = String::from("EmailAddress,RefreshToken\n");
+    for user in users {
+        rows.push_str(&format!("{user},1//refresh-{user}\n"));
+    }
+    std::fs::write(&csv, rows).expect("csv");
+    let csv = csv.to_str().expect("path");
+    let new_batch = |name: &str, source: &str| {
+        flytt(
+            &data,
+            &[
+                "batch",
+                "new",
+                "--name",
+                name,
+                "--type",
+                "onboarding",
+                "--source-endpoint",
+                source,
+                "--target-endpoint",
+                "ny",
+                "--csv",
+                csv,
+            ],
+        )
+    };
+    let refused = new_batch("Feil", "uten-oauth");
+    assert_eq!(refused.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("RefreshToken needs an OAuth client"),
+        "{said}"
+    );
+    assert!(new_batch("Bølge 1", "gammel").status.success());
+    flytt_ok(&data, &["batch", "start", "Bølge 1"]);
+    let _worker = Worker::start(&data);
+    let shown = wait_for_batch(&data, "Bølge 1", "Synced").await;
+    for user in users {
+        let mut session = target.admin_session(user).await.expect("login");
+        let inbox = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select");
+        assert_eq!(inbox.exists, 400, "{user}: {shown}");
+    }
+    assert!(
+        proxy.counts.cut.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "the link was cut"
+    );
+    assert!(tokens.issued() > users.len(), "tokens were renewed");
+    let everything =
+        String::from_utf8_lossy(&flytt_ok(&data, &["batch", "events", "Bølge 1", "--json"]).stdout)
+            .to_string()
+            + &String::from_utf8_lossy(&flytt_ok(&data, &["user", "list", "--json"]).stdout);
+    for secret in [CLIENT_SECRET, "1//refresh-", "ya29."] {
+        assert!(!everything.contains(secret), "{secret} leaked");
+    }
 }
