@@ -16,6 +16,7 @@ pub use csv_import::{
 pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
 pub use stats::{
-    DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, UserStatistics,
+    DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
+    UserStatistics,
 };
 pub use status::{BatchAction, BatchStatus, UnknownStatus, UserStatus};

@@ -177,9 +177,109 @@ impl PartialSync {
     }
 }
 
+/// What a running sync is doing, as `user show`, the API and the dashboard
+/// show it (Get-MigrationUserStatistics' PercentComplete and estimate):
+/// written by the runner twice a second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncProgress {
+    /// The folder being copied (decoded path).
+    pub folder: String,
+    pub messages_copied: u64,
+    pub bytes_copied: u64,
+    /// Found on the target already (a resume) in this sync.
+    pub messages_matched: u64,
+    /// About how many messages this sync has to copy: each folder's count
+    /// less the copies made before (known once the folders are listed).
+    pub messages_to_copy: Option<u64>,
+    /// Of those, how many are done (copied or found there), in per cent;
+    /// never 100 before the sync has ended.
+    pub percent: Option<u8>,
+    /// Seconds left at this sync's rate so far.
+    pub eta_seconds: Option<u64>,
+}
+
+impl SyncProgress {
+    /// The percentage and the time left from the counts and how long the
+    /// sync has run.
+    pub fn estimate(mut self, elapsed: std::time::Duration) -> SyncProgress {
+        let Some(total) = self.messages_to_copy else {
+            return self;
+        };
+        let done = self.messages_copied + self.messages_matched;
+        if total == 0 {
+            self.percent = Some(99);
+            self.eta_seconds = Some(0);
+            return self;
+        }
+        let share = done.min(total) as f64 / total as f64;
+        self.percent = Some((share * 100.0).floor().min(99.0) as u8);
+        let seconds = elapsed.as_secs_f64();
+        if done > 0 && seconds > 0.0 {
+            let rate = done as f64 / seconds;
+            self.eta_seconds = Some((total.saturating_sub(done) as f64 / rate).ceil() as u64);
+        }
+        self
+    }
+
+    /// ", 40 % done, about 3 min left" (empty before the sync knows).
+    pub fn in_words(&self) -> String {
+        let Some(percent) = self.percent else {
+            return String::new();
+        };
+        match self.eta_seconds {
+            Some(seconds) => format!(", {percent} % done, about {} left", duration_words(seconds)),
+            None => format!(", {percent} % done"),
+        }
+    }
+}
+
+/// "45 s", "3 min", "2 h 10 min".
+fn duration_words(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds.div_ceil(60)),
+        _ => format!("{} h {} min", seconds / 3600, (seconds % 3600) / 60),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_estimates_percent_and_time_left() {
+        let progress = |copied, matched, to_copy| SyncProgress {
+            messages_copied: copied,
+            messages_matched: matched,
+            messages_to_copy: to_copy,
+            ..SyncProgress::default()
+        };
+        let ten_seconds = std::time::Duration::from_secs(10);
+        let half = progress(40, 10, Some(100)).estimate(ten_seconds);
+        assert_eq!((half.percent, half.eta_seconds), (Some(50), Some(10)));
+        // Not listed yet: nothing to say.
+        let early = progress(0, 0, None).estimate(ten_seconds);
+        assert_eq!((early.percent, early.eta_seconds), (None, None));
+        // Nothing done yet: a percentage, no time.
+        let start = progress(0, 0, Some(100)).estimate(ten_seconds);
+        assert_eq!((start.percent, start.eta_seconds), (Some(0), None));
+        // The estimate was low (mail arrived meanwhile): 99 %, never 100.
+        let over = progress(120, 0, Some(100)).estimate(ten_seconds);
+        assert_eq!((over.percent, over.eta_seconds), (Some(99), Some(0)));
+        assert_eq!(half.in_words(), ", 50 % done, about 10 s left");
+        assert_eq!(early.in_words(), "");
+        assert_eq!(
+            progress(1, 0, Some(10_000))
+                .estimate(ten_seconds)
+                .in_words(),
+            ", 0 % done, about 27 h 46 min left"
+        );
+        let round_trip: SyncProgress =
+            serde_json::from_str(&serde_json::to_string(&half).unwrap_or_default())
+                .unwrap_or_default();
+        assert_eq!(round_trip, half);
+    }
 
     #[test]
     fn contacts_copied_add_up_and_what_is_found_is_the_latest() {

@@ -50,14 +50,18 @@ pub struct UserView {
     pub status: UserStatus,
     pub error: Option<String>,
     pub overrides: UserOverrides,
+    /// When the current or last sync started.
     pub started_at: Option<String>,
+    /// When the user's first sync started (kept by later syncs).
+    pub first_started_at: Option<String>,
     /// When the user was first known good (logged in on both sides).
     pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// What the syncs found and did (all syncs added up).
     pub statistics: Option<UserStatistics>,
-    /// What a running sync is doing now: folder, messages and bytes so far.
-    pub progress: Option<serde_json::Value>,
+    /// What a running sync is doing now: folder, messages and bytes so
+    /// far, per cent done and time left.
+    pub progress: Option<flytt_batch::SyncProgress>,
     /// The runner holding the user's lease while it syncs.
     pub runner: Option<String>,
     /// Why the user waits before its next try (a busy, throttling or lost
@@ -218,10 +222,6 @@ pub(crate) fn rfc3339(stored: &str) -> String {
     }
 }
 
-fn json_or_null(text: Option<&str>) -> Option<serde_json::Value> {
-    text.and_then(|t| serde_json::from_str(t).ok())
-}
-
 impl UserView {
     pub fn new(user: &BatchUser) -> UserView {
         UserView {
@@ -233,10 +233,11 @@ impl UserView {
             error: user.error.clone(),
             overrides: user.overrides.clone(),
             started_at: user.started_at.as_deref().map(rfc3339),
+            first_started_at: user.first_started_at.as_deref().map(rfc3339),
             validated_at: user.validated_at.as_deref().map(rfc3339),
             last_synced_at: user.last_synced_at.as_deref().map(rfc3339),
             statistics: user.stats.clone(),
-            progress: json_or_null(user.progress.as_deref()),
+            progress: user.progress.clone(),
             runner: user.runner.clone(),
             // Kept until the next try ends; while it runs, it is no wait.
             waiting: user

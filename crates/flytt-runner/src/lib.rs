@@ -536,7 +536,7 @@ async fn sync_user(
             loop {
                 ticks.tick().await;
                 let _ = store
-                    .set_user_progress(user_id, Some(&progress.to_json()))
+                    .set_user_progress(user_id, Some(&progress.now()))
                     .await;
                 if !validated && progress.planned.load(std::sync::atomic::Ordering::Relaxed) {
                     validated = store.set_user_validated(user_id).await.is_ok();
@@ -767,6 +767,10 @@ struct Progress {
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
     matched: std::sync::atomic::AtomicU64,
+    /// About how many messages the sync has to copy, once it knows.
+    to_copy: std::sync::OnceLock<u64>,
+    /// When the sync started, for its rate and the time left.
+    started: std::sync::OnceLock<std::time::Instant>,
     /// The runner's lease on the user: no write after it lapsed.
     lease: Option<std::sync::Arc<Lease>>,
 }
@@ -782,19 +786,31 @@ impl Progress {
         }
     }
 
-    fn to_json(&self) -> String {
+    /// The sync's progress now, with its estimate.
+    fn now(&self) -> flytt_batch::SyncProgress {
         use std::sync::atomic::Ordering::Relaxed;
-        let folder = self.folder.lock().map(|f| f.clone()).unwrap_or_default();
-        serde_json::json!({
-            "folder": folder,
-            "messages_copied": self.messages.load(Relaxed),
-            "bytes_copied": self.bytes.load(Relaxed),
-        })
-        .to_string()
+        let progress = flytt_batch::SyncProgress {
+            folder: self.folder.lock().map(|f| f.clone()).unwrap_or_default(),
+            messages_copied: self.messages.load(Relaxed),
+            bytes_copied: self.bytes.load(Relaxed),
+            messages_matched: self.matched.load(Relaxed),
+            messages_to_copy: self.to_copy.get().copied(),
+            ..flytt_batch::SyncProgress::default()
+        };
+        let elapsed = self
+            .started
+            .get()
+            .map(std::time::Instant::elapsed)
+            .unwrap_or_default();
+        progress.estimate(elapsed)
     }
 }
 
 impl flytt_sync::Observer for Progress {
+    fn sized(&self, messages_to_copy: u64) {
+        let _ = self.to_copy.set(messages_to_copy);
+    }
+
     fn planned(&self, _folders: u64) {
         self.planned
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -921,6 +937,7 @@ impl Attempt<'_> {
         let started = std::time::Instant::now();
         let progress = std::sync::Arc::new(Progress {
             lease: Some(self.lease.clone()),
+            started: std::time::Instant::now().into(),
             ..Progress::default()
         });
         let outcome = sync_user(

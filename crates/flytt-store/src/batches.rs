@@ -8,10 +8,11 @@ use sqlx::Row;
 
 use crate::events::kind;
 use flytt_batch::{
-    BatchParameters, BatchStatus, BatchType, UserOverrides, UserStatistics, UserStatus,
+    BatchParameters, BatchStatus, BatchType, SyncProgress, UserOverrides, UserStatistics,
+    UserStatus,
 };
 
-use crate::totals::{self, ProgressNumbers, json, named, optional_json};
+use crate::totals::{self, json, named, optional_json};
 use crate::{BatchMail, Endpoint, Error, Result, Store, Totals};
 
 /// A new batch and its users, as `create_batch` stores them.
@@ -166,13 +167,15 @@ pub struct BatchUser {
     pub error: Option<String>,
     /// When the current or last sync started.
     pub started_at: Option<String>,
+    /// When the user's first sync started (kept by later syncs).
+    pub first_started_at: Option<String>,
     /// When the user was first known good (logged in on both sides).
     pub validated_at: Option<String>,
     pub last_synced_at: Option<String>,
     /// The statistics of its syncs.
     pub stats: Option<UserStatistics>,
-    /// What a running sync is doing (JSON written by the runner).
-    pub progress: Option<String>,
+    /// What a running sync is doing (written by the runner).
+    pub progress: Option<SyncProgress>,
     /// The runner holding the user's lease while it syncs.
     pub runner: Option<String>,
     /// Why and how much longer the user waits before its next try, after a
@@ -562,7 +565,7 @@ impl Store {
         });
         let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
-             u.started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner, \
+             u.started_at, u.first_started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner, \
              u.waiting, u.retry_at_ms - {now_ms} AS retry_in_ms FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE (?1 IS NULL OR b.name = ?1) AND (?2 IS NULL OR u.status = ?2) \
              AND (?3 IS NULL OR lower(u.email) LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR lower(u.email) = lower(?4)) \
@@ -588,10 +591,11 @@ impl Store {
                     status: named(row, "status")?,
                     error: row.try_get("error")?,
                     started_at: row.try_get("started_at")?,
+                    first_started_at: row.try_get("first_started_at")?,
                     validated_at: row.try_get("validated_at")?,
                     last_synced_at: row.try_get("last_synced_at")?,
                     stats: optional_json(row, "stats")?,
-                    progress: row.try_get("progress")?,
+                    progress: optional_json(row, "progress")?,
                     runner: row.try_get("lease_runner")?,
                     waiting: match row.try_get::<Option<String>, _>("waiting")? {
                         Some(reason) => Some(Waiting {
@@ -837,18 +841,22 @@ impl Store {
     }
 
     /// Records what a running sync is doing (JSON), or clears it.
-    pub async fn set_user_progress(&self, user_id: i64, progress: Option<&str>) -> Result<()> {
-        let numbers: ProgressNumbers = match progress {
-            Some(json) => totals::parse("progress", json)?,
-            None => ProgressNumbers::default(),
-        };
+    pub async fn set_user_progress(
+        &self,
+        user_id: i64,
+        progress: Option<&SyncProgress>,
+    ) -> Result<()> {
+        let json = progress
+            .map(|p| totals::to_json("progress", p))
+            .transpose()?;
+        let (messages, bytes) = progress.map_or((0, 0), |p| (p.messages_copied, p.bytes_copied));
         sqlx::query(self.sql(
             "UPDATE batch_user SET progress = ?, progress_messages_copied = ?, \
              progress_bytes_copied = ? WHERE id = ?",
         ))
-        .bind(progress)
-        .bind(totals::db(numbers.messages_copied))
-        .bind(totals::db(numbers.bytes_copied))
+        .bind(json)
+        .bind(totals::db(messages))
+        .bind(totals::db(bytes))
         .bind(user_id)
         .execute(&self.pool)
         .await?;
@@ -955,6 +963,7 @@ impl Store {
              progress_messages_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_messages_copied ELSE 0 END, \
              progress_bytes_copied = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN progress_bytes_copied ELSE 0 END, \
              started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END, \
+             first_started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN COALESCE(first_started_at, {now}) ELSE first_started_at END, \
              last_synced_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN {now} ELSE last_synced_at END, \
              validated_at = CASE WHEN ?1 IN ('Synced', 'Completed') THEN COALESCE(validated_at, {now}) ELSE validated_at END, \
              lease_runner = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_runner ELSE NULL END, \

@@ -255,7 +255,8 @@ impl Store {
         let claimed = sqlx::query(self.sql(concat!(
             "UPDATE batch_user SET status = ?1, error = NULL, lease_runner = ?2, \
              lease_expires_ms = ", now_ms!(), " + ?3, \
-             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END \
+             started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN {now} ELSE started_at END, \
+             first_started_at = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing') THEN COALESCE(first_started_at, {now}) ELSE first_started_at END \
              WHERE id = ?4 AND status = ?5 \
              AND (lease_runner IS NULL OR lease_expires_ms < ", now_ms!(), ") \
              AND (?5 <> ?1 OR validated_at IS NULL)"

@@ -297,6 +297,30 @@ impl Store {
         }))
     }
 
+    /// How many messages of each source folder the map holds copies of:
+    /// what a sync need not copy again, for its progress estimate.
+    pub async fn copy_counts(
+        &self,
+        pair: PairId,
+    ) -> Result<std::collections::HashMap<String, u64>> {
+        let rows = sqlx::query(self.sql(
+            "SELECT source_folder, COUNT(*) AS copies FROM message_map \
+             WHERE pair_id = ? GROUP BY source_folder",
+        ))
+        .bind(pair.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|row| {
+                let copies: i64 = row.try_get("copies")?;
+                Ok((
+                    row.try_get("source_folder")?,
+                    u64::try_from(copies).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
     /// Every copied message of a folder.
     pub async fn copied(&self, pair: PairId, source_folder: &str) -> Result<Vec<CopiedMessage>> {
         let rows = sqlx::query(self.sql(

@@ -35,14 +35,6 @@ pub struct Totals {
     pub tasks_skipped: u64,
 }
 
-/// The numbers of a running sync's progress JSON.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct ProgressNumbers {
-    pub messages_copied: u64,
-    pub bytes_copied: u64,
-}
-
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(column: &'static str, json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| Error::BadJson {
         column,

@@ -748,7 +748,13 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
     assert_eq!(items[0].seconds_since_sync, None);
     store.set_user_validated(items[0].user_id).await?;
     store
-        .set_user_progress(items[0].user_id, Some("{\"folder\":\"INBOX\"}"))
+        .set_user_progress(
+            items[0].user_id,
+            Some(&flytt_batch::SyncProgress {
+                folder: "INBOX".into(),
+                ..flytt_batch::SyncProgress::default()
+            }),
+        )
         .await?;
     let stats = UserStatistics {
         messages_copied: 3,

@@ -114,6 +114,10 @@ impl Default for SyncOptions {
 pub trait Observer: Send + Sync {
     /// The folders are known: this many will be visited.
     fn planned(&self, _folders: u64) {}
+    /// About how many messages this sync will copy (each visited folder's
+    /// count less the copies the map holds): known once the folders are
+    /// listed and compared, before any is copied.
+    fn sized(&self, _messages_to_copy: u64) {}
     /// A folder's visit starts (decoded path).
     fn folder_started(&self, _folder: &str) {}
     /// A folder's copy starts: how many messages and bytes it will copy.

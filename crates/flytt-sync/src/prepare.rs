@@ -183,7 +183,22 @@ impl Worker<'_> {
         }
         self.subscribe_all(&late_subscriptions).await?;
         visits.sort_by_key(|v| Reverse(v.messages));
+        self.size_up(&visits).await?;
         Ok(visits)
+    }
+
+    /// Tells the observer about how many messages the visits will copy.
+    async fn size_up(&self, visits: &[Visit]) -> Result<(), SyncError> {
+        let copies = self.store.copy_counts(self.pair).await?;
+        let to_copy: u64 = visits
+            .iter()
+            .map(|v| {
+                let copied = copies.get(&v.folder.source).copied().unwrap_or(0);
+                u64::from(v.messages).saturating_sub(copied)
+            })
+            .sum();
+        self.observer.sized(to_copy);
+        Ok(())
     }
 
     /// A folder done without a visit, for the progress display.

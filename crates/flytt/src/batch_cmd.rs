@@ -490,10 +490,14 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
     }
     if let Some(progress) = &user.progress {
         println!(
-            "Now:    {} ({} messages copied so far)",
-            progress["folder"].as_str().unwrap_or(""),
-            progress["messages_copied"]
+            "Now:    {} ({} messages copied so far{})",
+            progress.folder,
+            progress.messages_copied,
+            progress.in_words()
         );
+    }
+    if let Some(first) = &user.first_started_at {
+        println!("First started: {first}");
     }
     if let Some(stats) = &user.statistics {
         println!(

@@ -378,6 +378,8 @@ struct Progress {
     bar: Option<ProgressBar>,
     messages: AtomicU64,
     bytes: AtomicU64,
+    /// About how many messages the sync copies, once it knows.
+    to_copy: std::sync::OnceLock<u64>,
 }
 
 impl Progress {
@@ -395,6 +397,7 @@ impl Progress {
             bar,
             messages: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            to_copy: std::sync::OnceLock::new(),
         }
     }
 
@@ -406,6 +409,10 @@ impl Progress {
 }
 
 impl Observer for Progress {
+    fn sized(&self, messages_to_copy: u64) {
+        let _ = self.to_copy.set(messages_to_copy);
+    }
+
     fn planned(&self, folders: u64) {
         if let Some(bar) = &self.bar {
             bar.set_length(folders);
@@ -429,11 +436,18 @@ impl Observer for Progress {
         let total = self.messages.fetch_add(messages, Ordering::Relaxed) + messages;
         if let Some(bar) = &self.bar {
             let secs = bar.elapsed().as_secs_f64().max(0.001);
+            let estimate = flytt_batch::SyncProgress {
+                messages_copied: total,
+                messages_to_copy: self.to_copy.get().copied(),
+                ..flytt_batch::SyncProgress::default()
+            }
+            .estimate(bar.elapsed());
             bar.set_message(format!(
-                "{total} msgs copied ({:.0}/s), {} ({:.1} MB/s)",
+                "{total} msgs copied ({:.0}/s), {} ({:.1} MB/s){}",
                 total as f64 / secs,
                 human_bytes(total_bytes),
-                total_bytes as f64 / secs / 1e6
+                total_bytes as f64 / secs / 1e6,
+                estimate.in_words()
             ));
         }
     }

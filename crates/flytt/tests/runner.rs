@@ -439,18 +439,40 @@ async fn a_killed_worker_resumes_on(backend: Backend) {
             .all(|u| u["status"] != "Syncing"),
         "a stopped worker leaves no user marked as syncing: {listed}"
     );
-
-    let mut second = Worker::start(&data);
-    // While it runs, `user list` says where each running sync is.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = json(&flytt(&data, &["user", "list", "--json"]));
-        let syncing_inbox = listed
+    let first_start = |listed: &serde_json::Value| {
+        listed
             .as_array()
             .into_iter()
             .flatten()
-            .any(|u| u["status"] == "Syncing" && u["progress"]["folder"] == "INBOX");
-        if syncing_inbox {
+            .find(|u| u["email"] == users[0])
+            .map(|u| u["first_started_at"].clone())
+            .unwrap_or_default()
+    };
+    let first_started = first_start(&listed);
+    assert!(first_started.is_string(), "{listed}");
+
+    let mut second = Worker::start(&data);
+    // While it runs, `user list` says where each running sync is, and how
+    // far: the first user's resumed sync has only what the first worker
+    // left to copy.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = json(&flytt(&data, &["user", "list", "--json"]));
+        let resumed = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| {
+                u["email"] == users[0]
+                    && u["status"] == "Syncing"
+                    && u["progress"]["folder"] == "INBOX"
+                    && u["progress"]["percent"].is_u64()
+            })
+            .map(|u| u["progress"].clone());
+        if let Some(progress) = resumed {
+            let to_copy = progress["messages_to_copy"].as_u64().unwrap_or(u64::MAX);
+            assert!(to_copy < 1_500, "{progress}");
+            assert!(progress["percent"].as_u64() < Some(100), "{progress}");
             break;
         }
         assert!(Instant::now() < deadline, "no live progress: {listed}");
@@ -470,6 +492,12 @@ async fn a_killed_worker_resumes_on(backend: Backend) {
         &mut worker.0,
     );
     assert_eq!(status["status"], "Synced", "{status}");
+    let listed = json(&flytt(&data, &["user", "list", "--json"]));
+    assert_eq!(
+        first_start(&listed),
+        first_started,
+        "later syncs keep the first start"
+    );
     for user in users {
         let mut from = source.admin_session(user).await.expect("login");
         let mut to = target.admin_session(user).await.expect("login");

@@ -379,12 +379,14 @@ impl UserRow {
     fn new(user: &UserView) -> UserRow {
         let stats = user.statistics.clone().unwrap_or_default();
         let progress = user.progress.clone().unwrap_or_default();
-        let copied = stats.messages_copied + progress["messages_copied"].as_u64().unwrap_or(0);
-        let bytes = stats.bytes_copied + progress["bytes_copied"].as_u64().unwrap_or(0);
-        let detail = match (&user.error, &user.waiting, progress["folder"].as_str()) {
-            (Some(error), _, _) => error.clone(),
-            (None, Some(waiting), _) => waiting.sentence(),
-            (None, None, Some(folder)) if !folder.is_empty() => format!("copying {folder}"),
+        let copied = stats.messages_copied + progress.messages_copied;
+        let bytes = stats.bytes_copied + progress.bytes_copied;
+        let detail = match (&user.error, &user.waiting) {
+            (Some(error), _) => error.clone(),
+            (None, Some(waiting)) => waiting.sentence(),
+            (None, None) if !progress.folder.is_empty() => {
+                format!("copying {}{}", progress.folder, progress.in_words())
+            }
             _ => String::new(),
         };
         UserRow {
