@@ -333,6 +333,8 @@ struct NewBatchBody {
     deletion_sync: bool,
     #[serde(default)]
     folder_mapping: Vec<String>,
+    #[serde(default)]
+    report_subjects: bool,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -408,6 +410,7 @@ impl NewBatchBody {
                 verify: self.verify,
                 deletion_sync: self.deletion_sync,
                 folder_mapping,
+                report_subjects: self.report_subjects,
             },
         };
         Ok((request, self.csv))

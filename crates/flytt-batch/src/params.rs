@@ -40,6 +40,9 @@ pub struct BatchParameters {
     /// (`"Old/Path" -> "New/Path"` rules, applied before special-use
     /// mapping).
     pub folder_mapping: FolderMapping,
+    /// Skipped and failed messages are reported with their subjects (their
+    /// dates always): subjects are personal data, so off by default.
+    pub report_subjects: bool,
 }
 
 /// Where a staged batch sets forwarding on the source.

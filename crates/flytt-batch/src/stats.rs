@@ -110,6 +110,12 @@ pub struct StatisticsIssue {
     pub folder: String,
     pub uid: Option<u32>,
     pub reason: String,
+    /// A skipped or failed message's date (its INTERNALDATE, RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// Its subject, where the batch asked for subjects (ReportSubjects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl UserStatistics {

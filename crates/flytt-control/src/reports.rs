@@ -116,7 +116,15 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
 pub fn errors_report(users: &[BatchUser]) -> Result<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer
-        .write_record(["EmailAddress", "Kind", "Folder", "Uid", "Reason"])
+        .write_record([
+            "EmailAddress",
+            "Kind",
+            "Folder",
+            "Uid",
+            "Reason",
+            "Date",
+            "Subject",
+        ])
         .map_err(report_error)?;
     for user in users {
         if let Some(error) = &user.error {
@@ -127,6 +135,8 @@ pub fn errors_report(users: &[BatchUser]) -> Result<Vec<u8>> {
                     String::new(),
                     String::new(),
                     cell(error),
+                    String::new(),
+                    String::new(),
                 ])
                 .map_err(report_error)?;
         }
@@ -139,6 +149,8 @@ pub fn errors_report(users: &[BatchUser]) -> Result<Vec<u8>> {
                     cell(&issue.folder),
                     issue.uid.map(|u| u.to_string()).unwrap_or_default(),
                     cell(&issue.reason),
+                    issue.date.as_deref().map(cell).unwrap_or_default(),
+                    issue.subject.as_deref().map(cell).unwrap_or_default(),
                 ])
                 .map_err(report_error)?;
         }

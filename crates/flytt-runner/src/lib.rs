@@ -520,6 +520,7 @@ async fn sync_user(
             .max(1) as usize,
         delete_removed: overrides.deletion_sync(parameters),
         folder_mapping: overrides.folder_mapping(parameters),
+        report_subjects: parameters.report_subjects,
         ..SyncOptions::default()
     };
     let bad_item_limit = overrides

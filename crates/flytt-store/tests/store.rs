@@ -764,6 +764,8 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
             folder: "INBOX".into(),
             uid: Some(7),
             reason: "over the LargeItemLimit".into(),
+            date: Some("2024-03-01T10:00:00+01:00".into()),
+            subject: Some("Tilbud på ferie".into()),
         }],
         ..UserStatistics::default()
     };

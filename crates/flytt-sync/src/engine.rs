@@ -439,6 +439,8 @@ impl<'a> Worker<'a> {
             folder: folder.to_string(),
             uid,
             reason,
+            date: None,
+            subject: None,
         };
         tracing::warn!(kind = ?issue.kind, folder = %issue.folder, uid = ?issue.uid, reason = %issue.reason, "sync issue");
         self.observer.issue(&issue);
@@ -566,6 +568,7 @@ impl<'a> Worker<'a> {
             .source_metadata(opened.prefetched, &opened.source, &epoch)
             .await?;
         let skips_before = self.skips();
+        let issues_before = self.report.issues.len();
         let mut to_copy = self.messages_to_copy(folder, &metadata.new, &copied);
         let target = self
             .match_unknown_copies(folder, opened.target, &mut copied, &mut to_copy)
@@ -573,6 +576,7 @@ impl<'a> Worker<'a> {
         let mut unkept = BTreeSet::new();
         let flag_changes = self.flag_changes(&metadata.changed, &copied, &target, &mut unkept);
         if dry_run {
+            self.describe_skipped(issues_before).await?;
             let bytes = to_copy.iter().map(|m| m.size).sum();
             self.report
                 .plan
@@ -603,6 +607,7 @@ impl<'a> Worker<'a> {
         if self.options.delete_removed {
             self.expunge_removed(folder, &copied).await?;
         }
+        self.describe_skipped(issues_before).await?;
         if self.skips() == skips_before {
             self.store
                 .finish_folder(
@@ -612,6 +617,45 @@ impl<'a> Worker<'a> {
                     opened.source.uid_next,
                 )
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// The messages this folder's visit skipped or failed (the issues
+    /// from `from` on that name a message) get their date and, where the
+    /// sync was asked for them, their subject: an administrator must be
+    /// able to tell the user which mail stayed behind. One FETCH of the
+    /// source's header field, for those messages only.
+    async fn describe_skipped(&mut self, from: usize) -> Result<(), SyncError> {
+        let uids: Vec<Uid> = self.report.issues[from..]
+            .iter()
+            .filter(|i| matches!(i.kind, IssueKind::Large | IssueKind::Bad))
+            .filter_map(|i| i.uid)
+            .collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let items = if self.options.report_subjects {
+            // The field's first 2 KB: a subject is shorter, and a server
+            // cannot make flytt hold a huge one.
+            "UID INTERNALDATE BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.2048>"
+        } else {
+            "UID INTERNALDATE"
+        };
+        let fetched = fetch_in_chunks(&mut self.src, &uids, items)
+            .await
+            .map_err(SyncError::Source)?;
+        for message in fetched {
+            let Some(uid) = message.uid else { continue };
+            let described = self.report.issues[from..].iter_mut().filter(|i| {
+                i.uid == Some(uid) && matches!(i.kind, IssueKind::Large | IssueKind::Bad)
+            });
+            for issue in described {
+                issue.date = message.internal_date.map(|d| d.to_rfc3339());
+                if self.options.report_subjects {
+                    issue.subject = message.header_fields.as_deref().map(subject_of);
+                }
+            }
         }
         Ok(())
     }
@@ -1736,6 +1780,19 @@ fn describe_change(original: &[u8], stored: &[u8]) -> &'static str {
 }
 
 /// A Message-ID header as compared: without whitespace, lower-cased.
+/// The decoded text of a `Subject:` header field (RFC 2047 encoded words
+/// decoded; folded lines joined).
+fn subject_of(field: &[u8]) -> String {
+    let text = String::from_utf8_lossy(field);
+    let value = text
+        .split_once(':')
+        .map_or(text.as_ref(), |(_, value)| value)
+        .replace("\r\n", "")
+        .replace('\n', "");
+    let value = value.trim();
+    rfc2047_decoder::decode(value.as_bytes()).unwrap_or_else(|_| value.to_string())
+}
+
 fn normalized_id(m: &FetchedMessage) -> Vec<u8> {
     m.header_fields
         .as_deref()

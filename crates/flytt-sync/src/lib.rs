@@ -89,6 +89,9 @@ pub struct SyncOptions {
     /// Where source folders go when not by their own path: rules applied
     /// before the special-use mapping (`flytt_batch::FolderMapping`).
     pub folder_mapping: FolderMapping,
+    /// Skipped and failed messages are reported with their Subject (their
+    /// date always): personal data, so only when asked.
+    pub report_subjects: bool,
 }
 
 impl Default for SyncOptions {
@@ -106,6 +109,7 @@ impl Default for SyncOptions {
             connections: flytt_store::DEFAULT_CONNECTIONS_PER_USER as usize,
             delete_removed: false,
             folder_mapping: FolderMapping::default(),
+            report_subjects: false,
         }
     }
 }

@@ -12,6 +12,13 @@ pub struct Issue {
     pub folder: String,
     pub uid: Option<u32>,
     pub reason: String,
+    /// A skipped or failed message's INTERNALDATE (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// Its Subject, decoded, only where the sync was asked for subjects
+    /// (`SyncOptions::report_subjects`: they are personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

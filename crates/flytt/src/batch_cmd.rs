@@ -165,6 +165,11 @@ pub struct NewArgs {
     /// Repeatable.
     #[arg(long, value_name = "RULES", value_parser = FolderMapping::parse)]
     folder_mapping: Vec<FolderMapping>,
+    /// Report skipped and failed messages with their subjects (their dates
+    /// always) in the statistics and the errors report: subjects are
+    /// personal data.
+    #[arg(long)]
+    report_subjects: bool,
     /// Time between incremental syncs (e.g. 24h, 30m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     incremental_sync_interval: u64,
@@ -605,6 +610,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         verify: args.verify,
         deletion_sync: args.deletion_sync,
         folder_mapping: args.folder_mapping.into_iter().collect(),
+        report_subjects: args.report_subjects,
     };
     let request = BatchRequest {
         name: args.name.clone(),

@@ -146,6 +146,10 @@ pub struct SyncArgs {
     /// matches a folder decides. Repeatable.
     #[arg(long, value_name = "RULES", value_parser = FolderMapping::parse)]
     folder_mapping: Vec<FolderMapping>,
+    /// Report skipped and failed messages with their subjects (their dates
+    /// always): subjects are personal data.
+    #[arg(long)]
+    report_subjects: bool,
     /// Primary mailbox, archive (the tree under the \Archive folder), or both.
     #[arg(long, value_enum, default_value = "PrimaryAndArchive")]
     mailbox_type: ScopeArg,
@@ -250,6 +254,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         connections: args.connections as usize,
         delete_removed: args.deletion_sync,
         folder_mapping: args.folder_mapping.iter().cloned().collect(),
+        report_subjects: args.report_subjects,
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());
@@ -351,6 +356,16 @@ fn print_summary(report: &Report) {
     );
     for issue in &report.issues {
         let uid = issue.uid.map(|u| format!(" UID {u}")).unwrap_or_default();
+        let what = [issue.date.as_deref(), issue.subject.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let uid = if what.is_empty() {
+            uid
+        } else {
+            format!("{uid} ({what})")
+        };
         println!(
             "  {:?}: {}{uid}: {}",
             issue.kind, issue.folder, issue.reason

@@ -1006,6 +1006,69 @@ async fn folder_mapping_places_folders_cyrus_to_dovecot() {
     folder_mapping_places_folders(Family::Cyrus, DOVECOT_TARGET).await;
 }
 
+/// A message skipped for its size is reported with its date, and with
+/// its subject (decoded from RFC 2047) only when asked: subjects are
+/// personal data.
+async fn skipped_messages_are_described(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    let date = corpus::spread_date(4);
+    let mut large = b"From: Kari <kari@kilde.example>\r\n\
+Subject: =?UTF-8?Q?M=C3=B8te_om_budsjett?=\r\n =?UTF-8?Q?_for_2025?=\r\n\
+Message-ID: <stor@kilde.example>\r\n\r\n"
+        .to_vec();
+    large.extend(std::iter::repeat_n(b"Vedlegg som er for stort.\r\n".as_slice(), 2_000).flatten());
+    let mut messages = new_messages(0, 2);
+    messages.push(CorpusMessage {
+        bytes: large,
+        flags: vec![],
+        date,
+    });
+    setup
+        .seed(
+            USER,
+            &[CorpusFolder {
+                path: vec!["INBOX".into()],
+                subscribed: true,
+                messages,
+            }],
+        )
+        .await;
+    let skipped = |json: &serde_json::Value| {
+        json["issues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["kind"] == "large")
+            .cloned()
+            .unwrap_or_else(|| panic!("no large issue: {json}"))
+    };
+    let (code, json, _) = setup.sync_user(USER, &["--large-item-limit", "20KB"]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(count(&json, "messages_copied"), 2, "{json}");
+    let issue = skipped(&json);
+    let reported = chrono::DateTime::parse_from_rfc3339(issue["date"].as_str().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{issue}: {e}"));
+    assert_eq!(reported, date, "{issue}");
+    assert!(
+        issue.get("subject").is_none(),
+        "no subject unless asked: {issue}"
+    );
+
+    let (_, json, _) = setup.sync_user(USER, &["--large-item-limit", "20KB", "--report-subjects"]);
+    let issue = skipped(&json);
+    assert_eq!(issue["subject"], "Møte om budsjett for 2025", "{issue}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skipped_messages_are_described_dovecot_to_cyrus() {
+    skipped_messages_are_described(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skipped_messages_are_described_cyrus_to_dovecot() {
+    skipped_messages_are_described(Family::Cyrus, DOVECOT_TARGET).await;
+}
+
 /// Cyrus refuses a `"` in a folder name: the folder is created under a
 /// safe name, reported as renamed, and its mail is copied.
 #[tokio::test(flavor = "multi_thread")]

@@ -824,6 +824,7 @@ struct BatchForm {
     convert_source_on_complete: bool,
     verify: bool,
     deletion_sync: bool,
+    report_subjects: bool,
 }
 
 struct Problem {
@@ -987,6 +988,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             verify: form.verify,
             deletion_sync: form.deletion_sync,
             folder_mapping,
+            report_subjects: form.report_subjects,
             ..BatchParameters::default()
         },
     })
@@ -1029,6 +1031,7 @@ pub async fn create_batch(
         convert_source_on_complete: fields.contains_key("convert_source_on_complete"),
         verify: fields.contains_key("verify"),
         deletion_sync: fields.contains_key("deletion_sync"),
+        report_subjects: fields.contains_key("report_subjects"),
     };
     let request = match batch_request(&form) {
         Ok(request) => request,
