@@ -24,6 +24,9 @@ pub struct UserStatistics {
     /// Copies expunged on the target because the source deleted the
     /// message (deletion sync), over all syncs.
     pub messages_deleted: u64,
+    /// Messages in the folders left out (exclude patterns, MailboxType),
+    /// as the last sync counted them.
+    pub messages_excluded: u64,
     /// Seconds, every sync together.
     pub duration: f64,
     pub issues: Vec<StatisticsIssue>,

@@ -54,6 +54,8 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
             "EventsSkipped",
             "TasksSkipped",
             "SieveScripts",
+            "ItemsExcluded",
+            "FirstStartedAt",
         ])
         .map_err(report_error)?;
     for user in users {
@@ -103,6 +105,11 @@ pub fn users_report(users: &[BatchUser]) -> Result<Vec<u8>> {
                 .as_ref()
                 .and_then(|stats| stats.sieve.as_ref())
                 .map(|sieve| sieve.copied.len().to_string())
+                .unwrap_or_default(),
+            number(|s| s.messages_excluded),
+            user.first_started_at
+                .as_deref()
+                .map(crate::views::rfc3339)
                 .unwrap_or_default(),
         ];
         writer

@@ -65,6 +65,15 @@ impl Excludes {
     }
 }
 
+/// A source folder an exclude pattern left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExcludedFolder {
+    /// Raw source name.
+    pub source: String,
+    /// Decoded path, as the pattern saw it.
+    pub display: String,
+}
+
 /// Which part of a mailbox a sync copies (MailboxType, SPEC §3): the
 /// archive is the folder tree under the source's `\Archive` folder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -288,7 +297,7 @@ pub fn plan(
     target: &Side<'_>,
     excludes: &Excludes,
     mapping: &FolderMapping,
-) -> (Vec<FolderPlan>, Vec<String>) {
+) -> (Vec<FolderPlan>, Vec<ExcludedFolder>) {
     let naming = TargetNaming::new(source, target);
     let mut plans = Vec::new();
     let mut excluded = Vec::new();
@@ -300,7 +309,10 @@ pub fn plan(
             .collect::<Vec<_>>()
             .join("/");
         if excludes.matches(&display) {
-            excluded.push(display);
+            excluded.push(ExcludedFolder {
+                source: mailbox.name.clone(),
+                display,
+            });
             continue;
         }
         let names: Vec<&str> = parts.iter().map(|(p, _)| p.as_str()).collect();
@@ -618,7 +630,13 @@ mod tests {
         assert_eq!(map["a/b"], "a_b");
         assert_eq!(map["Junk-ish"], "Junk");
         assert!(plans.iter().any(|p| p.source == "a/b" && p.note.is_some()));
-        assert_eq!(excluded, vec!["Søppel".to_string()]);
+        assert_eq!(
+            excluded,
+            vec![ExcludedFolder {
+                source: "Søppel".into(),
+                display: "Søppel".into()
+            }]
+        );
         assert!(
             plans
                 .iter()

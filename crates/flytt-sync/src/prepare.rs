@@ -33,6 +33,9 @@ struct Listings {
     target_namespaces: Namespaces,
     /// Source folders in other users' or shared namespaces: not copied.
     foreign: Vec<String>,
+    /// The user's own source folders left out (exclude patterns, the
+    /// MailboxType scope): their messages are counted as excluded.
+    left_out: Vec<String>,
 }
 
 /// Both sides' folders' STATUS, by mailbox name.
@@ -243,6 +246,7 @@ impl Worker<'_> {
             target_subscribed,
             target_namespaces,
             foreign,
+            left_out: Vec::new(),
         })
     }
 
@@ -264,7 +268,12 @@ impl Worker<'_> {
             excludes,
             &self.options.folder_mapping,
         );
-        self.report.folders_excluded = excluded;
+        listings.left_out = excluded
+            .iter()
+            .map(|e| e.source.clone())
+            .chain(out_of_scope.iter().cloned())
+            .collect();
+        self.report.folders_excluded = excluded.into_iter().map(|e| e.display).collect();
         self.report
             .folders_excluded
             .extend(std::mem::take(&mut listings.foreign));
@@ -293,10 +302,12 @@ impl Worker<'_> {
         listings: &Listings,
     ) -> Result<Readied, SyncError> {
         let dry_run = self.options.dry_run;
+        // The folders left out too: their messages are counted as excluded.
         let sources: Vec<String> = plans
             .iter()
             .filter(|p| p.selectable)
             .map(|p| p.source.clone())
+            .chain(listings.left_out.iter().cloned())
             .collect();
         let targets: Vec<String> = plans
             .iter()
@@ -323,11 +334,15 @@ impl Worker<'_> {
             tgt.statuses_and_changes(&targets, &changes)
         );
         let (target, made) = target.map_err(SyncError::Target)?;
+        let source = source.map_err(SyncError::Source)?;
+        self.report.messages_excluded = listings
+            .left_out
+            .iter()
+            .filter_map(|name| source.get(name))
+            .map(|status| u64::from(status.messages))
+            .sum();
         Ok(Readied {
-            statuses: Statuses {
-                source: source.map_err(SyncError::Source)?,
-                target,
-            },
+            statuses: Statuses { source, target },
             first_tries: create
                 .iter()
                 .map(|(name, _)| name.to_string())

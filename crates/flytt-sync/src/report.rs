@@ -80,6 +80,9 @@ pub struct Report {
     /// complete pass.
     pub folders_unchanged: u64,
     pub folders_excluded: Vec<String>,
+    /// Messages in the user's own folders that were left out (exclude
+    /// patterns, MailboxType), counted by STATUS.
+    pub messages_excluded: u64,
     pub messages_found: u64,
     pub messages_copied: u64,
     pub bytes_copied: u64,

@@ -516,6 +516,12 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
             stats.messages_altered
         );
         println!("Bytes:  {} copied", stats.bytes_copied);
+        if stats.messages_excluded > 0 {
+            println!(
+                "Excluded: {} messages in folders left out (exclude patterns, MailboxType)",
+                stats.messages_excluded
+            );
+        }
         if stats.messages_deleted > 0 {
             println!(
                 "Deleted: {} copies whose source message was deleted (deletion sync)",

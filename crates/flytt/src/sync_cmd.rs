@@ -326,11 +326,12 @@ fn print_summary(report: &Report) {
         );
     }
     println!(
-        "Folders:   {} ({} created, {} empty or unchanged, {} excluded)",
+        "Folders:   {} ({} created, {} empty or unchanged, {} excluded with {} messages)",
         report.folders,
         report.folders_created,
         report.folders_unchanged,
-        report.folders_excluded.len()
+        report.folders_excluded.len(),
+        report.messages_excluded
     );
     println!(
         "Messages:  {} found, {} copied, {} already there, {} skipped, {} failed, {} flag updates",

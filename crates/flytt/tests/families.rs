@@ -1008,7 +1008,7 @@ async fn folder_mapping_places_folders_cyrus_to_dovecot() {
 
 /// A message skipped for its size is reported with its date, and with
 /// its subject (decoded from RFC 2047) only when asked: subjects are
-/// personal data.
+/// personal data. An excluded folder's messages are counted.
 async fn skipped_messages_are_described(source: Family, target: Family) {
     let setup = Setup::new(source, target, &[USER]).await;
     let date = corpus::spread_date(4);
@@ -1026,11 +1026,18 @@ Message-ID: <stor@kilde.example>\r\n\r\n"
     setup
         .seed(
             USER,
-            &[CorpusFolder {
-                path: vec!["INBOX".into()],
-                subscribed: true,
-                messages,
-            }],
+            &[
+                CorpusFolder {
+                    path: vec!["INBOX".into()],
+                    subscribed: true,
+                    messages,
+                },
+                CorpusFolder {
+                    path: vec!["Gammelt".into()],
+                    subscribed: true,
+                    messages: new_messages(10, 3),
+                },
+            ],
         )
         .await;
     let skipped = |json: &serde_json::Value| {
@@ -1042,9 +1049,14 @@ Message-ID: <stor@kilde.example>\r\n\r\n"
             .cloned()
             .unwrap_or_else(|| panic!("no large issue: {json}"))
     };
-    let (code, json, _) = setup.sync_user(USER, &["--large-item-limit", "20KB"]);
+    let (code, json, _) = setup.sync_user(
+        USER,
+        &["--large-item-limit", "20KB", "--exclude-folders", "Gammelt"],
+    );
     assert_eq!(code, 1, "{json}");
     assert_eq!(count(&json, "messages_copied"), 2, "{json}");
+    // The excluded folder's messages are counted, not copied.
+    assert_eq!(count(&json, "messages_excluded"), 3, "{json}");
     let issue = skipped(&json);
     let reported = chrono::DateTime::parse_from_rfc3339(issue["date"].as_str().unwrap_or_default())
         .unwrap_or_else(|e| panic!("{issue}: {e}"));
