@@ -1096,9 +1096,13 @@ impl EndpointRow {
             name: view.name.clone(),
             link: link(&view.name),
             url: view.url.clone(),
-            admin: match &view.admin_user {
-                Some(admin) => format!("{admin} ({})", view.admin_mode),
-                None => "none (CSV credentials)".into(),
+            admin: match (&view.admin_user, &view.oauth) {
+                (Some(admin), _) => format!("{admin} ({})", view.admin_mode),
+                (None, Some(oauth)) => format!(
+                    "OAuth client {} ({:?} at {})",
+                    oauth.client_id, oauth.mechanism, oauth.token_url
+                ),
+                (None, None) => "none (CSV credentials)".into(),
             },
             migrations: if view.effective_concurrent_migrations < view.max_concurrent_migrations {
                 format!(
