@@ -216,6 +216,11 @@ async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) ->
     );
     // A folder gone from the source is forgotten with its map.
     store.record_copied(pair, "INBOX", &copied).await?;
+    // What a sync need not copy again, per folder (its progress estimate).
+    assert_eq!(
+        store.copy_counts(pair).await?,
+        std::collections::HashMap::from([("INBOX".to_string(), 2)])
+    );
     let folders: Vec<String> = store
         .folder_states(pair)
         .await?
