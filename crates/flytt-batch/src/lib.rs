@@ -2,6 +2,7 @@
 //! validated completely before a batch exists, every problem reported at
 //! once with its line number (SPEC §1.2, §4.1).
 
+pub mod analysis;
 pub mod csv_import;
 pub mod folder_mapping;
 pub mod params;
@@ -9,6 +10,7 @@ pub mod size;
 pub mod stats;
 pub mod status;
 
+pub use analysis::{AnalysisRun, BatchAnalysis, ProbeRate, QuotaUse, RenamedFolder, UserAnalysis};
 pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, UnknownBatchType,
     parse_users,
@@ -19,4 +21,4 @@ pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
     UserStatistics,
 };
-pub use status::{BatchAction, BatchStatus, UnknownStatus, UserStatus};
+pub use status::{AnalysisState, BatchAction, BatchStatus, UnknownStatus, UserStatus};

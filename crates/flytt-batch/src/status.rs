@@ -67,6 +67,18 @@ statuses!(
 );
 
 statuses!(
+    /// Where a batch's analysis (`flytt batch analyze`) is.
+    AnalysisState {
+        /// Asked for; a runner (or the CLI) will take it up.
+        Requested,
+        Running,
+        Done,
+        /// Ended before every user was looked at (the reason is kept).
+        Failed,
+    }
+);
+
+statuses!(
     /// Where one user of a batch is.
     UserStatus {
         Queued,

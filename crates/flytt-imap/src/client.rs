@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use crate::types::{
     FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, Namespace,
-    Namespaces, Overview, ResponseCode, Secret, Uid,
+    Namespaces, Overview, Quota, ResponseCode, Secret, Uid,
 };
 
 /// How to log in.
@@ -517,6 +517,28 @@ impl Session {
             builder = builder.raw(&format!(" (USE ({}))", special_use_name(role)));
         }
         builder
+    }
+
+    /// The quota roots of `mailbox` and their resources (RFC 9208
+    /// GETQUOTAROOT); empty where the server has no QUOTA extension or no
+    /// quota for the mailbox.
+    pub async fn quota_root(&mut self, mailbox: &str) -> Result<Vec<Quota>> {
+        if !self.has("QUOTA") {
+            return Ok(Vec::new());
+        }
+        let builder = self
+            .builder("GETQUOTAROOT")
+            .raw("GETQUOTAROOT ")
+            .astring(mailbox);
+        let reply = self.run(builder).await?;
+        Ok(reply
+            .untagged
+            .into_iter()
+            .filter_map(|u| match u {
+                Untagged::Quota(quota) => Some(quota),
+                _ => None,
+            })
+            .collect())
     }
 
     pub async fn subscribe(&mut self, mailbox: &str) -> Result<()> {

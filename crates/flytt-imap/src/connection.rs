@@ -379,6 +379,18 @@ impl Session {
         has_capability(&self.capabilities, name)
     }
 
+    /// The largest message the server takes in an APPEND, where it says
+    /// so for every mailbox (`APPENDLIMIT=n`, RFC 7889; a bare `APPENDLIMIT`
+    /// means limits per mailbox, which this does not ask for).
+    pub fn append_limit(&self) -> Option<u64> {
+        self.capabilities.iter().find_map(|c| {
+            let (name, value) = c.split_once('=')?;
+            name.eq_ignore_ascii_case("APPENDLIMIT")
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+    }
+
     /// Literals need no round trip.
     pub fn literal_plus(&self) -> bool {
         self.has("LITERAL+")

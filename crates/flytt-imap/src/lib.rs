@@ -23,7 +23,8 @@ pub use oauth::{OAuthToken, TokenError, TokenFuture, TokenSource};
 pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse_uid_set};
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
-    Namespace, Namespaces, Overview, ResponseCode, Secret, Spool, Uid, UidValidity,
+    Namespace, Namespaces, Overview, Quota, QuotaResource, ResponseCode, Secret, Spool, Uid,
+    UidValidity,
 };
 
 /// The fuzz target's entry point: frames and parses arbitrary server

@@ -15,7 +15,8 @@ use imap_codec::imap_types::status::StatusDataItem;
 
 use crate::framing::Frame;
 use crate::types::{
-    Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, Namespace, ResponseCode, Uid,
+    Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, Namespace, Quota, QuotaResource,
+    ResponseCode, Uid,
 };
 
 /// A response from the server, in flytt's terms.
@@ -58,6 +59,8 @@ pub enum Untagged {
         other: Vec<Namespace>,
         shared: Vec<Namespace>,
     },
+    /// `* QUOTA root (resource usage limit ...)` (RFC 9208).
+    Quota(Quota),
     Ignored,
 }
 
@@ -345,6 +348,18 @@ fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Un
                 shared: prefixes(shared),
             }
         }
+        Data::Quota { root, quotas } => Untagged::Quota(Quota {
+            root: String::from_utf8_lossy(root.as_ref()).into_owned(),
+            resources: quotas
+                .as_ref()
+                .iter()
+                .map(|q| QuotaResource {
+                    name: q.resource.to_string().to_uppercase(),
+                    usage: q.usage,
+                    limit: q.limit,
+                })
+                .collect(),
+        }),
         Data::Search(uids, _) => Untagged::Search(uids.iter().map(|u| u.get()).collect()),
         Data::Flags(flags) => Untagged::Flags(flags.iter().filter_map(convert_flag).collect()),
         Data::Fetch { seq, items } => {
@@ -485,6 +500,21 @@ mod tests {
         assert_eq!(
             m.body.and_then(|b| b.to_vec().ok()),
             Some(b"hello".to_vec())
+        );
+    }
+
+    #[test]
+    fn quota_in_kibibytes_and_messages() {
+        let r = parse_bytes(b"* QUOTA \"User quota\" (STORAGE 10 512 MESSAGE 3 1000)\r\n");
+        let ServerResponse::Untagged(Untagged::Quota(quota)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(quota.root, "User quota");
+        assert_eq!(quota.storage_bytes(), Some((10 * 1024, 512 * 1024)));
+        assert_eq!(quota.resources[1].name, "MESSAGE");
+        assert_eq!(
+            (quota.resources[1].usage, quota.resources[1].limit),
+            (3, 1000)
         );
     }
 

@@ -301,6 +301,33 @@ impl Namespaces {
     }
 }
 
+/// One quota root and its resources (RFC 9208 `* QUOTA`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub root: String,
+    pub resources: Vec<QuotaResource>,
+}
+
+/// A resource under a quota root: `STORAGE` (in units of 1024 octets),
+/// `MESSAGE` (messages), and others a server may name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaResource {
+    /// Upper case, as RFC 9208 spells it.
+    pub name: String,
+    pub usage: u64,
+    pub limit: u64,
+}
+
+impl Quota {
+    /// The STORAGE resource in bytes: (used, limit).
+    pub fn storage_bytes(&self) -> Option<(u64, u64)> {
+        self.resources
+            .iter()
+            .find(|r| r.name == "STORAGE")
+            .map(|r| (r.usage.saturating_mul(1024), r.limit.saturating_mul(1024)))
+    }
+}
+
 /// What STATUS tells about a mailbox without opening it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FolderStatus {

@@ -231,6 +231,25 @@ fn bind_user<'q>(
         .bind(&user.refresh_token_sealed))
 }
 
+/// The query of work items of batch `?1` that meet a condition, in CSV
+/// order, at most `?2` (no limit where it is NULL).
+macro_rules! select_work_items {
+    ($condition:expr) => {
+        concat!(
+            "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
+             u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
+             u.refresh_token_sealed, \
+             u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
+             u.retries, {now_ms} - u.stalled_since_ms AS stalled_ms, \
+             b.source_endpoint, b.target_endpoint \
+             FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             WHERE b.name = ?1 AND ",
+            $condition,
+            " ORDER BY u.csv_line LIMIT COALESCE(?2, {no_limit})"
+        )
+    };
+}
+
 impl Store {
     async fn insert_users(
         &self,
@@ -725,19 +744,11 @@ impl Store {
         // One static text per case (sqlx takes static SQL).
         macro_rules! select_work {
             ($condition:literal) => {
-                concat!(
-                    "SELECT u.id, b.name AS batch, b.batch_type, b.status AS batch_status, b.parameters, u.email, \
-                     u.overrides, u.user_name, u.password_sealed, u.target_user_name, u.target_password_sealed, \
-                     u.refresh_token_sealed, \
-                     u.status, u.stats, u.validated_at, {seconds_since_last_sync} AS since, \
-                     u.retries, {now_ms} - u.stalled_since_ms AS stalled_ms, \
-                     b.source_endpoint, b.target_endpoint \
-                     FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-                     WHERE b.name = ?1 AND (u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) \
+                select_work_items!(concat!(
+                    "(u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) \
                      AND (u.retry_at_ms IS NULL OR u.retry_at_ms <= {now_ms}) AND ",
                     $condition,
-                    " ORDER BY u.csv_line LIMIT ?2"
-                )
+                ))
             };
         }
         let (sql, interval_secs) = match which {
@@ -768,6 +779,21 @@ impl Store {
             query = query.bind(interval_secs);
         }
         let rows = query.fetch_all(&self.pool).await?;
+        self.work_items(&rows).await
+    }
+
+    /// Every user of `batch` in CSV order, with what a sync needs, whatever
+    /// its status or lease: for Analyze, which changes nothing.
+    pub async fn batch_work_items(&self, batch: &str) -> Result<Vec<WorkItem>> {
+        let rows = sqlx::query(self.sql(select_work_items!("?2 IS NULL")))
+            .bind(batch)
+            .bind(None::<i64>)
+            .fetch_all(&self.pool)
+            .await?;
+        self.work_items(&rows).await
+    }
+
+    async fn work_items(&self, rows: &[sqlx::any::AnyRow]) -> Result<Vec<WorkItem>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }

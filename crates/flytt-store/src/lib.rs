@@ -10,6 +10,7 @@
 //! overrides are flytt-batch's types; a stored value that does not parse is
 //! an error, never a default.
 
+mod analysis;
 mod batches;
 mod dav_state;
 mod dialect;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use analysis::ANALYSIS_ABANDONED_AFTER;
 pub use batches::{
     BatchState, BatchSummary, BatchUser, NewBatch, NewBatchUser, Postponement, Startable,
     UserFilter, Waiting, WorkItem,

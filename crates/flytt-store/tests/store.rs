@@ -89,7 +89,122 @@ on_both_backends!(
     a_postponed_user_waits_and_counts_its_tries,
     an_endpoint_limit_goes_down_on_refusals_and_up_on_good_syncs,
     dav_checkpoints_are_per_pair_and_updated_in_place,
+    an_analysis_is_claimed_once_kept_per_user_and_taken_over_when_abandoned,
 );
+
+/// Analyze's state: one runner claims a requested analysis; results are
+/// kept per user in CSV order and only by the runner that holds it; a new
+/// request clears the last; a running one is not restarted while its
+/// runner beats, and is taken over once it stops.
+async fn an_analysis_is_claimed_once_kept_per_user_and_taken_over_when_abandoned(
+    db: &Database,
+) -> Result<()> {
+    use flytt_batch::{AnalysisState, ProbeRate, UserAnalysis};
+    let store = db.open().await?;
+    started_batch(&store, &["a@example.org", "b@example.org"]).await?;
+    assert!(store.analysis("b1").await?.is_none());
+    assert!(
+        store
+            .claim_analysis("r1", ANALYSIS_ABANDONED_AFTER)
+            .await?
+            .is_none()
+    );
+    assert!(store.request_analysis("b1").await?);
+    let (one, two) = tokio::join!(
+        store.claim_analysis("r1", ANALYSIS_ABANDONED_AFTER),
+        store.claim_analysis("r2", ANALYSIS_ABANDONED_AFTER)
+    );
+    let claimed: Vec<String> = [one?, two?].into_iter().flatten().collect();
+    assert_eq!(claimed, vec!["b1".to_string()], "one runner claims it");
+    let winner = if store.analysis_heartbeat("b1", "r1").await? {
+        "r1"
+    } else {
+        "r2"
+    };
+    let loser = if winner == "r1" { "r2" } else { "r1" };
+    // Running and alive: neither asked for again nor started here.
+    assert!(!store.request_analysis("b1").await?);
+    assert!(!store.begin_analysis("b1", "cli").await?);
+    let items = store.batch_work_items("b1").await?;
+    assert_eq!(items.len(), 2);
+    let result = |email: &str, bytes| UserAnalysis {
+        email: email.into(),
+        bytes,
+        ..UserAnalysis::default()
+    };
+    // Saved in reverse, read back in CSV order; the loser's is refused.
+    assert!(
+        store
+            .save_user_analysis("b1", winner, items[1].user_id, &result("b@example.org", 5))
+            .await?
+    );
+    assert!(
+        store
+            .save_user_analysis("b1", winner, items[0].user_id, &result("a@example.org", 7))
+            .await?
+    );
+    assert!(
+        !store
+            .save_user_analysis("b1", loser, items[0].user_id, &result("a@example.org", 1))
+            .await?
+    );
+    let probe = ProbeRate {
+        messages: 3,
+        bytes: 6,
+        seconds: 1.0,
+    };
+    store
+        .finish_analysis("b1", winner, Ok(Some(probe)), 20)
+        .await?;
+    let analysis = store.analysis("b1").await?.expect("an analysis");
+    assert_eq!(analysis.run.state, AnalysisState::Done);
+    assert_eq!(
+        (analysis.users, analysis.analyzed, analysis.bytes),
+        (2, 2, 12)
+    );
+    let emails: Vec<&str> = analysis
+        .user_results
+        .iter()
+        .map(|u| u.email.as_str())
+        .collect();
+    assert_eq!(emails, ["a@example.org", "b@example.org"]);
+    assert_eq!(analysis.run.probe, Some(probe));
+    assert_eq!(analysis.run.concurrency, 20);
+    assert!(analysis.run.finished_at.is_some());
+    // Started anew: the last results are gone; a run that stops beating
+    // is taken over by another runner.
+    assert!(store.begin_analysis("b1", "cli").await?);
+    let analysis = store.analysis("b1").await?.expect("an analysis");
+    assert_eq!(
+        (analysis.run.state, analysis.analyzed),
+        (AnalysisState::Running, 0)
+    );
+    assert!(
+        store
+            .claim_analysis("r3", ANALYSIS_ABANDONED_AFTER)
+            .await?
+            .is_none(),
+        "its runner is alive"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        store
+            .claim_analysis("r3", Duration::from_millis(10))
+            .await?,
+        Some("b1".to_string())
+    );
+    assert!(
+        !store.analysis_heartbeat("b1", "cli").await?,
+        "the CLI lost it"
+    );
+    store
+        .finish_analysis("b1", "r3", Err("stopped".into()), 20)
+        .await?;
+    let analysis = store.analysis("b1").await?.expect("an analysis");
+    assert_eq!(analysis.run.state, AnalysisState::Failed);
+    assert_eq!(analysis.run.error.as_deref(), Some("stopped"));
+    Ok(())
+}
 
 async fn dav_checkpoints_are_per_pair_and_updated_in_place(db: &Database) -> Result<()> {
     let store = db.open().await?;

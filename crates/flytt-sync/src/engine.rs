@@ -869,6 +869,23 @@ impl<'a> Worker<'a> {
 
     /// The new messages not in the map yet; those over LargeItemLimit are
     /// skipped and reported.
+    /// Why a message of `size` bytes is not to be copied, if it is not:
+    /// over LargeItemLimit, or over the target's APPENDLIMIT (RFC 7889:
+    /// the target would refuse it after all its bytes were sent).
+    fn too_large(&self, size: u64) -> Option<String> {
+        if let Some(limit) = self.options.large_item_limit
+            && size > limit
+        {
+            return Some(format!("{size} bytes is over the limit of {limit}"));
+        }
+        match self.tgt.append_limit() {
+            Some(limit) if size > limit => Some(format!(
+                "{size} bytes is over the target's APPENDLIMIT of {limit}"
+            )),
+            _ => None,
+        }
+    }
+
     fn messages_to_copy(
         &mut self,
         folder: &FolderPlan,
@@ -882,16 +899,10 @@ impl<'a> Worker<'a> {
                 continue;
             }
             let size = u64::from(m.size.unwrap_or(0));
-            if let Some(limit) = self.options.large_item_limit
-                && size > limit
-            {
+            self.report.largest_message = self.report.largest_message.max(size);
+            if let Some(reason) = self.too_large(size) {
                 self.report.messages_skipped += 1;
-                self.issue(
-                    IssueKind::Large,
-                    &folder.display,
-                    Some(uid),
-                    format!("{size} bytes is over the limit of {limit}"),
-                );
+                self.issue(IssueKind::Large, &folder.display, Some(uid), reason);
                 continue;
             }
             to_copy.push(Meta { uid, size });

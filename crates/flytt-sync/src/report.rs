@@ -24,7 +24,7 @@ pub struct Issue {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IssueKind {
-    /// Over LargeItemLimit: skipped.
+    /// Over LargeItemLimit or the target's APPENDLIMIT: skipped.
     Large,
     /// The target refused the message.
     Bad,
@@ -84,6 +84,9 @@ pub struct Report {
     /// patterns, MailboxType), counted by STATUS.
     pub messages_excluded: u64,
     pub messages_found: u64,
+    /// The largest message (RFC822.SIZE) among those this sync looked at
+    /// to copy (all of them, on a first or a dry run).
+    pub largest_message: u64,
     pub messages_copied: u64,
     pub bytes_copied: u64,
     /// Found on the target by content (a resume after a crash, a lost
@@ -134,6 +137,7 @@ impl Report {
     /// lead pair's).
     pub(crate) fn absorb(&mut self, other: Report) {
         self.messages_found += other.messages_found;
+        self.largest_message = self.largest_message.max(other.largest_message);
         self.messages_copied += other.messages_copied;
         self.bytes_copied += other.bytes_copied;
         self.messages_matched += other.messages_matched;
