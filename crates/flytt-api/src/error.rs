@@ -88,7 +88,7 @@ impl From<ControlError> for ApiError {
                     .collect(),
             },
             ControlError::InvalidParameter(message) => ApiError::bad_request(message),
-            e @ ControlError::WrongState { .. } => {
+            e @ (ControlError::WrongState { .. } | ControlError::AnalysisRunning(_)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             e @ (ControlError::Secrets(_)

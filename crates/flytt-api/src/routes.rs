@@ -66,6 +66,11 @@ pub fn router(state: AppState) -> Router {
         .route("/batches/{name}/users", get(batch_users).post(add_users))
         .route("/batches/{name}/reports/users.csv", get(users_report))
         .route("/batches/{name}/reports/errors.csv", get(errors_report))
+        .route(
+            "/batches/{name}/analysis",
+            get(show_analysis).post(request_analysis),
+        )
+        .route("/batches/{name}/analysis.csv", get(analysis_report))
         .route("/users/{email}", get(show_user))
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
@@ -663,9 +668,13 @@ async fn report(
 ) -> Result<Response, ApiError> {
     control.store().batch(name).await?;
     let users = control.store().batch_users(Some(name)).await?;
-    let csv = make(&users)?;
+    Ok(csv_download(name, which, make(&users)?))
+}
+
+/// A CSV file to download as `<batch>-<which>.csv`.
+fn csv_download(name: &str, which: &str, csv: Vec<u8>) -> Response {
     let file = format!("{}-{which}.csv", reports::file_stem(name));
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
@@ -675,7 +684,49 @@ async fn report(
         ],
         csv,
     )
-        .into_response())
+        .into_response()
+}
+
+/// Asks for an analysis of the batch; a runner does it (202).
+async fn request_analysis(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    control.request_analysis(&name).await?;
+    let answer = serde_json::json!({ "batch": name, "state": "Requested" });
+    Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
+}
+
+/// The batch's last analysis as far as it got; 404 when none was asked
+/// for.
+async fn last_analysis(
+    control: &Control,
+    name: &str,
+) -> Result<flytt_batch::BatchAnalysis, ApiError> {
+    control.analysis(name).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "batch {name} has not been analyzed (POST /api/v1/batches/{name}/analysis)"
+        ))
+    })
+}
+
+async fn show_analysis(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    to_json(last_analysis(&control, &name).await?)
+}
+
+async fn analysis_report(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let analysis = last_analysis(&control, &name).await?;
+    Ok(csv_download(
+        &name,
+        "analysis",
+        reports::analysis_report(&analysis)?,
+    ))
 }
 
 async fn users_report(

@@ -29,8 +29,9 @@ pub struct UserAnalysis {
     pub bytes: u64,
     /// Messages in the folders left out.
     pub messages_excluded: u64,
-    /// Messages found on the target already (an earlier sync's copies).
-    pub messages_on_target: u64,
+    /// Messages in the folders the copy visits (those to copy, those to
+    /// skip, and those the target holds already from an earlier sync).
+    pub messages_found: u64,
     /// The largest message (RFC822.SIZE) among those to copy or skip.
     pub largest_message: u64,
     /// Messages over LargeItemLimit or the target's APPENDLIMIT: skipped.

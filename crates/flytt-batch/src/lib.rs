@@ -19,6 +19,6 @@ pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
 pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
 pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
-    UserStatistics,
+    UserStatistics, duration_words,
 };
 pub use status::{AnalysisState, BatchAction, BatchStatus, UnknownStatus, UserStatus};

@@ -244,7 +244,7 @@ impl SyncProgress {
 }
 
 /// "45 s", "3 min", "2 h 10 min".
-fn duration_words(seconds: u64) -> String {
+pub fn duration_words(seconds: u64) -> String {
     match seconds {
         0..60 => format!("{seconds} s"),
         60..3600 => format!("{} min", seconds.div_ceil(60)),

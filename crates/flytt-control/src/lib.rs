@@ -46,6 +46,10 @@ pub enum ControlError {
     },
     #[error("cannot write the report: {0}")]
     Report(String),
+    #[error(
+        "an analysis of batch {0} is running; see its results as they come (batch analyze {0} --last)"
+    )]
+    AnalysisRunning(String),
 }
 
 pub type Result<T> = std::result::Result<T, ControlError>;
@@ -212,6 +216,23 @@ impl Control {
             self.store.set_batch_status(name, next).await?;
         }
         Ok(retried)
+    }
+
+    /// Asks for an analysis of a batch (any status: it changes nothing);
+    /// a runner (`flytt serve`, `flytt worker`) does it. The last one's
+    /// results are cleared.
+    pub async fn request_analysis(&self, name: &str) -> Result<()> {
+        if self.store.request_analysis(name).await? {
+            Ok(())
+        } else {
+            Err(ControlError::AnalysisRunning(name.to_string()))
+        }
+    }
+
+    /// The batch's last analysis, as far as it got; `None` if none was
+    /// asked for.
+    pub async fn analysis(&self, name: &str) -> Result<Option<flytt_batch::BatchAnalysis>> {
+        Ok(self.store.analysis(name).await?)
     }
 
     /// Removes a batch, its users and their sealed passwords; mail on the

@@ -2,7 +2,7 @@
 //! skipped or failed item (and per failed user). A spreadsheet is where
 //! administrators open them, so no cell may run as a formula.
 
-use flytt_batch::UserStatistics;
+use flytt_batch::{BatchAnalysis, UserStatistics};
 use flytt_store::BatchUser;
 
 use crate::{ControlError, Result};
@@ -177,6 +177,68 @@ pub fn file_stem(batch: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The analysis as CSV: one row per user (`flytt batch analyze --csv`,
+/// `GET /api/v1/batches/{name}/analysis.csv`).
+pub fn analysis_report(analysis: &BatchAnalysis) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record([
+            "EmailAddress",
+            "Error",
+            "Folders",
+            "FoldersExcluded",
+            "ItemsFound",
+            "ItemsToCopy",
+            "BytesToCopy",
+            "ItemsExcluded",
+            "LargestItemBytes",
+            "LargeItems",
+            "RenamedFolders",
+            "QuotaUsedBytes",
+            "QuotaLimitBytes",
+            "FitsQuota",
+            "AppendLimit",
+            "SourceCapabilities",
+            "TargetCapabilities",
+            "Seconds",
+        ])
+        .map_err(report_error)?;
+    for user in &analysis.user_results {
+        let optional = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+        let quota = user.target_quota.as_ref();
+        let row = [
+            user.email.clone(),
+            user.error.clone().unwrap_or_default(),
+            user.folders.to_string(),
+            user.folders_excluded.join("; "),
+            user.messages_found.to_string(),
+            user.messages.to_string(),
+            user.bytes.to_string(),
+            user.messages_excluded.to_string(),
+            user.largest_message.to_string(),
+            user.large_items.to_string(),
+            user.renamed_folders
+                .iter()
+                .map(|f| format!("{}: {}", f.folder, f.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            optional(quota.map(|q| q.used_bytes)),
+            optional(quota.map(|q| q.limit_bytes)),
+            user.fits_quota()
+                .map(|fits| if fits { "yes" } else { "no" }.to_string())
+                .unwrap_or_default(),
+            optional(user.append_limit),
+            user.source_capabilities.join(" "),
+            user.target_capabilities.join(" "),
+            format!("{:.1}", user.seconds),
+        ];
+        writer
+            .write_record(row.iter().map(|value| cell(value)))
+            .map_err(report_error)?;
+    }
+    finish(writer)
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@
 //! them up (Queued, or Synced for an incremental sync). The sync engine's
 //! checkpoints make the repeat cheap and duplicate-free.
 
+mod analyze;
 mod staged;
+
+pub use analyze::{AnalysisObserver, QuietAnalysis, analyze_batch};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -138,8 +141,9 @@ impl Lease {
     }
 }
 
-/// This runner's id: host, process and a random part.
-fn runner_id() -> (String, String, u32) {
+/// This runner's id (host, process and a random part), its host and its
+/// process.
+pub fn runner_id() -> (String, String, u32) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -219,6 +223,7 @@ pub async fn run(
     let mut running: HashMap<i64, Running> = HashMap::new();
     let mut tasks: JoinSet<i64> = JoinSet::new();
     let mut last_heartbeat = std::time::Instant::now();
+    let mut analysis: Option<tokio::task::JoinHandle<()>> = None;
     tokio::pin!(shutdown);
     loop {
         if last_heartbeat.elapsed() >= options.heartbeat {
@@ -245,6 +250,9 @@ pub async fn run(
         if let Err(e) = step.await {
             tracing::warn!(error = %e, "the runner's tick failed; trying again");
         }
+        if analysis.as_ref().is_none_or(|task| task.is_finished()) {
+            analysis = start_analysis(&store, &keyring, &id).await;
+        }
         tracing::debug!(elapsed_ms = tick.elapsed().as_secs_f64() * 1000.0, "tick");
         tokio::select! {
             _ = &mut shutdown => break,
@@ -258,6 +266,11 @@ pub async fn run(
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // An analysis broken off is taken over by another runner once its
+    // heartbeat lapses; it changed nothing.
+    if let Some(task) = analysis {
+        task.abort();
+    }
     // A clean stop releases the leases: the users go back at once.
     for (user_id, run) in running {
         store
@@ -266,6 +279,33 @@ pub async fn run(
     }
     store.stop_runner(&id).await?;
     Ok(())
+}
+
+/// Claims an analysis asked for (through the API or the dashboard) and
+/// runs it beside the syncs, one at a time per runner.
+async fn start_analysis(
+    store: &Store,
+    keyring: &std::sync::Arc<Keyring>,
+    id: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let batch = match store
+        .claim_analysis(id, flytt_store::ANALYSIS_ABANDONED_AFTER)
+        .await
+    {
+        Ok(batch) => batch?,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot look for analyses to run");
+            return None;
+        }
+    };
+    tracing::info!(batch, "analysis started");
+    let (store, keyring, id) = (store.clone(), keyring.clone(), id.to_string());
+    Some(tokio::spawn(async move {
+        match analyze_batch(&store, keyring, &batch, &id, &QuietAnalysis).await {
+            Ok(()) => tracing::info!(batch, "analysis done"),
+            Err(e) => tracing::warn!(batch, error = %e, "analysis broken off"),
+        }
+    }))
 }
 
 /// Registers the runner, waiting up to a minute for a busy database (a
@@ -503,26 +543,7 @@ async fn sync_user(
     if let Some(lease) = progress.lease.clone() {
         target.server.write_gate = Some(flytt_imap::WriteGate::new(move || lease.valid()));
     }
-    let sync_options = SyncOptions {
-        exclude: parameters.exclude_folders.clone(),
-        large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
-        mailbox_scope: match overrides.mailbox_type.or(parameters.mailbox_type) {
-            Some(MailboxType::PrimaryOnly) => MailboxScope::PrimaryOnly,
-            Some(MailboxType::ArchiveOnly) => MailboxScope::ArchiveOnly,
-            Some(MailboxType::PrimaryAndArchive) | None => MailboxScope::PrimaryAndArchive,
-        },
-        // The last sync before a batch completes checks every copy it makes.
-        verify: parameters.verify || kind == Kind::Final,
-        connections: item
-            .source
-            .connections_per_user
-            .min(item.target.connections_per_user)
-            .max(1) as usize,
-        delete_removed: overrides.deletion_sync(parameters),
-        folder_mapping: overrides.folder_mapping(parameters),
-        report_subjects: parameters.report_subjects,
-        ..SyncOptions::default()
-    };
+    let sync_options = sync_options(item, parameters, kind);
     let bad_item_limit = overrides
         .bad_item_limit
         .or(parameters.bad_item_limit)
@@ -588,6 +609,33 @@ async fn sync_user(
         return Ok(stats);
     }
     Ok(with_sieve_scripts(stats, item, &source, &target, step_deadline).await)
+}
+
+/// How a user's sync behaves: the batch's parameters with the user's CSV
+/// overrides, and the endpoints' connections (one rule, for the syncs and
+/// Analyze's dry runs).
+fn sync_options(item: &WorkItem, parameters: &BatchParameters, kind: Kind) -> SyncOptions {
+    let overrides = &item.overrides;
+    SyncOptions {
+        exclude: parameters.exclude_folders.clone(),
+        large_item_limit: overrides.large_item_limit.or(parameters.large_item_limit),
+        mailbox_scope: match overrides.mailbox_type.or(parameters.mailbox_type) {
+            Some(MailboxType::PrimaryOnly) => MailboxScope::PrimaryOnly,
+            Some(MailboxType::ArchiveOnly) => MailboxScope::ArchiveOnly,
+            Some(MailboxType::PrimaryAndArchive) | None => MailboxScope::PrimaryAndArchive,
+        },
+        // The last sync before a batch completes checks every copy it makes.
+        verify: parameters.verify || kind == Kind::Final,
+        connections: item
+            .source
+            .connections_per_user
+            .min(item.target.connections_per_user)
+            .max(1) as usize,
+        delete_removed: overrides.deletion_sync(parameters),
+        folder_mapping: overrides.folder_mapping(parameters),
+        report_subjects: parameters.report_subjects,
+        ..SyncOptions::default()
+    }
 }
 
 /// After an initial or final sync: the user's Sieve scripts, when both

@@ -309,6 +309,15 @@ pub fn max_mail_size(size: &str) -> String {
     )
 }
 
+/// Configuration that gives every user a storage quota of `limit` (e.g.
+/// "1M") that IMAP clients can read (GETQUOTAROOT: the `imap_quota`
+/// plugin, before the protocol plugins that `$mail_plugins` extends).
+pub fn storage_quota(limit: &str) -> String {
+    format!(
+        "mail_plugins = $mail_plugins quota\nprotocol imap {{\n  mail_plugins = $mail_plugins imap_quota\n}}\nplugin {{\n  quota = maildir:User quota\n  quota_rule = *:storage={limit}\n}}\n"
+    )
+}
+
 impl Dovecot {
     /// The hierarchy separator this layout uses.
     pub fn separator(&self) -> char {

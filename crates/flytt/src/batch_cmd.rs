@@ -42,6 +42,9 @@ pub enum BatchCommand {
     Retry(NameArg),
     /// The batch's event log: status changes with their reasons.
     Events(EventsArgs),
+    /// Look at every user before anything moves, changing nothing: logins, folders, messages,
+    /// sizes, large items, folder names the target cannot take, quota, capabilities, an estimate.
+    Analyze(crate::analyze_cmd::AnalyzeArgs),
 }
 
 #[derive(Args)]
@@ -317,6 +320,7 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
             Ok(0)
         }
         BatchCommand::Set(args) => add_users(args, &control).await,
+        BatchCommand::Analyze(args) => crate::analyze_cmd::analyze(args, &control, home).await,
         BatchCommand::Report(args) => {
             store.batch(&args.name).await?;
             let users = store.batch_users(Some(&args.name)).await?;

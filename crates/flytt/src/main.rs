@@ -1,6 +1,7 @@
 //! The `flytt` command. Library errors become `anyhow` here, at the edge.
 
 mod account;
+mod analyze_cmd;
 mod batch_cmd;
 mod config;
 mod directory_cmd;
