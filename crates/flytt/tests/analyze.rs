@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Worker, flytt, flytt_ok, json, new_token};
+use common::{Worker, flytt, flytt_ok, json, login_form, new_token};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
 use flytt_testsupport::dovecot::storage_quota;
 use flytt_testsupport::{Cyrus, Dovecot, Family, Layout, NewEndpoint, TestServer};
@@ -357,6 +357,18 @@ async fn the_api_asks_and_a_runner_analyzes() {
         .await
         .expect("post");
     assert_eq!(unknown.status(), 404);
+    // The dashboard's batch page shows it, with a button to analyze again.
+    let page = dashboard_page(&base, &token, "/batches/b").await;
+    assert!(page.contains("action=\"/batches/b/analyze\""), "{page}");
+    assert!(
+        page.contains("Analysis") && page.contains("Cannot be analyzed: source:"),
+        "{page}"
+    );
+    assert!(
+        page.contains("2 of 2 users looked at (1 could not be): 33 messages"),
+        "{page}"
+    );
+    assert!(page.contains("/batches/b/reports/analysis.csv"), "{page}");
     // Nothing was copied: the target's INBOX is as it was.
     let mut session = target.admin_session(KARI).await.expect("target login");
     let inbox = session
@@ -364,4 +376,37 @@ async fn the_api_asks_and_a_runner_analyzes() {
         .await
         .expect("select");
     assert_eq!(inbox.exists, 0);
+}
+
+/// A dashboard page, signed in with an API token.
+async fn dashboard_page(base: &str, token: &str, path: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = login_form(&http, base).await;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", token)])
+        .send()
+        .await
+        .expect("sign in");
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    http.get(format!("{base}{path}"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html")
 }

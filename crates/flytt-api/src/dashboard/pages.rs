@@ -456,6 +456,8 @@ struct Live {
     first: Option<String>,
     /// The next page's query string, if there are more users.
     next: Option<String>,
+    /// The batch's last analysis, if one was asked for.
+    analysis: Option<AnalysisPanel>,
 }
 
 /// How many users a batch page shows at a time.
@@ -558,6 +560,11 @@ async fn live_of(
             .iter()
             .map(|u| UserRow::new(&UserView::new(u)))
             .collect(),
+        analysis: state
+            .control
+            .analysis(name)
+            .await?
+            .map(|analysis| AnalysisPanel::new(&analysis)),
         query: page.query(page.after),
         first: page.after.map(|_| page.query(None)),
         next,
@@ -571,6 +578,101 @@ fn bad_page_query() -> Response {
         "The address asks for a page of users that does not exist (q, status, after).".into(),
         true,
     )
+}
+
+/// The batch's last analysis on its page: what it found in words, and the
+/// first users' results (the CSV has them all).
+struct AnalysisPanel {
+    state: String,
+    summary: String,
+    estimate: String,
+    rows: Vec<AnalysisRow>,
+    /// Users beyond the rows shown.
+    more: usize,
+}
+
+struct AnalysisRow {
+    email: String,
+    folders: u64,
+    messages: u64,
+    megabytes: String,
+    largest: String,
+    large: u64,
+    /// The folders the target cannot take as they are, and why.
+    renamed: String,
+    quota: String,
+    error: String,
+}
+
+/// Users' results shown on the batch page.
+const ANALYSIS_ROWS: usize = 50;
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+impl AnalysisPanel {
+    fn new(analysis: &flytt_batch::BatchAnalysis) -> AnalysisPanel {
+        let run = &analysis.run;
+        let summary = format!(
+            "{} of {} users looked at ({} could not be): {} messages, {} to copy in {} folders; {} large items skipped; {} folders renamed; {} users over their target quota.",
+            analysis.analyzed,
+            analysis.users,
+            analysis.failed,
+            analysis.messages,
+            megabytes(analysis.bytes),
+            analysis.folders,
+            analysis.large_items,
+            analysis.renamed_folders,
+            analysis.over_quota,
+        );
+        let estimate = match (analysis.estimated_seconds, &run.probe) {
+            (Some(seconds), Some(probe)) => format!(
+                "About {} with {} users at a time (the source gave {} in {:.1} s to a probe).",
+                flytt_batch::duration_words(seconds),
+                run.concurrency,
+                megabytes(probe.bytes),
+                probe.seconds
+            ),
+            _ => run.error.clone().unwrap_or_default(),
+        };
+        let rows = analysis
+            .user_results
+            .iter()
+            .take(ANALYSIS_ROWS)
+            .map(|u| AnalysisRow {
+                email: u.email.clone(),
+                folders: u.folders,
+                messages: u.messages,
+                megabytes: megabytes(u.bytes),
+                largest: megabytes(u.largest_message),
+                large: u.large_items,
+                renamed: u
+                    .renamed_folders
+                    .iter()
+                    .map(|f| format!("{} ({})", f.folder, f.reason))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                quota: match (&u.target_quota, u.fits_quota()) {
+                    (Some(q), Some(fits)) => format!(
+                        "{} of {}{}",
+                        megabytes(q.used_bytes),
+                        megabytes(q.limit_bytes),
+                        if fits { "" } else { ": does not fit" }
+                    ),
+                    _ => "–".into(),
+                },
+                error: u.error.clone().unwrap_or_default(),
+            })
+            .collect();
+        AnalysisPanel {
+            state: run.state.to_string(),
+            summary,
+            estimate,
+            rows,
+            more: analysis.user_results.len().saturating_sub(ANALYSIS_ROWS),
+        }
+    }
 }
 
 /// A button on the batch page.
@@ -615,6 +717,7 @@ fn actions_for(view: &BatchView) -> Vec<Action> {
     if view.count(UserStatus::Failed) > 0 {
         actions.push(button("retry", "Retry failed users", "secondary"));
     }
+    actions.push(button("analyze", "Analyze", "secondary"));
     actions.push(Action {
         path: "remove",
         label: "Remove",
@@ -715,6 +818,9 @@ pub async fn batch_action(
             .retry_failed(&name)
             .await
             .map(|n| format!("{n} failed users queued again.")),
+        "analyze" => control.request_analysis(&name).await.map(|()| {
+            "Analysis asked for: a runner logs in for every user and plans the copy without changing anything; the results appear below.".to_string()
+        }),
         "remove" => {
             return match control.remove(&name).await {
                 Ok(()) => {
@@ -736,7 +842,7 @@ pub async fn batch_action(
     };
     let flash = match outcome {
         Ok(text) => Flash { class: "ok", text },
-        Err(e @ ControlError::WrongState { .. }) => Flash {
+        Err(e @ (ControlError::WrongState { .. } | ControlError::AnalysisRunning(_))) => Flash {
             class: "error",
             text: e.to_string(),
         },
@@ -754,37 +860,48 @@ pub async fn report(
     if signed_in(&state, &headers).await.is_none() {
         return to_login();
     }
-    let make: fn(&[flytt_store::BatchUser]) -> flytt_control::Result<Vec<u8>> = match file.as_str()
-    {
-        "users.csv" => reports::users_report,
-        "errors.csv" => reports::errors_report,
-        _ => return not_found().await,
-    };
-    let store = state.control.store();
-    let users = match store.batch(&name).await {
-        Ok(_) => match store.batch_users(Some(&name)).await {
-            Ok(users) => users,
-            Err(e) => return failure(e),
-        },
+    let csv = match report_csv(&state.control, &name, &file).await {
+        Ok(Some(csv)) => csv,
+        Ok(None) => return not_found().await,
         Err(e) => return failure(e),
     };
-    match make(&users) {
-        Ok(csv) => (
-            [
-                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"{}-{file}\"",
-                        reports::file_stem(&name)
-                    ),
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}-{file}\"",
+                    reports::file_stem(&name)
                 ),
-            ],
-            csv,
-        )
-            .into_response(),
-        Err(e) => failure(e),
-    }
+            ),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// The batch's report `file`: the users or errors report, or the last
+/// analysis; `None` for a file there is not.
+async fn report_csv(
+    control: &flytt_control::Control,
+    name: &str,
+    file: &str,
+) -> Result<Option<Vec<u8>>, ControlError> {
+    let store = control.store();
+    store.batch(name).await?;
+    let make = match file {
+        "users.csv" => reports::users_report,
+        "errors.csv" => reports::errors_report,
+        "analysis.csv" => {
+            return match control.analysis(name).await? {
+                Some(analysis) => reports::analysis_report(&analysis).map(Some),
+                None => Ok(None),
+            };
+        }
+        _ => return Ok(None),
+    };
+    make(&store.batch_users(Some(name)).await?).map(Some)
 }
 
 /// An option of a select.
