@@ -38,6 +38,9 @@ pub struct UserAnalysis {
     pub large_items: u64,
     /// Folders whose names the target cannot take as they are.
     pub renamed_folders: Vec<RenamedFolder>,
+    /// Folders a folder mapping rule sends elsewhere (the batch's or the
+    /// row's `FolderMapping`), and where.
+    pub folder_rules: Vec<RuledFolder>,
     /// The target mailbox's storage quota, where the target tells it
     /// (GETQUOTAROOT INBOX).
     pub target_quota: Option<QuotaUse>,
@@ -55,6 +58,15 @@ pub struct RenamedFolder {
     /// Decoded source path.
     pub folder: String,
     pub reason: String,
+}
+
+/// A folder a mapping rule places: its source path, the target folder
+/// (full name, decoded) and the rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuledFolder {
+    pub folder: String,
+    pub target: String,
+    pub rule: String,
 }
 
 /// A storage quota root: bytes used and allowed.

@@ -10,7 +10,9 @@ pub mod size;
 pub mod stats;
 pub mod status;
 
-pub use analysis::{AnalysisRun, BatchAnalysis, ProbeRate, QuotaUse, RenamedFolder, UserAnalysis};
+pub use analysis::{
+    AnalysisRun, BatchAnalysis, ProbeRate, QuotaUse, RenamedFolder, RuledFolder, UserAnalysis,
+};
 pub use csv_import::{
     BadItemLimit, BatchType, Column, CsvError, CsvUser, MailboxType, Password, UnknownBatchType,
     parse_users,

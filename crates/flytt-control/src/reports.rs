@@ -196,6 +196,7 @@ pub fn analysis_report(analysis: &BatchAnalysis) -> Result<Vec<u8>> {
             "LargestItemBytes",
             "LargeItems",
             "RenamedFolders",
+            "FolderRules",
             "QuotaUsedBytes",
             "QuotaLimitBytes",
             "FitsQuota",
@@ -222,6 +223,11 @@ pub fn analysis_report(analysis: &BatchAnalysis) -> Result<Vec<u8>> {
             user.renamed_folders
                 .iter()
                 .map(|f| format!("{}: {}", f.folder, f.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
+            user.folder_rules
+                .iter()
+                .map(|f| format!("{} -> {} ({})", f.folder, f.target, f.rule))
                 .collect::<Vec<_>>()
                 .join("; "),
             optional(quota.map(|q| q.used_bytes)),

@@ -8,7 +8,8 @@
 //! sync with the batch's and the row's parameters (the same
 //! `sync_options` as the real syncs): the folders it would visit, the
 //! messages and bytes it would copy, the large items it would skip, the
-//! folders the target cannot take under their own names. Then a probe:
+//! folders the target cannot take under their own names, the folders the
+//! mapping rules place. Then a probe:
 //! up to `PROBE_MESSAGES` messages or `PROBE_BYTES` bytes read from the
 //! largest mailbox's INBOX, timed, for the estimate
 //! (`flytt_batch::analysis::estimate`). Each result is saved as it comes,
@@ -17,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flytt_batch::{ProbeRate, QuotaUse, RenamedFolder, UserAnalysis};
+use flytt_batch::{ProbeRate, QuotaUse, RenamedFolder, RuledFolder, UserAnalysis};
 use flytt_imap::{Access, Session};
 use flytt_secrets::Keyring;
 use flytt_store::{Store, WorkItem};
@@ -233,6 +234,17 @@ fn plan(report: &Report, result: &mut UserAnalysis) {
         .map(|i| RenamedFolder {
             folder: i.folder.clone(),
             reason: i.reason.clone(),
+        })
+        .collect();
+    result.folder_rules = report
+        .folder_map
+        .iter()
+        .filter_map(|m| {
+            Some(RuledFolder {
+                folder: m.source.clone(),
+                target: m.target.clone(),
+                rule: m.rule.clone()?,
+            })
         })
         .collect();
 }

@@ -147,6 +147,12 @@ fn print_analysis(analysis: &BatchAnalysis) {
         for folder in &user.renamed_folders {
             println!("    {}: {}", folder.folder, folder.reason);
         }
+        for folder in &user.folder_rules {
+            println!(
+                "    {} -> {} (rule {})",
+                folder.folder, folder.target, folder.rule
+            );
+        }
     }
     println!(
         "Total: {} messages, {} to copy in {} folders; {} large items skipped; {} users over their target quota.",

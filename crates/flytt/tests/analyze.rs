@@ -137,15 +137,11 @@ async fn analyze_changes_nothing_and_says_what_the_copy_meets(source: Family, ta
     // Dovecot has no APPENDLIMIT: there the batch's LargeItemLimit leaves
     // the big message out.
     let limit = matches!(target.family(), Family::Dovecot(_));
-    new_batch(
-        &data,
-        dir.path(),
-        if limit {
-            &["--large-item-limit", "250KB"]
-        } else {
-            &[]
-        },
-    );
+    let mut batch_args = vec!["--folder-mapping", "\"Arkiv\" -> \"Gammelt/Arkiv\""];
+    if limit {
+        batch_args.extend(["--large-item-limit", "250KB"]);
+    }
+    new_batch(&data, dir.path(), &batch_args);
     let before = target_snapshot(&target, KARI).await;
 
     let report = dir.path().join("analysis.csv");
@@ -195,6 +191,14 @@ async fn analyze_changes_nothing_and_says_what_the_copy_meets(source: Family, ta
         assert_eq!(renamed.len(), 1, "{kari:#}");
         assert_eq!(renamed[0]["folder"], odd_folder.as_str());
     }
+    // The mapping rule's placement is shown.
+    let ruled = &kari["folder_rules"][0];
+    assert_eq!(ruled["folder"], "Arkiv", "{kari:#}");
+    let placed = ruled["target"].as_str().unwrap_or_default();
+    assert!(
+        placed.contains("Gammelt") && placed.ends_with("Arkiv"),
+        "{kari:#}"
+    );
     let capabilities = |side: &str| kari[side].as_array().map(|c| c.len()).unwrap_or(0);
     assert!(capabilities("source_capabilities") > 3 && capabilities("target_capabilities") > 3);
     match target.family() {

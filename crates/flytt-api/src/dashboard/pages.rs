@@ -598,7 +598,8 @@ struct AnalysisRow {
     megabytes: String,
     largest: String,
     large: u64,
-    /// The folders the target cannot take as they are, and why.
+    /// The folders the target cannot take as they are, and why, and those
+    /// the mapping rules place.
     renamed: String,
     quota: String,
     error: String,
@@ -651,6 +652,11 @@ impl AnalysisPanel {
                     .renamed_folders
                     .iter()
                     .map(|f| format!("{} ({})", f.folder, f.reason))
+                    .chain(
+                        u.folder_rules
+                            .iter()
+                            .map(|f| format!("{} → {} (by rule)", f.folder, f.target)),
+                    )
                     .collect::<Vec<_>>()
                     .join("; "),
                 quota: match (&u.target_quota, u.fits_quota()) {
