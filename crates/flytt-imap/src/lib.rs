@@ -9,6 +9,7 @@ mod command;
 mod connection;
 mod error;
 pub mod framing;
+mod gmail;
 pub mod mutf7;
 mod oauth;
 mod response;

@@ -100,14 +100,19 @@ pub struct ParseError {
 /// Parses one complete frame. The frame's spooled literals are attached to
 /// the FETCH body they were taken from.
 pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
+    // Gmail's labels are read beside the codec, which does not know them.
+    let (bytes, gmail_labels) = match crate::gmail::take_labels(&frame.bytes) {
+        Some((rest, labels)) => (std::borrow::Cow::Owned(rest), Some(labels)),
+        None => (std::borrow::Cow::Borrowed(&frame.bytes[..]), None),
+    };
     let codec = ResponseCodec::default();
-    let response = match codec.decode(&frame.bytes) {
+    let response = match codec.decode(&bytes) {
         Ok((_, response)) => response,
         Err(ResponseDecodeError::Incomplete)
         | Err(ResponseDecodeError::LiteralFound { .. })
         | Err(ResponseDecodeError::Failed) => {
-            return status_with_8bit_text(&frame.bytes).ok_or_else(|| ParseError {
-                excerpt: excerpt(&frame.bytes),
+            return status_with_8bit_text(&bytes).ok_or_else(|| ParseError {
+                excerpt: excerpt(&bytes),
             });
         }
     };
@@ -133,7 +138,13 @@ pub fn parse(frame: Frame) -> Result<ServerResponse, ParseError> {
             Some(code) => format!("[{}] {}", convert_code(code), bye.text.inner()),
             None => bye.text.inner().to_string(),
         }),
-        Response::Data(data) => ServerResponse::Untagged(convert_data(data, &mut literals)),
+        Response::Data(data) => match convert_data(data, &mut literals) {
+            Untagged::Fetch(mut message) => {
+                message.gmail_labels = gmail_labels;
+                ServerResponse::Untagged(Untagged::Fetch(message))
+            }
+            other => ServerResponse::Untagged(other),
+        },
     })
 }
 
@@ -439,6 +450,24 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no frame"));
         parse(frame).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn gmail_labels_come_with_the_rest_of_the_fetch() {
+        let line =
+            "* 3 FETCH (UID 12 X-GM-LABELS (\\Inbox Jobb) FLAGS (\\Seen) RFC822.SIZE 40)\r\n";
+        match parse_bytes(line.as_bytes()) {
+            ServerResponse::Untagged(Untagged::Fetch(m)) => {
+                assert_eq!(m.uid, Some(12));
+                assert_eq!(m.size, Some(40));
+                assert_eq!(m.flags.map(|f| f.len()), Some(1));
+                assert_eq!(
+                    m.gmail_labels,
+                    Some(vec!["\\Inbox".to_string(), "Jobb".to_string()])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

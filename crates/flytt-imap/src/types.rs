@@ -376,6 +376,9 @@ pub struct FetchedMessage {
     pub body: Option<Body>,
     /// `BODY[HEADER.FIELDS (MESSAGE-ID)]`.
     pub header_fields: Option<Bytes>,
+    /// Gmail's `X-GM-LABELS` (X-GM-EXT-1): the message's labels, raw
+    /// (system ones as `\Inbox`, others as folder names).
+    pub gmail_labels: Option<Vec<String>>,
 }
 
 /// A message to APPEND.

@@ -295,6 +295,18 @@ pub(crate) struct Worker<'a> {
 /// later, only if it is to be copied.
 const METADATA_ITEMS: &str = "UID FLAGS RFC822.SIZE";
 
+/// The same with Gmail's labels, for All Mail (see `gmail.rs`).
+const METADATA_WITH_LABELS: &str = "UID FLAGS RFC822.SIZE X-GM-LABELS";
+
+/// What to fetch of every source message of `folder` to compare.
+fn metadata_items(folder: &FolderPlan) -> &'static str {
+    if folder.unlabelled_only.is_some() {
+        METADATA_WITH_LABELS
+    } else {
+        METADATA_ITEMS
+    }
+}
+
 /// A folder open on both sides (see `Worker::open`).
 struct Opened {
     source: MailboxStatus,
@@ -490,10 +502,10 @@ impl<'a> Worker<'a> {
             .as_ref()
             .filter(|p| p.target_folder == folder.target && p.uid_next.is_some())
             .and_then(|p| p.highest_modseq)
-            .filter(|_| self.src.has("CONDSTORE"));
+            .filter(|_| self.src.has("CONDSTORE") && folder.unlabelled_only.is_none());
         let request = FetchRequest {
             uids: "1:*",
-            items: METADATA_ITEMS,
+            items: metadata_items(folder),
             changed_since: since,
         };
         let (src, tgt) = (&mut self.src, &mut self.tgt);
@@ -565,8 +577,9 @@ impl<'a> Worker<'a> {
         }
         let mut copied = self.known_copies(folder, &epoch).await?;
         let metadata = self
-            .source_metadata(opened.prefetched, &opened.source, &epoch)
+            .source_metadata(folder, opened.prefetched, &opened.source, &epoch)
             .await?;
+        let metadata = self.without_labelled(folder, metadata);
         let skips_before = self.skips();
         let issues_before = self.report.issues.len();
         let mut to_copy = self.messages_to_copy(folder, &metadata.new, &copied);
@@ -825,8 +838,12 @@ impl<'a> Worker<'a> {
     /// Source metadata: with CONDSTORE marks, only what changed and what is
     /// new; otherwise everything. The FETCH that went with the EXAMINE is
     /// used when it asked the right question.
+    /// Gmail's All Mail is read whole every time: which of its messages
+    /// are to be copied depends on their labels now, which may have
+    /// changed on messages that are not new.
     async fn source_metadata(
         &mut self,
+        folder: &FolderPlan,
         mut prefetched: Option<Prefetched>,
         source: &MailboxStatus,
         epoch: &Epoch,
@@ -834,7 +851,8 @@ impl<'a> Worker<'a> {
         if source.exists == 0 {
             return Ok(Metadata::default());
         }
-        if let (Some((modseq, uid_next)), Some(_)) = (epoch.marks, source.highest_modseq) {
+        let marks = epoch.marks.filter(|_| folder.unlabelled_only.is_none());
+        if let (Some((modseq, uid_next)), Some(_)) = (marks, source.highest_modseq) {
             // A message new since the last pass has a mod-sequence above
             // the one recorded then (RFC 7162), so the changed ones include
             // the new ones.
@@ -857,7 +875,7 @@ impl<'a> Worker<'a> {
             Some(p) if p.since.is_none() => p.messages,
             _ => self
                 .src
-                .uid_fetch("1:*", METADATA_ITEMS)
+                .uid_fetch("1:*", metadata_items(folder))
                 .await
                 .map_err(SyncError::Source)?,
         };
@@ -865,6 +883,25 @@ impl<'a> Worker<'a> {
             changed: all.clone(),
             new: all,
         })
+    }
+
+    /// In Gmail's All Mail, the messages a label folder of this sync
+    /// holds are left to that folder (a message without labels in the
+    /// answer is copied: a duplicate is better than a loss). They are not
+    /// counted as found here: they are found in their folder.
+    fn without_labelled(&mut self, folder: &FolderPlan, mut metadata: Metadata) -> Metadata {
+        let Some(labels) = &folder.unlabelled_only else {
+            return metadata;
+        };
+        let before = metadata.new.len();
+        metadata.new.retain(|m| match &m.gmail_labels {
+            Some(list) => !labels.hold_any(list),
+            None => true,
+        });
+        let held = (before - metadata.new.len()) as u64;
+        self.report.messages_found = self.report.messages_found.saturating_sub(held);
+        self.report.messages_in_labels += held;
+        metadata
     }
 
     /// The new messages not in the map yet; those over LargeItemLimit are
@@ -1953,6 +1990,7 @@ mod tests {
                 note: None,
                 rule: None,
                 merged_with: Vec::new(),
+                unlabelled_only: None,
             },
             target_exists: true,
             messages: 1,

@@ -9,12 +9,14 @@
 //! the renaming is reported.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use flytt_batch::{FolderMapping, Mapped};
 use flytt_imap::{ListedMailbox, Namespaces, mutf7};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::SyncError;
+use crate::gmail::LabelFolders;
 
 /// A folder to sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,9 @@ pub struct FolderPlan {
     /// The other source folders (raw names) that go into the same target
     /// folder.
     pub merged_with: Vec<String>,
+    /// Gmail's All Mail: only the messages none of these label folders
+    /// holds are copied from it (see `gmail.rs`).
+    pub unlabelled_only: Option<Arc<LabelFolders>>,
 }
 
 /// Folders excluded by pattern, matched against the decoded path with `/`
@@ -330,27 +335,34 @@ pub fn plan(
             note: placed.note,
             rule: placed.rule,
             merged_with: Vec::new(),
+            unlabelled_only: None,
         });
     }
+    link_merged(&mut plans);
+    // Parents before children, INBOX first.
+    plans.sort_by(|a, b| {
+        (!is_inbox(&a.source), a.target.as_str()).cmp(&(!is_inbox(&b.source), b.target.as_str()))
+    });
+    (plans, excluded)
+}
+
+/// Notes in each plan the other source folders that go into its target
+/// folder (they must not be copied at once).
+pub(crate) fn link_merged(plans: &mut [FolderPlan]) {
     let mut by_target: HashMap<String, Vec<String>> = HashMap::new();
-    for p in &plans {
+    for p in plans.iter() {
         by_target
             .entry(p.target.clone())
             .or_default()
             .push(p.source.clone());
     }
-    for p in &mut plans {
+    for p in plans.iter_mut() {
         p.merged_with = by_target[&p.target]
             .iter()
             .filter(|other| **other != p.source)
             .cloned()
             .collect();
     }
-    // Parents before children, INBOX first.
-    plans.sort_by(|a, b| {
-        (!is_inbox(&a.source), a.target.as_str()).cmp(&(!is_inbox(&b.source), b.target.as_str()))
-    });
-    (plans, excluded)
 }
 
 /// Where one source folder goes.

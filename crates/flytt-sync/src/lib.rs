@@ -9,6 +9,7 @@
 
 mod engine;
 pub mod folders;
+mod gmail;
 mod gone;
 mod prepare;
 mod report;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use engine::sync_mailbox;
 pub use folders::MailboxScope;
+pub use gmail::LabelFolders;
 pub use report::{Issue, IssueKind, MappedFolder, Report};
 
 use flytt_batch::FolderMapping;

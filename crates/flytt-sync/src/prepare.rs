@@ -11,8 +11,8 @@ use flytt_imap::{
 };
 
 use crate::engine::{Worker, is_rejection};
-use crate::folders::{Excludes, FolderPlan, Side, apply_scope, plan, safe_name};
-use crate::{IssueKind, MappedFolder, SyncError};
+use crate::folders::{Excludes, FolderPlan, Side, apply_scope, link_merged, plan, safe_name};
+use crate::{IssueKind, MappedFolder, SyncError, gmail};
 
 /// A folder whose messages are to be compared and copied.
 pub(crate) struct Visit {
@@ -253,8 +253,12 @@ impl Worker<'_> {
     /// Maps the source folders in scope onto the target's, and says in the
     /// report what goes where and what is left out.
     fn plan_folders(&mut self, listings: &mut Listings, excludes: &Excludes) -> Vec<FolderPlan> {
+        let gmail = self
+            .src
+            .has(gmail::CAPABILITY)
+            .then(|| gmail::adapt(&mut listings.source));
         let out_of_scope = apply_scope(&mut listings.source, self.options.mailbox_scope);
-        let (plans, excluded) = plan(
+        let (mut plans, excluded) = plan(
             &Side {
                 mailboxes: &listings.source,
                 subscribed: &listings.source_subscribed,
@@ -278,6 +282,29 @@ impl Worker<'_> {
             .folders_excluded
             .extend(std::mem::take(&mut listings.foreign));
         self.report.folders_excluded.extend(out_of_scope);
+        if let Some(gmail) = gmail {
+            for p in &mut plans {
+                if gmail.all_mail.as_ref() == Some(&p.source) {
+                    p.unlabelled_only = Some(gmail.labels.clone());
+                    // What comes from All Mail is the archived mail: into
+                    // the target's archive, or one made as `Archive`
+                    // (not "All Mail": it is not all of it there).
+                    let has_archive = listings
+                        .target
+                        .iter()
+                        .any(|t| t.name == p.target && t.special_use() == Some("\\archive"));
+                    if p.rule.is_none() && !has_archive {
+                        p.target = listings.target_namespaces.absolute("Archive");
+                    }
+                }
+            }
+            link_merged(&mut plans);
+            self.report.gmail_views = gmail
+                .views
+                .iter()
+                .map(|v| flytt_imap::mutf7::decode(v).unwrap_or_else(|_| v.clone()))
+                .collect();
+        }
         self.report.folder_map = plans
             .iter()
             .map(|p| MappedFolder {

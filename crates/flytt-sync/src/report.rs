@@ -101,6 +101,12 @@ pub struct Report {
     /// Copies expunged on the target because the source deleted the
     /// message since (deletion sync).
     pub messages_deleted: u64,
+    /// Gmail's All Mail: messages left to the label folders that hold
+    /// them (copied there, not again into the archive).
+    pub messages_in_labels: u64,
+    /// Gmail's views of mail found in other folders (`[Gmail]/Starred`,
+    /// `[Gmail]/Important`): not copied as folders of their own.
+    pub gmail_views: Vec<String>,
     /// Connection pairs (a session to each server) that copied folders:
     /// more than one only where the round trip is long (see
     /// `SyncOptions::connections`).
@@ -146,6 +152,7 @@ impl Report {
         self.messages_altered += other.messages_altered;
         self.flags_updated += other.flags_updated;
         self.messages_deleted += other.messages_deleted;
+        self.messages_in_labels += other.messages_in_labels;
         self.folders_deleted += other.folders_deleted;
         self.connection_pairs += other.connection_pairs;
         self.compressed_sessions += other.compressed_sessions;

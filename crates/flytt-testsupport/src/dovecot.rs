@@ -27,6 +27,11 @@ pub enum Layout {
     /// separator `.`, no LITERAL+, MULTIAPPEND, CONDSTORE or SPECIAL-USE,
     /// Norwegian folder names that no attribute marks.
     Legacy,
+    /// Gmail's shape (without its labels, which `gmail::GmailProxy` adds):
+    /// separator `/`, `[Gmail]/All Mail` (`\All`), `[Gmail]/Starred`
+    /// (`\Flagged`), `[Gmail]/Important` (`\Important`), `[Gmail]/Sent
+    /// Mail` and the other special folders under `[Gmail]`.
+    Gmail,
 }
 
 /// A running Dovecot; stopped and deleted on drop.
@@ -323,7 +328,7 @@ impl Dovecot {
     pub fn separator(&self) -> char {
         match self.layout {
             Layout::Source | Layout::Legacy => '.',
-            Layout::Target => '/',
+            Layout::Target | Layout::Gmail => '/',
         }
     }
 
@@ -514,7 +519,9 @@ fn config(root: &Path, layout: Layout, ports: Ports, uid: u32, gid: u32, run_as:
     } = ports;
     let (location, separator, prefix, capabilities) = match layout {
         Layout::Source => (format!("maildir:{root}/mail/%u"), ".", "", ""),
-        Layout::Target => (format!("maildir:{root}/mail/%u:LAYOUT=fs"), "/", "", ""),
+        Layout::Target | Layout::Gmail => {
+            (format!("maildir:{root}/mail/%u:LAYOUT=fs"), "/", "", "")
+        }
         Layout::Legacy => (
             format!("maildir:{root}/mail/%u"),
             ".",
@@ -641,6 +648,15 @@ fn role_folders(layout: Layout) -> &'static [(&'static str, &'static str)] {
             ("Trash", "\\Trash"),
             ("Junk", "\\Junk"),
             ("Archive", "\\Archive"),
+        ],
+        Layout::Gmail => &[
+            ("[Gmail]/All Mail", "\\All"),
+            ("[Gmail]/Drafts", "\\Drafts"),
+            ("[Gmail]/Important", "\\Important"),
+            ("[Gmail]/Sent Mail", "\\Sent"),
+            ("[Gmail]/Spam", "\\Junk"),
+            ("[Gmail]/Starred", "\\Flagged"),
+            ("[Gmail]/Trash", "\\Trash"),
         ],
         Layout::Legacy => &[
             ("Sendte elementer", "\\Sent"),

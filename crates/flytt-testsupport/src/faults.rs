@@ -251,7 +251,7 @@ impl Rewrite {
 }
 
 /// The literal a line announces at its end: `{N}` or `{N+}`.
-fn literal_at_end(line: &[u8]) -> Option<u64> {
+pub(crate) fn literal_at_end(line: &[u8]) -> Option<u64> {
     let line = line
         .strip_suffix(b"\r\n")
         .or_else(|| line.strip_suffix(b"\n"))?;

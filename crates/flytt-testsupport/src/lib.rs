@@ -8,6 +8,7 @@ pub mod cyrus;
 pub mod dav;
 pub mod dovecot;
 pub mod faults;
+pub mod gmail;
 pub mod oauth;
 pub mod postgres;
 pub mod proxy;
@@ -19,6 +20,7 @@ pub use cyrus::Cyrus;
 pub use dav::{DavFamily, DavServer};
 pub use dovecot::{Dovecot, Layout};
 pub use faults::{Answer, FaultProxy, Faults};
+pub use gmail::GmailProxy;
 pub use postgres::Postgres;
 pub use server::{EndpointAdmin, Family, NewEndpoint, TestServer};
 

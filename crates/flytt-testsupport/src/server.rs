@@ -22,6 +22,7 @@ impl Family {
             Family::Dovecot(Layout::Source) => "Dovecot (Maildir++)",
             Family::Dovecot(Layout::Target) => "Dovecot (fs layout)",
             Family::Dovecot(Layout::Legacy) => "Dovecot (INBOX. prefix, few extensions)",
+            Family::Dovecot(Layout::Gmail) => "Dovecot (Gmail's folders)",
             Family::Cyrus => "Cyrus",
         }
     }
