@@ -340,6 +340,7 @@ struct NewBatchBody {
     folder_mapping: Vec<String>,
     #[serde(default)]
     report_subjects: bool,
+    gmail_labels: Option<String>,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -388,6 +389,13 @@ impl NewBatchBody {
                 ))
             })?,
         };
+        let gmail_labels = self
+            .gmail_labels
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("gmail_labels {e}")))?
+            .unwrap_or_default();
         let folder_mapping = FolderMapping::parse_all(&self.folder_mapping)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let interval =
@@ -416,6 +424,7 @@ impl NewBatchBody {
                 deletion_sync: self.deletion_sync,
                 folder_mapping,
                 report_subjects: self.report_subjects,
+                gmail_labels,
             },
         };
         Ok((request, self.csv))

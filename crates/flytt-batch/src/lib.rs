@@ -18,7 +18,7 @@ pub use csv_import::{
     parse_users,
 };
 pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
-pub use params::{BatchParameters, Forwarding, UserOverrides, parse_duration};
+pub use params::{BatchParameters, Forwarding, GmailLabels, UserOverrides, parse_duration};
 pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
     UserStatistics, duration_words,

@@ -43,6 +43,46 @@ pub struct BatchParameters {
     /// Skipped and failed messages are reported with their subjects (their
     /// dates always): subjects are personal data, so off by default.
     pub report_subjects: bool,
+    /// How a Gmail source's labels arrive: a folder per label (a message
+    /// with two labels in both), or each message once with its other
+    /// labels as keywords.
+    pub gmail_labels: GmailLabels,
+}
+
+/// How a Gmail source's labels arrive on the target (sources that offer
+/// X-GM-EXT-1; others have no labels).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GmailLabels {
+    /// Each label a folder, a message in the folder of each of its labels,
+    /// as the user saw it in Gmail.
+    #[default]
+    Folders,
+    /// Each message once, in its first label's folder (INBOX, Sent,
+    /// Drafts, then the user's labels by name; the archive without one),
+    /// its user labels as keywords.
+    Keywords,
+}
+
+impl std::str::FromStr for GmailLabels {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<GmailLabels, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "folders" => Ok(GmailLabels::Folders),
+            "keywords" => Ok(GmailLabels::Keywords),
+            _ => Err(format!("{text:?}: use folders or keywords")),
+        }
+    }
+}
+
+impl GmailLabels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GmailLabels::Folders => "folders",
+            GmailLabels::Keywords => "keywords",
+        }
+    }
 }
 
 /// Where a staged batch sets forwarding on the source.

@@ -634,6 +634,7 @@ fn sync_options(item: &WorkItem, parameters: &BatchParameters, kind: Kind) -> Sy
         delete_removed: overrides.deletion_sync(parameters),
         folder_mapping: overrides.folder_mapping(parameters),
         report_subjects: parameters.report_subjects,
+        gmail_labels: parameters.gmail_labels,
         ..SyncOptions::default()
     }
 }

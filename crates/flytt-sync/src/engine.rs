@@ -289,6 +289,9 @@ pub(crate) struct Worker<'a> {
     /// Copies to read back and compare (see `content_to_check`): (source
     /// UID, target UID, SHA-256 of the bytes sent).
     suspects: Vec<(Uid, Uid, [u8; 32])>,
+    /// The folder's messages' Gmail labels as keywords, when messages are
+    /// stored once (see `place_by_labels`).
+    label_keywords: HashMap<Uid, Vec<Flag>>,
 }
 
 /// What is fetched of every source message to compare: its body comes
@@ -300,7 +303,7 @@ const METADATA_WITH_LABELS: &str = "UID FLAGS RFC822.SIZE X-GM-LABELS";
 
 /// What to fetch of every source message of `folder` to compare.
 fn metadata_items(folder: &FolderPlan) -> &'static str {
-    if folder.unlabelled_only.is_some() {
+    if folder.labels.is_some() {
         METADATA_WITH_LABELS
     } else {
         METADATA_ITEMS
@@ -366,6 +369,15 @@ struct Pending {
     message: AppendMessage,
 }
 
+/// Adds the flags of `more` that `flags` lacks.
+fn add_missing(flags: &mut Vec<Flag>, more: &[Flag]) {
+    for flag in more {
+        if !flags.contains(flag) {
+            flags.push(flag.clone());
+        }
+    }
+}
+
 fn flag_string(flags: &[Flag]) -> String {
     let set: BTreeSet<&str> = flags.iter().map(Flag::as_str).collect();
     set.into_iter().collect::<Vec<_>>().join(" ")
@@ -396,6 +408,7 @@ impl<'a> Worker<'a> {
             },
             sent: Vec::new(),
             suspects: Vec::new(),
+            label_keywords: HashMap::new(),
         }
     }
 
@@ -502,7 +515,7 @@ impl<'a> Worker<'a> {
             .as_ref()
             .filter(|p| p.target_folder == folder.target && p.uid_next.is_some())
             .and_then(|p| p.highest_modseq)
-            .filter(|_| self.src.has("CONDSTORE") && folder.unlabelled_only.is_none());
+            .filter(|_| self.src.has("CONDSTORE") && folder.labels.is_none());
         let request = FetchRequest {
             uids: "1:*",
             items: metadata_items(folder),
@@ -579,7 +592,7 @@ impl<'a> Worker<'a> {
         let metadata = self
             .source_metadata(folder, opened.prefetched, &opened.source, &epoch)
             .await?;
-        let metadata = self.without_labelled(folder, metadata);
+        let metadata = self.place_by_labels(folder, metadata);
         let skips_before = self.skips();
         let issues_before = self.report.issues.len();
         let mut to_copy = self.messages_to_copy(folder, &metadata.new, &copied);
@@ -851,7 +864,7 @@ impl<'a> Worker<'a> {
         if source.exists == 0 {
             return Ok(Metadata::default());
         }
-        let marks = epoch.marks.filter(|_| folder.unlabelled_only.is_none());
+        let marks = epoch.marks.filter(|_| folder.labels.is_none());
         if let (Some((modseq, uid_next)), Some(_)) = (marks, source.highest_modseq) {
             // A message new since the last pass has a mod-sequence above
             // the one recorded then (RFC 7162), so the changed ones include
@@ -885,19 +898,36 @@ impl<'a> Worker<'a> {
         })
     }
 
-    /// In Gmail's All Mail, the messages a label folder of this sync
-    /// holds are left to that folder (a message without labels in the
-    /// answer is copied: a duplicate is better than a loss). They are not
-    /// counted as found here: they are found in their folder.
-    fn without_labelled(&mut self, folder: &FolderPlan, mut metadata: Metadata) -> Metadata {
-        let Some(labels) = &folder.unlabelled_only else {
+    /// In a Gmail folder with a label rule, the messages another folder
+    /// brings are left to it (a message without labels in the answer is
+    /// copied: a duplicate is better than a loss), and are not counted as
+    /// found here. Stored once, a message's labels become keywords: added
+    /// to its flags as read, so the copy gets them and the flag sync keeps
+    /// them as the labels change.
+    fn place_by_labels(&mut self, folder: &FolderPlan, mut metadata: Metadata) -> Metadata {
+        self.label_keywords.clear();
+        let Some(rule) = &folder.labels else {
             return metadata;
         };
+        let mut elsewhere = HashSet::new();
+        for m in &mut metadata.changed {
+            let (Some(uid), Some(labels)) = (m.uid, &m.gmail_labels) else {
+                continue;
+            };
+            let placement = rule.place(labels);
+            if !placement.here {
+                elsewhere.insert(uid);
+            }
+            if !placement.keywords.is_empty() {
+                let flags = m.flags.get_or_insert_with(Vec::new);
+                add_missing(flags, &placement.keywords);
+                self.label_keywords.insert(uid, placement.keywords);
+            }
+        }
         let before = metadata.new.len();
-        metadata.new.retain(|m| match &m.gmail_labels {
-            Some(list) => !labels.hold_any(list),
-            None => true,
-        });
+        metadata
+            .new
+            .retain(|m| m.uid.is_none_or(|uid| !elsewhere.contains(&uid)));
         let held = (before - metadata.new.len()) as u64;
         self.report.messages_found = self.report.messages_found.saturating_sub(held);
         self.report.messages_in_labels += held;
@@ -1464,7 +1494,11 @@ impl<'a> Worker<'a> {
         target: &MailboxStatus,
         unkept: &mut BTreeSet<String>,
     ) -> Pending {
-        let flags = self.keepable(m.flags.as_deref().unwrap_or_default(), target, unkept);
+        let mut flags = m.flags.unwrap_or_default();
+        if let Some(keywords) = self.label_keywords.get(&uid) {
+            add_missing(&mut flags, keywords);
+        }
+        let flags = self.keepable(&flags, target, unkept);
         Pending {
             uid,
             flags: flag_string(&flags),
@@ -1990,7 +2024,7 @@ mod tests {
                 note: None,
                 rule: None,
                 merged_with: Vec::new(),
-                unlabelled_only: None,
+                labels: None,
             },
             target_exists: true,
             messages: 1,

@@ -16,7 +16,7 @@ use flytt_imap::{ListedMailbox, Namespaces, mutf7};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::SyncError;
-use crate::gmail::LabelFolders;
+use crate::gmail::LabelRule;
 
 /// A folder to sync.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,9 +39,10 @@ pub struct FolderPlan {
     /// The other source folders (raw names) that go into the same target
     /// folder.
     pub merged_with: Vec<String>,
-    /// Gmail's All Mail: only the messages none of these label folders
-    /// holds are copied from it (see `gmail.rs`).
-    pub unlabelled_only: Option<Arc<LabelFolders>>,
+    /// A Gmail folder whose messages are copied by their labels (All
+    /// Mail; every label folder when messages are stored once): see
+    /// `gmail.rs`.
+    pub labels: Option<Arc<LabelRule>>,
 }
 
 /// Folders excluded by pattern, matched against the decoded path with `/`
@@ -335,7 +336,7 @@ pub fn plan(
             note: placed.note,
             rule: placed.rule,
             merged_with: Vec::new(),
-            unlabelled_only: None,
+            labels: None,
         });
     }
     link_merged(&mut plans);

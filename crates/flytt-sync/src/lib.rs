@@ -18,10 +18,10 @@ use std::time::Duration;
 
 pub use engine::sync_mailbox;
 pub use folders::MailboxScope;
-pub use gmail::LabelFolders;
+pub use gmail::{LabelFolders, LabelRule};
 pub use report::{Issue, IssueKind, MappedFolder, Report};
 
-use flytt_batch::FolderMapping;
+use flytt_batch::{FolderMapping, GmailLabels};
 use flytt_imap::{Auth, ServerConfig};
 
 /// One side of a sync: where the server is and how to log in.
@@ -94,6 +94,9 @@ pub struct SyncOptions {
     /// Skipped and failed messages are reported with their Subject (their
     /// date always): personal data, so only when asked.
     pub report_subjects: bool,
+    /// A Gmail source's labels: as folders, or each message once with its
+    /// labels as keywords (see `gmail.rs`).
+    pub gmail_labels: GmailLabels,
 }
 
 impl Default for SyncOptions {
@@ -112,6 +115,7 @@ impl Default for SyncOptions {
             delete_removed: false,
             folder_mapping: FolderMapping::default(),
             report_subjects: false,
+            gmail_labels: GmailLabels::Folders,
         }
     }
 }

@@ -284,8 +284,8 @@ impl Worker<'_> {
         self.report.folders_excluded.extend(out_of_scope);
         if let Some(gmail) = gmail {
             for p in &mut plans {
+                p.labels = gmail.rule(&p.source, self.options.gmail_labels);
                 if gmail.all_mail.as_ref() == Some(&p.source) {
-                    p.unlabelled_only = Some(gmail.labels.clone());
                     // What comes from All Mail is the archived mail: into
                     // the target's archive, or one made as `Archive`
                     // (not "All Mail": it is not all of it there).

@@ -173,6 +173,10 @@ pub struct NewArgs {
     /// personal data.
     #[arg(long)]
     report_subjects: bool,
+    /// A Gmail source's labels: a folder per label (a message with two
+    /// labels in both), or each message once with its labels as keywords.
+    #[arg(long, default_value = "folders", value_name = "folders|keywords")]
+    gmail_labels: flytt_batch::GmailLabels,
     /// Time between incremental syncs (e.g. 24h, 30m).
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     incremental_sync_interval: u64,
@@ -390,6 +394,9 @@ fn print_batch(view: &BatchView) {
     }
     if !parameters.folder_mapping.is_empty() {
         println!("Mapping:   {}", parameters.folder_mapping);
+    }
+    if parameters.gmail_labels != flytt_batch::GmailLabels::Folders {
+        println!("Gmail:     labels as {}", parameters.gmail_labels.as_str());
     }
     println!("Created:   {}", view.created_at);
     if let Some(started) = &view.started_at {
@@ -621,6 +628,7 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
         deletion_sync: args.deletion_sync,
         folder_mapping: args.folder_mapping.into_iter().collect(),
         report_subjects: args.report_subjects,
+        gmail_labels: args.gmail_labels,
     };
     let request = BatchRequest {
         name: args.name.clone(),

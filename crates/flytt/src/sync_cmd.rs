@@ -150,6 +150,10 @@ pub struct SyncArgs {
     /// always): subjects are personal data.
     #[arg(long)]
     report_subjects: bool,
+    /// A Gmail source's labels: a folder per label (a message with two
+    /// labels in both), or each message once with its labels as keywords.
+    #[arg(long, default_value = "folders", value_name = "folders|keywords")]
+    gmail_labels: flytt_batch::GmailLabels,
     /// Primary mailbox, archive (the tree under the \Archive folder), or both.
     #[arg(long, value_enum, default_value = "PrimaryAndArchive")]
     mailbox_type: ScopeArg,
@@ -255,6 +259,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         delete_removed: args.deletion_sync,
         folder_mapping: args.folder_mapping.iter().cloned().collect(),
         report_subjects: args.report_subjects,
+        gmail_labels: args.gmail_labels,
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());

@@ -170,6 +170,15 @@ impl GmailSource {
             .set_labels(folder, in_folder.len() as u32, labels);
     }
 
+    /// Message `n`'s labels from now on, in every folder that shows it.
+    fn relabel(&self, n: u32, labels: &[&str]) {
+        for (folder, numbers) in &self.uids {
+            if numbers.contains(&n) {
+                self.proxy.set_labels(folder, self.uid(folder, n), labels);
+            }
+        }
+    }
+
     /// The UID of message `n` in `folder`.
     fn uid(&self, folder: &str, n: u32) -> u32 {
         let position = self.uids[folder].iter().position(|m| *m == n).expect("uid");
@@ -216,15 +225,15 @@ fn sync(
     serde_json::from_slice(&output.stdout).expect("json")
 }
 
-/// The target's folders with mail: path → message numbers (from the
-/// Message-ID), sorted; every copy's bytes, flags and date as the
+/// The target's folders with mail: path → (message number from the
+/// Message-ID, sorted flags), sorted; every copy's bytes and date as the
 /// source's.
-async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<u32>> {
+async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<(u32, Vec<String>)>> {
     let mut session = target.admin_session(USER).await.expect("target login");
     let snapshot = corpus::snapshot(&mut session).await.expect("snapshot");
     let mut out = BTreeMap::new();
     for (path, messages) in snapshot {
-        let mut numbers = Vec::new();
+        let mut found = Vec::new();
         for m in messages {
             let text = String::from_utf8_lossy(&m.bytes);
             let n: u32 = text
@@ -238,23 +247,42 @@ async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<u32>> {
             // The same instant (a server may keep it in another zone).
             let date = chrono::DateTime::parse_from_rfc3339(&m.date).expect("date");
             assert_eq!(date, original.date, "message {n}'s date in {path}");
-            let expected_flags: &[&str] = MAILBOX
-                .iter()
-                .find(|g| g.n == n)
-                .map_or(&[][..], |g| g.flags);
-            let mut expected: Vec<String> = expected_flags.iter().map(|f| f.to_string()).collect();
-            expected.sort();
-            if n <= 8 {
-                assert_eq!(m.flags, expected, "message {n}'s flags in {path}");
-            }
-            numbers.push(n);
+            found.push((n, m.flags));
         }
-        numbers.sort();
-        if !numbers.is_empty() {
-            out.insert(path, numbers);
+        found.sort();
+        if !found.is_empty() {
+            out.insert(path, found);
         }
     }
     out
+}
+
+/// Message `n` with the source's flags and `keywords`, as the target
+/// should hold it.
+fn held(n: u32, keywords: &[&str]) -> (u32, Vec<String>) {
+    let flags: &[&str] = match n {
+        10 => &["\\Seen"],
+        _ => MAILBOX
+            .iter()
+            .find(|g| g.n == n)
+            .map_or(&[][..], |g| g.flags),
+    };
+    let mut all: Vec<String> = flags
+        .iter()
+        .chain(keywords)
+        .map(|f| f.to_string())
+        .collect();
+    all.sort();
+    (n, all)
+}
+
+fn expect(
+    folders: &[(&str, Vec<(u32, Vec<String>)>)],
+) -> BTreeMap<String, Vec<(u32, Vec<String>)>> {
+    folders
+        .iter()
+        .map(|(path, messages)| (path.to_string(), messages.clone()))
+        .collect()
 }
 
 /// Where the target keeps a role's folder: its own (Dovecot's `Sent`, …)
@@ -276,18 +304,17 @@ async fn labels_become_folders(target_family: Family) {
 
     let report = sync(&source, &target, dir.path(), &[]);
     let archive = role_path(&target, "\\Archive", "Archive");
-    let expected: BTreeMap<String, Vec<u32>> = [
-        ("INBOX".to_string(), vec![1, 2]),
-        ("Jobb".to_string(), vec![2]),
-        ("Jobb/Kunder".to_string(), vec![3]),
-        (archive.clone(), vec![4, 6, 7]),
-        (role_path(&target, "\\Sent", "[Gmail]/Sent Mail"), vec![5]),
-        (role_path(&target, "\\Drafts", "[Gmail]/Drafts"), vec![8]),
-        (role_path(&target, "\\Junk", "[Gmail]/Spam"), vec![9]),
-        (role_path(&target, "\\Trash", "[Gmail]/Trash"), vec![10]),
-    ]
-    .into_iter()
-    .collect();
+    let (sent, drafts, junk, trash) = roles(&target);
+    let mut expected = expect(&[
+        ("INBOX", vec![held(1, &[]), held(2, &[])]),
+        ("Jobb", vec![held(2, &[])]),
+        ("Jobb/Kunder", vec![held(3, &[])]),
+        (&archive, vec![held(4, &[]), held(6, &[]), held(7, &[])]),
+        (&sent, vec![held(5, &[])]),
+        (&drafts, vec![held(8, &[])]),
+        (&junk, vec![held(9, &[])]),
+        (&trash, vec![held(10, &[])]),
+    ]);
     assert_eq!(target_mail(&target).await, expected, "{report:#}");
     assert_eq!(report["messages_copied"], 11, "{report:#}");
     // All Mail's 8 messages: 3 archived, 5 left to their label folders.
@@ -303,29 +330,93 @@ async fn labels_become_folders(target_family: Family) {
 
     // In Gmail the user archives message 1 (it leaves INBOX; Important
     // stays), and message 11 arrives in INBOX.
+    let mut source = source;
     let mut session = source.server.admin_session(USER).await.expect("login");
     let in_inbox = source.uid("INBOX", 1);
     corpus::expunge(&mut session, "INBOX", &[in_inbox])
         .await
         .expect("archive");
-    source
-        .proxy
-        .set_labels(ALL_MAIL, source.uid(ALL_MAIL, 1), &["\\Important"]);
-    source.proxy.set_labels(
-        "[Gmail]/Important",
-        source.uid("[Gmail]/Important", 1),
-        &["\\Important"],
-    );
-    let mut source = source;
+    source.relabel(1, &["\\Important"]);
     source.deliver(&mut session, 11, &["\\Inbox"], &[]).await;
 
     let report = sync(&source, &target, dir.path(), &["--deletion-sync"]);
-    let mut expected = expected;
-    expected.insert("INBOX".into(), vec![2, 11]);
-    expected.insert(archive, vec![1, 4, 6, 7]);
+    expected.insert("INBOX".into(), vec![held(2, &[]), held(11, &[])]);
+    expected.insert(
+        archive,
+        vec![held(1, &[]), held(4, &[]), held(6, &[]), held(7, &[])],
+    );
     assert_eq!(target_mail(&target).await, expected, "{report:#}");
     assert_eq!(report["messages_copied"], 2, "{report:#}");
     assert_eq!(report["messages_deleted"], 1, "{report:#}");
+}
+
+/// Stored once: each message in its first label's folder, its user
+/// labels as keywords (a label no folder shows too); a label taken off
+/// later goes from the keywords.
+async fn labels_become_keywords(target_family: Family) {
+    let mut source = GmailSource::start().await;
+    let target = TestServer::start(target_family, &[(USER, PASSWORD)])
+        .await
+        .expect("target");
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let report = sync(
+        &source,
+        &target,
+        dir.path(),
+        &["--gmail-labels", "keywords"],
+    );
+    let archive = role_path(&target, "\\Archive", "Archive");
+    let (sent, drafts, junk, trash) = roles(&target);
+    let mut expected = expect(&[
+        ("INBOX", vec![held(1, &[]), held(2, &["Jobb"])]),
+        ("Jobb/Kunder", vec![held(3, &[])]),
+        (
+            &archive,
+            vec![held(4, &[]), held(6, &[]), held(7, &["Skjult"])],
+        ),
+        (&sent, vec![held(5, &[])]),
+        (&drafts, vec![held(8, &[])]),
+        (&junk, vec![held(9, &[])]),
+        (&trash, vec![held(10, &[])]),
+    ]);
+    assert_eq!(target_mail(&target).await, expected, "{report:#}");
+    assert_eq!(report["messages_copied"], 10, "{report:#}");
+
+    // Message 2 loses its label Jobb and is read (a change the source's
+    // mod-sequences show, as Gmail's do for labels too).
+    let mut session = source.server.admin_session(USER).await.expect("login");
+    session
+        .select("INBOX", flytt_imap::Access::ReadWrite)
+        .await
+        .expect("select");
+    let seen = flytt_imap::Flag::parse("\\Seen").expect("flag");
+    session
+        .uid_store(&[source.uid("INBOX", 2)], true, &[seen])
+        .await
+        .expect("store");
+    source.relabel(2, &["\\Inbox", "\\Starred"]);
+    let report = sync(
+        &source,
+        &target,
+        dir.path(),
+        &["--gmail-labels", "keywords"],
+    );
+    let mut two = held(2, &["\\Seen"]);
+    two.1.sort();
+    expected.insert("INBOX".into(), vec![held(1, &[]), two]);
+    assert_eq!(target_mail(&target).await, expected, "{report:#}");
+    assert_eq!(report["messages_copied"], 0, "{report:#}");
+}
+
+/// The target's Sent, Drafts, Junk and Trash paths.
+fn roles(target: &TestServer) -> (String, String, String, String) {
+    (
+        role_path(target, "\\Sent", "[Gmail]/Sent Mail"),
+        role_path(target, "\\Drafts", "[Gmail]/Drafts"),
+        role_path(target, "\\Junk", "[Gmail]/Spam"),
+        role_path(target, "\\Trash", "[Gmail]/Trash"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -336,4 +427,14 @@ async fn gmail_labels_into_dovecot() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gmail_labels_into_cyrus() {
     labels_become_folders(Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gmail_labels_as_keywords_into_dovecot() {
+    labels_become_keywords(Family::Dovecot(Layout::Target)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gmail_labels_as_keywords_into_cyrus() {
+    labels_become_keywords(Family::Cyrus).await;
 }

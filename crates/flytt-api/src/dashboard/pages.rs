@@ -944,6 +944,7 @@ struct BatchForm {
     incremental_sync_interval: String,
     target_delivery_domain: String,
     forwarding: String,
+    gmail_labels: String,
     convert_source_on_complete: bool,
     verify: bool,
     deletion_sync: bool,
@@ -967,6 +968,7 @@ struct NewBatchPage {
     target_options: Vec<Choice>,
     mailbox_options: Vec<Choice>,
     forwarding_options: Vec<Choice>,
+    gmail_label_options: Vec<Choice>,
 }
 
 async fn new_batch_form(
@@ -1006,6 +1008,10 @@ async fn new_batch_form(
             &["auto", "directory", "sieve", "both"].map(String::from),
             &form.forwarding,
         ),
+        gmail_label_options: choices(
+            &["folders", "keywords"].map(String::from),
+            &form.gmail_labels,
+        ),
         form,
         error,
         problems,
@@ -1022,6 +1028,7 @@ pub async fn new_batch_page(State(state): State<AppState>, headers: HeaderMap) -
         batch_type: "imap".into(),
         incremental_sync_interval: "24h".into(),
         forwarding: "auto".into(),
+        gmail_labels: "folders".into(),
         ..BatchForm::default()
     };
     new_batch_form(&state, &session, form, None, Vec::new()).await
@@ -1085,6 +1092,10 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             flytt_batch::Forwarding::parse(f).ok_or_else(|| format!("unknown forwarding {f:?}"))?
         }
     };
+    let gmail_labels = match form.gmail_labels.as_str() {
+        "" => flytt_batch::GmailLabels::default(),
+        g => g.parse().map_err(|e| format!("Gmail labels {e}"))?,
+    };
     let folder_mapping = FolderMapping::parse(&form.folder_mapping).map_err(|e| e.to_string())?;
     let interval = match form.incremental_sync_interval.trim() {
         "" => 86_400,
@@ -1112,6 +1123,7 @@ fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
             deletion_sync: form.deletion_sync,
             folder_mapping,
             report_subjects: form.report_subjects,
+            gmail_labels,
             ..BatchParameters::default()
         },
     })
@@ -1151,6 +1163,7 @@ pub async fn create_batch(
         incremental_sync_interval: text("incremental_sync_interval"),
         target_delivery_domain: text("target_delivery_domain"),
         forwarding: text("forwarding"),
+        gmail_labels: text("gmail_labels"),
         convert_source_on_complete: fields.contains_key("convert_source_on_complete"),
         verify: fields.contains_key("verify"),
         deletion_sync: fields.contains_key("deletion_sync"),
