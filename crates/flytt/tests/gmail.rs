@@ -225,10 +225,13 @@ fn sync(
     serde_json::from_slice(&output.stdout).expect("json")
 }
 
+/// A message as a folder holds it: its number and its sorted flags.
+type Held = (u32, Vec<String>);
+
 /// The target's folders with mail: path → (message number from the
 /// Message-ID, sorted flags), sorted; every copy's bytes and date as the
 /// source's.
-async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<(u32, Vec<String>)>> {
+async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<Held>> {
     let mut session = target.admin_session(USER).await.expect("target login");
     let snapshot = corpus::snapshot(&mut session).await.expect("snapshot");
     let mut out = BTreeMap::new();
@@ -259,7 +262,7 @@ async fn target_mail(target: &TestServer) -> BTreeMap<String, Vec<(u32, Vec<Stri
 
 /// Message `n` with the source's flags and `keywords`, as the target
 /// should hold it.
-fn held(n: u32, keywords: &[&str]) -> (u32, Vec<String>) {
+fn held(n: u32, keywords: &[&str]) -> Held {
     let flags: &[&str] = match n {
         10 => &["\\Seen"],
         _ => MAILBOX
@@ -276,9 +279,7 @@ fn held(n: u32, keywords: &[&str]) -> (u32, Vec<String>) {
     (n, all)
 }
 
-fn expect(
-    folders: &[(&str, Vec<(u32, Vec<String>)>)],
-) -> BTreeMap<String, Vec<(u32, Vec<String>)>> {
+fn expect(folders: &[(&str, Vec<Held>)]) -> BTreeMap<String, Vec<Held>> {
     folders
         .iter()
         .map(|(path, messages)| (path.to_string(), messages.clone()))
@@ -354,7 +355,7 @@ async fn labels_become_folders(target_family: Family) {
 /// labels as keywords (a label no folder shows too); a label taken off
 /// later goes from the keywords.
 async fn labels_become_keywords(target_family: Family) {
-    let mut source = GmailSource::start().await;
+    let source = GmailSource::start().await;
     let target = TestServer::start(target_family, &[(USER, PASSWORD)])
         .await
         .expect("target");
