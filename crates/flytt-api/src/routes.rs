@@ -155,6 +155,8 @@ struct NewEndpointBody {
     max_concurrent_incremental_syncs: Option<u32>,
     connections_per_user: Option<u32>,
     compression: Option<flytt_store::Compression>,
+    /// `auto`, `unlimited`, a size (`2500MB`) or a number of bytes.
+    download_per_day: Option<NumberOrText>,
     sieve_url: Option<String>,
     dav_url: Option<String>,
     directory: Option<String>,
@@ -208,6 +210,12 @@ async fn create_endpoint(
         ),
         None => None,
     };
+    let download_limit = body
+        .download_per_day
+        .map(|limit| limit.text().parse())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("download_per_day {e}")))?
+        .unwrap_or_default();
     let migrations = body.max_concurrent_migrations.unwrap_or(20);
     let endpoint = flytt_store::Endpoint {
         name: body.name,
@@ -226,6 +234,7 @@ async fn create_endpoint(
             .connections_per_user
             .unwrap_or(flytt_store::DEFAULT_CONNECTIONS_PER_USER),
         compression: body.compression.unwrap_or_default(),
+        download_limit,
         sieve_url: body.sieve_url,
         dav_url: body.dav_url,
         directory: body.directory,

@@ -24,9 +24,38 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// A size as `parse_size` reads it back: `2500 MB`, `20 KB`, `3 GB`, `12.5
+/// GB`. A unit goes up only where nothing is lost or the number is large
+/// (Gmail's limit stays `2500 MB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0
+        && unit < UNITS.len() - 1
+        && (value % 1024.0 == 0.0 || value >= 10.0 * 1024.0)
+    {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{human_size, parse_size};
+
+    #[test]
+    fn sizes_read_back() {
+        for text in ["2500 MB", "20 KB", "3 GB", "999 B", "12.5 GB"] {
+            assert_eq!(parse_size(text).map(human_size), Ok(text.to_string()));
+        }
+        assert_eq!(human_size(1536 << 20), "1536 MB");
+    }
 
     #[test]
     fn sizes() {

@@ -78,12 +78,17 @@ pub struct WaitingView {
 }
 
 impl WaitingView {
-    /// "waiting 40 s: source refused the connection (…)".
+    /// "waiting 40 s: source refused the connection (…)", "waiting 23 h 59
+    /// min: the source's download limit …".
     pub fn sentence(&self) -> String {
         if self.seconds_left == 0 {
             format!("next try due after: {}", self.reason)
         } else {
-            format!("waiting {} s: {}", self.seconds_left, self.reason)
+            format!(
+                "waiting {}: {}",
+                flytt_batch::duration_words(self.seconds_left),
+                self.reason
+            )
         }
     }
 }
@@ -152,12 +157,27 @@ pub struct EndpointView {
     /// Whether sessions to this server are compressed (COMPRESS=DEFLATE):
     /// `never` or `always`.
     pub compression: flytt_store::Compression,
+    /// As a source: how much one mailbox may read in a day: `auto`
+    /// (Gmail's limit on a Gmail source), `unlimited`, or bytes.
+    pub download_per_day: String,
     pub sieve_url: Option<String>,
     /// The CardDAV/CalDAV server, if contacts and calendars move too.
     pub dav_url: Option<String>,
     pub directory: Option<String>,
     /// The OAuth client that opens users' mailboxes, if it has one.
     pub oauth: Option<OAuthView>,
+}
+
+/// An endpoint's download limit in words, for people.
+pub fn download_limit_words(limit: flytt_store::DownloadLimit) -> String {
+    match limit {
+        flytt_store::DownloadLimit::Auto => format!(
+            "auto ({} on a Gmail source, else none)",
+            flytt_batch::size::human_size(flytt_store::DownloadLimit::GMAIL_PER_DAY)
+        ),
+        flytt_store::DownloadLimit::Unlimited => "unlimited".into(),
+        flytt_store::DownloadLimit::PerDay(bytes) => flytt_batch::size::human_size(bytes),
+    }
 }
 
 /// An endpoint's OAuth client, its secrets only said to be set.
@@ -187,6 +207,7 @@ impl EndpointView {
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs,
             connections_per_user: endpoint.connections_per_user,
             compression: endpoint.compression,
+            download_per_day: endpoint.download_limit.to_string(),
             sieve_url: endpoint.sieve_url.clone(),
             dav_url: endpoint.dav_url.clone(),
             directory: endpoint.directory.clone(),

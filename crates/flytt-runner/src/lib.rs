@@ -635,6 +635,7 @@ fn sync_options(item: &WorkItem, parameters: &BatchParameters, kind: Kind) -> Sy
         folder_mapping: overrides.folder_mapping(parameters),
         report_subjects: parameters.report_subjects,
         gmail_labels: parameters.gmail_labels,
+        download_limit: item.source.download_limit,
         ..SyncOptions::default()
     }
 }

@@ -35,6 +35,9 @@ pub struct Endpoint {
     pub connections_per_user: u32,
     /// Whether sessions to this server are compressed.
     pub compression: Compression,
+    /// As a source: how much one mailbox may read in a day (Gmail stops
+    /// an account's IMAP downloads at about 2.5 GB a day).
+    pub download_limit: DownloadLimit,
     /// The ManageSieve server (`sieve://HOST[:PORT]`), if scripts move too.
     pub sieve_url: Option<String>,
     /// The CardDAV/CalDAV server (`https://HOST[:PORT][/path]`), if
@@ -68,6 +71,7 @@ impl Endpoint {
             max_concurrent_incremental_syncs: 10,
             connections_per_user: DEFAULT_CONNECTIONS_PER_USER,
             compression: Compression::Never,
+            download_limit: DownloadLimit::Auto,
             sieve_url: None,
             dav_url: None,
             directory: None,
@@ -192,6 +196,63 @@ impl std::fmt::Display for Compression {
     }
 }
 
+/// How much one source mailbox may read in a day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DownloadLimit {
+    /// Gmail's (about 2.5 GB a day) where the source is Gmail (it offers
+    /// X-GM-EXT-1), else none.
+    #[default]
+    Auto,
+    Unlimited,
+    /// At most this many bytes a day.
+    PerDay(u64),
+}
+
+impl DownloadLimit {
+    /// Gmail's limit on what an account downloads over IMAP in a day
+    /// (2500 MB).
+    pub const GMAIL_PER_DAY: u64 = 2500 << 20;
+
+    /// The bytes per day the limit means for a source, `None` for no
+    /// limit: `Auto` is Gmail's where the source is Gmail.
+    pub fn bytes_per_day(self, gmail: bool) -> Option<u64> {
+        match self {
+            DownloadLimit::Auto => gmail.then_some(Self::GMAIL_PER_DAY),
+            DownloadLimit::Unlimited => None,
+            DownloadLimit::PerDay(bytes) => Some(bytes),
+        }
+    }
+}
+
+impl std::str::FromStr for DownloadLimit {
+    type Err = String;
+
+    /// `auto`, `unlimited` or a size (`2500MB`, `2.5GB`).
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(DownloadLimit::Auto),
+            "unlimited" | "none" => Ok(DownloadLimit::Unlimited),
+            size => match flytt_batch::size::parse_size(size) {
+                Ok(0) => Ok(DownloadLimit::Unlimited),
+                Ok(n) => Ok(DownloadLimit::PerDay(n)),
+                Err(_) => Err(format!(
+                    "{text:?}: use auto, unlimited or a size such as 2500MB"
+                )),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for DownloadLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DownloadLimit::Auto => f.write_str("auto"),
+            DownloadLimit::Unlimited => f.write_str("unlimited"),
+            DownloadLimit::PerDay(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// `SELECT <every endpoint column> FROM endpoint <tail>`, as a static string
 /// (sqlx takes only those, against injection).
 macro_rules! select_endpoints {
@@ -199,7 +260,7 @@ macro_rules! select_endpoints {
         concat!(
             "SELECT name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, ",
             "max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, ",
-            "effective_migrations, connections_per_user, compression, dav_url, oauth FROM endpoint ",
+            "effective_migrations, connections_per_user, compression, dav_url, oauth, download_per_day FROM endpoint ",
             $tail
         )
     };
@@ -237,7 +298,22 @@ fn endpoint_from_row(row: &sqlx::any::AnyRow) -> Result<Endpoint> {
         compression: crate::totals::named(row, "compression")?,
         dav_url: row.try_get("dav_url")?,
         oauth: crate::totals::optional_json(row, "oauth")?,
+        download_limit: match row.try_get::<Option<i64>, _>("download_per_day")? {
+            None => DownloadLimit::Auto,
+            Some(0) => DownloadLimit::Unlimited,
+            Some(n) => DownloadLimit::PerDay(crate::to_u64("download_per_day", n)?),
+        },
     })
+}
+
+/// The limit as the database keeps it: NULL for the automatic one, 0 for
+/// none.
+fn download_per_day(endpoint: &Endpoint) -> Option<i64> {
+    match endpoint.download_limit {
+        DownloadLimit::Auto => None,
+        DownloadLimit::Unlimited => Some(0),
+        DownloadLimit::PerDay(n) => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+    }
 }
 
 fn oauth_json(endpoint: &Endpoint) -> Result<Option<String>> {
@@ -254,7 +330,8 @@ impl Store {
         let result = sqlx::query(self.sql(
             "INSERT INTO endpoint (name, url, allow_plaintext, ca_file, admin_user, admin_mode, admin_password_sealed, \
              max_concurrent_migrations, max_concurrent_incremental_syncs, sieve_url, directory, tls_fingerprints, \
-             connections_per_user, compression, dav_url, oauth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             connections_per_user, compression, dav_url, oauth, download_per_day) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(&endpoint.name)
         .bind(&endpoint.url)
@@ -272,6 +349,7 @@ impl Store {
         .bind(endpoint.compression.as_str())
         .bind(&endpoint.dav_url)
         .bind(oauth_json(endpoint)?)
+        .bind(download_per_day(endpoint))
         .execute(&self.pool)
         .await;
         match result {
@@ -292,7 +370,7 @@ impl Store {
             "UPDATE endpoint SET url = ?, allow_plaintext = ?, ca_file = ?, admin_user = ?, admin_mode = ?, \
              admin_password_sealed = ?, max_concurrent_migrations = ?, max_concurrent_incremental_syncs = ?, \
              sieve_url = ?, directory = ?, tls_fingerprints = ?, connections_per_user = ?, \
-             compression = ?, dav_url = ?, oauth = ? WHERE name = ?",
+             compression = ?, dav_url = ?, oauth = ?, download_per_day = ? WHERE name = ?",
         ))
         .bind(&endpoint.url)
         .bind(i64::from(endpoint.allow_plaintext))
@@ -309,6 +387,7 @@ impl Store {
         .bind(endpoint.compression.as_str())
         .bind(&endpoint.dav_url)
         .bind(oauth_json(endpoint)?)
+        .bind(download_per_day(endpoint))
         .bind(&endpoint.name)
         .execute(&self.pool)
         .await

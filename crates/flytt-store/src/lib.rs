@@ -40,12 +40,13 @@ pub use dav_state::DavCopied;
 pub use dialect::Backend;
 pub use directories::StoredDirectory;
 pub use endpoints::{
-    AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, Endpoint, EndpointOAuth, OAuthMechanism,
+    AdminMode, Compression, DEFAULT_CONNECTIONS_PER_USER, DownloadLimit, Endpoint, EndpointOAuth,
+    OAuthMechanism,
 };
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;
-pub use sync_state::{CopiedMessage, FolderState, InterruptedAppends, PairId};
+pub use sync_state::{CopiedMessage, DownloadWindow, FolderState, InterruptedAppends, PairId};
 pub use tokens::ApiToken;
 pub use totals::Totals;
 
@@ -162,6 +163,10 @@ enum SqliteKind {
 
 fn to_u32(column: &'static str, value: i64) -> Result<u32> {
     u32::try_from(value).map_err(|_| Error::Corrupt { column, value })
+}
+
+fn to_u64(column: &'static str, value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::Corrupt { column, value })
 }
 
 /// `url` without its password, for messages.

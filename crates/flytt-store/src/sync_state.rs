@@ -43,7 +43,53 @@ pub struct CopiedMessage {
     pub flags: String,
 }
 
+/// What a source mailbox has read in its current day (a source endpoint's
+/// `download_per_day`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DownloadWindow {
+    /// When the day began: milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    pub bytes: u64,
+}
+
 impl Store {
+    /// What the source mailbox `source_key` has read in its current day, if
+    /// it has read anything under a download limit.
+    pub async fn download_window(&self, source_key: &str) -> Result<Option<DownloadWindow>> {
+        let row = sqlx::query(
+            self.sql("SELECT started_ms, bytes FROM download_window WHERE source_key = ?"),
+        )
+        .bind(source_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(DownloadWindow {
+                started_ms: row.try_get("started_ms")?,
+                bytes: crate::to_u64("bytes", row.try_get("bytes")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records what the source mailbox has read in its current day.
+    pub async fn save_download_window(
+        &self,
+        source_key: &str,
+        window: DownloadWindow,
+    ) -> Result<()> {
+        sqlx::query(self.sql(
+            "INSERT INTO download_window (source_key, started_ms, bytes) VALUES (?, ?, ?) \
+             ON CONFLICT (source_key) DO UPDATE SET started_ms = excluded.started_ms, \
+             bytes = excluded.bytes",
+        ))
+        .bind(source_key)
+        .bind(window.started_ms)
+        .bind(i64::try_from(window.bytes).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The pair's id, created on first use. Keys name the mailboxes
     /// (`user@host:port`); they hold no secret. When the pair is new and
     /// `legacy` names the same pair under the keys of an earlier version,

@@ -90,7 +90,44 @@ on_both_backends!(
     an_endpoint_limit_goes_down_on_refusals_and_up_on_good_syncs,
     dav_checkpoints_are_per_pair_and_updated_in_place,
     an_analysis_is_claimed_once_kept_per_user_and_taken_over_when_abandoned,
+    download_windows_are_kept_per_source_mailbox,
 );
+
+/// What a source mailbox read in its day is kept by its key, replaced in
+/// place (a download limit's state, see flytt-sync's `download.rs`).
+async fn download_windows_are_kept_per_source_mailbox(db: &Database) -> Result<()> {
+    use flytt_store::DownloadWindow;
+    let store = db.open().await?;
+    assert_eq!(
+        store.download_window("kari@imap.gmail.com:993").await?,
+        None
+    );
+    let first = DownloadWindow {
+        started_ms: 1_764_900_000_000,
+        bytes: 3 << 30,
+    };
+    store
+        .save_download_window("kari@imap.gmail.com:993", first)
+        .await?;
+    let later = DownloadWindow {
+        bytes: first.bytes + 4096,
+        ..first
+    };
+    store
+        .save_download_window("kari@imap.gmail.com:993", later)
+        .await?;
+    assert_eq!(
+        store.download_window("kari@imap.gmail.com:993").await?,
+        Some(later)
+    );
+    assert_eq!(store.download_window("ola@imap.gmail.com:993").await?, None);
+    let reopened = db.open().await?;
+    assert_eq!(
+        reopened.download_window("kari@imap.gmail.com:993").await?,
+        Some(later)
+    );
+    Ok(())
+}
 
 /// Analyze's state: one runner claims a requested analysis; results are
 /// kept per user in CSV order and only by the runner that holds it; a new
@@ -429,6 +466,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         max_concurrent_incremental_syncs: 10,
         connections_per_user: 3,
         compression: flytt_store::Compression::Always,
+        download_limit: flytt_store::DownloadLimit::Unlimited,
         sieve_url: None,
         dav_url: Some("https://dav.example.org/".into()),
         directory: None,
@@ -444,6 +482,7 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
     endpoint.max_concurrent_migrations = 5;
     endpoint.connections_per_user = 1;
     endpoint.compression = flytt_store::Compression::Never;
+    endpoint.download_limit = flytt_store::DownloadLimit::PerDay(2500 << 20);
     endpoint.allow_plaintext = false;
     endpoint.directory = Some("nowhere".into());
     assert!(matches!(
@@ -459,6 +498,9 @@ async fn endpoints_are_named_uniquely_and_round_trip(db: &Database) -> Result<()
         scope: Some("https://mail.google.com/".into()),
         service_account_sealed: None,
     });
+    store.update_endpoint(&endpoint).await?;
+    assert_eq!(store.endpoints().await?, vec![endpoint.clone()]);
+    endpoint.download_limit = flytt_store::DownloadLimit::Auto;
     store.update_endpoint(&endpoint).await?;
     assert_eq!(store.endpoints().await?, vec![endpoint]);
     store.remove_endpoint("gammel").await?;

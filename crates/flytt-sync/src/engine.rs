@@ -23,7 +23,9 @@ use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use crate::download::DownloadBudget;
 use crate::folders::{Excludes, FolderPlan};
+use crate::gmail;
 use crate::prepare::Visit;
 use crate::{Account, Issue, IssueKind, Observer, Report, SyncError, SyncOptions};
 
@@ -53,15 +55,24 @@ pub async fn sync_mailbox(
     let pair = store
         .mailbox_pair(&source.key(), &target.key(), legacy)
         .await?;
+    let download_per_day = options
+        .download_limit
+        .bytes_per_day(src.has(gmail::CAPABILITY));
+    let download = match download_per_day {
+        Some(per_day) => Some(DownloadBudget::open(store, source.key(), per_day).await?),
+        None => None,
+    };
     let shared = Shared {
         store,
         pair,
         options,
         observer,
+        download: download.as_ref(),
     };
     let lead = Worker::new(shared, src, tgt);
     let mut report = sync_folders(lead, &excludes, source, target).await?;
     report.duration = started.elapsed();
+    report.download_per_day = download_per_day;
     Ok(report)
 }
 
@@ -269,6 +280,8 @@ pub(crate) struct Shared<'a> {
     pair: PairId,
     options: &'a SyncOptions,
     observer: &'a dyn Observer,
+    /// The source mailbox's day, under a download limit.
+    download: Option<&'a DownloadBudget>,
 }
 
 /// One connection pair and what it found: its own report, merged into the
@@ -280,6 +293,9 @@ pub(crate) struct Worker<'a> {
     pub(crate) pair: PairId,
     pub(crate) options: &'a SyncOptions,
     pub(crate) observer: &'a dyn Observer,
+    download: Option<&'a DownloadBudget>,
+    /// The download limit stopped this folder's copy short.
+    download_used_up: bool,
     pub(crate) report: Report,
     multiappend: bool,
     uidplus: bool,
@@ -402,6 +418,8 @@ impl<'a> Worker<'a> {
             pair: shared.pair,
             options: shared.options,
             observer: shared.observer,
+            download: shared.download,
+            download_used_up: false,
             report: Report {
                 dry_run: shared.options.dry_run,
                 ..Report::default()
@@ -418,6 +436,7 @@ impl<'a> Worker<'a> {
             pair: self.pair,
             options: self.options,
             observer: self.observer,
+            download: self.download,
         }
     }
 
@@ -620,6 +639,11 @@ impl<'a> Worker<'a> {
             let stored_sizes = self.copy(folder, &to_copy, &target, &mut unkept).await?;
             self.verify_copies(folder, stored_sizes).await?;
             self.store.end_appending(self.pair, &folder.source).await?;
+            // What was copied is recorded; the folder's pass stays
+            // unfinished for the next day.
+            if let (true, Some(download)) = (self.download_used_up, self.download) {
+                return Err(download.used_up().await);
+            }
         }
         self.apply_flags(folder, flag_changes).await?;
         for flag in unkept {
@@ -1281,7 +1305,7 @@ impl<'a> Worker<'a> {
         if to_copy.is_empty() {
             return Ok(HashMap::new());
         }
-        let chunks = chunk(
+        let mut chunks = chunk(
             to_copy,
             self.options.batch_messages,
             self.options.batch_bytes,
@@ -1297,6 +1321,7 @@ impl<'a> Worker<'a> {
         } else {
             1
         };
+        let sizes_by_uid: HashMap<Uid, u64> = to_copy.iter().map(|m| (m.uid, m.size)).collect();
         let mut next_chunk = 0;
         let mut fetching: HashMap<String, usize> = HashMap::new();
         let mut received: HashMap<Uid, FetchedMessage> = HashMap::new();
@@ -1318,6 +1343,12 @@ impl<'a> Worker<'a> {
                 && next_chunk < chunks.len()
                 && appends.ready.len() + fetching.len() < fetch_window + append_window
             {
+                let bytes = chunks[next_chunk].iter().map(|uid| sizes_by_uid[uid]).sum();
+                if !self.may_download(bytes).await? {
+                    // No more chunks: those in flight finish and are kept.
+                    chunks.truncate(next_chunk);
+                    break;
+                }
                 let builder = self
                     .src
                     .builder("UID FETCH")
@@ -1433,6 +1464,17 @@ impl<'a> Worker<'a> {
         self.left_out(folder, &unanswered, unparsable.as_deref())
             .await?;
         Ok(sizes.stored)
+    }
+
+    /// Whether `bytes` more may be read under the source's download limit
+    /// (taken from the day's allowance if so).
+    async fn may_download(&mut self, bytes: u64) -> Result<bool, SyncError> {
+        let Some(download) = self.download else {
+            return Ok(true);
+        };
+        let allowed = download.take(self.store, bytes).await?;
+        self.download_used_up |= !allowed;
+        Ok(allowed)
     }
 
     /// UIDs the source left out of an OK FETCH: gone only if `UID SEARCH`

@@ -7,6 +7,7 @@
 //! runner calls it once per user and sync; the `flytt sync` command calls it
 //! once.
 
+mod download;
 mod engine;
 pub mod folders;
 mod gmail;
@@ -23,6 +24,7 @@ pub use report::{Issue, IssueKind, MappedFolder, Report};
 
 use flytt_batch::{FolderMapping, GmailLabels};
 use flytt_imap::{Auth, ServerConfig};
+use flytt_store::DownloadLimit;
 
 /// One side of a sync: where the server is and how to log in.
 #[derive(Clone, Debug)]
@@ -97,6 +99,9 @@ pub struct SyncOptions {
     /// A Gmail source's labels: as folders, or each message once with its
     /// labels as keywords (see `gmail.rs`).
     pub gmail_labels: GmailLabels,
+    /// How much the source mailbox may read in a day (`Auto`: Gmail's
+    /// limit on a Gmail source; see `download.rs`).
+    pub download_limit: DownloadLimit,
 }
 
 impl Default for SyncOptions {
@@ -116,6 +121,7 @@ impl Default for SyncOptions {
             folder_mapping: FolderMapping::default(),
             report_subjects: false,
             gmail_labels: GmailLabels::Folders,
+            download_limit: DownloadLimit::Auto,
         }
     }
 }
@@ -169,6 +175,14 @@ pub enum SyncError {
     Spool(std::io::Error),
     #[error("stopped before writing more: {0}")]
     Stopped(&'static str),
+    /// The source mailbox has read its day's allowance (see
+    /// `download.rs`); what it copied is kept.
+    #[error(
+        "the source's download limit of {} a day for this mailbox is used up; the next day begins in {}",
+        flytt_batch::size::human_size(*per_day),
+        flytt_batch::duration_words(resume_in.as_secs())
+    )]
+    DownloadLimit { per_day: u64, resume_in: Duration },
 }
 
 impl SyncError {
@@ -189,6 +203,10 @@ impl SyncError {
                 ErrorClass::Transient(Transient::default())
             }
             SyncError::Config(_) => ErrorClass::Fatal,
+            SyncError::DownloadLimit { resume_in, .. } => ErrorClass::Transient(Transient {
+                busy: false,
+                retry_after: Some(*resume_in),
+            }),
         }
     }
 

@@ -107,6 +107,9 @@ pub struct Report {
     /// Gmail's views of mail found in other folders (`[Gmail]/Starred`,
     /// `[Gmail]/Important`): not copied as folders of their own.
     pub gmail_views: Vec<String>,
+    /// The source's download limit per mailbox and day in force, in bytes
+    /// (an endpoint's, or Gmail's on a Gmail source).
+    pub download_per_day: Option<u64>,
     /// Connection pairs (a session to each server) that copied folders:
     /// more than one only where the round trip is long (see
     /// `SyncOptions::connections`).

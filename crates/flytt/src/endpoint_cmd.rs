@@ -84,6 +84,10 @@ pub struct NewArgs {
     #[arg(long, default_value = "never", value_name = "never|always",
           value_parser = crate::account::parse_compression)]
     compression: flytt_store::Compression,
+    /// As a source: how much one mailbox may read in a day (auto: Gmail's
+    /// 2500 MB on a Gmail source, else no limit; unlimited; or a size).
+    #[arg(long, default_value = "auto", value_name = "auto|unlimited|SIZE")]
+    download_per_day: flytt_store::DownloadLimit,
     /// Go on without TLS when an imap:// server offers no STARTTLS.
     #[arg(long)]
     allow_plaintext: bool,
@@ -165,6 +169,10 @@ pub struct SetArgs {
     /// COMPRESS=DEFLATE: never or always.
     #[arg(long, value_name = "never|always", value_parser = crate::account::parse_compression)]
     compression: Option<flytt_store::Compression>,
+    /// As a source: how much one mailbox may read in a day (auto,
+    /// unlimited or a size).
+    #[arg(long, value_name = "auto|unlimited|SIZE")]
+    download_per_day: Option<flytt_store::DownloadLimit>,
     #[arg(long)]
     allow_plaintext: Option<bool>,
     #[arg(long)]
@@ -240,6 +248,7 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
                     .unwrap_or(10.min(args.max_concurrent_migrations)),
                 connections_per_user: args.connections_per_user,
                 compression: args.compression,
+                download_limit: args.download_per_day,
                 sieve_url: args.sieve_url,
                 dav_url: args.dav_url,
                 directory: args.directory,
@@ -275,6 +284,9 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             }
             if let Some(compression) = args.compression {
                 endpoint.compression = compression;
+            }
+            if let Some(limit) = args.download_per_day {
+                endpoint.download_limit = limit;
             }
             if let Some(allow) = args.allow_plaintext {
                 endpoint.allow_plaintext = allow;
@@ -430,6 +442,10 @@ fn print_endpoint(endpoint: &Endpoint) {
         endpoint.connections_per_user
     );
     println!("Compression:                    {}", endpoint.compression);
+    println!(
+        "Download per day:               {}",
+        flytt_control::views::download_limit_words(endpoint.download_limit)
+    );
     println!(
         "Allow plaintext:                {}",
         endpoint.allow_plaintext

@@ -154,6 +154,11 @@ pub struct SyncArgs {
     /// labels in both), or each message once with its labels as keywords.
     #[arg(long, default_value = "folders", value_name = "folders|keywords")]
     gmail_labels: flytt_batch::GmailLabels,
+    /// How much the source mailbox may read in a day (auto: Gmail's 2500 MB
+    /// on a Gmail source, else no limit; unlimited; or a size). Over it the
+    /// sync stops, keeping what it copied, and says when to run again.
+    #[arg(long, default_value = "auto", value_name = "auto|unlimited|SIZE")]
+    source_download_per_day: flytt_store::DownloadLimit,
     /// Primary mailbox, archive (the tree under the \Archive folder), or both.
     #[arg(long, value_enum, default_value = "PrimaryAndArchive")]
     mailbox_type: ScopeArg,
@@ -260,6 +265,7 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         folder_mapping: args.folder_mapping.iter().cloned().collect(),
         report_subjects: args.report_subjects,
         gmail_labels: args.gmail_labels,
+        download_limit: args.source_download_per_day,
         ..SyncOptions::default()
     };
     let progress = Progress::new(!args.json && std::io::stderr().is_terminal());
@@ -269,10 +275,17 @@ pub async fn run(args: SyncArgs, home: &Home) -> Result<u8> {
         Ok(report) => report,
         Err(e) => {
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({ "status": "failed", "error": e.to_string() })
-                );
+                // Stopped by the source's download limit: what was copied
+                // is kept, and a run after `resume_in_seconds` goes on.
+                let json = match &e {
+                    flytt_sync::SyncError::DownloadLimit { resume_in, .. } => serde_json::json!({
+                        "status": "paused",
+                        "error": e.to_string(),
+                        "resume_in_seconds": resume_in.as_secs(),
+                    }),
+                    _ => serde_json::json!({ "status": "failed", "error": e.to_string() }),
+                };
+                println!("{json}");
             }
             eprintln!("error: {e}");
             return Ok(EXIT_FAILED);

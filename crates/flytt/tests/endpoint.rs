@@ -72,6 +72,7 @@ fn endpoints_are_created_tested_shown_and_removed() {
     assert_eq!(json["max_concurrent_migrations"], 5);
     assert_eq!(json["connections_per_user"], 8, "the default");
     assert_eq!(json["compression"], "never", "the default");
+    assert_eq!(json["download_per_day"], "auto", "the default");
     assert_eq!(json["admin_password_set"], true);
     // Sessions per user: 1 to 16.
     for refused in ["0", "17"] {
@@ -124,6 +125,34 @@ fn endpoints_are_created_tested_shown_and_removed() {
     let show = flytt(&data, &["endpoint", "show", "gammel"]);
     assert!(
         stdout(&show).contains("Compression:                    always"),
+        "{}",
+        stdout(&show)
+    );
+    // The download limit per mailbox and day: auto, unlimited or a size.
+    let show = flytt(&data, &["endpoint", "show", "gammel"]);
+    assert!(
+        stdout(&show).contains("Download per day:               auto (2500 MB on a Gmail source"),
+        "{}",
+        stdout(&show)
+    );
+    let set = flytt(
+        &data,
+        &["endpoint", "set", "gammel", "--download-per-day", "lots"],
+    );
+    assert_eq!(set.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&set.stderr).contains("use auto, unlimited or a size"),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let set = flytt(
+        &data,
+        &["endpoint", "set", "gammel", "--download-per-day", "1GB"],
+    );
+    assert_eq!(set.status.code(), Some(0));
+    let show = flytt(&data, &["endpoint", "show", "gammel"]);
+    assert!(
+        stdout(&show).contains("Download per day:               1 GB"),
         "{}",
         stdout(&show)
     );

@@ -1178,3 +1178,82 @@ async fn altered_copies_are_reported_and_verify_checks_every_copy() {
     assert_eq!(count(&json, "messages_altered"), 0, "{json}");
     setup.assert_exact(USER, rewritten_by(Family::Cyrus)).await;
 }
+
+/// A source's download limit per mailbox and day: the sync reads within
+/// the day's allowance, stops keeping what it copied and says when the
+/// next day begins; a second run the same day reads nothing; with the
+/// limit lifted the rest arrives, every message once. Dovecot → Cyrus and
+/// Cyrus → Dovecot.
+async fn the_download_limit_stops_a_sync_for_the_day(source: Family, target: Family) {
+    let setup = Setup::new(source, target, &[USER]).await;
+    let folder = |path: &str, messages: Vec<CorpusMessage>| CorpusFolder {
+        path: vec![path.into()],
+        subscribed: true,
+        messages,
+    };
+    setup
+        .seed(
+            USER,
+            &[
+                folder("INBOX", new_messages(0, 30)),
+                folder("Prosjekter", new_messages(100, 10)),
+            ],
+        )
+        .await;
+    let limited = ["--source-download-per-day", "30KB", "--batch-messages", "4"];
+    let on_target = async || {
+        let (_, target) = setup.snapshots(USER).await;
+        let messages: Vec<Snapshot> = target.into_values().flatten().collect();
+        let bytes: usize = messages.iter().map(|m| m.bytes.len()).sum();
+        (messages.len(), bytes)
+    };
+    let (code, json, _) = setup.sync_user(USER, &limited);
+    assert_ne!(code, 0, "{json}");
+    assert_eq!(json["status"], "paused", "{json}");
+    let error = json["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("download limit of 30 KB a day")
+            && error.contains("next day begins in 23 h"),
+        "{error}"
+    );
+    assert!(
+        json["resume_in_seconds"].as_u64().unwrap_or(0) > 23 * 3600,
+        "{json}"
+    );
+    let (copied, bytes) = on_target().await;
+    assert!(
+        copied >= 4 && bytes <= 30 * 1024,
+        "{copied} messages, {bytes} bytes"
+    );
+
+    // The same day: nothing more is read.
+    let (code, json, _) = setup.sync_user(USER, &limited);
+    assert_eq!(
+        (code != 0, &json["status"]),
+        (true, &"paused".into()),
+        "{json}"
+    );
+    assert_eq!(on_target().await.0, copied);
+
+    // The limit lifted: the rest, each message once.
+    let json = setup
+        .sync_user(USER, &["--source-download-per-day", "unlimited"])
+        .1;
+    assert_eq!(
+        count(&json, "messages_copied"),
+        40 - copied as u64,
+        "{json}"
+    );
+    assert_eq!(json["download_per_day"], serde_json::Value::Null, "{json}");
+    setup.assert_exact(USER, |_| false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_limit_stops_a_sync_for_the_day_dovecot_to_cyrus() {
+    the_download_limit_stops_a_sync_for_the_day(DOVECOT_SOURCE, Family::Cyrus).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_limit_stops_a_sync_for_the_day_cyrus_to_dovecot() {
+    the_download_limit_stops_a_sync_for_the_day(Family::Cyrus, DOVECOT_TARGET).await;
+}

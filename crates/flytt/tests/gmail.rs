@@ -321,6 +321,8 @@ async fn labels_become_folders(target_family: Family) {
     // All Mail's 8 messages: 3 archived, 5 left to their label folders.
     assert_eq!(report["messages_in_labels"], 5, "{report:#}");
     assert_eq!(report["messages_found"], 11, "{report:#}");
+    // A Gmail source reads within Gmail's daily limit unless told otherwise.
+    assert_eq!(report["download_per_day"], 2500u64 << 20, "{report:#}");
     let views = report["gmail_views"].to_string();
     assert!(views.contains("[Gmail]/Starred") && views.contains("[Gmail]/Important"));
     let mapped = report["folder_map"].to_string();

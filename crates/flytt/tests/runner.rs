@@ -703,3 +703,80 @@ async fn folder_mapping_per_batch_and_per_row() {
         sizes(&[("Kunder/Nordvik", 2), ("Gammelt", 1)])
     );
 }
+
+/// A source endpoint's download limit per mailbox and day: each user
+/// copies within its allowance, then waits for the next day with the
+/// reason, neither failed nor retried before then.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_over_the_source_s_download_limit_wait_for_the_next_day() {
+    let users = ["kari@example.org", "ola@example.org"];
+    let pairs: Vec<(&str, &str)> = users.iter().map(|u| (*u, PASSWORD)).collect();
+    let source = Dovecot::start(Layout::Source, &pairs).expect("source");
+    let target = Dovecot::start(Layout::Target, &pairs).expect("target");
+    for user in users {
+        seed_inbox(&source, user, 200, 3_000).await;
+    }
+    let place = lab(Backend::Sqlite);
+    let data = place.data.clone();
+    add_endpoint(
+        &data,
+        "gammel",
+        &source,
+        Some(&place.admin_pw),
+        &["--download-per-day", "200KB"],
+    );
+    add_endpoint(&data, "ny", &target, Some(&place.admin_pw), &[]);
+    let csv = place.dir.path().join("users.csv");
+    std::fs::write(&csv, format!("EmailAddress\n{}\n{}\n", users[0], users[1])).expect("csv");
+    new_batch(&data, &csv, "onboarding", &[]);
+    flytt_ok(&data, &["batch", "start", "Bølge 1"]);
+    let worker = Worker::start(&data);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting = loop {
+        let list = json(&flytt(
+            &data,
+            &["user", "list", "--batch", "Bølge 1", "--json"],
+        ));
+        let reasons: Vec<(String, u64)> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|u| {
+                let reason = u["waiting"]["reason"].as_str()?;
+                Some((reason.to_string(), u["waiting"]["seconds_left"].as_u64()?))
+            })
+            .collect();
+        if reasons.len() == users.len() {
+            break reasons;
+        }
+        assert!(Instant::now() < deadline, "users not waiting: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for (reason, seconds_left) in &waiting {
+        assert!(
+            reason.contains("download limit of 200 KB a day"),
+            "{reason}"
+        );
+        assert!(*seconds_left > 23 * 3600, "{reason}: {seconds_left} s");
+    }
+    let shown =
+        String::from_utf8_lossy(&flytt_ok(&data, &["user", "show", users[0]]).stdout).to_string();
+    assert!(
+        shown.contains("Now:    waiting 2") && shown.contains(" h "),
+        "{shown}"
+    );
+    // Within the allowance (a chunk of 50 messages, ~160 KB, is what one
+    // read takes), not all 200.
+    for user in users {
+        let mut session = target.admin_session(user).await.expect("login");
+        let copied = session
+            .select("INBOX", flytt_imap::Access::ReadOnly)
+            .await
+            .expect("select")
+            .exists;
+        assert!(copied > 0 && copied < 200, "{user}: {copied} copied");
+    }
+    let status = batch_status(&data, "Bølge 1");
+    assert_eq!(status["status"], "Syncing", "{status}");
+    drop(worker);
+}

@@ -1222,6 +1222,8 @@ struct EndpointRow {
     incremental: u32,
     connections_per_user: u32,
     compression: flytt_store::Compression,
+    /// As a source, per mailbox and day, in words.
+    download_per_day: String,
     /// The CardDAV/CalDAV server, or "none".
     dav: String,
 }
@@ -1251,6 +1253,11 @@ impl EndpointRow {
             incremental: view.max_concurrent_incremental_syncs,
             connections_per_user: view.connections_per_user,
             compression: view.compression,
+            download_per_day: view
+                .download_per_day
+                .parse()
+                .map(flytt_control::views::download_limit_words)
+                .unwrap_or_else(|_| view.download_per_day.clone()),
             dav: view.dav_url.clone().unwrap_or_else(|| "none".into()),
         }
     }
