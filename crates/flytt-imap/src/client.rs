@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use crate::types::{
     FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq, Namespace,
-    Namespaces, Overview, Quota, ResponseCode, Secret, Uid,
+    Namespaces, Overview, Quota, ResponseCode, Secret, Uid, UidRanges,
 };
 
 /// How to log in.
@@ -191,16 +191,29 @@ impl Session {
         Ok(())
     }
 
-    /// Sends ID (RFC 2971) so server logs show who is copying.
+    /// Sends ID (RFC 2971) so server logs show who is copying, and
+    /// ENABLE QRESYNC where asked for (`want_qresync`), in one round trip.
     pub async fn identify(&mut self) -> Result<()> {
-        if self.has("ID") {
-            let builder = self.builder("ID").raw(&format!(
+        let enable = self.enable_qresync_command();
+        let enabling = enable.is_some();
+        let builders: Vec<CommandBuilder> = enable.into_iter().chain(self.id_command()).collect();
+        if builders.is_empty() {
+            return Ok(());
+        }
+        let mut replies = self.run_each(builders).await?.into_iter();
+        if enabling && let Some(outcome) = replies.next() {
+            self.qresync_enabled(&outcome);
+        }
+        replies.try_for_each(|reply| reply.map(|_| ()))
+    }
+
+    fn id_command(&self) -> Option<CommandBuilder> {
+        self.has("ID").then(|| {
+            self.builder("ID").raw(&format!(
                 "ID (\"name\" \"flytt\" \"version\" \"{}\")",
                 env!("CARGO_PKG_VERSION")
-            ));
-            self.run(builder).await?;
-        }
-        Ok(())
+            ))
+        })
     }
 
     /// Every mailbox (with special-use attributes when the server offers
@@ -296,25 +309,27 @@ impl Session {
         Ok((statuses, made))
     }
 
-    /// What a sync asks first, in one round trip: ID (when offered, so
-    /// server logs show who is copying), NAMESPACE, LIST and LSUB. Without
-    /// NAMESPACE, or without a personal delimiter in its answer, the
-    /// namespaces take a round trip or two more (see `namespaces`).
+    /// What a sync asks first, in one round trip: ENABLE QRESYNC (where
+    /// asked for, see `want_qresync`), ID (when offered, so server logs
+    /// show who is copying), NAMESPACE, LIST and LSUB. Without NAMESPACE,
+    /// or without a personal delimiter in its answer, the namespaces take a
+    /// round trip or two more (see `namespaces`).
     pub async fn overview(&mut self) -> Result<Overview> {
-        let mut builders = Vec::new();
-        if self.has("ID") {
-            builders.push(self.builder("ID").raw(&format!(
-                "ID (\"name\" \"flytt\" \"version\" \"{}\")",
-                env!("CARGO_PKG_VERSION")
-            )));
-        }
+        let enable = self.enable_qresync_command();
+        let enabling = enable.is_some();
+        let mut builders: Vec<CommandBuilder> =
+            enable.into_iter().chain(self.id_command()).collect();
         let has_namespace = self.has("NAMESPACE");
         if has_namespace {
             builders.push(self.builder("NAMESPACE").raw("NAMESPACE"));
         }
         builders.push(self.list_command());
         builders.push(self.builder("LSUB").raw("LSUB \"\" \"*\""));
-        let replies = self.run_many(builders).await?;
+        let mut outcomes = self.run_each(builders).await?.into_iter();
+        if enabling && let Some(outcome) = outcomes.next() {
+            self.qresync_enabled(&outcome);
+        }
+        let replies: Vec<Reply> = outcomes.collect::<Result<_>>()?;
         let mut mailboxes = Vec::new();
         let mut subscribed = Vec::new();
         let mut namespace_answer = None;
@@ -460,7 +475,8 @@ impl Session {
         mailbox: &str,
         access: Access,
         fetch: &FetchRequest<'_>,
-    ) -> Result<(MailboxStatus, Result<Vec<FetchedMessage>>)> {
+    ) -> Result<(MailboxStatus, Result<Fetched>)> {
+        let vanished_asked = fetch.vanished && fetch.changed_since.is_some() && self.qresync();
         let builders = vec![
             self.select_command(mailbox, access),
             self.fetch_command(fetch),
@@ -474,7 +490,7 @@ impl Session {
         };
         Ok((
             mailbox_status(selected?, access),
-            fetched.map(fetched_messages),
+            fetched.map(|reply| self::fetched(reply, vanished_asked)),
         ))
     }
 
@@ -576,6 +592,7 @@ impl Session {
             uids,
             items,
             changed_since: None,
+            vanished: false,
         })
         .await
     }
@@ -592,6 +609,7 @@ impl Session {
             uids,
             items,
             changed_since: Some(modseq),
+            vanished: false,
         })
         .await
     }
@@ -602,17 +620,18 @@ impl Session {
     }
 
     fn fetch_command(&self, request: &FetchRequest<'_>) -> CommandBuilder {
-        let mut builder = self
+        let builder = self
             .builder("UID FETCH")
             .raw("UID FETCH ")
             .raw(request.uids)
             .raw(" (")
             .raw(request.items)
             .raw(")");
-        if let Some(modseq) = request.changed_since {
-            builder = builder.raw(&format!(" (CHANGEDSINCE {modseq})"));
+        match (request.changed_since, request.vanished && self.qresync()) {
+            (Some(modseq), true) => builder.raw(&format!(" (CHANGEDSINCE {modseq} VANISHED)")),
+            (Some(modseq), false) => builder.raw(&format!(" (CHANGEDSINCE {modseq})")),
+            (None, _) => builder,
         }
-        builder
     }
 
     /// Adds (`+`) or removes (`-`) flags on the given UIDs, silently.
@@ -663,6 +682,38 @@ pub struct FetchRequest<'a> {
     pub uids: &'a str,
     pub items: &'a str,
     pub changed_since: Option<ModSeq>,
+    /// With `changed_since` and QRESYNC on (`Session::want_qresync`): the
+    /// answer also names the messages expunged since (VANISHED).
+    pub vanished: bool,
+}
+
+/// A FETCH's answer.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub messages: Vec<FetchedMessage>,
+    /// The UIDs expunged since the request's mod-sequence, where it asked
+    /// for them and QRESYNC was on; `None` otherwise.
+    pub vanished: Option<UidRanges>,
+}
+
+fn fetched(reply: Reply, vanished_asked: bool) -> Fetched {
+    let mut vanished = vanished_asked.then(UidRanges::default);
+    let mut messages = Vec::new();
+    for data in reply.untagged {
+        match data {
+            Untagged::Fetch(m) if m.uid.is_some() => messages.push(m),
+            Untagged::Vanished {
+                earlier: true,
+                uids,
+            } => {
+                if let Some(vanished) = &mut vanished {
+                    vanished.extend(uids);
+                }
+            }
+            _ => {}
+        }
+    }
+    Fetched { messages, vanished }
 }
 
 fn fetched_messages(reply: Reply) -> Vec<FetchedMessage> {

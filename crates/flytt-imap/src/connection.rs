@@ -196,6 +196,10 @@ pub struct Session {
     compressed: bool,
     /// What the configuration asks for (see `wants_compression`).
     compression: Compression,
+    /// QRESYNC is to be enabled with the first commands (see `want_qresync`).
+    wants_qresync: bool,
+    /// QRESYNC is on: the server answered `ENABLE QRESYNC` with OK.
+    qresync: bool,
 }
 
 impl Drop for Session {
@@ -307,6 +311,8 @@ impl Session {
             fastest_answer: None,
             compressed: false,
             compression: config.compression,
+            wants_qresync: false,
+            qresync: false,
         };
         if session.capabilities.is_empty() {
             session.refresh_capabilities().await?;
@@ -358,6 +364,30 @@ impl Session {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Asks for QRESYNC (RFC 7162) with the session's first commands
+    /// (`overview` or `identify`, no round trip of its own), where the
+    /// server offers it: a FETCH can then name the messages expunged since
+    /// a mod-sequence (`FetchRequest::vanished`).
+    pub fn want_qresync(&mut self) {
+        self.wants_qresync = true;
+    }
+
+    /// Whether QRESYNC is on (see `want_qresync`).
+    pub fn qresync(&self) -> bool {
+        self.qresync
+    }
+
+    /// `ENABLE QRESYNC`, where asked for, offered and not on yet.
+    pub(crate) fn enable_qresync_command(&self) -> Option<CommandBuilder> {
+        (self.wants_qresync && !self.qresync && self.has("QRESYNC"))
+            .then(|| self.builder("ENABLE").raw("ENABLE QRESYNC"))
+    }
+
+    /// Notes the ENABLE's outcome: QRESYNC is on only after its OK.
+    pub(crate) fn qresync_enabled(&mut self, outcome: &Result<Reply>) {
+        self.qresync = outcome.is_ok();
     }
 
     /// Whether the configuration wants this session compressed.

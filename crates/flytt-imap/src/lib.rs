@@ -15,7 +15,7 @@ mod oauth;
 mod response;
 mod types;
 
-pub use client::{Access, Auth, ChangesMade, FetchRequest, MailboxChanges};
+pub use client::{Access, Auth, ChangesMade, FetchRequest, Fetched, MailboxChanges};
 pub use command::{CommandBuilder, append, uid_set};
 pub use connection::{Compression, Reply, Security, ServerConfig, Session, WriteGate};
 pub use error::{Error, ErrorClass, Result, Transient};
@@ -25,7 +25,7 @@ pub use response::{Completion, CompletionStatus, ServerResponse, Untagged, parse
 pub use types::{
     AppendMessage, Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, MailboxStatus, ModSeq,
     Namespace, Namespaces, Overview, Quota, QuotaResource, ResponseCode, Secret, Spool, Uid,
-    UidValidity,
+    UidRanges, UidValidity,
 };
 
 /// The fuzz target's entry point: frames and parses arbitrary server

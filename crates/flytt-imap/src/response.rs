@@ -11,12 +11,13 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::response::{
     Code, CommandContinuationRequest, Data, Response, Status, StatusKind,
 };
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_codec::imap_types::status::StatusDataItem;
 
 use crate::framing::Frame;
 use crate::types::{
     Body, FetchedMessage, Flag, FolderStatus, ListedMailbox, Namespace, Quota, QuotaResource,
-    ResponseCode, Uid,
+    ResponseCode, Uid, UidRanges,
 };
 
 /// A response from the server, in flytt's terms.
@@ -61,6 +62,12 @@ pub enum Untagged {
     },
     /// `* QUOTA root (resource usage limit ...)` (RFC 9208).
     Quota(Quota),
+    /// `* VANISHED [(EARLIER)] uids` (QRESYNC, RFC 7162): messages expunged,
+    /// in the answer to a FETCH with VANISHED (`earlier`) or as they go.
+    Vanished {
+        earlier: bool,
+        uids: UidRanges,
+    },
     Ignored,
 }
 
@@ -251,6 +258,23 @@ fn convert_code(code: Code<'_>) -> ResponseCode {
     }
 }
 
+/// A sequence set of UIDs as ranges (`*` as the largest UID there is).
+fn uid_ranges(set: SequenceSet) -> UidRanges {
+    let value = |v: SeqOrUid| match v {
+        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    };
+    UidRanges::new(
+        set.0
+            .into_inner()
+            .into_iter()
+            .map(|sequence| match sequence {
+                Sequence::Single(v) => (value(v), value(v)),
+                Sequence::Range(a, b) => (value(a), value(b)),
+            }),
+    )
+}
+
 /// Parses `APPENDUID 38505 3955:3957,3960`.
 fn parse_appenduid_set(text: &str) -> Option<ResponseCode> {
     let mut words = text.split_ascii_whitespace();
@@ -372,6 +396,13 @@ fn convert_data(data: Data<'_>, literals: &mut impl Iterator<Item = Body>) -> Un
                 .collect(),
         }),
         Data::Search(uids, _) => Untagged::Search(uids.iter().map(|u| u.get()).collect()),
+        Data::Vanished {
+            earlier,
+            known_uids,
+        } => Untagged::Vanished {
+            earlier,
+            uids: uid_ranges(known_uids),
+        },
         Data::Flags(flags) => Untagged::Flags(flags.iter().filter_map(convert_flag).collect()),
         Data::Fetch { seq, items } => {
             let mut message = FetchedMessage {
@@ -450,6 +481,28 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no frame"));
         parse(frame).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn vanished_uids_stay_ranges() {
+        match parse_bytes(b"* VANISHED (EARLIER) 3:7,9,12:*\r\n") {
+            ServerResponse::Untagged(Untagged::Vanished { earlier, uids }) => {
+                assert!(earlier);
+                for gone in [3, 5, 7, 9, 12, u32::MAX] {
+                    assert!(uids.contains(gone), "{gone}");
+                }
+                for kept in [1, 2, 8, 10, 11] {
+                    assert!(!uids.contains(kept), "{kept}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse_bytes(b"* VANISHED 1:4294967295\r\n") {
+            ServerResponse::Untagged(Untagged::Vanished { earlier, uids }) => {
+                assert!(!earlier && uids.contains(4_000_000_000));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

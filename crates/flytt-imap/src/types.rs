@@ -362,6 +362,33 @@ impl MailboxStatus {
     }
 }
 
+/// UIDs as a server names them in ranges (`VANISHED (EARLIER) 3:7,9`),
+/// never expanded: a hostile `1:4294967295` costs nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UidRanges(Vec<(Uid, Uid)>);
+
+impl UidRanges {
+    /// Ranges as written, each put in order (`7:3` is `3:7`).
+    pub fn new(ranges: impl IntoIterator<Item = (Uid, Uid)>) -> UidRanges {
+        UidRanges(
+            ranges
+                .into_iter()
+                .map(|(a, b)| (a.min(b), a.max(b)))
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, uid: Uid) -> bool {
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&uid))
+    }
+
+    pub fn extend(&mut self, other: UidRanges) {
+        self.0.extend(other.0);
+    }
+}
+
 /// The parts of a FETCH response flytt asks for.
 #[derive(Clone, Debug, Default)]
 pub struct FetchedMessage {

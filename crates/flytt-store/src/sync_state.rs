@@ -25,6 +25,10 @@ pub struct FolderState {
     pub target_uidvalidity: u32,
     pub highest_modseq: Option<u64>,
     pub uid_next: Option<u32>,
+    /// The pass that recorded these marks carried every deletion up to
+    /// them over to the target (deletion sync): the next pass may learn
+    /// the deletions since from QRESYNC's VANISHED alone.
+    pub deletions_synced: bool,
 }
 
 /// APPENDs a dead run left in flight.
@@ -184,7 +188,8 @@ impl Store {
     ) -> Result<Option<FolderState>> {
         let row = sqlx::query(self.sql(
             "SELECT source_folder, target_folder, source_uidvalidity, target_uidvalidity, \
-             highest_modseq, uid_next FROM folder_state WHERE pair_id = ? AND source_folder = ?",
+             highest_modseq, uid_next, deletions_synced FROM folder_state \
+             WHERE pair_id = ? AND source_folder = ?",
         ))
         .bind(pair.0)
         .bind(source_folder)
@@ -209,6 +214,7 @@ impl Store {
                     .try_get::<Option<i64>, _>("uid_next")?
                     .map(|v| to_u32("uid_next", v))
                     .transpose()?,
+                deletions_synced: row.try_get::<i64, _>("deletions_synced")? != 0,
             })
         })
         .transpose()
@@ -249,7 +255,7 @@ impl Store {
                  target_uidvalidity, highest_modseq, uid_next) VALUES (?, ?, ?, ?, ?, NULL, NULL) \
                  ON CONFLICT (pair_id, source_folder) DO UPDATE SET target_folder = excluded.target_folder, \
                  source_uidvalidity = excluded.source_uidvalidity, target_uidvalidity = excluded.target_uidvalidity, \
-                 highest_modseq = NULL, uid_next = NULL",
+                 highest_modseq = NULL, uid_next = NULL, deletions_synced = 0",
             ))
             .bind(pair.0)
             .bind(&state.source_folder)
@@ -264,18 +270,23 @@ impl Store {
     }
 
     /// Records that a pass over the folder completed up to these marks.
+    /// `deletions_synced`: the pass carried every deletion up to these
+    /// marks over to the target.
     pub async fn finish_folder(
         &self,
         pair: PairId,
         source_folder: &str,
         highest_modseq: Option<u64>,
         uid_next: Option<u32>,
+        deletions_synced: bool,
     ) -> Result<()> {
         sqlx::query(self.sql(
-            "UPDATE folder_state SET highest_modseq = ?, uid_next = ? WHERE pair_id = ? AND source_folder = ?",
+            "UPDATE folder_state SET highest_modseq = ?, uid_next = ?, deletions_synced = ? \
+             WHERE pair_id = ? AND source_folder = ?",
         ))
         .bind(highest_modseq.map(|v| v as i64))
         .bind(uid_next.map(i64::from))
+        .bind(i64::from(deletions_synced))
         .bind(pair.0)
         .bind(source_folder)
         .execute(&self.pool)

@@ -304,6 +304,7 @@ fn state(validity: u32) -> FolderState {
         target_uidvalidity: 7,
         highest_modseq: None,
         uid_next: None,
+        deletions_synced: false,
     }
 }
 
@@ -329,7 +330,7 @@ async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) ->
     ];
     store.record_copied(pair, "INBOX", &copied).await?;
     store
-        .finish_folder(pair, "INBOX", Some(u64::from(u32::MAX) + 5), Some(3))
+        .finish_folder(pair, "INBOX", Some(u64::from(u32::MAX) + 5), Some(3), true)
         .await?;
     store.begin_appending(pair, "INBOX", Some(11)).await?;
     drop(store);
@@ -354,14 +355,20 @@ async fn uid_map_survives_reopen_and_resets_on_new_uidvalidity(db: &Database) ->
     store.forget_copied(pair, "INBOX", &[1]).await?;
     assert_eq!(store.copied(pair, "INBOX").await?, copied[1..].to_vec());
     store.record_copied(pair, "INBOX", &copied[..1]).await?;
+    let kept = store.folder_state(pair, "INBOX").await?;
     assert_eq!(
+        kept.as_ref().and_then(|s| s.highest_modseq),
+        Some(u64::from(u32::MAX) + 5)
+    );
+    assert!(kept.is_some_and(|s| s.deletions_synced));
+    store.begin_folder(pair, &state(2)).await?;
+    assert!(
         store
             .folder_state(pair, "INBOX")
             .await?
-            .and_then(|s| s.highest_modseq),
-        Some(u64::from(u32::MAX) + 5)
+            .is_some_and(|s| !s.deletions_synced && s.highest_modseq.is_none()),
+        "a new epoch's marks and deletions start over"
     );
-    store.begin_folder(pair, &state(2)).await?;
     assert!(
         store.copied(pair, "INBOX").await?.is_empty(),
         "new UIDVALIDITY drops the map"

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use flytt_imap::{
     Access, AppendMessage, Body, CompletionStatus, Error as ImapError, FetchRequest,
     FetchedMessage, Flag, MailboxStatus, ModSeq, ResponseCode, ServerResponse, Session, Uid,
-    Untagged, uid_set,
+    UidRanges, Untagged, uid_set,
 };
 use flytt_store::{CopiedMessage, FolderState, PairId, Store};
 use sha2::{Digest, Sha256};
@@ -44,7 +44,11 @@ pub async fn sync_mailbox(
 ) -> Result<Report, SyncError> {
     let started = Instant::now();
     let excludes = Excludes::new(&options.exclude)?;
-    let (src, tgt) = connect_pair(source, target, connect).await?;
+    let (mut src, tgt) = connect_pair(source, target, connect).await?;
+    // Asked with the lead's first commands (`Session::overview`).
+    if options.delete_removed {
+        src.want_qresync();
+    }
     let legacy = match (source.legacy_key(), target.legacy_key()) {
         (None, None) => None,
         (s, t) => Some((
@@ -111,8 +115,29 @@ async fn connect(account: &Account) -> flytt_imap::Result<Session> {
     Ok(session)
 }
 
-async fn connect_identified(account: &Account) -> flytt_imap::Result<Session> {
+/// Another connection pair, both sides at once, each identified (and the
+/// source asked for QRESYNC where deletions are synced: see
+/// `Worker::expunge_removed`).
+async fn connect_extra_pair(
+    source: &Account,
+    target: &Account,
+    qresync: bool,
+) -> Result<(Session, Session), SyncError> {
+    let (src, tgt) = tokio::join!(
+        connect_identified(source, qresync),
+        connect_identified(target, false)
+    );
+    Ok((
+        src.map_err(SyncError::Source)?,
+        tgt.map_err(SyncError::Target)?,
+    ))
+}
+
+async fn connect_identified(account: &Account, qresync: bool) -> flytt_imap::Result<Session> {
     let mut session = connect(account).await?;
+    if qresync {
+        session.want_qresync();
+    }
     session.identify().await?;
     Ok(session)
 }
@@ -161,7 +186,7 @@ async fn sync_folders(
     let queue = &FolderQueue::new(visits);
     let others = (0..extra).map(|_| async move {
         let connected = tokio::select! {
-            pair = connect_pair(source, target, connect_identified) => pair,
+            pair = connect_extra_pair(source, target, shared.options.delete_removed) => pair,
             () = queue.run_dry() => return Ok(Report::default()),
         };
         match connected {
@@ -362,6 +387,10 @@ impl Epoch {
 struct Metadata {
     changed: Vec<FetchedMessage>,
     new: Vec<FetchedMessage>,
+    /// The messages expunged since the last complete pass, where QRESYNC
+    /// told them and that pass carried every deletion before over (see
+    /// `expunge_removed`).
+    vanished: Option<UidRanges>,
 }
 
 /// Source metadata fetched together with the EXAMINE.
@@ -369,6 +398,9 @@ struct Prefetched {
     /// Only messages changed since this mod-sequence; `None`: all of them.
     since: Option<ModSeq>,
     messages: Vec<FetchedMessage>,
+    /// The messages expunged since `since` (QRESYNC's VANISHED), where
+    /// asked for.
+    vanished: Option<UidRanges>,
 }
 
 /// What flytt knows of a source message before fetching its body.
@@ -535,10 +567,15 @@ impl<'a> Worker<'a> {
             .filter(|p| p.target_folder == folder.target && p.uid_next.is_some())
             .and_then(|p| p.highest_modseq)
             .filter(|_| self.src.has("CONDSTORE") && folder.labels.is_none());
+        // Deletions since the last pass from VANISHED only where that pass
+        // carried every deletion before it over.
+        let vanished =
+            self.options.delete_removed && previous.as_ref().is_some_and(|p| p.deletions_synced);
         let request = FetchRequest {
             uids: "1:*",
             items: metadata_items(folder),
             changed_since: since,
+            vanished,
         };
         let (src, tgt) = (&mut self.src, &mut self.tgt);
         let (source, target) = tokio::join!(
@@ -568,7 +605,11 @@ impl<'a> Worker<'a> {
             return Ok(None);
         };
         let prefetched = match fetched {
-            Ok(messages) => Some(Prefetched { since, messages }),
+            Ok(fetched) => Some(Prefetched {
+                since,
+                messages: fetched.messages,
+                vanished: fetched.vanished,
+            }),
             // Asked again where it is needed, and then its refusal counts.
             Err(e) if is_rejection(&e) => None,
             Err(e) => return Err(SyncError::Source(e)),
@@ -654,9 +695,10 @@ impl<'a> Worker<'a> {
                 format!("the target folder cannot keep the flag {flag}"),
             );
         }
-        if self.options.delete_removed {
-            self.expunge_removed(folder, &copied).await?;
-        }
+        let deletions_synced = self.options.delete_removed
+            && self
+                .expunge_removed(folder, &copied, metadata.vanished.as_ref())
+                .await?;
         self.describe_skipped(issues_before).await?;
         if self.skips() == skips_before {
             self.store
@@ -665,6 +707,7 @@ impl<'a> Worker<'a> {
                     &folder.source,
                     opened.source.highest_modseq,
                     opened.source.uid_next,
+                    deletions_synced,
                 )
                 .await?;
         }
@@ -716,28 +759,21 @@ impl<'a> Worker<'a> {
     /// forgotten. A message moved between source folders so arrives moved,
     /// not doubled. A kill between the expunge and the forgetting is
     /// harmless: the next pass expunges UIDs that are gone, which is
-    /// nothing.
+    /// nothing. Returns whether every deletion was carried over (none
+    /// kept): only then may the next pass learn the deletions since from
+    /// VANISHED, which names only those after this pass's marks.
     async fn expunge_removed(
         &mut self,
         folder: &FolderPlan,
         copied: &HashMap<Uid, CopiedMessage>,
-    ) -> Result<(), SyncError> {
+        vanished: Option<&UidRanges>,
+    ) -> Result<bool, SyncError> {
         if copied.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
-        let present: HashSet<Uid> = self
-            .src
-            .uid_search_all()
-            .await
-            .map_err(SyncError::Source)?
-            .into_iter()
-            .collect();
-        let removed: Vec<&CopiedMessage> = copied
-            .values()
-            .filter(|c| !present.contains(&c.source_uid))
-            .collect();
+        let removed = self.removed_on_source(copied, vanished).await?;
         if removed.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         if !self.tgt.has("UIDPLUS") {
             self.issue(
@@ -749,7 +785,7 @@ impl<'a> Worker<'a> {
                     removed.len()
                 ),
             );
-            return Ok(());
+            return Ok(false);
         }
         let mut target_uids = Vec::new();
         let mut forgotten = Vec::new();
@@ -769,7 +805,7 @@ impl<'a> Worker<'a> {
             }
         }
         if target_uids.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         target_uids.sort_unstable();
         self.ensure_may_write()?;
@@ -785,7 +821,7 @@ impl<'a> Worker<'a> {
             )?
             .is_none()
         {
-            return Ok(());
+            return Ok(false);
         }
         let expunged = self.tgt.uid_expunge(&target_uids).await;
         if self
@@ -798,13 +834,41 @@ impl<'a> Worker<'a> {
             )?
             .is_none()
         {
-            return Ok(());
+            return Ok(false);
         }
         self.store
             .forget_copied(self.pair, &folder.source, &forgotten)
             .await?;
         self.report.messages_deleted += target_uids.len() as u64;
-        Ok(())
+        Ok(forgotten.len() == removed.len())
+    }
+
+    /// The copies whose source message is gone: those QRESYNC named as
+    /// expunged since the last pass (`vanished`), else those a `UID SEARCH
+    /// ALL` of the source folder no longer finds.
+    async fn removed_on_source<'c>(
+        &mut self,
+        copied: &'c HashMap<Uid, CopiedMessage>,
+        vanished: Option<&UidRanges>,
+    ) -> Result<Vec<&'c CopiedMessage>, SyncError> {
+        if let Some(vanished) = vanished {
+            self.report.deletions_from_vanished += 1;
+            return Ok(copied
+                .values()
+                .filter(|c| vanished.contains(c.source_uid))
+                .collect());
+        }
+        let present: HashSet<Uid> = self
+            .src
+            .uid_search_all()
+            .await
+            .map_err(SyncError::Source)?
+            .into_iter()
+            .collect();
+        Ok(copied
+            .values()
+            .filter(|c| !present.contains(&c.source_uid))
+            .collect())
     }
 
     /// Issues so far that left something behind.
@@ -847,6 +911,7 @@ impl<'a> Worker<'a> {
                 target_uidvalidity: target_validity,
                 highest_modseq: None,
                 uid_next: None,
+                deletions_synced: false,
             },
             same,
             marks,
@@ -893,20 +958,26 @@ impl<'a> Worker<'a> {
             // A message new since the last pass has a mod-sequence above
             // the one recorded then (RFC 7162), so the changed ones include
             // the new ones.
-            let changed = match prefetched.take() {
-                Some(p) if p.since == Some(modseq) => p.messages,
-                _ => self
-                    .src
-                    .uid_fetch_changed_since("1:*", METADATA_ITEMS, modseq)
-                    .await
-                    .map_err(SyncError::Source)?,
+            let (changed, vanished) = match prefetched.take() {
+                Some(p) if p.since == Some(modseq) => (p.messages, p.vanished),
+                _ => (
+                    self.src
+                        .uid_fetch_changed_since("1:*", METADATA_ITEMS, modseq)
+                        .await
+                        .map_err(SyncError::Source)?,
+                    None,
+                ),
             };
             let new = changed
                 .iter()
                 .filter(|m| m.uid.is_some_and(|u| u >= uid_next))
                 .cloned()
                 .collect();
-            return Ok(Metadata { changed, new });
+            return Ok(Metadata {
+                changed,
+                new,
+                vanished,
+            });
         }
         let all = match prefetched.take() {
             Some(p) if p.since.is_none() => p.messages,
@@ -919,6 +990,7 @@ impl<'a> Worker<'a> {
         Ok(Metadata {
             changed: all.clone(),
             new: all,
+            vanished: None,
         })
     }
 
@@ -2082,6 +2154,7 @@ mod tests {
                 target_uidvalidity: 1,
                 highest_modseq: None,
                 uid_next: None,
+                deletions_synced: false,
             },
             same: marks.is_some(),
             marks,

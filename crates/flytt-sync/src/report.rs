@@ -101,6 +101,9 @@ pub struct Report {
     /// Copies expunged on the target because the source deleted the
     /// message since (deletion sync).
     pub messages_deleted: u64,
+    /// Folders whose deletions QRESYNC's VANISHED named (deletion sync
+    /// without comparing every UID of the folder).
+    pub deletions_from_vanished: u64,
     /// Gmail's All Mail: messages left to the label folders that hold
     /// them (copied there, not again into the archive).
     pub messages_in_labels: u64,
@@ -156,6 +159,7 @@ impl Report {
         self.flags_updated += other.flags_updated;
         self.messages_deleted += other.messages_deleted;
         self.messages_in_labels += other.messages_in_labels;
+        self.deletions_from_vanished += other.deletions_from_vanished;
         self.folders_deleted += other.folders_deleted;
         self.connection_pairs += other.connection_pairs;
         self.compressed_sessions += other.compressed_sessions;
