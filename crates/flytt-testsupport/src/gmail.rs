@@ -124,18 +124,34 @@ async fn commands(
                 line = without.into_bytes();
             }
         }
-        loop {
-            server.write_all(&line).await?;
-            let Some(size) = literal_at_end(&line) else {
-                break;
-            };
-            tokio::io::copy(&mut (&mut client).take(size), &mut server).await?;
-            line.clear();
-            if client.read_until(b'\n', &mut line).await? == 0 {
-                return Ok(());
-            }
+        server.write_all(&line).await?;
+        if !forward_literals(&mut client, &mut server, &mut line).await? {
+            return Ok(());
         }
     }
+}
+
+/// After a line already written: while it announces a literal, the
+/// literal's bytes and the line after it, as they are. `false`: `from`
+/// closed in between.
+async fn forward_literals<R, W>(
+    from: &mut R,
+    to: &mut W,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(size) = literal_at_end(line) {
+        tokio::io::copy(&mut (&mut *from).take(size), to).await?;
+        line.clear();
+        if from.read_until(b'\n', line).await? == 0 {
+            return Ok(false);
+        }
+        to.write_all(line).await?;
+    }
+    Ok(true)
 }
 
 /// Server to client: X-GM-EXT-1 in the capabilities (STARTTLS out), the
@@ -156,13 +172,8 @@ async fn responses(
         let first = rewrite(&line, state, labels);
         client.write_all(&first).await?;
         // The rest of the response: literals and the lines after them.
-        while let Some(size) = literal_at_end(&line) {
-            tokio::io::copy(&mut (&mut server).take(size), &mut client).await?;
-            line.clear();
-            if server.read_until(b'\n', &mut line).await? == 0 {
-                return Ok(());
-            }
-            client.write_all(&line).await?;
+        if !forward_literals(&mut server, &mut client, &mut line).await? {
+            return Ok(());
         }
     }
 }
