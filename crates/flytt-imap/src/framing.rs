@@ -373,9 +373,15 @@ mod tests {
     #[tokio::test]
     async fn spooled_literals_keep_to_the_budget_and_give_it_back() {
         // Only this test sets the process's spool place; the budget leaves
-        // room for the other tests' small spools meanwhile.
-        let dir = tempfile::tempdir().expect("tempdir");
-        spool_in(dir.path().join("spool"), 100).expect("spool dir");
+        // room for the other tests' small spools meanwhile. The place is
+        // the process's for good, so the directory outlives this test:
+        // removed, it would fail every later test's spool.
+        let dir = tempfile::Builder::new()
+            .prefix("flytt-imap-spool-test")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        spool_in(dir.join("spool"), 100).expect("spool dir");
         let limits = FrameLimits {
             spool_threshold: 10,
             ..FrameLimits::default()
@@ -392,7 +398,7 @@ mod tests {
             .await
             .expect("frame")
             .expect("some");
-        assert!(dir.path().join("spool").is_dir());
+        assert!(dir.join("spool").is_dir());
         // 60 + 60 is over the budget of 100 while the first is held.
         let mut r = tokio::io::BufReader::new(&two[..]);
         assert!(matches!(
