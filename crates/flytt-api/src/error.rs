@@ -61,9 +61,11 @@ impl From<flytt_store::Error> for ApiError {
     fn from(error: flytt_store::Error) -> ApiError {
         use flytt_store::Error::*;
         match error {
-            NoSuchBatch(_) | NoSuchEndpoint(_) | NoSuchUser(_) | NoSuchToken(_) => {
-                ApiError::not_found(error.to_string())
-            }
+            NoSuchBatch(_)
+            | NoSuchEndpoint(_)
+            | NoSuchUser(_)
+            | NoSuchUserInBatch { .. }
+            | NoSuchToken(_) => ApiError::not_found(error.to_string()),
             BatchExists(_) | EndpointExists(_) | EndpointInUse(_) | TokenExists(_) => {
                 ApiError::new(StatusCode::CONFLICT, error.to_string())
             }
@@ -88,7 +90,9 @@ impl From<ControlError> for ApiError {
                     .collect(),
             },
             ControlError::InvalidParameter(message) => ApiError::bad_request(message),
-            e @ (ControlError::WrongState { .. } | ControlError::AnalysisRunning(_)) => {
+            e @ (ControlError::WrongState { .. }
+            | ControlError::UserWrongState { .. }
+            | ControlError::AnalysisRunning(_)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }
             e @ (ControlError::Secrets(_)

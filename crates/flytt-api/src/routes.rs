@@ -17,8 +17,10 @@ use flytt_batch::{
     BadItemLimit, BatchParameters, BatchType, FolderMapping, MailboxType, UserStatus,
     parse_duration,
 };
+use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
+use flytt_secrets::SecretString;
 use flytt_store::EventFilter;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -71,7 +73,12 @@ pub fn router(state: AppState) -> Router {
             get(show_analysis).post(request_analysis),
         )
         .route("/batches/{name}/analysis.csv", get(analysis_report))
-        .route("/users/{email}", get(show_user))
+        .route(
+            "/users/{email}",
+            get(show_user).patch(change_user).delete(remove_user),
+        )
+        .route("/users/{email}/retry", post(retry_user))
+        .route("/users/{email}/stop", post(stop_user))
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
         .route("/csv/validate", post(validate_csv))
@@ -453,12 +460,17 @@ async fn create_batch(
     ))
 }
 
+/// 204 when the batch is gone; 202 when running syncs stop first (the
+/// batch is Removing until a runner removes it).
 async fn remove_batch(
     State(control): State<Control>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    control.remove(&name).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(if control.remove(&name).await? {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    })
 }
 
 async fn start_batch(
@@ -772,6 +784,110 @@ async fn show_user(
 ) -> Result<Json, ApiError> {
     let user = control.store().user_by_email(&email).await?;
     to_json(UserView::new(&user))
+}
+
+/// Which batch a user action means (default: the user's active batch).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserQuery {
+    batch: Option<String>,
+}
+
+/// The user as it is after an action, and whether its running sync is
+/// still to stop (`stopping`).
+async fn user_answer(
+    control: &Control,
+    email: &str,
+    batch: &str,
+    outcome: &UserOutcome,
+) -> Result<Json, ApiError> {
+    let user = control
+        .store()
+        .find_users(&flytt_store::UserFilter {
+            batch: Some(batch),
+            email: Some(email),
+            ..flytt_store::UserFilter::default()
+        })
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("no user {email:?} in batch {batch:?}")))?;
+    let mut answer = serde_json::to_value(UserView::new(&user))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    answer["stopping"] = (*outcome == UserOutcome::Stopping).into();
+    Ok(axum::Json(answer))
+}
+
+/// `POST /api/v1/users/{email}/retry`: a failed or stopped user is queued.
+async fn retry_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let user = control.user(&email, which.batch.as_deref()).await?;
+    let outcome = control.retry_user(&user.email, Some(&user.batch)).await?;
+    user_answer(&control, &user.email, &user.batch, &outcome).await
+}
+
+/// `POST /api/v1/users/{email}/stop`: Stopped now, or (`stopping`) when
+/// its running sync has ended at its next safe point.
+async fn stop_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let user = control.user(&email, which.batch.as_deref()).await?;
+    let outcome = control.stop_user(&user.email, Some(&user.batch)).await?;
+    user_answer(&control, &user.email, &user.batch, &outcome).await
+}
+
+/// `DELETE /api/v1/users/{email}`: 204 when removed, 202 when its running
+/// sync stops first.
+async fn remove_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let which = query(which)?;
+    Ok(
+        match control.remove_user(&email, which.batch.as_deref()).await? {
+            UserOutcome::Removed => StatusCode::NO_CONTENT,
+            _ => StatusCode::ACCEPTED,
+        },
+    )
+}
+
+/// `PATCH /api/v1/users/{email}`'s body: new sign-in details; passwords
+/// are write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserChangeBody {
+    user_name: Option<String>,
+    password: Option<String>,
+    target_user_name: Option<String>,
+    target_password: Option<String>,
+}
+
+async fn change_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let body: UserChangeBody = parse_json(&body)?;
+    let login = NewLogin {
+        user_name: body.user_name,
+        password: body.password.as_deref().map(SecretString::new),
+        target_user_name: body.target_user_name,
+        target_password: body.target_password.as_deref().map(SecretString::new),
+    };
+    let user = control
+        .change_login(&email, which.batch.as_deref(), login)
+        .await?;
+    let now = UserOutcome::Now(user.status);
+    user_answer(&control, &user.email, &user.batch, &now).await
 }
 
 #[derive(Deserialize)]

@@ -23,4 +23,7 @@ pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
     UserStatistics, duration_words,
 };
-pub use status::{AnalysisState, BatchAction, BatchStatus, UnknownStatus, UserStatus};
+pub use status::{
+    AnalysisState, BatchAction, BatchStatus, UnknownStatus, UserAction, UserChange, UserRequest,
+    UserStatus,
+};

@@ -59,10 +59,16 @@ statuses!(
         Syncing,
         Synced,
         SyncedWithErrors,
+        /// Stopped by the administrator while syncs ran: they end at their
+        /// next safe point, then the batch is Stopped.
+        Stopping,
         Stopped,
         Completing,
         Completed,
         CompletedWithErrors,
+        /// Removed by the administrator while syncs ran: they end at their
+        /// next safe point, then the batch and its users are gone.
+        Removing,
     }
 );
 
@@ -87,7 +93,21 @@ statuses!(
         IncrementalSyncing,
         Completing,
         Completed,
+        /// Stopped by the administrator (`user stop`): no sync starts until
+        /// it is retried.
+        Stopped,
         Failed,
+    }
+);
+
+statuses!(
+    /// What an administrator asked of a user whose sync was running: the
+    /// runner ends the sync at its next safe point, then does it.
+    UserRequest {
+        /// Then the user is Stopped.
+        Stop,
+        /// Then the user is taken out of its batch.
+        Remove,
     }
 );
 
@@ -101,6 +121,8 @@ pub enum BatchAction {
     Retry,
     /// Add users from another CSV file.
     AddUsers,
+    /// Take the batch and its users out of the store.
+    Remove,
 }
 
 impl BatchAction {
@@ -112,6 +134,7 @@ impl BatchAction {
             BatchAction::Complete => "completed",
             BatchAction::Retry => "retried",
             BatchAction::AddUsers => "given more users",
+            BatchAction::Remove => "removed",
         }
     }
 }
@@ -119,15 +142,20 @@ impl BatchAction {
 impl BatchStatus {
     /// The one table of what an administrator's action does to a batch:
     /// its next status, or none when the action is not allowed from here.
-    /// (`Retry` and `AddUsers` also queue users: see flytt-control.)
+    /// (`Retry` and `AddUsers` also queue users: see flytt-control.) Stop
+    /// and Remove go through Stopping and Removing: a batch whose syncs
+    /// have all ended goes on at once (`when_idle`).
     pub fn after(self, action: BatchAction) -> Option<BatchStatus> {
         use BatchStatus::*;
         match (action, self) {
-            (BatchAction::Start, Created | Stopped | Syncing | Synced | SyncedWithErrors) => {
-                Some(Syncing)
-            }
-            (BatchAction::Stop, Completed | CompletedWithErrors) => None,
-            (BatchAction::Stop, _) => Some(Stopped),
+            (BatchAction::Remove, _) => Some(Removing),
+            (_, Removing) => None,
+            (
+                BatchAction::Start,
+                Created | Stopping | Stopped | Syncing | Synced | SyncedWithErrors,
+            ) => Some(Syncing),
+            (BatchAction::Stop, Completed | CompletedWithErrors | Stopped) => None,
+            (BatchAction::Stop, _) => Some(Stopping),
             (BatchAction::Complete, Syncing | Synced | SyncedWithErrors) => Some(Completing),
             // Failed users of a synced batch sync again; of a completed
             // one, they get their final sync.
@@ -141,6 +169,15 @@ impl BatchStatus {
         }
     }
 
+    /// Where the batch is once none of its users' syncs runs any more: a
+    /// Stopping batch is Stopped (a Removing one is removed by the caller).
+    pub fn when_idle(self) -> BatchStatus {
+        match self {
+            BatchStatus::Stopping => BatchStatus::Stopped,
+            other => other,
+        }
+    }
+
     /// Completed, with or without errors: the batch's users may join
     /// another batch.
     pub fn is_completed(self) -> bool {
@@ -151,7 +188,57 @@ impl BatchStatus {
     }
 }
 
+/// What an administrator asks of one user (Exchange's Start-, Stop-,
+/// Complete- and Remove-MigrationUser).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserAction {
+    /// Queue a failed or stopped user again.
+    Retry,
+    Stop,
+    Remove,
+}
+
+impl UserAction {
+    /// How the action is named in messages ("it cannot be stopped").
+    pub fn done(self) -> &'static str {
+        match self {
+            UserAction::Retry => "retried",
+            UserAction::Stop => "stopped",
+            UserAction::Remove => "removed",
+        }
+    }
+}
+
+/// What a user action does, as `UserStatus::after` decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserChange {
+    /// The user's status becomes this now.
+    Now(UserStatus),
+    /// Recorded as a request: carried out at once if no runner holds the
+    /// user, else when its sync has ended at its next safe point.
+    Request(UserRequest),
+}
+
 impl UserStatus {
+    /// The one table of what an administrator's action does to a user;
+    /// none when it is not allowed from here.
+    pub fn after(self, action: UserAction) -> Option<UserChange> {
+        use UserStatus::*;
+        match (action, self) {
+            (UserAction::Retry, Failed | Stopped) => Some(UserChange::Now(Queued)),
+            (UserAction::Retry, _) => None,
+            (UserAction::Stop, Completed | Stopped | Failed) => None,
+            (UserAction::Stop, _) => Some(UserChange::Request(UserRequest::Stop)),
+            (UserAction::Remove, _) => Some(UserChange::Request(UserRequest::Remove)),
+        }
+    }
+
+    /// Whether the user counts as done badly in its batch's outcome
+    /// (SyncedWithErrors, CompletedWithErrors).
+    pub fn is_unsuccessful(self) -> bool {
+        matches!(self, UserStatus::Failed | UserStatus::Stopped)
+    }
+
     /// A sync of the user is running (it holds a lease).
     pub fn is_running(self) -> bool {
         matches!(
@@ -196,5 +283,38 @@ mod tests {
             Some(BatchStatus::Completing)
         );
         assert_eq!(BatchStatus::Created.after(BatchAction::Complete), None);
+    }
+
+    #[test]
+    fn stop_and_remove_wait_for_running_syncs() {
+        assert_eq!(
+            BatchStatus::Syncing.after(BatchAction::Stop),
+            Some(BatchStatus::Stopping)
+        );
+        assert_eq!(BatchStatus::Stopping.when_idle(), BatchStatus::Stopped);
+        assert_eq!(BatchStatus::Stopped.after(BatchAction::Stop), None);
+        assert_eq!(
+            BatchStatus::Stopping.after(BatchAction::Start),
+            Some(BatchStatus::Syncing)
+        );
+        assert_eq!(
+            BatchStatus::Completed.after(BatchAction::Remove),
+            Some(BatchStatus::Removing)
+        );
+        assert_eq!(BatchStatus::Removing.after(BatchAction::Start), None);
+        assert_eq!(
+            UserStatus::Syncing.after(UserAction::Stop),
+            Some(UserChange::Request(UserRequest::Stop))
+        );
+        assert_eq!(UserStatus::Completed.after(UserAction::Stop), None);
+        assert_eq!(
+            UserStatus::Stopped.after(UserAction::Retry),
+            Some(UserChange::Now(UserStatus::Queued))
+        );
+        assert_eq!(UserStatus::Synced.after(UserAction::Retry), None);
+        assert_eq!(
+            UserStatus::Completed.after(UserAction::Remove),
+            Some(UserChange::Request(UserRequest::Remove))
+        );
     }
 }

@@ -10,6 +10,7 @@
 pub mod directories;
 pub mod endpoints;
 pub mod reports;
+pub mod users;
 pub mod views;
 
 use std::collections::HashMap;
@@ -42,6 +43,12 @@ pub enum ControlError {
     WrongState {
         batch: String,
         status: BatchStatus,
+        action: &'static str,
+    },
+    #[error("user {email} is {status}; it cannot be {action}")]
+    UserWrongState {
+        email: String,
+        status: UserStatus,
         action: &'static str,
     },
     #[error("cannot write the report: {0}")]
@@ -186,12 +193,27 @@ impl Control {
         Ok(retried)
     }
 
-    /// Stops a batch: syncs under way finish, no new ones start.
-    pub async fn stop(&self, name: &str) -> Result<()> {
+    /// Stops a batch: no new sync starts, and those under way end at their
+    /// next safe point (after the chunk they are copying is confirmed and
+    /// recorded); the batch is Stopping until they have, then Stopped.
+    /// Returns the status it has now.
+    pub async fn stop(&self, name: &str) -> Result<BatchStatus> {
         let batch = self.store.batch(name).await?;
-        let next = allowed(&batch, BatchAction::Stop)?;
+        let next = self
+            .unless_idle(name, allowed(&batch, BatchAction::Stop)?)
+            .await?;
         self.store.set_batch_status(name, next).await?;
-        Ok(())
+        Ok(next)
+    }
+
+    /// `status` (Stopping, Removing), or where it leads at once when none
+    /// of the batch's users is running.
+    async fn unless_idle(&self, name: &str, status: BatchStatus) -> Result<BatchStatus> {
+        Ok(if self.store.users_running(name).await? == 0 {
+            status.when_idle()
+        } else {
+            status
+        })
     }
 
     /// Completes a batch: a last incremental sync per user, then Completed.
@@ -236,9 +258,18 @@ impl Control {
     }
 
     /// Removes a batch, its users and their sealed passwords; mail on the
-    /// servers is never touched.
-    pub async fn remove(&self, name: &str) -> Result<()> {
-        Ok(self.store.remove_batch(name).await?)
+    /// servers is never touched. With syncs running the batch is Removing
+    /// until they have stopped at a safe point; a runner then removes it.
+    /// Returns whether it is gone already.
+    pub async fn remove(&self, name: &str) -> Result<bool> {
+        let batch = self.store.batch(name).await?;
+        let next = allowed(&batch, BatchAction::Remove)?;
+        if self.store.users_running(name).await? == 0 {
+            self.store.remove_batch(name).await?;
+            return Ok(true);
+        }
+        self.store.set_batch_status(name, next).await?;
+        Ok(false)
     }
 
     /// A RefreshToken in the CSV is the source's: its endpoint must have

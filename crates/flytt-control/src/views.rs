@@ -67,6 +67,9 @@ pub struct UserView {
     /// Why the user waits before its next try (a busy, throttling or lost
     /// server), and for how much longer.
     pub waiting: Option<WaitingView>,
+    /// What the administrator asked of the running sync and is not done
+    /// yet ("Stop", "Remove"): it ends at its next safe point.
+    pub requested: Option<flytt_batch::UserRequest>,
 }
 
 /// A user waiting out a busy, throttling or lost server.
@@ -269,6 +272,7 @@ impl UserView {
                     reason: w.reason.clone(),
                     seconds_left: w.seconds_left,
                 }),
+            requested: user.requested,
         }
     }
 }

@@ -66,7 +66,7 @@ async fn actions_follow_the_batch_status() {
         .expect("status");
     for refused in [
         control.start("wave 1").await.map(|_| ()),
-        control.stop("wave 1").await,
+        control.stop("wave 1").await.map(|_| ()),
         control.add_users("wave 1", CSV).await.map(|_| ()),
     ] {
         assert!(

@@ -115,17 +115,29 @@ impl RunnerOptions {
     }
 }
 
-/// Until when a running sync may write (see `RunnerOptions::write_window`).
+/// Until when a running sync may write (see `RunnerOptions::write_window`),
+/// and whether the administrator asked it to stop.
 #[derive(Debug)]
 struct Lease {
     until: std::sync::Mutex<std::time::Instant>,
+    stop: std::sync::atomic::AtomicBool,
 }
 
 impl Lease {
     fn new(until: std::time::Instant) -> Lease {
         Lease {
             until: std::sync::Mutex::new(until),
+            stop: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The sync is to end at its next safe point (`Observer::stop_requested`).
+    fn ask_to_stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn stop_asked(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn renew(&self, until: std::time::Instant) {
@@ -242,6 +254,8 @@ pub async fn run(
         };
         let step = async {
             take_back_expired(&store).await?;
+            ask_to_stop(&store, &id, &running).await?;
+            store.carry_out_user_requests().await?;
             let batches = store.batch_states().await?;
             staged::prepare(&context, &batches, &mut running, &mut tasks).await?;
             schedule(&context, &batches, &mut running, &mut tasks).await?;
@@ -342,6 +356,31 @@ async fn expire_dead_local_runners(store: &Store, host: &str) -> Result<(), Runn
         let alive = std::path::Path::new(&format!("/proc/{}", runner.pid)).exists();
         if runner.host == host && !alive {
             store.expire_runner(&runner.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks this runner's syncs that are to end (their batch Stopping or
+/// Removing, or their user asked to stop or be removed) to stop at their
+/// next safe point.
+async fn ask_to_stop(
+    store: &Store,
+    id: &str,
+    running: &HashMap<i64, Running>,
+) -> Result<(), RunnerError> {
+    if running.is_empty() {
+        return Ok(());
+    }
+    for user_id in store.users_to_stop(id).await? {
+        if let Some(run) = running.get(&user_id)
+            && !run.lease.stop_asked()
+        {
+            tracing::info!(
+                user_id,
+                "asked to stop: the sync ends at its next safe point"
+            );
+            run.lease.ask_to_stop();
         }
     }
     Ok(())
@@ -887,6 +926,10 @@ impl flytt_sync::Observer for Progress {
     fn may_write(&self) -> bool {
         self.lease.as_ref().is_none_or(|lease| lease.valid())
     }
+
+    fn stop_requested(&self) -> bool {
+        self.lease.as_ref().is_some_and(|lease| lease.stop_asked())
+    }
 }
 
 /// Why a try at a user's sync did not succeed.
@@ -896,6 +939,8 @@ enum Failure {
     Fatal(String),
     /// A busy, throttling or lost server, a busy database: try again later.
     Transient(Retry),
+    /// Asked to stop, the sync stopped at a safe point.
+    Stopped,
 }
 
 /// A transient failure's details.
@@ -1012,7 +1057,24 @@ impl Attempt<'_> {
             Err(Failure::Transient(retry)) => {
                 self.postpone(retry, &progress, started.elapsed()).await
             }
+            Err(Failure::Stopped) => self.stopped(&progress).await,
         }
+    }
+
+    /// A sync that stopped when asked: the user goes back to where it
+    /// resumes, with what it copied counted; the next tick carries out a
+    /// user's own request (Stopped, removed), and a Stopping batch becomes
+    /// Stopped once none of its syncs runs.
+    async fn stopped(&self, progress: &Progress) -> flytt_store::Result<bool> {
+        tracing::info!(user = %self.item.email, batch = %self.item.batch, "the sync stopped when asked");
+        let stats = self
+            .item
+            .stats
+            .clone()
+            .unwrap_or_default()
+            .with_partial(&progress.partial());
+        self.finish(self.kind.resume_status(), None, Some(&stats))
+            .await
     }
 
     async fn succeeded(&self, stats: &UserStatistics) -> flytt_store::Result<bool> {
@@ -1127,6 +1189,7 @@ async fn sync_once(
 ) -> Result<UserStatistics, Failure> {
     let report = match sync_mailbox(source, target, store, sync_options, progress).await {
         Ok(report) => report,
+        Err(SyncError::Stopped) => return Err(Failure::Stopped),
         Err(e) => {
             return Err(match e.class() {
                 ErrorClass::Transient(transient) => Failure::Transient(Retry {
@@ -1271,8 +1334,20 @@ async fn settle_batches(store: &Store, batches: &[BatchState]) -> Result<(), Run
         let completes = (parameters.auto_complete || parameters.complete_after.is_some())
             && time_has_come(parameters.complete_after.as_deref());
         let count = |s: UserStatus| batch.count(s);
-        let failed = count(UserStatus::Failed) > 0;
+        let failed = UserStatus::ALL
+            .iter()
+            .any(|s| s.is_unsuccessful() && count(*s) > 0);
         let next = match batch.status {
+            BatchStatus::Stopping | BatchStatus::Removing
+                if store.users_running(&batch.name).await? == 0 =>
+            {
+                if batch.status == BatchStatus::Removing {
+                    store.remove_batch(&batch.name).await?;
+                    tracing::info!(batch = %batch.name, "batch removed: its syncs have stopped");
+                    continue;
+                }
+                Some(batch.status.when_idle())
+            }
             // AutoStart and AutoComplete act as the administrator would,
             // by the same table.
             BatchStatus::Created if starts => batch.status.after(BatchAction::Start),

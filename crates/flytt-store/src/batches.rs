@@ -181,6 +181,9 @@ pub struct BatchUser {
     /// Why and how much longer the user waits before its next try, after a
     /// busy or lost server.
     pub waiting: Option<Waiting>,
+    /// What the administrator asked of its running sync (stop, removal),
+    /// not yet carried out.
+    pub requested: Option<flytt_batch::UserRequest>,
 }
 
 /// A user waiting out a busy, throttling or lost server.
@@ -585,7 +588,7 @@ impl Store {
         let rows = sqlx::query(self.sql(
             "SELECT b.name AS batch, u.email, u.csv_line, u.overrides, u.user_name, u.status, u.error, \
              u.started_at, u.first_started_at, u.validated_at, u.last_synced_at, u.stats, u.progress, u.lease_runner, \
-             u.waiting, u.retry_at_ms - {now_ms} AS retry_in_ms FROM batch_user u JOIN batch b ON b.id = u.batch_id \
+             u.waiting, u.retry_at_ms - {now_ms} AS retry_in_ms, u.requested FROM batch_user u JOIN batch b ON b.id = u.batch_id \
              WHERE (?1 IS NULL OR b.name = ?1) AND (?2 IS NULL OR u.status = ?2) \
              AND (?3 IS NULL OR lower(u.email) LIKE ?3 ESCAPE '\\') AND (?4 IS NULL OR lower(u.email) = lower(?4)) \
              AND (?5 IS NULL OR u.csv_line > ?5) \
@@ -626,6 +629,10 @@ impl Store {
                             )
                             .div_ceil(1000),
                         }),
+                        None => None,
+                    },
+                    requested: match row.try_get::<Option<String>, _>("requested")? {
+                        Some(_) => Some(named(row, "requested")?),
                         None => None,
                     },
                 })
@@ -746,7 +753,8 @@ impl Store {
             ($condition:literal) => {
                 select_work_items!(concat!(
                     "(u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) \
-                     AND (u.retry_at_ms IS NULL OR u.retry_at_ms <= {now_ms}) AND ",
+                     AND (u.retry_at_ms IS NULL OR u.retry_at_ms <= {now_ms}) \
+                     AND u.requested IS NULL AND ",
                     $condition,
                 ))
             };

@@ -14,6 +14,7 @@ pub mod kind {
     pub const BATCH_REMOVED: &str = "BatchRemoved";
     pub const BATCH_STATUS: &str = "BatchStatus";
     pub const USER_STATUS: &str = "UserStatus";
+    pub const USER_REMOVED: &str = "UserRemoved";
     /// Something worth knowing that changes no status (e.g. a retry).
     pub const NOTE: &str = "Note";
 }

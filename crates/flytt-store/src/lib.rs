@@ -19,6 +19,7 @@ mod endpoints;
 mod events;
 mod leases;
 mod mails;
+mod requests;
 mod sync_state;
 mod tokens;
 mod totals;
@@ -46,6 +47,7 @@ pub use endpoints::{
 pub use events::{Event, EventFilter, kind as event_kind};
 pub use leases::{Claim, ClaimOutcome, EndpointLimit, RunnerInfo};
 pub use mails::BatchMail;
+pub use requests::{UserChanges, UserRef};
 pub use sync_state::{CopiedMessage, DownloadWindow, FolderState, InterruptedAppends, PairId};
 pub use tokens::ApiToken;
 pub use totals::Totals;
@@ -88,6 +90,8 @@ pub enum Error {
     NoSuchBatch(String),
     #[error("no user {0:?} in any batch")]
     NoSuchUser(String),
+    #[error("no user {email:?} in batch {batch:?}")]
+    NoSuchUserInBatch { email: String, batch: String },
     #[error("a directory named {0:?} exists already")]
     DirectoryExists(String),
     #[error("no directory named {0:?}")]

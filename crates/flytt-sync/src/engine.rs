@@ -75,6 +75,9 @@ pub async fn sync_mailbox(
     };
     let lead = Worker::new(shared, src, tgt);
     let mut report = sync_folders(lead, &excludes, source, target).await?;
+    if report.stopped_early {
+        return Err(SyncError::Stopped);
+    }
     report.duration = started.elapsed();
     report.download_per_day = download_per_day;
     Ok(report)
@@ -489,7 +492,9 @@ impl<'a> Worker<'a> {
 
     async fn work_through(mut self, queue: &FolderQueue) -> Result<Report, SyncError> {
         self.report.connection_pairs = 1;
-        while let Some(visit) = queue.take() {
+        while !self.stopping()
+            && let Some(visit) = queue.take()
+        {
             self.observer.folder_started(&visit.folder.display);
             let synced = self.sync_folder(&visit.folder, visit.target_exists).await;
             queue.release(&visit);
@@ -501,6 +506,13 @@ impl<'a> Worker<'a> {
         } = self;
         tokio::join!(src.logout(), tgt.logout());
         Ok(report)
+    }
+
+    /// Whether the sync was asked to stop (once seen, it stays so for
+    /// this pair: the rest of its folder is left for the next pass).
+    fn stopping(&mut self) -> bool {
+        self.report.stopped_early |= self.observer.stop_requested();
+        self.report.stopped_early
     }
 
     pub(crate) fn issue(
@@ -681,9 +693,12 @@ impl<'a> Worker<'a> {
             self.verify_copies(folder, stored_sizes).await?;
             self.store.end_appending(self.pair, &folder.source).await?;
             // What was copied is recorded; the folder's pass stays
-            // unfinished for the next day.
+            // unfinished for the next day, or the next run.
             if let (true, Some(download)) = (self.download_used_up, self.download) {
                 return Err(download.used_up().await);
+            }
+            if self.report.stopped_early {
+                return Ok(());
             }
         }
         self.apply_flags(folder, flag_changes).await?;
@@ -1411,6 +1426,15 @@ impl<'a> Worker<'a> {
         };
 
         loop {
+            if self.stopping() {
+                // Asked to stop: no new chunk, and the chunks still being
+                // read are left for the next pass (their answers are never
+                // read: this pair's sessions end with the sync); what was
+                // read is appended, confirmed and recorded.
+                chunks.truncate(next_chunk);
+                fetching.clear();
+                received.clear();
+            }
             while fetching.len() < fetch_window
                 && next_chunk < chunks.len()
                 && appends.ready.len() + fetching.len() < fetch_window + append_window
@@ -1803,7 +1827,7 @@ impl<'a> Worker<'a> {
         if self.observer.may_write() {
             Ok(())
         } else {
-            Err(SyncError::Stopped("the runner no longer holds this user"))
+            Err(SyncError::Lost("the runner no longer holds this user"))
         }
     }
 

@@ -149,9 +149,17 @@ pub trait Observer: Send + Sync {
     fn issue(&self, _issue: &Issue) {}
     /// Whether the sync may still write to the target: a batch runner's
     /// lease on the user is still its own. Asked before every APPEND and
-    /// flag update; `false` stops the sync (`SyncError::Stopped`).
+    /// flag update; `false` stops the sync (`SyncError::Lost`).
     fn may_write(&self) -> bool {
         true
+    }
+    /// Whether the administrator asked the sync to stop (a batch's or a
+    /// user's Stop): asked before each folder and each FETCH chunk. Then
+    /// no new chunk is read, the chunks in flight are appended and
+    /// recorded, the folder stays unfinished for the next pass, and the
+    /// sync ends with `SyncError::Stopped`.
+    fn stop_requested(&self) -> bool {
+        false
     }
 }
 
@@ -174,7 +182,11 @@ pub enum SyncError {
     #[error("reading a spooled message: {0}")]
     Spool(std::io::Error),
     #[error("stopped before writing more: {0}")]
-    Stopped(&'static str),
+    Lost(&'static str),
+    /// Asked to stop (`Observer::stop_requested`), it stopped at a safe
+    /// point: what it copied is recorded.
+    #[error("stopped by the administrator")]
+    Stopped,
     /// The source mailbox has read its day's allowance (see
     /// `download.rs`); what it copied is kept.
     #[error(
@@ -199,7 +211,7 @@ impl SyncError {
                 ErrorClass::Refused => ErrorClass::Fatal,
                 class => class,
             },
-            SyncError::Store(_) | SyncError::Spool(_) | SyncError::Stopped(_) => {
+            SyncError::Store(_) | SyncError::Spool(_) | SyncError::Lost(_) | SyncError::Stopped => {
                 ErrorClass::Transient(Transient::default())
             }
             SyncError::Config(_) => ErrorClass::Fatal,

@@ -129,6 +129,11 @@ pub struct Report {
     pub issues: Vec<Issue>,
     #[serde(serialize_with = "seconds")]
     pub duration: Duration,
+    /// The sync was asked to stop (`Observer::stop_requested`) and ended
+    /// at a safe point before its end: `sync_mailbox` turns this into
+    /// `SyncError::Stopped`.
+    #[serde(skip)]
+    pub(crate) stopped_early: bool,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -163,6 +168,7 @@ impl Report {
         self.folders_deleted += other.folders_deleted;
         self.connection_pairs += other.connection_pairs;
         self.compressed_sessions += other.compressed_sessions;
+        self.stopped_early |= other.stopped_early;
         self.plan.extend(other.plan);
         self.issues.extend(other.issues);
     }

@@ -10,10 +10,14 @@ use clap::{Args, Subcommand, ValueEnum};
 use flytt_batch::FolderMapping;
 use flytt_batch::size::parse_size;
 use flytt_batch::{
-    BadItemLimit, BatchParameters, BatchType, MailboxType, UserStatus, parse_duration,
+    BadItemLimit, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus, parse_duration,
 };
+use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EventView, UserView};
 use flytt_control::{BatchRequest, Control, ControlError, reports};
+use flytt_secrets::SecretString;
+
+use crate::account::read_password_file;
 use flytt_store::EventFilter;
 
 #[derive(Subcommand)]
@@ -26,11 +30,11 @@ pub enum BatchCommand {
     List(JsonArg),
     /// Show one batch: parameters and users per status.
     Show(ShowArgs),
-    /// Remove a batch, its users and their stored passwords (never mail).
+    /// Remove a batch, its users and their stored passwords (never mail); running syncs stop first.
     Remove(NameArg),
     /// Start (or resume) a batch; failed users are retried. `flytt serve` runs it.
     Start(NameArg),
-    /// Stop a batch: no new syncs start; it can be started again.
+    /// Stop a batch: running syncs end at their next safe point, no new ones start; it can be started again.
     Stop(NameArg),
     /// Complete a batch: a last incremental sync per user, then Completed.
     Complete(NameArg),
@@ -82,6 +86,42 @@ pub enum UserCommand {
     List(UserListArgs),
     /// Show one user.
     Show(UserShowArgs),
+    /// Queue a failed or stopped user again (its batch syncs again if it had finished).
+    Retry(UserActionArgs),
+    /// Stop one user: a running sync ends at its next safe point; none starts until a retry.
+    Stop(UserActionArgs),
+    /// Take one user out of its batch, with its stored passwords (never mail).
+    Remove(UserActionArgs),
+    /// Change a user's sign-in details (passwords sealed like the CSV's); retry it to use them.
+    Set(UserSetArgs),
+}
+
+#[derive(Args)]
+pub struct UserActionArgs {
+    email: String,
+    /// The user's batch (default: its active batch, else its latest).
+    #[arg(long)]
+    batch: Option<String>,
+}
+
+#[derive(Args)]
+pub struct UserSetArgs {
+    email: String,
+    /// The user's batch (default: its active batch, else its latest).
+    #[arg(long)]
+    batch: Option<String>,
+    /// The source login (the CSV's UserName).
+    #[arg(long)]
+    user_name: Option<String>,
+    /// A file holding the source password (the CSV's Password).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// The target login (the CSV's TargetUserName).
+    #[arg(long)]
+    target_user_name: Option<String>,
+    /// A file holding the target password (the CSV's TargetPassword).
+    #[arg(long)]
+    target_password_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -300,11 +340,13 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
             Ok(0)
         }
         BatchCommand::Stop(args) => {
-            control.stop(&args.name).await?;
-            println!(
-                "Batch {} stopped; syncs under way finish, no new ones start.",
-                args.name
-            );
+            match control.stop(&args.name).await? {
+                BatchStatus::Stopped => println!("Batch {} stopped.", args.name),
+                _ => println!(
+                    "Batch {} stopping: running syncs end at their next safe point (after the messages they are copying are confirmed), then it is Stopped; no new ones start.",
+                    args.name
+                ),
+            }
             Ok(0)
         }
         BatchCommand::Complete(args) => {
@@ -371,11 +413,17 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
             Ok(0)
         }
         BatchCommand::Remove(args) => {
-            control.remove(&args.name).await?;
-            println!(
-                "Batch {} removed, with its users and their stored passwords.",
-                args.name
-            );
+            if control.remove(&args.name).await? {
+                println!(
+                    "Batch {} removed, with its users and their stored passwords.",
+                    args.name
+                );
+            } else {
+                println!(
+                    "Batch {} removing: running syncs end at their next safe point, then a runner removes it with its users and their stored passwords.",
+                    args.name
+                );
+            }
             Ok(0)
         }
     }
@@ -450,6 +498,55 @@ fn print_batch(view: &BatchView) {
 pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
     let store = home.store().await?;
     match command {
+        UserCommand::Retry(args) => {
+            let control = home.control().await?;
+            let outcome = control
+                .retry_user(&args.email, args.batch.as_deref())
+                .await?;
+            print_user_outcome(&args.email, &outcome);
+        }
+        UserCommand::Stop(args) => {
+            let control = home.control().await?;
+            let outcome = control
+                .stop_user(&args.email, args.batch.as_deref())
+                .await?;
+            print_user_outcome(&args.email, &outcome);
+        }
+        UserCommand::Remove(args) => {
+            let control = home.control().await?;
+            let outcome = control
+                .remove_user(&args.email, args.batch.as_deref())
+                .await?;
+            print_user_outcome(&args.email, &outcome);
+        }
+        UserCommand::Set(args) => {
+            let control = home.control().await?;
+            let secret = |file: Option<&Path>| -> Result<Option<SecretString>> {
+                file.map(|f| Ok(SecretString::new(read_password_file(f)?.expose())))
+                    .transpose()
+            };
+            let login = NewLogin {
+                user_name: args.user_name,
+                password: secret(args.password_file.as_deref())?,
+                target_user_name: args.target_user_name,
+                target_password: secret(args.target_password_file.as_deref())?,
+            };
+            let user = control
+                .change_login(&args.email, args.batch.as_deref(), login)
+                .await?;
+            println!(
+                "User {} of batch {} changed; its next sync uses it ({}).",
+                user.email,
+                user.batch,
+                match user.status {
+                    UserStatus::Failed | UserStatus::Stopped => format!(
+                        "it is {}: flytt user retry {} starts it",
+                        user.status, user.email
+                    ),
+                    status => format!("it is {status}"),
+                }
+            );
+        }
         UserCommand::List(args) => {
             if let Some(batch) = &args.batch {
                 store.batch(batch).await?;
@@ -494,10 +591,34 @@ pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
     Ok(0)
 }
 
+fn print_user_outcome(email: &str, outcome: &UserOutcome) {
+    match outcome {
+        UserOutcome::Now(status) => println!("User {email} is {status}."),
+        UserOutcome::Stopping => println!(
+            "User {email}: its running sync ends at its next safe point (after the messages it is copying are confirmed); then it is done."
+        ),
+        UserOutcome::Removed => {
+            println!("User {email} removed from its batch, with its stored passwords.")
+        }
+    }
+}
+
 fn print_user(user: &UserView, events: &[flytt_store::Event]) {
     println!("User:   {}", user.email);
     println!("Batch:  {} (CSV line {})", user.batch, user.csv_line);
-    println!("Status: {}", user.status);
+    match user.requested {
+        Some(flytt_batch::UserRequest::Stop) => {
+            println!(
+                "Status: {} (stopping at the sync's next safe point)",
+                user.status
+            )
+        }
+        Some(flytt_batch::UserRequest::Remove) => println!(
+            "Status: {} (to be removed at the sync's next safe point)",
+            user.status
+        ),
+        None => println!("Status: {}", user.status),
+    }
     if let Some(error) = &user.error {
         println!("Error:  {error}");
     }

@@ -693,7 +693,12 @@ async fn the_openapi_document_matches_the_routes() {
         } else {
             format!("/api/v1{path}")
         };
-        for (marker, method) in [("get(", "GET"), ("post(", "POST"), ("delete(", "DELETE")] {
+        for (marker, method) in [
+            ("get(", "GET"),
+            ("post(", "POST"),
+            ("patch(", "PATCH"),
+            ("delete(", "DELETE"),
+        ] {
             if handlers.contains(marker) {
                 routed.push(format!("{method} {full}"));
             }

@@ -101,7 +101,8 @@ fn failure(error: impl Into<ControlError>) -> Response {
         ControlError::Store(
             flytt_store::Error::NoSuchBatch(_)
             | flytt_store::Error::NoSuchEndpoint(_)
-            | flytt_store::Error::NoSuchUser(_),
+            | flytt_store::Error::NoSuchUser(_)
+            | flytt_store::Error::NoSuchUserInBatch { .. },
         ) => StatusCode::NOT_FOUND,
         ControlError::Store(e) if e.is_internal() => StatusCode::INTERNAL_SERVER_ERROR,
         ControlError::Secrets(_) | ControlError::Report(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -700,25 +701,31 @@ fn actions_for(view: &BatchView) -> Vec<Action> {
     };
     let mut actions = Vec::new();
     let s = view.status;
-    if s != BatchStatus::Syncing && s.after(BatchAction::Start).is_some() {
-        let label = if s == BatchStatus::Stopped {
-            "Resume"
-        } else {
-            "Start"
-        };
-        actions.push(button("start", label, ""));
+    if s == BatchStatus::Removing {
+        return actions;
     }
-    if matches!(
-        s,
-        BatchStatus::Syncing
-            | BatchStatus::Synced
-            | BatchStatus::SyncedWithErrors
-            | BatchStatus::Completing
-    ) {
-        actions.push(button("stop", "Stop", "secondary"));
+    // Start only where it changes something: a Syncing or Synced batch
+    // syncs by itself.
+    match s {
+        BatchStatus::Created => actions.push(button("start", "Start", "")),
+        BatchStatus::Stopped | BatchStatus::Stopping => actions.push(button("start", "Resume", "")),
+        _ => {}
     }
     if s.after(BatchAction::Complete).is_some() {
-        actions.push(button("complete", "Complete", "secondary"));
+        // The primary action of a synced batch; it cannot be undone.
+        let synced = matches!(s, BatchStatus::Synced | BatchStatus::SyncedWithErrors);
+        actions.push(Action {
+            path: "complete",
+            label: "Complete",
+            class: if synced { "" } else { "secondary" },
+            confirm: true,
+            confirm_text: "Complete this batch? Every user gets a last incremental sync and the batch is then Completed; this cannot be undone.",
+        });
+    }
+    if s.after(BatchAction::Stop).is_some()
+        && !matches!(s, BatchStatus::Stopping | BatchStatus::Created)
+    {
+        actions.push(button("stop", "Stop", "secondary"));
     }
     if view.count(UserStatus::Failed) > 0 {
         actions.push(button("retry", "Retry failed users", "secondary"));
@@ -729,7 +736,7 @@ fn actions_for(view: &BatchView) -> Vec<Action> {
         label: "Remove",
         class: "danger",
         confirm: true,
-        confirm_text: "Remove this batch, its users and their stored passwords? Mail on the servers is not touched.",
+        confirm_text: "Remove this batch, its users and their stored passwords? Running syncs stop first. Mail on the servers is not touched.",
     });
     actions
 }
@@ -812,10 +819,10 @@ pub async fn batch_action(
             .start(&name)
             .await
             .map(|n| format!("Batch started ({n} failed users queued again).")),
-        "stop" => control
-            .stop(&name)
-            .await
-            .map(|()| "Batch stopped: syncs under way finish, no new ones start.".to_string()),
+        "stop" => control.stop(&name).await.map(|status| match status {
+            BatchStatus::Stopped => "Batch stopped.".to_string(),
+            _ => "Batch stopping: running syncs end at their next safe point, then it is Stopped; no new ones start.".to_string(),
+        }),
         "complete" => control
             .complete(&name)
             .await
@@ -829,16 +836,18 @@ pub async fn batch_action(
         }),
         "remove" => {
             return match control.remove(&name).await {
-                Ok(()) => {
-                    state.dashboard.sessions.set_flash(
-                        &headers,
-                        Flash {
-                            class: "ok",
-                            text: format!(
-                                "Batch {name} removed; mail on the servers is untouched."
-                            ),
-                        },
-                    );
+                Ok(gone) => {
+                    let text = if gone {
+                        format!("Batch {name} removed; mail on the servers is untouched.")
+                    } else {
+                        format!(
+                            "Batch {name} removing: running syncs end at their next safe point, then it is removed; mail on the servers is untouched."
+                        )
+                    };
+                    state
+                        .dashboard
+                        .sessions
+                        .set_flash(&headers, Flash { class: "ok", text });
                     Redirect::to("/").into_response()
                 }
                 Err(e) => failure(e),

@@ -1,0 +1,160 @@
+//! What an administrator does with one user of a batch, as Exchange's
+//! Start-, Stop-, Remove- and Set-MigrationUser: retry a failed or stopped
+//! user, stop one, remove one, change its sign-in details. The table of
+//! which status allows which action is `UserStatus::after`; a running
+//! user's stop or removal is a request the runner holding it carries out
+//! at the sync's next safe point.
+
+use flytt_batch::{BatchAction, UserAction, UserChange, UserStatus};
+use flytt_secrets::SecretString;
+use flytt_store::{UserChanges, UserRef};
+
+use crate::{Control, ControlError, Result, keyring};
+
+/// New sign-in details for a user (`user set`); what is `None` stays.
+#[derive(Default)]
+pub struct NewLogin {
+    pub user_name: Option<String>,
+    pub password: Option<SecretString>,
+    pub target_user_name: Option<String>,
+    pub target_password: Option<SecretString>,
+}
+
+/// Where a user is after an action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserOutcome {
+    /// Its status now.
+    Now(UserStatus),
+    /// Its sync is running and stops at its next safe point; then it is
+    /// Stopped, or removed.
+    Stopping,
+    /// Taken out of its batch.
+    Removed,
+}
+
+impl Control {
+    /// The user with this address, in `batch` if given, else in its active
+    /// batch.
+    pub async fn user(&self, email: &str, batch: Option<&str>) -> Result<UserRef> {
+        Ok(self.store.user_ref(email, batch).await?)
+    }
+
+    /// Queues a failed or stopped user again; its batch syncs again if it
+    /// had finished (a completed batch gives it its final sync).
+    pub async fn retry_user(&self, email: &str, batch: Option<&str>) -> Result<UserOutcome> {
+        let user = self.user(email, batch).await?;
+        let summary = self.store.batch(&user.batch).await?;
+        self.carry_out(&user, UserAction::Retry).await?;
+        if let Some(batch_next) = summary.status.after(BatchAction::Retry) {
+            self.store.set_batch_status(&user.batch, batch_next).await?;
+        }
+        let now = self.store.user_ref(&user.email, Some(&user.batch)).await?;
+        Ok(UserOutcome::Now(now.status))
+    }
+
+    /// Stops one user: no sync of it starts until it is retried; a running
+    /// one ends at its next safe point.
+    pub async fn stop_user(&self, email: &str, batch: Option<&str>) -> Result<UserOutcome> {
+        let user = self.user(email, batch).await?;
+        self.carry_out(&user, UserAction::Stop).await?;
+        let now = self.store.user_ref(&user.email, Some(&user.batch)).await?;
+        Ok(if now.requested.is_some() {
+            UserOutcome::Stopping
+        } else {
+            UserOutcome::Now(now.status)
+        })
+    }
+
+    /// Takes one user out of its batch with its stored passwords (mail on
+    /// the servers is never touched); a running sync ends first.
+    pub async fn remove_user(&self, email: &str, batch: Option<&str>) -> Result<UserOutcome> {
+        let user = self.user(email, batch).await?;
+        self.carry_out(&user, UserAction::Remove).await?;
+        Ok(
+            match self.store.user_ref(&user.email, Some(&user.batch)).await {
+                Ok(_) => UserOutcome::Stopping,
+                Err(flytt_store::Error::NoSuchUserInBatch { .. }) => UserOutcome::Removed,
+                Err(e) => return Err(e.into()),
+            },
+        )
+    }
+
+    /// Changes a user's sign-in details: passwords are sealed like the
+    /// CSV's, for this user's row. The next sync uses them (retry a failed
+    /// user to start it).
+    pub async fn change_login(
+        &self,
+        email: &str,
+        batch: Option<&str>,
+        login: NewLogin,
+    ) -> Result<UserRef> {
+        let user = self.user(email, batch).await?;
+        if login.user_name.is_none()
+            && login.password.is_none()
+            && login.target_user_name.is_none()
+            && login.target_password.is_none()
+        {
+            return Err(ControlError::InvalidParameter(
+                "nothing to change: give a user name, a password, a target user name or a target password".into(),
+            ));
+        }
+        for name in [&login.user_name, &login.target_user_name]
+            .into_iter()
+            .flatten()
+        {
+            if name.trim().is_empty() || name.chars().any(char::is_control) {
+                return Err(ControlError::InvalidParameter(format!(
+                    "{name:?} is not a user name"
+                )));
+            }
+        }
+        let keyring = keyring(&self.store, &self.data_dir).await?;
+        let seal = |secret: Option<&SecretString>, column: &str| {
+            secret
+                .map(|s| {
+                    keyring.seal(
+                        s,
+                        &format!("batch/{}/user/{}/{column}", user.batch, user.email),
+                    )
+                })
+                .transpose()
+        };
+        let changes = UserChanges {
+            password_sealed: seal(login.password.as_ref(), "Password")?,
+            target_password_sealed: seal(login.target_password.as_ref(), "TargetPassword")?,
+            user_name: login.user_name,
+            target_user_name: login.target_user_name,
+            ..UserChanges::default()
+        };
+        self.store.change_user(&user, &changes).await?;
+        Ok(user)
+    }
+
+    /// Does what `action` does to the user by the table: a new status
+    /// now, or a request (stop, removal) carried out at once where no
+    /// runner holds the user (else the runner does, after the sync).
+    async fn carry_out(&self, user: &UserRef, action: UserAction) -> Result<()> {
+        match self.user_allowed(user, action)? {
+            UserChange::Request(request) => {
+                self.store.request_for_user(user, request).await?;
+                self.store.carry_out_user_requests().await?;
+            }
+            UserChange::Now(status) => {
+                self.store
+                    .set_user_status(user.id, status, None, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn user_allowed(&self, user: &UserRef, action: UserAction) -> Result<UserChange> {
+        user.status
+            .after(action)
+            .ok_or_else(|| ControlError::UserWrongState {
+                email: user.email.clone(),
+                status: user.status,
+                action: action.done(),
+            })
+    }
+}

@@ -1,0 +1,444 @@
+//! The administrator's controls on running work, across server families:
+//! a batch's Stop and a user's Stop end a running sync at a safe point
+//! within seconds (the source behind a slow link, so the copy is still
+//! under way), nothing is written after, and a Start or a retry copies the
+//! rest exactly once; one failed user is fixed and retried alone, stopped
+//! and removed, through the API and the CLI.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Worker, flytt, flytt_ok, json, new_token};
+use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
+use flytt_testsupport::proxy::LatencyProxy;
+use flytt_testsupport::{Family, Layout, NewEndpoint, TestServer};
+
+const PASSWORD: &str = "konsoll-passord-3";
+const KARI: &str = "kari@example.org";
+const OLA: &str = "ola@example.org";
+const PER: &str = "per@example.org";
+const BATCH: &str = "b";
+
+fn messages(from: u32, count: u32, size: usize) -> Vec<CorpusMessage> {
+    (from..from + count)
+        .map(|n| CorpusMessage {
+            bytes: corpus::generated_message(n, Some(&format!("konsoll-{n}")), size),
+            flags: vec!["\\Seen".into()],
+            date: corpus::spread_date(n),
+        })
+        .collect()
+}
+
+async fn seed(server: &TestServer, user: &str, folders: &[CorpusFolder]) {
+    let mut session = server.admin_session(user).await.expect("source login");
+    corpus::seed(&mut session, server.separator(), folders)
+        .await
+        .expect("seed");
+}
+
+fn folder(path: &str, messages: Vec<CorpusMessage>) -> CorpusFolder {
+    CorpusFolder {
+        path: vec![path.to_string()],
+        subscribed: true,
+        messages,
+    }
+}
+
+/// The messages of `folders` (INBOX and Prosjekter) in `user`'s mailbox.
+async fn mail(server: &TestServer, user: &str) -> Vec<(String, Vec<Snapshot>)> {
+    let mut session = server.admin_session(user).await.expect("login");
+    let snapshot = corpus::snapshot(&mut session).await.expect("snapshot");
+    ["INBOX", "Prosjekter"]
+        .iter()
+        .map(|f| (f.to_string(), snapshot.get(*f).cloned().unwrap_or_default()))
+        .collect()
+}
+
+/// The target's folders hold exactly the source's messages (said briefly:
+/// the messages are large).
+fn assert_same(target: &[(String, Vec<Snapshot>)], source: &[(String, Vec<Snapshot>)]) {
+    for ((folder, there), (_, here)) in target.iter().zip(source) {
+        let missing = here.iter().filter(|m| !there.contains(m)).count();
+        let extra = there.iter().filter(|m| !here.contains(m)).count();
+        let first_extra = there.iter().find(|m| !here.contains(m)).map(|m| {
+            (
+                String::from_utf8_lossy(&m.bytes[..m.bytes.len().min(300)]).to_string(),
+                m.flags.clone(),
+                m.date.clone(),
+            )
+        });
+        assert!(
+            missing == 0 && extra == 0 && there.len() == here.len(),
+            "{folder}: {} on the target, {} on the source, {missing} missing, {extra} not as on the source: {first_extra:?}",
+            there.len(),
+            here.len()
+        );
+    }
+}
+
+/// Endpoints `gammel` (the source at `source_url`, the users' own logins
+/// from the CSV) and `ny` (the target, through its admin).
+fn add_endpoints(data: &Path, dir: &Path, source: (&TestServer, String), target: &TestServer) {
+    let password_file = dir.join("target-admin");
+    std::fs::write(&password_file, target.admin_password()).expect("password file");
+    for endpoint in [
+        NewEndpoint {
+            name: "gammel",
+            url: source.1,
+            ca_file: source.0.ca_file(),
+            admin: None,
+            max_migrations: 4,
+            allow_plaintext: false,
+        },
+        NewEndpoint {
+            name: "ny",
+            url: target.url(),
+            ca_file: target.ca_file(),
+            admin: Some(target.admin(&password_file)),
+            max_migrations: 4,
+            allow_plaintext: false,
+        },
+    ] {
+        let args = endpoint.args();
+        flytt_ok(data, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+fn new_batch(data: &Path, dir: &Path, rows: &[(&str, &str)]) {
+    let csv = dir.join("users.csv");
+    let mut text = String::from("EmailAddress,UserName,Password\n");
+    for (user, password) in rows {
+        text.push_str(&format!("{user},{user},{password}\n"));
+    }
+    std::fs::write(&csv, text).expect("csv");
+    let csv = csv.display().to_string();
+    flytt_ok(
+        data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            BATCH,
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &csv,
+        ],
+    );
+}
+
+fn batch_status(data: &Path) -> String {
+    let shown = json(&flytt(data, &["batch", "show", BATCH, "--json"]));
+    shown["status"].as_str().unwrap_or_default().to_string()
+}
+
+fn user(data: &Path, email: &str) -> serde_json::Value {
+    json(&flytt(data, &["user", "show", email, "--json"]))
+}
+
+/// Polls until `done` says so; panics after `within`.
+fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> Option<String>) -> Duration {
+    let started = Instant::now();
+    let mut last = None;
+    while started.elapsed() < within {
+        match done() {
+            None => return started.elapsed(),
+            Some(state) => last = Some(state),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} within {within:?}: last {last:?}");
+}
+
+/// How the administrator stops the running sync.
+#[derive(Clone, Copy)]
+enum StopBy {
+    Batch,
+    User,
+}
+
+/// Kari's mailbox (1,200 messages of 8 KB in INBOX, 100 in Prosjekter) is
+/// copied from a source behind a 1 MB/s link, so it takes over ten
+/// seconds; once a hundred messages are across, the administrator stops
+/// it. The sync ends within seconds with the user given back (not
+/// failed), the target holds a part of the mail, each message once and
+/// exact, and nothing more arrives after; then a Start (or the user's
+/// retry) copies the rest, and the target is exactly the source.
+async fn a_stop_ends_the_running_sync_at_a_safe_point(
+    source: Family,
+    target: Family,
+    stop_by: StopBy,
+) {
+    let users = [(KARI, PASSWORD)];
+    let source = TestServer::start(source, &users).await.expect("source");
+    let target = TestServer::start(target, &users).await.expect("target");
+    seed(
+        &source,
+        KARI,
+        &[
+            folder("INBOX", messages(0, 1_200, 8_000)),
+            folder("Prosjekter", messages(5_000, 100, 8_000)),
+        ],
+    )
+    .await;
+    let link = LatencyProxy::start_shaped(source.port(), Duration::from_millis(1), 1_000_000)
+        .await
+        .expect("proxy");
+    let source_url = source
+        .url()
+        .replace(&format!(":{}", source.port()), &format!(":{}", link.port));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    add_endpoints(&data, dir.path(), (&source, source_url), &target);
+    new_batch(&data, dir.path(), &[(KARI, PASSWORD)]);
+    flytt_ok(&data, &["batch", "start", BATCH]);
+    let worker = Worker::start(&data);
+
+    wait_until(Duration::from_secs(60), "a hundred messages copied", || {
+        let shown = user(&data, KARI);
+        let copied = shown["progress"]["messages_copied"].as_u64().unwrap_or(0);
+        (copied < 100).then(|| shown.to_string())
+    });
+    let asked = Instant::now();
+    let said = match stop_by {
+        StopBy::Batch => flytt_ok(&data, &["batch", "stop", BATCH]),
+        StopBy::User => flytt_ok(&data, &["user", "stop", KARI]),
+    };
+    let said = String::from_utf8_lossy(&said.stdout).to_string();
+    assert!(said.contains("next safe point"), "{said}");
+    let stopped_in = match stop_by {
+        StopBy::Batch => {
+            let now = batch_status(&data);
+            assert!(now == "Stopping" || now == "Stopped", "{now}");
+            wait_until(Duration::from_secs(20), "the batch Stopped", || {
+                let now = batch_status(&data);
+                (now != "Stopped").then_some(now)
+            });
+            asked.elapsed()
+        }
+        StopBy::User => {
+            wait_until(Duration::from_secs(20), "the user Stopped", || {
+                let shown = user(&data, KARI);
+                (shown["status"] != "Stopped").then(|| shown.to_string())
+            });
+            asked.elapsed()
+        }
+    };
+    assert!(
+        stopped_in < Duration::from_secs(8),
+        "the sync took {stopped_in:?} to stop"
+    );
+    let shown = user(&data, KARI);
+    let expected = match stop_by {
+        StopBy::Batch => "Queued",
+        StopBy::User => "Stopped",
+    };
+    assert_eq!(shown["status"], expected, "{shown}");
+    assert!(shown["error"].is_null(), "a stop is no failure: {shown}");
+    assert!(shown["requested"].is_null(), "{shown}");
+
+    // A part is there, each message once and as on the source; nothing
+    // more arrives once stopped.
+    let original = mail(&source, KARI).await;
+    let part = mail(&target, KARI).await;
+    let copied: usize = part.iter().map(|(_, m)| m.len()).sum();
+    assert!((100..1_300).contains(&copied), "{copied} copied");
+    for ((folder, on_target), (_, on_source)) in part.iter().zip(&original) {
+        let mut seen = std::collections::HashSet::new();
+        for message in on_target {
+            assert!(seen.insert(&message.bytes), "{folder}: a message twice");
+            assert!(
+                on_source.contains(message),
+                "{folder}: a message not as on the source"
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let later: usize = mail(&target, KARI).await.iter().map(|(_, m)| m.len()).sum();
+    assert_eq!(later, copied, "written after the stop");
+
+    match stop_by {
+        StopBy::Batch => {
+            let said = flytt_ok(&data, &["batch", "start", BATCH]);
+            assert!(String::from_utf8_lossy(&said.stdout).contains("started"));
+        }
+        StopBy::User => {
+            assert_eq!(batch_status(&data), "SyncedWithErrors");
+            let said = flytt_ok(&data, &["user", "retry", KARI]);
+            assert!(
+                String::from_utf8_lossy(&said.stdout).contains("Queued"),
+                "{said:?}"
+            );
+            assert_eq!(batch_status(&data), "Syncing");
+        }
+    }
+    wait_until(Duration::from_secs(90), "the batch Synced", || {
+        let now = batch_status(&data);
+        (now != "Synced").then_some(now)
+    });
+    assert_same(&mail(&target, KARI).await, &original);
+    drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_stop_ends_running_syncs_dovecot_to_cyrus() {
+    a_stop_ends_the_running_sync_at_a_safe_point(
+        Family::Dovecot(Layout::Source),
+        Family::Cyrus,
+        StopBy::Batch,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_stop_ends_its_running_sync_cyrus_to_dovecot() {
+    a_stop_ends_the_running_sync_at_a_safe_point(
+        Family::Cyrus,
+        Family::Dovecot(Layout::Target),
+        StopBy::User,
+    )
+    .await;
+}
+
+/// Ola's row has a wrong password: Ola fails alone. The password is
+/// corrected through the API (sealed, never shown), Ola is retried alone
+/// and synced, the batch too; Per is stopped and retried, Kari removed
+/// (and may join a new batch); actions a status does not allow are
+/// refused with 409.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_user_is_fixed_and_retried_alone() {
+    let users = [(KARI, PASSWORD), (OLA, PASSWORD), (PER, PASSWORD)];
+    let source = TestServer::start(Family::Dovecot(Layout::Source), &users)
+        .await
+        .expect("source");
+    let target = TestServer::start(Family::Cyrus, &users)
+        .await
+        .expect("target");
+    for (i, (email, _)) in users.iter().enumerate() {
+        let from = 100 * i as u32;
+        seed(
+            &source,
+            email,
+            &[folder("INBOX", messages(from, 20, 2_000))],
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    add_endpoints(&data, dir.path(), (&source, source.url()), &target);
+    new_batch(
+        &data,
+        dir.path(),
+        &[(KARI, PASSWORD), (OLA, "feil-passord"), (PER, PASSWORD)],
+    );
+    let token = new_token(&data, "console");
+    let (worker, base) = Worker::serve(&data);
+    let http = reqwest::Client::new();
+    let api = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(&token)
+    };
+    flytt_ok(&data, &["batch", "start", BATCH]);
+    wait_until(
+        Duration::from_secs(60),
+        "the batch SyncedWithErrors",
+        || {
+            let now = batch_status(&data);
+            (now != "SyncedWithErrors").then_some(now)
+        },
+    );
+    assert_eq!(user(&data, OLA)["status"], "Failed");
+    assert_eq!(mail(&target, OLA).await[0].1.len(), 0);
+
+    // Refused where the status does not allow it.
+    let refused = api(reqwest::Method::POST, &format!("/users/{KARI}/retry"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), reqwest::StatusCode::CONFLICT);
+    let missing = api(reqwest::Method::DELETE, "/users/nobody@example.org")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
+
+    // The corrected password, through the API: write-only.
+    let changed = api(reqwest::Method::PATCH, &format!("/users/{OLA}"))
+        .json(&serde_json::json!({ "password": PASSWORD }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(changed.status(), reqwest::StatusCode::OK);
+    let changed = changed.text().await.expect("body");
+    assert!(!changed.contains(PASSWORD), "{changed}");
+    let changed: serde_json::Value = serde_json::from_str(&changed).expect("json");
+    assert_eq!(changed["status"], "Failed");
+    let empty = api(reqwest::Method::PATCH, &format!("/users/{OLA}"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(empty.status(), reqwest::StatusCode::BAD_REQUEST);
+
+    let retried = api(reqwest::Method::POST, &format!("/users/{OLA}/retry"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(retried.status(), reqwest::StatusCode::OK);
+    let retried: serde_json::Value = retried.json().await.expect("json");
+    assert_eq!(retried["status"], "Queued", "{retried}");
+    assert_eq!(retried["stopping"], false);
+    wait_until(Duration::from_secs(60), "the batch Synced", || {
+        let now = batch_status(&data);
+        (now != "Synced").then_some(now)
+    });
+    assert_eq!(mail(&target, OLA).await, mail(&source, OLA).await);
+
+    // Per, not running, is Stopped at once and stays so until retried.
+    let said = flytt_ok(&data, &["user", "stop", PER]);
+    assert!(String::from_utf8_lossy(&said.stdout).contains("is Stopped"));
+    assert_eq!(user(&data, PER)["status"], "Stopped");
+    let again = flytt(&data, &["user", "stop", PER]);
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    flytt_ok(&data, &["user", "retry", PER]);
+    wait_until(Duration::from_secs(60), "Per synced again", || {
+        let shown = user(&data, PER);
+        (shown["status"] != "Synced").then(|| shown.to_string())
+    });
+
+    // Kari removed: out of the batch, free for another.
+    let removed = api(reqwest::Method::DELETE, &format!("/users/{KARI}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(removed.status(), reqwest::StatusCode::NO_CONTENT);
+    let listed = json(&flytt(&data, &["user", "list", "--batch", BATCH, "--json"]));
+    let emails: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["email"].as_str())
+        .collect();
+    assert_eq!(emails, [OLA, PER]);
+    assert_eq!(
+        mail(&target, KARI).await[0].1.len(),
+        20,
+        "mail is never touched"
+    );
+
+    let events = flytt_ok(&data, &["batch", "events", BATCH]);
+    let events = String::from_utf8_lossy(&events.stdout).to_string();
+    assert!(
+        events.contains("changed by the administrator: Password"),
+        "{events}"
+    );
+    assert!(events.contains("UserRemoved"), "{events}");
+    assert!(!events.contains(PASSWORD), "{events}");
+    drop(worker);
+}
