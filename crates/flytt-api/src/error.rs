@@ -74,6 +74,12 @@ impl From<flytt_store::Error> for ApiError {
     }
 }
 
+impl From<flytt_batch::ParameterError> for ApiError {
+    fn from(e: flytt_batch::ParameterError) -> ApiError {
+        ApiError::bad_request(format!("{}: {}", e.parameter.field(), e.message))
+    }
+}
+
 impl From<ControlError> for ApiError {
     fn from(error: ControlError) -> ApiError {
         match error {
@@ -90,8 +96,11 @@ impl From<ControlError> for ApiError {
                     .collect(),
             },
             ControlError::InvalidParameter(message) => ApiError::bad_request(message),
+            // Named as the API spells it.
+            ControlError::Parameter(e) => ApiError::from(e),
             e @ (ControlError::WrongState { .. }
             | ControlError::UserWrongState { .. }
+            | ControlError::ParameterLocked { .. }
             | ControlError::AnalysisRunning(_)) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

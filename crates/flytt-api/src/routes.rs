@@ -12,11 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flytt_batch::size::parse_size;
-use flytt_batch::{
-    BadItemLimit, BatchParameters, BatchType, FolderMapping, MailboxType, UserStatus,
-    parse_duration,
-};
+use flytt_batch::{BatchParameters, BatchType, Parameter, UserStatus};
 use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
@@ -60,7 +56,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/endpoints/{name}/test", post(test_endpoint))
         .route("/batches", get(list_batches).post(create_batch))
-        .route("/batches/{name}", get(show_batch).delete(remove_batch))
+        .route(
+            "/batches/{name}",
+            get(show_batch).patch(change_batch).delete(remove_batch),
+        )
         .route("/batches/{name}/start", post(start_batch))
         .route("/batches/{name}/stop", post(stop_batch))
         .route("/batches/{name}/complete", post(complete_batch))
@@ -322,7 +321,6 @@ impl NumberOrText {
 /// `POST /api/v1/batches`: the batch's parameters (SPEC §3) and the CSV
 /// file's text.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NewBatchBody {
     name: String,
     #[serde(rename = "type")]
@@ -330,33 +328,9 @@ struct NewBatchBody {
     source_endpoint: String,
     target_endpoint: String,
     csv: String,
-    #[serde(default)]
-    auto_start: bool,
-    #[serde(default)]
-    auto_complete: bool,
-    start_after: Option<String>,
-    complete_after: Option<String>,
-    #[serde(default)]
-    notification_emails: Vec<String>,
-    mailbox_type: Option<String>,
-    bad_item_limit: Option<NumberOrText>,
-    large_item_limit: Option<NumberOrText>,
-    #[serde(default)]
-    exclude_folders: Vec<String>,
-    incremental_sync_interval: Option<String>,
-    target_delivery_domain: Option<String>,
-    #[serde(default)]
-    convert_source_on_complete: bool,
-    forwarding: Option<String>,
-    #[serde(default)]
-    verify: bool,
-    #[serde(default)]
-    deletion_sync: bool,
-    #[serde(default)]
-    folder_mapping: Vec<String>,
-    #[serde(default)]
-    report_subjects: bool,
-    gmail_labels: Option<String>,
+    /// Every other field is a parameter (`parameter_changes`).
+    #[serde(flatten)]
+    parameters: serde_json::Map<String, serde_json::Value>,
 }
 
 fn batch_type(text: &str) -> Result<BatchType, ApiError> {
@@ -367,84 +341,73 @@ fn batch_type(text: &str) -> Result<BatchType, ApiError> {
     })
 }
 
+/// Batch parameters from a JSON object (`notification_emails`, or as
+/// Exchange spells them), as text for the one parser
+/// (`BatchParameters::set`): strings as they are, numbers and booleans
+/// spelled out, lists one item per line, null the default. A field that
+/// names no parameter is refused.
+fn parameter_changes(
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<(Parameter, String)>, ApiError> {
+    use serde_json::Value;
+    fields
+        .iter()
+        .map(|(name, value)| {
+            let parameter = Parameter::from_name(name)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown field {name:?}")))?;
+            let text = match value {
+                Value::Null => String::new(),
+                Value::Bool(b) => b.to_string(),
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                Value::Array(items) => items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(s) => Ok(format!("{s}\n")),
+                        _ => Err(ApiError::bad_request(format!(
+                            "{name}: a list of texts is expected"
+                        ))),
+                    })
+                    .collect::<Result<String, ApiError>>()?,
+                Value::Object(_) => {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}: a text, number, true/false or list is expected"
+                    )));
+                }
+            };
+            Ok((parameter, text))
+        })
+        .collect()
+}
+
 impl NewBatchBody {
     fn into_request(self) -> Result<(BatchRequest, String), ApiError> {
-        let mailbox_type = self
-            .mailbox_type
-            .map(|m| {
-                MailboxType::parse(&m).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "mailbox_type {m:?}: use PrimaryOnly, ArchiveOnly or PrimaryAndArchive"
-                    ))
-                })
-            })
-            .transpose()?;
-        let bad_item_limit = self
-            .bad_item_limit
-            .map(|l| {
-                BadItemLimit::parse(&l.text()).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "bad_item_limit {:?}: use a number or Unlimited",
-                        l.text()
-                    ))
-                })
-            })
-            .transpose()?;
-        let large_item_limit = self
-            .large_item_limit
-            .map(|l| {
-                parse_size(&l.text())
-                    .map_err(|e| ApiError::bad_request(format!("large_item_limit: {e}")))
-            })
-            .transpose()?;
-        let forwarding = match self.forwarding.as_deref() {
-            None => flytt_batch::Forwarding::Auto,
-            Some(text) => flytt_batch::Forwarding::parse(text).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "forwarding {text:?}: use auto, directory, sieve or both"
-                ))
-            })?,
-        };
-        let gmail_labels = self
-            .gmail_labels
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| ApiError::bad_request(format!("gmail_labels {e}")))?
-            .unwrap_or_default();
-        let folder_mapping = FolderMapping::parse_all(&self.folder_mapping)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let interval =
-            parse_duration(self.incremental_sync_interval.as_deref().unwrap_or("24h"))
-                .map_err(|e| ApiError::bad_request(format!("incremental_sync_interval: {e}")))?;
+        let changes = parameter_changes(&self.parameters)?;
+        let parameters =
+            BatchParameters::from_texts(changes.iter().map(|(p, text)| (*p, text.as_str())))
+                .map_err(ApiError::from)?;
         let request = BatchRequest {
             name: self.name,
             batch_type: batch_type(&self.batch_type)?,
             source_endpoint: self.source_endpoint,
             target_endpoint: self.target_endpoint,
-            parameters: BatchParameters {
-                auto_start: self.auto_start,
-                auto_complete: self.auto_complete,
-                start_after: self.start_after,
-                complete_after: self.complete_after,
-                notification_emails: self.notification_emails,
-                mailbox_type,
-                bad_item_limit,
-                large_item_limit,
-                exclude_folders: self.exclude_folders,
-                incremental_sync_interval_secs: interval,
-                target_delivery_domain: self.target_delivery_domain,
-                convert_source_on_complete: self.convert_source_on_complete,
-                forwarding,
-                verify: self.verify,
-                deletion_sync: self.deletion_sync,
-                folder_mapping,
-                report_subjects: self.report_subjects,
-                gmail_labels,
-            },
+            parameters,
         };
         Ok((request, self.csv))
     }
+}
+
+/// `PATCH /api/v1/batches/{name}`: parameters to change (what the
+/// batch's status allows; all or none).
+async fn change_batch(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let fields: serde_json::Map<String, serde_json::Value> = parse_json(&body)?;
+    let changes = parameter_changes(&fields)?;
+    control.change_parameters(&name, &changes).await?;
+    to_json(batch_view(&control, &name).await?)
 }
 
 async fn create_batch(

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod csv_import;
 pub mod folder_mapping;
+pub mod parameter;
 pub mod params;
 pub mod size;
 pub mod stats;
@@ -18,6 +19,7 @@ pub use csv_import::{
     parse_users,
 };
 pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
+pub use parameter::{DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS, Parameter, ParameterError};
 pub use params::{BatchParameters, Forwarding, GmailLabels, UserOverrides, parse_duration};
 pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,

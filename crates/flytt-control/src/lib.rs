@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use flytt_batch::{
-    BatchAction, BatchParameters, BatchStatus, BatchType, CsvError, CsvUser, Password,
+    BatchAction, BatchParameters, BatchStatus, BatchType, CsvError, CsvUser, Parameter, Password,
     UserOverrides, UserStatus, parse_users,
 };
 use flytt_secrets::{Keyring, SecretString};
@@ -39,6 +39,14 @@ pub enum ControlError {
     InvalidCsv(Vec<CsvError>),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error(transparent)]
+    Parameter(#[from] flytt_batch::ParameterError),
+    #[error("batch {batch} is {status}; its {parameter} cannot change now")]
+    ParameterLocked {
+        batch: String,
+        status: BatchStatus,
+        parameter: flytt_batch::Parameter,
+    },
     #[error("batch {batch} is {status}; it cannot be {action}")]
     WrongState {
         batch: String,
@@ -143,6 +151,12 @@ impl Control {
     pub async fn create_batch(&self, request: BatchRequest, csv: &[u8]) -> Result<usize> {
         check_name(&request.name)?;
         check_parameters(&request.parameters)?;
+        if request.source_endpoint == request.target_endpoint {
+            return Err(ControlError::InvalidParameter(format!(
+                "the source and the target endpoint are both {:?}: a batch moves mailboxes from one server to another",
+                request.source_endpoint
+            )));
+        }
         for endpoint in [&request.source_endpoint, &request.target_endpoint] {
             self.store.endpoint(endpoint).await?;
         }
@@ -238,6 +252,39 @@ impl Control {
             self.store.set_batch_status(name, next).await?;
         }
         Ok(retried)
+    }
+
+    /// `batch set`: changes parameters, each from its text by the one
+    /// parser, all or none, where the batch's status allows
+    /// (`Parameter::may_change`). Syncs that start after use them.
+    /// Returns the parameters now.
+    pub async fn change_parameters(
+        &self,
+        name: &str,
+        changes: &[(Parameter, String)],
+    ) -> Result<BatchParameters> {
+        let batch = self.store.batch(name).await?;
+        if changes.is_empty() {
+            return Err(ControlError::InvalidParameter(
+                "nothing to change: give at least one parameter".into(),
+            ));
+        }
+        let mut parameters = batch.parameters.clone();
+        for (parameter, text) in changes {
+            if !parameter.may_change(batch.status) {
+                return Err(ControlError::ParameterLocked {
+                    batch: batch.name.clone(),
+                    status: batch.status,
+                    parameter: *parameter,
+                });
+            }
+            parameters.set(*parameter, text)?;
+        }
+        let names: Vec<&str> = changes.iter().map(|(p, _)| p.name()).collect();
+        self.store
+            .set_batch_parameters(name, &parameters, &names.join(", "))
+            .await?;
+        Ok(parameters)
     }
 
     /// Asks for an analysis of a batch (any status: it changes nothing);
@@ -357,33 +404,5 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 fn check_parameters(parameters: &BatchParameters) -> Result<()> {
-    for (field, time) in [
-        ("StartAfter", &parameters.start_after),
-        ("CompleteAfter", &parameters.complete_after),
-    ] {
-        if let Some(time) = time
-            && chrono::DateTime::parse_from_rfc3339(time).is_err()
-        {
-            return Err(ControlError::InvalidParameter(format!(
-                "{field} {time:?} is not a time like 2026-12-01T18:00:00+01:00"
-            )));
-        }
-    }
-    for address in &parameters.notification_emails {
-        let fine = address
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
-            && !address.chars().any(|c| c.is_whitespace() || c.is_control());
-        if !fine {
-            return Err(ControlError::InvalidParameter(format!(
-                "NotificationEmails: {address:?} is not an email address"
-            )));
-        }
-    }
-    if parameters.incremental_sync_interval_secs == 0 {
-        return Err(ControlError::InvalidParameter(
-            "IncrementalSyncInterval must be longer than 0".into(),
-        ));
-    }
-    Ok(())
+    Ok(parameters.check()?)
 }

@@ -112,10 +112,17 @@ async fn bad_requests_create_nothing() {
     for (what, bad) in [("time", bad_time), ("mail", bad_mail)] {
         let result = control.create_batch(bad, CSV).await;
         assert!(
-            matches!(result, Err(ControlError::InvalidParameter(_))),
+            matches!(result, Err(ControlError::Parameter(_))),
             "{what}: {result:?}"
         );
     }
+    let mut same_endpoints = request("b");
+    same_endpoints.target_endpoint = same_endpoints.source_endpoint.clone();
+    let result = control.create_batch(same_endpoints, CSV).await;
+    assert!(
+        matches!(&result, Err(ControlError::InvalidParameter(m)) if m.contains("both")),
+        "{result:?}"
+    );
     assert!(matches!(
         control.create_batch(no_endpoint, CSV).await,
         Err(ControlError::Store(flytt_store::Error::NoSuchEndpoint(_)))

@@ -682,6 +682,31 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a batch's parameters (`batch set`); the change is logged
+    /// with the names of what changed.
+    pub async fn set_batch_parameters(
+        &self,
+        name: &str,
+        parameters: &BatchParameters,
+        changed: &str,
+    ) -> Result<()> {
+        let json = totals::to_json("parameters", parameters)?;
+        let mut tx = self.write_transaction().await?;
+        let done = sqlx::query(self.sql("UPDATE batch SET parameters = ? WHERE name = ?"))
+            .bind(json)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchBatch(name.to_string()));
+        }
+        let message = format!("parameters changed: {changed}");
+        self.record(&mut tx, name, None, kind::NOTE, None, Some(&message))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Moves a batch's users from one status to another (e.g. Failed ->
     /// Queued on a restart), clearing their errors; returns how many moved.
     pub async fn move_users(&self, batch: &str, from: UserStatus, to: UserStatus) -> Result<u64> {

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use flytt_batch::FolderMapping;
-use flytt_batch::size::parse_size;
-use flytt_batch::{
-    BadItemLimit, BatchParameters, BatchStatus, BatchType, MailboxType, UserStatus, parse_duration,
-};
+use flytt_batch::{BatchParameters, BatchStatus, BatchType, Parameter, UserStatus};
 use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EventView, UserView};
 use flytt_control::{BatchRequest, Control, ControlError, reports};
@@ -40,8 +36,8 @@ pub enum BatchCommand {
     Complete(NameArg),
     /// Write the batch's reports: one row per user, and one row per skipped or failed item.
     Report(ReportArgs),
-    /// Change a batch: add users from another CSV file.
-    Set(SetArgs),
+    /// Change a batch's parameters (what its status allows) or add users from another CSV file.
+    Set(Box<SetArgs>),
     /// Queue the failed users of a batch again.
     Retry(NameArg),
     /// The batch's event log: status changes with their reasons.
@@ -70,6 +66,84 @@ pub struct SetArgs {
     /// A CSV file of more users (validated like the first one).
     #[arg(long)]
     add_csv: Option<PathBuf>,
+    /// Where status mails go, comma separated (empty: none).
+    #[arg(long)]
+    notification_emails: Option<String>,
+    /// Start no earlier than this time (RFC 3339; empty: none). Before the batch starts.
+    #[arg(long)]
+    start_after: Option<String>,
+    /// Complete no earlier than this time (RFC 3339; empty: none).
+    #[arg(long)]
+    complete_after: Option<String>,
+    /// true or false. Before the batch starts.
+    #[arg(long, value_name = "true|false")]
+    auto_start: Option<String>,
+    /// true or false.
+    #[arg(long, value_name = "true|false")]
+    auto_complete: Option<String>,
+    /// A number or Unlimited (empty: none).
+    #[arg(long)]
+    bad_item_limit: Option<String>,
+    /// A size such as 35MB (empty: none).
+    #[arg(long)]
+    large_item_limit: Option<String>,
+    /// Such as 24h or 30m.
+    #[arg(long)]
+    incremental_sync_interval: Option<String>,
+    /// true or false.
+    #[arg(long, value_name = "true|false")]
+    verify: Option<String>,
+    /// true or false.
+    #[arg(long, value_name = "true|false")]
+    deletion_sync: Option<String>,
+    /// true or false.
+    #[arg(long, value_name = "true|false")]
+    report_subjects: Option<String>,
+    /// Any batch parameter by its name, e.g. MailboxType=ArchiveOnly; repeatable. Until a
+    /// batch starts, every parameter may change; while it runs, all but AutoStart, StartAfter,
+    /// MailboxType, ExcludeFolders, FolderMapping, GmailLabels, Forwarding and
+    /// TargetDeliveryDomain; once it is completing, none.
+    #[arg(long = "parameter", value_name = "NAME=VALUE")]
+    parameters: Vec<String>,
+}
+
+impl SetArgs {
+    /// The parameters to change, as text for the one parser.
+    fn changes(&self) -> Result<Vec<(Parameter, String)>> {
+        let mut changes: Vec<(Parameter, String)> = [
+            (Parameter::NotificationEmails, &self.notification_emails),
+            (Parameter::StartAfter, &self.start_after),
+            (Parameter::CompleteAfter, &self.complete_after),
+            (Parameter::AutoStart, &self.auto_start),
+            (Parameter::AutoComplete, &self.auto_complete),
+            (Parameter::BadItemLimit, &self.bad_item_limit),
+            (Parameter::LargeItemLimit, &self.large_item_limit),
+            (
+                Parameter::IncrementalSyncInterval,
+                &self.incremental_sync_interval,
+            ),
+            (Parameter::Verify, &self.verify),
+            (Parameter::DeletionSync, &self.deletion_sync),
+            (Parameter::ReportSubjects, &self.report_subjects),
+        ]
+        .into_iter()
+        .filter_map(|(parameter, text)| text.clone().map(|t| (parameter, t)))
+        .collect();
+        for pair in &self.parameters {
+            let (name, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--parameter {pair:?}: use NAME=VALUE"))?;
+            let parameter = Parameter::from_name(name.trim()).with_context(|| {
+                let names: Vec<&str> = Parameter::ALL.iter().map(|p| p.name()).collect();
+                format!(
+                    "--parameter {name:?}: no such parameter ({})",
+                    names.join(", ")
+                )
+            })?;
+            changes.push((parameter, value.to_string()));
+        }
+        Ok(changes)
+    }
 }
 
 #[derive(Args)]
@@ -157,16 +231,6 @@ pub struct UserShowArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum MailboxTypeArg {
-    #[value(name = "PrimaryOnly")]
-    PrimaryOnly,
-    #[value(name = "ArchiveOnly")]
-    ArchiveOnly,
-    #[value(name = "PrimaryAndArchive")]
-    PrimaryAndArchive,
-}
-
 #[derive(Args)]
 pub struct NewArgs {
     #[arg(long)]
@@ -190,24 +254,25 @@ pub struct NewArgs {
     #[arg(long)]
     complete_after: Option<String>,
     /// Where status mails go, comma separated.
-    #[arg(long, value_delimiter = ',')]
-    notification_emails: Vec<String>,
-    #[arg(long, value_enum)]
-    mailbox_type: Option<MailboxTypeArg>,
+    #[arg(long)]
+    notification_emails: Option<String>,
+    /// PrimaryOnly, ArchiveOnly or PrimaryAndArchive.
+    #[arg(long)]
+    mailbox_type: Option<String>,
     /// Bad items a user may have before failing (a number or Unlimited).
-    #[arg(long, value_parser = parse_bad_item_limit)]
-    bad_item_limit: Option<BadItemLimit>,
+    #[arg(long)]
+    bad_item_limit: Option<String>,
     /// Skip and report messages larger than this (e.g. 35MB).
-    #[arg(long, value_parser = parse_size)]
-    large_item_limit: Option<u64>,
+    #[arg(long)]
+    large_item_limit: Option<String>,
     #[arg(long, num_args = 1..)]
     exclude_folders: Vec<String>,
     /// Where source folders go when not by their own path: rules such as
     /// '"Sendte elementer" -> "Gammelt/Sendt"' or 'Arkiv/* -> Archive/*'
     /// (see `flytt sync --help`); a CSV row's FolderMapping is tried first.
     /// Repeatable.
-    #[arg(long, value_name = "RULES", value_parser = FolderMapping::parse)]
-    folder_mapping: Vec<FolderMapping>,
+    #[arg(long, value_name = "RULES")]
+    folder_mapping: Vec<String>,
     /// Report skipped and failed messages with their subjects (their dates
     /// always) in the statistics and the errors report: subjects are
     /// personal data.
@@ -215,11 +280,11 @@ pub struct NewArgs {
     report_subjects: bool,
     /// A Gmail source's labels: a folder per label (a message with two
     /// labels in both), or each message once with its labels as keywords.
-    #[arg(long, default_value = "folders", value_name = "folders|keywords")]
-    gmail_labels: flytt_batch::GmailLabels,
-    /// Time between incremental syncs (e.g. 24h, 30m).
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
-    incremental_sync_interval: u64,
+    #[arg(long, value_name = "folders|keywords")]
+    gmail_labels: Option<String>,
+    /// Time between incremental syncs (e.g. 24h, 30m; default 24h).
+    #[arg(long)]
+    incremental_sync_interval: Option<String>,
     #[arg(long)]
     target_delivery_domain: Option<String>,
     /// Staged batches: on completion, make the source mailboxes mail users
@@ -235,19 +300,63 @@ pub struct NewArgs {
     /// flytt's own copies; contacts and items only if unchanged there).
     #[arg(long)]
     deletion_sync: bool,
-    /// Staged batches: where forwarding is set on the source
-    /// (auto: the directory if the endpoint has one, else a Sieve redirect).
-    #[arg(long, default_value = "auto", value_parser = parse_forwarding)]
-    forwarding: flytt_batch::Forwarding,
+    /// Staged batches: where forwarding is set on the source: auto (the
+    /// directory if the endpoint has one, else a Sieve redirect), directory,
+    /// sieve or both.
+    #[arg(long)]
+    forwarding: Option<String>,
 }
 
-fn parse_forwarding(text: &str) -> Result<flytt_batch::Forwarding, String> {
-    flytt_batch::Forwarding::parse(text)
-        .ok_or_else(|| format!("{text:?}: use auto, directory, sieve or both"))
-}
-
-fn parse_bad_item_limit(text: &str) -> Result<BadItemLimit, String> {
-    BadItemLimit::parse(text).ok_or_else(|| format!("{text:?} is not a number or Unlimited"))
+impl NewArgs {
+    /// The batch's parameters, each from its text by the one parser
+    /// (`BatchParameters::set`), as the API and the dashboard read theirs.
+    fn parameters(&self) -> Result<BatchParameters, flytt_batch::ParameterError> {
+        let flag = |on: bool| if on { "true" } else { "false" };
+        // One per line (a trailing one too), so a name with a comma stays whole.
+        let exclude: String = self
+            .exclude_folders
+            .iter()
+            .map(|f| f.clone() + "\n")
+            .collect();
+        let mapping = self.folder_mapping.join("\n");
+        let texts = [
+            (Parameter::AutoStart, Some(flag(self.auto_start))),
+            (Parameter::AutoComplete, Some(flag(self.auto_complete))),
+            (Parameter::StartAfter, self.start_after.as_deref()),
+            (Parameter::CompleteAfter, self.complete_after.as_deref()),
+            (
+                Parameter::NotificationEmails,
+                self.notification_emails.as_deref(),
+            ),
+            (Parameter::MailboxType, self.mailbox_type.as_deref()),
+            (Parameter::BadItemLimit, self.bad_item_limit.as_deref()),
+            (Parameter::LargeItemLimit, self.large_item_limit.as_deref()),
+            (Parameter::ExcludeFolders, Some(exclude.as_str())),
+            (Parameter::FolderMapping, Some(mapping.as_str())),
+            (Parameter::ReportSubjects, Some(flag(self.report_subjects))),
+            (Parameter::GmailLabels, self.gmail_labels.as_deref()),
+            (
+                Parameter::IncrementalSyncInterval,
+                self.incremental_sync_interval.as_deref(),
+            ),
+            (
+                Parameter::TargetDeliveryDomain,
+                self.target_delivery_domain.as_deref(),
+            ),
+            (
+                Parameter::ConvertSourceOnComplete,
+                Some(flag(self.convert_source_on_complete)),
+            ),
+            (Parameter::Verify, Some(flag(self.verify))),
+            (Parameter::DeletionSync, Some(flag(self.deletion_sync))),
+            (Parameter::Forwarding, self.forwarding.as_deref()),
+        ];
+        BatchParameters::from_texts(
+            texts
+                .into_iter()
+                .filter_map(|(parameter, text)| Some((parameter, text?))),
+        )
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -365,7 +474,7 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
             );
             Ok(0)
         }
-        BatchCommand::Set(args) => add_users(args, &control).await,
+        BatchCommand::Set(args) => set(*args, &control).await,
         BatchCommand::Analyze(args) => crate::analyze_cmd::analyze(args, &control, home).await,
         BatchCommand::Report(args) => {
             store.batch(&args.name).await?;
@@ -727,30 +836,7 @@ fn read_csv(path: &Path) -> Result<Vec<u8>> {
 /// the passwords, and stores the batch with its users in one transaction.
 async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
     let csv = read_csv(&args.csv)?;
-    let parameters = BatchParameters {
-        auto_start: args.auto_start,
-        auto_complete: args.auto_complete,
-        start_after: args.start_after,
-        complete_after: args.complete_after,
-        notification_emails: args.notification_emails,
-        mailbox_type: args.mailbox_type.map(|m| match m {
-            MailboxTypeArg::PrimaryOnly => MailboxType::PrimaryOnly,
-            MailboxTypeArg::ArchiveOnly => MailboxType::ArchiveOnly,
-            MailboxTypeArg::PrimaryAndArchive => MailboxType::PrimaryAndArchive,
-        }),
-        bad_item_limit: args.bad_item_limit,
-        large_item_limit: args.large_item_limit,
-        exclude_folders: args.exclude_folders,
-        incremental_sync_interval_secs: args.incremental_sync_interval,
-        target_delivery_domain: args.target_delivery_domain,
-        convert_source_on_complete: args.convert_source_on_complete,
-        forwarding: args.forwarding,
-        verify: args.verify,
-        deletion_sync: args.deletion_sync,
-        folder_mapping: args.folder_mapping.into_iter().collect(),
-        report_subjects: args.report_subjects,
-        gmail_labels: args.gmail_labels,
-    };
+    let parameters = args.parameters()?;
     let request = BatchRequest {
         name: args.name.clone(),
         batch_type: BatchType::from(args.batch_type),
@@ -770,10 +856,23 @@ async fn new_batch(args: NewArgs, control: &Control) -> Result<u8> {
     }
 }
 
-/// `batch set NAME --add-csv FILE`: more users for an existing batch.
-async fn add_users(args: SetArgs, control: &Control) -> Result<u8> {
+/// `batch set`: parameters first (all or none), then more users.
+async fn set(args: SetArgs, control: &Control) -> Result<u8> {
+    let changes = args.changes()?;
+    if changes.is_empty() && args.add_csv.is_none() {
+        anyhow::bail!("nothing to change: give a parameter (see --help) or --add-csv FILE");
+    }
+    if !changes.is_empty() {
+        control.change_parameters(&args.name, &changes).await?;
+        let names: Vec<&str> = changes.iter().map(|(p, _)| p.name()).collect();
+        println!(
+            "Batch {} changed: {}; syncs that start from now on use it.",
+            args.name,
+            names.join(", ")
+        );
+    }
     let Some(path) = args.add_csv else {
-        anyhow::bail!("nothing to change: give --add-csv FILE");
+        return Ok(0);
     };
     let csv = read_csv(&path)?;
     match control.add_users(&args.name, &csv).await {

@@ -3,14 +3,14 @@
 //! within seconds (the source behind a slow link, so the copy is still
 //! under way), nothing is written after, and a Start or a retry copies the
 //! rest exactly once; one failed user is fixed and retried alone, stopped
-//! and removed, through the API and the CLI.
+//! and removed, through the API, the dashboard and the CLI.
 
 mod common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Worker, flytt, flytt_ok, json, new_token};
+use common::{Worker, flytt, flytt_ok, json, login_form, new_token};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
 use flytt_testsupport::proxy::LatencyProxy;
 use flytt_testsupport::{Family, Layout, NewEndpoint, TestServer};
@@ -140,6 +140,33 @@ fn batch_status(data: &Path) -> String {
 
 fn user(data: &Path, email: &str) -> serde_json::Value {
     json(&flytt(data, &["user", "show", email, "--json"]))
+}
+
+/// A dashboard session signed in with an API token: the client (which
+/// does not follow redirects) and the session cookie.
+async fn sign_in(base: &str, token: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = login_form(&http, base).await;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", token)])
+        .send()
+        .await
+        .expect("sign in");
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    (http, session)
 }
 
 /// Polls until `done` says so; panics after `within`.
@@ -308,7 +335,8 @@ async fn a_user_stop_ends_its_running_sync_cyrus_to_dovecot() {
 
 /// Ola's row has a wrong password: Ola fails alone. The password is
 /// corrected through the API (sealed, never shown), Ola is retried alone
-/// and synced, the batch too; Per is stopped and retried, Kari removed
+/// and synced, the batch too; Per is stopped (CLI) and retried from the
+/// dashboard's batch page, Kari removed
 /// (and may join a new batch); actions a status does not allow are
 /// refused with 409.
 #[tokio::test(flavor = "multi_thread")]
@@ -406,7 +434,38 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
     assert_eq!(user(&data, PER)["status"], "Stopped");
     let again = flytt(&data, &["user", "stop", PER]);
     assert_eq!(again.status.code(), Some(2), "{again:?}");
-    flytt_ok(&data, &["user", "retry", PER]);
+    // Retried from its batch's page in the dashboard.
+    let (dashboard, session) = sign_in(&base, &token).await;
+    let page = dashboard
+        .get(format!("{base}/batches/{BATCH}"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&format!("aria-label=\"Retry {PER}\"")),
+        "{page}"
+    );
+    assert!(
+        !page.contains(&format!("aria-label=\"Retry {OLA}\"")),
+        "{page}"
+    );
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token");
+    let retried = dashboard
+        .post(format!("{base}/batches/{BATCH}/users/{PER}/retry"))
+        .header("Cookie", &session)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(retried.status(), reqwest::StatusCode::SEE_OTHER);
     wait_until(Duration::from_secs(60), "Per synced again", || {
         let shown = user(&data, PER);
         (shown["status"] != "Synced").then(|| shown.to_string())
@@ -432,6 +491,89 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         "mail is never touched"
     );
 
+    // Parameters change by the rule book: notifications and completion
+    // while it runs; what shapes the copy, not any more.
+    let said = flytt_ok(
+        &data,
+        &[
+            "batch",
+            "set",
+            BATCH,
+            "--notification-emails",
+            "drift@example.org",
+            "--complete-after",
+            "2030-01-01T18:00:00+01:00",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&said.stdout).contains("NotificationEmails, CompleteAfter"));
+    let shown = json(&flytt(&data, &["batch", "show", BATCH, "--json"]));
+    assert_eq!(
+        shown["parameters"]["notification_emails"],
+        serde_json::json!(["drift@example.org"])
+    );
+    assert_eq!(
+        shown["parameters"]["complete_after"],
+        "2030-01-01T18:00:00+01:00"
+    );
+    let locked = flytt(
+        &data,
+        &[
+            "batch",
+            "set",
+            BATCH,
+            "--parameter",
+            "MailboxType=ArchiveOnly",
+        ],
+    );
+    assert_eq!(locked.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&locked.stderr).contains("MailboxType cannot change now"),
+        "{locked:?}"
+    );
+    let bad = flytt(
+        &data,
+        &["batch", "set", BATCH, "--complete-after", "tomorrow"],
+    );
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("CompleteAfter: \"tomorrow\" is not a time"),
+        "{bad:?}"
+    );
+    let patched = api(reqwest::Method::PATCH, &format!("/batches/{BATCH}"))
+        .json(&serde_json::json!({ "large_item_limit": "30MB", "verify": true }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(patched.status(), reqwest::StatusCode::OK);
+    let patched: serde_json::Value = patched.json().await.expect("json");
+    assert_eq!(patched["parameters"]["large_item_limit"], 30 << 20);
+    assert_eq!(patched["parameters"]["verify"], true);
+    assert_eq!(
+        patched["parameters"]["notification_emails"],
+        serde_json::json!(["drift@example.org"]),
+        "the rest stays"
+    );
+    for (body, status) in [
+        (
+            serde_json::json!({ "mailbox_type": "PrimaryOnly" }),
+            reqwest::StatusCode::CONFLICT,
+        ),
+        (
+            serde_json::json!({ "colour": "blue" }),
+            reqwest::StatusCode::BAD_REQUEST,
+        ),
+        (
+            serde_json::json!({ "bad_item_limit": "many" }),
+            reqwest::StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let refused = api(reqwest::Method::PATCH, &format!("/batches/{BATCH}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(refused.status(), status, "{body}");
+    }
+
     let events = flytt_ok(&data, &["batch", "events", BATCH]);
     let events = String::from_utf8_lossy(&events.stdout).to_string();
     assert!(
@@ -439,6 +581,10 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         "{events}"
     );
     assert!(events.contains("UserRemoved"), "{events}");
+    assert!(
+        events.contains("parameters changed: LargeItemLimit, Verify"),
+        "{events}"
+    );
     assert!(!events.contains(PASSWORD), "{events}");
     drop(worker);
 }

@@ -334,8 +334,11 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     })
     .await;
 
-    // Complete.
+    // Complete, which cannot be undone: the page asks first.
     click_button(&client, "Complete").await;
+    let asked = client.get_alert_text().await.expect("a confirmation");
+    assert!(asked.contains("cannot be undone"), "{asked}");
+    client.accept_alert().await.expect("confirm");
     let page = wait_for_text(&client, "the batch to complete", |t| {
         t.contains("CompletedWithErrors")
     })

@@ -46,6 +46,10 @@ pub fn router() -> Router<AppState> {
         .route("/batches/{name}", get(pages::batch))
         .route("/partials/batches/{name}", get(pages::batch_live))
         .route("/batches/{name}/{action}", post(pages::batch_action))
+        .route(
+            "/batches/{name}/users/{email}/{action}",
+            post(pages::user_action),
+        )
         .route("/batches/{name}/reports/{file}", get(pages::report))
         .route("/endpoints", get(pages::endpoints))
         .route("/endpoints/{name}", get(pages::endpoint))

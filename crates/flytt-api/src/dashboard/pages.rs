@@ -6,12 +6,11 @@ use askama::Template;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use flytt_batch::size::parse_size;
 use flytt_batch::{
-    BadItemLimit, BatchAction, BatchParameters, BatchStatus, BatchType, FolderMapping, MailboxType,
-    UserStatus, parse_duration,
+    BatchAction, BatchParameters, BatchStatus, BatchType, Parameter, UserAction, UserStatus,
 };
 use flytt_control::endpoints::EndpointTest;
+use flytt_control::users::UserOutcome;
 use flytt_control::views::{BatchView, EndpointView, UserView, WorkerView};
 use flytt_control::{BatchRequest, ControlError, reports};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -368,12 +367,51 @@ pub async fn batch_rows(State(state): State<AppState>, headers: HeaderMap) -> Re
 /// One row of a batch's users.
 struct UserRow {
     email: String,
+    /// The address as a path segment.
+    link: String,
     status: String,
     copied: u64,
     skipped: u64,
     megabytes: String,
     last_sync: String,
     detail: String,
+    /// The actions the user's status allows (`UserStatus::after`).
+    actions: Vec<UserButton>,
+}
+
+/// One user's action button.
+struct UserButton {
+    path: &'static str,
+    label: &'static str,
+    confirm: &'static str,
+}
+
+impl UserButton {
+    /// The buttons for a user: what its status allows, and not what a
+    /// request already asked for.
+    fn for_user(user: &UserView) -> Vec<UserButton> {
+        if user.requested.is_some() {
+            return Vec::new();
+        }
+        [
+            (UserAction::Retry, "retry", "Retry", ""),
+            (UserAction::Stop, "stop", "Stop", ""),
+            (
+                UserAction::Remove,
+                "remove",
+                "Remove",
+                "Remove this user from the batch with its stored passwords? Its mail on the servers is not touched.",
+            ),
+        ]
+        .into_iter()
+        .filter(|(action, ..)| user.status.after(*action).is_some())
+        .map(|(_, path, label, confirm)| UserButton {
+            path,
+            label,
+            confirm,
+        })
+        .collect()
+    }
 }
 
 impl UserRow {
@@ -383,6 +421,9 @@ impl UserRow {
         let copied = stats.messages_copied + progress.messages_copied;
         let bytes = stats.bytes_copied + progress.bytes_copied;
         let detail = match (&user.error, &user.waiting) {
+            _ if user.requested.is_some() => {
+                "stopping: the sync ends at its next safe point".to_string()
+            }
             (Some(error), _) => error.clone(),
             (None, Some(waiting)) => waiting.sentence(),
             (None, None) if !progress.folder.is_empty() => {
@@ -392,6 +433,7 @@ impl UserRow {
         };
         UserRow {
             email: user.email.clone(),
+            link: link(&user.email),
             status: user.status.to_string(),
             copied,
             skipped: stats.messages_skipped + stats.messages_failed,
@@ -401,6 +443,7 @@ impl UserRow {
                 .clone()
                 .unwrap_or_else(|| "–".to_string()),
             detail,
+            actions: UserButton::for_user(user),
         }
     }
 }
@@ -801,6 +844,51 @@ pub async fn batch_live(
     }
 }
 
+/// A user's action from its batch's page: retry, stop or remove, by the
+/// same rules as the CLI and the API.
+pub async fn user_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((name, email, action)): Path<(String, String, String)>,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
+        return to_login();
+    };
+    if !csrf_ok(&session, &form) {
+        return csrf_refused();
+    }
+    let control = &state.control;
+    let batch = Some(name.as_str());
+    let outcome = match action.as_str() {
+        "retry" => control.retry_user(&email, batch).await,
+        "stop" => control.stop_user(&email, batch).await,
+        "remove" => control.remove_user(&email, batch).await,
+        _ => return not_found().await,
+    };
+    let flash = match outcome {
+        Ok(UserOutcome::Now(status)) => Flash {
+            class: "ok",
+            text: format!("{email} is {status}."),
+        },
+        Ok(UserOutcome::Stopping) => Flash {
+            class: "ok",
+            text: format!("{email}: its sync ends at its next safe point."),
+        },
+        Ok(UserOutcome::Removed) => Flash {
+            class: "ok",
+            text: format!("{email} removed from the batch; its mail is untouched."),
+        },
+        Err(e @ ControlError::UserWrongState { .. }) => Flash {
+            class: "error",
+            text: e.to_string(),
+        },
+        Err(e) => return failure(e),
+    };
+    state.dashboard.sessions.set_flash(&headers, flash);
+    Redirect::to(&format!("/batches/{}", link(&name))).into_response()
+}
+
 pub async fn batch_action(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -944,6 +1032,8 @@ struct BatchForm {
     target_endpoint: String,
     auto_start: bool,
     auto_complete: bool,
+    start_after: String,
+    complete_after: String,
     notification_emails: String,
     mailbox_type: String,
     bad_item_limit: String,
@@ -1068,73 +1158,50 @@ async fn read_multipart(
     Ok((fields, csv))
 }
 
-fn split_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
-
 /// The form as a batch request, or what is wrong with it.
 fn batch_request(form: &BatchForm) -> Result<BatchRequest, String> {
-    let batch_type = BatchType::parse(&form.batch_type)
+    let batch_type = BatchType::parse(form.batch_type.as_str())
         .ok_or_else(|| format!("unknown batch type {:?}", form.batch_type))?;
-    let mailbox_type = match form.mailbox_type.as_str() {
-        "" => None,
-        m => Some(MailboxType::parse(m).ok_or_else(|| format!("unknown mailbox type {m:?}"))?),
-    };
-    let bad_item_limit = match form.bad_item_limit.trim() {
-        "" => None,
-        l => Some(
-            BadItemLimit::parse(l)
-                .ok_or_else(|| format!("bad item limit {l:?}: a number or Unlimited"))?,
+    let flag = |on: bool| if on { "true" } else { "false" };
+    let texts = [
+        (Parameter::AutoStart, flag(form.auto_start)),
+        (Parameter::AutoComplete, flag(form.auto_complete)),
+        (Parameter::StartAfter, form.start_after.as_str()),
+        (Parameter::CompleteAfter, form.complete_after.as_str()),
+        (
+            Parameter::NotificationEmails,
+            form.notification_emails.as_str(),
         ),
-    };
-    let large_item_limit = match form.large_item_limit.trim() {
-        "" => None,
-        l => Some(parse_size(l).map_err(|e| format!("large item limit: {e}"))?),
-    };
-    let forwarding = match form.forwarding.as_str() {
-        "" => flytt_batch::Forwarding::Auto,
-        f => {
-            flytt_batch::Forwarding::parse(f).ok_or_else(|| format!("unknown forwarding {f:?}"))?
-        }
-    };
-    let gmail_labels = match form.gmail_labels.as_str() {
-        "" => flytt_batch::GmailLabels::default(),
-        g => g.parse().map_err(|e| format!("Gmail labels {e}"))?,
-    };
-    let folder_mapping = FolderMapping::parse(&form.folder_mapping).map_err(|e| e.to_string())?;
-    let interval = match form.incremental_sync_interval.trim() {
-        "" => 86_400,
-        i => parse_duration(i).map_err(|e| format!("incremental sync interval: {e}"))?,
-    };
+        (Parameter::MailboxType, form.mailbox_type.as_str()),
+        (Parameter::BadItemLimit, form.bad_item_limit.as_str()),
+        (Parameter::LargeItemLimit, form.large_item_limit.as_str()),
+        (Parameter::ExcludeFolders, form.exclude_folders.as_str()),
+        (Parameter::FolderMapping, form.folder_mapping.as_str()),
+        (
+            Parameter::IncrementalSyncInterval,
+            form.incremental_sync_interval.as_str(),
+        ),
+        (
+            Parameter::TargetDeliveryDomain,
+            form.target_delivery_domain.as_str(),
+        ),
+        (Parameter::Forwarding, form.forwarding.as_str()),
+        (Parameter::GmailLabels, form.gmail_labels.as_str()),
+        (
+            Parameter::ConvertSourceOnComplete,
+            flag(form.convert_source_on_complete),
+        ),
+        (Parameter::Verify, flag(form.verify)),
+        (Parameter::DeletionSync, flag(form.deletion_sync)),
+        (Parameter::ReportSubjects, flag(form.report_subjects)),
+    ];
+    let parameters = BatchParameters::from_texts(texts).map_err(|e| e.to_string())?;
     Ok(BatchRequest {
         name: form.name.trim().to_string(),
         batch_type,
         source_endpoint: form.source_endpoint.clone(),
         target_endpoint: form.target_endpoint.clone(),
-        parameters: BatchParameters {
-            auto_start: form.auto_start,
-            auto_complete: form.auto_complete,
-            notification_emails: split_list(&form.notification_emails),
-            mailbox_type,
-            bad_item_limit,
-            large_item_limit,
-            exclude_folders: split_list(&form.exclude_folders),
-            incremental_sync_interval_secs: interval,
-            target_delivery_domain: Some(form.target_delivery_domain.trim().to_string())
-                .filter(|d| !d.is_empty()),
-            forwarding,
-            convert_source_on_complete: form.convert_source_on_complete,
-            verify: form.verify,
-            deletion_sync: form.deletion_sync,
-            folder_mapping,
-            report_subjects: form.report_subjects,
-            gmail_labels,
-            ..BatchParameters::default()
-        },
+        parameters,
     })
 }
 
@@ -1163,6 +1230,8 @@ pub async fn create_batch(
         target_endpoint: text("target_endpoint"),
         auto_start: fields.contains_key("auto_start"),
         auto_complete: fields.contains_key("auto_complete"),
+        start_after: text("start_after"),
+        complete_after: text("complete_after"),
         notification_emails: text("notification_emails"),
         mailbox_type: text("mailbox_type"),
         bad_item_limit: text("bad_item_limit"),
@@ -1212,6 +1281,7 @@ pub async fn create_batch(
         }
         Err(
             e @ (ControlError::InvalidParameter(_)
+            | ControlError::Parameter(_)
             | ControlError::Store(
                 flytt_store::Error::BatchExists(_) | flytt_store::Error::NoSuchEndpoint(_),
             )),

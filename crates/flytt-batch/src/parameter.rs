@@ -1,0 +1,418 @@
+//! The one parser of batch parameters and the rules of when they may
+//! change. The CLI's flags, the API's JSON fields and the dashboard's form
+//! fields all arrive as text and go through `BatchParameters::set`, so a
+//! value means the same, and is refused with the same words, whichever
+//! way it came; `Parameter::may_change` says which may change in which
+//! status (`batch set`, `PATCH /api/v1/batches/{name}`).
+
+use std::fmt;
+
+use crate::csv_import::{BadItemLimit, MailboxType};
+use crate::folder_mapping::FolderMapping;
+use crate::params::{BatchParameters, Forwarding, GmailLabels, parse_duration};
+use crate::size::parse_size;
+use crate::status::BatchStatus;
+
+/// A batch parameter, by the name administrators know from Exchange's
+/// New-MigrationBatch (the API spells it in snake case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Parameter {
+    AutoStart,
+    AutoComplete,
+    StartAfter,
+    CompleteAfter,
+    NotificationEmails,
+    MailboxType,
+    BadItemLimit,
+    LargeItemLimit,
+    ExcludeFolders,
+    IncrementalSyncInterval,
+    TargetDeliveryDomain,
+    ConvertSourceOnComplete,
+    Forwarding,
+    Verify,
+    DeletionSync,
+    FolderMapping,
+    ReportSubjects,
+    GmailLabels,
+}
+
+/// A value a parameter does not take, or a change its batch's status does
+/// not allow.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {message}")]
+pub struct ParameterError {
+    pub parameter: Parameter,
+    pub message: String,
+}
+
+impl fmt::Display for Parameter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Parameter {
+    pub const ALL: &'static [Parameter] = &[
+        Parameter::AutoStart,
+        Parameter::AutoComplete,
+        Parameter::StartAfter,
+        Parameter::CompleteAfter,
+        Parameter::NotificationEmails,
+        Parameter::MailboxType,
+        Parameter::BadItemLimit,
+        Parameter::LargeItemLimit,
+        Parameter::ExcludeFolders,
+        Parameter::IncrementalSyncInterval,
+        Parameter::TargetDeliveryDomain,
+        Parameter::ConvertSourceOnComplete,
+        Parameter::Forwarding,
+        Parameter::Verify,
+        Parameter::DeletionSync,
+        Parameter::FolderMapping,
+        Parameter::ReportSubjects,
+        Parameter::GmailLabels,
+    ];
+
+    /// As Exchange spells it: `NotificationEmails`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Parameter::AutoStart => "AutoStart",
+            Parameter::AutoComplete => "AutoComplete",
+            Parameter::StartAfter => "StartAfter",
+            Parameter::CompleteAfter => "CompleteAfter",
+            Parameter::NotificationEmails => "NotificationEmails",
+            Parameter::MailboxType => "MailboxType",
+            Parameter::BadItemLimit => "BadItemLimit",
+            Parameter::LargeItemLimit => "LargeItemLimit",
+            Parameter::ExcludeFolders => "ExcludeFolders",
+            Parameter::IncrementalSyncInterval => "IncrementalSyncInterval",
+            Parameter::TargetDeliveryDomain => "TargetDeliveryDomain",
+            Parameter::ConvertSourceOnComplete => "ConvertSourceOnComplete",
+            Parameter::Forwarding => "Forwarding",
+            Parameter::Verify => "Verify",
+            Parameter::DeletionSync => "DeletionSync",
+            Parameter::FolderMapping => "FolderMapping",
+            Parameter::ReportSubjects => "ReportSubjects",
+            Parameter::GmailLabels => "GmailLabels",
+        }
+    }
+
+    /// As the API and the dashboard's forms spell it: `notification_emails`.
+    pub fn field(self) -> String {
+        let mut field = String::new();
+        for (i, c) in self.name().chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                field.push('_');
+            }
+            field.push(c.to_ascii_lowercase());
+        }
+        field
+    }
+
+    /// The parameter of a name, in either spelling, any case.
+    pub fn from_name(text: &str) -> Option<Parameter> {
+        let wanted: String = text
+            .chars()
+            .filter(|c| *c != '_' && *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        Parameter::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name().to_ascii_lowercase() == wanted)
+    }
+
+    /// Whether the parameter may change while the batch is in `status`
+    /// (as Set-MigrationBatch): nothing once it is completed or being
+    /// removed; what shapes the initial copy (mailbox scope, folders,
+    /// Gmail labels) only before it started, so that no user's mail
+    /// is split between two rules; StartAfter and AutoStart only before
+    /// it started; the rest (limits, notifications, completion, the
+    /// interval, checks) at any time in between.
+    pub fn may_change(self, status: BatchStatus) -> bool {
+        use BatchStatus::*;
+        if status.is_completed() || matches!(status, Completing | Removing) {
+            return false;
+        }
+        match self {
+            Parameter::AutoStart
+            | Parameter::StartAfter
+            | Parameter::MailboxType
+            | Parameter::ExcludeFolders
+            | Parameter::FolderMapping
+            | Parameter::GmailLabels
+            | Parameter::Forwarding
+            | Parameter::TargetDeliveryDomain => status == Created,
+            _ => true,
+        }
+    }
+
+    fn error(self, message: impl Into<String>) -> ParameterError {
+        ParameterError {
+            parameter: self,
+            message: message.into(),
+        }
+    }
+}
+
+impl BatchParameters {
+    /// Sets `parameter` from its text: the one parser of batch parameters
+    /// for the CLI, the API and the dashboard. Empty text is the
+    /// parameter's default (off, none, 24 h).
+    pub fn set(&mut self, parameter: Parameter, text: &str) -> Result<(), ParameterError> {
+        let text = text.trim();
+        let flag = || {
+            parse_flag(text).ok_or_else(|| parameter.error(format!("{text:?}: use true or false")))
+        };
+        let optional = || Some(text.to_string()).filter(|t| !t.is_empty());
+        match parameter {
+            Parameter::AutoStart => self.auto_start = flag()?,
+            Parameter::AutoComplete => self.auto_complete = flag()?,
+            Parameter::ConvertSourceOnComplete => self.convert_source_on_complete = flag()?,
+            Parameter::Verify => self.verify = flag()?,
+            Parameter::DeletionSync => self.deletion_sync = flag()?,
+            Parameter::ReportSubjects => self.report_subjects = flag()?,
+            Parameter::StartAfter => self.start_after = time(parameter, text)?,
+            Parameter::CompleteAfter => self.complete_after = time(parameter, text)?,
+            Parameter::NotificationEmails => {
+                self.notification_emails = addresses(parameter, text)?;
+            }
+            Parameter::MailboxType => {
+                self.mailbox_type = match text {
+                    "" => None,
+                    m => Some(MailboxType::parse(m).ok_or_else(|| {
+                        parameter.error(format!(
+                            "{m:?}: use PrimaryOnly, ArchiveOnly or PrimaryAndArchive"
+                        ))
+                    })?),
+                };
+            }
+            Parameter::BadItemLimit => {
+                self.bad_item_limit = match text {
+                    "" => None,
+                    l => Some(BadItemLimit::parse(l).ok_or_else(|| {
+                        parameter.error(format!("{l:?}: use a number or Unlimited"))
+                    })?),
+                };
+            }
+            Parameter::LargeItemLimit => {
+                self.large_item_limit = match text {
+                    "" => None,
+                    l => Some(parse_size(l).map_err(|e| parameter.error(e))?),
+                };
+            }
+            Parameter::ExcludeFolders => self.exclude_folders = patterns(text),
+            Parameter::IncrementalSyncInterval => {
+                self.incremental_sync_interval_secs = match text {
+                    "" => DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS,
+                    i => parse_duration(i).map_err(|e| parameter.error(e))?,
+                };
+            }
+            Parameter::TargetDeliveryDomain => {
+                let domain = optional();
+                if let Some(d) = &domain
+                    && (!d.contains('.') || d.contains(['@', ' ', '/']))
+                {
+                    return Err(parameter.error(format!("{d:?} is not a mail domain")));
+                }
+                self.target_delivery_domain = domain;
+            }
+            Parameter::Forwarding => {
+                self.forwarding = match text {
+                    "" => Forwarding::Auto,
+                    f => Forwarding::parse(f).ok_or_else(|| {
+                        parameter.error(format!("{f:?}: use auto, directory, sieve or both"))
+                    })?,
+                };
+            }
+            Parameter::FolderMapping => {
+                self.folder_mapping =
+                    FolderMapping::parse(text).map_err(|e| parameter.error(e.to_string()))?;
+            }
+            Parameter::GmailLabels => {
+                self.gmail_labels = match text {
+                    "" => GmailLabels::default(),
+                    g => g.parse().map_err(|e: String| parameter.error(e))?,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Parameters from their texts, over the defaults.
+    pub fn from_texts<'a>(
+        texts: impl IntoIterator<Item = (Parameter, &'a str)>,
+    ) -> Result<BatchParameters, ParameterError> {
+        let mut parameters = BatchParameters {
+            incremental_sync_interval_secs: DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS,
+            ..BatchParameters::default()
+        };
+        for (parameter, text) in texts {
+            parameters.set(parameter, text)?;
+        }
+        Ok(parameters)
+    }
+
+    /// Checks values that arrived typed (the stored JSON of an older
+    /// flytt, a caller that built the struct) by the same rules `set`
+    /// applies to text.
+    pub fn check(&self) -> Result<(), ParameterError> {
+        for (parameter, value) in [
+            (Parameter::StartAfter, &self.start_after),
+            (Parameter::CompleteAfter, &self.complete_after),
+        ] {
+            if let Some(value) = value {
+                time(parameter, value)?;
+            }
+        }
+        addresses(
+            Parameter::NotificationEmails,
+            &self.notification_emails.join(","),
+        )?;
+        if self.incremental_sync_interval_secs == 0 {
+            return Err(Parameter::IncrementalSyncInterval.error("must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// A day: what a batch waits between incremental syncs unless told.
+pub const DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS: u64 = 86_400;
+
+fn parse_flag(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "" | "false" | "no" | "off" | "0" => Some(false),
+        "true" | "yes" | "on" | "1" => Some(true),
+        _ => None,
+    }
+}
+
+/// A comma (or line) separated list, empty entries left out.
+fn list(text: &str) -> Vec<String> {
+    text.split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Folder patterns: one per line where there are lines (a name may hold
+/// a comma: the CLI and the API send their lists so), else comma separated
+/// (the dashboard's field).
+fn patterns(text: &str) -> Vec<String> {
+    let separator = if text.contains('\n') { '\n' } else { ',' };
+    text.split(separator)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// An RFC 3339 time with its offset, or none.
+fn time(parameter: Parameter, text: &str) -> Result<Option<String>, ParameterError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let fine = chrono::DateTime::parse_from_rfc3339(text).is_ok();
+    if fine {
+        Ok(Some(text.to_string()))
+    } else {
+        Err(parameter.error(format!(
+            "{text:?} is not a time like 2026-12-01T18:00:00+01:00"
+        )))
+    }
+}
+
+fn addresses(parameter: Parameter, text: &str) -> Result<Vec<String>, ParameterError> {
+    let addresses = list(text);
+    for address in &addresses {
+        let fine = address
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+            && !address.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !fine {
+            return Err(parameter.error(format!("{address:?} is not an email address")));
+        }
+    }
+    Ok(addresses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_in_both_spellings() {
+        for parameter in Parameter::ALL {
+            assert_eq!(Parameter::from_name(parameter.name()), Some(*parameter));
+            assert_eq!(Parameter::from_name(&parameter.field()), Some(*parameter));
+        }
+        assert_eq!(Parameter::NotificationEmails.field(), "notification_emails");
+        assert_eq!(
+            Parameter::from_name("complete-after"),
+            Some(Parameter::CompleteAfter)
+        );
+        assert_eq!(Parameter::from_name("Colour"), None);
+    }
+
+    #[test]
+    fn one_parser_with_clear_refusals() {
+        let parameters = BatchParameters::from_texts([
+            (Parameter::NotificationEmails, "a@x.org, b@y.org"),
+            (Parameter::LargeItemLimit, "35MB"),
+            (Parameter::BadItemLimit, "unlimited"),
+            (Parameter::IncrementalSyncInterval, "1h30m"),
+            (Parameter::CompleteAfter, "2026-12-01T18:00:00+01:00"),
+            (Parameter::AutoComplete, "true"),
+        ]);
+        let parameters = parameters.expect("parameters");
+        assert_eq!(parameters.notification_emails, ["a@x.org", "b@y.org"]);
+        assert_eq!(parameters.large_item_limit, Some(35 * 1024 * 1024));
+        assert_eq!(parameters.bad_item_limit, Some(BadItemLimit::Unlimited));
+        assert_eq!(parameters.incremental_sync_interval_secs, 5_400);
+        assert!(parameters.auto_complete);
+        assert_eq!(parameters.check(), Ok(()));
+        let mut folders = BatchParameters::default();
+        let set = folders.set(Parameter::ExcludeFolders, "Privat, gammelt\nSpam");
+        assert_eq!(set, Ok(()));
+        assert_eq!(folders.exclude_folders, ["Privat, gammelt", "Spam"]);
+        let defaults = BatchParameters::from_texts([]).expect("defaults");
+        assert_eq!(defaults.incremental_sync_interval_secs, 86_400);
+
+        for (parameter, text, says) in [
+            (
+                Parameter::NotificationEmails,
+                "nobody",
+                "is not an email address",
+            ),
+            (Parameter::CompleteAfter, "tomorrow", "is not a time"),
+            (Parameter::MailboxType, "Everything", "PrimaryOnly"),
+            (Parameter::IncrementalSyncInterval, "0h", "not a duration"),
+            (Parameter::AutoStart, "perhaps", "true or false"),
+            (
+                Parameter::TargetDeliveryDomain,
+                "a@b.org",
+                "not a mail domain",
+            ),
+        ] {
+            let refused = BatchParameters::default().set(parameter, text);
+            let message = refused.map_err(|e| e.to_string()).err().unwrap_or_default();
+            assert!(
+                message.starts_with(parameter.name()) && message.contains(says),
+                "{parameter} {text:?}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_may_change_when() {
+        assert!(Parameter::NotificationEmails.may_change(BatchStatus::Syncing));
+        assert!(Parameter::CompleteAfter.may_change(BatchStatus::SyncedWithErrors));
+        assert!(Parameter::MailboxType.may_change(BatchStatus::Created));
+        assert!(!Parameter::MailboxType.may_change(BatchStatus::Syncing));
+        assert!(!Parameter::StartAfter.may_change(BatchStatus::Stopped));
+        assert!(!Parameter::NotificationEmails.may_change(BatchStatus::Completed));
+        assert!(!Parameter::LargeItemLimit.may_change(BatchStatus::Completing));
+    }
+}
