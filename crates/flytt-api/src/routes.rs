@@ -52,7 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/endpoints", get(list_endpoints).post(create_endpoint))
         .route(
             "/endpoints/{name}",
-            get(show_endpoint).delete(remove_endpoint),
+            get(show_endpoint)
+                .patch(change_endpoint)
+                .delete(remove_endpoint),
         )
         .route("/endpoints/{name}/test", post(test_endpoint))
         .route("/batches", get(list_batches).post(create_batch))
@@ -249,6 +251,69 @@ async fn create_endpoint(
     };
     control.create_endpoint(&endpoint).await?;
     Ok((StatusCode::CREATED, to_json(EndpointView::new(&endpoint))?))
+}
+
+/// `PATCH /api/v1/endpoints/{name}`: what is given changes; an empty
+/// text clears an optional setting; the admin password is write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointChangeBody {
+    url: Option<String>,
+    allow_plaintext: Option<bool>,
+    ca_file: Option<String>,
+    tls_fingerprints: Option<Vec<String>>,
+    admin_user: Option<String>,
+    admin_mode: Option<flytt_store::AdminMode>,
+    admin_password: Option<String>,
+    max_concurrent_migrations: Option<u32>,
+    max_concurrent_incremental_syncs: Option<u32>,
+    connections_per_user: Option<u32>,
+    compression: Option<flytt_store::Compression>,
+    download_per_day: Option<NumberOrText>,
+    sieve_url: Option<String>,
+    dav_url: Option<String>,
+    directory: Option<String>,
+}
+
+async fn change_endpoint(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let body: EndpointChangeBody = parse_json(&body)?;
+    let admin_password_sealed = match body.admin_password.as_deref() {
+        Some(password) => Some(
+            control
+                .seal_admin_password(&name, &flytt_secrets::SecretString::new(password))
+                .await?,
+        ),
+        None => None,
+    };
+    let download_limit = body
+        .download_per_day
+        .map(|limit| limit.text().parse())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(format!("download_per_day {e}")))?;
+    let change = flytt_control::endpoints::EndpointChange {
+        url: body.url,
+        allow_plaintext: body.allow_plaintext,
+        ca_file: body.ca_file,
+        tls_fingerprints: body.tls_fingerprints,
+        admin_user: body.admin_user,
+        admin_mode: body.admin_mode,
+        admin_password_sealed,
+        max_concurrent_migrations: body.max_concurrent_migrations,
+        max_concurrent_incremental_syncs: body.max_concurrent_incremental_syncs,
+        connections_per_user: body.connections_per_user,
+        compression: body.compression,
+        download_limit,
+        sieve_url: body.sieve_url,
+        dav_url: body.dav_url,
+        directory: body.directory,
+        oauth: None,
+    };
+    let endpoint = control.change_endpoint(&name, change).await?;
+    to_json(EndpointView::new(&endpoint))
 }
 
 async fn remove_endpoint(
@@ -746,7 +811,8 @@ async fn show_user(
     Path(email): Path<String>,
 ) -> Result<Json, ApiError> {
     let user = control.store().user_by_email(&email).await?;
-    to_json(UserView::new(&user))
+    let batch = control.store().batch(&user.batch).await?;
+    to_json(UserView::new(&user).with_effective(&batch.parameters))
 }
 
 /// Which batch a user action means (default: the user's active batch).

@@ -20,7 +20,9 @@ pub use csv_import::{
 };
 pub use folder_mapping::{FolderMapping, FolderMappingError, Mapped};
 pub use parameter::{DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS, Parameter, ParameterError};
-pub use params::{BatchParameters, Forwarding, GmailLabels, UserOverrides, parse_duration};
+pub use params::{
+    BatchParameters, Effective, Forwarding, GmailLabels, Origin, UserOverrides, parse_duration,
+};
 pub use stats::{
     DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
     UserStatistics, duration_words,

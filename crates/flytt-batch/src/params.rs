@@ -141,6 +141,92 @@ impl UserOverrides {
     }
 }
 
+/// Where a user's effective value comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The user's CSV row.
+    Csv,
+    /// The batch's parameters.
+    Batch,
+    /// Neither set it: flytt's default.
+    Default,
+}
+
+/// One parameter as it applies to a user, and where that comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Effective {
+    pub parameter: &'static str,
+    pub value: String,
+    pub origin: Origin,
+}
+
+impl UserOverrides {
+    /// What this user gets of each parameter a CSV row may override, and
+    /// from where: the row, else the batch, else the default (the same
+    /// rules the runner applies: `sync_options`).
+    pub fn effective(&self, batch: &BatchParameters) -> Vec<Effective> {
+        fn pick<T: Clone>(row: &Option<T>, batch: &Option<T>) -> (Option<T>, Origin) {
+            match (row, batch) {
+                (Some(v), _) => (Some(v.clone()), Origin::Csv),
+                (None, Some(v)) => (Some(v.clone()), Origin::Batch),
+                (None, None) => (None, Origin::Default),
+            }
+        }
+        let (mailbox_type, mailbox_origin) = pick(&self.mailbox_type, &batch.mailbox_type);
+        let (bad_items, bad_origin) = pick(&self.bad_item_limit, &batch.bad_item_limit);
+        let (large, large_origin) = pick(&self.large_item_limit, &batch.large_item_limit);
+        let deletion_origin = if self.deletion_sync.is_some() {
+            Origin::Csv
+        } else {
+            Origin::Batch
+        };
+        let mapping = self.folder_mapping(batch);
+        let mapping_origin = match (&self.folder_mapping, batch.folder_mapping.is_empty()) {
+            (Some(_), _) => Origin::Csv,
+            (None, false) => Origin::Batch,
+            (None, true) => Origin::Default,
+        };
+        vec![
+            Effective {
+                parameter: "MailboxType",
+                value: mailbox_type
+                    .unwrap_or(MailboxType::PrimaryAndArchive)
+                    .name()
+                    .to_string(),
+                origin: mailbox_origin,
+            },
+            Effective {
+                parameter: "BadItemLimit",
+                value: match bad_items.unwrap_or(BadItemLimit::Count(0)) {
+                    BadItemLimit::Count(n) => n.to_string(),
+                    BadItemLimit::Unlimited => "Unlimited".to_string(),
+                },
+                origin: bad_origin,
+            },
+            Effective {
+                parameter: "LargeItemLimit",
+                value: large.map_or("none".to_string(), crate::size::human_size),
+                origin: large_origin,
+            },
+            Effective {
+                parameter: "DeletionSync",
+                value: self.deletion_sync(batch).to_string(),
+                origin: deletion_origin,
+            },
+            Effective {
+                parameter: "FolderMapping",
+                value: if mapping.is_empty() {
+                    "none".to_string()
+                } else {
+                    mapping.rules().join("; ")
+                },
+                origin: mapping_origin,
+            },
+        ]
+    }
+}
+
 impl From<&CsvUser> for UserOverrides {
     fn from(user: &CsvUser) -> Self {
         UserOverrides {
@@ -214,6 +300,35 @@ mod tests {
         assert!(!row(Some(false)).deletion_sync(&batch));
         assert!(row(Some(true)).deletion_sync(&BatchParameters::default()));
         assert!(!row(None).deletion_sync(&BatchParameters::default()));
+    }
+
+    /// The seed's example: a batch of ArchiveOnly, a row with an empty
+    /// MailboxType cell: the user gets ArchiveOnly, from the batch.
+    #[test]
+    fn effective_values_say_where_they_come_from() {
+        let batch = BatchParameters {
+            mailbox_type: Some(MailboxType::ArchiveOnly),
+            large_item_limit: Some(35 << 20),
+            ..BatchParameters::default()
+        };
+        let row = UserOverrides {
+            large_item_limit: Some(50 << 20),
+            ..UserOverrides::default()
+        };
+        let effective = row.effective(&batch);
+        let of = |name: &str| {
+            effective
+                .iter()
+                .find(|e| e.parameter == name)
+                .map(|e| (e.value.clone(), e.origin))
+        };
+        assert_eq!(
+            of("MailboxType"),
+            Some(("ArchiveOnly".into(), Origin::Batch))
+        );
+        assert_eq!(of("LargeItemLimit"), Some(("50 MB".into(), Origin::Csv)));
+        assert_eq!(of("BadItemLimit"), Some(("0".into(), Origin::Default)));
+        assert_eq!(of("FolderMapping"), Some(("none".into(), Origin::Default)));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flytt_imap::{Auth, OAuthToken, Secret, ServerConfig, Session};
+use flytt_imap::{Access, Auth, OAuthToken, Secret, ServerConfig, Session};
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{AdminMode, Endpoint, EndpointOAuth, OAuthMechanism};
 use serde::Serialize;
@@ -355,6 +355,87 @@ pub fn check_endpoint(endpoint: &Endpoint) -> Result<()> {
     Ok(())
 }
 
+/// New settings for an endpoint (`endpoint set`, `PATCH
+/// /api/v1/endpoints/{name}`): what is `None` stays; an empty text clears
+/// an optional setting. Secrets come sealed for the endpoint. The one
+/// place where a change is applied, for the CLI and the API alike.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    pub allow_plaintext: Option<bool>,
+    pub ca_file: Option<String>,
+    pub tls_fingerprints: Option<Vec<String>>,
+    pub admin_user: Option<String>,
+    pub admin_mode: Option<flytt_store::AdminMode>,
+    pub admin_password_sealed: Option<String>,
+    pub max_concurrent_migrations: Option<u32>,
+    pub max_concurrent_incremental_syncs: Option<u32>,
+    pub connections_per_user: Option<u32>,
+    pub compression: Option<flytt_store::Compression>,
+    pub download_limit: Option<flytt_store::DownloadLimit>,
+    pub sieve_url: Option<String>,
+    pub dav_url: Option<String>,
+    pub directory: Option<String>,
+    /// `Some(None)` removes the OAuth client.
+    pub oauth: Option<Option<EndpointOAuth>>,
+}
+
+impl EndpointChange {
+    /// `endpoint` with the change made (checked when stored).
+    pub fn apply(self, mut endpoint: Endpoint) -> Endpoint {
+        let optional = |text: String| Some(text).filter(|t| !t.trim().is_empty());
+        if let Some(url) = self.url {
+            endpoint.url = url;
+        }
+        if let Some(allow) = self.allow_plaintext {
+            endpoint.allow_plaintext = allow;
+        }
+        if let Some(ca) = self.ca_file {
+            endpoint.ca_file = optional(ca);
+        }
+        if let Some(fingerprints) = self.tls_fingerprints {
+            endpoint.tls_fingerprints = fingerprints;
+        }
+        if let Some(user) = self.admin_user {
+            endpoint.admin_user = optional(user);
+        }
+        if let Some(mode) = self.admin_mode {
+            endpoint.admin_mode = mode;
+        }
+        if let Some(sealed) = self.admin_password_sealed {
+            endpoint.admin_password_sealed = Some(sealed);
+        }
+        if let Some(n) = self.max_concurrent_migrations {
+            endpoint.max_concurrent_migrations = n;
+        }
+        if let Some(n) = self.max_concurrent_incremental_syncs {
+            endpoint.max_concurrent_incremental_syncs = n;
+        }
+        if let Some(n) = self.connections_per_user {
+            endpoint.connections_per_user = n;
+        }
+        if let Some(compression) = self.compression {
+            endpoint.compression = compression;
+        }
+        if let Some(limit) = self.download_limit {
+            endpoint.download_limit = limit;
+        }
+        if let Some(sieve) = self.sieve_url {
+            endpoint.sieve_url = optional(sieve);
+        }
+        if let Some(dav) = self.dav_url {
+            endpoint.dav_url = optional(dav);
+        }
+        if let Some(directory) = self.directory {
+            endpoint.directory = optional(directory);
+        }
+        if let Some(oauth) = self.oauth {
+            endpoint.oauth = oauth;
+        }
+        endpoint
+    }
+}
+
 /// What an endpoint test found.
 #[derive(Clone, Debug, Serialize)]
 pub struct EndpointTest {
@@ -366,6 +447,11 @@ pub struct EndpointTest {
     pub capabilities_before_login: Vec<String>,
     /// Why the test failed.
     pub error: Option<String>,
+    /// What the test checked, in words (each a sentence).
+    pub checked: Vec<String>,
+    /// What it did not check, and how to: a green test must not be read
+    /// as more than it is.
+    pub not_checked: Vec<String>,
     /// The CardDAV/CalDAV server, where the endpoint has one.
     pub dav: Option<DavTest>,
 }
@@ -446,6 +532,14 @@ impl Control {
         Ok(self.store.update_endpoint(endpoint).await?)
     }
 
+    /// Makes `change` to the endpoint `name`, checked like a new one;
+    /// returns the endpoint as stored now.
+    pub async fn change_endpoint(&self, name: &str, change: EndpointChange) -> Result<Endpoint> {
+        let endpoint = change.apply(self.store.endpoint(name).await?);
+        self.update_endpoint(&endpoint).await?;
+        Ok(endpoint)
+    }
+
     /// Connects, reads the capabilities and, given a user, logs in as that
     /// user through the admin account. A failure is in the answer, not an
     /// error: only a missing endpoint or key is.
@@ -458,6 +552,8 @@ impl Control {
             capabilities: Vec::new(),
             capabilities_before_login: Vec::new(),
             error: None,
+            checked: Vec::new(),
+            not_checked: Vec::new(),
             dav: None,
         };
         let auth = match user {
@@ -491,20 +587,28 @@ impl Control {
         let outcome = async {
             let mut session = Session::connect(&server).await?;
             let before = session.capabilities().to_vec();
+            let mut inbox = None;
             if let Some(auth) = &auth {
                 session.login(auth).await?;
+                // Read-only: the test changes nothing, not even \Recent.
+                let opened = session.select("INBOX", Access::ReadOnly).await?;
+                inbox = Some(opened.exists);
             }
             let after = session.capabilities().to_vec();
             session.logout().await;
-            Ok::<_, flytt_imap::Error>((before, after))
+            Ok::<_, flytt_imap::Error>((before, after, inbox))
         }
         .await;
         match outcome {
-            Ok((before, after)) => {
+            Ok((before, after, inbox)) => {
                 test.ok = true;
                 test.logged_in_as = user.map(str::to_string);
                 test.capabilities_before_login = before;
                 test.capabilities = after;
+                test.checked.push(connection_words(&endpoint));
+                let (checked, not_checked) = login_words(&endpoint, user, inbox);
+                test.checked.extend(checked);
+                test.not_checked.extend(not_checked);
             }
             Err(e) => test.error = Some(e.to_string()),
         }
@@ -512,6 +616,54 @@ impl Control {
             test.dav = Some(test_dav(&endpoint, template, user.zip(auth.as_ref())).await);
         }
         Ok(test)
+    }
+}
+
+/// What the connection proved: the server answers, over TLS with a
+/// trusted certificate unless the endpoint allows plaintext.
+fn connection_words(endpoint: &Endpoint) -> String {
+    if endpoint.url.starts_with("imaps://") {
+        "the server answers over TLS, and its certificate is trusted".to_string()
+    } else if endpoint.allow_plaintext {
+        "the server answers (STARTTLS where offered; this endpoint allows plaintext)".to_string()
+    } else {
+        "the server answers and takes STARTTLS, and its certificate is trusted".to_string()
+    }
+}
+
+/// What the login part proved and what it left unchecked.
+fn login_words(
+    endpoint: &Endpoint,
+    user: Option<&str>,
+    inbox: Option<u32>,
+) -> (Vec<String>, Vec<String>) {
+    let how = match (&endpoint.oauth, &endpoint.admin_user) {
+        (Some(_), _) => "the endpoint's OAuth client".to_string(),
+        (None, Some(admin)) => format!("the admin account {admin}"),
+        (None, None) => String::new(),
+    };
+    match (user, inbox) {
+        (Some(user), Some(messages)) => (
+            vec![
+                format!("logged in as {user} through {how}"),
+                format!("opened {user}'s INBOX read-only: {messages} messages"),
+            ],
+            vec!["other users' mailboxes, and writing (the test writes nothing)".to_string()],
+        ),
+        _ if how.is_empty() => (
+            Vec::new(),
+            vec![
+                "any login: this endpoint has no admin account or OAuth client, so each user logs in with the password from the CSV"
+                    .to_string(),
+            ],
+        ),
+        _ => (
+            Vec::new(),
+            vec![format!(
+                "the login through {how}: give a user to log in as (endpoint test {} --user EMAIL, or the user field), and the test opens their INBOX",
+                endpoint.name
+            )],
+        ),
     }
 }
 

@@ -70,6 +70,11 @@ pub struct UserView {
     /// What the administrator asked of the running sync and is not done
     /// yet ("Stop", "Remove"): it ends at its next safe point.
     pub requested: Option<flytt_batch::UserRequest>,
+    /// What the user gets of each parameter a CSV row may override, and
+    /// from where (row, batch or default); in one user's views only
+    /// (`with_effective`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_parameters: Option<Vec<flytt_batch::Effective>>,
 }
 
 /// A user waiting out a busy, throttling or lost server.
@@ -273,7 +278,14 @@ impl UserView {
                     seconds_left: w.seconds_left,
                 }),
             requested: user.requested,
+            effective_parameters: None,
         }
+    }
+
+    /// The view with the user's effective parameters under its batch's.
+    pub fn with_effective(mut self, batch: &flytt_batch::BatchParameters) -> UserView {
+        self.effective_parameters = Some(self.overrides.effective(batch));
+        self
     }
 }
 
@@ -341,9 +353,30 @@ impl BatchView {
     }
 }
 
+/// A status in words, as people write it: "SyncedWithErrors" → "Synced
+/// with errors", "IncrementalSyncing" → "Incremental syncing".
+pub fn status_words(status: &str) -> String {
+    let mut words = String::new();
+    for (i, c) in status.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            words.push(' ');
+            words.push(c.to_ascii_lowercase());
+        } else {
+            words.push(c);
+        }
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_in_words() {
+        assert_eq!(status_words("SyncedWithErrors"), "Synced with errors");
+        assert_eq!(status_words("Queued"), "Queued");
+    }
 
     #[test]
     fn stored_times_read_as_rfc3339() {

@@ -678,7 +678,8 @@ pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
         }
         UserCommand::Show(args) => {
             let user = store.user_by_email(&args.email).await?;
-            let view = UserView::new(&user);
+            let batch = store.batch(&user.batch).await?;
+            let view = UserView::new(&user).with_effective(&batch.parameters);
             let events = store
                 .events(&EventFilter {
                     batch: Some(user.batch.clone()),
@@ -744,6 +745,18 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
     }
     if let Some(first) = &user.first_started_at {
         println!("First started: {first}");
+    }
+    for effective in user.effective_parameters.iter().flatten() {
+        let origin = match effective.origin {
+            flytt_batch::Origin::Csv => "from the CSV row",
+            flytt_batch::Origin::Batch => "from the batch",
+            flytt_batch::Origin::Default => "the default",
+        };
+        println!(
+            "{:<15} {} ({origin})",
+            format!("{}:", effective.parameter),
+            effective.value
+        );
     }
     if let Some(stats) = &user.statistics {
         println!(

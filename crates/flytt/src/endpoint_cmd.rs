@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use flytt_control::Control;
+use flytt_control::endpoints::EndpointChange;
 use flytt_control::views::EndpointView;
 use flytt_secrets::SecretString;
 use flytt_store::Endpoint;
@@ -259,62 +260,43 @@ pub async fn run(command: EndpointCommand, home: &Home) -> Result<u8> {
             println!("Endpoint {} created.", endpoint.name);
         }
         EndpointCommand::Set(args) => {
-            let mut endpoint = store.endpoint(&args.name).await?;
-            if let Some(url) = args.url {
-                endpoint.url = url;
-            }
-            if let Some(user) = args.admin_user {
-                endpoint.admin_user = Some(user);
-            }
-            if let Some(mode) = args.admin_mode {
-                endpoint.admin_mode = mode.into();
-            }
-            if let Some(file) = args.admin_password_file.as_deref() {
-                endpoint.admin_password_sealed =
-                    seal_admin_password(&control, &args.name, Some(file)).await?;
-            }
-            if let Some(n) = args.max_concurrent_migrations {
-                endpoint.max_concurrent_migrations = n;
-            }
-            if let Some(n) = args.max_concurrent_incremental_syncs {
-                endpoint.max_concurrent_incremental_syncs = n;
-            }
-            if let Some(n) = args.connections_per_user {
-                endpoint.connections_per_user = n;
-            }
-            if let Some(compression) = args.compression {
-                endpoint.compression = compression;
-            }
-            if let Some(limit) = args.download_per_day {
-                endpoint.download_limit = limit;
-            }
-            if let Some(allow) = args.allow_plaintext {
-                endpoint.allow_plaintext = allow;
-            }
-            if let Some(directory) = args.directory {
-                endpoint.directory = Some(directory).filter(|d| !d.is_empty());
-            }
-            if let Some(sieve) = args.sieve_url {
-                endpoint.sieve_url = Some(sieve).filter(|s| !s.is_empty());
-            }
-            if let Some(dav) = args.dav_url {
-                endpoint.dav_url = Some(dav).filter(|s| !s.is_empty());
-            }
-            if let Some(ca) = args.ca_file {
-                endpoint.ca_file = Some(ca.display().to_string());
-            }
-            if args.no_oauth {
-                endpoint.oauth = None;
-            } else if let Some(oauth) = seal_oauth(&control, &args.name, &args.oauth).await? {
-                endpoint.oauth = Some(oauth);
-            }
-            if args.clear_tls_fingerprints {
-                endpoint.tls_fingerprints.clear();
-            } else if !args.tls_fingerprint.is_empty() {
-                endpoint.tls_fingerprints =
-                    args.tls_fingerprint.iter().map(|f| f.to_string()).collect();
-            }
-            control.update_endpoint(&endpoint).await?;
+            let admin_password_sealed = match args.admin_password_file.as_deref() {
+                Some(file) => seal_admin_password(&control, &args.name, Some(file)).await?,
+                None => None,
+            };
+            let oauth = if args.no_oauth {
+                Some(None)
+            } else {
+                seal_oauth(&control, &args.name, &args.oauth)
+                    .await?
+                    .map(Some)
+            };
+            let tls_fingerprints = if args.clear_tls_fingerprints {
+                Some(Vec::new())
+            } else if args.tls_fingerprint.is_empty() {
+                None
+            } else {
+                Some(args.tls_fingerprint.iter().map(|f| f.to_string()).collect())
+            };
+            let change = EndpointChange {
+                url: args.url,
+                allow_plaintext: args.allow_plaintext,
+                ca_file: args.ca_file.map(|ca| ca.display().to_string()),
+                tls_fingerprints,
+                admin_user: args.admin_user,
+                admin_mode: args.admin_mode.map(Into::into),
+                admin_password_sealed,
+                max_concurrent_migrations: args.max_concurrent_migrations,
+                max_concurrent_incremental_syncs: args.max_concurrent_incremental_syncs,
+                connections_per_user: args.connections_per_user,
+                compression: args.compression,
+                download_limit: args.download_per_day,
+                sieve_url: args.sieve_url,
+                dav_url: args.dav_url,
+                directory: args.directory,
+                oauth,
+            };
+            let endpoint = control.change_endpoint(&args.name, change).await?;
             println!("Endpoint {} updated.", endpoint.name);
         }
         EndpointCommand::Test(args) => return test(&control, &args).await,
@@ -497,8 +479,11 @@ async fn test(control: &Control, args: &TestArgs) -> Result<u8> {
     }
     if !args.json {
         println!("Connected to {} ({}).", args.name, test.server);
-        if let Some(user) = &test.logged_in_as {
-            println!("Logged in as {user} through the admin account.");
+        for checked in &test.checked {
+            println!("Checked: {checked}.");
+        }
+        for unchecked in &test.not_checked {
+            println!("Not checked: {unchecked}.");
         }
         println!("Capabilities: {}", test.capabilities.join(" "));
     }

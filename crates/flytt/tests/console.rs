@@ -552,6 +552,40 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         serde_json::json!(["drift@example.org"]),
         "the rest stays"
     );
+    // What a user gets, and from where.
+    let effective = user(&data, OLA)["effective_parameters"].clone();
+    let has =
+        |parameter: &str, value: &str, origin: &str| {
+            effective.as_array().into_iter().flatten().any(|e| {
+                e["parameter"] == parameter && e["value"] == value && e["origin"] == origin
+            })
+        };
+    assert!(has("LargeItemLimit", "30 MB", "batch"), "{effective}");
+    assert!(
+        has("MailboxType", "PrimaryAndArchive", "default"),
+        "{effective}"
+    );
+    // The user's page says the same, with its events.
+    let page = dashboard
+        .get(format!("{base}/batches/{BATCH}/users/{OLA}"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    for says in [
+        "What it gets",
+        "LargeItemLimit",
+        "30 MB",
+        "the batch",
+        "Its mail is across",
+        "changed by the administrator: Password",
+    ] {
+        assert!(page.contains(says), "{says}: {page}");
+    }
+    assert!(!page.contains(PASSWORD));
     for (body, status) in [
         (
             serde_json::json!({ "mailbox_type": "PrimaryOnly" }),
@@ -586,5 +620,191 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         "{events}"
     );
     assert!(!events.contains(PASSWORD), "{events}");
+    drop(worker);
+}
+
+/// A signed-in dashboard form post: the answer's status and, after a
+/// redirect, the page it leads to (else the answer's own page).
+async fn post_form(
+    http: &reqwest::Client,
+    base: &str,
+    session: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> (reqwest::StatusCode, String) {
+    let page = http
+        .get(format!("{base}/endpoints"))
+        .header("Cookie", session)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token")
+        .to_string();
+    let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+    form.extend_from_slice(fields);
+    let answer = http
+        .post(format!("{base}{path}"))
+        .header("Cookie", session)
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    let status = answer.status();
+    let location = answer
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_string);
+    let text = match location {
+        Some(to) => http
+            .get(format!("{base}{to}"))
+            .header("Cookie", session)
+            .send()
+            .await
+            .expect("page")
+            .text()
+            .await
+            .expect("html"),
+        None => answer.text().await.expect("html"),
+    };
+    (status, text)
+}
+
+/// Endpoints made, tested, changed and removed in the dashboard and the
+/// API, against a real Dovecot: a wrong admin password is caught only by a
+/// test with a user, and a test without one says what it did not check.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_are_managed_in_the_dashboard_and_the_api() {
+    let users = [(KARI, PASSWORD)];
+    let server = TestServer::start(Family::Dovecot(Layout::Target), &users)
+        .await
+        .expect("server");
+    seed(&server, KARI, &[folder("INBOX", messages(0, 3, 1_000))]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let token = new_token(&data, "console");
+    let (worker, base) = Worker::serve(&data);
+    let (http, session) = sign_in(&base, &token).await;
+    let url = server.url();
+    let ca = server.ca_file().display().to_string();
+    let admin = server.admin(Path::new("unused"));
+
+    let new = |password: &'static str| {
+        vec![
+            ("name", "ny"),
+            ("url", url.as_str()),
+            ("ca_file", ca.as_str()),
+            ("admin_user", admin.user),
+            ("admin_mode", admin.mode),
+            ("admin_password", password),
+            ("max_concurrent_migrations", "5"),
+        ]
+    };
+    let (status, page) = post_form(&http, &base, &session, "/endpoints", &new("feil")).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    assert!(page.contains("Endpoint ny created"), "{page}");
+    let (status, page) = post_form(&http, &base, &session, "/endpoints", &new("feil")).await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("exists already"), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{url}\"")),
+        "the form keeps what was sent"
+    );
+
+    // Without a user the test connects only, and says so.
+    let (_, page) = post_form(&http, &base, &session, "/endpoints/ny/test", &[]).await;
+    assert!(page.contains("Not checked:"), "{page}");
+    assert!(
+        page.contains("the login through the admin account"),
+        "{page}"
+    );
+    let (_, page) = post_form(
+        &http,
+        &base,
+        &session,
+        "/endpoints/ny/test",
+        &[("user", KARI)],
+    )
+    .await;
+    assert!(page.contains("The test failed"), "{page}");
+
+    // The right password, through the change form; then the test opens
+    // Kari's INBOX.
+    let right = server.admin_password();
+    let (status, page) = post_form(
+        &http,
+        &base,
+        &session,
+        "/endpoints/ny/change",
+        &[
+            ("url", url.as_str()),
+            ("ca_file", ca.as_str()),
+            ("admin_user", admin.user),
+            ("admin_mode", admin.mode),
+            ("admin_password", right),
+            ("max_concurrent_migrations", "6"),
+        ],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER, "{page}");
+    assert!(page.contains("Endpoint ny changed"), "{page}");
+    let (_, page) = post_form(
+        &http,
+        &base,
+        &session,
+        "/endpoints/ny/test",
+        &[("user", KARI)],
+    )
+    .await;
+    assert!(
+        page.contains(&format!("opened {KARI}&#39;s INBOX read-only: 3 messages")),
+        "{page}"
+    );
+    assert!(!page.contains(right), "the password is never shown");
+    let (status, page) = post_form(
+        &http,
+        &base,
+        &session,
+        "/endpoints/ny/change",
+        &[("url", url.as_str()), ("max_concurrent_migrations", "many")],
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.contains("is not a number"), "{page}");
+
+    // The API changes it too, checked the same way.
+    let api = |body: serde_json::Value| {
+        http.patch(format!("{base}/api/v1/endpoints/ny"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let changed = api(serde_json::json!({ "max_concurrent_migrations": 7 }))
+        .await
+        .expect("send");
+    assert_eq!(changed.status(), reqwest::StatusCode::OK);
+    let changed: serde_json::Value = changed.json().await.expect("json");
+    assert_eq!(changed["max_concurrent_migrations"], 7);
+    assert_eq!(changed["admin_password_set"], true);
+    let refused = api(serde_json::json!({ "max_concurrent_incremental_syncs": 99 }))
+        .await
+        .expect("send");
+    assert_eq!(refused.status(), reqwest::StatusCode::BAD_REQUEST);
+    let shown = json(&flytt(&data, &["endpoint", "show", "ny", "--json"]));
+    assert_eq!(shown["max_concurrent_migrations"], 7, "{shown}");
+
+    // Removed from the dashboard.
+    let (status, page) = post_form(&http, &base, &session, "/endpoints/ny/remove", &[]).await;
+    assert_eq!(status, reqwest::StatusCode::SEE_OTHER);
+    assert!(page.contains("Endpoint ny removed"), "{page}");
+    let gone = flytt(&data, &["endpoint", "show", "ny"]);
+    assert_eq!(gone.status.code(), Some(2));
     drop(worker);
 }

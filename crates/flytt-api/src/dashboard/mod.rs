@@ -9,8 +9,10 @@
 //! Every form carries the session's CSRF token, and every POST checks it;
 //! the sign-in form uses a double-submit cookie instead.
 
+mod endpoint_pages;
 mod pages;
 mod session;
+mod user_page;
 
 use std::sync::Arc;
 
@@ -46,25 +48,42 @@ pub fn router() -> Router<AppState> {
         .route("/batches/{name}", get(pages::batch))
         .route("/partials/batches/{name}", get(pages::batch_live))
         .route("/batches/{name}/{action}", post(pages::batch_action))
+        .route("/batches/{name}/users/{email}", get(user_page::user))
         .route(
             "/batches/{name}/users/{email}/{action}",
             post(pages::user_action),
         )
         .route("/batches/{name}/reports/{file}", get(pages::report))
-        .route("/endpoints", get(pages::endpoints))
-        .route("/endpoints/{name}", get(pages::endpoint))
-        .route("/endpoints/{name}/test", post(pages::test_endpoint))
+        .route(
+            "/endpoints",
+            get(endpoint_pages::endpoints).post(endpoint_pages::create_endpoint),
+        )
+        .route("/endpoints/{name}", get(endpoint_pages::endpoint))
+        .route(
+            "/endpoints/{name}/test",
+            post(endpoint_pages::test_endpoint),
+        )
+        .route(
+            "/endpoints/{name}/change",
+            post(endpoint_pages::change_endpoint),
+        )
+        .route(
+            "/endpoints/{name}/remove",
+            post(endpoint_pages::remove_endpoint),
+        )
         .route("/static/{file}", get(asset))
 }
 
 const CSS: &str = include_str!("../../static/flytt.css");
 const HTMX: &str = include_str!("../../static/htmx-2.0.11.min.js");
+const SCRIPT: &str = include_str!("../../static/flytt.js");
 
 /// The vendored assets: no CDN, nothing fetched by the browser elsewhere.
 async fn asset(Path(file): Path<String>) -> Response {
     let (body, kind) = match file.as_str() {
         "flytt.css" => (CSS, "text/css; charset=utf-8"),
         "htmx-2.0.11.min.js" => (HTMX, "text/javascript; charset=utf-8"),
+        "flytt.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         _ => return pages::not_found().await,
     };
     (

@@ -9,9 +9,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use flytt_batch::{
     BatchAction, BatchParameters, BatchStatus, BatchType, Parameter, UserAction, UserStatus,
 };
-use flytt_control::endpoints::EndpointTest;
 use flytt_control::users::UserOutcome;
-use flytt_control::views::{BatchView, EndpointView, UserView, WorkerView};
+use flytt_control::views::{BatchView, UserView, status_words};
 use flytt_control::{BatchRequest, ControlError, reports};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -29,7 +28,7 @@ pub struct Page {
 }
 
 impl Page {
-    fn new(session: &Session, flash: Option<Flash>, here: &'static str) -> Page {
+    pub(super) fn new(session: &Session, flash: Option<Flash>, here: &'static str) -> Page {
         Page {
             signed_in: true,
             csrf: session.csrf.clone(),
@@ -50,11 +49,11 @@ impl Page {
     }
 }
 
-fn link(name: &str) -> String {
+pub(super) fn link(name: &str) -> String {
     utf8_percent_encode(name, NON_ALPHANUMERIC).to_string()
 }
 
-fn render(template: &impl Template) -> Response {
+pub(super) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -72,7 +71,12 @@ struct ErrorPage {
     message: String,
 }
 
-fn error_page(status: StatusCode, title: &str, message: String, signed_in: bool) -> Response {
+pub(super) fn error_page(
+    status: StatusCode,
+    title: &str,
+    message: String,
+    signed_in: bool,
+) -> Response {
     let mut page = Page::anonymous(String::new());
     page.signed_in = signed_in;
     let mut response = render(&ErrorPage {
@@ -94,7 +98,7 @@ pub async fn not_found() -> Response {
 }
 
 /// A failure shown to a signed-in user: what went wrong, without internals.
-fn failure(error: impl Into<ControlError>) -> Response {
+pub(super) fn failure(error: impl Into<ControlError>) -> Response {
     let error = error.into();
     let status = match &error {
         ControlError::Store(
@@ -122,7 +126,10 @@ fn failure(error: impl Into<ControlError>) -> Response {
 /// The signed-in session and its flash message, if there is a session and
 /// the API token it was started with still exists (removing a token ends
 /// its sessions).
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Session, Option<Flash>)> {
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<(Session, Option<Flash>)> {
     let (session, flash) = state.dashboard.sessions.current(headers)?;
     if let Some(token_hash) = &session.token_hash
         && !matches!(
@@ -136,17 +143,17 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(Session, Op
     Some((session, flash))
 }
 
-fn to_login() -> Response {
+pub(super) fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
 /// Whether a POSTed form carries the session's CSRF token.
-fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool {
+pub(super) fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool {
     form.get("csrf")
         .is_some_and(|token| same(token, &session.csrf))
 }
 
-fn csrf_refused() -> Response {
+pub(super) fn csrf_refused() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
         "Form expired",
@@ -160,6 +167,21 @@ fn csrf_refused() -> Response {
 struct LoginPage {
     page: Page,
     error: Option<String>,
+    /// Where to go once signed in (a path of this site).
+    next: String,
+}
+
+/// A path of this site to return to after signing in; anything else (an
+/// absolute or protocol-relative URL: an open redirect) is dropped.
+fn local_path(next: Option<&String>) -> String {
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && !n.contains('\\')
+            && !n.chars().any(char::is_control)
+    })
+    .cloned()
+    .unwrap_or_else(|| "/".to_string())
 }
 
 fn login_form(
@@ -167,6 +189,7 @@ fn login_form(
     headers: &HeaderMap,
     error: Option<String>,
     status: StatusCode,
+    next: String,
 ) -> Response {
     let Some(csrf) = super::session::random_token() else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness").into_response();
@@ -174,6 +197,7 @@ fn login_form(
     let mut response = render(&LoginPage {
         page: Page::anonymous(csrf.clone()),
         error,
+        next,
     });
     *response.status_mut() = status;
     if let Some(value) = state
@@ -185,8 +209,13 @@ fn login_form(
     response
 }
 
-pub async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    login_form(&state, &headers, None, StatusCode::OK)
+pub async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let next = local_path(query.get("next"));
+    login_form(&state, &headers, None, StatusCode::OK, next)
 }
 
 pub async fn login(
@@ -196,6 +225,7 @@ pub async fn login(
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
     let address = peer.map(|axum::Extension(axum::extract::ConnectInfo(p))| p.ip());
+    let next = local_path(form.get("next"));
     if let Some(wait) = address.and_then(|a| state.dashboard.sign_ins.wait(a)) {
         return login_form(
             &state,
@@ -205,6 +235,7 @@ pub async fn login(
                 wait.as_secs().div_ceil(60)
             )),
             StatusCode::TOO_MANY_REQUESTS,
+            next,
         );
     }
     let double_submit = cookie(&headers, LOGIN_CSRF_COOKIE);
@@ -215,6 +246,7 @@ pub async fn login(
             &headers,
             Some("The sign-in form expired; try again.".into()),
             StatusCode::FORBIDDEN,
+            next,
         );
     }
     let secret = form.get("secret").map(|s| s.trim()).unwrap_or_default();
@@ -241,6 +273,7 @@ pub async fn login(
             &headers,
             Some("That is not a valid token or password.".into()),
             StatusCode::UNAUTHORIZED,
+            next,
         );
     }
     if let Some(address) = address {
@@ -250,7 +283,7 @@ pub async fn login(
     let Some((id, _)) = state.dashboard.sessions.start(token_hash) else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot start a session").into_response();
     };
-    let mut response = Redirect::to("/").into_response();
+    let mut response = Redirect::to(&next).into_response();
     if let Some(value) = state.dashboard.cookie(
         &headers,
         SESSION_COOKIE,
@@ -286,6 +319,8 @@ struct BatchRow {
     name: String,
     link: String,
     status: String,
+    /// The status in words ("Synced with errors").
+    status_text: String,
     batch_type: String,
     users: u64,
     syncing: u64,
@@ -297,15 +332,17 @@ struct BatchRow {
 
 impl BatchRow {
     fn new(view: &BatchView) -> BatchRow {
-        let past_initial = view.count(UserStatus::Synced)
+        // Users whose mail is across: a failed or stopped user is not,
+        // and keeps the batch under 100 %.
+        let across = view.count(UserStatus::Synced)
             + view.count(UserStatus::IncrementalSyncing)
             + view.count(UserStatus::Completing)
-            + view.count(UserStatus::Completed)
-            + view.count(UserStatus::Failed);
+            + view.count(UserStatus::Completed);
         BatchRow {
             name: view.name.clone(),
             link: link(&view.name),
             status: view.status.to_string(),
+            status_text: status_words(view.status.as_str()),
             batch_type: view.batch_type.clone(),
             users: view.users,
             syncing: view.count(UserStatus::Syncing)
@@ -314,7 +351,7 @@ impl BatchRow {
             synced: view.count(UserStatus::Synced),
             completed: view.count(UserStatus::Completed),
             failed: view.count(UserStatus::Failed),
-            percent: (past_initial * 100).checked_div(view.users).unwrap_or(0),
+            percent: (across * 100).checked_div(view.users).unwrap_or(0),
         }
     }
 }
@@ -370,6 +407,7 @@ struct UserRow {
     /// The address as a path segment.
     link: String,
     status: String,
+    status_text: String,
     copied: u64,
     skipped: u64,
     megabytes: String,
@@ -380,16 +418,16 @@ struct UserRow {
 }
 
 /// One user's action button.
-struct UserButton {
-    path: &'static str,
-    label: &'static str,
-    confirm: &'static str,
+pub(super) struct UserButton {
+    pub(super) path: &'static str,
+    pub(super) label: &'static str,
+    pub(super) confirm: &'static str,
 }
 
 impl UserButton {
     /// The buttons for a user: what its status allows, and not what a
     /// request already asked for.
-    fn for_user(user: &UserView) -> Vec<UserButton> {
+    pub(super) fn for_user(user: &UserView) -> Vec<UserButton> {
         if user.requested.is_some() {
             return Vec::new();
         }
@@ -435,6 +473,7 @@ impl UserRow {
             email: user.email.clone(),
             link: link(&user.email),
             status: user.status.to_string(),
+            status_text: status_words(user.status.as_str()),
             copied,
             skipped: stats.messages_skipped + stats.messages_failed,
             megabytes: format!("{:.1}", bytes as f64 / 1e6),
@@ -479,6 +518,7 @@ struct Live {
     csrf: String,
     actions: Vec<Action>,
     status: String,
+    status_text: String,
     users: u64,
     synced: u64,
     failed: u64,
@@ -584,6 +624,7 @@ async fn live_of(
         csrf: session.csrf.clone(),
         actions: actions_for(&view),
         status: view.status.to_string(),
+        status_text: status_words(view.status.as_str()),
         users: view.users,
         synced: view.count(UserStatus::Synced) + view.count(UserStatus::Completed),
         failed: view.count(UserStatus::Failed),
@@ -1286,148 +1327,6 @@ pub async fn create_batch(
                 flytt_store::Error::BatchExists(_) | flytt_store::Error::NoSuchEndpoint(_),
             )),
         ) => new_batch_form(&state, &session, form, Some(e.to_string()), Vec::new()).await,
-        Err(e) => failure(e),
-    }
-}
-
-/// An endpoint as the pages show it.
-struct EndpointRow {
-    name: String,
-    link: String,
-    url: String,
-    admin: String,
-    /// "20", or "7 of 20" while the server refuses or throttles.
-    migrations: String,
-    incremental: u32,
-    connections_per_user: u32,
-    compression: flytt_store::Compression,
-    /// As a source, per mailbox and day, in words.
-    download_per_day: String,
-    /// The CardDAV/CalDAV server, or "none".
-    dav: String,
-}
-
-impl EndpointRow {
-    fn new(view: &EndpointView) -> EndpointRow {
-        EndpointRow {
-            name: view.name.clone(),
-            link: link(&view.name),
-            url: view.url.clone(),
-            admin: match (&view.admin_user, &view.oauth) {
-                (Some(admin), _) => format!("{admin} ({})", view.admin_mode),
-                (None, Some(oauth)) => format!(
-                    "OAuth client {} ({:?} at {})",
-                    oauth.client_id, oauth.mechanism, oauth.token_url
-                ),
-                (None, None) => "none (CSV credentials)".into(),
-            },
-            migrations: if view.effective_concurrent_migrations < view.max_concurrent_migrations {
-                format!(
-                    "{} of {} (server pushing back)",
-                    view.effective_concurrent_migrations, view.max_concurrent_migrations
-                )
-            } else {
-                view.max_concurrent_migrations.to_string()
-            },
-            incremental: view.max_concurrent_incremental_syncs,
-            connections_per_user: view.connections_per_user,
-            compression: view.compression,
-            download_per_day: view
-                .download_per_day
-                .parse()
-                .map(flytt_control::views::download_limit_words)
-                .unwrap_or_else(|_| view.download_per_day.clone()),
-            dav: view.dav_url.clone().unwrap_or_else(|| "none".into()),
-        }
-    }
-}
-
-#[derive(Template)]
-#[template(path = "endpoints.html")]
-struct EndpointsPage {
-    page: Page,
-    endpoints: Vec<EndpointRow>,
-    /// The runners sharing the database (they sync with the endpoints).
-    workers: Vec<WorkerView>,
-}
-
-pub async fn endpoints(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((session, flash)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    let store = state.control.store();
-    let listed =
-        async { Ok::<_, flytt_store::Error>((store.endpoints().await?, store.runners().await?)) };
-    match listed.await {
-        Ok((endpoints, runners)) => render(&EndpointsPage {
-            page: Page::new(&session, flash, "endpoints"),
-            endpoints: endpoints
-                .iter()
-                .map(|e| EndpointRow::new(&EndpointView::new(e)))
-                .collect(),
-            workers: runners.iter().map(WorkerView::new).collect(),
-        }),
-        Err(e) => failure(e),
-    }
-}
-
-#[derive(Template)]
-#[template(path = "endpoint.html")]
-struct EndpointPage {
-    page: Page,
-    e: EndpointRow,
-    user: String,
-    test: Option<EndpointTest>,
-}
-
-async fn endpoint_page(
-    state: &AppState,
-    session: &Session,
-    name: &str,
-    user: String,
-    test: Option<EndpointTest>,
-) -> Response {
-    match state.control.store().endpoint(name).await {
-        Ok(endpoint) => render(&EndpointPage {
-            page: Page::new(session, None, "endpoints"),
-            e: EndpointRow::new(&EndpointView::new(&endpoint)),
-            user,
-            test,
-        }),
-        Err(e) => failure(e),
-    }
-}
-
-pub async fn endpoint(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    endpoint_page(&state, &session, &name, String::new(), None).await
-}
-
-pub async fn test_endpoint(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    form: axum::Form<HashMap<String, String>>,
-) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
-    let user = form
-        .get("user")
-        .map(|u| u.trim().to_string())
-        .unwrap_or_default();
-    let asked = (!user.is_empty()).then_some(user.as_str());
-    match state.control.test_endpoint(&name, asked).await {
-        Ok(test) => endpoint_page(&state, &session, &name, user.clone(), Some(test)).await,
         Err(e) => failure(e),
     }
 }

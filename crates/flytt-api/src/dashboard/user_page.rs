@@ -1,0 +1,150 @@
+//! One user's page: where it is in words, what it gets of each parameter
+//! and from where (CSV row, batch, default), its statistics, the items
+//! it left behind with their reasons, its last events, and the actions
+//! its status allows (the same as on its batch's page).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use flytt_batch::{Effective, Origin, StatisticsIssue};
+use flytt_control::views::{EventView, UserView, status_words};
+use flytt_store::{EventFilter, UserFilter};
+
+use super::pages::{Page, UserButton, failure, link, not_found, render, signed_in, to_login};
+use crate::routes::AppState;
+
+/// How many of a user's newest events its page shows.
+const EVENTS: u32 = 20;
+/// How many skipped or failed items its page lists (the error report has
+/// them all).
+const ISSUES: usize = 50;
+
+#[derive(Template)]
+#[template(path = "user.html")]
+struct UserPage {
+    page: Page,
+    batch: String,
+    batch_link: String,
+    user: UserView,
+    user_link: String,
+    status_text: String,
+    /// Where it is, in a sentence.
+    now: String,
+    actions: Vec<UserButton>,
+    effective: Vec<(Effective, &'static str)>,
+    megabytes: String,
+    issues: Vec<StatisticsIssue>,
+    more_issues: usize,
+    events: Vec<EventView>,
+}
+
+/// `GET /batches/{name}/users/{email}`.
+pub async fn user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((batch, email)): Path<(String, String)>,
+) -> Response {
+    let Some((session, flash)) = signed_in(&state, &headers).await else {
+        return to_login();
+    };
+    let store = state.control.store();
+    let found = async {
+        let summary = store.batch(&batch).await?;
+        let user = store
+            .find_users(&UserFilter {
+                batch: Some(&batch),
+                email: Some(&email),
+                ..UserFilter::default()
+            })
+            .await?
+            .pop();
+        let events = store
+            .events(&EventFilter {
+                batch: Some(batch.clone()),
+                email: Some(email.clone()),
+                after: None,
+                limit: Some(EVENTS),
+            })
+            .await?;
+        Ok::<_, flytt_store::Error>((summary, user, events))
+    };
+    let (summary, user, events) = match found.await {
+        Ok(found) => found,
+        Err(e) => return failure(e),
+    };
+    let Some(user) = user else {
+        return not_found().await;
+    };
+    let view = UserView::new(&user).with_effective(&summary.parameters);
+    let stats = view.statistics.clone().unwrap_or_default();
+    let progress = view.progress.clone().unwrap_or_default();
+    let issues: Vec<StatisticsIssue> = stats.issues.iter().take(ISSUES).cloned().collect();
+    render(&UserPage {
+        page: Page::new(&session, flash, "batches"),
+        batch_link: link(&batch),
+        batch,
+        user_link: link(&view.email),
+        status_text: status_words(view.status.as_str()),
+        now: sentence(&view),
+        actions: UserButton::for_user(&view),
+        effective: view
+            .effective_parameters
+            .iter()
+            .flatten()
+            .map(|e| (e.clone(), origin_words(e.origin)))
+            .collect(),
+        megabytes: format!(
+            "{:.1}",
+            (stats.bytes_copied + progress.bytes_copied) as f64 / 1e6
+        ),
+        more_issues: stats.issues.len().saturating_sub(ISSUES),
+        issues,
+        events: events.iter().rev().map(EventView::new).collect(),
+        user: view,
+    })
+}
+
+/// Where the user is, in a sentence for the administrator.
+fn sentence(user: &UserView) -> String {
+    use flytt_batch::UserStatus::*;
+    if let Some(request) = user.requested {
+        return format!(
+            "Asked to {}: its sync ends at its next safe point.",
+            request.as_str().to_lowercase()
+        );
+    }
+    if let Some(waiting) = &user.waiting {
+        return format!("Between tries: {}.", waiting.sentence());
+    }
+    match user.status {
+        Queued => "Waiting for a free slot on its endpoints to start its initial sync.".into(),
+        Syncing | IncrementalSyncing | Completing => match &user.progress {
+            Some(p) if !p.folder.is_empty() => format!(
+                "Copying {}: {} messages so far{}.",
+                p.folder,
+                p.messages_copied,
+                p.in_words()
+            ),
+            _ => "Logging in and comparing the folders.".into(),
+        },
+        Synced => {
+            "Its mail is across; incremental syncs keep it current until the batch completes."
+                .into()
+        }
+        Completed => "Done: its last sync ran when the batch completed.".into(),
+        Stopped => "Stopped by an administrator: nothing runs until it is retried.".into(),
+        Failed => format!(
+            "Failed: {}. Mend the cause (a new password: flytt user set), then retry it.",
+            user.error.as_deref().unwrap_or("no reason recorded")
+        ),
+    }
+}
+
+fn origin_words(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Csv => "its CSV row",
+        Origin::Batch => "the batch",
+        Origin::Default => "the default",
+    }
+}
