@@ -240,6 +240,46 @@ impl BatchParameters {
         Ok(())
     }
 
+    /// `parameter`'s value as text that `set` reads back to the same value
+    /// (a form's current value; lists one item per line).
+    pub fn text(&self, parameter: Parameter) -> String {
+        let lines = |items: &[String]| items.join("\n");
+        match parameter {
+            Parameter::AutoStart => self.auto_start.to_string(),
+            Parameter::AutoComplete => self.auto_complete.to_string(),
+            Parameter::ConvertSourceOnComplete => self.convert_source_on_complete.to_string(),
+            Parameter::Verify => self.verify.to_string(),
+            Parameter::DeletionSync => self.deletion_sync.to_string(),
+            Parameter::ReportSubjects => self.report_subjects.to_string(),
+            Parameter::StartAfter => self.start_after.clone().unwrap_or_default(),
+            Parameter::CompleteAfter => self.complete_after.clone().unwrap_or_default(),
+            Parameter::NotificationEmails => self.notification_emails.join(", "),
+            Parameter::MailboxType => self
+                .mailbox_type
+                .map(|m| m.name().to_string())
+                .unwrap_or_default(),
+            Parameter::BadItemLimit => match self.bad_item_limit {
+                None => String::new(),
+                Some(BadItemLimit::Count(n)) => n.to_string(),
+                Some(BadItemLimit::Unlimited) => "Unlimited".to_string(),
+            },
+            Parameter::LargeItemLimit => self
+                .large_item_limit
+                .map(crate::size::human_size)
+                .unwrap_or_default(),
+            Parameter::ExcludeFolders => lines(&self.exclude_folders),
+            Parameter::IncrementalSyncInterval => {
+                duration_text(self.incremental_sync_interval_secs)
+            }
+            Parameter::TargetDeliveryDomain => {
+                self.target_delivery_domain.clone().unwrap_or_default()
+            }
+            Parameter::Forwarding => format!("{:?}", self.forwarding).to_lowercase(),
+            Parameter::FolderMapping => lines(&self.folder_mapping.rules()),
+            Parameter::GmailLabels => self.gmail_labels.as_str().to_string(),
+        }
+    }
+
     /// Parameters from their texts, over the defaults.
     pub fn from_texts<'a>(
         texts: impl IntoIterator<Item = (Parameter, &'a str)>,
@@ -279,6 +319,19 @@ impl BatchParameters {
 
 /// A day: what a batch waits between incremental syncs unless told.
 pub const DEFAULT_INCREMENTAL_SYNC_INTERVAL_SECS: u64 = 86_400;
+
+/// A duration as `parse_duration` reads it: `1h30m`, `2d`, `90s`.
+fn duration_text(seconds: u64) -> String {
+    let mut text = String::new();
+    let mut left = seconds;
+    for (unit, size) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if left >= size {
+            text.push_str(&format!("{}{unit}", left / size));
+            left %= size;
+        }
+    }
+    text
+}
 
 fn parse_flag(text: &str) -> Option<bool> {
     match text.to_ascii_lowercase().as_str() {
@@ -403,6 +456,34 @@ mod tests {
                 "{parameter} {text:?}: {message}"
             );
         }
+    }
+
+    /// What `text` writes, `set` reads back to the same parameters.
+    #[test]
+    fn texts_read_back() {
+        let parameters = BatchParameters::from_texts([
+            (Parameter::NotificationEmails, "a@x.org, b@y.org"),
+            (Parameter::LargeItemLimit, "35MB"),
+            (Parameter::BadItemLimit, "unlimited"),
+            (Parameter::IncrementalSyncInterval, "1h30m"),
+            (Parameter::ExcludeFolders, "Privat, gammelt\nSpam"),
+            (Parameter::FolderMapping, "Arkiv/* -> Archive/*"),
+            (Parameter::MailboxType, "ArchiveOnly"),
+            (Parameter::Forwarding, "sieve"),
+            (Parameter::GmailLabels, "keywords"),
+            (Parameter::Verify, "true"),
+        ])
+        .expect("parameters");
+        let mut again = BatchParameters::default();
+        for parameter in Parameter::ALL {
+            let text = parameters.text(*parameter);
+            assert_eq!(
+                again.set(*parameter, &text),
+                Ok(()),
+                "{parameter}: {text:?}"
+            );
+        }
+        assert_eq!(again, parameters);
     }
 
     #[test]

@@ -471,6 +471,34 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         (shown["status"] != "Synced").then(|| shown.to_string())
     });
 
+    // Parameters from the batch page's form: what changed goes to the
+    // rule book, which refuses what the status does not let change.
+    let set = format!("/batches/{BATCH}/set");
+    let (_, page) = post_form(
+        &dashboard,
+        &base,
+        &session,
+        &set,
+        &[("bad_item_limit", "5")],
+    )
+    .await;
+    assert!(page.contains("Changed: BadItemLimit"), "{page}");
+    let (_, page) = post_form(
+        &dashboard,
+        &base,
+        &session,
+        &set,
+        &[("mailbox_type", "ArchiveOnly")],
+    )
+    .await;
+    assert!(page.contains("MailboxType cannot change now"), "{page}");
+    let shown = json(&flytt(&data, &["batch", "show", BATCH, "--json"]));
+    assert_eq!(
+        shown["parameters"]["bad_item_limit"],
+        serde_json::json!({"Count": 5})
+    );
+    assert!(shown["parameters"]["mailbox_type"].is_null(), "{shown}");
+
     // Kari removed: out of the batch, free for another.
     let removed = api(reqwest::Method::DELETE, &format!("/users/{KARI}"))
         .send()

@@ -834,6 +834,64 @@ struct BatchPage {
     live: Live,
     filter: UserPage,
     statuses: &'static [UserStatus],
+    /// The parameters the batch's status lets change, with their values.
+    parameters: Vec<ParameterField>,
+}
+
+/// One parameter in the batch page's change form, as text for the one
+/// parser.
+struct ParameterField {
+    name: &'static str,
+    field: String,
+    value: String,
+    /// One item per line.
+    multiline: bool,
+    /// The values it takes, where they are few.
+    choices: &'static [&'static str],
+}
+
+/// The parameters `batch`'s status lets change (`Parameter::may_change`).
+fn parameter_fields(batch: &flytt_store::BatchSummary) -> Vec<ParameterField> {
+    Parameter::ALL
+        .iter()
+        .filter(|p| p.may_change(batch.status))
+        .map(|&parameter| ParameterField {
+            name: parameter.name(),
+            field: parameter.field(),
+            value: batch.parameters.text(parameter),
+            multiline: matches!(
+                parameter,
+                Parameter::ExcludeFolders | Parameter::FolderMapping
+            ),
+            choices: match parameter {
+                Parameter::AutoStart
+                | Parameter::AutoComplete
+                | Parameter::ConvertSourceOnComplete
+                | Parameter::Verify
+                | Parameter::DeletionSync
+                | Parameter::ReportSubjects => &["false", "true"],
+                Parameter::MailboxType => &["", "PrimaryAndArchive", "PrimaryOnly", "ArchiveOnly"],
+                Parameter::Forwarding => &["auto", "directory", "sieve", "both"],
+                Parameter::GmailLabels => &["folders", "keywords"],
+                _ => &[],
+            },
+        })
+        .collect()
+}
+
+/// The change form's parameters that differ from the batch's now: only
+/// what the administrator changed is sent to the rule book.
+fn parameter_changes(
+    batch: &flytt_store::BatchSummary,
+    form: &HashMap<String, String>,
+) -> Vec<(Parameter, String)> {
+    Parameter::ALL
+        .iter()
+        .filter_map(|&parameter| {
+            let sent = form.get(&parameter.field())?.replace("\r\n", "\n");
+            (sent.trim() != batch.parameters.text(parameter).trim()).then_some((parameter, sent))
+        })
+        .collect()
 }
 
 #[derive(Template)]
@@ -854,6 +912,10 @@ pub async fn batch(
     let Ok(axum::extract::Query(filter)) = page else {
         return bad_page_query();
     };
+    let batch = match state.control.store().batch(&name).await {
+        Ok(batch) => batch,
+        Err(e) => return failure(e),
+    };
     match live_of(&state, &session, &name, &filter).await {
         Ok(live) => render(&BatchPage {
             page: Page::new(&session, flash, "batches"),
@@ -862,6 +924,7 @@ pub async fn batch(
             live,
             filter,
             statuses: UserStatus::ALL,
+            parameters: parameter_fields(&batch),
         }),
         Err(e) => failure(e),
     }
@@ -960,6 +1023,17 @@ pub async fn batch_action(
             .retry_failed(&name)
             .await
             .map(|n| format!("{n} failed users queued again.")),
+        "set" => match control.store().batch(&name).await {
+            Ok(batch) => {
+                let changes = parameter_changes(&batch, &form);
+                let names: Vec<&str> = changes.iter().map(|(p, _)| p.name()).collect();
+                control
+                    .change_parameters(&name, &changes)
+                    .await
+                    .map(|_| format!("Changed: {}; syncs that start from now on use it.", names.join(", ")))
+            }
+            Err(e) => Err(e.into()),
+        },
         "analyze" => control.request_analysis(&name).await.map(|()| {
             "Analysis asked for: a runner logs in for every user and plans the copy without changing anything; the results appear below.".to_string()
         }),
@@ -986,7 +1060,13 @@ pub async fn batch_action(
     };
     let flash = match outcome {
         Ok(text) => Flash { class: "ok", text },
-        Err(e @ (ControlError::WrongState { .. } | ControlError::AnalysisRunning(_))) => Flash {
+        Err(
+            e @ (ControlError::WrongState { .. }
+            | ControlError::AnalysisRunning(_)
+            | ControlError::Parameter(_)
+            | ControlError::ParameterLocked { .. }
+            | ControlError::InvalidParameter(_)),
+        ) => Flash {
             class: "error",
             text: e.to_string(),
         },
