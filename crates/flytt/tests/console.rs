@@ -828,6 +828,37 @@ async fn endpoints_are_managed_in_the_dashboard_and_the_api() {
     let shown = json(&flytt(&data, &["endpoint", "show", "ny", "--json"]));
     assert_eq!(shown["max_concurrent_migrations"], 7, "{shown}");
 
+    // The CSV template of a batch type: its columns, an example row.
+    let template = http
+        .get(format!("{base}/csv-template/imap"))
+        .send()
+        .await
+        .expect("template");
+    assert!(
+        template
+            .headers()
+            .get("content-disposition")
+            .and_then(|d| d.to_str().ok())
+            .is_some_and(|d| d.contains("flytt-imap.csv"))
+    );
+    let template = template.text().await.expect("csv");
+    assert!(
+        template.starts_with("EmailAddress,UserName,Password"),
+        "{template}"
+    );
+    let checked = flytt_ok(
+        &data,
+        &["batch", "validate", "--type", "imap", "--csv", &{
+            let path = dir.path().join("template.csv");
+            std::fs::write(&path, &template).expect("write");
+            path.display().to_string()
+        }],
+    );
+    assert!(
+        checked.status.success(),
+        "the template's example row is valid"
+    );
+
     // Removed from the dashboard.
     let (status, page) = post_form(&http, &base, &session, "/endpoints/ny/remove", &[]).await;
     assert_eq!(status, reqwest::StatusCode::SEE_OTHER);

@@ -246,6 +246,16 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         "Arkiv/* -> Archive/*\nGammelt -> \"Gammel post\"",
     )
     .await;
+    // A parameter refused: the form says which and why, and keeps the
+    // file, so the fixed form goes without choosing it again.
+    fill(&client, "large_item_limit", "lots").await;
+    click_button(&client, "Validate and create").await;
+    let page = wait_for_text(&client, "the parameter's refusal", |t| {
+        t.contains("LargeItemLimit")
+    })
+    .await;
+    assert!(page.contains("The CSV file you chose is kept"), "{page}");
+    fill(&client, "large_item_limit", "").await;
     click_button(&client, "Validate and create").await;
     let page = wait_for_text(&client, "the new batch", |t| t.contains("Batch Bølge 3")).await;
     assert!(page.contains("created with 4 users"), "{page}");

@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
             "/batches/new",
             get(pages::new_batch_page).post(pages::create_batch),
         )
+        .route("/csv-template/{batch_type}", get(pages::csv_template))
         .route("/batches/{name}", get(pages::batch))
         .route("/partials/batches/{name}", get(pages::batch_live))
         .route("/batches/{name}/{action}", post(pages::batch_action))

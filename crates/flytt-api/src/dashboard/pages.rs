@@ -1169,6 +1169,10 @@ struct BatchForm {
     verify: bool,
     deletion_sync: bool,
     report_subjects: bool,
+    /// The CSV file's text sent with a form that was refused for another
+    /// reason (a name taken, a bad parameter): kept, so the administrator
+    /// need not choose the file again.
+    kept_csv: String,
 }
 
 struct Problem {
@@ -1189,6 +1193,68 @@ struct NewBatchPage {
     mailbox_options: Vec<Choice>,
     forwarding_options: Vec<Choice>,
     gmail_label_options: Vec<Choice>,
+    /// Each batch type's CSV columns: (type, required, optional).
+    columns: Vec<(&'static str, String, String)>,
+}
+
+/// Each batch type's CSV columns, for the form's help.
+fn csv_columns() -> Vec<(&'static str, String, String)> {
+    [
+        BatchType::Imap,
+        BatchType::Staged,
+        BatchType::Onboarding,
+        BatchType::Offboarding,
+    ]
+    .into_iter()
+    .map(|t| {
+        let required = t.required();
+        let names = |columns: Vec<&flytt_batch::Column>| {
+            columns
+                .into_iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let optional = t
+            .allowed()
+            .iter()
+            .filter(|c| !required.contains(c))
+            .collect();
+        (t.name(), names(required.iter().collect()), names(optional))
+    })
+    .collect()
+}
+
+/// `GET /csv-template/{type}`: a CSV file with the type's columns, its
+/// required ones filled in an example row.
+pub async fn csv_template(Path(batch_type): Path<String>) -> Response {
+    let Some(batch_type) = BatchType::parse(&batch_type) else {
+        return not_found().await;
+    };
+    let allowed = batch_type.allowed();
+    let required = batch_type.required();
+    let header: Vec<&str> = allowed.iter().map(|c| c.name()).collect();
+    let example: Vec<&str> = allowed
+        .iter()
+        .map(|c| match c.name() {
+            _ if !required.contains(c) => "",
+            "EmailAddress" | "UserName" => "kari.nordmann@example.org",
+            "Password" => "the-source-password",
+            _ => "",
+        })
+        .collect();
+    let body = format!("{}\r\n{}\r\n", header.join(","), example.join(","));
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"flytt-{}.csv\"", batch_type.name()),
+            ),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn new_batch_form(
@@ -1232,6 +1298,7 @@ async fn new_batch_form(
             &["folders", "keywords"].map(String::from),
             &form.gmail_labels,
         ),
+        columns: csv_columns(),
         form,
         error,
         problems,
@@ -1367,6 +1434,17 @@ pub async fn create_batch(
         verify: fields.contains_key("verify"),
         deletion_sync: fields.contains_key("deletion_sync"),
         report_subjects: fields.contains_key("report_subjects"),
+        kept_csv: String::new(),
+    };
+    // A file chosen now, else the one kept from a refused try.
+    let csv = if csv.is_empty() {
+        text("kept_csv").into_bytes()
+    } else {
+        csv
+    };
+    let form = BatchForm {
+        kept_csv: String::from_utf8(csv.clone()).unwrap_or_default(),
+        ..form
     };
     let request = match batch_request(&form) {
         Ok(request) => request,
@@ -1398,6 +1476,11 @@ pub async fn create_batch(
                     message: e.message,
                 })
                 .collect();
+            // The file itself is wrong: it is chosen again, corrected.
+            let form = BatchForm {
+                kept_csv: String::new(),
+                ..form
+            };
             new_batch_form(&state, &session, form, Some(message), problems).await
         }
         Err(
