@@ -867,3 +867,93 @@ async fn endpoints_are_managed_in_the_dashboard_and_the_api() {
     assert_eq!(gone.status.code(), Some(2));
     drop(worker);
 }
+
+/// Thirty batches: the list shows the newest 25 first with a link to the
+/// rest, finds batches by name and status, and its live refresh asks for
+/// the same page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_batch_list_pages_searches_and_filters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    for name in ["gammel", "ny"] {
+        flytt_ok(
+            &data,
+            &[
+                "endpoint",
+                "new",
+                name,
+                "--url",
+                &format!("imaps://{name}.example.org"),
+            ],
+        );
+    }
+    for n in 0..30 {
+        let csv = dir.path().join(format!("{n}.csv"));
+        std::fs::write(
+            &csv,
+            format!("EmailAddress,UserName,Password\nu{n}@example.org,u{n}@example.org,pw\n"),
+        )
+        .expect("csv");
+        flytt_ok(
+            &data,
+            &[
+                "batch",
+                "new",
+                "--name",
+                &format!("b-{n:02}"),
+                "--type",
+                "imap",
+                "--source-endpoint",
+                "gammel",
+                "--target-endpoint",
+                "ny",
+                "--csv",
+                &csv.display().to_string(),
+            ],
+        );
+    }
+    let said = flytt_ok(&data, &["batch", "stop", "b-07"]);
+    assert!(String::from_utf8_lossy(&said.stdout).contains("stopped."));
+    let token = new_token(&data, "console");
+    let (worker, base) = Worker::serve(&data);
+    let (http, session) = sign_in(&base, &token).await;
+    let get = |path: String| {
+        let (http, session, base) = (&http, &session, &base);
+        async move {
+            let answer = http
+                .get(format!("{base}{path}"))
+                .header("Cookie", session)
+                .send()
+                .await
+                .expect("page");
+            (answer.status(), answer.text().await.expect("html"))
+        }
+    };
+    let (_, first) = get("/".into()).await;
+    assert!(first.contains("1–25 of 30"), "{first}");
+    assert!(first.contains("Next batches"), "{first}");
+    let newest = first.find(">b-29<").expect("the newest");
+    let older = first.find(">b-05<").expect("an older one");
+    assert!(newest < older, "newest first");
+    assert!(!first.contains(">b-04<"), "the oldest are on the next page");
+    let (_, second) = get("/?page=1".into()).await;
+    assert!(
+        second.contains("26–30 of 30") && second.contains(">b-00<"),
+        "{second}"
+    );
+    let (_, found) = get("/?q=B-1".into()).await;
+    let shown = found.matches(">b-").count();
+    assert_eq!(shown, 10, "b-10 … b-19: {found}");
+    assert!(
+        found.contains("hx-get=\"/partials/batches?q=B%2D1\""),
+        "{found}"
+    );
+    let (_, stopped) = get("/?status=Stopped".into()).await;
+    assert_eq!(stopped.matches(">b-").count(), 1, "{stopped}");
+    assert!(stopped.contains(">b-07<"));
+    let (_, by_name) = get("/?sort=name".into()).await;
+    assert!(by_name.find(">b-00<") < by_name.find(">b-01<"), "{by_name}");
+    let (status, _) = get("/?colour=blue".into()).await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    drop(worker);
+}

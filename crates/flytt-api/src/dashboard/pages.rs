@@ -356,47 +356,154 @@ impl BatchRow {
     }
 }
 
-async fn batch_rows_of(state: &AppState) -> Result<Vec<BatchRow>, ControlError> {
-    let store = state.control.store();
-    let mut rows = Vec::new();
-    for batch in store.batches().await? {
-        rows.push(BatchRow::new(&BatchView::new(&batch)));
+/// How many batches the list shows at a time.
+const BATCHES_PER_PAGE: usize = 25;
+
+/// The batch list's query: the name contains, the status is, in this
+/// order (newest first unless asked), which page.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: String,
+    /// `newest` (the default), `oldest` or `name`.
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    page: usize,
+}
+
+impl BatchListQuery {
+    /// This list's query string, on page `page`.
+    fn query(&self, page: usize) -> String {
+        let mut parts = Vec::new();
+        for (key, value) in [
+            ("q", &self.q),
+            ("status", &self.status),
+            ("sort", &self.sort),
+        ] {
+            if !value.is_empty() {
+                parts.push(format!(
+                    "{key}={}",
+                    utf8_percent_encode(value, NON_ALPHANUMERIC)
+                ));
+            }
+        }
+        if page > 0 {
+            parts.push(format!("page={page}"));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
     }
-    Ok(rows)
+}
+
+/// One page of the batch list, and the links around it.
+struct BatchList {
+    rows: Vec<BatchRow>,
+    /// "26–50 of 35", or empty when all fit.
+    showing: String,
+    previous: Option<String>,
+    next: Option<String>,
+    /// This page's query string (the live refresh asks for the same).
+    query: String,
+}
+
+async fn batch_list(state: &AppState, asked: &BatchListQuery) -> Result<BatchList, ControlError> {
+    let store = state.control.store();
+    let needle = asked.q.trim().to_lowercase();
+    let mut views: Vec<BatchView> = store
+        .batches()
+        .await?
+        .iter()
+        .map(BatchView::new)
+        .filter(|v| needle.is_empty() || v.name.to_lowercase().contains(&needle))
+        .filter(|v| asked.status.is_empty() || v.status.as_str() == asked.status)
+        .collect();
+    match asked.sort.as_str() {
+        "name" => views.sort_by_key(|a| a.name.to_lowercase()),
+        // Batches made within one second (the times' resolution) by
+        // name, so that a scripted series reads in order.
+        "oldest" => views.sort_by(|a, b| (&a.created_at, &a.name).cmp(&(&b.created_at, &b.name))),
+        _ => views.sort_by(|a, b| (&b.created_at, &b.name).cmp(&(&a.created_at, &a.name))),
+    }
+    let total = views.len();
+    let pages = total.div_ceil(BATCHES_PER_PAGE).max(1);
+    let page = asked.page.min(pages - 1);
+    let first = page * BATCHES_PER_PAGE;
+    let rows: Vec<BatchRow> = views
+        .iter()
+        .skip(first)
+        .take(BATCHES_PER_PAGE)
+        .map(BatchRow::new)
+        .collect();
+    Ok(BatchList {
+        showing: if pages > 1 {
+            format!("{}–{} of {total}", first + 1, first + rows.len())
+        } else {
+            String::new()
+        },
+        previous: (page > 0).then(|| asked.query(page - 1)),
+        next: (page + 1 < pages).then(|| asked.query(page + 1)),
+        query: asked.query(page),
+        rows,
+    })
 }
 
 #[derive(Template)]
 #[template(path = "batches.html")]
 struct BatchesPage {
     page: Page,
-    rows: Vec<BatchRow>,
+    list: BatchList,
+    asked: BatchListQuery,
+    statuses: &'static [BatchStatus],
 }
 
 #[derive(Template)]
 #[template(path = "batch_rows.html")]
 struct BatchRowsPartial {
-    rows: Vec<BatchRow>,
+    list: BatchList,
 }
 
-pub async fn batches(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn batches(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    asked: Result<axum::extract::Query<BatchListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Some((session, flash)) = signed_in(&state, &headers).await else {
         return to_login();
     };
-    match batch_rows_of(&state).await {
-        Ok(rows) => render(&BatchesPage {
+    let Ok(axum::extract::Query(asked)) = asked else {
+        return bad_page_query();
+    };
+    match batch_list(&state, &asked).await {
+        Ok(list) => render(&BatchesPage {
             page: Page::new(&session, flash, "batches"),
-            rows,
+            list,
+            asked,
+            statuses: BatchStatus::ALL,
         }),
         Err(e) => failure(e),
     }
 }
 
-pub async fn batch_rows(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn batch_rows(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    asked: Result<axum::extract::Query<BatchListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     if signed_in(&state, &headers).await.is_none() {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    match batch_rows_of(&state).await {
-        Ok(rows) => render(&BatchRowsPartial { rows }),
+    let Ok(axum::extract::Query(asked)) = asked else {
+        return bad_page_query();
+    };
+    match batch_list(&state, &asked).await {
+        Ok(list) => render(&BatchRowsPartial { list }),
         Err(e) => failure(e),
     }
 }
