@@ -66,9 +66,12 @@ impl From<flytt_store::Error> for ApiError {
             | NoSuchUser(_)
             | NoSuchUserInBatch { .. }
             | NoSuchToken(_) => ApiError::not_found(error.to_string()),
-            BatchExists(_) | EndpointExists(_) | EndpointInUse(_) | TokenExists(_) => {
-                ApiError::new(StatusCode::CONFLICT, error.to_string())
-            }
+            BatchExists(_)
+            | EndpointExists(_)
+            | EndpointInUse(_)
+            | TokenExists(_)
+            | UserInBatch { .. }
+            | UserRunning(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             other => ApiError::internal(&other),
         }
     }

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/users/{email}/retry", post(retry_user))
         .route("/users/{email}/stop", post(stop_user))
+        .route("/users/{email}/move", post(move_user))
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
         .route("/csv/validate", post(validate_csv))
@@ -885,6 +886,30 @@ async fn remove_user(
             _ => StatusCode::ACCEPTED,
         },
     )
+}
+
+/// `POST /api/v1/users/{email}/move`'s body: the batch it moves to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveBody {
+    batch: String,
+}
+
+/// `POST /api/v1/users/{email}/move`: into another batch of the same type
+/// (a running user is refused: stop it first).
+async fn move_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let body: MoveBody = parse_json(&body)?;
+    let user = control
+        .move_user(&email, which.batch.as_deref(), &body.batch)
+        .await?;
+    let now = UserOutcome::Now(user.status);
+    user_answer(&control, &user.email, &user.batch, &now).await
 }
 
 /// `PATCH /api/v1/users/{email}`'s body: new sign-in details; passwords

@@ -130,6 +130,64 @@ impl Control {
         Ok(user)
     }
 
+    /// Moves a user (not running) into batch `to` of the same type, as
+    /// Exchange's New-MigrationBatch with a user from another: its secrets
+    /// are sealed anew for the new batch, its overrides go with it; a
+    /// completed user is queued to migrate again. The batch it joins
+    /// syncs again if it had finished.
+    pub async fn move_user(&self, email: &str, batch: Option<&str>, to: &str) -> Result<UserRef> {
+        let user = self.user(email, batch).await?;
+        let from = self.store.batch(&user.batch).await?;
+        let target = self.store.batch(to).await?;
+        if from.batch_type != target.batch_type {
+            return Err(ControlError::InvalidParameter(format!(
+                "batch {to} is a {} batch and {} a {} one: a user moves only between batches of one type",
+                target.batch_type.name(),
+                from.name,
+                from.batch_type.name()
+            )));
+        }
+        let joined =
+            target
+                .status
+                .after(BatchAction::AddUsers)
+                .ok_or_else(|| ControlError::WrongState {
+                    batch: target.name.clone(),
+                    status: target.status,
+                    action: BatchAction::AddUsers.done(),
+                })?;
+        let status = match user.status {
+            UserStatus::Completed => UserStatus::Queued,
+            other if other.is_running() => {
+                return Err(flytt_store::Error::UserRunning(user.email.clone()).into());
+            }
+            other => other,
+        };
+        let keyring = keyring(&self.store, &self.data_dir).await?;
+        let sealed = self.store.user_secrets(&user).await?;
+        let reseal = |secret: &Option<String>, column: &str| {
+            secret
+                .as_ref()
+                .map(|sealed| {
+                    let secret = keyring.open(
+                        sealed,
+                        &format!("batch/{}/user/{}/{column}", user.batch, user.email),
+                    )?;
+                    keyring.seal(&secret, &format!("batch/{to}/user/{}/{column}", user.email))
+                })
+                .transpose()
+        };
+        let secrets = UserChanges {
+            password_sealed: reseal(&sealed.password_sealed, "Password")?,
+            target_password_sealed: reseal(&sealed.target_password_sealed, "TargetPassword")?,
+            refresh_token_sealed: reseal(&sealed.refresh_token_sealed, "RefreshToken")?,
+            ..UserChanges::default()
+        };
+        self.store.move_user(&user, to, &secrets, status).await?;
+        self.store.set_batch_status(to, joined).await?;
+        Ok(self.store.user_ref(&user.email, Some(to)).await?)
+    }
+
     /// Does what `action` does to the user by the table: a new status
     /// now, or a request (stop, removal) carried out at once where no
     /// runner holds the user (else the runner does, after the sync).

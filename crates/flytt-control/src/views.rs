@@ -353,6 +353,15 @@ impl BatchView {
     }
 }
 
+/// "1 failed user", "3 failed users".
+pub fn count_of(count: u64, thing: &str) -> String {
+    if count == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{count} {thing}s")
+    }
+}
+
 /// A status in words, as people write it: "SyncedWithErrors" → "Synced
 /// with errors", "IncrementalSyncing" → "Incremental syncing".
 pub fn status_words(status: &str) -> String {

@@ -92,6 +92,10 @@ pub enum Error {
     NoSuchUser(String),
     #[error("no user {email:?} in batch {batch:?}")]
     NoSuchUserInBatch { email: String, batch: String },
+    #[error("user {email:?} is in batch {batch:?} already")]
+    UserInBatch { email: String, batch: String },
+    #[error("user {0:?} is syncing: stop it first (flytt user stop), then move it")]
+    UserRunning(String),
     #[error("a directory named {0:?} exists already")]
     DirectoryExists(String),
     #[error("no directory named {0:?}")]

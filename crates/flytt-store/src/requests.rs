@@ -213,6 +213,95 @@ impl Store {
         Ok(())
     }
 
+    /// A user's sealed secrets (to be sealed anew when it moves).
+    pub async fn user_secrets(&self, user: &UserRef) -> Result<UserChanges> {
+        let row = sqlx::query(self.sql(
+            "SELECT password_sealed, target_password_sealed, refresh_token_sealed \
+             FROM batch_user WHERE id = ?",
+        ))
+        .bind(user.id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(UserChanges {
+            password_sealed: row.try_get("password_sealed")?,
+            target_password_sealed: row.try_get("target_password_sealed")?,
+            refresh_token_sealed: row.try_get("refresh_token_sealed")?,
+            ..UserChanges::default()
+        })
+    }
+
+    /// Moves a user no runner holds into batch `to` (its last CSV line),
+    /// with its secrets sealed anew for the new row (`secrets`: Password,
+    /// TargetPassword, RefreshToken, as `UserChanges` carries them) and its
+    /// new status; logged in both batches. Its copies' checkpoints are the
+    /// mailboxes', so the next sync goes on where the last one stopped.
+    pub async fn move_user(
+        &self,
+        user: &UserRef,
+        to: &str,
+        secrets: &UserChanges,
+        status: UserStatus,
+    ) -> Result<()> {
+        let mut tx = self.write_transaction().await?;
+        let target = sqlx::query(self.sql("SELECT id FROM batch WHERE name = ?"))
+            .bind(to)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| Error::NoSuchBatch(to.to_string()))?;
+        let target_id: i64 = target.try_get("id")?;
+        let there = sqlx::query(
+            self.sql("SELECT 1 FROM batch_user WHERE batch_id = ? AND lower(email) = lower(?)"),
+        )
+        .bind(target_id)
+        .bind(&user.email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if there.is_some() {
+            return Err(Error::UserInBatch {
+                email: user.email.clone(),
+                batch: to.to_string(),
+            });
+        }
+        let moved = sqlx::query(self.sql(
+            "UPDATE batch_user SET batch_id = ?1, \
+             csv_line = (SELECT COALESCE(MAX(csv_line), 0) + 1 FROM batch_user WHERE batch_id = ?1), \
+             password_sealed = ?2, target_password_sealed = ?3, refresh_token_sealed = ?4, \
+             status = ?5, error = NULL, retry_at_ms = NULL, waiting = NULL \
+             WHERE id = ?6 AND (lease_runner IS NULL OR lease_expires_ms < {now_ms})",
+        ))
+        .bind(target_id)
+        .bind(&secrets.password_sealed)
+        .bind(&secrets.target_password_sealed)
+        .bind(&secrets.refresh_token_sealed)
+        .bind(status.as_str())
+        .bind(user.id)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            return Err(Error::UserRunning(user.email.clone()));
+        }
+        sqlx::query(self.sql("DELETE FROM user_analysis WHERE user_id = ?"))
+            .bind(user.id)
+            .execute(&mut *tx)
+            .await?;
+        for (batch, message) in [
+            (user.batch.as_str(), format!("moved to batch {to}")),
+            (to, format!("moved here from batch {}", user.batch)),
+        ] {
+            self.record(
+                &mut tx,
+                batch,
+                Some(&user.email),
+                kind::USER_STATUS,
+                Some(status.as_str()),
+                Some(&message),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Changes a user's sign-in details or overrides (logged by name,
     /// never by value). A running sync goes on with what it started with.
     pub async fn change_user(&self, user: &UserRef, changes: &UserChanges) -> Result<()> {

@@ -168,6 +168,19 @@ pub enum UserCommand {
     Remove(UserActionArgs),
     /// Change a user's sign-in details (passwords sealed like the CSV's); retry it to use them.
     Set(UserSetArgs),
+    /// Move a user (not syncing) into another batch of the same type.
+    Move(UserMoveArgs),
+}
+
+#[derive(Args)]
+pub struct UserMoveArgs {
+    email: String,
+    /// The batch it moves to.
+    #[arg(long)]
+    to: String,
+    /// The batch it is in (default: its active batch, else its latest).
+    #[arg(long)]
+    batch: Option<String>,
 }
 
 #[derive(Args)]
@@ -443,8 +456,9 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
         BatchCommand::Start(args) => {
             let retried = control.start(&args.name).await?;
             println!(
-                "Batch {} started ({retried} failed users queued again).",
-                args.name
+                "Batch {} started ({} queued again).",
+                args.name,
+                flytt_control::views::count_of(retried, "failed user")
             );
             Ok(0)
         }
@@ -469,7 +483,8 @@ pub async fn run(command: BatchCommand, home: &Home) -> Result<u8> {
         BatchCommand::Retry(args) => {
             let retried = control.retry_failed(&args.name).await?;
             println!(
-                "{retried} failed users of batch {} queued again.",
+                "{} of batch {} queued again.",
+                flytt_control::views::count_of(retried, "failed user"),
                 args.name
             );
             Ok(0)
@@ -627,6 +642,16 @@ pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
                 .remove_user(&args.email, args.batch.as_deref())
                 .await?;
             print_user_outcome(&args.email, &outcome);
+        }
+        UserCommand::Move(args) => {
+            let control = home.control().await?;
+            let user = control
+                .move_user(&args.email, args.batch.as_deref(), &args.to)
+                .await?;
+            println!(
+                "User {} moved to batch {} ({}).",
+                user.email, user.batch, user.status
+            );
         }
         UserCommand::Set(args) => {
             let control = home.control().await?;

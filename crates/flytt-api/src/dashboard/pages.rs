@@ -10,7 +10,7 @@ use flytt_batch::{
     BatchAction, BatchParameters, BatchStatus, BatchType, Parameter, UserAction, UserStatus,
 };
 use flytt_control::users::UserOutcome;
-use flytt_control::views::{BatchView, UserView, status_words};
+use flytt_control::views::{BatchView, UserView, count_of, status_words};
 use flytt_control::{BatchRequest, ControlError, reports};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -524,6 +524,20 @@ struct UserRow {
     actions: Vec<UserButton>,
 }
 
+impl UserRow {
+    /// A Queued user of a batch that was never started waits for the
+    /// batch, not for a slot: said so.
+    fn in_batch(mut self, batch: BatchStatus) -> UserRow {
+        if batch == BatchStatus::Created && self.status == UserStatus::Queued.as_str() {
+            self.status_text = "Not started".to_string();
+            if self.detail.is_empty() {
+                self.detail = "starts when the batch is started".to_string();
+            }
+        }
+        self
+    }
+}
+
 /// One user's action button.
 pub(super) struct UserButton {
     pub(super) path: &'static str,
@@ -750,7 +764,7 @@ async fn live_of(
         created_at: view.created_at.clone(),
         rows: users
             .iter()
-            .map(|u| UserRow::new(&UserView::new(u)))
+            .map(|u| UserRow::new(&UserView::new(u)).in_batch(view.status))
             .collect(),
         analysis: state
             .control
@@ -1117,7 +1131,7 @@ pub async fn batch_action(
         "start" => control
             .start(&name)
             .await
-            .map(|n| format!("Batch started ({n} failed users queued again).")),
+            .map(|n| format!("Batch started ({} queued again).", count_of(n, "failed user"))),
         "stop" => control.stop(&name).await.map(|status| match status {
             BatchStatus::Stopped => "Batch stopped.".to_string(),
             _ => "Batch stopping: running syncs end at their next safe point, then it is Stopped; no new ones start.".to_string(),
@@ -1129,7 +1143,7 @@ pub async fn batch_action(
         "retry" => control
             .retry_failed(&name)
             .await
-            .map(|n| format!("{n} failed users queued again.")),
+            .map(|n| format!("{} queued again.", count_of(n, "failed user"))),
         "set" => match control.store().batch(&name).await {
             Ok(batch) => {
                 let changes = parameter_changes(&batch, &form);
