@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users/{email}/retry", post(retry_user))
         .route("/users/{email}/stop", post(stop_user))
         .route("/users/{email}/move", post(move_user))
+        .route("/users/{email}/complete", post(complete_user))
         .route("/events", get(list_events))
         .route("/events/stream", get(stream_events))
         .route("/csv/validate", post(validate_csv))
@@ -869,6 +870,22 @@ async fn stop_user(
     let which = query(which)?;
     let user = control.user(&email, which.batch.as_deref()).await?;
     let outcome = control.stop_user(&user.email, Some(&user.batch)).await?;
+    user_answer(&control, &user.email, &user.batch, &outcome).await
+}
+
+/// `POST /api/v1/users/{email}/complete`: a synced user's final sync
+/// before its batch's (`stopping` is false; `requested` says Complete
+/// until it ran).
+async fn complete_user(
+    State(control): State<Control>,
+    Path(email): Path<String>,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let user = control.user(&email, which.batch.as_deref()).await?;
+    let outcome = control
+        .complete_user(&user.email, Some(&user.batch))
+        .await?;
     user_answer(&control, &user.email, &user.batch, &outcome).await
 }
 

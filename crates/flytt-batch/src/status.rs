@@ -108,8 +108,18 @@ statuses!(
         Stop,
         /// Then the user is taken out of its batch.
         Remove,
+        /// A synced user's final sync, now, before its batch completes
+        /// (then it is Completed).
+        Complete,
     }
 );
+
+impl UserRequest {
+    /// Whether the request ends a running sync first (Complete starts one).
+    pub fn ends_the_sync(self) -> bool {
+        matches!(self, UserRequest::Stop | UserRequest::Remove)
+    }
+}
 
 /// What an administrator asks of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +206,8 @@ pub enum UserAction {
     Retry,
     Stop,
     Remove,
+    /// A synced user's final sync now (Complete-MigrationUser).
+    Complete,
 }
 
 impl UserAction {
@@ -205,6 +217,7 @@ impl UserAction {
             UserAction::Retry => "retried",
             UserAction::Stop => "stopped",
             UserAction::Remove => "removed",
+            UserAction::Complete => "completed",
         }
     }
 }
@@ -230,6 +243,8 @@ impl UserStatus {
             (UserAction::Stop, Completed | Stopped | Failed) => None,
             (UserAction::Stop, _) => Some(UserChange::Request(UserRequest::Stop)),
             (UserAction::Remove, _) => Some(UserChange::Request(UserRequest::Remove)),
+            (UserAction::Complete, Synced) => Some(UserChange::Request(UserRequest::Complete)),
+            (UserAction::Complete, _) => None,
         }
     }
 
@@ -316,5 +331,10 @@ mod tests {
             UserStatus::Completed.after(UserAction::Remove),
             Some(UserChange::Request(UserRequest::Remove))
         );
+        assert_eq!(
+            UserStatus::Synced.after(UserAction::Complete),
+            Some(UserChange::Request(UserRequest::Complete))
+        );
+        assert_eq!(UserStatus::Queued.after(UserAction::Complete), None);
     }
 }

@@ -1,6 +1,7 @@
 //! What an administrator does with one user of a batch, as Exchange's
-//! Start-, Stop-, Remove- and Set-MigrationUser: retry a failed or stopped
-//! user, stop one, remove one, change its sign-in details. The table of
+//! Start-, Stop-, Complete-, Remove- and Set-MigrationUser: retry a failed
+//! or stopped user, stop one, complete one before its batch, remove one,
+//! change its sign-in details, move it to another batch. The table of
 //! which status allows which action is `UserStatus::after`; a running
 //! user's stop or removal is a request the runner holding it carries out
 //! at the sync's next safe point.
@@ -30,6 +31,8 @@ pub enum UserOutcome {
     Stopping,
     /// Taken out of its batch.
     Removed,
+    /// Its final sync starts when a slot is free; then it is Completed.
+    Completing,
 }
 
 impl Control {
@@ -63,6 +66,15 @@ impl Control {
         } else {
             UserOutcome::Now(now.status)
         })
+    }
+
+    /// Completes one synced user before its batch (Complete-MigrationUser):
+    /// a runner gives it its final sync when a slot is free, then it is
+    /// Completed; the rest of the batch goes on.
+    pub async fn complete_user(&self, email: &str, batch: Option<&str>) -> Result<UserOutcome> {
+        let user = self.user(email, batch).await?;
+        self.carry_out(&user, UserAction::Complete).await?;
+        Ok(UserOutcome::Completing)
     }
 
     /// Takes one user out of its batch with its stored passwords (mail on

@@ -449,12 +449,14 @@ async fn schedule(
         };
         let wanted: &[(Startable, Kind)] = match batch.status {
             BatchStatus::Syncing => &[
+                (Startable::CompleteAsked, Kind::Final),
                 (Startable::Initial, Kind::Initial),
                 (incremental, Kind::Incremental),
             ],
-            BatchStatus::Synced | BatchStatus::SyncedWithErrors => {
-                &[(incremental, Kind::Incremental)]
-            }
+            BatchStatus::Synced | BatchStatus::SyncedWithErrors => &[
+                (Startable::CompleteAsked, Kind::Final),
+                (incremental, Kind::Incremental),
+            ],
             BatchStatus::Completing => &[(Startable::Final, Kind::Final)],
             _ => &[],
         };

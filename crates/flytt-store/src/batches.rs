@@ -138,6 +138,8 @@ pub enum Startable {
     Incremental { interval_secs: u64 },
     /// Synced or Queued users, for the final sync before completion.
     Final,
+    /// Synced users asked to complete before their batch (`user complete`).
+    CompleteAsked,
 }
 
 /// Which users `Store::find_users` returns: all filters apply together.
@@ -779,7 +781,7 @@ impl Store {
                 select_work_items!(concat!(
                     "(u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) \
                      AND (u.retry_at_ms IS NULL OR u.retry_at_ms <= {now_ms}) \
-                     AND u.requested IS NULL AND ",
+                     AND (u.requested IS NULL OR u.requested = 'Complete') AND ",
                     $condition,
                 ))
             };
@@ -798,9 +800,14 @@ impl Store {
                 None,
             ),
             Startable::Final => (select_work!("u.status IN ('Synced', 'Queued')"), None),
+            Startable::CompleteAsked => (
+                select_work!("u.status = 'Synced' AND u.requested = 'Complete'"),
+                None,
+            ),
             Startable::Incremental { interval_secs } => (
                 select_work!(
-                    "u.status = 'Synced' AND (u.last_synced_at IS NULL OR {seconds_since_last_sync} >= ?3)"
+                    "u.status = 'Synced' AND u.requested IS NULL \
+                     AND (u.last_synced_at IS NULL OR {seconds_since_last_sync} >= ?3)"
                 ),
                 Some(i64::try_from(interval_secs).unwrap_or(i64::MAX)),
             ),
@@ -1028,6 +1035,7 @@ impl Store {
              lease_runner = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_runner ELSE NULL END, \
              lease_expires_ms = CASE WHEN ?1 IN ('Syncing', 'IncrementalSyncing', 'Completing') THEN lease_expires_ms ELSE NULL END, \
              retry_at_ms = CASE WHEN ?13 IS NULL THEN NULL ELSE {now_ms} + ?13 END, \
+             requested = CASE WHEN requested = 'Complete' AND ?1 IN ('Completed', 'Failed') THEN NULL ELSE requested END, \
              waiting = ?14, \
              retries = CASE WHEN ?13 IS NULL THEN 0 WHEN ?15 = 1 THEN 1 ELSE retries + 1 END, \
              stalled_since_ms = CASE WHEN ?13 IS NULL OR ?15 = 1 OR stalled_since_ms IS NULL THEN \

@@ -1,5 +1,6 @@
 //! What an administrator asks of running work: a Stopping or Removing
-//! batch, a user asked to stop or to be removed while its sync runs. The
+//! batch, a user asked to stop or to be removed while its sync runs, or
+//! to complete before its batch (its final sync, started by a runner). The
 //! store only records the requests; the runner holding a user sees them
 //! (`users_to_stop`), ends the sync at its next safe point and gives the
 //! user back, and any runner's next tick carries the requests out
@@ -108,7 +109,7 @@ impl Store {
     pub async fn users_to_stop(&self, runner: &str) -> Result<Vec<i64>> {
         sqlx::query(self.sql(
             "SELECT u.id FROM batch_user u JOIN batch b ON b.id = u.batch_id \
-             WHERE u.lease_runner = ? AND (u.requested IS NOT NULL OR b.status IN ('Stopping', 'Removing'))",
+             WHERE u.lease_runner = ? AND (u.requested IN ('Stop', 'Remove') OR b.status IN ('Stopping', 'Removing'))",
         ))
         .bind(runner)
         .fetch_all(&self.pool)
@@ -127,10 +128,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let message = match request {
-            UserRequest::Stop => "asked to stop: the running sync ends at its next safe point",
-            UserRequest::Remove => {
-                "asked to be removed: the running sync ends at its next safe point"
-            }
+            UserRequest::Stop => "asked to stop",
+            UserRequest::Remove => "asked to be removed",
+            UserRequest::Complete => "asked to complete: its final sync starts when a slot is free",
         };
         self.record(
             &mut tx,
@@ -150,7 +150,7 @@ impl Store {
     pub async fn carry_out_user_requests(&self) -> Result<u64> {
         let rows = sqlx::query(self.sql(
             "SELECT u.id, b.name AS batch, u.email, u.requested FROM batch_user u \
-             JOIN batch b ON b.id = u.batch_id WHERE u.requested IS NOT NULL \
+             JOIN batch b ON b.id = u.batch_id WHERE u.requested IN ('Stop', 'Remove') \
              AND (u.lease_runner IS NULL OR u.lease_expires_ms < {now_ms}) ORDER BY u.id",
         ))
         .fetch_all(&self.pool)
@@ -164,6 +164,8 @@ impl Store {
             match request {
                 UserRequest::Stop => self.stop_user(id).await?,
                 UserRequest::Remove => self.remove_user(&batch, &email).await?,
+                // Not selected above: a final sync carries it out.
+                UserRequest::Complete => continue,
             }
             done += 1;
         }

@@ -166,6 +166,8 @@ pub enum UserCommand {
     Stop(UserActionArgs),
     /// Take one user out of its batch, with its stored passwords (never mail).
     Remove(UserActionArgs),
+    /// Complete one synced user before its batch: its final sync, then Completed.
+    Complete(UserActionArgs),
     /// Change a user's sign-in details (passwords sealed like the CSV's); retry it to use them.
     Set(UserSetArgs),
     /// Move a user (not syncing) into another batch of the same type.
@@ -636,6 +638,13 @@ pub async fn run_user(command: UserCommand, home: &Home) -> Result<u8> {
                 .await?;
             print_user_outcome(&args.email, &outcome);
         }
+        UserCommand::Complete(args) => {
+            let control = home.control().await?;
+            let outcome = control
+                .complete_user(&args.email, args.batch.as_deref())
+                .await?;
+            print_user_outcome(&args.email, &outcome);
+        }
         UserCommand::Remove(args) => {
             let control = home.control().await?;
             let outcome = control
@@ -735,6 +744,9 @@ fn print_user_outcome(email: &str, outcome: &UserOutcome) {
         UserOutcome::Removed => {
             println!("User {email} removed from its batch, with its stored passwords.")
         }
+        UserOutcome::Completing => println!(
+            "User {email}: its final sync starts when a slot is free (flytt serve); then it is Completed."
+        ),
     }
 }
 
@@ -750,6 +762,10 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
         }
         Some(flytt_batch::UserRequest::Remove) => println!(
             "Status: {} (to be removed at the sync's next safe point)",
+            user.status
+        ),
+        Some(flytt_batch::UserRequest::Complete) => println!(
+            "Status: {} (completing: its final sync starts when a slot is free)",
             user.status
         ),
         None => println!("Status: {}", user.status),

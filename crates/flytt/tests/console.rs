@@ -428,6 +428,28 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
     });
     assert_eq!(mail(&target, OLA).await, mail(&source, OLA).await);
 
+    // Ola completed alone, before the batch: a new message arrives with its
+    // final sync, and the batch goes on syncing the others.
+    seed(&source, OLA, &[folder("INBOX", messages(900, 1, 2_000))]).await;
+    let said = flytt_ok(&data, &["user", "complete", OLA]);
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains("final sync"),
+        "{said:?}"
+    );
+    wait_until(Duration::from_secs(60), "Ola Completed", || {
+        let shown = user(&data, OLA);
+        (shown["status"] != "Completed").then(|| shown.to_string())
+    });
+    assert!(user(&data, OLA)["requested"].is_null());
+    assert_eq!(mail(&target, OLA).await, mail(&source, OLA).await);
+    assert_eq!(batch_status(&data), "Synced");
+    let again = flytt(&data, &["user", "complete", OLA]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "a completed user is not completed again"
+    );
+
     // Per, not running, is Stopped at once and stays so until retried.
     let said = flytt_ok(&data, &["user", "stop", PER]);
     assert!(String::from_utf8_lossy(&said.stdout).contains("is Stopped"));
@@ -648,7 +670,7 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         "LargeItemLimit",
         "30 MB",
         "the batch",
-        "Its mail is across",
+        "its final sync ran and it is Completed",
         "changed by the administrator: Password",
     ] {
         assert!(page.contains(says), "{says}: {page}");

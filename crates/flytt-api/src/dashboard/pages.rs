@@ -7,7 +7,8 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use flytt_batch::{
-    BatchAction, BatchParameters, BatchStatus, BatchType, Parameter, UserAction, UserStatus,
+    BatchAction, BatchParameters, BatchStatus, BatchType, Parameter, UserAction, UserRequest,
+    UserStatus,
 };
 use flytt_control::users::UserOutcome;
 use flytt_control::views::{BatchView, UserView, count_of, status_words};
@@ -554,6 +555,12 @@ impl UserButton {
         }
         [
             (UserAction::Retry, "retry", "Retry", ""),
+            (
+                UserAction::Complete,
+                "complete",
+                "Complete",
+                "Complete this user now? It gets its final sync and is then Completed; this cannot be undone.",
+            ),
             (UserAction::Stop, "stop", "Stop", ""),
             (
                 UserAction::Remove,
@@ -580,6 +587,9 @@ impl UserRow {
         let copied = stats.messages_copied + progress.messages_copied;
         let bytes = stats.bytes_copied + progress.bytes_copied;
         let detail = match (&user.error, &user.waiting) {
+            _ if user.requested == Some(UserRequest::Complete) => {
+                "completing: its final sync starts when a slot is free".to_string()
+            }
             _ if user.requested.is_some() => {
                 "stopping: the sync ends at its next safe point".to_string()
             }
@@ -1089,6 +1099,7 @@ pub async fn user_action(
         "retry" => control.retry_user(&email, batch).await,
         "stop" => control.stop_user(&email, batch).await,
         "remove" => control.remove_user(&email, batch).await,
+        "complete" => control.complete_user(&email, batch).await,
         _ => return not_found().await,
     };
     let flash = match outcome {
@@ -1103,6 +1114,12 @@ pub async fn user_action(
         Ok(UserOutcome::Removed) => Flash {
             class: "ok",
             text: format!("{email} removed from the batch; its mail is untouched."),
+        },
+        Ok(UserOutcome::Completing) => Flash {
+            class: "ok",
+            text: format!(
+                "{email}: its final sync starts when a slot is free; then it is Completed."
+            ),
         },
         Err(e @ ControlError::UserWrongState { .. }) => Flash {
             class: "error",

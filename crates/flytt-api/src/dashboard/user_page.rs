@@ -108,11 +108,17 @@ pub async fn user(
 /// Where the user is, in a sentence for the administrator.
 fn sentence(user: &UserView) -> String {
     use flytt_batch::UserStatus::*;
-    if let Some(request) = user.requested {
-        return format!(
-            "Asked to {}: its sync ends at its next safe point.",
-            request.as_str().to_lowercase()
-        );
+    match user.requested {
+        Some(flytt_batch::UserRequest::Complete) => {
+            return "Asked to complete: its final sync starts when a slot is free, then it is Completed.".into();
+        }
+        Some(request) => {
+            return format!(
+                "Asked to {}: its sync ends at its next safe point.",
+                request.as_str().to_lowercase()
+            );
+        }
+        None => {}
     }
     if let Some(waiting) = &user.waiting {
         return format!("Between tries: {}.", waiting.sentence());
@@ -132,7 +138,7 @@ fn sentence(user: &UserView) -> String {
             "Its mail is across; incremental syncs keep it current until the batch completes."
                 .into()
         }
-        Completed => "Done: its last sync ran when the batch completed.".into(),
+        Completed => "Done: its final sync ran and it is Completed.".into(),
         Stopped => "Stopped by an administrator: nothing runs until it is retried.".into(),
         Failed => format!(
             "Failed: {}. Mend the cause (a new password: flytt user set), then retry it.",
