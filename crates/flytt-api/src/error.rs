@@ -65,13 +65,16 @@ impl From<flytt_store::Error> for ApiError {
             | NoSuchEndpoint(_)
             | NoSuchUser(_)
             | NoSuchUserInBatch { .. }
+            | NoSuchDirectory(_)
             | NoSuchToken(_) => ApiError::not_found(error.to_string()),
             BatchExists(_)
             | EndpointExists(_)
             | EndpointInUse(_)
             | TokenExists(_)
             | UserInBatch { .. }
-            | UserRunning(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            | UserRunning(_)
+            | DirectoryExists(_)
+            | DirectoryInUse(_) => ApiError::new(StatusCode::CONFLICT, error.to_string()),
             other => ApiError::internal(&other),
         }
     }

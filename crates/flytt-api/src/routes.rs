@@ -13,6 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flytt_batch::{BatchParameters, BatchType, Parameter, UserStatus};
+use flytt_control::directories::{Directory, DirectoryView};
 use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
@@ -57,6 +58,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(remove_endpoint),
         )
         .route("/endpoints/{name}/test", post(test_endpoint))
+        .route("/directories", get(list_directories).post(create_directory))
+        .route(
+            "/directories/{name}",
+            get(show_directory).delete(remove_directory),
+        )
+        .route("/directories/{name}/test", post(test_directory))
         .route("/batches", get(list_batches).post(create_batch))
         .route(
             "/batches/{name}",
@@ -346,6 +353,87 @@ async fn test_endpoint(
         parse_json(&body)?
     };
     to_json(control.test_endpoint(&name, body.user.as_deref()).await?)
+}
+
+async fn list_directories(State(control): State<Control>) -> Result<Json, ApiError> {
+    let directories = control.store().directories().await?;
+    to_json(
+        directories
+            .iter()
+            .map(DirectoryView::new)
+            .collect::<Vec<_>>(),
+    )
+}
+
+async fn show_directory(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<Json, ApiError> {
+    to_json(DirectoryView::new(&control.store().directory(&name).await?))
+}
+
+/// `POST /api/v1/directories`: an LDAP directory's settings as `directory
+/// show --json` gives them (`kind`: `ldap`); the bind password is
+/// write-only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewDirectoryBody {
+    name: String,
+    /// A `Directory`'s settings; an LDAP directory's `name` is the body's.
+    settings: serde_json::Map<String, serde_json::Value>,
+    bind_password: Option<String>,
+}
+
+async fn create_directory(
+    State(control): State<Control>,
+    body: Bytes,
+) -> Result<(StatusCode, Json), ApiError> {
+    let body: NewDirectoryBody = parse_json(&body)?;
+    let mut fields = body.settings;
+    // A command hook is a program this server would run: only its own
+    // administrator adds one (`flytt directory new --hook`), never a
+    // request.
+    if fields.get("kind").and_then(|k| k.as_str()) != Some("ldap") {
+        return Err(ApiError::bad_request(
+            "settings.kind: the API adds LDAP directories (\"ldap\"); a command hook is added on the server with flytt directory new --hook",
+        ));
+    }
+    fields.insert("name".into(), body.name.clone().into());
+    let settings: Directory = serde_json::from_value(fields.into())
+        .map_err(|e| ApiError::bad_request(format!("settings: {e}")))?;
+    let password = body.bind_password.as_deref().map(SecretString::new);
+    control
+        .create_directory(&body.name, &settings, password.as_ref())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        to_json(DirectoryView::new(
+            &control.store().directory(&body.name).await?,
+        ))?,
+    ))
+}
+
+async fn remove_directory(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    control.store().remove_directory(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/directories/{name}/test`: bind and read the base; with
+/// `user`, look the address up. The outcome is in the answer.
+async fn test_directory(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let body: EndpointTestBody = if body.is_empty() {
+        EndpointTestBody::default()
+    } else {
+        parse_json(&body)?
+    };
+    to_json(control.test_directory(&name, body.user.as_deref()).await?)
 }
 
 async fn batch_view(control: &Control, name: &str) -> Result<BatchView, ApiError> {

@@ -1,7 +1,8 @@
 //! Directories: stored with their bind password sealed, opened with it for
 //! use, and tested (bind, read the base, look a user up).
 
-use flytt_directory::{Directory, DirectoryUser};
+pub use flytt_directory::Directory;
+use flytt_directory::DirectoryUser;
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{Store, StoredDirectory};
 use serde::Serialize;

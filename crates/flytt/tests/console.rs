@@ -561,6 +561,22 @@ async fn a_failed_user_is_fixed_and_retried_alone() {
         (shown["batch"] != "b2" || shown["status"] != "Synced").then(|| shown.to_string())
     });
 
+    // Ticked users together: each by the rules, the refusals said.
+    let (_, page) = post_form(
+        &dashboard,
+        &base,
+        &session,
+        &format!("/batches/{BATCH}/selected-users"),
+        &[("action", "stop"), ("user", KARI), ("user", OLA)],
+    )
+    .await;
+    assert!(page.contains("1 user: stopped."), "{page}");
+    assert!(
+        page.contains("is Completed; it cannot be stopped"),
+        "{page}"
+    );
+    assert_eq!(user(&data, KARI)["status"], "Stopped");
+
     // Kari removed: out of the batch, free for another.
     let removed = api(reqwest::Method::DELETE, &format!("/users/{KARI}"))
         .send()

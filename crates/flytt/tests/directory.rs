@@ -1,9 +1,10 @@
-//! `flytt directory …` against a real OpenLDAP: add, test (bind, base, a
-//! user), show without the password, name it from an endpoint.
+//! `flytt directory …` and the API's `/directories` against a real
+//! OpenLDAP: add, test (bind, base, a user), show without the password,
+//! name it from an endpoint, remove.
 
 mod common;
 
-use common::{flytt, flytt_ok, json};
+use common::{Worker, flytt, flytt_ok, json, new_token};
 use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd};
 
 #[test]
@@ -107,4 +108,90 @@ fn directories_are_added_tested_and_named_by_endpoints() {
     assert_eq!(in_use.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&in_use.stderr).contains("used by an endpoint"));
     flytt_ok(&data, &["directory", "remove", "feil"]);
+}
+
+/// The same through the API: added with its bind password (write-only),
+/// listed, tested with a user, refused twice, removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn directories_are_managed_through_the_api() {
+    let slapd = Slapd::start().expect("slapd");
+    slapd
+        .add_mail_user("kari", "kari@example.org")
+        .expect("user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let token = new_token(&data, "api");
+    let (worker, base) = Worker::serve(&data);
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}/api/v1{path}"))
+            .bearer_auth(&token)
+    };
+    let body = serde_json::json!({
+        "name": "corp",
+        "settings": {
+            "kind": "ldap",
+            "url": slapd.url(),
+            "allow_plaintext": true,
+            "ca_files": [slapd.ca_file()],
+            "bind_dn": ADMIN_DN,
+            "base_dn": BASE_DN,
+        },
+        "bind_password": ADMIN_PASSWORD,
+    });
+    let created = call(reqwest::Method::POST, "/directories")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let status = created.status();
+    let created = created.text().await.expect("body");
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{created}");
+    assert!(!created.contains(ADMIN_PASSWORD), "{created}");
+    let again = call(reqwest::Method::POST, "/directories")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT);
+    // No program to run is taken from a request.
+    let hook = call(reqwest::Method::POST, "/directories")
+        .json(&serde_json::json!({
+            "name": "skript",
+            "settings": { "kind": "hook", "program": "/bin/sh" },
+        }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(hook.status(), reqwest::StatusCode::BAD_REQUEST);
+    let listed: serde_json::Value = call(reqwest::Method::GET, "/directories")
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed[0]["name"], "corp", "{listed}");
+    assert_eq!(listed[0]["bind_password_set"], true);
+    let tested: serde_json::Value = call(reqwest::Method::POST, "/directories/corp/test")
+        .json(&serde_json::json!({ "user": "kari@example.org" }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tested["ok"], true, "{tested}");
+    assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
+    let removed = call(reqwest::Method::DELETE, "/directories/corp")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(removed.status(), reqwest::StatusCode::NO_CONTENT);
+    let gone = call(reqwest::Method::GET, "/directories/corp")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(gone.status(), reqwest::StatusCode::NOT_FOUND);
+    drop(worker);
 }

@@ -51,6 +51,10 @@ pub fn router() -> Router<AppState> {
         .route("/batches/{name}/{action}", post(pages::batch_action))
         .route("/batches/{name}/users/{email}", get(user_page::user))
         .route(
+            "/batches/{name}/selected-users",
+            post(pages::bulk_user_action),
+        )
+        .route(
             "/batches/{name}/users/{email}/{action}",
             post(pages::user_action),
         )

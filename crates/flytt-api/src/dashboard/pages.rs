@@ -1079,8 +1079,50 @@ pub async fn batch_live(
     }
 }
 
-/// A user's action from its batch's page: retry, stop or remove, by the
-/// same rules as the CLI and the API.
+/// A user action as the dashboard's paths name it.
+fn user_action_named(name: &str) -> Option<UserAction> {
+    match name {
+        "retry" => Some(UserAction::Retry),
+        "stop" => Some(UserAction::Stop),
+        "remove" => Some(UserAction::Remove),
+        "complete" => Some(UserAction::Complete),
+        _ => None,
+    }
+}
+
+/// Does `action` to one user of `batch`, by the same rules as the CLI and
+/// the API.
+async fn act_on_user(
+    state: &AppState,
+    batch: &str,
+    email: &str,
+    action: UserAction,
+) -> Result<UserOutcome, ControlError> {
+    let control = &state.control;
+    let batch = Some(batch);
+    match action {
+        UserAction::Retry => control.retry_user(email, batch).await,
+        UserAction::Stop => control.stop_user(email, batch).await,
+        UserAction::Remove => control.remove_user(email, batch).await,
+        UserAction::Complete => control.complete_user(email, batch).await,
+    }
+}
+
+/// What an action did to a user, in a sentence.
+fn outcome_words(email: &str, outcome: &UserOutcome) -> String {
+    match outcome {
+        UserOutcome::Now(status) => format!("{email} is {status}."),
+        UserOutcome::Stopping => format!("{email}: its sync ends at its next safe point."),
+        UserOutcome::Removed => {
+            format!("{email} removed from the batch; its mail is untouched.")
+        }
+        UserOutcome::Completing => {
+            format!("{email}: its final sync starts when a slot is free; then it is Completed.")
+        }
+    }
+}
+
+/// A user's action from its batch's page or its own.
 pub async fn user_action(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -1093,33 +1135,13 @@ pub async fn user_action(
     if !csrf_ok(&session, &form) {
         return csrf_refused();
     }
-    let control = &state.control;
-    let batch = Some(name.as_str());
-    let outcome = match action.as_str() {
-        "retry" => control.retry_user(&email, batch).await,
-        "stop" => control.stop_user(&email, batch).await,
-        "remove" => control.remove_user(&email, batch).await,
-        "complete" => control.complete_user(&email, batch).await,
-        _ => return not_found().await,
+    let Some(action) = user_action_named(&action) else {
+        return not_found().await;
     };
-    let flash = match outcome {
-        Ok(UserOutcome::Now(status)) => Flash {
+    let flash = match act_on_user(&state, &name, &email, action).await {
+        Ok(outcome) => Flash {
             class: "ok",
-            text: format!("{email} is {status}."),
-        },
-        Ok(UserOutcome::Stopping) => Flash {
-            class: "ok",
-            text: format!("{email}: its sync ends at its next safe point."),
-        },
-        Ok(UserOutcome::Removed) => Flash {
-            class: "ok",
-            text: format!("{email} removed from the batch; its mail is untouched."),
-        },
-        Ok(UserOutcome::Completing) => Flash {
-            class: "ok",
-            text: format!(
-                "{email}: its final sync starts when a slot is free; then it is Completed."
-            ),
+            text: outcome_words(&email, &outcome),
         },
         Err(e @ ControlError::UserWrongState { .. }) => Flash {
             class: "error",
@@ -1128,6 +1150,65 @@ pub async fn user_action(
         Err(e) => return failure(e),
     };
     state.dashboard.sessions.set_flash(&headers, flash);
+    Redirect::to(&format!("/batches/{}", link(&name))).into_response()
+}
+
+/// The same action for the users ticked on the batch page: each by the
+/// rules; what a user's status refused is said, the others go on.
+pub async fn bulk_user_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: axum::Form<Vec<(String, String)>>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
+        return to_login();
+    };
+    let value = |key: &str| {
+        form.iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let csrf: HashMap<String, String> = [("csrf".to_string(), value("csrf"))].into();
+    if !csrf_ok(&session, &csrf) {
+        return csrf_refused();
+    }
+    let Some(action) = user_action_named(&value("action")) else {
+        return not_found().await;
+    };
+    let users: Vec<&String> = form
+        .iter()
+        .filter(|(k, _)| k == "user")
+        .map(|(_, v)| v)
+        .collect();
+    let mut done = 0;
+    let mut refused = Vec::new();
+    for email in &users {
+        match act_on_user(&state, &name, email, action).await {
+            Ok(_) => done += 1,
+            Err(e @ (ControlError::UserWrongState { .. } | ControlError::Store(_))) => {
+                refused.push(e.to_string());
+            }
+            Err(e) => return failure(e),
+        }
+    }
+    let mut text = format!("{}: {}.", count_of(done, "user"), action.done());
+    if users.is_empty() {
+        text = "No user was ticked.".to_string();
+    }
+    if !refused.is_empty() {
+        text.push_str(&format!(" Refused: {}", refused.join("; ")));
+    }
+    let class = if refused.is_empty() && !users.is_empty() {
+        "ok"
+    } else {
+        "error"
+    };
+    state
+        .dashboard
+        .sessions
+        .set_flash(&headers, Flash { class, text });
     Redirect::to(&format!("/batches/{}", link(&name))).into_response()
 }
 
