@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use flytt_batch::{BatchParameters, BatchType, Parameter, UserStatus};
+use flytt_batch::{BatchParameters, BatchType, Parameter, UserAction, UserStatus};
 use flytt_control::directories::{Directory, DirectoryView};
 use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
@@ -936,16 +936,28 @@ async fn user_answer(
     Ok(axum::Json(answer))
 }
 
+/// Does `action` to the user and answers with it as it is now.
+async fn user_route(
+    control: &Control,
+    email: &str,
+    which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
+    action: UserAction,
+) -> Result<Json, ApiError> {
+    let which = query(which)?;
+    let user = control.user(email, which.batch.as_deref()).await?;
+    let outcome = control
+        .act_on_user(&user.email, Some(&user.batch), action)
+        .await?;
+    user_answer(control, &user.email, &user.batch, &outcome).await
+}
+
 /// `POST /api/v1/users/{email}/retry`: a failed or stopped user is queued.
 async fn retry_user(
     State(control): State<Control>,
     Path(email): Path<String>,
     which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json, ApiError> {
-    let which = query(which)?;
-    let user = control.user(&email, which.batch.as_deref()).await?;
-    let outcome = control.retry_user(&user.email, Some(&user.batch)).await?;
-    user_answer(&control, &user.email, &user.batch, &outcome).await
+    user_route(&control, &email, which, UserAction::Retry).await
 }
 
 /// `POST /api/v1/users/{email}/stop`: Stopped now, or (`stopping`) when
@@ -955,26 +967,17 @@ async fn stop_user(
     Path(email): Path<String>,
     which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json, ApiError> {
-    let which = query(which)?;
-    let user = control.user(&email, which.batch.as_deref()).await?;
-    let outcome = control.stop_user(&user.email, Some(&user.batch)).await?;
-    user_answer(&control, &user.email, &user.batch, &outcome).await
+    user_route(&control, &email, which, UserAction::Stop).await
 }
 
 /// `POST /api/v1/users/{email}/complete`: a synced user's final sync
-/// before its batch's (`stopping` is false; `requested` says Complete
-/// until it ran).
+/// before its batch's (`requested` says Complete until it ran).
 async fn complete_user(
     State(control): State<Control>,
     Path(email): Path<String>,
     which: Result<Query<UserQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json, ApiError> {
-    let which = query(which)?;
-    let user = control.user(&email, which.batch.as_deref()).await?;
-    let outcome = control
-        .complete_user(&user.email, Some(&user.batch))
-        .await?;
-    user_answer(&control, &user.email, &user.batch, &outcome).await
+    user_route(&control, &email, which, UserAction::Complete).await
 }
 
 /// `DELETE /api/v1/users/{email}`: 204 when removed, 202 when its running

@@ -42,6 +42,22 @@ impl Control {
         Ok(self.store.user_ref(email, batch).await?)
     }
 
+    /// Does `action` to the user (the one dispatch for the API's and the
+    /// dashboard's per-user routes).
+    pub async fn act_on_user(
+        &self,
+        email: &str,
+        batch: Option<&str>,
+        action: UserAction,
+    ) -> Result<UserOutcome> {
+        match action {
+            UserAction::Retry => self.retry_user(email, batch).await,
+            UserAction::Stop => self.stop_user(email, batch).await,
+            UserAction::Complete => self.complete_user(email, batch).await,
+            UserAction::Remove => self.remove_user(email, batch).await,
+        }
+    }
+
     /// Queues a failed or stopped user again; its batch syncs again if it
     /// had finished (a completed batch gives it its final sync).
     pub async fn retry_user(&self, email: &str, batch: Option<&str>) -> Result<UserOutcome> {

@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Worker, flytt, flytt_ok, json, login_form, new_token};
+use common::{Worker, flytt, flytt_ok, json, new_token, sign_in};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
 use flytt_testsupport::dovecot::storage_quota;
 use flytt_testsupport::{Cyrus, Dovecot, Family, Layout, NewEndpoint, TestServer};
@@ -384,27 +384,7 @@ async fn the_api_asks_and_a_runner_analyzes() {
 
 /// A dashboard page, signed in with an API token.
 async fn dashboard_page(base: &str, token: &str, path: &str) -> String {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = login_form(&http, base).await;
-    let signed_in = http
-        .post(format!("{base}/login"))
-        .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("secret", token)])
-        .send()
-        .await
-        .expect("sign in");
-    let session = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("flytt_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let (http, session) = sign_in(base, token).await;
     http.get(format!("{base}{path}"))
         .header("Cookie", session)
         .send()

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Worker, flytt, flytt_ok, json, login_form, new_token};
+use common::{Worker, flytt, flytt_ok, json, new_token, sign_in};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
 use flytt_testsupport::proxy::LatencyProxy;
 use flytt_testsupport::{Family, Layout, NewEndpoint, TestServer};
@@ -140,33 +140,6 @@ fn batch_status(data: &Path) -> String {
 
 fn user(data: &Path, email: &str) -> serde_json::Value {
     json(&flytt(data, &["user", "show", email, "--json"]))
-}
-
-/// A dashboard session signed in with an API token: the client (which
-/// does not follow redirects) and the session cookie.
-async fn sign_in(base: &str, token: &str) -> (reqwest::Client, String) {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = login_form(&http, base).await;
-    let signed_in = http
-        .post(format!("{base}/login"))
-        .header("Cookie", &cookie)
-        .form(&[("csrf", csrf.as_str()), ("secret", token)])
-        .send()
-        .await
-        .expect("sign in");
-    let session = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("flytt_session="))
-        .and_then(|v| v.split(';').next())
-        .expect("a session cookie")
-        .to_string();
-    (http, session)
 }
 
 /// Polls until `done` says so; panics after `within`.

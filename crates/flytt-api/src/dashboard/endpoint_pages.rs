@@ -265,11 +265,13 @@ pub async fn create_endpoint(
                 "Endpoint {} created. Test it with a user to check the admin login.",
                 sent.name
             );
-            state
-                .dashboard
-                .sessions
-                .set_flash(&headers, Flash { class: "ok", text });
-            Redirect::to(&format!("/endpoints/{}", link(&sent.name))).into_response()
+            flash_to(
+                &state,
+                &headers,
+                "ok",
+                text,
+                &format!("/endpoints/{}", link(&sent.name)),
+            )
         }
         Err(e) if !is_internal(&e) => {
             let page = Page::new(&session, None, "endpoints");
@@ -301,11 +303,13 @@ pub async fn change_endpoint(
     match changed.await {
         Ok(_) => {
             let text = format!("Endpoint {name} changed; syncs that start from now on use it.");
-            state
-                .dashboard
-                .sessions
-                .set_flash(&headers, Flash { class: "ok", text });
-            Redirect::to(&format!("/endpoints/{}", link(&name))).into_response()
+            flash_to(
+                &state,
+                &headers,
+                "ok",
+                text,
+                &format!("/endpoints/{}", link(&name)),
+            )
         }
         Err(e) if !is_internal(&e) => {
             let page = Page::new(&session, None, "endpoints");
@@ -331,25 +335,29 @@ pub async fn remove_endpoint(
     match state.control.store().remove_endpoint(&name).await {
         Ok(()) => {
             let text = format!("Endpoint {name} removed.");
-            state
-                .dashboard
-                .sessions
-                .set_flash(&headers, Flash { class: "ok", text });
-            Redirect::to("/endpoints").into_response()
+            flash_to(&state, &headers, "ok", text, "/endpoints")
         }
         Err(e @ flytt_store::Error::EndpointInUse(_)) => {
-            let text = e.to_string();
-            state.dashboard.sessions.set_flash(
-                &headers,
-                Flash {
-                    class: "error",
-                    text,
-                },
-            );
-            Redirect::to(&format!("/endpoints/{}", link(&name))).into_response()
+            let to = format!("/endpoints/{}", link(&name));
+            flash_to(&state, &headers, "error", e.to_string(), &to)
         }
         Err(e) => failure(e),
     }
+}
+
+/// Says `text` on the next page, which is `to`.
+fn flash_to(
+    state: &AppState,
+    headers: &HeaderMap,
+    class: &'static str,
+    text: String,
+    to: &str,
+) -> Response {
+    state
+        .dashboard
+        .sessions
+        .set_flash(headers, Flash { class, text });
+    Redirect::to(to).into_response()
 }
 
 /// An error the administrator can mend on the form (not the database's).

@@ -1090,24 +1090,6 @@ fn user_action_named(name: &str) -> Option<UserAction> {
     }
 }
 
-/// Does `action` to one user of `batch`, by the same rules as the CLI and
-/// the API.
-async fn act_on_user(
-    state: &AppState,
-    batch: &str,
-    email: &str,
-    action: UserAction,
-) -> Result<UserOutcome, ControlError> {
-    let control = &state.control;
-    let batch = Some(batch);
-    match action {
-        UserAction::Retry => control.retry_user(email, batch).await,
-        UserAction::Stop => control.stop_user(email, batch).await,
-        UserAction::Remove => control.remove_user(email, batch).await,
-        UserAction::Complete => control.complete_user(email, batch).await,
-    }
-}
-
 /// What an action did to a user, in a sentence.
 fn outcome_words(email: &str, outcome: &UserOutcome) -> String {
     match outcome {
@@ -1138,7 +1120,7 @@ pub async fn user_action(
     let Some(action) = user_action_named(&action) else {
         return not_found().await;
     };
-    let flash = match act_on_user(&state, &name, &email, action).await {
+    let flash = match state.control.act_on_user(&email, Some(&name), action).await {
         Ok(outcome) => Flash {
             class: "ok",
             text: outcome_words(&email, &outcome),
@@ -1185,7 +1167,7 @@ pub async fn bulk_user_action(
     let mut done = 0;
     let mut refused = Vec::new();
     for email in &users {
-        match act_on_user(&state, &name, email, action).await {
+        match state.control.act_on_user(email, Some(&name), action).await {
             Ok(_) => done += 1,
             Err(e @ (ControlError::UserWrongState { .. } | ControlError::Store(_))) => {
                 refused.push(e.to_string());

@@ -383,3 +383,30 @@ pub async fn upload_sieve_scripts(dovecot: &Dovecot, user: &str, scripts: &[(&st
     }
     session.logout().await;
 }
+
+/// A dashboard session signed in with an API token: the client (which
+/// does not follow redirects) and the session cookie.
+pub async fn sign_in(base: &str, token: &str) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = login_form(&http, base).await;
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str()), ("secret", token)])
+        .send()
+        .await
+        .expect("sign in");
+    let session = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("flytt_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    (http, session)
+}
