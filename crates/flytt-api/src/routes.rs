@@ -13,7 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use flytt_batch::{BatchParameters, BatchType, Parameter, UserAction, UserStatus};
-use flytt_control::directories::{Directory, DirectoryView};
+use flytt_control::directories::{DirectoryView, ldap_directory};
 use flytt_control::users::{NewLogin, UserOutcome};
 use flytt_control::views::{BatchView, EndpointView, EventView, UserView, WorkerView};
 use flytt_control::{BatchRequest, Control, reports};
@@ -389,18 +389,7 @@ async fn create_directory(
     body: Bytes,
 ) -> Result<(StatusCode, Json), ApiError> {
     let body: NewDirectoryBody = parse_json(&body)?;
-    let mut fields = body.settings;
-    // A command hook is a program this server would run: only its own
-    // administrator adds one (`flytt directory new --hook`), never a
-    // request.
-    if fields.get("kind").and_then(|k| k.as_str()) != Some("ldap") {
-        return Err(ApiError::bad_request(
-            "settings.kind: the API adds LDAP directories (\"ldap\"); a command hook is added on the server with flytt directory new --hook",
-        ));
-    }
-    fields.insert("name".into(), body.name.clone().into());
-    let settings: Directory = serde_json::from_value(fields.into())
-        .map_err(|e| ApiError::bad_request(format!("settings: {e}")))?;
+    let settings = ldap_directory(&body.name, body.settings)?;
     let password = body.bind_password.as_deref().map(SecretString::new);
     control
         .create_directory(&body.name, &settings, password.as_ref())

@@ -1,5 +1,6 @@
 // The dashboard's few behaviours beyond htmx: times in the reader's own
-// zone (UTC on hover), and a banner when the live refresh cannot get the
+// zone (UTC on hover), the new batch form's fields that fit its type, and
+// a banner when the live refresh cannot get the
 // page's numbers (signed out, removed, server unreachable) instead of old
 // numbers shown as if they were current.
 (function () {
@@ -45,8 +46,30 @@
     return new Date().toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
   }
 
+  // The new batch form shows only the parameters that fit the chosen
+  // type (each field's data-fits names its types, from the server's
+  // rule); a hidden field is disabled, so it is not sent.
+  function fitTypes() {
+    var type = document.getElementById("type");
+    if (!type) {
+      return;
+    }
+    document.querySelectorAll("[data-fits]").forEach(function (el) {
+      var fits = el.getAttribute("data-fits").split(" ").indexOf(type.value) >= 0;
+      el.hidden = !fits;
+      el.querySelectorAll("input, select, textarea").forEach(function (control) {
+        control.disabled = !fits;
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    fitTypes();
+    var type = document.getElementById("type");
+    if (type) {
+      type.addEventListener("change", fitTypes);
+    }
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     localTimes(event.target);

@@ -40,16 +40,16 @@ impl std::str::FromStr for BatchType {
 }
 
 impl BatchType {
+    pub const ALL: [BatchType; 4] = [
+        BatchType::Imap,
+        BatchType::Staged,
+        BatchType::Onboarding,
+        BatchType::Offboarding,
+    ];
+
     /// The type named as `name` spells it.
     pub fn parse(text: &str) -> Option<BatchType> {
-        [
-            BatchType::Imap,
-            BatchType::Staged,
-            BatchType::Onboarding,
-            BatchType::Offboarding,
-        ]
-        .into_iter()
-        .find(|t| t.name() == text)
+        BatchType::ALL.into_iter().find(|t| t.name() == text)
     }
 
     pub fn name(self) -> &'static str {

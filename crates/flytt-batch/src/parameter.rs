@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::csv_import::{BadItemLimit, MailboxType};
+use crate::csv_import::{BadItemLimit, BatchType, Column, MailboxType};
 use crate::folder_mapping::FolderMapping;
 use crate::params::{BatchParameters, Forwarding, GmailLabels, parse_duration};
 use crate::size::parse_size;
@@ -146,6 +146,34 @@ impl Parameter {
             | Parameter::TargetDeliveryDomain => status == Created,
             _ => true,
         }
+    }
+
+    /// Whether the parameter does anything in a batch of `batch_type`:
+    /// converting the source mailboxes is the staged flow's last step;
+    /// forwarding (and the domain it forwards to) is set by staged
+    /// migrations and remote moves, not by an IMAP batch; the mailbox
+    /// scope is what the type's CSV may override (a staged batch moves
+    /// whole mailboxes). The new batch form offers only these, and a batch
+    /// refuses the others set to anything but their default.
+    pub fn fits(self, batch_type: BatchType) -> bool {
+        match self {
+            Parameter::ConvertSourceOnComplete => batch_type == BatchType::Staged,
+            Parameter::Forwarding | Parameter::TargetDeliveryDomain => {
+                batch_type != BatchType::Imap
+            }
+            Parameter::MailboxType => batch_type.allowed().contains(&Column::MailboxType),
+            _ => true,
+        }
+    }
+
+    /// The batch types it fits, by name (`imap staged`), for the form.
+    pub fn types(self) -> String {
+        BatchType::ALL
+            .iter()
+            .filter(|t| self.fits(**t))
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn error(self, message: impl Into<String>) -> ParameterError {
@@ -297,6 +325,33 @@ impl BatchParameters {
     /// Checks values that arrived typed (the stored JSON of an older
     /// flytt, a caller that built the struct) by the same rules `set`
     /// applies to text.
+    /// Refuses a parameter set (to anything but its default) in a batch
+    /// of a type where it does nothing (`Parameter::fits`).
+    pub fn check_fits(&self, batch_type: BatchType) -> Result<(), ParameterError> {
+        Parameter::ALL
+            .iter()
+            .try_for_each(|&parameter| self.check_fit(parameter, batch_type))
+    }
+
+    /// `check_fits` for one parameter (`batch set` checks only what it
+    /// changes).
+    pub fn check_fit(
+        &self,
+        parameter: Parameter,
+        batch_type: BatchType,
+    ) -> Result<(), ParameterError> {
+        if parameter.fits(batch_type)
+            || self.text(parameter) == BatchParameters::default().text(parameter)
+        {
+            return Ok(());
+        }
+        Err(parameter.error(format!(
+            "does nothing in {} batch (it fits {} batches); leave it out",
+            article(batch_type.name()),
+            parameter.types().replace(' ', ", ")
+        )))
+    }
+
     pub fn check(&self) -> Result<(), ParameterError> {
         for (parameter, value) in [
             (Parameter::StartAfter, &self.start_after),
@@ -314,6 +369,15 @@ impl BatchParameters {
             return Err(Parameter::IncrementalSyncInterval.error("must be longer than 0"));
         }
         Ok(())
+    }
+}
+
+/// `an imap`, `a staged`.
+fn article(word: &str) -> String {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        format!("an {word}")
+    } else {
+        format!("a {word}")
     }
 }
 
@@ -495,5 +559,47 @@ mod tests {
         assert!(!Parameter::StartAfter.may_change(BatchStatus::Stopped));
         assert!(!Parameter::NotificationEmails.may_change(BatchStatus::Completed));
         assert!(!Parameter::LargeItemLimit.may_change(BatchStatus::Completing));
+    }
+
+    /// What does nothing in a type is refused there when set, and only
+    /// then: a parameter left at its default passes in any batch.
+    #[test]
+    fn what_fits_which_type() {
+        assert_eq!(Parameter::ConvertSourceOnComplete.types(), "staged");
+        assert_eq!(
+            Parameter::TargetDeliveryDomain.types(),
+            "staged onboarding offboarding"
+        );
+        assert_eq!(
+            Parameter::MailboxType.types(),
+            "imap onboarding offboarding"
+        );
+        assert_eq!(
+            Parameter::LargeItemLimit.types(),
+            "imap staged onboarding offboarding"
+        );
+        let untouched = BatchParameters::default();
+        for batch_type in BatchType::ALL {
+            assert_eq!(untouched.check_fits(batch_type), Ok(()));
+        }
+        let mut forwarding = BatchParameters::default();
+        forwarding
+            .set(Parameter::TargetDeliveryDomain, "ny.example.org")
+            .expect("a domain");
+        assert_eq!(forwarding.check_fits(BatchType::Staged), Ok(()));
+        let refused = forwarding
+            .check_fits(BatchType::Imap)
+            .expect_err("no forwarding in an IMAP batch");
+        assert_eq!(refused.parameter, Parameter::TargetDeliveryDomain);
+        assert_eq!(
+            refused.to_string(),
+            "TargetDeliveryDomain: does nothing in an imap batch (it fits staged, onboarding, offboarding batches); leave it out"
+        );
+        let mut archive = BatchParameters::default();
+        archive
+            .set(Parameter::MailboxType, "ArchiveOnly")
+            .expect("a scope");
+        assert!(archive.check_fits(BatchType::Staged).is_err());
+        assert_eq!(archive.check_fits(BatchType::Onboarding), Ok(()));
     }
 }

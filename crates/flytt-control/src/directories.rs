@@ -1,8 +1,8 @@
 //! Directories: stored with their bind password sealed, opened with it for
 //! use, and tested (bind, read the base, look a user up).
 
-pub use flytt_directory::Directory;
 use flytt_directory::DirectoryUser;
+pub use flytt_directory::{Directory, UserState};
 use flytt_secrets::{Keyring, SecretString};
 use flytt_store::{Store, StoredDirectory};
 use serde::Serialize;
@@ -55,6 +55,25 @@ pub async fn open_directory(store: &Store, keyring: &Keyring, name: &str) -> Res
         settings.bind_password = Some(keyring.open(sealed, &binding(name))?);
     }
     Ok(directory)
+}
+
+/// An LDAP directory from its settings as `directory show --json` gives
+/// them (`kind`: `ldap`; an LDAP directory's `name` is `name`), as the API
+/// and the dashboard take them. A command hook is a program this server
+/// would run: only its own administrator adds one (`flytt directory new
+/// --hook`), never a request.
+pub fn ldap_directory(
+    name: &str,
+    mut settings: serde_json::Map<String, serde_json::Value>,
+) -> Result<Directory> {
+    if settings.get("kind").and_then(|k| k.as_str()) != Some("ldap") {
+        return Err(ControlError::InvalidParameter(
+            "settings.kind: over HTTP only LDAP directories (\"ldap\") are added; a command hook is added on the server with flytt directory new --hook".into(),
+        ));
+    }
+    settings.insert("name".into(), name.into());
+    serde_json::from_value(settings.into())
+        .map_err(|e| ControlError::InvalidParameter(format!("settings: {e}")))
 }
 
 impl Control {

@@ -151,6 +151,7 @@ impl Control {
     pub async fn create_batch(&self, request: BatchRequest, csv: &[u8]) -> Result<usize> {
         check_name(&request.name)?;
         check_parameters(&request.parameters)?;
+        request.parameters.check_fits(request.batch_type)?;
         if request.source_endpoint == request.target_endpoint {
             return Err(ControlError::InvalidParameter(format!(
                 "the source and the target endpoint are both {:?}: a batch moves mailboxes from one server to another",
@@ -254,6 +255,19 @@ impl Control {
         Ok(retried)
     }
 
+    /// What is wrong with `name` for a new batch (its form checks it as
+    /// the administrator types): against the naming rule, or taken.
+    pub async fn batch_name_problem(&self, name: &str) -> Result<Option<String>> {
+        if let Err(e) = check_name(name) {
+            return Ok(Some(e.to_string()));
+        }
+        match self.store.batch(name).await {
+            Ok(_) => Ok(Some(format!("a batch named {name:?} exists already"))),
+            Err(flytt_store::Error::NoSuchBatch(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// `batch set`: changes parameters, each from its text by the one
     /// parser, all or none, where the batch's status allows
     /// (`Parameter::may_change`). Syncs that start after use them.
@@ -279,6 +293,7 @@ impl Control {
                 });
             }
             parameters.set(*parameter, text)?;
+            parameters.check_fit(*parameter, batch.batch_type)?;
         }
         let names: Vec<&str> = changes.iter().map(|(p, _)| p.name()).collect();
         self.store

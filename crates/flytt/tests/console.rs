@@ -10,9 +10,14 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::browser::{
+    Driver, browser, choose, click_button, click_link, fill, overflow_right, screenshot, text,
+    wait_for_text,
+};
 use common::{Worker, flytt, flytt_ok, json, new_token, sign_in};
 use flytt_testsupport::corpus::{self, CorpusFolder, CorpusMessage, Snapshot};
 use flytt_testsupport::proxy::LatencyProxy;
+use flytt_testsupport::slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd};
 use flytt_testsupport::{Family, Layout, NewEndpoint, TestServer};
 
 const PASSWORD: &str = "konsoll-passord-3";
@@ -1006,5 +1011,389 @@ async fn the_batch_list_pages_searches_and_filters() {
     assert!(by_name.find(">b-00<") < by_name.find(">b-01<"), "{by_name}");
     let (status, _) = get("/?colour=blue".into()).await;
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST);
+    drop(worker);
+}
+
+/// Signs in to the dashboard at `base` with an API token, in the browser.
+async fn browser_sign_in(client: &fantoccini::Client, base: &str, token: &str) {
+    client.goto(&format!("{base}/login")).await.expect("goto");
+    fill(client, "secret", token).await;
+    click_button(client, "Sign in").await;
+    wait_for_text(client, "the batch list", |t| {
+        t.contains("Migration batches")
+    })
+    .await;
+}
+
+/// Loads `url` again until its text satisfies `done` (pages without a
+/// live part); panics after a minute.
+async fn reload_until(
+    client: &fantoccini::Client,
+    url: &str,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        client.goto(url).await.expect("goto");
+        let now = text(client).await;
+        if done(&now) {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}:\n{now}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The console in a real browser (headless Chromium), Dovecot to Cyrus:
+/// Ola's wrong CSV password is corrected on Ola's page and Ola retried
+/// alone while Kari's large mailbox copies through a slow link; the
+/// batch's Stop then ends Kari's sync within seconds, nothing written
+/// after; a batch of 200 users pages and searches; a directory is added,
+/// tested, named by an endpoint and removed; an endpoint is created,
+/// changed and removed; and on a phone the pages need no sideways
+/// scrolling, a failed user's status and error in view.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_a_browser() {
+    let users = [(KARI, PASSWORD), (OLA, PASSWORD)];
+    let source = TestServer::start(Family::Dovecot(Layout::Source), &users)
+        .await
+        .expect("source");
+    let target = TestServer::start(Family::Cyrus, &users)
+        .await
+        .expect("target");
+    seed(
+        &source,
+        KARI,
+        &[
+            folder("INBOX", messages(0, 2_400, 8_000)),
+            folder("Prosjekter", messages(5_000, 100, 8_000)),
+        ],
+    )
+    .await;
+    seed(&source, OLA, &[folder("INBOX", messages(9_000, 5, 2_000))]).await;
+    let link = LatencyProxy::start_shaped(source.port(), Duration::from_millis(1), 500_000)
+        .await
+        .expect("proxy");
+    let source_url = source
+        .url()
+        .replace(&format!(":{}", source.port()), &format!(":{}", link.port));
+    let slapd = Slapd::start().expect("slapd");
+    slapd.add_mail_user("kari", KARI).expect("a directory user");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    add_endpoints(&data, dir.path(), (&source, source_url), &target);
+    new_batch(
+        &data,
+        dir.path(),
+        &[(KARI, PASSWORD), (OLA, "feil-passord")],
+    );
+    let many = dir.path().join("mange.csv");
+    let mut rows = String::from("EmailAddress,UserName,Password\n");
+    for n in 1..=200 {
+        rows.push_str(&format!(
+            "bruker{n:03}@example.org,bruker{n:03},passord-{n}\n"
+        ));
+    }
+    std::fs::write(&many, rows).expect("csv");
+    flytt_ok(
+        &data,
+        &[
+            "batch",
+            "new",
+            "--name",
+            "mange",
+            "--type",
+            "imap",
+            "--source-endpoint",
+            "gammel",
+            "--target-endpoint",
+            "ny",
+            "--csv",
+            &many.display().to_string(),
+        ],
+    );
+    let token = new_token(&data, "browser");
+    let (worker, base) = Worker::serve(&data);
+    let driver = Driver::start();
+    let client = browser(&driver).await;
+    browser_sign_in(&client, &base, &token).await;
+
+    // Started from its page: Ola fails on the wrong password, Kari copies.
+    client
+        .goto(&format!("{base}/batches/{BATCH}"))
+        .await
+        .expect("goto");
+    click_button(&client, "Start").await;
+    let ola_page = format!("{base}/batches/{BATCH}/users/ola%40example.org");
+    let page = reload_until(&client, &ola_page, "Ola failed", |t| t.contains("Failed: ")).await;
+    assert!(page.contains("correct it below"), "{page}");
+    assert_eq!(mail(&target, OLA).await[0].1.len(), 0);
+
+    // On a phone: no page needs sideways scrolling; Ola's row shows its
+    // status and its error in view, Kari's its progress.
+    client.set_window_size(390, 844).await.expect("resize");
+    let mut wide = Vec::new();
+    for path in [
+        "/".to_string(),
+        format!("/batches/{BATCH}"),
+        "/batches/mange".to_string(),
+        format!("/batches/{BATCH}/users/kari%40example.org"),
+        "/batches/new".to_string(),
+        "/endpoints".to_string(),
+        "/endpoints/ny".to_string(),
+        "/directories".to_string(),
+    ] {
+        client.goto(&format!("{base}{path}")).await.expect("goto");
+        let overflow = overflow_right(&client).await;
+        if overflow != 0 {
+            wide.push(format!("{path}: {overflow} px"));
+        }
+    }
+    assert!(
+        wide.is_empty(),
+        "pages that scroll sideways on a phone: {wide:?}"
+    );
+    client
+        .goto(&format!("{base}/batches/{BATCH}"))
+        .await
+        .expect("goto");
+    let in_view = client
+        .execute(
+            "var width = document.documentElement.clientWidth; \
+             return Array.from(document.querySelectorAll('#live .table-wrap tbody tr')).map(function (row) { \
+               return Array.from(row.querySelectorAll('td')).filter(function (cell) { \
+                 var box = cell.getBoundingClientRect(); \
+                 return box.width > 0 && box.left >= 0 && box.right <= width; \
+               }).map(function (cell) { return cell.textContent.trim(); }).join(' | '); });",
+            vec![],
+        )
+        .await
+        .expect("cells in view");
+    let rows: Vec<String> = serde_json::from_value(in_view).expect("rows");
+    let kari_row = rows.iter().find(|r| r.contains(KARI)).expect("Kari's row");
+    assert!(kari_row.contains("Syncing"), "{kari_row}");
+    let ola_row = rows.iter().find(|r| r.contains(OLA)).expect("Ola's row");
+    assert!(
+        ola_row.contains("Failed") && ola_row.contains("LOGIN"),
+        "{ola_row}"
+    );
+    client
+        .execute(
+            "document.querySelector('#live .table-wrap').scrollIntoView(); return null;",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    screenshot(&client, "users-phone.png").await;
+    client.set_window_size(1280, 900).await.expect("resize");
+
+    client.goto(&ola_page).await.expect("goto");
+
+    // Ola's password corrected on Ola's page (never shown again), and Ola
+    // retried alone: synced while Kari still copies.
+    fill(&client, "password", PASSWORD).await;
+    click_button(&client, "Save the sign-in").await;
+    let page = wait_for_text(&client, "the sign-in saved", |t| {
+        t.contains("sign-in changed")
+    })
+    .await;
+    assert!(!client.source().await.expect("source").contains(PASSWORD));
+    assert!(page.contains("Failed"), "{page}");
+    click_button(&client, "Retry").await;
+    wait_for_text(&client, "Ola queued", |t| {
+        t.contains("ola@example.org is Queued")
+    })
+    .await;
+    reload_until(&client, &ola_page, "Ola synced", |t| {
+        t.contains("Its mail is across")
+    })
+    .await;
+    assert_same(
+        &mail(&target, OLA).await[..1],
+        &mail(&source, OLA).await[..1],
+    );
+    let kari = user(&data, KARI);
+    assert_eq!(
+        kari["status"], "Syncing",
+        "Kari's copy is still under way: {kari}"
+    );
+    assert!(
+        kari["progress"]["messages_copied"].as_u64().unwrap_or(0) > 0,
+        "{kari}"
+    );
+
+    // The batch's Stop ends Kari's sync at a safe point within seconds.
+    client
+        .goto(&format!("{base}/batches/{BATCH}"))
+        .await
+        .expect("goto");
+    let asked = Instant::now();
+    click_button(&client, "Stop").await;
+    wait_for_text(&client, "the batch stopped", |t| {
+        t.contains("Stopped") && !t.contains("Stopping")
+    })
+    .await;
+    let stopped_in = asked.elapsed();
+    assert!(
+        stopped_in < Duration::from_secs(8),
+        "stopped after {stopped_in:?}"
+    );
+    assert_eq!(batch_status(&data), "Stopped");
+    let copied: usize = mail(&target, KARI).await.iter().map(|(_, m)| m.len()).sum();
+    assert!((1..2_500).contains(&copied), "{copied} of Kari's copied");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later: usize = mail(&target, KARI).await.iter().map(|(_, m)| m.len()).sum();
+    assert_eq!(later, copied, "written after the stop");
+    screenshot(&client, "batch-stopped.png").await;
+
+    // Two hundred users: a hundred a page, the next page, a search.
+    client
+        .goto(&format!("{base}/batches/mange"))
+        .await
+        .expect("goto");
+    let page = text(&client).await;
+    assert!(page.contains("bruker001@example.org") && page.contains("bruker100@example.org"));
+    assert!(!page.contains("bruker101@example.org"), "a hundred a page");
+    click_link(&client, "Next users").await;
+    let page = wait_for_text(&client, "the next users", |t| {
+        t.contains("bruker101@example.org")
+    })
+    .await;
+    assert!(page.contains("bruker200@example.org") && !page.contains("bruker100@example.org"));
+    assert!(!page.contains("Next users"), "{page}");
+    fill(&client, "q", "BRUKER13").await;
+    click_button(&client, "Show users").await;
+    let page = wait_for_text(&client, "the search's users", |t| {
+        t.contains("bruker130@example.org")
+    })
+    .await;
+    let found = page.matches("@example.org").count();
+    assert_eq!(found, 10, "bruker130–139: {page}");
+
+    // A directory: added, tested with Kari's address, named by endpoint
+    // ny (then it cannot go), and removed.
+    client
+        .goto(&format!("{base}/directories"))
+        .await
+        .expect("goto");
+    fill(&client, "name", "corp").await;
+    fill(&client, "url", &slapd.url()).await;
+    fill(&client, "bind_dn", ADMIN_DN).await;
+    fill(&client, "bind_password", ADMIN_PASSWORD).await;
+    fill(&client, "base_dn", BASE_DN).await;
+    fill(&client, "ca_file", &slapd.ca_file().display().to_string()).await;
+    client
+        .find(fantoccini::Locator::Css("input[name=allow_plaintext]"))
+        .await
+        .expect("checkbox")
+        .click()
+        .await
+        .expect("tick");
+    click_button(&client, "Create the directory").await;
+    wait_for_text(&client, "the directory's page", |t| {
+        t.contains("Directory corp created")
+    })
+    .await;
+    assert!(
+        !client
+            .source()
+            .await
+            .expect("source")
+            .contains(ADMIN_PASSWORD)
+    );
+    fill(&client, "user", KARI).await;
+    click_button(&client, "Test the directory").await;
+    let page = wait_for_text(&client, "the directory test", |t| {
+        t.contains("Test the directory") && t.contains("a mail user")
+    })
+    .await;
+    assert!(page.contains(&format!("{KARI} is uid=kari")), "{page}");
+    fill(&client, "user", "ingen@example.org").await;
+    click_button(&client, "Test the directory").await;
+    wait_for_text(&client, "an address not there", |t| {
+        t.contains("ingen@example.org is not in the directory")
+    })
+    .await;
+    client
+        .goto(&format!("{base}/endpoints/ny"))
+        .await
+        .expect("goto");
+    choose(&client, "directory", "corp").await;
+    click_button(&client, "Save the changes").await;
+    wait_for_text(&client, "the endpoint changed", |t| {
+        t.contains("Endpoint ny changed")
+    })
+    .await;
+    let ny = json(&flytt(&data, &["endpoint", "show", "ny", "--json"]));
+    assert_eq!(ny["directory"], "corp", "{ny}");
+    client
+        .goto(&format!("{base}/directories/corp"))
+        .await
+        .expect("goto");
+    assert!(text(&client).await.contains("ny"), "used by ny");
+    click_button(&client, "Remove the directory").await;
+    client.accept_alert().await.expect("confirm");
+    wait_for_text(&client, "the removal refused", |t| {
+        t.contains("used by an endpoint")
+    })
+    .await;
+    client
+        .goto(&format!("{base}/endpoints/ny"))
+        .await
+        .expect("goto");
+    choose(&client, "directory", "").await;
+    click_button(&client, "Save the changes").await;
+    wait_for_text(&client, "the endpoint changed", |t| {
+        t.contains("Endpoint ny changed")
+    })
+    .await;
+    client
+        .goto(&format!("{base}/directories/corp"))
+        .await
+        .expect("goto");
+    click_button(&client, "Remove the directory").await;
+    client.accept_alert().await.expect("confirm");
+    wait_for_text(&client, "the directory removed", |t| {
+        t.contains("Directory corp removed")
+    })
+    .await;
+    let listed = json(&flytt(&data, &["directory", "list", "--json"]));
+    assert_eq!(listed, serde_json::json!([]), "{listed}");
+
+    // An endpoint: created, changed and removed.
+    client
+        .goto(&format!("{base}/endpoints"))
+        .await
+        .expect("goto");
+    fill(&client, "name", "tredje").await;
+    fill(&client, "url", "imaps://imap.example.org").await;
+    fill(&client, "max_concurrent_migrations", "7").await;
+    click_button(&client, "Create the endpoint").await;
+    wait_for_text(&client, "the endpoint created", |t| {
+        t.contains("Endpoint tredje created")
+    })
+    .await;
+    fill(&client, "max_concurrent_migrations", "9").await;
+    click_button(&client, "Save the changes").await;
+    wait_for_text(&client, "the endpoint changed", |t| {
+        t.contains("Endpoint tredje changed")
+    })
+    .await;
+    let shown = json(&flytt(&data, &["endpoint", "show", "tredje", "--json"]));
+    assert_eq!(shown["max_concurrent_migrations"], 9, "{shown}");
+    click_button(&client, "Remove the endpoint").await;
+    client.accept_alert().await.expect("confirm");
+    wait_for_text(&client, "the endpoint removed", |t| {
+        t.contains("Endpoint tredje removed")
+    })
+    .await;
+    assert!(
+        !flytt(&data, &["endpoint", "show", "tredje"])
+            .status
+            .success()
+    );
+
+    client.close().await.expect("close");
     drop(worker);
 }

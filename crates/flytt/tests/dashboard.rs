@@ -7,145 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::browser::{
+    Driver, browser, choose, click_button, click_link, displayed, fill, screenshot, text,
+    wait_for_text,
+};
 use common::{Lab, USER_PASSWORD as PASSWORD, Worker, flytt_ok, json, login_form, new_token};
-use fantoccini::{Client, ClientBuilder, Locator};
-use flytt_testsupport::free_port;
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver(Child, u16);
-
-impl Driver {
-    fn start() -> Driver {
-        let port = free_port().expect("port");
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver (Debian package chromium-driver)");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Driver(child, port)
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1280,900"],
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.1))
-        .await
-        .expect("a browser session")
-}
-
-fn screenshots() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
-    dir
-}
-
-async fn screenshot(client: &Client, name: &str) {
-    let png = client.screenshot().await.expect("screenshot");
-    std::fs::write(screenshots().join(name), png).expect("write screenshot");
-}
-
-/// The page's visible text (empty while a new page loads).
-async fn text(client: &Client) -> String {
-    match client.find(Locator::Css("body")).await {
-        Ok(body) => body.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Waits until the page's text satisfies `done` (htmx refreshes the live
-/// parts every two seconds).
-async fn wait_for_text(client: &Client, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let now = text(client).await;
-        if done(&now) {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "waiting for {what}; the page says:\n{now}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Clicks the button with this label. The live part of a page is replaced
-/// every two seconds, so a button found just before a refresh may be gone
-/// by the click: then it is found again.
-async fn click_button(client: &Client, label: &str) {
-    for _ in 0..5 {
-        let buttons = client
-            .find_all(Locator::Css("button"))
-            .await
-            .unwrap_or_default();
-        for button in buttons {
-            if button.text().await.unwrap_or_default().trim() == label {
-                if button.click().await.is_ok() {
-                    return;
-                }
-                break;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "no button {label:?} to click on the page:\n{}",
-        text(client).await
-    );
-}
-
-async fn click_link(client: &Client, label: &str) {
-    client
-        .find(Locator::LinkText(label))
-        .await
-        .unwrap_or_else(|e| panic!("no link {label:?}: {e}"))
-        .click()
-        .await
-        .expect("click");
-}
-
-async fn fill(client: &Client, id: &str, value: &str) {
-    let field = client.find(Locator::Id(id)).await.expect(id);
-    field.clear().await.expect("clear");
-    field.send_keys(value).await.expect("type");
-}
-
-async fn choose(client: &Client, id: &str, option: &str) {
-    client
-        .find(Locator::Id(id))
-        .await
-        .expect(id)
-        .select_by_value(option)
-        .await
-        .expect("select");
-}
+use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_administrator_runs_a_batch_from_the_dashboard() {
@@ -192,7 +61,25 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         .goto(&format!("{base}/batches/new"))
         .await
         .expect("goto");
+    // The name is checked as it is typed; the form shows only what fits
+    // the chosen type.
+    fill(&client, "name", "Bølge/3").await;
+    wait_for_text(&client, "the name refused as typed", |t| {
+        t.contains("use 1 to 64 letters")
+    })
+    .await;
     fill(&client, "name", "Bølge 3").await;
+    wait_for_text(&client, "the name free as typed", |t| {
+        t.contains("\"Bølge 3\" is free")
+    })
+    .await;
+    assert!(displayed(&client, "mailbox_type").await);
+    assert!(!displayed(&client, "target_delivery_domain").await);
+    choose(&client, "type", "staged").await;
+    assert!(displayed(&client, "target_delivery_domain").await);
+    assert!(!displayed(&client, "mailbox_type").await);
+    choose(&client, "type", "imap").await;
+    assert!(!displayed(&client, "forwarding").await);
     choose(&client, "source_endpoint", "gammel").await;
     choose(&client, "target_endpoint", "ny").await;
     client
@@ -239,7 +126,7 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         .send_keys(good_csv.to_str().expect("path"))
         .await
         .expect("choose file");
-    fill(&client, "target_delivery_domain", "ny.example.org").await;
+    fill(&client, "exclude_folders", "Spam").await;
     fill(
         &client,
         "folder_mapping",
@@ -261,7 +148,12 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
     assert!(page.contains("created with 4 users"), "{page}");
     let parameters = json(&flytt_ok(&data, &["batch", "show", "Bølge 3", "--json"]));
     assert_eq!(
-        parameters["parameters"]["target_delivery_domain"], "ny.example.org",
+        parameters["parameters"]["exclude_folders"],
+        serde_json::json!(["Spam"]),
+        "{parameters}"
+    );
+    assert!(
+        parameters["parameters"]["target_delivery_domain"].is_null(),
         "{parameters}"
     );
     assert_eq!(
@@ -446,6 +338,17 @@ async fn an_administrator_runs_a_batch_from_the_dashboard() {
         .expect("text");
     assert!(result.contains("logged in as anne@example.org"), "{result}");
     screenshot(&client, "endpoint.png").await;
+
+    // A name taken is said as it is typed.
+    client
+        .goto(&format!("{base}/batches/new"))
+        .await
+        .expect("goto");
+    fill(&client, "name", "Bølge 3").await;
+    wait_for_text(&client, "the name taken", |t| {
+        t.contains("a batch named \"Bølge 3\" exists already")
+    })
+    .await;
 
     // Keyboard focus on a control of the live part survives its refreshes
     // (they wait while it has the focus).

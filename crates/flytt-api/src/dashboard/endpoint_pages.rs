@@ -139,6 +139,10 @@ struct EndpointForm {
     max_concurrent_migrations: String,
     max_concurrent_incremental_syncs: String,
     allow_plaintext: bool,
+    /// The directory of its users (staged migrations); empty: none.
+    directory: String,
+    sieve_url: String,
+    dav_url: String,
 }
 
 impl EndpointForm {
@@ -158,6 +162,9 @@ impl EndpointForm {
             max_concurrent_migrations: text("max_concurrent_migrations"),
             max_concurrent_incremental_syncs: text("max_concurrent_incremental_syncs"),
             allow_plaintext: fields.contains_key("allow_plaintext"),
+            directory: text("directory"),
+            sieve_url: text("sieve_url"),
+            dav_url: text("dav_url"),
         }
     }
 
@@ -171,6 +178,9 @@ impl EndpointForm {
             max_concurrent_migrations: endpoint.max_concurrent_migrations.to_string(),
             max_concurrent_incremental_syncs: endpoint.max_concurrent_incremental_syncs.to_string(),
             allow_plaintext: endpoint.allow_plaintext,
+            directory: endpoint.directory.clone().unwrap_or_default(),
+            sieve_url: endpoint.sieve_url.clone().unwrap_or_default(),
+            dav_url: endpoint.dav_url.clone().unwrap_or_default(),
         }
     }
 
@@ -207,6 +217,9 @@ impl EndpointForm {
                 &self.max_concurrent_incremental_syncs,
                 "max incremental syncs",
             )?,
+            directory: Some(self.directory.clone()),
+            sieve_url: Some(self.sieve_url.clone()),
+            dav_url: Some(self.dav_url.clone()),
             ..EndpointChange::default()
         })
     }
@@ -346,7 +359,7 @@ pub async fn remove_endpoint(
 }
 
 /// Says `text` on the next page, which is `to`.
-fn flash_to(
+pub(super) fn flash_to(
     state: &AppState,
     headers: &HeaderMap,
     class: &'static str,
@@ -361,7 +374,7 @@ fn flash_to(
 }
 
 /// An error the administrator can mend on the form (not the database's).
-fn is_internal(error: &ControlError) -> bool {
+pub(super) fn is_internal(error: &ControlError) -> bool {
     match error {
         ControlError::Store(e) => e.is_internal(),
         ControlError::Secrets(_) | ControlError::OtherKey { .. } | ControlError::Report(_) => true,
@@ -379,6 +392,8 @@ struct EndpointPage {
     /// The change form: the endpoint's settings, or what was sent.
     form: EndpointForm,
     error: Option<String>,
+    /// The directories it may name.
+    directories: Vec<String>,
 }
 
 /// One endpoint's page; `form` is what a refused change sent (else the
@@ -397,8 +412,12 @@ async fn endpoint_page(
     } else {
         StatusCode::OK
     };
-    match state.control.store().endpoint(name).await {
-        Ok(endpoint) => {
+    let store = state.control.store();
+    let found = async {
+        Ok::<_, flytt_store::Error>((store.endpoint(name).await?, store.directories().await?))
+    };
+    match found.await {
+        Ok((endpoint, directories)) => {
             let (user, test) = match test {
                 Some((user, test)) => (user, Some(test)),
                 None => (String::new(), None),
@@ -410,6 +429,7 @@ async fn endpoint_page(
                 test,
                 form: form.unwrap_or_else(|| EndpointForm::of(&endpoint)),
                 error,
+                directories: directories.into_iter().map(|d| d.name).collect(),
             });
             *response.status_mut() = status;
             response

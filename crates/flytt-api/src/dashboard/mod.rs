@@ -9,6 +9,7 @@
 //! Every form carries the session's CSRF token, and every POST checks it;
 //! the sign-in form uses a double-submit cookie instead.
 
+mod directory_pages;
 mod endpoint_pages;
 mod pages;
 mod session;
@@ -45,6 +46,7 @@ pub fn router() -> Router<AppState> {
             "/batches/new",
             get(pages::new_batch_page).post(pages::create_batch),
         )
+        .route("/partials/batch-name", get(pages::batch_name_check))
         .route("/csv-template/{batch_type}", get(pages::csv_template))
         .route("/batches/{name}", get(pages::batch))
         .route("/partials/batches/{name}", get(pages::batch_live))
@@ -57,6 +59,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/batches/{name}/users/{email}/{action}",
             post(pages::user_action),
+        )
+        .route(
+            "/batches/{name}/users/{email}/login",
+            post(user_page::change_login),
         )
         .route("/batches/{name}/reports/{file}", get(pages::report))
         .route(
@@ -75,6 +81,19 @@ pub fn router() -> Router<AppState> {
         .route(
             "/endpoints/{name}/remove",
             post(endpoint_pages::remove_endpoint),
+        )
+        .route(
+            "/directories",
+            get(directory_pages::directories).post(directory_pages::create_directory),
+        )
+        .route("/directories/{name}", get(directory_pages::directory))
+        .route(
+            "/directories/{name}/test",
+            post(directory_pages::test_directory),
+        )
+        .route(
+            "/directories/{name}/remove",
+            post(directory_pages::remove_directory),
         )
         .route("/static/{file}", get(asset))
 }

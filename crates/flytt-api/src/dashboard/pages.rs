@@ -981,11 +981,12 @@ struct ParameterField {
     choices: &'static [&'static str],
 }
 
-/// The parameters `batch`'s status lets change (`Parameter::may_change`).
+/// The parameters `batch`'s status lets change (`Parameter::may_change`)
+/// and that do something in a batch of its type (`Parameter::fits`).
 fn parameter_fields(batch: &flytt_store::BatchSummary) -> Vec<ParameterField> {
     Parameter::ALL
         .iter()
-        .filter(|p| p.may_change(batch.status))
+        .filter(|p| p.may_change(batch.status) && p.fits(batch.batch_type))
         .map(|&parameter| ParameterField {
             name: parameter.name(),
             field: parameter.field(),
@@ -1132,7 +1133,13 @@ pub async fn user_action(
         Err(e) => return failure(e),
     };
     state.dashboard.sessions.set_flash(&headers, flash);
-    Redirect::to(&format!("/batches/{}", link(&name))).into_response()
+    // From the user's own page, back there (unless it is gone).
+    let back = if form.get("from").is_some_and(|f| f == "user") && action != UserAction::Remove {
+        format!("/batches/{}/users/{}", link(&name), link(&email))
+    } else {
+        format!("/batches/{}", link(&name))
+    };
+    Redirect::to(&back).into_response()
 }
 
 /// The same action for the users ticked on the batch page: each by the
@@ -1396,34 +1403,30 @@ struct NewBatchPage {
     gmail_label_options: Vec<Choice>,
     /// Each batch type's CSV columns: (type, required, optional).
     columns: Vec<(&'static str, String, String)>,
+    fits: Fits,
 }
 
 /// Each batch type's CSV columns, for the form's help.
 fn csv_columns() -> Vec<(&'static str, String, String)> {
-    [
-        BatchType::Imap,
-        BatchType::Staged,
-        BatchType::Onboarding,
-        BatchType::Offboarding,
-    ]
-    .into_iter()
-    .map(|t| {
-        let required = t.required();
-        let names = |columns: Vec<&flytt_batch::Column>| {
-            columns
-                .into_iter()
-                .map(|c| c.name())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let optional = t
-            .allowed()
-            .iter()
-            .filter(|c| !required.contains(c))
-            .collect();
-        (t.name(), names(required.iter().collect()), names(optional))
-    })
-    .collect()
+    BatchType::ALL
+        .into_iter()
+        .map(|t| {
+            let required = t.required();
+            let names = |columns: Vec<&flytt_batch::Column>| {
+                columns
+                    .into_iter()
+                    .map(|c| c.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let optional = t
+                .allowed()
+                .iter()
+                .filter(|c| !required.contains(c))
+                .collect();
+            (t.name(), names(required.iter().collect()), names(optional))
+        })
+        .collect()
 }
 
 /// `GET /csv-template/{type}`: a CSV file with the type's columns, its
@@ -1469,10 +1472,8 @@ async fn new_batch_form(
         Ok(endpoints) => endpoints.into_iter().map(|e| e.name).collect(),
         Err(e) => return failure(e),
     };
-    let types: Vec<String> = ["imap", "staged", "onboarding", "offboarding"]
-        .map(String::from)
-        .to_vec();
-    let mailbox_types: Vec<String> = ["PrimaryAndArchive", "PrimaryOnly", "ArchiveOnly"]
+    let types: Vec<String> = BatchType::ALL.map(|t| t.name().to_string()).to_vec();
+    let mailbox_types: Vec<String> = ["", "PrimaryAndArchive", "PrimaryOnly", "ArchiveOnly"]
         .map(String::from)
         .to_vec();
     let target_default = if form.target_endpoint.is_empty() {
@@ -1500,12 +1501,65 @@ async fn new_batch_form(
             &form.gmail_labels,
         ),
         columns: csv_columns(),
+        fits: Fits::new(),
         form,
         error,
         problems,
     });
     *response.status_mut() = status;
     response
+}
+
+#[derive(serde::Deserialize)]
+pub struct NameQuery {
+    #[serde(default)]
+    name: String,
+}
+
+/// `GET /partials/batch-name?name=…`: what is wrong with the name typed
+/// into the new batch form, or that it is free (by the rule that
+/// `create_batch` applies).
+pub async fn batch_name_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(asked): axum::extract::Query<NameQuery>,
+) -> Response {
+    if signed_in(&state, &headers).await.is_none() {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let name = asked.name.trim();
+    if name.is_empty() {
+        return Html(String::new()).into_response();
+    }
+    let (class, text) = match state.control.batch_name_problem(name).await {
+        Ok(None) => ("ok", format!("{name:?} is free.")),
+        Ok(Some(problem)) => ("error", problem),
+        Err(e) => return failure(e),
+    };
+    let text = askama::filters::escape(text, askama::filters::Html)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    Html(format!("<span class=\"{class}\">{text}</span>")).into_response()
+}
+
+/// The batch types each type-dependent parameter of the new batch form
+/// fits (`Parameter::fits`): the form shows a field only for these.
+struct Fits {
+    mailbox_type: String,
+    target_delivery_domain: String,
+    forwarding: String,
+    convert_source_on_complete: String,
+}
+
+impl Fits {
+    fn new() -> Fits {
+        Fits {
+            mailbox_type: Parameter::MailboxType.types(),
+            target_delivery_domain: Parameter::TargetDeliveryDomain.types(),
+            forwarding: Parameter::Forwarding.types(),
+            convert_source_on_complete: Parameter::ConvertSourceOnComplete.types(),
+        }
+    }
 }
 
 pub async fn new_batch_page(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -4,14 +4,21 @@
 //! its status allows (the same as on its batch's page).
 
 use askama::Template;
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use flytt_batch::{Effective, Origin, StatisticsIssue};
+use flytt_control::users::NewLogin;
 use flytt_control::views::{EventView, UserView, status_words};
+use flytt_secrets::SecretString;
 use flytt_store::{EventFilter, UserFilter};
 
-use super::pages::{Page, UserButton, failure, link, not_found, render, signed_in, to_login};
+use super::endpoint_pages::{flash_to, is_internal};
+use super::pages::{
+    Page, UserButton, csrf_ok, csrf_refused, failure, link, not_found, render, signed_in, to_login,
+};
 use crate::routes::AppState;
 
 /// How many of a user's newest events its page shows.
@@ -37,6 +44,9 @@ struct UserPage {
     issues: Vec<StatisticsIssue>,
     more_issues: usize,
     events: Vec<EventView>,
+    /// The batch's users log in on the source with their CSV row's
+    /// UserName (IMAP batches); the others' rows have only a password.
+    has_user_name: bool,
 }
 
 /// `GET /batches/{name}/users/{email}`.
@@ -101,6 +111,7 @@ pub async fn user(
         more_issues: stats.issues.len().saturating_sub(ISSUES),
         issues,
         events: events.iter().rev().map(EventView::new).collect(),
+        has_user_name: summary.batch_type == flytt_batch::BatchType::Imap,
         user: view,
     })
 }
@@ -141,7 +152,7 @@ fn sentence(user: &UserView) -> String {
         Completed => "Done: its final sync ran and it is Completed.".into(),
         Stopped => "Stopped by an administrator: nothing runs until it is retried.".into(),
         Failed => format!(
-            "Failed: {}. Mend the cause (a new password: flytt user set), then retry it.",
+            "Failed: {}. Mend the cause (a wrong password: correct it below), then retry it.",
             user.error.as_deref().unwrap_or("no reason recorded")
         ),
     }
@@ -152,5 +163,44 @@ fn origin_words(origin: Origin) -> &'static str {
         Origin::Csv => "its CSV row",
         Origin::Batch => "the batch",
         Origin::Default => "the default",
+    }
+}
+
+/// `POST /batches/{name}/users/{email}/login`: the row's sign-in details
+/// corrected (a password sealed like the CSV's, never shown again; an
+/// empty field keeps what is stored). A failed user is then retried.
+pub async fn change_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path((batch, email)): Path<(String, String)>,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    let Some((session, _)) = signed_in(&state, &headers).await else {
+        return to_login();
+    };
+    if !csrf_ok(&session, &form) {
+        return csrf_refused();
+    }
+    let given = |key: &str| form.get(key).filter(|v| !v.trim().is_empty());
+    let login = NewLogin {
+        user_name: given("user_name").map(|v| v.trim().to_string()),
+        password: given("password").map(|p| SecretString::new(p)),
+        target_user_name: given("target_user_name").map(|v| v.trim().to_string()),
+        target_password: given("target_password").map(|p| SecretString::new(p)),
+    };
+    let here = format!("/batches/{}/users/{}", link(&batch), link(&email));
+    match state
+        .control
+        .change_login(&email, Some(&batch), login)
+        .await
+    {
+        Ok(_) => {
+            let text = format!(
+                "{email}'s sign-in changed; the next sync uses it (retry a failed user to start one)."
+            );
+            flash_to(&state, &headers, "ok", text, &here)
+        }
+        Err(e) if !is_internal(&e) => flash_to(&state, &headers, "error", e.to_string(), &here),
+        Err(e) => failure(e),
     }
 }

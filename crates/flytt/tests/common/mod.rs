@@ -2,6 +2,8 @@
 //! on test servers, seeding mailboxes, and a worker that stops with the test.
 #![allow(dead_code)] // each test file uses its own part
 
+pub mod browser;
+
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
