@@ -24,8 +24,8 @@ pub use params::{
     BatchParameters, Effective, Forwarding, GmailLabels, Origin, UserOverrides, parse_duration,
 };
 pub use stats::{
-    DavStatistics, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue, SyncProgress,
-    UserStatistics, duration_words,
+    DavStatistics, FolderCount, ItemCounts, PartialSync, SieveStatistics, StatisticsIssue,
+    SyncProgress, UserStatistics, duration_words,
 };
 pub use status::{
     AnalysisState, BatchAction, BatchStatus, UnknownStatus, UserAction, UserChange, UserRequest,

@@ -30,12 +30,55 @@ pub struct UserStatistics {
     /// Seconds, every sync together.
     pub duration: f64,
     pub issues: Vec<StatisticsIssue>,
+    /// Each source folder's counts (its user page lists them).
+    pub folder_counts: Vec<FolderCount>,
     /// Contacts and calendars, when both endpoints have a DAV server.
     pub dav: Option<DavStatistics>,
     /// The Sieve scripts, when both endpoints have a ManageSieve server.
     pub sieve: Option<SieveStatistics>,
     #[serde(flatten)]
     pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One source folder's messages: found by the last sync that looked at
+/// it, copied by all syncs together.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FolderCount {
+    /// The folder's path as people see it (decoded, `/` between levels).
+    pub folder: String,
+    pub found: u64,
+    pub copied: u64,
+}
+
+impl FolderCount {
+    /// The counts of `folder` in `counts`, added when not there yet.
+    pub fn of<'a>(counts: &'a mut Vec<FolderCount>, folder: &str) -> &'a mut FolderCount {
+        match counts.iter().position(|c| c.folder == folder) {
+            Some(i) => &mut counts[i],
+            None => {
+                counts.push(FolderCount {
+                    folder: folder.to_string(),
+                    ..FolderCount::default()
+                });
+                let last = counts.len() - 1;
+                &mut counts[last]
+            }
+        }
+    }
+
+    /// `latest` after `earlier`: copies add up; a folder the latest sync
+    /// did not list keeps its earlier counts (a sync that stopped before
+    /// it), so a folder's row never goes back to nothing.
+    pub fn then(earlier: &[FolderCount], latest: Vec<FolderCount>) -> Vec<FolderCount> {
+        let mut counts = earlier.to_vec();
+        for now in latest {
+            let count = FolderCount::of(&mut counts, &now.folder);
+            count.found = now.found;
+            count.copied += now.copied;
+        }
+        counts
+    }
 }
 
 /// A user's contacts and calendar items (CardDAV/CalDAV), by kind.
@@ -152,6 +195,10 @@ impl UserStatistics {
             .collect();
         issues.append(&mut latest.issues);
         latest.issues = issues;
+        latest.folder_counts = FolderCount::then(
+            &self.folder_counts,
+            std::mem::take(&mut latest.folder_counts),
+        );
         latest
     }
 }
@@ -162,21 +209,33 @@ impl UserStatistics {
     /// the target. They are recorded, and the next sync will neither copy
     /// nor find them again, so they count now.
     pub fn with_partial(&self, partial: &PartialSync) -> UserStatistics {
+        let mut folder_counts = self.folder_counts.clone();
+        for now in &partial.folders {
+            let count = FolderCount::of(&mut folder_counts, &now.folder);
+            count.copied += now.copied;
+            if now.found > 0 {
+                count.found = now.found;
+            }
+        }
         UserStatistics {
             messages_copied: self.messages_copied + partial.messages_copied,
             bytes_copied: self.bytes_copied + partial.bytes_copied,
             messages_matched: self.messages_matched + partial.messages_matched,
+            folder_counts,
             ..self.clone()
         }
     }
 }
 
 /// What a sync that stopped early did before it stopped.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PartialSync {
     pub messages_copied: u64,
     pub bytes_copied: u64,
     pub messages_matched: u64,
+    /// Its copies per folder, and what the folders it opened held (zero
+    /// for those it did not reach).
+    pub folders: Vec<FolderCount>,
 }
 
 impl PartialSync {
@@ -255,6 +314,51 @@ pub fn duration_words(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn count(folder: &str, found: u64, copied: u64) -> FolderCount {
+        FolderCount {
+            folder: folder.into(),
+            found,
+            copied,
+        }
+    }
+
+    /// A folder's copies add up over syncs, a stopped one's too; what it
+    /// holds is the latest that was seen; a folder the latest sync did not
+    /// reach keeps its row.
+    #[test]
+    fn folder_counts_add_up_over_syncs() {
+        let first = UserStatistics {
+            folder_counts: vec![count("INBOX", 10, 10), count("Arkiv", 5, 5)],
+            ..UserStatistics::default()
+        };
+        let stopped = first.with_partial(&PartialSync {
+            messages_copied: 3,
+            folders: vec![count("INBOX", 13, 3), count("Ny", 0, 0)],
+            ..PartialSync::default()
+        });
+        assert_eq!(stopped.messages_copied, 3);
+        assert_eq!(
+            stopped.folder_counts,
+            [
+                count("INBOX", 13, 13),
+                count("Arkiv", 5, 5),
+                count("Ny", 0, 0)
+            ]
+        );
+        let next = stopped.then(UserStatistics {
+            folder_counts: vec![count("INBOX", 12, 0), count("Ny", 4, 4)],
+            ..UserStatistics::default()
+        });
+        assert_eq!(
+            next.folder_counts,
+            [
+                count("INBOX", 12, 13),
+                count("Arkiv", 5, 5),
+                count("Ny", 4, 4)
+            ]
+        );
+    }
 
     #[test]
     fn progress_estimates_percent_and_time_left() {

@@ -859,6 +859,8 @@ struct Progress {
     messages: std::sync::atomic::AtomicU64,
     bytes: std::sync::atomic::AtomicU64,
     matched: std::sync::atomic::AtomicU64,
+    /// Copies per folder, for a sync that stops early.
+    folders: std::sync::Mutex<Vec<flytt_batch::FolderCount>>,
     /// About how many messages the sync has to copy, once it knows.
     to_copy: std::sync::OnceLock<u64>,
     /// When the sync started, for its rate and the time left.
@@ -875,6 +877,7 @@ impl Progress {
             messages_copied: self.messages.load(Relaxed),
             bytes_copied: self.bytes.load(Relaxed),
             messages_matched: self.matched.load(Relaxed),
+            folders: self.folders.lock().map(|f| f.clone()).unwrap_or_default(),
         }
     }
 
@@ -914,10 +917,19 @@ impl flytt_sync::Observer for Progress {
         }
     }
 
-    fn copied(&self, messages: u64, bytes: u64) {
+    fn found(&self, folder: &str, messages: u64) {
+        if let Ok(mut folders) = self.folders.lock() {
+            flytt_batch::FolderCount::of(&mut folders, folder).found = messages;
+        }
+    }
+
+    fn copied(&self, folder: &str, messages: u64, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         self.messages.fetch_add(messages, Relaxed);
         self.bytes.fetch_add(bytes, Relaxed);
+        if let Ok(mut folders) = self.folders.lock() {
+            flytt_batch::FolderCount::of(&mut folders, folder).copied += messages;
+        }
     }
 
     fn matched(&self, messages: u64) {

@@ -649,6 +649,9 @@ impl<'a> Worker<'a> {
             return Ok(());
         };
         self.report.messages_found += u64::from(opened.source.exists);
+        self.report.folder(&folder.display).found = u64::from(opened.source.exists);
+        self.observer
+            .found(&folder.display, u64::from(opened.source.exists));
         let Some(epoch) = self.epoch(folder, &opened) else {
             return Ok(());
         };
@@ -1690,7 +1693,9 @@ impl<'a> Worker<'a> {
         let bytes: u64 = batch.iter().map(|p| p.message.body.len()).sum();
         self.report.messages_copied += batch.len() as u64;
         self.report.bytes_copied += bytes;
-        self.observer.copied(batch.len() as u64, bytes);
+        self.report.folder(&folder.display).copied += batch.len() as u64;
+        self.observer
+            .copied(&folder.display, batch.len() as u64, bytes);
         Ok(())
     }
 

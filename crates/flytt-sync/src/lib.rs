@@ -140,8 +140,10 @@ pub trait Observer: Send + Sync {
     fn copy_started(&self, _folder: &str, _messages: u64, _bytes: u64) {}
     /// A folder's visit ended.
     fn folder_done(&self, _folder: &str) {}
-    /// Messages the target confirmed.
-    fn copied(&self, _messages: u64, _bytes: u64) {}
+    /// How many messages a folder (decoded path) holds on the source.
+    fn found(&self, _folder: &str, _messages: u64) {}
+    /// Messages of a folder (decoded path) the target confirmed.
+    fn copied(&self, _folder: &str, _messages: u64, _bytes: u64) {}
     /// Messages found on the target already (copies of an earlier, broken
     /// off sync) and recorded without copying them again.
     fn matched(&self, _messages: u64) {}

@@ -507,6 +507,9 @@ impl Worker<'_> {
             && previous.uid_next == Some(uid_next);
         if unchanged {
             self.report.messages_found += u64::from(source.messages);
+            self.report.folder(&folder.display).found = u64::from(source.messages);
+            self.observer
+                .found(&folder.display, u64::from(source.messages));
             self.report.folders_unchanged += 1;
         }
         Ok(unchanged)

@@ -120,6 +120,8 @@ pub struct Report {
     /// Sessions compressed with COMPRESS=DEFLATE (where asked for and
     /// offered: see `flytt_imap::Compression`).
     pub compressed_sessions: u64,
+    /// Each folder's messages found and copied (decoded paths).
+    pub folder_counts: Vec<flytt_batch::FolderCount>,
     /// What a dry run would copy, per folder: (folder, messages, bytes).
     pub plan: Vec<(String, u64, u64)>,
     /// Where each source folder goes: its path inside the source's personal
@@ -171,6 +173,16 @@ impl Report {
         self.stopped_early |= other.stopped_early;
         self.plan.extend(other.plan);
         self.issues.extend(other.issues);
+        for count in other.folder_counts {
+            let mine = self.folder(&count.folder);
+            mine.found += count.found;
+            mine.copied += count.copied;
+        }
+    }
+
+    /// The counts of `folder` (a decoded path).
+    pub(crate) fn folder(&mut self, folder: &str) -> &mut flytt_batch::FolderCount {
+        flytt_batch::FolderCount::of(&mut self.folder_counts, folder)
     }
 
     /// Whether anything was left behind.

@@ -465,7 +465,7 @@ impl Observer for Progress {
         }
     }
 
-    fn copied(&self, messages: u64, bytes: u64) {
+    fn copied(&self, _folder: &str, messages: u64, bytes: u64) {
         let total_bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let total = self.messages.fetch_add(messages, Ordering::Relaxed) + messages;
         if let Some(bar) = &self.bar {

@@ -147,6 +147,22 @@ fn user(data: &Path, email: &str) -> serde_json::Value {
     json(&flytt(data, &["user", "show", email, "--json"]))
 }
 
+/// A user's counts per folder, as `user show` gives them: folder →
+/// (found, copied).
+fn folder_counts(data: &Path, email: &str) -> std::collections::HashMap<String, (u64, u64)> {
+    let shown = user(data, email);
+    shown["statistics"]["folder_counts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let number = |key: &str| c[key].as_u64().unwrap_or(0);
+            let folder = c["folder"].as_str().unwrap_or_default().to_string();
+            (folder, (number("found"), number("copied")))
+        })
+        .collect()
+}
+
 /// Polls until `done` says so; panics after `within`.
 fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> Option<String>) -> Duration {
     let started = Instant::now();
@@ -267,6 +283,12 @@ async fn a_stop_ends_the_running_sync_at_a_safe_point(
     std::thread::sleep(Duration::from_secs(2));
     let later: usize = mail(&target, KARI).await.iter().map(|(_, m)| m.len()).sum();
     assert_eq!(later, copied, "written after the stop");
+    // Each folder's copies so far are counted, as many as it holds.
+    let counts = folder_counts(&data, KARI);
+    for (folder, on_target) in &part {
+        let counted = counts.get(folder).map_or(0, |c| c.1);
+        assert_eq!(counted, on_target.len() as u64, "{folder}: {counts:?}");
+    }
 
     match stop_by {
         StopBy::Batch => {
@@ -288,6 +310,10 @@ async fn a_stop_ends_the_running_sync_at_a_safe_point(
         (now != "Synced").then_some(now)
     });
     assert_same(&mail(&target, KARI).await, &original);
+    // Each message counted once in its folder, across the stop.
+    let counts = folder_counts(&data, KARI);
+    assert_eq!(counts.get("INBOX"), Some(&(1_200, 1_200)), "{counts:?}");
+    assert_eq!(counts.get("Prosjekter"), Some(&(100, 100)), "{counts:?}");
     drop(worker);
 }
 
@@ -1246,6 +1272,21 @@ async fn the_console_in_a_browser() {
     let later: usize = mail(&target, KARI).await.iter().map(|(_, m)| m.len()).sum();
     assert_eq!(later, copied, "written after the stop");
     screenshot(&client, "batch-stopped.png").await;
+    // Kari's page lists its folders with what each holds on the target.
+    client
+        .goto(&format!("{base}/batches/{BATCH}/users/kari%40example.org"))
+        .await
+        .expect("goto");
+    let page = text(&client).await;
+    let inbox_copied = mail(&target, KARI).await[0].1.len();
+    let inbox_row = page
+        .lines()
+        .find(|l| l.starts_with("INBOX"))
+        .unwrap_or_default();
+    assert!(
+        inbox_row.starts_with("INBOX 2400 ") && inbox_row.ends_with(&format!(" {inbox_copied}")),
+        "{inbox_row:?}: {inbox_copied} on the target; {page}"
+    );
 
     // Two hundred users: a hundred a page, the next page, a search.
     client

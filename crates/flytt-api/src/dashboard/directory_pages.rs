@@ -223,7 +223,7 @@ pub async fn create_directory(
         let password = form
             .get("bind_password")
             .filter(|p| !p.is_empty())
-            .map(|p| SecretString::new(p));
+            .map(SecretString::new);
         state
             .control
             .create_directory(&sent.name, &directory, password.as_ref())

@@ -184,9 +184,9 @@ pub async fn change_login(
     let given = |key: &str| form.get(key).filter(|v| !v.trim().is_empty());
     let login = NewLogin {
         user_name: given("user_name").map(|v| v.trim().to_string()),
-        password: given("password").map(|p| SecretString::new(p)),
+        password: given("password").map(SecretString::new),
         target_user_name: given("target_user_name").map(|v| v.trim().to_string()),
-        target_password: given("target_password").map(|p| SecretString::new(p)),
+        target_password: given("target_password").map(SecretString::new),
     };
     let here = format!("/batches/{}/users/{}", link(&batch), link(&email));
     match state
