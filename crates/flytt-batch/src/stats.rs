@@ -265,12 +265,18 @@ pub struct SyncProgress {
     pub percent: Option<u8>,
     /// Seconds left at this sync's rate so far.
     pub eta_seconds: Option<u64>,
+    /// This sync's rate so far, in bytes of mail a second.
+    pub bytes_per_second: Option<u64>,
 }
 
 impl SyncProgress {
     /// The percentage and the time left from the counts and how long the
     /// sync has run.
     pub fn estimate(mut self, elapsed: std::time::Duration) -> SyncProgress {
+        let seconds = elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.bytes_per_second = Some((self.bytes_copied as f64 / seconds) as u64);
+        }
         let Some(total) = self.messages_to_copy else {
             return self;
         };
@@ -282,12 +288,21 @@ impl SyncProgress {
         }
         let share = done.min(total) as f64 / total as f64;
         self.percent = Some((share * 100.0).floor().min(99.0) as u8);
-        let seconds = elapsed.as_secs_f64();
         if done > 0 && seconds > 0.0 {
             let rate = done as f64 / seconds;
             self.eta_seconds = Some((total.saturating_sub(done) as f64 / rate).ceil() as u64);
         }
         self
+    }
+
+    /// "1.2 MB/s", "350 KB/s" (decimal units, as the dashboard's other
+    /// megabytes; empty before the sync has a rate).
+    pub fn rate_words(&self) -> String {
+        match self.bytes_per_second {
+            None => String::new(),
+            Some(rate) if rate >= 1_000_000 => format!("{:.1} MB/s", rate as f64 / 1e6),
+            Some(rate) => format!("{} KB/s", (rate as f64 / 1e3).round()),
+        }
     }
 
     /// ", 40 % done, about 3 min left" (empty before the sync knows).
@@ -382,6 +397,13 @@ mod tests {
         assert_eq!((over.percent, over.eta_seconds), (Some(99), Some(0)));
         assert_eq!(half.in_words(), ", 50 % done, about 10 s left");
         assert_eq!(early.in_words(), "");
+        let moving = SyncProgress {
+            bytes_copied: 31_500_000,
+            ..SyncProgress::default()
+        };
+        assert_eq!(moving.estimate(ten_seconds).rate_words(), "3.1 MB/s");
+        assert_eq!(early.rate_words(), "0 KB/s");
+        assert_eq!(SyncProgress::default().rate_words(), "");
         assert_eq!(
             progress(1, 0, Some(10_000))
                 .estimate(ten_seconds)

@@ -777,8 +777,12 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
         println!("Now:    {}", waiting.sentence());
     }
     if let Some(progress) = &user.progress {
+        let rate = match progress.rate_words() {
+            rate if rate.is_empty() => rate,
+            rate => format!(", {rate}"),
+        };
         println!(
-            "Now:    {} ({} messages copied so far{})",
+            "Now:    {} ({} messages copied so far{}{rate})",
             progress.folder,
             progress.messages_copied,
             progress.in_words()
@@ -811,6 +815,12 @@ fn print_user(user: &UserView, events: &[flytt_store::Event]) {
             stats.messages_altered
         );
         println!("Bytes:  {} copied", stats.bytes_copied);
+        for folder in &stats.folder_counts {
+            println!(
+                "Folder: {} ({} found, {} copied)",
+                folder.folder, folder.found, folder.copied
+            );
+        }
         if stats.messages_excluded > 0 {
             println!(
                 "Excluded: {} messages in folders left out (exclude patterns, MailboxType)",

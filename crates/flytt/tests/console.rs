@@ -1249,6 +1249,23 @@ async fn the_console_in_a_browser() {
         "{kari}"
     );
 
+    // Kari's page says where the copy is, how far and how fast.
+    let page = reload_until(
+        &client,
+        &format!("{base}/batches/{BATCH}/users/kari%40example.org"),
+        "Kari's progress",
+        |t| t.contains("% done"),
+    )
+    .await;
+    let now = page
+        .lines()
+        .find(|l| l.starts_with("Copying "))
+        .unwrap_or_default();
+    assert!(
+        now.ends_with(" KB/s.") || now.ends_with(" MB/s."),
+        "{now:?}: {page}"
+    );
+
     // The batch's Stop ends Kari's sync at a safe point within seconds.
     client
         .goto(&format!("{base}/batches/{BATCH}"))

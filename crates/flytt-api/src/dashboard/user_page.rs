@@ -137,12 +137,18 @@ fn sentence(user: &UserView) -> String {
     match user.status {
         Queued => "Waiting for a free slot on its endpoints to start its initial sync.".into(),
         Syncing | IncrementalSyncing | Completing => match &user.progress {
-            Some(p) if !p.folder.is_empty() => format!(
-                "Copying {}: {} messages so far{}.",
-                p.folder,
-                p.messages_copied,
-                p.in_words()
-            ),
+            Some(p) if !p.folder.is_empty() => {
+                let rate = match p.rate_words() {
+                    rate if rate.is_empty() => rate,
+                    rate => format!(" at {rate}"),
+                };
+                format!(
+                    "Copying {}: {} messages so far{}{rate}.",
+                    p.folder,
+                    p.messages_copied,
+                    p.in_words()
+                )
+            }
             _ => "Logging in and comparing the folders.".into(),
         },
         Synced => {
