@@ -17,7 +17,7 @@ use flytt_secrets::SecretString;
 use flytt_store::{Endpoint, StoredDirectory};
 
 use super::endpoint_pages::{flash_to, is_internal};
-use super::pages::{Page, csrf_ok, csrf_refused, failure, link, render, signed_in, to_login};
+use super::pages::{Page, failure, form_session, link, render, signed_in, to_login};
 use crate::routes::AppState;
 
 /// A directory as the pages show it.
@@ -206,12 +206,10 @@ pub async fn create_directory(
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
+    let session = match form_session(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
     let sent = DirectoryForm::read(&form);
     let created = async {
         if sent.name.is_empty() {
@@ -328,12 +326,10 @@ pub async fn test_directory(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
+    let session = match form_session(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
     let user = form
         .get("user")
         .map(|u| u.trim().to_string())
@@ -355,11 +351,8 @@ pub async fn remove_directory(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
     }
     match state.control.store().remove_directory(&name).await {
         Ok(()) => {

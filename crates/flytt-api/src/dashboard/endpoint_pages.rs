@@ -15,7 +15,7 @@ use flytt_control::views::{EndpointView, WorkerView};
 use flytt_secrets::SecretString;
 use flytt_store::{AdminMode, Endpoint};
 
-use super::pages::{Page, csrf_ok, csrf_refused, failure, link, render, signed_in, to_login};
+use super::pages::{Page, failure, form_session, link, render, signed_in, to_login};
 use super::session::Flash;
 use crate::routes::AppState;
 
@@ -250,12 +250,10 @@ pub async fn create_endpoint(
     headers: HeaderMap,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
+    let session = match form_session(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
     let sent = EndpointForm::read(&form);
     let created = async {
         if sent.name.is_empty() || sent.url.is_empty() {
@@ -301,12 +299,10 @@ pub async fn change_endpoint(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
+    let session = match form_session(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
     let sent = EndpointForm::read(&form);
     let changed = async {
         let mut change = sent.change().map_err(ControlError::InvalidParameter)?;
@@ -339,11 +335,8 @@ pub async fn remove_endpoint(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
     }
     match state.control.store().remove_endpoint(&name).await {
         Ok(()) => {
@@ -456,12 +449,10 @@ pub async fn test_endpoint(
     Path(name): Path<String>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
+    let session = match form_session(&state, &headers, &form).await {
+        Ok(session) => session,
+        Err(refused) => return refused,
     };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
-    }
     let user = form
         .get("user")
         .map(|u| u.trim().to_string())

@@ -154,6 +154,22 @@ pub(super) fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool
         .is_some_and(|token| same(token, &session.csrf))
 }
 
+/// The session a POSTed form comes from, or the answer that refuses it:
+/// signed out (to the sign-in page) or without the session's CSRF token.
+pub(super) async fn form_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<Session, Response> {
+    let Some((session, _)) = signed_in(state, headers).await else {
+        return Err(to_login());
+    };
+    if !csrf_ok(&session, form) {
+        return Err(csrf_refused());
+    }
+    Ok(session)
+}
+
 pub(super) fn csrf_refused() -> Response {
     error_page(
         StatusCode::FORBIDDEN,
@@ -1112,11 +1128,8 @@ pub async fn user_action(
     Path((name, email, action)): Path<(String, String, String)>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
     }
     let Some(action) = user_action_named(&action) else {
         return not_found().await;
@@ -1207,11 +1220,8 @@ pub async fn batch_action(
     Path((name, action)): Path<(String, String)>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
     }
     let control = &state.control;
     let outcome = match action.as_str() {

@@ -17,7 +17,7 @@ use flytt_store::{EventFilter, UserFilter};
 
 use super::endpoint_pages::{flash_to, is_internal};
 use super::pages::{
-    Page, UserButton, csrf_ok, csrf_refused, failure, link, not_found, render, signed_in, to_login,
+    Page, UserButton, failure, form_session, link, not_found, render, signed_in, to_login,
 };
 use crate::routes::AppState;
 
@@ -181,11 +181,8 @@ pub async fn change_login(
     Path((batch, email)): Path<(String, String)>,
     form: axum::Form<HashMap<String, String>>,
 ) -> Response {
-    let Some((session, _)) = signed_in(&state, &headers).await else {
-        return to_login();
-    };
-    if !csrf_ok(&session, &form) {
-        return csrf_refused();
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
     }
     let given = |key: &str| form.get(key).filter(|v| !v.trim().is_empty());
     let login = NewLogin {
