@@ -61,7 +61,9 @@ pub fn router(state: AppState) -> Router {
         .route("/directories", get(list_directories).post(create_directory))
         .route(
             "/directories/{name}",
-            get(show_directory).delete(remove_directory),
+            get(show_directory)
+                .patch(change_directory)
+                .delete(remove_directory),
         )
         .route("/directories/{name}/test", post(test_directory))
         .route("/batches", get(list_batches).post(create_batch))
@@ -400,6 +402,30 @@ async fn create_directory(
             &control.store().directory(&body.name).await?,
         ))?,
     ))
+}
+
+/// `PATCH /api/v1/directories/{name}`: an LDAP directory's settings laid
+/// over the stored ones; a new bind password (write-only) replaces the
+/// stored one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryChangeBody {
+    #[serde(default)]
+    settings: serde_json::Map<String, serde_json::Value>,
+    bind_password: Option<String>,
+}
+
+async fn change_directory(
+    State(control): State<Control>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json, ApiError> {
+    let body: DirectoryChangeBody = parse_json(&body)?;
+    let password = body.bind_password.as_deref().map(SecretString::new);
+    control
+        .change_directory(&name, body.settings, password.as_ref())
+        .await?;
+    to_json(DirectoryView::new(&control.store().directory(&name).await?))
 }
 
 async fn remove_directory(

@@ -72,8 +72,23 @@ pub fn ldap_directory(
         ));
     }
     settings.insert("name".into(), name.into());
-    serde_json::from_value(settings.into())
-        .map_err(|e| ControlError::InvalidParameter(format!("settings: {e}")))
+    let directory: Directory = serde_json::from_value(settings.into())
+        .map_err(|e| ControlError::InvalidParameter(format!("settings: {e}")))?;
+    if let Directory::Ldap(ldap) = &directory {
+        if !(ldap.url.starts_with("ldap://") || ldap.url.starts_with("ldaps://")) {
+            return Err(ControlError::InvalidParameter(format!(
+                "settings.url {:?}: use ldap://HOST (StartTLS) or ldaps://HOST",
+                ldap.url
+            )));
+        }
+        if !ldap.user_filter.contains("{email}") {
+            return Err(ControlError::InvalidParameter(format!(
+                "settings.user_filter {:?}: it must contain {{email}}",
+                ldap.user_filter
+            )));
+        }
+    }
+    Ok(directory)
 }
 
 impl Control {
@@ -89,14 +104,7 @@ impl Control {
                 "directory name {name:?}: no '/' or control characters"
             )));
         }
-        let sealed = match bind_password {
-            Some(password) => Some(
-                crate::keyring(&self.store, &self.data_dir)
-                    .await?
-                    .seal(password, &binding(name))?,
-            ),
-            None => None,
-        };
+        let sealed = self.seal_bind_password(name, bind_password).await?;
         let settings = serde_json::to_string(directory)
             .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
         self.store
@@ -107,6 +115,62 @@ impl Control {
             })
             .await?;
         Ok(())
+    }
+
+    /// Changes an LDAP directory: `changes` are settings as `ldap_directory`
+    /// takes them, laid over the stored ones (the rest stay); a new bind
+    /// password is sealed like the first, none keeps the stored one. A
+    /// command hook changes only on the server (`flytt directory`).
+    pub async fn change_directory(
+        &self,
+        name: &str,
+        changes: serde_json::Map<String, serde_json::Value>,
+        bind_password: Option<&SecretString>,
+    ) -> Result<()> {
+        let stored = self.store.directory(name).await?;
+        let mut settings: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&stored.settings).map_err(|e| {
+                ControlError::InvalidParameter(format!("directory {name}: stored settings: {e}"))
+            })?;
+        if settings.get("kind").and_then(|k| k.as_str()) != Some("ldap") {
+            return Err(ControlError::InvalidParameter(format!(
+                "directory {name} is a command hook: change it on the server with flytt directory"
+            )));
+        }
+        if changes.contains_key("kind") || changes.contains_key("name") {
+            return Err(ControlError::InvalidParameter(
+                "a directory's kind and name do not change: add a new one".into(),
+            ));
+        }
+        settings.extend(changes);
+        let directory = ldap_directory(name, settings)?;
+        let sealed = self.seal_bind_password(name, bind_password).await?;
+        let settings = serde_json::to_string(&directory)
+            .map_err(|e| ControlError::InvalidParameter(e.to_string()))?;
+        self.store
+            .change_directory(&StoredDirectory {
+                name: name.into(),
+                settings,
+                bind_password_sealed: sealed,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A directory's bind password sealed for it (none: none).
+    async fn seal_bind_password(
+        &self,
+        name: &str,
+        password: Option<&SecretString>,
+    ) -> Result<Option<String>> {
+        let Some(password) = password else {
+            return Ok(None);
+        };
+        Ok(Some(
+            crate::keyring(&self.store, &self.data_dir)
+                .await?
+                .seal(password, &binding(name))?,
+        ))
     }
 
     /// A stored directory, ready to use (its bind password opened).

@@ -32,6 +32,24 @@ impl Store {
         }
     }
 
+    /// Replaces a directory's settings, and its sealed bind password when
+    /// `directory` has one (none keeps the stored one).
+    pub async fn change_directory(&self, directory: &StoredDirectory) -> Result<()> {
+        let done = sqlx::query(self.sql(
+            "UPDATE directory SET settings = ?, \
+             bind_password_sealed = COALESCE(?, bind_password_sealed) WHERE name = ?",
+        ))
+        .bind(&directory.settings)
+        .bind(&directory.bind_password_sealed)
+        .bind(&directory.name)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NoSuchDirectory(directory.name.clone()));
+        }
+        Ok(())
+    }
+
     pub async fn directory(&self, name: &str) -> Result<StoredDirectory> {
         let row = sqlx::query(
             self.sql("SELECT name, settings, bind_password_sealed FROM directory WHERE name = ?"),

@@ -873,6 +873,31 @@ async fn batches_users_tokens_mails_and_directories_round_trip(db: &Database) ->
         Err(Error::DirectoryInUse(_))
     ));
     assert_eq!(store.directories().await?.len(), 1);
+    // A change keeps the sealed password unless it brings one.
+    let mut changed = StoredDirectory {
+        name: "ldap".into(),
+        settings: "{\"url\":\"ldaps://y\"}".into(),
+        bind_password_sealed: None,
+    };
+    store.change_directory(&changed).await?;
+    let stored = store.directory("ldap").await?;
+    assert_eq!(stored.settings, changed.settings);
+    assert_eq!(stored.bind_password_sealed.as_deref(), Some("v1:k:sealed"));
+    changed.bind_password_sealed = Some("v1:k:new".into());
+    store.change_directory(&changed).await?;
+    assert_eq!(
+        store
+            .directory("ldap")
+            .await?
+            .bind_password_sealed
+            .as_deref(),
+        Some("v1:k:new")
+    );
+    changed.name = "ingen".into();
+    assert!(matches!(
+        store.change_directory(&changed).await,
+        Err(Error::NoSuchDirectory(_))
+    ));
 
     let mut kari = user("kari@example.org", 2);
     kari.password_sealed = Some("v1:k:pw".into());

@@ -18,6 +18,8 @@ use crate::account::read_password_file;
 pub enum DirectoryCommand {
     /// Add a directory: LDAP (--ldap-url …) or a command hook (--hook PROGRAM).
     New(Box<NewArgs>),
+    /// Change an LDAP directory's settings (what is not given stays).
+    Set(Box<SetArgs>),
     /// Bind and read the base; with --user, look that address up.
     Test(TestArgs),
     List(JsonArg),
@@ -65,6 +67,71 @@ pub struct NewArgs {
 }
 
 #[derive(Args)]
+pub struct SetArgs {
+    name: String,
+    #[arg(long)]
+    ldap_url: Option<String>,
+    #[arg(long)]
+    bind_dn: Option<String>,
+    /// A file holding the new bind password (sealed; the old one goes).
+    #[arg(long)]
+    bind_password_file: Option<PathBuf>,
+    #[arg(long)]
+    base_dn: Option<String>,
+    #[arg(long)]
+    user_filter: Option<String>,
+    #[arg(long)]
+    mailbox_attribute: Option<String>,
+    #[arg(long)]
+    mailbox_value: Option<String>,
+    #[arg(long)]
+    no_mailbox_value: Option<String>,
+    #[arg(long)]
+    must_change_attribute: Option<String>,
+    #[arg(long)]
+    forwarding_attribute: Option<String>,
+    #[arg(long)]
+    allow_plaintext: Option<bool>,
+    /// The CA file (empty: the usual roots only).
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+}
+
+impl SetArgs {
+    /// The flags given, as settings to lay over the stored ones.
+    fn changes(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut changes = serde_json::Map::new();
+        for (key, value) in [
+            ("url", &self.ldap_url),
+            ("bind_dn", &self.bind_dn),
+            ("base_dn", &self.base_dn),
+            ("user_filter", &self.user_filter),
+            ("mailbox_attribute", &self.mailbox_attribute),
+            ("mailbox_value", &self.mailbox_value),
+            ("no_mailbox_value", &self.no_mailbox_value),
+            ("must_change_attribute", &self.must_change_attribute),
+            ("forwarding_attribute", &self.forwarding_attribute),
+        ] {
+            if let Some(value) = value {
+                changes.insert(key.into(), value.clone().into());
+            }
+        }
+        if let Some(allow) = self.allow_plaintext {
+            changes.insert("allow_plaintext".into(), allow.into());
+        }
+        if let Some(ca) = &self.ca_file {
+            let files: Vec<serde_json::Value> = if ca.as_os_str().is_empty() {
+                Vec::new()
+            } else {
+                vec![ca.display().to_string().into()]
+            };
+            changes.insert("ca_files".into(), files.into());
+        }
+        changes
+    }
+}
+
+#[derive(Args)]
 pub struct TestArgs {
     name: String,
     #[arg(long)]
@@ -100,6 +167,20 @@ pub async fn run(command: DirectoryCommand, home: &Home) -> Result<u8> {
                 .create_directory(&args.name, &directory, password.as_ref())
                 .await?;
             println!("Directory {} created.", args.name);
+        }
+        DirectoryCommand::Set(args) => {
+            let password = match &args.bind_password_file {
+                Some(file) => Some(SecretString::new(read_password_file(file)?.expose())),
+                None => None,
+            };
+            let changes = args.changes();
+            if changes.is_empty() && password.is_none() {
+                bail!("nothing to change: give at least one setting");
+            }
+            control
+                .change_directory(&args.name, changes, password.as_ref())
+                .await?;
+            println!("Directory {} changed.", args.name);
         }
         DirectoryCommand::Test(args) => {
             let test = control

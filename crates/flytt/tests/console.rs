@@ -1338,7 +1338,7 @@ async fn the_console_in_a_browser() {
     fill(&client, "name", "corp").await;
     fill(&client, "url", &slapd.url()).await;
     fill(&client, "bind_dn", ADMIN_DN).await;
-    fill(&client, "bind_password", ADMIN_PASSWORD).await;
+    fill(&client, "bind_password", "feil-passord").await;
     fill(&client, "base_dn", BASE_DN).await;
     fill(&client, "ca_file", &slapd.ca_file().display().to_string()).await;
     client
@@ -1351,6 +1351,25 @@ async fn the_console_in_a_browser() {
     click_button(&client, "Create the directory").await;
     wait_for_text(&client, "the directory's page", |t| {
         t.contains("Directory corp created")
+    })
+    .await;
+    assert!(
+        !client
+            .source()
+            .await
+            .expect("source")
+            .contains(ADMIN_PASSWORD)
+    );
+    // A wrong bind password: the test says so; the change form mends it.
+    click_button(&client, "Test the directory").await;
+    wait_for_text(&client, "the failed test", |t| {
+        t.contains("The test failed")
+    })
+    .await;
+    fill(&client, "bind_password", ADMIN_PASSWORD).await;
+    click_button(&client, "Save the changes").await;
+    wait_for_text(&client, "the directory changed", |t| {
+        t.contains("Directory corp changed")
     })
     .await;
     assert!(

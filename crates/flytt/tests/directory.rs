@@ -72,6 +72,29 @@ fn directories_are_added_tested_and_named_by_endpoints() {
     let failed = flytt(&data, &["directory", "test", "feil"]);
     assert_eq!(failed.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&failed.stderr).contains("bind"));
+    // `directory set` mends it: the right bind password, sealed; a filter
+    // without {email} is refused.
+    let password_flag = password.display().to_string();
+    flytt_ok(
+        &data,
+        &[
+            "directory",
+            "set",
+            "feil",
+            "--bind-password-file",
+            &password_flag,
+        ],
+    );
+    flytt_ok(
+        &data,
+        &["directory", "test", "feil", "--user", "kari@example.org"],
+    );
+    let bad_filter = flytt(
+        &data,
+        &["directory", "set", "feil", "--user-filter", "(uid=kari)"],
+    );
+    assert_eq!(bad_filter.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_filter.stderr).contains("{email}"));
 
     let shown = flytt_ok(&data, &["directory", "show", "corp", "--json"]);
     let text = String::from_utf8_lossy(&shown.stdout);
@@ -183,6 +206,70 @@ async fn directories_are_managed_through_the_api() {
         .expect("json");
     assert_eq!(tested["ok"], true, "{tested}");
     assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
+    // Changed: a filter that finds nobody, then back; the kind stays; a
+    // wrong bind password is said by the test.
+    let change = |body: serde_json::Value| {
+        call(reqwest::Method::PATCH, "/directories/corp")
+            .json(&body)
+            .send()
+    };
+    let changed = change(serde_json::json!({
+        "settings": { "user_filter": "(uid=ingen-{email})" },
+        "bind_password": "feil-passord",
+    }))
+    .await
+    .expect("send");
+    assert_eq!(changed.status(), reqwest::StatusCode::OK);
+    let changed = changed.text().await.expect("body");
+    assert!(
+        changed.contains("(uid=ingen-{email})") && !changed.contains("feil-passord"),
+        "{changed}"
+    );
+    let test = || async {
+        call(reqwest::Method::POST, "/directories/corp/test")
+            .json(&serde_json::json!({ "user": "kari@example.org" }))
+            .send()
+            .await
+            .expect("send")
+            .json::<serde_json::Value>()
+            .await
+            .expect("json")
+    };
+    let tested = test().await;
+    assert_eq!(tested["ok"], false, "the wrong bind password: {tested}");
+    let changed = change(serde_json::json!({
+        "settings": { "user_filter": "(mail={email})" },
+        "bind_password": ADMIN_PASSWORD,
+    }))
+    .await
+    .expect("send");
+    assert_eq!(changed.status(), reqwest::StatusCode::OK);
+    let tested = test().await;
+    assert_eq!(tested["user"]["state"], "mail_user", "{tested}");
+    for (path, body, status) in [
+        (
+            "/directories/corp",
+            serde_json::json!({ "settings": { "kind": "hook" } }),
+            reqwest::StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/directories/corp",
+            serde_json::json!({ "settings": { "url": "http://not-ldap" } }),
+            reqwest::StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/directories/ingen",
+            serde_json::json!({ "settings": {} }),
+            reqwest::StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let refused = call(reqwest::Method::PATCH, path)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(refused.status(), status, "{body}");
+    }
     let removed = call(reqwest::Method::DELETE, "/directories/corp")
         .send()
         .await

@@ -121,11 +121,50 @@ impl DirectoryForm {
         }
     }
 
+    /// The form of a stored directory's settings.
+    fn of(stored: &StoredDirectory) -> DirectoryForm {
+        let settings: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&stored.settings).unwrap_or_default();
+        let text = |key: &str| {
+            settings
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        DirectoryForm {
+            name: stored.name.clone(),
+            url: text("url"),
+            bind_dn: text("bind_dn"),
+            base_dn: text("base_dn"),
+            user_filter: text("user_filter"),
+            ca_file: settings
+                .get("ca_files")
+                .and_then(|v| v.get(0))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            allow_plaintext: settings
+                .get("allow_plaintext")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+            mailbox_attribute: text("mailbox_attribute"),
+            forwarding_attribute: text("forwarding_attribute"),
+            must_change_attribute: text("must_change_attribute"),
+        }
+    }
+
     /// The settings as the API takes them: a field left empty takes the
-    /// directory's default.
+    /// directory's default (a new one) or keeps what is stored (a change).
     fn settings(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut settings = serde_json::Map::new();
+        let mut settings = self.changes();
         settings.insert("kind".into(), "ldap".into());
+        settings
+    }
+
+    /// The settings to lay over a stored directory's.
+    fn changes(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut settings = serde_json::Map::new();
         settings.insert("allow_plaintext".into(), self.allow_plaintext.into());
         for (key, value) in [
             ("url", &self.url),
@@ -251,6 +290,8 @@ struct DirectoryPage {
     d: DirectoryRow,
     user: String,
     test: Option<DirectoryTest>,
+    /// The change form: the stored settings.
+    form: DirectoryForm,
     /// What the test found of the address asked about, in a sentence.
     lookup: Option<String>,
 }
@@ -297,6 +338,7 @@ async fn directory_page(
                 page,
                 d: DirectoryRow::new(&directory, &endpoints),
                 lookup: test.as_ref().and_then(|t| lookup_words(&user, t)),
+                form: DirectoryForm::of(&directory),
                 user,
                 test,
             })
@@ -340,6 +382,38 @@ pub async fn test_directory(
             let page = Page::new(&session, None, "directories");
             directory_page(&state, page, &name, Some((user, test))).await
         }
+        Err(e) => failure(e),
+    }
+}
+
+/// `POST /directories/{name}/change`: an LDAP directory's settings
+/// changed (an empty field keeps the stored value; a new bind password is
+/// sealed), said on its page either way.
+pub async fn change_directory(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    form: axum::Form<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = form_session(&state, &headers, &form).await {
+        return refused;
+    }
+    let sent = DirectoryForm::read(&form);
+    let password = form
+        .get("bind_password")
+        .filter(|p| !p.is_empty())
+        .map(SecretString::new);
+    let here = format!("/directories/{}", link(&name));
+    match state
+        .control
+        .change_directory(&name, sent.changes(), password.as_ref())
+        .await
+    {
+        Ok(()) => {
+            let text = format!("Directory {name} changed; test it to check the new settings.");
+            flash_to(&state, &headers, "ok", text, &here)
+        }
+        Err(e) if !is_internal(&e) => flash_to(&state, &headers, "error", e.to_string(), &here),
         Err(e) => failure(e),
     }
 }

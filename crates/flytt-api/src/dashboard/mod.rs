@@ -92,6 +92,10 @@ pub fn router() -> Router<AppState> {
             post(directory_pages::test_directory),
         )
         .route(
+            "/directories/{name}/change",
+            post(directory_pages::change_directory),
+        )
+        .route(
             "/directories/{name}/remove",
             post(directory_pages::remove_directory),
         )
