@@ -16,7 +16,7 @@ use flytt_control::directories::{DirectoryTest, DirectoryView, UserState, ldap_d
 use flytt_secrets::SecretString;
 use flytt_store::{Endpoint, StoredDirectory};
 
-use super::endpoint_pages::{flash_to, is_internal};
+use super::endpoint_pages::{flash_to, is_internal, removal_said};
 use super::pages::{Page, failure, form_session, link, render, signed_in, to_login};
 use crate::routes::AppState;
 
@@ -428,15 +428,14 @@ pub async fn remove_directory(
     if let Err(refused) = form_session(&state, &headers, &form).await {
         return refused;
     }
-    match state.control.store().remove_directory(&name).await {
-        Ok(()) => {
-            let text = format!("Directory {name} removed.");
-            flash_to(&state, &headers, "ok", text, "/directories")
-        }
-        Err(e @ flytt_store::Error::DirectoryInUse(_)) => {
-            let to = format!("/directories/{}", link(&name));
-            flash_to(&state, &headers, "error", e.to_string(), &to)
-        }
-        Err(e) => failure(e),
-    }
+    let outcome = state.control.store().remove_directory(&name).await;
+    let page = format!("/directories/{}", link(&name));
+    removal_said(
+        &state,
+        &headers,
+        outcome,
+        &format!("Directory {name}"),
+        "/directories",
+        &page,
+    )
 }

@@ -338,14 +338,32 @@ pub async fn remove_endpoint(
     if let Err(refused) = form_session(&state, &headers, &form).await {
         return refused;
     }
-    match state.control.store().remove_endpoint(&name).await {
-        Ok(()) => {
-            let text = format!("Endpoint {name} removed.");
-            flash_to(&state, &headers, "ok", text, "/endpoints")
-        }
-        Err(e @ flytt_store::Error::EndpointInUse(_)) => {
-            let to = format!("/endpoints/{}", link(&name));
-            flash_to(&state, &headers, "error", e.to_string(), &to)
+    let outcome = state.control.store().remove_endpoint(&name).await;
+    let page = format!("/endpoints/{}", link(&name));
+    removal_said(
+        &state,
+        &headers,
+        outcome,
+        &format!("Endpoint {name}"),
+        "/endpoints",
+        &page,
+    )
+}
+
+/// A removal's outcome said on the next page: the list when `what` is
+/// gone; its own page when something still uses it.
+pub(super) fn removal_said(
+    state: &AppState,
+    headers: &HeaderMap,
+    outcome: flytt_store::Result<()>,
+    what: &str,
+    list: &str,
+    page: &str,
+) -> Response {
+    match outcome {
+        Ok(()) => flash_to(state, headers, "ok", format!("{what} removed."), list),
+        Err(e @ (flytt_store::Error::EndpointInUse(_) | flytt_store::Error::DirectoryInUse(_))) => {
+            flash_to(state, headers, "error", e.to_string(), page)
         }
         Err(e) => failure(e),
     }
