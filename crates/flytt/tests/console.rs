@@ -1071,6 +1071,21 @@ async fn reload_until(
     }
 }
 
+/// Names `directory` (empty: none) on endpoint ny, through its page's
+/// change form.
+async fn name_directory_on_ny(client: &fantoccini::Client, base: &str, directory: &str) {
+    client
+        .goto(&format!("{base}/endpoints/ny"))
+        .await
+        .expect("goto");
+    choose(client, "directory", directory).await;
+    click_button(client, "Save the changes").await;
+    wait_for_text(client, "the endpoint changed", |t| {
+        t.contains("Endpoint ny changed")
+    })
+    .await;
+}
+
 /// The console in a real browser (headless Chromium), Dovecot to Cyrus:
 /// Ola's wrong CSV password is corrected on Ola's page and Ola retried
 /// alone while Kari's large mailbox copies through a slow link; the
@@ -1392,16 +1407,7 @@ async fn the_console_in_a_browser() {
         t.contains("ingen@example.org is not in the directory")
     })
     .await;
-    client
-        .goto(&format!("{base}/endpoints/ny"))
-        .await
-        .expect("goto");
-    choose(&client, "directory", "corp").await;
-    click_button(&client, "Save the changes").await;
-    wait_for_text(&client, "the endpoint changed", |t| {
-        t.contains("Endpoint ny changed")
-    })
-    .await;
+    name_directory_on_ny(&client, &base, "corp").await;
     let ny = json(&flytt(&data, &["endpoint", "show", "ny", "--json"]));
     assert_eq!(ny["directory"], "corp", "{ny}");
     client
@@ -1415,16 +1421,7 @@ async fn the_console_in_a_browser() {
         t.contains("used by an endpoint")
     })
     .await;
-    client
-        .goto(&format!("{base}/endpoints/ny"))
-        .await
-        .expect("goto");
-    choose(&client, "directory", "").await;
-    click_button(&client, "Save the changes").await;
-    wait_for_text(&client, "the endpoint changed", |t| {
-        t.contains("Endpoint ny changed")
-    })
-    .await;
+    name_directory_on_ny(&client, &base, "").await;
     client
         .goto(&format!("{base}/directories/corp"))
         .await
