@@ -13,6 +13,7 @@ use flytt_imap::{
 use crate::engine::{Worker, is_rejection};
 use crate::folders::{Excludes, FolderPlan, Side, apply_scope, link_merged, plan, safe_name};
 use crate::{IssueKind, MappedFolder, SyncError, gmail};
+use flytt_store::FolderState;
 
 /// A folder whose messages are to be compared and copied.
 pub(crate) struct Visit {
@@ -38,10 +39,15 @@ struct Listings {
     left_out: Vec<String>,
 }
 
-/// Both sides' folders' STATUS, by mailbox name.
+/// Both sides' folders' STATUS, by mailbox name, and what the last pass
+/// left of each source folder.
 struct Statuses {
     source: HashMap<String, FolderStatus>,
+    /// Only of the folders a previous pass began: the rest are visited if
+    /// the source has messages in them, whatever the target holds.
     target: HashMap<String, FolderStatus>,
+    /// Each source folder's checkpoint from a previous pass, by name.
+    previous: HashMap<String, FolderState>,
 }
 
 /// Target folders created under a safe name, so their children follow.
@@ -336,9 +342,22 @@ impl Worker<'_> {
             .map(|p| p.source.clone())
             .chain(listings.left_out.iter().cloned())
             .collect();
+        // A target folder's STATUS only tells whether a folder is unchanged
+        // since the last pass, so it is asked only where there was one:
+        // on a server that makes its role folders on first use (Dovecot's
+        // `auto`), a STATUS would make every one of a new user's empty
+        // folders, to no end.
+        let previous: HashMap<String, FolderState> = self
+            .store
+            .folder_states(self.pair)
+            .await?
+            .into_iter()
+            .map(|state| (state.source_folder.clone(), state))
+            .collect();
         let targets: Vec<String> = plans
             .iter()
             .filter(|p| p.selectable && target_holds(&listings.target, p))
+            .filter(|p| previous.contains_key(&p.source))
             .map(|p| p.target.clone())
             .collect();
         let create: Vec<(&str, Option<&str>)> = plans
@@ -369,7 +388,11 @@ impl Worker<'_> {
             .map(|status| u64::from(status.messages))
             .sum();
         Ok(Readied {
-            statuses: Statuses { source, target },
+            statuses: Statuses {
+                source,
+                target,
+                previous,
+            },
             first_tries: create
                 .iter()
                 .map(|(name, _)| name.to_string())
@@ -497,7 +520,7 @@ impl Worker<'_> {
         ) else {
             return Ok(false);
         };
-        let Some(previous) = self.store.folder_state(self.pair, &folder.source).await? else {
+        let Some(previous) = statuses.previous.get(&folder.source) else {
             return Ok(false);
         };
         let unchanged = previous.source_uidvalidity == validity

@@ -53,6 +53,11 @@ struct Options {
     /// One part only.
     #[arg(long, value_parser = ["mixed", "large", "latency", "bandwidth"])]
     only: Option<String>,
+    /// The rows of the initial, incremental and large tables (all by
+    /// default; mbsync only where it is installed), e.g. `--tools flytt`
+    /// to profile one tool.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    tools: Vec<Tool>,
     /// Also write the tables to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -220,7 +225,7 @@ fn differences(
 }
 
 /// A copying tool, as the benchmark runs it for one user.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Tool {
     Ceiling,
     Doveadm,
@@ -540,11 +545,16 @@ pub async fn bench_peers(flytt: &Path, args: &[String]) -> LabResult<()> {
     let o = <Options as clap::Parser>::try_parse_from(
         std::iter::once("bench-peers".to_string()).chain(args.iter().cloned()),
     )?;
-    let mut tools = vec![Tool::Ceiling, Tool::Doveadm];
-    if Command::new("mbsync").arg("-v").output().is_ok() {
-        tools.push(Tool::Mbsync);
-    }
-    tools.extend([Tool::Flytt, Tool::FlyttOnePair]);
+    let tools = if o.tools.is_empty() {
+        let mut tools = vec![Tool::Ceiling, Tool::Doveadm];
+        if Command::new("mbsync").arg("-v").output().is_ok() {
+            tools.push(Tool::Mbsync);
+        }
+        tools.extend([Tool::Flytt, Tool::FlyttOnePair]);
+        tools
+    } else {
+        o.tools.clone()
+    };
     let users: Vec<String> = (0..o.users)
         .map(|i| format!("mixed{i:02}@example.org"))
         .collect();

@@ -29,6 +29,7 @@ pub async fn bench_workers(flytt: &Path, args: &[String]) -> LabResult<()> {
         messages,
         size,
         ref out,
+        ..
     } = shape;
     let pairs: Vec<(&str, &str)> = users
         .iter()
