@@ -1055,6 +1055,52 @@ fn own_cpu_ticks() -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time (clock ticks) of this process's children that ended and
+/// were waited for: the copying tools the benchmarks run.
+fn children_cpu_ticks() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|text| {
+            let (_, rest) = text.rsplit_once(')')?;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // After ')': … cutime(13) cstime(14).
+            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+            Some(number(13)? + number(14)?)
+        })
+        .unwrap_or(0)
+}
+
+/// Where the machine's CPU time went while something ran: to this
+/// process (the benchmark's own clients), to the copying tools it ran as
+/// children, and to everything else (the servers).
+#[derive(Clone, Copy)]
+pub(crate) struct CpuSplit {
+    pub own: f64,
+    pub children: f64,
+    pub servers: f64,
+}
+
+impl CpuSplit {
+    /// Starts counting; `since` gives the split from here.
+    pub fn start() -> impl Fn() -> CpuSplit {
+        let (machine, own, children) = (
+            machine_busy_ticks().unwrap_or(0),
+            own_cpu_ticks(),
+            children_cpu_ticks(),
+        );
+        move || {
+            let own = own_cpu_ticks().saturating_sub(own);
+            let children = children_cpu_ticks().saturating_sub(children);
+            let machine = machine_busy_ticks().unwrap_or(0).saturating_sub(machine);
+            CpuSplit {
+                own: ticks_to_seconds(own),
+                children: ticks_to_seconds(children),
+                servers: ticks_to_seconds(machine.saturating_sub(own + children)),
+            }
+        }
+    }
+}
+
 /// CPU time everything but this process has used so far: on the
 /// benchmark's otherwise idle machine, the servers' (and, while a batch
 /// runs, `flytt serve`'s, which the caller takes off).

@@ -22,7 +22,7 @@ use flytt_testsupport::corpus::{self, Snapshot};
 use flytt_testsupport::dovecot::{MASTER_PASSWORD, MASTER_USER};
 use flytt_testsupport::proxy::LatencyProxy;
 
-use crate::{Lab, LabResult, ingest, peak_rss_kb};
+use crate::{CpuSplit, Lab, LabResult, ingest, peak_rss_kb};
 
 /// `flytt-lab bench-peers FLYTT_BINARY [options]`.
 #[derive(clap::Parser)]
@@ -386,16 +386,18 @@ Channel copy\nFar :far:\nNear :near:\nPatterns *{patterns}\nCreate Near\nSync Pu
 
     /// Copies every user with `tool`, `parallel` at a time; the wall time
     /// and the largest peak resident memory of one process (kB).
-    async fn run(
-        &self,
-        tool: Tool,
-        users: &[String],
-        parallel: usize,
-    ) -> LabResult<(Duration, u64)> {
+    async fn run(&self, tool: Tool, users: &[String], parallel: usize) -> LabResult<Run> {
         let started = Instant::now();
+        let cpu = CpuSplit::start();
         if tool == Tool::Ceiling {
             self.ceiling(users, parallel).await?;
-            return Ok((started.elapsed(), 0));
+            let cpu = cpu();
+            return Ok(Run {
+                elapsed: started.elapsed(),
+                peak_kb: 0,
+                tool_cpu: cpu.own,
+                servers_cpu: cpu.servers + cpu.children,
+            });
         }
         let ports = (self.lab.source.port, self.lab.target.port);
         let mut waiting = users.iter();
@@ -431,7 +433,14 @@ Channel copy\nFar :far:\nNear :near:\nPatterns *{patterns}\nCreate Near\nSync Pu
             running = still;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok((started.elapsed(), peak_kb))
+        let cpu = cpu();
+        Ok(Run {
+            elapsed: started.elapsed(),
+            peak_kb,
+            tool_cpu: cpu.children,
+            // The benchmark's own polling is counted with the servers.
+            servers_cpu: cpu.servers + cpu.own,
+        })
     }
 
     /// Reads each user's folders whole, then appends them to the ceiling
@@ -516,15 +525,28 @@ struct Row {
     seconds: f64,
     differences: Option<usize>,
     peak_mb: u64,
+    tool_cpu: f64,
+    servers_cpu: f64,
+}
+
+/// One tool's copy of some users.
+struct Run {
+    elapsed: Duration,
+    /// The largest peak resident memory of one of the tool's processes.
+    peak_kb: u64,
+    /// The tool's CPU seconds (all its processes).
+    tool_cpu: f64,
+    /// Everything else's CPU seconds meanwhile: the two servers.
+    servers_cpu: f64,
 }
 
 fn table(title: &str, rows: &[Row], messages: usize, bytes: u64, flytt_seconds: f64) -> String {
     let mut out = format!(
-        "| {title} | time | msgs/s | MB/s | vs flytt | differing messages | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|\n"
+        "| {title} | time | msgs/s | MB/s | vs flytt | differing messages | peak RSS | CPU: tool | CPU: servers |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for row in rows {
         out.push_str(&format!(
-            "| {} | {:.2} s | {:.0} | {:.1} | {:.2} | {} | {} |\n",
+            "| {} | {:.2} s | {:.0} | {:.1} | {:.2} | {} | {} | {:.1} s | {:.1} s |\n",
             row.label,
             row.seconds,
             messages as f64 / row.seconds.max(1e-9),
@@ -536,6 +558,8 @@ fn table(title: &str, rows: &[Row], messages: usize, bytes: u64, flytt_seconds: 
             } else {
                 format!("{} MB", row.peak_mb)
             },
+            row.tool_cpu,
+            row.servers_cpu,
         ));
     }
     out
@@ -633,7 +657,9 @@ pub(crate) async fn batch_peer_rows(
     };
     let mut rows = String::new();
     for tool in tools {
-        let (elapsed, peak_kb) = bench.run(tool, users, parallel).await?;
+        let Run {
+            elapsed, peak_kb, ..
+        } = bench.run(tool, users, parallel).await?;
         let copied = crate::rate(total, bytes, elapsed);
         rows.push_str(&format!(
             "| {}, {parallel} at a time | {:.0} | {:.1} | {:.0}% | | | {} MB | | |\n",
@@ -681,20 +707,22 @@ impl Bench<'_> {
         let mut flytt_seconds = 1.0;
         for tool in tools {
             eprintln!("{part}: {}", tool.label());
-            let (time, peak) = self.run(tool, users, self.parallel).await?;
+            let run = self.run(tool, users, self.parallel).await?;
             let mut diff = 0;
             for (user, source) in users.iter().zip(&sources) {
                 let copy = contents(&self.lab.target, &Bench::target_user(tool, user)).await?;
                 diff += differences(tool, source, &copy);
             }
             if tool == Tool::Flytt {
-                flytt_seconds = time.as_secs_f64();
+                flytt_seconds = run.elapsed.as_secs_f64();
             }
             rows.push(Row {
                 label: tool.label().into(),
-                seconds: time.as_secs_f64(),
+                seconds: run.elapsed.as_secs_f64(),
                 differences: Some(diff),
-                peak_mb: peak / 1024,
+                peak_mb: run.peak_kb / 1024,
+                tool_cpu: run.tool_cpu,
+                servers_cpu: run.servers_cpu,
             });
         }
         Ok((rows, flytt_seconds))
