@@ -657,17 +657,17 @@ pub(crate) async fn batch_peer_rows(
     };
     let mut rows = String::new();
     for tool in tools {
-        let Run {
-            elapsed, peak_kb, ..
-        } = bench.run(tool, users, parallel).await?;
-        let copied = crate::rate(total, bytes, elapsed);
+        let run = bench.run(tool, users, parallel).await?;
+        let copied = crate::rate(total, bytes, run.elapsed);
         rows.push_str(&format!(
-            "| {}, {parallel} at a time | {:.0} | {:.1} | {:.0}% | | | {} MB | | |\n",
+            "| {}, {parallel} at a time | {:.0} | {:.1} | {:.0}% | | | {} MB | {:.1} s | {:.1} s | |\n",
             tool.label().trim_matches('*'),
             copied.messages,
             copied.mb,
             100.0 * copied.messages / ceiling,
-            peak_kb / 1024,
+            run.peak_kb / 1024,
+            run.tool_cpu,
+            run.servers_cpu,
         ));
     }
     Ok(rows)
