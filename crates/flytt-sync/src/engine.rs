@@ -194,6 +194,7 @@ async fn sync_folders(
         };
         match connected {
             Ok((src, tgt)) => {
+                tracing::debug!("another connection pair open");
                 let mut worker = Worker::new(shared, src, tgt);
                 worker.compress(compress).await?;
                 worker.work_through(queue).await
@@ -496,9 +497,16 @@ impl<'a> Worker<'a> {
             && let Some(visit) = queue.take()
         {
             self.observer.folder_started(&visit.folder.display);
+            let started = std::time::Instant::now();
             let synced = self.sync_folder(&visit.folder, visit.target_exists).await;
             queue.release(&visit);
             synced?;
+            tracing::debug!(
+                folder = %visit.folder.display,
+                messages = visit.messages,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "folder visited"
+            );
             self.observer.folder_done(&visit.folder.display);
         }
         let Worker {

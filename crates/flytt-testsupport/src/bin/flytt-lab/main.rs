@@ -1347,7 +1347,9 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
         let (logins, logins_cpu) =
             others_cpu_during(login_floor(&lab.source, &target, users, limit as usize)).await;
         let logins = logins?;
-        let others_before = others_cpu_ticks();
+        // The service and the status polls (`flytt batch show`) are this
+        // process's children: what is left is the servers'.
+        let cpu = CpuSplit::start();
         let served = run_serve_until(
             flytt,
             &data,
@@ -1356,8 +1358,7 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             &["SyncedWithErrors"],
             Duration::from_secs(1800),
         )?;
-        let servers_cpu =
-            ticks_to_seconds(others_cpu_ticks().saturating_sub(others_before)) - served.serve_cpu;
+        let servers_cpu = cpu().servers;
         let copied = rate(total, bytes, served.elapsed);
         // The ceiling's time plus the logins': what the servers need at
         // the least for the batch, logins included.
