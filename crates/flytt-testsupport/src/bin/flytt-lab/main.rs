@@ -1081,7 +1081,7 @@ pub(crate) struct CpuSplit {
 }
 
 impl CpuSplit {
-    /// Starts counting; `since` gives the split from here.
+    /// Starts counting: the function returned gives the split since.
     pub fn start() -> impl Fn() -> CpuSplit {
         let (machine, own, children) = (
             machine_busy_ticks().unwrap_or(0),
@@ -1099,25 +1099,6 @@ impl CpuSplit {
             }
         }
     }
-}
-
-/// CPU time everything but this process has used so far: on the
-/// benchmark's otherwise idle machine, the servers' (and, while a batch
-/// runs, `flytt serve`'s, which the caller takes off).
-fn others_cpu_ticks() -> u64 {
-    machine_busy_ticks()
-        .unwrap_or(0)
-        .saturating_sub(own_cpu_ticks())
-}
-
-/// The CPU seconds everything but this process used while `work` ran.
-async fn others_cpu_during<T>(work: impl std::future::Future<Output = T>) -> (T, f64) {
-    let before = others_cpu_ticks();
-    let out = work.await;
-    (
-        out,
-        ticks_to_seconds(others_cpu_ticks().saturating_sub(before)),
-    )
 }
 
 /// Runs `flytt ARGS --data-dir DATA`; `show` lets its output through.
@@ -1266,7 +1247,7 @@ impl BatchShape {
         for at_once in [users_n, 20, 20] {
             // The servers' CPU from when both sides' sessions are open.
             let start = tokio::sync::Barrier::new(3);
-            let (together_read, together_ingest, before) = tokio::join!(
+            let (together_read, together_ingest, cpu_since_start) = tokio::join!(
                 read_all_at_once(&lab.source, &users, at_once, Some(&start)),
                 seed_users_at_once(
                     &lab.target,
@@ -1278,10 +1259,10 @@ impl BatchShape {
                 ),
                 async {
                     start.wait().await;
-                    others_cpu_ticks()
+                    CpuSplit::start()
                 }
             );
-            let cpu = ticks_to_seconds(others_cpu_ticks().saturating_sub(before));
+            let cpu = cpu_since_start().servers;
             let (read_time, bytes) = together_read?;
             let elapsed = read_time.max(together_ingest?);
             eprintln!(
@@ -1344,9 +1325,9 @@ async fn bench_batch(flytt: &Path, args: &[String]) -> LabResult<()> {
             url: None,
         };
         run.new_bench_batch(&csv, users)?;
-        let (logins, logins_cpu) =
-            others_cpu_during(login_floor(&lab.source, &target, users, limit as usize)).await;
-        let logins = logins?;
+        let cpu = CpuSplit::start();
+        let logins = login_floor(&lab.source, &target, users, limit as usize).await?;
+        let logins_cpu = cpu().servers;
         // The service and the status polls (`flytt batch show`) are this
         // process's children: what is left is the servers'.
         let cpu = CpuSplit::start();
