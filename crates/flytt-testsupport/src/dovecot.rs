@@ -233,6 +233,12 @@ impl Dovecot {
         )
     }
 
+    /// Where `user`'s mail is stored (Maildir), for tests that check what
+    /// the server made on disk.
+    pub fn mail_dir(&self, user: &str) -> PathBuf {
+        self.dir.path().join("mail").join(user)
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.conf
     }

@@ -167,6 +167,13 @@ async fn initial_sync_is_exact_and_a_second_run_copies_nothing() {
     assert_eq!(code, 0, "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(count(&json, "messages_copied"), total as u64);
     assert_eq!(json["status"], "completed");
+    // A first pass asks the target no folder's STATUS: Dovecot makes a
+    // role folder (`auto`) when it is first opened, so the source's empty
+    // "Søppelpost" left the target's Junk unmade, while Sent, which the
+    // copy filled, is there.
+    let target_mail = setup.target.mail_dir(USER);
+    assert!(target_mail.join("Sent").is_dir(), "{target_mail:?}");
+    assert!(!target_mail.join("Junk").exists(), "{target_mail:?}");
     setup.assert_target_matches_source(&[]).await;
 
     // The source's "Sendte elementer" is the target's "Sent"; the target's

@@ -1039,35 +1039,18 @@ fn machine_busy_ticks() -> LabResult<u64> {
     Ok(fields.iter().take(8).sum::<u64>() - idle)
 }
 
-/// CPU time (user and system, in clock ticks) that this process (the
-/// benchmark's own clients) has used so far.
-fn own_cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|text| {
-            // The command name may hold spaces: the fields start after ')'.
-            let (_, rest) = text.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After ')': state(0) … utime(11) stime(12).
-            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-            Some(number(11)? + number(12)?)
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time (clock ticks) of this process's children that ended and
-/// were waited for: the copying tools the benchmarks run.
-fn children_cpu_ticks() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|text| {
-            let (_, rest) = text.rsplit_once(')')?;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            // After ')': … cutime(13) cstime(14).
-            let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-            Some(number(13)? + number(14)?)
-        })
-        .unwrap_or(0)
+/// A process's CPU time in clock ticks from /proc/PID/stat (`self` for
+/// this one): its own (user and system), and its children's that ended
+/// and were waited for (for this process: the copying tools it ran).
+pub(crate) fn process_cpu_ticks(pid: &str) -> LabResult<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: the fields start after ')'.
+    let rest = stat.rsplit_once(')').ok_or("odd /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state(0) … utime(11) stime(12) cutime(13) cstime(14).
+    let number =
+        |i: usize| -> LabResult<u64> { Ok(fields.get(i).ok_or("short /proc stat")?.parse()?) };
+    Ok((number(11)? + number(12)?, number(13)? + number(14)?))
 }
 
 /// Where the machine's CPU time went while something ran: to this
@@ -1083,14 +1066,12 @@ pub(crate) struct CpuSplit {
 impl CpuSplit {
     /// Starts counting: the function returned gives the split since.
     pub fn start() -> impl Fn() -> CpuSplit {
-        let (machine, own, children) = (
-            machine_busy_ticks().unwrap_or(0),
-            own_cpu_ticks(),
-            children_cpu_ticks(),
-        );
+        let machine = machine_busy_ticks().unwrap_or(0);
+        let (own, children) = process_cpu_ticks("self").unwrap_or_default();
         move || {
-            let own = own_cpu_ticks().saturating_sub(own);
-            let children = children_cpu_ticks().saturating_sub(children);
+            let (own_now, children_now) = process_cpu_ticks("self").unwrap_or_default();
+            let own = own_now.saturating_sub(own);
+            let children = children_now.saturating_sub(children);
             let machine = machine_busy_ticks().unwrap_or(0).saturating_sub(machine);
             CpuSplit {
                 own: ticks_to_seconds(own),

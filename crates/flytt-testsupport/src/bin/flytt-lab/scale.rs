@@ -296,14 +296,7 @@ fn watch(serve: &Child, log: &Path, window: Duration) -> LabResult<(f64, Ticks)>
 }
 
 pub(crate) fn cpu_ticks(pid: u32) -> LabResult<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command's closing parenthesis: utime and stime are
-    // the 12th and 13th.
-    let rest = stat.rsplit_once(')').ok_or("odd /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok(utime + stime)
+    Ok(crate::process_cpu_ticks(&pid.to_string())?.0)
 }
 
 /// Requests by curl, timed by curl (median of five), with a token or a
